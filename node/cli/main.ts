@@ -1,0 +1,54 @@
+// `coop`: dispatches to one module per command, loaded lazily so that
+// `coop keys new` does not pay for loading tfjs or libp2p.
+import type { Command } from './command.ts'
+import { CliError, UsageError } from './command.ts'
+
+const commands: Record<string, () => Promise<{ command: Command }>> = {
+  // Each command module exports `command`. Keep this list sorted.
+}
+
+function printHelp(): void {
+  const lines = ['Usage: coop <command> [options]', '', 'Commands:']
+  for (const name of Object.keys(commands).sort()) lines.push(`  ${name}`)
+  lines.push('', 'Run `coop <command> --help` for the options of one command.')
+  process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    printHelp()
+    return name === undefined ? 2 : 0
+  }
+  const load = commands[name]
+  if (load === undefined) {
+    process.stderr.write(`coop: unknown command '${name}'\n`)
+    printHelp()
+    return 2
+  }
+  const { command } = await load()
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`)
+    return 0
+  }
+  try {
+    return await command.run(rest)
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`coop ${name}: ${error.message}\n\n${command.usage}\n`)
+      return 2
+    }
+    if (error instanceof CliError) {
+      process.stderr.write(`coop ${name}: ${error.code}: ${error.message}\n`)
+      return error.exitCode
+    }
+    if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.length > 0) {
+      // Typed errors from protocol/, trainer/ and node/ carry a code: show it, not a stack.
+      process.stderr.write(`coop ${name}: ${error.code}: ${error.message}\n`)
+      return 1
+    }
+    throw error
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2))
