@@ -1,0 +1,90 @@
+// Limits and defaults of the peer (host, gossip validation, payload transfer, store).
+// Each value carries the reason it has that size; change them together with that reason.
+
+// ---- topics and protocols ----
+
+/** Topic namespace: every topic is scoped by the coop id so two cooperatives never mix messages. */
+export const TOPIC_PREFIX = '/diffusion-coop'
+/** Bumped when a topic's message format changes incompatibly; old and new peers then simply do not meet. */
+export const TOPIC_VERSION = 1
+/** The blob stream protocol id; a new major version is a new id so multistream-select negotiates it. */
+export const BLOB_PROTOCOL = '/diffusion-coop/blob/1.0.0'
+
+// ---- gossip messages ----
+
+/** go-libp2p's default max pubsub message is 1 MiB; staying under it keeps the coop interoperable. */
+export const GOSSIP_MAX_MESSAGE_BYTES = 1024 * 1024 - 1024
+/** A signed statement smaller than this cannot hold a signature plus its mandatory fields. */
+export const GOSSIP_MIN_MESSAGE_BYTES = 64
+/** A manifest lists items (about 150 bytes each): 512 KiB bounds it to a few thousand images per manifest. */
+export const MANIFEST_MAX_BYTES = 512 * 1024
+/** A revocation names one manifest and at most a few thousand item digests. */
+export const REVOCATION_MAX_BYTES = 512 * 1024
+/** A contribution statement is a DSSE envelope with a handful of digests: 64 KiB is generous. */
+export const CONTRIBUTION_MAX_BYTES = 64 * 1024
+/** A provenance statement lists every contribution and manifest of a round (hundreds at most). */
+export const CHECKPOINT_MAX_BYTES = 768 * 1024
+
+// ---- peer scoring ----
+
+/** Score points charged for one REJECTed gossip message; with appSpecificWeight 1, five rejects cross the gossip threshold. */
+export const PENALTY_REJECT = 2
+/** A flood is cheaper per message than a forgery, but a sustained one still drives the peer to the graylist. */
+export const PENALTY_RATE_LIMITED = 1
+/** Serving bytes that do not match the requested digest is as bad as a forged message. */
+export const PENALTY_BLOB_BAD_BYTES = 10
+/** Breaking the blob protocol framing (oversized chunk, bad header) is deliberate misbehaviour. */
+export const PENALTY_BLOB_PROTOCOL = 5
+/** Penalties halve every 10 minutes so a peer that misbehaved once can earn its way back. */
+export const PENALTY_HALF_LIFE_MS = 10 * 60 * 1000
+/** Weight of the application score inside gossipsub's total (P5). */
+export const APP_SPECIFIC_WEIGHT = 1
+/** P4 weight: invalid deliveries count quadratically, so a burst of REJECTs sinks the score quickly. */
+export const INVALID_MESSAGE_DELIVERIES_WEIGHT = -10
+/** P4 decay per decay interval (1 s): about 5 minutes to fall to 1% of its value. */
+export const INVALID_MESSAGE_DELIVERIES_DECAY = 0.985
+/** Below this score a peer's gossip is not emitted to (gossipsub default -10). */
+export const GOSSIP_THRESHOLD = -10
+/** Below this score we do not publish to a peer (gossipsub default -50). */
+export const PUBLISH_THRESHOLD = -50
+/** Below this score every RPC of the peer is dropped unread: this is what throttles a hostile flooder. */
+export const GRAYLIST_THRESHOLD = -80
+/** Peers behind the same IP: volunteers run several nodes per machine, and tests/benches run 16 on loopback. */
+export const IP_COLOCATION_THRESHOLD = 32
+
+// ---- flood control (per propagating peer, per topic) ----
+
+/** Token bucket refill: a round produces at most one contribution and a handful of consent messages per peer per second. */
+export const GOSSIP_RATE_PER_SECOND = 20
+/** Bucket depth: lets a joining peer relay a backlog of manifests without being throttled. */
+export const GOSSIP_RATE_BURST = 100
+
+// ---- blob transfer ----
+
+/** Frame size of the blob stream: big enough to amortise framing, small enough to time each chunk. */
+export const BLOB_CHUNK_BYTES = 256 * 1024
+/** Largest blob this node will ever fetch or serve; gpu256 checkpoints are about 150 MB. */
+export const BLOB_MAX_BYTES = 512 * 1024 * 1024
+/** A request frame holds one 'sha256:<64 hex>' digest and a size cap; anything longer is hostile. */
+export const BLOB_REQUEST_MAX_BYTES = 256
+/** A response header frame is a tiny JSON object. */
+export const BLOB_HEADER_MAX_BYTES = 256
+/** A chunk that does not arrive within this time means the provider stalled: try the next one. */
+export const BLOB_CHUNK_TIMEOUT_MS = 10_000
+/** Hard ceiling on one fetch from one provider, so a trickling peer cannot hold us forever (4 MB/s floor for 512 MB). */
+export const BLOB_TRANSFER_TIMEOUT_MS = 120_000
+/** Dialing and negotiating the protocol with one provider. */
+export const BLOB_OPEN_TIMEOUT_MS = 10_000
+/** Concurrent blob streams one remote peer may have open to us; more are refused. */
+export const BLOB_MAX_STREAMS_PER_PEER = 4
+/** Concurrent blob streams we serve in total, bounding memory (each holds a blob in memory). */
+export const BLOB_MAX_SERVING_STREAMS = 32
+/** Concurrent fetches we run against one provider, so we never trip its per-peer limit. */
+export const BLOB_MAX_FETCHES_PER_PROVIDER = 2
+
+// ---- host ----
+
+/** Bootstrap peers are redialed this often while we have no connection at all. */
+export const BOOTSTRAP_REDIAL_MS = 5_000
+/** Waiting for a graceful close of all connections at stop before tearing down. */
+export const STOP_TIMEOUT_MS = 5_000

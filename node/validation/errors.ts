@@ -1,0 +1,72 @@
+// The one error type gossip validators throw. Its action says what gossipsub does with the
+// message (IGNORE: drop quietly; REJECT: drop and charge the sender), its code says why.
+
+export type GossipAction = 'IGNORE' | 'REJECT'
+
+/** Closed set of reasons a gossip message or a blob can be refused; codes label counters and tests. */
+export const GOSSIP_ERROR_CODES = [
+  // size and framing
+  'TOO_SMALL',
+  'TOO_LARGE',
+  'UNKNOWN_KIND',
+  'WRONG_TOPIC',
+  // decode and schema
+  'DECODE',
+  'SCHEMA',
+  // signature and identity
+  'BAD_SIGNATURE',
+  'SENDER_MISMATCH',
+  'WRONG_COOP',
+  // consent semantics
+  'REVOKED',
+  'EXPIRED',
+  'NOT_YET_VALID',
+  'LICENSE_NOT_ACCEPTED',
+  'USAGE_NOT_ALLOWED',
+  'FOREIGN_CUSTODIAN',
+  'UNKNOWN_MANIFEST',
+  'NOT_ISSUER',
+  'ADMISSION_DENIED',
+  // round semantics (the round engine's hooks use these)
+  'ROUND_OUT_OF_WINDOW',
+  'UNKNOWN_BASE',
+  'WRONG_BASE',
+  'NOT_PUBLISHER',
+  'MANIFEST_INVALID',
+  'DUPLICATE',
+  'CONFLICT',
+  // flow control
+  'RATE_LIMITED',
+  // blob transfer
+  'BLOB_DIGEST_MISMATCH',
+  'BLOB_TOO_LARGE',
+  'BLOB_PROTOCOL',
+  // a validator failed in a way it did not classify: never the sender's fault by default
+  'INTERNAL',
+] as const
+
+export type GossipErrorCode = (typeof GOSSIP_ERROR_CODES)[number]
+
+export class GossipValidationError extends Error {
+  readonly action: GossipAction
+  readonly code: GossipErrorCode
+
+  constructor(action: GossipAction, code: GossipErrorCode, message?: string) {
+    super(message ?? `${action} ${code}`)
+    this.name = 'GossipValidationError'
+    this.action = action
+    this.code = code
+  }
+}
+
+export function reject(code: GossipErrorCode, message?: string): GossipValidationError {
+  return new GossipValidationError('REJECT', code, message)
+}
+
+export function ignore(code: GossipErrorCode, message?: string): GossipValidationError {
+  return new GossipValidationError('IGNORE', code, message)
+}
+
+export function isGossipValidationError(err: unknown): err is GossipValidationError {
+  return err instanceof GossipValidationError
+}

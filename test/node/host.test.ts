@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { CoopHost } from '../../node/p2p/host.ts'
+import { topicString, TOPIC_NAMES } from '../../node/p2p/topics.ts'
+import { reject } from '../../node/validation/errors.ts'
+import { collect, connect, startHost, TEST_COOP_ID, waitFor } from './helpers/net.ts'
+
+describe('coop host: gossip between three real peers on loopback', () => {
+  let hosts: CoopHost[] = []
+
+  beforeAll(async () => {
+    hosts = await Promise.all([startHost(), startHost(), startHost()])
+    for (const host of hosts) for (const topic of TOPIC_NAMES) host.setValidator(topic, async () => {})
+    // A line a - b - c: c only hears a through b's relay, which exercises validation before forwarding.
+    await connect(hosts[0] as CoopHost, hosts[1] as CoopHost)
+    await connect(hosts[1] as CoopHost, hosts[2] as CoopHost)
+  })
+
+  afterAll(async () => {
+    await Promise.all(hosts.map((h) => h.stop()))
+  })
+
+  it('scopes topics by coop id', () => {
+    expect(topicString(TEST_COOP_ID, 'consent')).toBe(`/diffusion-coop/${TEST_COOP_ID}/consent/1`)
+    expect(() => topicString('a/b', 'consent')).toThrow(RangeError)
+  })
+
+  it('delivers messages on all three topics to every peer, relayed through the middle one', async () => {
+    const [a, b, c] = hosts as [CoopHost, CoopHost, CoopHost]
+    const received = TOPIC_NAMES.map((topic) => ({ topic, atB: collect(b, topic), atC: collect(c, topic) }))
+    for (const topic of TOPIC_NAMES) await a.publish(topic, new TextEncoder().encode(`hello ${topic}`))
+    await waitFor(() => received.every((r) => r.atB.length === 1 && r.atC.length === 1), 'all messages to arrive')
+    for (const r of received) {
+      expect(r.atC).toEqual([{ from: a.peerId, text: `hello ${r.topic}` }])
+      expect(r.atB).toEqual([{ from: a.peerId, text: `hello ${r.topic}` }])
+    }
+    expect(b.validationStats().consent?.accept).toBeGreaterThanOrEqual(1)
+  })
+
+  it('does not deliver or relay a message its validator rejects, and charges the sender', async () => {
+    const [a, b, c] = hosts as [CoopHost, CoopHost, CoopHost]
+    b.setValidator('checkpoints', async (msg) => {
+      if (new TextDecoder().decode(msg.data).startsWith('bad')) throw reject('SCHEMA', 'test rule')
+    })
+    const atB = collect(b, 'checkpoints')
+    const atC = collect(c, 'checkpoints')
+    await a.publish('checkpoints', new TextEncoder().encode('bad checkpoint'))
+    await a.publish('checkpoints', new TextEncoder().encode('good checkpoint'))
+    await waitFor(() => atC.length === 1, 'the good message at c')
+    expect(atB.map((m) => m.text)).toEqual(['good checkpoint'])
+    expect(atC.map((m) => m.text)).toEqual(['good checkpoint'])
+    expect(b.validationStats().checkpoints?.reject).toEqual({ SCHEMA: 1 })
+    expect(b.penaltyCounts(a.peerId)).toEqual({ SCHEMA: 1 })
+    await waitFor(() => b.peerScore(a.peerId) < 0, "a's score at b to go negative")
+  })
+
+  it('refuses to publish a message over the gossip size limit', async () => {
+    const [a] = hosts as [CoopHost]
+    await expect(a.publish('contributions', new Uint8Array(1024 * 1024))).rejects.toMatchObject({ code: 'TOO_LARGE' })
+  })
+
+  it('lists connected peers and stops gracefully', async () => {
+    const [a, b, c] = hosts as [CoopHost, CoopHost, CoopHost]
+    expect(b.connectedPeers().sort()).toEqual([a.peerId, c.peerId].sort())
+    await c.stop()
+    await waitFor(() => !b.connectedPeers().includes(c.peerId), 'b to notice c left')
+    expect(b.topicPeers('consent')).not.toContain(c.peerId)
+  })
+})
