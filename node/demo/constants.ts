@@ -1,0 +1,60 @@
+// Defaults and limits of `coop demo`, each with the reason for its value.
+
+/** Written in --out; ties the folder to one set of parameters (resume or refuse). */
+export const RUN_MANIFEST_FILE = 'demo-run.json'
+/** Holds the pid of the live demo using --out, so two demos never share a folder. */
+export const RUN_LOCK_FILE = 'demo.lock'
+/** A run manifest is a few hundred bytes; anything near this is not ours. */
+export const RUN_MANIFEST_MAX_BYTES = 1024 * 1024
+
+/** The issue's demo: four peers, one of them the publisher. */
+export const DEFAULT_PEERS = 4
+/** Fewer than two peers is not a cooperative; more than eight does not fit a 2-core laptop. */
+export const MAX_PEERS = 8
+/** The first peer (index 0) publishes: it starts first and the others bootstrap from it. */
+export const PUBLISHER_INDEX = 0
+
+/** Twemoji's categories with at least this many images are used; "Component" (5 images) is too small to learn. */
+export const MIN_IMAGES_PER_CATEGORY = 40
+
+/** Default run: tuned so that it ends within 15 minutes on a 2-core CPU (measured, see README). */
+export const DEFAULT_RUN = {
+  config: 'emoji32',
+  autoencoderRounds: 3,
+  unetRounds: 6,
+  innerSteps: 40,
+  imagesPerCategory: 120,
+  seed: 1,
+} as const
+
+/** --smoke: the same path on the tiny config, about a minute end to end. */
+export const SMOKE_RUN = {
+  config: 'tiny',
+  autoencoderRounds: 1,
+  unetRounds: 2,
+  innerSteps: 8,
+  imagesPerCategory: 12,
+  seed: 1,
+} as const
+
+/** How long a node may take to start and write its listen addresses (tfjs + libp2p load). */
+export const NODE_START_TIMEOUT_MS = 60_000
+/** After SIGINT, how long a node may take to flush its store before it is killed. */
+export const NODE_STOP_GRACE_MS = 15_000
+/** With no log line from any node for this long, the run is declared stalled rather than hanging forever. */
+export const STALL_TIMEOUT_MS = 180_000
+/** A node's log line longer than this is not a pino record of ours; it is skipped, not parsed. */
+export const MAX_LOG_LINE_BYTES = 64 * 1024
+/** Keep this many of the latest log lines per node to show when it dies. */
+export const LOG_TAIL_LINES = 20
+/** The live view redraws at most this often: faster only burns the CPU the peers train on. */
+export const LIVE_VIEW_REDRAW_MS = 250
+
+/** Guidance scale for the sample grids: classifier-free guidance of 3 gives clearer classes at 32x32. */
+export const SAMPLE_GUIDANCE = 3
+/** Images per category row of the sample grids. */
+export const SAMPLES_PER_CLASS = 8
+/** DDIM steps for the grids: enough for clean 32x32 samples, cheap enough to render each round. */
+export const SAMPLE_STEPS = 25
+/** Fixed sampling seed so that grids of different rounds differ only by the model. */
+export const SAMPLE_SEED = 7
