@@ -86,11 +86,25 @@ export function blobDigest(bytes: Uint8Array): string {
 
 type HeaderStatus = 'ok' | 'not_found' | 'too_large' | 'busy'
 
+/** Timeouts of one transfer; overridable so tests can exercise stalls without waiting for the production values. */
+export interface BlobTimeouts {
+  chunkTimeoutMs: number
+  transferTimeoutMs: number
+  openTimeoutMs: number
+}
+
+export const DEFAULT_BLOB_TIMEOUTS: BlobTimeouts = {
+  chunkTimeoutMs: BLOB_CHUNK_TIMEOUT_MS,
+  transferTimeoutMs: BLOB_TRANSFER_TIMEOUT_MS,
+  openTimeoutMs: BLOB_OPEN_TIMEOUT_MS,
+}
+
 interface BlobServiceDeps {
   /** Opens a stream to the peer on the blob protocol (libp2p.dialProtocol). */
   openStream(peer: PeerId, protocol: string, options: { signal: AbortSignal }): Promise<Stream>
   penalize(peerId: string, code: GossipErrorCode, points: number): void
   log?: Logger
+  timeouts?: Partial<BlobTimeouts>
 }
 
 function encodeJson(value: unknown): Uint8Array {
@@ -117,6 +131,7 @@ function* chunksOf(bytes: Uint8Array, size: number): Generator<Uint8Array> {
 /** Serves and fetches blobs for one host. */
 export class BlobService {
   readonly #deps: BlobServiceDeps
+  readonly #timeouts: BlobTimeouts
   #source: BlobSource | undefined
   readonly #servingPerPeer = new Map<string, number>()
   #servingTotal = 0
@@ -125,6 +140,7 @@ export class BlobService {
 
   constructor(deps: BlobServiceDeps, source?: BlobSource) {
     this.#deps = deps
+    this.#timeouts = { ...DEFAULT_BLOB_TIMEOUTS, ...deps.timeouts }
     this.#source = source
   }
 
@@ -135,7 +151,7 @@ export class BlobService {
   /** Stream handler for inbound requests (registered with libp2p.handle). */
   async handleInbound(stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
-    const signal = AbortSignal.timeout(BLOB_TRANSFER_TIMEOUT_MS)
+    const signal = AbortSignal.timeout(this.#timeouts.transferTimeoutMs)
     const onAbort = (): void => stream.abort(new Error('blob serve timed out'))
     signal.addEventListener('abort', onAbort, { once: true })
     const perPeer = this.#servingPerPeer.get(peer) ?? 0
@@ -259,13 +275,13 @@ export class BlobService {
     } catch {
       throw new BlobTransferError('UNREACHABLE', 'provider is not a peer id')
     }
-    const total = AbortSignal.timeout(BLOB_TRANSFER_TIMEOUT_MS)
+    const total = AbortSignal.timeout(this.#timeouts.transferTimeoutMs)
     const signal = outer === undefined ? total : AbortSignal.any([total, outer])
     await this.#acquireProviderSlot(provider, signal)
     let stream: Stream | undefined
     try {
       try {
-        stream = await this.#deps.openStream(peer, BLOB_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(BLOB_OPEN_TIMEOUT_MS)]) })
+        stream = await this.#deps.openStream(peer, BLOB_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.#timeouts.openTimeoutMs)]) })
       } catch (err) {
         throw new BlobTransferError(signal.aborted ? 'TIMEOUT' : 'UNREACHABLE', err instanceof Error ? err.message : String(err))
       }
@@ -291,7 +307,7 @@ export class BlobService {
       let timer: NodeJS.Timeout | undefined
       let onAbort: (() => void) | undefined
       const stalled = new Promise<never>((_, rejectStall) => {
-        timer = setTimeout(() => rejectStall(new BlobTransferError('TIMEOUT', 'provider stalled between chunks')), BLOB_CHUNK_TIMEOUT_MS)
+        timer = setTimeout(() => rejectStall(new BlobTransferError('TIMEOUT', 'provider stalled between chunks')), this.#timeouts.chunkTimeoutMs)
         onAbort = () => rejectStall(new BlobTransferError('TIMEOUT', 'blob transfer took too long'))
         signal.addEventListener('abort', onAbort, { once: true })
       })

@@ -35,7 +35,7 @@ import { type GossipErrorCode, GossipValidationError } from '../validation/error
 import { type GossipValidator, toTopicValidatorFn, type TopicValidationStats, ValidationCounters } from '../validation/gossip-validator.ts'
 import { PeerPenalties } from '../validation/penalties.ts'
 import { RateLimiter } from '../validation/rate-limit.ts'
-import { type BlobSource, BlobService, type FetchBlobOptions } from './blob.ts'
+import { type BlobSource, BlobService, type BlobTimeouts, type FetchBlobOptions } from './blob.ts'
 import { TOPIC_NAMES, type TopicName, topicString } from './topics.ts'
 
 export interface CoopHostOptions {
@@ -51,6 +51,8 @@ export interface CoopHostOptions {
   log?: Logger
   /** The blobs this node serves to others (normally the store). */
   blobs?: BlobSource
+  /** Blob transfer timeouts (defaults in constants.ts). */
+  blobTimeouts?: Partial<BlobTimeouts>
 }
 
 export interface AcceptedMessage {
@@ -192,6 +194,7 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
       openStream: (peer: PeerId, protocol: string, opts: { signal: AbortSignal }) => node.dialProtocol(peer, protocol, opts),
       penalize: (peer, code, points) => penalties.add(peer, code, points),
       log,
+      ...(options.blobTimeouts === undefined ? {} : { timeouts: options.blobTimeouts }),
     },
     options.blobs,
   )

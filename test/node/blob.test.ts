@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto'
+import type { Connection, Stream } from '@libp2p/interface'
+import * as lp from 'it-length-prefixed'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BLOB_PROTOCOL } from '../../node/constants.ts'
+import { type BlobSource, BlobTransferError, blobDigest } from '../../node/p2p/blob.ts'
+import type { CoopHost } from '../../node/p2p/host.ts'
+import { startHost } from './helpers/net.ts'
+
+const MiB = 1024 * 1024
+
+function mapSource(blobs: Uint8Array[]): BlobSource {
+  const byDigest = new Map(blobs.map((b) => [blobDigest(b), b]))
+  return { getBlob: async (digest) => byDigest.get(digest) }
+}
+
+/** Reads the request frame of the real protocol and returns its digest. */
+async function readRequest(stream: Stream): Promise<string> {
+  for await (const frame of lp.decode(stream, { maxDataLength: 256 })) {
+    return (JSON.parse(new TextDecoder().decode(frame.subarray())) as { digest: string }).digest
+  }
+  throw new Error('no request')
+}
+
+async function send(stream: Stream, frames: Uint8Array[]): Promise<void> {
+  for (const frame of lp.encode(frames)) if (!stream.send(frame)) await stream.onDrain()
+}
+
+describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
+  const payload = new Uint8Array(randomBytes(3 * MiB))
+  const digest = blobDigest(payload)
+  let requester: CoopHost
+  let holder: CoopHost
+  let liar: CoopHost
+  let vanisher: CoopHost
+  let staller: CoopHost
+  let empty: CoopHost
+  const vanisherServed: string[] = []
+
+  beforeAll(async () => {
+    requester = await startHost({ blobTimeouts: { chunkTimeoutMs: 1000 } })
+    holder = await startHost({ blobs: mapSource([payload]) })
+    // The liar serves other bytes of the same length under the requested digest.
+    liar = await startHost({ blobs: { getBlob: async () => new Uint8Array(payload.byteLength).fill(7) } })
+    empty = await startHost({ blobs: mapSource([]) })
+    vanisher = await startHost()
+    staller = await startHost()
+    // The vanisher announces the full blob, sends half a MiB of it, then drops the connection.
+    await vanisher.libp2p.unhandle(BLOB_PROTOCOL)
+    await vanisher.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream, connection: Connection) => {
+      vanisherServed.push(await readRequest(stream))
+      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })), payload.subarray(0, 256 * 1024), payload.subarray(256 * 1024, 512 * 1024)])
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      connection.abort(new Error('provider vanished'))
+    })
+    // The staller announces the blob and then sends nothing.
+    await staller.libp2p.unhandle(BLOB_PROTOCOL)
+    await staller.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream) => {
+      await readRequest(stream)
+      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength }))])
+    })
+    for (const peer of [holder, liar, empty, vanisher, staller]) await requester.dial(peer.multiaddrs()[0] as string)
+  })
+
+  afterAll(async () => {
+    await Promise.all([requester, holder, liar, empty, vanisher, staller].map((h) => h.stop()))
+  })
+
+  it('transfers a 3 MB blob (larger than any gossip message) and verifies its digest', async () => {
+    const started = performance.now()
+    const bytes = await requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: 4 * MiB })
+    expect(blobDigest(bytes)).toBe(digest)
+    expect(Buffer.from(bytes).equals(Buffer.from(payload))).toBe(true)
+    expect(performance.now() - started).toBeLessThan(30_000)
+  })
+
+  it('retries the next holder when a provider vanishes mid-transfer', async () => {
+    const bytes = await requester.fetchBlob(digest, { providers: [vanisher.peerId, holder.peerId], maxBytes: 4 * MiB })
+    expect(vanisherServed).toContain(digest)
+    expect(blobDigest(bytes)).toBe(digest)
+    // Vanishing may be an honest crash: it is not charged.
+    expect(requester.penaltyCounts(vanisher.peerId)).toEqual({})
+  })
+
+  it('rejects wrong bytes, penalises their sender and fetches from an honest holder', async () => {
+    const bytes = await requester.fetchBlob(digest, { providers: [liar.peerId, holder.peerId], maxBytes: 4 * MiB })
+    expect(blobDigest(bytes)).toBe(digest)
+    expect(requester.penaltyCounts(liar.peerId)).toEqual({ BLOB_DIGEST_MISMATCH: 1 })
+    expect(requester.appScore(liar.peerId)).toBeLessThan(0)
+  })
+
+  it('reports every failed provider when none delivers, without hanging on a staller', async () => {
+    const started = performance.now()
+    const failure = await requester
+      .fetchBlob(digest, { providers: [staller.peerId, empty.peerId, liar.peerId], maxBytes: 4 * MiB })
+      .catch((err: unknown) => err)
+    expect(failure).toBeInstanceOf(BlobTransferError)
+    expect((failure as BlobTransferError).code).toBe('ALL_PROVIDERS_FAILED')
+    expect((failure as BlobTransferError).attempts.map((a) => [a.provider, a.code])).toEqual([
+      [staller.peerId, 'TIMEOUT'],
+      [empty.peerId, 'NOT_FOUND'],
+      [liar.peerId, 'DIGEST_MISMATCH'],
+    ])
+    expect(performance.now() - started).toBeLessThan(10_000)
+  })
+
+  it('charges a provider that breaks the framing with an oversized chunk', async () => {
+    await vanisher.libp2p.unhandle(BLOB_PROTOCOL)
+    await vanisher.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream) => {
+      await readRequest(stream)
+      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })), payload.subarray(0, MiB)])
+      await stream.close()
+    })
+    const bytes = await requester.fetchBlob(digest, { providers: [vanisher.peerId, holder.peerId], maxBytes: 4 * MiB })
+    expect(blobDigest(bytes)).toBe(digest)
+    expect(requester.penaltyCounts(vanisher.peerId)).toEqual({ BLOB_PROTOCOL: 1 })
+  })
+
+  it('refuses blobs larger than the caller accepts, and malformed digests', async () => {
+    const failure = (await requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: MiB }).catch((err: unknown) => err)) as BlobTransferError
+    expect(failure.attempts.map((a) => a.code)).toEqual(['TOO_LARGE'])
+    await expect(requester.fetchBlob('sha256:xyz', { providers: [holder.peerId], maxBytes: MiB })).rejects.toMatchObject({ code: 'BAD_DIGEST' })
+    await expect(requester.fetchBlob(digest, { providers: [], maxBytes: MiB })).rejects.toMatchObject({ code: 'NO_PROVIDERS' })
+  })
+
+  it('serves from any holder, including a peer that fetched the blob itself', async () => {
+    const fetched = await requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: 4 * MiB })
+    requester.setBlobSource(mapSource([fetched]))
+    const bytes = await empty.fetchBlob(digest, { providers: [requester.peerId], maxBytes: 4 * MiB })
+    expect(blobDigest(bytes)).toBe(digest)
+  })
+})
