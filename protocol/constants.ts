@@ -15,3 +15,14 @@ export const SAFETENSORS_MAX_NAME_BYTES = 1024
 
 /** Cap on a tensor's rank: diffusion weights are at most 4-D; 8 allows headroom. */
 export const SAFETENSORS_MAX_RANK = 8
+
+/** Ed25519 sizes fixed by RFC 8032. */
+export const ED25519_PUBLIC_KEY_BYTES = 32
+export const ED25519_SEED_BYTES = 32
+export const ED25519_SIGNATURE_BYTES = 64
+
+/** Multicodec `ed25519-pub` (0xed) as an unsigned varint: the did:key method's prefix for Ed25519 keys. */
+export const MULTICODEC_ED25519_PUB = Uint8Array.from([0xed, 0x01])
+
+/** Parsed public keys kept for fast repeated verification; bounded because peers choose the keys. */
+export const KEY_CACHE_SIZE = 4096

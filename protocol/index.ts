@@ -2,4 +2,6 @@
 export * from './constants.ts'
 export * from './digest.ts'
 export * from './errors.ts'
+export * from './jcs.ts'
+export * from './keys.ts'
 export * from './safetensors.ts'
