@@ -1,0 +1,93 @@
+// A topic validator is a chain of plain functions run in a fixed order:
+// size -> decode -> schema -> signature -> semantics. Each stage throws a GossipValidationError
+// (via reject()/ignore()) or returns; the first failure ends the chain.
+import { isProtocolError, type ProtocolError } from '../../protocol/index.ts'
+import type { TopicName } from '../p2p/topics.ts'
+import { type GossipErrorCode, GossipValidationError, ignore, reject } from './errors.ts'
+import type { GossipInput, GossipValidator } from './gossip-validator.ts'
+import { checkSize, decodeBody, type GossipKind } from './messages.ts'
+
+export interface ChainContext {
+  /** Author of the gossip message (gossipsub verified its envelope signature). */
+  from: string
+  propagationSource: string
+  topic: TopicName
+  kind: GossipKind
+}
+
+export interface KindStages<T> {
+  /** Shape and types of the decoded document; returns it typed. */
+  schema(document: Record<string, unknown>, ctx: ChainContext): T | Promise<T>
+  /** Cryptographic checks: the document's own signatures, and that its signer may send it. */
+  signature(message: T, ctx: ChainContext): void | Promise<void>
+  /** Meaning in our current state (windows, known references, consent); plugged in by the owner of that state. */
+  semantics?(message: T, ctx: ChainContext): void | Promise<void>
+}
+
+// The stage tables are keyed by kind; `any` lets each kind carry its own document type.
+// biome-ignore lint/suspicious/noExplicitAny: heterogeneous per-kind document types
+export type StagesByKind = Partial<Record<GossipKind, KindStages<any>>>
+
+export function createChainValidator(topic: TopicName, stagesByKind: StagesByKind): GossipValidator {
+  return async (input: GossipInput) => {
+    // size: kind byte and the kind's size window, before any parsing.
+    const { kind, body } = checkSize(topic, input.data)
+    const stages = stagesByKind[kind]
+    // A kind of this topic that this node has no chain for is not ours to judge.
+    if (stages === undefined) throw ignore('UNKNOWN_KIND', `no validator for ${kind}`)
+    const ctx: ChainContext = { from: input.from, propagationSource: input.propagationSource, topic, kind }
+    // decode: well-formed UTF-8 JSON object.
+    const document = decodeBody(body)
+    // schema: the document has its kind's shape.
+    const message = await stages.schema(document, ctx)
+    // signature: the document's own signatures verify and its signer may send it.
+    await stages.signature(message, ctx)
+    // semantics: it makes sense now (state-dependent checks).
+    if (stages.semantics !== undefined) await stages.semantics(message, ctx)
+  }
+}
+
+/** Parses an accepted message again for its handler (cheap: validation already proved it parses). */
+export function parseAcceptedMessage(topic: TopicName, data: Uint8Array): { kind: GossipKind; document: Record<string, unknown> } {
+  const { kind, body } = checkSize(topic, data)
+  return { kind, document: decodeBody(body) }
+}
+
+/** How protocol/ rejection codes map to gossip codes (all REJECT: each is the author's fault). */
+const PROTOCOL_TO_GOSSIP: Partial<Record<ProtocolError['code'], GossipErrorCode>> = {
+  BAD_SIGNATURE: 'BAD_SIGNATURE',
+  EXPIRED: 'EXPIRED',
+  NOT_YET_VALID: 'NOT_YET_VALID',
+  USAGE_NOT_ALLOWED: 'USAGE_NOT_ALLOWED',
+  LICENSE_NOT_ACCEPTED: 'LICENSE_NOT_ACCEPTED',
+  INVALID_LICENSE: 'SCHEMA',
+  REVOKED: 'REVOKED',
+  SCHEMA: 'SCHEMA',
+  TOO_LARGE: 'TOO_LARGE',
+  TRUNCATED: 'DECODE',
+  UNKNOWN_TYPE: 'SCHEMA',
+  INVALID_JSON: 'DECODE',
+  BAD_KEY: 'SCHEMA',
+  UNSUPPORTED_CRYPTOSUITE: 'SCHEMA',
+  BAD_ENCODING: 'DECODE',
+  THRESHOLD_NOT_MET: 'BAD_SIGNATURE',
+  ISSUER_MISMATCH: 'NOT_ISSUER',
+  DIGEST_MISMATCH: 'SCHEMA',
+  MERKLE_MISMATCH: 'SCHEMA',
+  NOT_CANONICAL: 'SCHEMA',
+}
+
+/**
+ * Runs a protocol/ function and turns its ProtocolError into a gossip REJECT with the mapped
+ * code (or `fallback` for codes that mean something else at this stage).
+ */
+export async function viaProtocol<T>(fallback: GossipErrorCode, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    if (err instanceof GossipValidationError) throw err
+    if (isProtocolError(err)) throw reject(PROTOCOL_TO_GOSSIP[err.code] ?? fallback, err.message)
+    // A verifier that crashes on hostile input is still refusing it; never let it pass.
+    throw reject(fallback, err instanceof Error ? err.message : String(err))
+  }
+}

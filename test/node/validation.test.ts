@@ -1,0 +1,159 @@
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import { describe, expect, it } from 'vitest'
+import { GOSSIP_MAX_MESSAGE_BYTES, PENALTY_RATE_LIMITED, PENALTY_REJECT } from '../../node/constants.ts'
+import { createChainValidator } from '../../node/validation/chain.ts'
+import { GossipValidationError, ignore, reject } from '../../node/validation/errors.ts'
+import { type GossipInput, runValidator, ValidationCounters } from '../../node/validation/gossip-validator.ts'
+import { checkSize, decodeBody, encodeGossipMessage, GOSSIP_KINDS } from '../../node/validation/messages.ts'
+import { PeerPenalties } from '../../node/validation/penalties.ts'
+import { RateLimiter } from '../../node/validation/rate-limit.ts'
+
+function framed(tag: number, text: string | Uint8Array, padTo = 0): Uint8Array {
+  const body = typeof text === 'string' ? new TextEncoder().encode(text) : text
+  const out = new Uint8Array(Math.max(1 + body.byteLength, padTo))
+  out[0] = tag
+  out.set(body, 1)
+  // Pad with JSON whitespace so that the body stays valid JSON at any size.
+  out.fill(0x20, 1 + body.byteLength)
+  return out
+}
+
+const filler = JSON.stringify({ note: 'x'.repeat(80) })
+
+describe('size and decode stages', () => {
+  it.each([
+    ['empty message', 'consent', new Uint8Array(0), 'TOO_SMALL'],
+    ['shorter than any signed document', 'consent', framed(1, '{}'), 'TOO_SMALL'],
+    ['unknown kind byte', 'consent', framed(99, filler), 'UNKNOWN_KIND'],
+    ['zero kind byte', 'contributions', framed(0, filler), 'UNKNOWN_KIND'],
+    ['manifest on the contributions topic', 'contributions', framed(GOSSIP_KINDS.manifest.tag, filler), 'WRONG_TOPIC'],
+    ['checkpoint on the consent topic', 'consent', framed(GOSSIP_KINDS.checkpoint.tag, filler), 'WRONG_TOPIC'],
+    ['contribution over its kind limit', 'contributions', framed(GOSSIP_KINDS.contribution.tag, filler, GOSSIP_KINDS.contribution.maxBytes + 1), 'TOO_LARGE'],
+    ['anything over the gossip limit', 'checkpoints', framed(GOSSIP_KINDS.checkpoint.tag, filler, GOSSIP_MAX_MESSAGE_BYTES + 1), 'TOO_LARGE'],
+  ] as const)('rejects %s', (_, topic, data, code) => {
+    expect(() => checkSize(topic, data)).toThrowError(expect.objectContaining({ action: 'REJECT', code }))
+  })
+
+  it('accepts a message inside its kind window and hands back the body', () => {
+    const data = encodeGossipMessage('contribution', { note: 'x'.repeat(80) })
+    const { kind, body } = checkSize('contributions', data)
+    expect(kind).toBe('contribution')
+    expect(decodeBody(body)).toEqual({ note: 'x'.repeat(80) })
+  })
+
+  it.each([
+    ['invalid UTF-8', Uint8Array.from([0x7b, 0xff, 0xfe, 0x7d])],
+    ['truncated JSON', new TextEncoder().encode('{"a": [1, 2')],
+    ['a JSON array', new TextEncoder().encode('[1,2,3]')],
+    ['a JSON string', new TextEncoder().encode('"manifest"')],
+    ['JSON null', new TextEncoder().encode('null')],
+    ['trailing garbage', new TextEncoder().encode('{"a":1} x')],
+  ])('rejects a body that is %s', (_, body) => {
+    expect(() => decodeBody(body)).toThrowError(expect.objectContaining({ action: 'REJECT', code: 'DECODE' }))
+  })
+
+  it('refuses to encode a document larger than its kind allows', () => {
+    expect(() => encodeGossipMessage('contribution', { blob: 'x'.repeat(GOSSIP_KINDS.contribution.maxBytes) })).toThrowError(
+      expect.objectContaining({ code: 'TOO_LARGE' }),
+    )
+  })
+})
+
+describe('chain order', () => {
+  it('runs size, decode, schema, signature, semantics in order and stops at the first failure', async () => {
+    const calls: string[] = []
+    const validate = createChainValidator('contributions', {
+      contribution: {
+        schema: (doc) => {
+          calls.push('schema')
+          if (doc.bad === 'schema') throw reject('SCHEMA')
+          return doc
+        },
+        signature: (doc) => {
+          calls.push('signature')
+          if (doc.bad === 'signature') throw reject('BAD_SIGNATURE')
+        },
+        semantics: (doc) => {
+          calls.push('semantics')
+          if (doc.bad === 'semantics') throw ignore('ROUND_OUT_OF_WINDOW')
+        },
+      },
+    })
+    const input = (doc: unknown): GossipInput => ({ from: 'a', propagationSource: 'b', topic: 'contributions', data: encodeGossipMessage('contribution', doc) })
+    const pad = 'p'.repeat(80)
+    await expect(validate(input({ bad: 'schema', pad }))).rejects.toMatchObject({ code: 'SCHEMA' })
+    expect(calls).toEqual(['schema'])
+    calls.length = 0
+    await expect(validate(input({ bad: 'signature', pad }))).rejects.toMatchObject({ code: 'BAD_SIGNATURE' })
+    expect(calls).toEqual(['schema', 'signature'])
+    calls.length = 0
+    await expect(validate(input({ bad: 'semantics', pad }))).rejects.toMatchObject({ action: 'IGNORE', code: 'ROUND_OUT_OF_WINDOW' })
+    expect(calls).toEqual(['schema', 'signature', 'semantics'])
+    calls.length = 0
+    await expect(validate(input({ pad }))).resolves.toBeUndefined()
+    // A kind without a chain on this node is ignored, never accepted.
+    const consentWithoutRevocations = createChainValidator('consent', { manifest: { schema: (doc) => doc, signature: () => {} } })
+    await expect(
+      consentWithoutRevocations({ from: 'a', propagationSource: 'b', topic: 'consent', data: encodeGossipMessage('revocation', { pad }) }),
+    ).rejects.toMatchObject({ action: 'IGNORE', code: 'UNKNOWN_KIND' })
+  })
+})
+
+describe('the validator wrapper', () => {
+  const deps = () => ({ counters: new ValidationCounters(), penalties: new PeerPenalties(), rateLimiter: new RateLimiter() })
+  const input: GossipInput = { from: 'author', propagationSource: 'relay', topic: 'consent', data: new Uint8Array(100) }
+
+  it('maps outcomes to gossipsub results, counts them per code and charges REJECTs to the relaying peer', async () => {
+    const d = deps()
+    expect((await runValidator(async () => {}, input, d)).result).toBe(TopicValidatorResult.Accept)
+    expect((await runValidator(async () => { throw ignore('UNKNOWN_BASE') }, input, d)).result).toBe(TopicValidatorResult.Ignore)
+    expect((await runValidator(async () => { throw reject('REVOKED') }, input, d)).result).toBe(TopicValidatorResult.Reject)
+    expect((await runValidator(async () => { throw reject('REVOKED') }, input, d)).code).toBe('REVOKED')
+    expect(d.counters.snapshot().consent).toEqual({ accept: 1, ignore: { UNKNOWN_BASE: 1 }, reject: { REVOKED: 2 } })
+    expect(d.penalties.points('relay')).toBeCloseTo(2 * PENALTY_REJECT, 3)
+    expect(d.penalties.points('author')).toBe(0)
+    expect(d.penalties.counts('relay')).toEqual({ REVOKED: 2 })
+  })
+
+  it('treats an unclassified exception as IGNORE INTERNAL, without charging the peer', async () => {
+    const d = deps()
+    const outcome = await runValidator(async () => { throw new TypeError('bug') }, input, d)
+    expect(outcome).toEqual({ result: TopicValidatorResult.Ignore, code: 'INTERNAL' })
+    expect(d.penalties.points('relay')).toBe(0)
+  })
+
+  it('throttles a flood per peer and topic and charges every throttled message', async () => {
+    let now = 0
+    const d = { ...deps(), rateLimiter: new RateLimiter({ ratePerSecond: 10, burst: 5, now: () => now }) }
+    const results = []
+    for (let i = 0; i < 8; i++) results.push((await runValidator(async () => {}, input, d)).code ?? 'accept')
+    expect(results).toEqual(['accept', 'accept', 'accept', 'accept', 'accept', 'RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED'])
+    expect(d.penalties.counts('relay')).toEqual({ RATE_LIMITED: 3 })
+    expect(d.penalties.points('relay')).toBeCloseTo(3 * PENALTY_RATE_LIMITED, 3)
+    // Another topic has its own bucket; time refills the first.
+    expect((await runValidator(async () => {}, { ...input, topic: 'checkpoints' }, d)).code).toBeUndefined()
+    now += 200
+    expect((await runValidator(async () => {}, input, d)).code).toBeUndefined()
+  })
+})
+
+describe('penalties', () => {
+  it('halve every half-life and count per code', () => {
+    let now = 0
+    const penalties = new PeerPenalties({ halfLifeMs: 1000, now: () => now })
+    penalties.add('p', 'BAD_SIGNATURE', 8)
+    now = 1000
+    expect(penalties.points('p')).toBeCloseTo(4, 6)
+    penalties.add('p', 'REVOKED', 4)
+    now = 2000
+    expect(penalties.points('p')).toBeCloseTo(4, 6)
+    expect(penalties.counts('p')).toEqual({ BAD_SIGNATURE: 1, REVOKED: 1 })
+    expect(() => penalties.add('p', 'REVOKED', -1)).toThrow(RangeError)
+  })
+
+  it('error type carries action and code', () => {
+    const err = reject('FOREIGN_CUSTODIAN', 'custodian is someone else')
+    expect(err).toBeInstanceOf(GossipValidationError)
+    expect([err.action, err.code, err.message]).toEqual(['REJECT', 'FOREIGN_CUSTODIAN', 'custodian is someone else'])
+  })
+})
