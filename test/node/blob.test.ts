@@ -123,6 +123,12 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     await expect(requester.fetchBlob(digest, { providers: [], maxBytes: MiB })).rejects.toMatchObject({ code: 'NO_PROVIDERS' })
   })
 
+  it('queues concurrent fetches to one provider instead of tripping its stream limit', async () => {
+    const fetches = Array.from({ length: 6 }, () => requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: 4 * MiB }))
+    const results = await Promise.all(fetches)
+    for (const bytes of results) expect(blobDigest(bytes)).toBe(digest)
+  })
+
   it('serves from any holder, including a peer that fetched the blob itself', async () => {
     const fetched = await requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: 4 * MiB })
     requester.setBlobSource(mapSource([fetched]))

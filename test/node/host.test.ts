@@ -58,8 +58,20 @@ describe('coop host: gossip between three real peers on loopback', () => {
     await expect(a.publish('contributions', new Uint8Array(1024 * 1024))).rejects.toMatchObject({ code: 'TOO_LARGE' })
   })
 
+  it('joins through a bootstrap address at start', async () => {
+    const [a] = hosts as [CoopHost]
+    const joiner = await startHost({ bootstrap: [a.multiaddrs()[0] as string] })
+    try {
+      expect(joiner.connectedPeers()).toContain(a.peerId)
+      await waitFor(() => a.topicPeers('consent').includes(joiner.peerId), 'the joiner to subscribe')
+    } finally {
+      await joiner.stop()
+    }
+  })
+
   it('lists connected peers and stops gracefully', async () => {
     const [a, b, c] = hosts as [CoopHost, CoopHost, CoopHost]
+    await waitFor(() => b.connectedPeers().length === 2, 'the joiner to be gone')
     expect(b.connectedPeers().sort()).toEqual([a.peerId, c.peerId].sort())
     await c.stop()
     await waitFor(() => !b.connectedPeers().includes(c.peerId), 'b to notice c left')
