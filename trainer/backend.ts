@@ -1,0 +1,226 @@
+// Chooses and initialises the tfjs backend that training runs on.
+//
+// Native backends (tfjs-node-gpu, tfjs-node) are optionalDependencies that only install where their
+// libtensorflow download is reachable, and WebGPU needs a Vulkan/Metal/D3D adapter; so every candidate is
+// loaded with a dynamic import and probed, best first. `wasm` is the floor for training: it gets the
+// gradient kernels it lacks from ./kernels/wasm.ts. The pure `cpu` backend (conv backprop ~0.05 GFLOP/s)
+// is only chosen when nothing else loads.
+
+import * as tf from '@tensorflow/tfjs-core'
+import { readdir } from 'node:fs/promises'
+import { registerHooks } from 'node:module'
+import type { Logger } from 'pino'
+import { AUTO_BACKEND_ORDER, NVIDIA_GPU_PROC_DIR, REQUESTED_BACKENDS } from './kernels/constants.ts'
+import { registerCpuKernelFixes } from './kernels/cpu.ts'
+import { registerWasmTrainingKernels } from './kernels/wasm.ts'
+
+export type RequestedBackend = (typeof REQUESTED_BACKENDS)[number]
+
+/** A concrete candidate: `tensorflow-gpu` and `tensorflow` both register tfjs's `tensorflow` backend. */
+type Candidate = (typeof AUTO_BACKEND_ORDER)[number]
+
+export interface BackendChoice {
+  /** The tfjs backend now active (`tf.getBackend()`): 'tensorflow' | 'webgpu' | 'wasm' | 'cpu'. */
+  name: string
+  /** Which implementation serves it, e.g. 'tensorflow-gpu' (tfjs-node-gpu on a GPU) or 'wasm'. */
+  candidate: string
+  /** Every better candidate that `auto` tried and why it was not used, in trial order. */
+  skipped: { name: string; reason: string }[]
+}
+
+export const BACKEND_ERROR_CODES = [
+  /** `--backend` named something that is not a backend. */
+  'UNKNOWN_BACKEND',
+  /** The backend that was asked for explicitly cannot load or cannot run here. */
+  'BACKEND_UNAVAILABLE',
+] as const
+
+export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number]
+
+export class BackendError extends Error {
+  override name = 'BackendError'
+  readonly code: BackendErrorCode
+  constructor(code: BackendErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+/** Raised inside a probe: the candidate cannot be used, for a reason worth one log line. */
+class CandidateUnavailable extends Error {
+  override name = 'CandidateUnavailable'
+}
+
+export function isRequestedBackend(value: string): value is RequestedBackend {
+  return (REQUESTED_BACKENDS as readonly string[]).includes(value)
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code
+    // Module-resolution failures carry a long require stack; the first line says all a user needs.
+    const firstLine = error.message.split('\n')[0] ?? error.message
+    return typeof code === 'string' && code === 'ERR_MODULE_NOT_FOUND' ? 'package not installed' : firstLine
+  }
+  return String(error)
+}
+
+/** Dynamic import through a variable, so TypeScript does not demand types for optional packages. */
+async function importOptional(specifier: string): Promise<unknown> {
+  return import(specifier)
+}
+
+async function activate(backendName: string): Promise<void> {
+  // setBackend resolves false (after a console warning) rather than throwing when initialisation fails.
+  const ok = await tf.setBackend(backendName)
+  if (!ok) throw new CandidateUnavailable(`tfjs backend '${backendName}' failed to initialise`)
+  await tf.ready()
+}
+
+async function nvidiaGpuCount(): Promise<number> {
+  try {
+    return (await readdir(NVIDIA_GPU_PROC_DIR)).length
+  } catch {
+    return 0
+  }
+}
+
+async function probeTensorflowGpu(): Promise<void> {
+  const gpus = await nvidiaGpuCount()
+  if (gpus === 0) throw new CandidateUnavailable(`no NVIDIA GPU listed in ${NVIDIA_GPU_PROC_DIR}`)
+  try {
+    await importOptional('@tensorflow/tfjs-node-gpu')
+  } catch (error) {
+    throw new CandidateUnavailable(`@tensorflow/tfjs-node-gpu: ${describe(error)}`, { cause: error })
+  }
+  await activate('tensorflow')
+}
+
+async function probeTensorflowCpu(): Promise<void> {
+  try {
+    await importOptional('@tensorflow/tfjs-node')
+  } catch (error) {
+    throw new CandidateUnavailable(`@tensorflow/tfjs-node: ${describe(error)}`, { cause: error })
+  }
+  await activate('tensorflow')
+}
+
+interface NodeWebGpuModule {
+  create(flags: string[]): { requestAdapter(): Promise<unknown> }
+  globals: Record<string, unknown>
+}
+
+async function probeWebGpu(): Promise<void> {
+  let webgpu: NodeWebGpuModule
+  try {
+    webgpu = (await importOptional('webgpu')) as NodeWebGpuModule
+  } catch (error) {
+    throw new CandidateUnavailable(`webgpu (Dawn): ${describe(error)}`, { cause: error })
+  }
+  const gpu = webgpu.create([])
+  const adapter = await gpu.requestAdapter()
+  if (adapter === null || adapter === undefined) throw new CandidateUnavailable('Dawn found no GPU adapter')
+  // tfjs-backend-webgpu looks for the browser globals; Dawn provides the same objects for Node.
+  Object.assign(globalThis, webgpu.globals)
+  Object.defineProperty(globalThis, 'navigator', {
+    value: { ...(globalThis.navigator ?? {}), gpu },
+    configurable: true,
+    writable: true,
+  })
+  await importOptional('@tensorflow/tfjs-backend-webgpu')
+  await activate('webgpu')
+}
+
+async function probeWasm(): Promise<void> {
+  await import('@tensorflow/tfjs-backend-wasm')
+  await activate('wasm')
+  registerWasmTrainingKernels()
+}
+
+async function probeCpu(): Promise<void> {
+  await activate('cpu')
+}
+
+let gradientsRegistered = false
+
+/**
+ * tfjs-core's Node entry point registers no gradient functions (the `@tensorflow/tfjs` bundle does it for
+ * its users): without this every tf.grads / optimizer call fails with "gradient function not found". The
+ * registrations ship only as ESM files with extensionless relative imports, which Node's resolver
+ * rejects, so a resolve hook scoped to tfjs-core's dist folder retries such imports with `.js`. Gradient,
+ * kernel and engine registries are process globals in tfjs, so the ESM copy registers into the same ones
+ * the CommonJS entry point reads. Tensor methods (`t.reshape(...)`) are registered the same way.
+ */
+async function registerGradients(): Promise<void> {
+  if (gradientsRegistered) return
+  registerHooks({
+    resolve(specifier, context, nextResolve) {
+      try {
+        return nextResolve(specifier, context)
+      } catch (error) {
+        const fromTfjsCore = context.parentURL?.includes('/@tensorflow/tfjs-core/dist/') ?? false
+        if (!fromTfjsCore || !specifier.startsWith('.') || specifier.endsWith('.js')) throw error
+        try {
+          return nextResolve(`${specifier}.js`, context)
+        } catch {
+          return nextResolve(`${specifier}/index.js`, context)
+        }
+      }
+    },
+  })
+  await import('@tensorflow/tfjs-core/dist/register_all_gradients.js')
+  await import('@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js')
+  gradientsRegistered = true
+}
+
+const PROBES: Record<Candidate, () => Promise<void>> = {
+  'tensorflow-gpu': probeTensorflowGpu,
+  tensorflow: probeTensorflowCpu,
+  webgpu: probeWebGpu,
+  wasm: probeWasm,
+  cpu: probeCpu,
+}
+
+function candidatesFor(requested: RequestedBackend): readonly Candidate[] {
+  switch (requested) {
+    case 'auto':
+      return AUTO_BACKEND_ORDER
+    case 'tensorflow':
+      return ['tensorflow-gpu', 'tensorflow']
+    default:
+      return [requested]
+  }
+}
+
+/**
+ * Makes the best available backend (or the one asked for) active. After it resolves, plain tfjs-core ops
+ * and their gradients train correctly on that backend. With `auto` it never fails (pure `cpu` always
+ * loads); an explicit request that cannot be met is a BackendError('BACKEND_UNAVAILABLE').
+ */
+export async function initBackend(requested: string, log?: Logger): Promise<BackendChoice> {
+  if (!isRequestedBackend(requested)) {
+    throw new BackendError(
+      'UNKNOWN_BACKEND',
+      `unknown backend '${requested}': expected one of ${REQUESTED_BACKENDS.join(', ')}`,
+    )
+  }
+  await registerGradients()
+  // The cpu backend is loaded whatever is chosen: it is the last resort, tests compare against it, and its
+  // kernel fix must be registered after the package's own import-time registrations, which it overrides.
+  await import('@tensorflow/tfjs-backend-cpu')
+  registerCpuKernelFixes()
+  const skipped: { name: string; reason: string }[] = []
+  for (const candidate of candidatesFor(requested)) {
+    try {
+      await PROBES[candidate]()
+    } catch (error) {
+      skipped.push({ name: candidate, reason: describe(error) })
+      continue
+    }
+    const choice = { name: tf.getBackend(), candidate, skipped }
+    log?.info({ backend: candidate, requested, skipped }, 'tfjs backend selected')
+    return choice
+  }
+  const reasons = skipped.map((entry) => `${entry.name}: ${entry.reason}`).join('; ')
+  throw new BackendError('BACKEND_UNAVAILABLE', `backend '${requested}' cannot run here (${reasons})`)
+}

@@ -1,0 +1,13 @@
+// Limits and defaults for backend selection and the wasm training kernels.
+
+/** The order `auto` tries backends in: fastest first, per the issue; `cpu` is the last resort. */
+export const AUTO_BACKEND_ORDER = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const
+
+/** Backend names a user may pass to `--backend`; `tensorflow` means tfjs-node-gpu if it sees a GPU, else tfjs-node. */
+export const REQUESTED_BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'] as const
+
+/**
+ * Where Linux's NVIDIA driver lists the GPUs it manages. tfjs-node-gpu silently falls back to its CPU
+ * kernels when no GPU is usable, so "loads and sees a GPU" is checked here rather than assumed.
+ */
+export const NVIDIA_GPU_PROC_DIR = '/proc/driver/nvidia/gpus'

@@ -1,0 +1,386 @@
+// Training kernels for the tfjs `wasm` backend.
+//
+// The wasm backend ships XNNPACK only for forward Conv2D and for an untransposed, unbatched matMul; those
+// run at ~30-45 GFLOP/s on one core here. Everything else training needs is either missing
+// (Conv2DBackpropFilter, tensorflow/tfjs#8474; UnsortedSegmentSum, #8082) or a scalar C++ loop at ~1-4
+// GFLOP/s (Conv2DBackpropInput, transposed or batched matMul). The kernels below re-express those ops as
+// forward XNNPACK convolutions and plain GEMMs, so every gradient of a conv net runs on the fast path:
+//
+//   conv input gradient  = conv2d(zero-inserted, padded dy, filter rotated 180 degrees, in/out swapped)
+//   conv filter gradient = conv2d(x with batch and channels swapped, dy as the filter, dilation = stride)
+//   transposed matMul    = explicit transpose (memory-bound, cheap) + untransposed XNNPACK GEMM
+//
+// They are registered under the same kernel names, so model code keeps calling plain tfjs-core ops.
+
+import * as tf from '@tensorflow/tfjs-core'
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
+import type {
+  BatchMatMulAttrs,
+  Conv2DBackpropFilterAttrs,
+  Conv2DBackpropInputAttrs,
+  KernelConfig,
+  KernelFunc,
+  NamedAttrMap,
+  NamedTensorInfoMap,
+  TensorInfo,
+  UnsortedSegmentSumAttrs,
+} from '@tensorflow/tfjs-core'
+
+const BACKEND = 'wasm'
+
+/** Kernels this module registers for `wasm`, in registration order; exported so tests and logs can name them. */
+export const WASM_TRAINING_KERNELS = [
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'BatchMatMul',
+  'UnsortedSegmentSum',
+] as const
+
+/**
+ * Runs other wasm kernels on behalf of one composite kernel and frees every intermediate it created.
+ * Intermediates are disposed through the backend (not as tensors): inside a kernel there are no tensors,
+ * only TensorInfos the engine has not seen.
+ */
+class KernelScratch {
+  private readonly backend: BackendWasm
+  private readonly kernels: Map<string, KernelFunc>
+  private readonly temporaries: TensorInfo[] = []
+
+  constructor(backend: BackendWasm, kernels: Map<string, KernelFunc>) {
+    this.backend = backend
+    this.kernels = kernels
+  }
+
+  run(name: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap = {}): TensorInfo {
+    const kernelFunc = this.kernels.get(name)
+    if (kernelFunc === undefined) throw new Error(`wasm kernel ${name} was not captured at registration`)
+    const out = kernelFunc({ inputs, backend: this.backend, attrs })
+    if (Array.isArray(out))
+      throw new Error(`wasm kernel ${name} returned several outputs where one was expected`)
+    this.temporaries.push(out)
+    return out
+  }
+
+  /** Hands `result` to the caller (it must not be freed) and frees every other intermediate. */
+  finish(result: TensorInfo): TensorInfo {
+    for (const info of this.temporaries) {
+      if (info !== result) this.backend.disposeData(info.dataId)
+    }
+    this.temporaries.length = 0
+    return result
+  }
+
+  /** Frees every intermediate; used when a kernel throws half-way. */
+  abandon(): void {
+    for (const info of this.temporaries) this.backend.disposeData(info.dataId)
+    this.temporaries.length = 0
+  }
+}
+
+function pair(value: number | [number, number]): [number, number] {
+  return typeof value === 'number' ? [value, value] : value
+}
+
+/**
+ * Pads (positive amounts) or crops (negative amounts) the two spatial dimensions of an NHWC tensor.
+ * Returns `x` itself when nothing changes, so callers must not assume a fresh buffer.
+ */
+function padOrCrop(
+  scratch: KernelScratch,
+  x: TensorInfo,
+  [top, bottom]: [number, number],
+  [left, right]: [number, number],
+): TensorInfo {
+  const [n, h, w, c] = x.shape as [number, number, number, number]
+  let current = x
+  const cropTop = Math.max(0, -top)
+  const cropBottom = Math.max(0, -bottom)
+  const cropLeft = Math.max(0, -left)
+  const cropRight = Math.max(0, -right)
+  if (cropTop + cropBottom + cropLeft + cropRight > 0) {
+    current = scratch.run(
+      'Slice',
+      { x: current },
+      {
+        begin: [0, cropTop, cropLeft, 0],
+        size: [n, h - cropTop - cropBottom, w - cropLeft - cropRight, c],
+      },
+    )
+  }
+  const padTop = Math.max(0, top)
+  const padBottom = Math.max(0, bottom)
+  const padLeft = Math.max(0, left)
+  const padRight = Math.max(0, right)
+  if (padTop + padBottom + padLeft + padRight > 0) {
+    current = scratch.run(
+      'PadV2',
+      { x: current },
+      {
+        paddings: [
+          [0, 0],
+          [padTop, padBottom],
+          [padLeft, padRight],
+          [0, 0],
+        ],
+        constantValue: 0,
+      },
+    )
+  }
+  return current
+}
+
+/** NCHW tensors are moved to NHWC first: XNNPACK convolutions are channels-last only. */
+function toChannelsLast(scratch: KernelScratch, x: TensorInfo, dataFormat: 'NHWC' | 'NCHW'): TensorInfo {
+  return dataFormat === 'NCHW' ? scratch.run('Transpose', { x }, { perm: [0, 2, 3, 1] }) : x
+}
+
+function fromChannelsLast(scratch: KernelScratch, x: TensorInfo, dataFormat: 'NHWC' | 'NCHW'): TensorInfo {
+  return dataFormat === 'NCHW' ? scratch.run('Transpose', { x }, { perm: [0, 3, 1, 2] }) : x
+}
+
+function nchwShapeToNhwc(shape: [number, number, number, number], dataFormat: 'NHWC' | 'NCHW') {
+  return dataFormat === 'NCHW'
+    ? ([shape[0], shape[2], shape[3], shape[1]] as [number, number, number, number])
+    : shape
+}
+
+/**
+ * dW[kh,kw,ci,co] = sum over n,oh,ow of xPadded[n, oh*s+kh, ow*s+kw, ci] * dy[n,oh,ow,co].
+ * Swapping x's batch and channel axes turns that sum into a forward convolution whose "filter" is dy
+ * (spatial extent OHxOW, dilated by the stride), which XNNPACK runs as one GEMM with K = N*OH*OW.
+ */
+function conv2DBackpropFilter(
+  scratch: KernelScratch,
+  inputs: NamedTensorInfoMap,
+  attrs: Conv2DBackpropFilterAttrs,
+) {
+  const { strides, pad, dimRoundingMode, filterShape } = attrs
+  const dataFormat = attrs.dataFormat ?? 'NHWC'
+  const x = toChannelsLast(scratch, inputs.x as TensorInfo, dataFormat)
+  const dy = toChannelsLast(scratch, inputs.dy as TensorInfo, dataFormat)
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filterShape,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    'channelsLast',
+  )
+  const { filterHeight, filterWidth, strideHeight, strideWidth, outHeight, outWidth, inHeight, inWidth } =
+    info
+  // Rows of x the convolution reads: exactly filterHeight + (outHeight-1)*stride, starting at -top.
+  const neededHeight = filterHeight + (outHeight - 1) * strideHeight
+  const neededWidth = filterWidth + (outWidth - 1) * strideWidth
+  const top = info.padInfo.top
+  const left = info.padInfo.left
+  const xWindow = padOrCrop(
+    scratch,
+    x,
+    [top, neededHeight - inHeight - top],
+    [left, neededWidth - inWidth - left],
+  )
+  const xChannelsAsBatch = scratch.run('Transpose', { x: xWindow }, { perm: [3, 1, 2, 0] })
+  const dyAsFilter = scratch.run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] })
+  const gradient = scratch.run('Conv2D', { x: xChannelsAsBatch, filter: dyAsFilter }, {
+    strides: [1, 1],
+    pad: 'valid',
+    dataFormat: 'NHWC',
+    dilations: [strideHeight, strideWidth],
+    dimRoundingMode: undefined,
+  } as unknown as NamedAttrMap)
+  return scratch.run('Transpose', { x: gradient }, { perm: [1, 2, 0, 3] })
+}
+
+/**
+ * dx = full correlation of the stride-dilated dy with the filter rotated by 180 degrees and its in/out
+ * channels swapped. Zero-insertion makes strided convs a plain stride-1 convolution; the wasted
+ * multiplications by zero still run faster in XNNPACK than the backend's scalar loop (measured 2.7x).
+ */
+function conv2DBackpropInput(
+  scratch: KernelScratch,
+  inputs: NamedTensorInfoMap,
+  attrs: Conv2DBackpropInputAttrs,
+) {
+  const { strides, pad, dimRoundingMode } = attrs
+  const dataFormat = attrs.dataFormat ?? 'NHWC'
+  const inputShape = nchwShapeToNhwc(attrs.inputShape, dataFormat)
+  const dy = toChannelsLast(scratch, inputs.dy as TensorInfo, dataFormat)
+  const filter = inputs.filter as TensorInfo
+  const info = tf.backend_util.computeConv2DInfo(
+    inputShape,
+    filter.shape as [number, number, number, number],
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    'channelsLast',
+  )
+  const {
+    batchSize,
+    filterHeight,
+    filterWidth,
+    strideHeight,
+    strideWidth,
+    outHeight,
+    outWidth,
+    outChannels,
+  } = info
+  const { inHeight, inWidth } = info
+  let spread = dy
+  let spreadHeight = outHeight
+  let spreadWidth = outWidth
+  if (strideHeight > 1 || strideWidth > 1) {
+    const split = scratch.run(
+      'Reshape',
+      { x: dy },
+      { shape: [batchSize, outHeight, 1, outWidth, 1, outChannels] },
+    )
+    const zeroFilled = scratch.run(
+      'PadV2',
+      { x: split },
+      {
+        paddings: [
+          [0, 0],
+          [0, 0],
+          [0, strideHeight - 1],
+          [0, 0],
+          [0, strideWidth - 1],
+          [0, 0],
+        ],
+        constantValue: 0,
+      },
+    )
+    spreadHeight = outHeight * strideHeight
+    spreadWidth = outWidth * strideWidth
+    spread = scratch.run(
+      'Reshape',
+      { x: zeroFilled },
+      { shape: [batchSize, spreadHeight, spreadWidth, outChannels] },
+    )
+  }
+  const top = filterHeight - 1 - info.padInfo.top
+  const left = filterWidth - 1 - info.padInfo.left
+  const padded = padOrCrop(
+    scratch,
+    spread,
+    [top, inHeight + filterHeight - 1 - top - spreadHeight],
+    [left, inWidth + filterWidth - 1 - left - spreadWidth],
+  )
+  const rotated = scratch.run('Reverse', { x: filter }, { dims: [0, 1] })
+  const swapped = scratch.run('Transpose', { x: rotated }, { perm: [0, 1, 3, 2] })
+  const dx = scratch.run('Conv2D', { x: padded, filter: swapped }, {
+    strides: [1, 1],
+    pad: 'valid',
+    dataFormat: 'NHWC',
+    dilations: [1, 1],
+    dimRoundingMode: undefined,
+  } as unknown as NamedAttrMap)
+  return fromChannelsLast(scratch, dx, dataFormat)
+}
+
+function swapLastTwo(rank: number): number[] {
+  const perm = Array.from({ length: rank }, (_, i) => i)
+  perm[rank - 2] = rank - 1
+  perm[rank - 1] = rank - 2
+  return perm
+}
+
+/** Transposed operands are materialised so the backend always takes its XNNPACK (untransposed) path. */
+function batchMatMul(scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: BatchMatMulAttrs) {
+  let a = inputs.a as TensorInfo
+  let b = inputs.b as TensorInfo
+  if (attrs.transposeA) a = scratch.run('Transpose', { x: a }, { perm: swapLastTwo(a.shape.length) })
+  if (attrs.transposeB) b = scratch.run('Transpose', { x: b }, { perm: swapLastTwo(b.shape.length) })
+  return scratch.run('BatchMatMul', { a, b }, { transposeA: false, transposeB: false })
+}
+
+/**
+ * out[s, ...] = sum of x[i, ...] over every i with segmentIds[i] = s; ids outside [0, numSegments) are
+ * dropped, as TensorFlow does. Runs in JS over the wasm heap: it only appears in gather gradients
+ * (embedding tables), which are small.
+ */
+function unsortedSegmentSum(
+  backend: BackendWasm,
+  inputs: NamedTensorInfoMap,
+  attrs: UnsortedSegmentSumAttrs,
+) {
+  const x = inputs.x as TensorInfo
+  const segmentIds = inputs.segmentIds as TensorInfo
+  const { numSegments } = attrs
+  const idCount = tf.util.sizeFromShape(segmentIds.shape)
+  const rowShape = x.shape.slice(segmentIds.shape.length)
+  const rowSize = tf.util.sizeFromShape(rowShape)
+  if (idCount * rowSize !== tf.util.sizeFromShape(x.shape)) {
+    throw new Error(
+      `UnsortedSegmentSum: segmentIds shape ${segmentIds.shape} is not a prefix of x shape ${x.shape}`,
+    )
+  }
+  const out = backend.makeOutput([numSegments, ...rowShape], x.dtype)
+  const target = backend.typedArrayFromHeap(out)
+  target.fill(0)
+  // Views are taken after makeOutput: allocating may grow the wasm memory and detach older views.
+  const source = backend.typedArrayFromHeap(x)
+  const ids = backend.typedArrayFromHeap(segmentIds)
+  for (let i = 0; i < idCount; i++) {
+    const segment = ids[i]!
+    if (segment < 0 || segment >= numSegments) continue
+    const from = i * rowSize
+    const to = segment * rowSize
+    for (let j = 0; j < rowSize; j++) target[to + j]! += source[from + j]!
+  }
+  return out
+}
+
+let registered = false
+
+/**
+ * Registers (or replaces) the wasm kernels that training needs. Must run after the wasm backend has
+ * initialised, because the composites call the backend's own kernels, which are bound to the wasm module
+ * during initialisation. Idempotent.
+ */
+export function registerWasmTrainingKernels(): void {
+  if (registered) return
+  // Capture the backend's own implementations before any replacement, so the composites keep calling them.
+  const base = new Map<string, KernelFunc>()
+  for (const name of ['Conv2D', 'Transpose', 'Reshape', 'PadV2', 'Slice', 'Reverse', 'BatchMatMul']) {
+    const config = tf.getKernel(name, BACKEND)
+    if (config === undefined) throw new Error(`the wasm backend lacks its ${name} kernel`)
+    base.set(name, config.kernelFunc)
+  }
+  const composite = <A>(
+    kernelName: string,
+    body: (scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: A) => TensorInfo,
+  ): KernelConfig => ({
+    kernelName,
+    backendName: BACKEND,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const scratch = new KernelScratch(backend as BackendWasm, base)
+      try {
+        return scratch.finish(body(scratch, inputs, attrs as unknown as A))
+      } catch (error) {
+        scratch.abandon()
+        throw error
+      }
+    },
+  })
+  const configs: KernelConfig[] = [
+    composite<Conv2DBackpropFilterAttrs>('Conv2DBackpropFilter', conv2DBackpropFilter),
+    composite<Conv2DBackpropInputAttrs>('Conv2DBackpropInput', conv2DBackpropInput),
+    composite<BatchMatMulAttrs>('BatchMatMul', batchMatMul),
+    {
+      kernelName: 'UnsortedSegmentSum',
+      backendName: BACKEND,
+      kernelFunc: ({ inputs, backend, attrs }) =>
+        unsortedSegmentSum(backend as BackendWasm, inputs, attrs as unknown as UnsortedSegmentSumAttrs),
+    },
+  ]
+  for (const config of configs) {
+    if (tf.getKernel(config.kernelName, BACKEND) !== undefined)
+      tf.unregisterKernel(config.kernelName, BACKEND)
+    tf.registerKernel(config)
+  }
+  registered = true
+}
