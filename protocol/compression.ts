@@ -1,0 +1,356 @@
+// Codecs for pseudo-gradients (round-start weights minus local weights) sent by trainers.
+// The publisher and every verifying peer decode the same bytes to the same floats, so the
+// decoder is strict: every entry must belong to exactly one tensor of exactly one codec.
+//
+// Entry layout inside the safetensors payload (names are the model's tensor names):
+//   none  : `<name>` F32 (dense)
+//   int8  : `<name>` I8 + `<name>.scale` F32[1]; value = q * scale, scale = maxabs / 127 (rounded up to F32)
+//   topk  : `<name>.idx` I32[k] (strictly ascending flat indices) + `<name>.val` F32[k]
+//           + `<name>.shape` I32[rank] (the dense shape, which idx/val cannot carry)
+//
+// Error feedback (Seide et al. 2014; Karimireddy et al. 2019): the caller keeps the residual
+// (what compression dropped) and passes it back next round, so dropped mass is sent later
+// instead of lost. Every codec returns it; for `none` it is zero.
+import { ProtocolError } from './errors.ts'
+import type { TensorEntry } from './safetensors.ts'
+
+/** A named dense float32 tensor (weights, deltas, momentum). */
+export interface NamedTensor {
+  name: string
+  shape: number[]
+  data: Float32Array
+}
+
+export type Codec = { kind: 'none' } | { kind: 'int8' } | { kind: 'topk'; fraction: number }
+
+/** Largest int8 magnitude used: symmetric range [-127, 127] so that -x encodes exactly as -q. */
+export const INT8_LEVELS = 127
+
+/** Elements in one decoded tensor: above the largest config's biggest tensor (gpu256, ~2.4M) by 100x; stops a forged shape from allocating gigabytes. */
+export const DELTA_MAX_ELEMENTS_PER_TENSOR = 256 * 1024 * 1024
+
+/** Smallest top-k fraction accepted: 1e-6 keeps at least one value per million; below that a round carries no signal. */
+export const TOPK_MIN_FRACTION = 1e-6
+
+const SUFFIX_SCALE = '.scale'
+const SUFFIX_IDX = '.idx'
+const SUFFIX_VAL = '.val'
+const SUFFIX_SHAPE = '.shape'
+
+function elementCount(shape: readonly number[]): number {
+  let count = 1
+  for (const dim of shape) count *= dim
+  return count
+}
+
+function checkCodec(codec: Codec): void {
+  if (codec.kind === 'none' || codec.kind === 'int8') return
+  if (codec.kind === 'topk') {
+    if (!(Number.isFinite(codec.fraction) && codec.fraction >= TOPK_MIN_FRACTION && codec.fraction <= 1))
+      throw new ProtocolError(
+        'SCHEMA',
+        `top-k fraction must be in [${TOPK_MIN_FRACTION}, 1], got ${codec.fraction}`,
+      )
+    return
+  }
+  throw new ProtocolError(
+    'UNKNOWN_TYPE',
+    `unknown codec ${JSON.stringify((codec as { kind: unknown }).kind)}`,
+  )
+}
+
+/** Parses the CLI/charter spelling `none`, `int8` or `topk:<fraction>`. */
+export function parseCodec(text: string): Codec {
+  if (text === 'none' || text === 'int8') return { kind: text }
+  const match = /^topk:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)$/.exec(text)
+  if (match !== null) {
+    const codec: Codec = { kind: 'topk', fraction: Number(match[1]) }
+    checkCodec(codec)
+    return codec
+  }
+  throw new ProtocolError(
+    'UNKNOWN_TYPE',
+    `unknown codec ${JSON.stringify(text)}: expected none, int8 or topk:<fraction>`,
+  )
+}
+
+/** The spelling `parseCodec` reads. */
+export function formatCodec(codec: Codec): string {
+  return codec.kind === 'topk' ? `topk:${codec.fraction}` : codec.kind
+}
+
+function checkTensor(tensor: NamedTensor, what: string): void {
+  if (typeof tensor.name !== 'string' || tensor.name.length === 0)
+    throw new ProtocolError('SCHEMA', `${what}: tensor without a name`)
+  if (!(tensor.data instanceof Float32Array))
+    throw new ProtocolError('SCHEMA', `${what} ${tensor.name}: data must be a Float32Array`)
+  if (!Array.isArray(tensor.shape) || !tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw new ProtocolError('SCHEMA', `${what} ${tensor.name}: invalid shape`)
+  if (elementCount(tensor.shape) !== tensor.data.length)
+    throw new ProtocolError(
+      'SCHEMA',
+      `${what} ${tensor.name}: ${tensor.data.length} values for shape [${tensor.shape.join(',')}]`,
+    )
+}
+
+/** Throws unless every value is finite: a NaN in a delta means the trainer diverged, and it would poison every aggregate. */
+export function assertFinite(tensor: NamedTensor, what: string): void {
+  const data = tensor.data
+  for (let i = 0; i < data.length; i++)
+    if (!Number.isFinite(data[i] as number))
+      throw new ProtocolError('SCHEMA', `${what} ${tensor.name}: non-finite value at ${i}`)
+}
+
+function compareCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/** delta + residual, rounded to float32 per element: the values the codec actually encodes. */
+function withResidual(delta: NamedTensor, residual: NamedTensor | undefined): Float32Array {
+  if (residual === undefined) return Float32Array.from(delta.data)
+  if (residual.data.length !== delta.data.length || residual.shape.join(',') !== delta.shape.join(','))
+    throw new ProtocolError('SCHEMA', `residual ${residual.name} does not match the delta's shape`)
+  const out = new Float32Array(delta.data.length)
+  for (let i = 0; i < out.length; i++) out[i] = (delta.data[i] as number) + (residual.data[i] as number)
+  return out
+}
+
+const SCALE_F32 = new Float32Array(1)
+const SCALE_BITS = new Uint32Array(SCALE_F32.buffer)
+
+/**
+ * maxAbs / 127 rounded UP to float32, so that |x| / scale <= 127 for every value and no value is
+ * clipped: rounding to nearest could give a scale slightly too small (and 0 for subnormal maxAbs,
+ * which would silently zero a tiny but non-zero tensor).
+ */
+export function int8Scale(maxAbs: number): number {
+  const nearest = Math.fround(maxAbs / INT8_LEVELS)
+  if (nearest * INT8_LEVELS >= maxAbs) return nearest
+  SCALE_F32[0] = nearest
+  SCALE_BITS[0] = (SCALE_BITS[0] as number) + 1
+  return SCALE_F32[0] as number
+}
+
+/** Symmetric int8 quantisation, rounding half away from zero so that q(-x) = -q(x). */
+function quantiseInt8(values: Float32Array): { q: Int8Array; scale: number } {
+  let maxAbs = 0
+  for (let i = 0; i < values.length; i++) {
+    const a = Math.abs(values[i] as number)
+    if (a > maxAbs) maxAbs = a
+  }
+  const scale = int8Scale(maxAbs)
+  const q = new Int8Array(values.length)
+  if (scale === 0) return { q, scale }
+  for (let i = 0; i < values.length; i++) {
+    const x = (values[i] as number) / scale
+    const r = Math.sign(x) * Math.floor(Math.abs(x) + 0.5)
+    q[i] = Math.max(-INT8_LEVELS, Math.min(INT8_LEVELS, r))
+  }
+  return { q, scale }
+}
+
+/**
+ * The k flat indices of largest |value| (ties: lower index first, so the choice is the same on
+ * every machine), returned in ascending order.
+ */
+function topIndices(values: Float32Array, k: number): Int32Array {
+  const order = new Int32Array(values.length)
+  for (let i = 0; i < order.length; i++) order[i] = i
+  order.sort((a, b) => Math.abs(values[b] as number) - Math.abs(values[a] as number) || a - b)
+  return order.subarray(0, k).sort()
+}
+
+/** Values kept per tensor by top-k: ceil(fraction * n), at least one for a non-empty tensor. */
+export function topkCount(elements: number, fraction: number): number {
+  if (elements === 0) return 0
+  return Math.min(elements, Math.max(1, Math.ceil(fraction * elements)))
+}
+
+export interface CompressedDelta {
+  /** Safetensors entries to encode with `encodeSafetensors` (sorted by name). */
+  entries: TensorEntry[]
+  /** (delta + old residual) minus what the entries decode to: pass it to the next round's call. */
+  residual: NamedTensor[]
+}
+
+/**
+ * Compresses a pseudo-gradient. `residual` (from the previous call, same names and shapes) is
+ * added first; the returned residual is exactly what the entries do not carry.
+ */
+export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: NamedTensor[]): CompressedDelta {
+  checkCodec(codec)
+  const residualByName = new Map<string, NamedTensor>()
+  for (const r of residual ?? []) {
+    checkTensor(r, 'residual')
+    residualByName.set(r.name, r)
+  }
+  const sorted = [...delta].sort((a, b) => compareCodeUnits(a.name, b.name))
+  const entries: TensorEntry[] = []
+  const nextResidual: NamedTensor[] = []
+  for (let t = 0; t < sorted.length; t++) {
+    const tensor = sorted[t] as NamedTensor
+    checkTensor(tensor, 'delta')
+    assertFinite(tensor, 'delta')
+    if (t > 0 && (sorted[t - 1] as NamedTensor).name === tensor.name)
+      throw new ProtocolError('SCHEMA', `duplicate tensor ${tensor.name}`)
+    if (residual !== undefined && !residualByName.has(tensor.name))
+      throw new ProtocolError('SCHEMA', `no residual for ${tensor.name}`)
+    const values = withResidual(tensor, residualByName.get(tensor.name))
+    assertFinite({ ...tensor, data: values }, 'delta + residual')
+    const shape = [...tensor.shape]
+    const left = new Float32Array(values.length)
+    if (codec.kind === 'none') {
+      entries.push({ name: tensor.name, dtype: 'F32', shape, data: values })
+    } else if (codec.kind === 'int8') {
+      const { q, scale } = quantiseInt8(values)
+      entries.push({ name: tensor.name, dtype: 'I8', shape, data: q })
+      entries.push({
+        name: tensor.name + SUFFIX_SCALE,
+        dtype: 'F32',
+        shape: [1],
+        data: new Float32Array([scale]),
+      })
+      for (let i = 0; i < values.length; i++)
+        left[i] = (values[i] as number) - Math.fround((q[i] as number) * scale)
+    } else {
+      const k = topkCount(values.length, codec.fraction)
+      const idx = topIndices(values, k)
+      const val = new Float32Array(k)
+      left.set(values)
+      for (let j = 0; j < k; j++) {
+        const i = idx[j] as number
+        val[j] = values[i] as number
+        left[i] = 0
+      }
+      entries.push({ name: tensor.name + SUFFIX_IDX, dtype: 'I32', shape: [k], data: Int32Array.from(idx) })
+      entries.push({ name: tensor.name + SUFFIX_VAL, dtype: 'F32', shape: [k], data: val })
+      entries.push({
+        name: tensor.name + SUFFIX_SHAPE,
+        dtype: 'I32',
+        shape: [shape.length],
+        data: Int32Array.from(shape),
+      })
+    }
+    nextResidual.push({ name: tensor.name, shape, data: left })
+  }
+  if (residual !== undefined && residualByName.size !== sorted.length)
+    throw new ProtocolError('SCHEMA', 'residual names do not match the delta')
+  entries.sort((a, b) => compareCodeUnits(a.name, b.name))
+  return { entries, residual: nextResidual }
+}
+
+function take(
+  entries: Map<string, TensorEntry>,
+  used: Set<string>,
+  name: string,
+  dtype: TensorEntry['dtype'],
+): TensorEntry {
+  const entry = entries.get(name)
+  if (entry === undefined) throw new ProtocolError('SCHEMA', `missing entry ${name}`)
+  if (entry.dtype !== dtype) throw new ProtocolError('SCHEMA', `${name} must be ${dtype}, is ${entry.dtype}`)
+  if (used.has(name)) throw new ProtocolError('SCHEMA', `entry ${name} claimed twice`)
+  used.add(name)
+  return entry
+}
+
+function checkDenseShape(name: string, shape: readonly number[]): number {
+  const count = elementCount(shape)
+  if (!(count <= DELTA_MAX_ELEMENTS_PER_TENSOR))
+    throw new ProtocolError('TOO_LARGE', `${name}: ${count} elements exceed ${DELTA_MAX_ELEMENTS_PER_TENSOR}`)
+  return count
+}
+
+/** Which codec wrote `entries`: top-k leaves `.idx` tensors, int8 leaves I8 tensors, none leaves only F32. */
+export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
+  let kind: Codec['kind'] = 'none'
+  for (const entry of entries.values()) {
+    if (entry.dtype === 'I32' && entry.name.endsWith(SUFFIX_IDX)) return 'topk'
+    if (entry.dtype === 'I8') kind = 'int8'
+  }
+  return kind
+}
+
+/**
+ * Decodes entries written by `compressDelta` back to dense float32 tensors, sorted by name.
+ * Throws ProtocolError (SCHEMA, TOO_LARGE) for anything a correct encoder cannot produce: an
+ * entry that belongs to no tensor, a missing scale, indices out of range or not ascending,
+ * a non-finite value or scale, a shape that disagrees with the data.
+ */
+export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[] {
+  const kind = detectCodec(entries)
+  const used = new Set<string>()
+  const out: NamedTensor[] = []
+  const names = [...entries.keys()].sort(compareCodeUnits)
+  if (kind === 'none') {
+    for (const name of names) {
+      const entry = take(entries, used, name, 'F32')
+      checkDenseShape(name, entry.shape)
+      const tensor = { name, shape: [...entry.shape], data: Float32Array.from(entry.data as Float32Array) }
+      checkTensor(tensor, 'delta')
+      assertFinite(tensor, 'delta')
+      out.push(tensor)
+    }
+  } else if (kind === 'int8') {
+    for (const name of names) {
+      const entry = entries.get(name) as TensorEntry
+      if (entry.dtype !== 'I8') continue
+      take(entries, used, name, 'I8')
+      const scaleEntry = take(entries, used, name + SUFFIX_SCALE, 'F32')
+      if (scaleEntry.data.length !== 1)
+        throw new ProtocolError('SCHEMA', `${name}${SUFFIX_SCALE} must hold one value`)
+      const scale = scaleEntry.data[0] as number
+      if (!(Number.isFinite(scale) && scale >= 0))
+        throw new ProtocolError('SCHEMA', `${name}: scale must be finite and non-negative`)
+      checkDenseShape(name, entry.shape)
+      const q = entry.data as Int8Array
+      for (let i = 0; i < q.length; i++)
+        if ((q[i] as number) < -INT8_LEVELS)
+          throw new ProtocolError('SCHEMA', `${name}: int8 value -128 is outside the symmetric range`)
+      const data = new Float32Array(q.length)
+      for (let i = 0; i < q.length; i++) data[i] = (q[i] as number) * scale
+      out.push({ name, shape: [...entry.shape], data })
+    }
+  } else {
+    for (const name of names) {
+      if (!name.endsWith(SUFFIX_IDX) || (entries.get(name) as TensorEntry).dtype !== 'I32') continue
+      const base = name.slice(0, -SUFFIX_IDX.length)
+      const idx = take(entries, used, name, 'I32').data as Int32Array
+      const val = take(entries, used, base + SUFFIX_VAL, 'F32').data as Float32Array
+      const shapeEntry = take(entries, used, base + SUFFIX_SHAPE, 'I32')
+      if (shapeEntry.shape.length !== 1)
+        throw new ProtocolError('SCHEMA', `${base}${SUFFIX_SHAPE} must be a vector`)
+      const shape = Array.from(shapeEntry.data as Int32Array)
+      if (!shape.every((d) => d >= 0)) throw new ProtocolError('SCHEMA', `${base}: negative dimension`)
+      const count = checkDenseShape(base, shape)
+      if (idx.length !== val.length)
+        throw new ProtocolError('SCHEMA', `${base}: ${idx.length} indices for ${val.length} values`)
+      if (idx.length > count) throw new ProtocolError('SCHEMA', `${base}: more values than elements`)
+      const data = new Float32Array(count)
+      let previous = -1
+      for (let j = 0; j < idx.length; j++) {
+        const i = idx[j] as number
+        if (!(i > previous && i < count))
+          throw new ProtocolError('SCHEMA', `${base}: indices must be ascending and below ${count}`)
+        const v = val[j] as number
+        if (!Number.isFinite(v)) throw new ProtocolError('SCHEMA', `${base}: non-finite value`)
+        data[i] = v
+        previous = i
+      }
+      out.push({ name: base, shape, data })
+    }
+  }
+  for (const name of names)
+    if (!used.has(name)) throw new ProtocolError('SCHEMA', `entry ${name} belongs to no ${kind} tensor`)
+  for (let t = 1; t < out.length; t++)
+    if ((out[t - 1] as NamedTensor).name === (out[t] as NamedTensor).name)
+      throw new ProtocolError('SCHEMA', `tensor ${(out[t] as NamedTensor).name} twice`)
+  return out.sort((a, b) => compareCodeUnits(a.name, b.name))
+}
+
+/**
+ * Bytes a per-step data-parallel exchange of dense fp32 gradients would send in one round of
+ * `innerSteps` steps: the baseline the compression ratio is reported against (issue 4).
+ */
+export function bytesPerRoundDense(parameters: number, innerSteps: number): number {
+  return innerSteps * 4 * parameters
+}
