@@ -26,3 +26,38 @@ export const MULTICODEC_ED25519_PUB = Uint8Array.from([0xed, 0x01])
 
 /** Parsed public keys kept for fast repeated verification; bounded because peers choose the keys. */
 export const KEY_CACHE_SIZE = 4096
+
+/** Most signatures on one DSSE envelope: publisher sets are small committees; 64 bounds verification work per envelope. */
+export const DSSE_MAX_SIGNATURES = 64
+
+/** DSSE payloadType of in-toto statements, fixed by the in-toto attestation framework. */
+export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json'
+/** `_type` of an in-toto Statement v1. */
+export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1'
+/** predicateType of a ContributionStatement (versioned: a new layout gets a new URI). */
+export const CONTRIBUTION_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/contribution/v1'
+/** predicateType of a CheckpointProvenance. */
+export const PROVENANCE_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v1'
+/** DSSE payloadType of a CoopCharter (a plain JSON document, not an in-toto statement). */
+export const CHARTER_PAYLOAD_TYPE = 'application/vnd.diffusion-coop.charter+json'
+
+/** Largest ContributionStatement envelope: the predicate lists at most CONTRIBUTION_MAX_MANIFESTS digests (~75 B each) plus fixed fields; 256 KiB keeps it well inside one 1 MiB gossip message. */
+export const CONTRIBUTION_MAX_BYTES = 256 * 1024
+/** Most manifests one contribution may cite: a node's local library, split into manifests; bounds the statement. */
+export const CONTRIBUTION_MAX_MANIFESTS = 1024
+/** Largest CheckpointProvenance envelope: contributions x manifests lists for a round of many peers; moved as a payload by digest, not gossiped inline. */
+export const PROVENANCE_MAX_BYTES = 8 * 1024 * 1024
+/** Most contributions aggregated into one checkpoint: far above any quorum we run, bounds verification work. */
+export const PROVENANCE_MAX_CONTRIBUTIONS = 4096
+/** Most digests in a provenance list (manifests, revocations, excluded items). */
+export const PROVENANCE_MAX_LIST = 100_000
+/** Most files in a checkpoint subject (model, config, state, samples). */
+export const PROVENANCE_MAX_FILES = 64
+/** Largest charter envelope: the model config plus a few publisher ids; 1 MiB fits one gossip message. */
+export const CHARTER_MAX_BYTES = 1024 * 1024
+/** Most publishers in a charter: a signing committee, not a membership list. */
+export const CHARTER_MAX_PUBLISHERS = 64
+/** Most peers in an allowlist admission policy. */
+export const CHARTER_MAX_ALLOWLIST = 10_000
+/** Most SPDX license ids a charter may accept. */
+export const CHARTER_MAX_LICENSES = 256

@@ -1,0 +1,114 @@
+// CoopCharter: the genesis document of a cooperative. Its coop id is the sha256 of its
+// RFC 8785 canonical bytes, which are also the DSSE payload, so the id never depends on who
+// signed. The charter is signed by at least `threshold` of its own publishers: it carries
+// the same authority as any checkpoint they publish.
+import { z } from 'zod'
+import {
+  CHARTER_MAX_ALLOWLIST,
+  CHARTER_MAX_BYTES,
+  CHARTER_MAX_LICENSES,
+  CHARTER_MAX_PUBLISHERS,
+  CHARTER_PAYLOAD_TYPE,
+} from './constants.ts'
+import { parseDocument, parseSchema, type DocumentInput } from './decode.ts'
+import { sha256Digest } from './digest.ts'
+import { createEnvelope, openEnvelope, type DsseEnvelope } from './dsse.ts'
+import { ProtocolError } from './errors.ts'
+import { canonicalBytes } from './jcs.ts'
+import type { Ed25519PrivateKey } from './keys.ts'
+import { assertLicenseList } from './license.ts'
+import { dateTimeSchema, digestSchema, nonNegativeInt, peerIdSchema, positiveInt, shortText } from './schemas.ts'
+import { isSortedUnique } from './statement.ts'
+
+const fraction = z.number().gt(0).lte(1)
+
+export const aggregatorSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('mean') }),
+  z.strictObject({ kind: z.literal('median') }),
+  // Trimming half or more from each side would leave nothing.
+  z.strictObject({ kind: z.literal('trimmed'), fraction: z.number().gt(0).lt(0.5) }),
+  z.strictObject({ kind: z.literal('clip'), norm: z.number().gt(0).max(1e12) }),
+])
+
+export const compressionSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('none') }),
+  z.strictObject({ kind: z.literal('int8') }),
+  z.strictObject({ kind: z.literal('topk'), fraction }),
+])
+
+export const charterSchema = z
+  .strictObject({
+    name: shortText.optional(),
+    model: z.record(z.string(), z.json()),
+    rounds: z.strictObject({
+      innerSteps: positiveInt,
+      outerLr: z.number().gt(0).max(100),
+      outerMomentum: z.number().gte(0).lt(1),
+      aggregator: aggregatorSchema,
+      compression: compressionSchema,
+      quorum: positiveInt,
+      deadlineSeconds: positiveInt,
+    }),
+    publishers: z.array(peerIdSchema).min(1).max(CHARTER_MAX_PUBLISHERS),
+    threshold: positiveInt,
+    admission: z.discriminatedUnion('mode', [
+      z.strictObject({ mode: z.literal('open') }),
+      z.strictObject({ mode: z.literal('allowlist'), peers: z.array(peerIdSchema).min(1).max(CHARTER_MAX_ALLOWLIST) }),
+    ]),
+    acceptedLicenses: z.array(z.string().min(1).max(256)).min(1).max(CHARTER_MAX_LICENSES),
+    phases: z.strictObject({
+      autoencoder: z.discriminatedUnion('mode', [
+        z.strictObject({ mode: z.literal('cooperative'), rounds: nonNegativeInt }),
+        z.strictObject({ mode: z.literal('component'), checkpoint: digestSchema, provenance: digestSchema }),
+      ]),
+      unet: z.strictObject({ rounds: nonNegativeInt }),
+    }),
+    createdAt: dateTimeSchema,
+  })
+  // Sets are written sorted and unique so the same charter has one canonical form.
+  .refine((c) => isSortedUnique(c.publishers), { message: 'publishers must be sorted and unique', path: ['publishers'] })
+  .refine((c) => c.threshold <= c.publishers.length, { message: 'threshold exceeds the number of publishers', path: ['threshold'] })
+  .refine((c) => c.admission.mode === 'open' || isSortedUnique(c.admission.peers), { message: 'allowlist must be sorted and unique', path: ['admission', 'peers'] })
+  .refine((c) => isSortedUnique(c.acceptedLicenses), { message: 'acceptedLicenses must be sorted and unique', path: ['acceptedLicenses'] })
+
+export type CoopCharter = z.output<typeof charterSchema>
+
+/** The coop id: sha256 of the charter's canonical bytes. */
+export function coopId(charter: CoopCharter): string {
+  return sha256Digest(canonicalBytes(charter))
+}
+
+/** Validates the charter, then signs its canonical bytes with each publisher key. */
+export function createCharter(charter: CoopCharter, signers: readonly Ed25519PrivateKey[]): { charter: CoopCharter; envelope: DsseEnvelope; coopId: string } {
+  const valid = parseSchema(charterSchema, charter, 'charter')
+  assertLicenseList(valid.acceptedLicenses)
+  const payload = canonicalBytes(valid)
+  const envelope = createEnvelope(CHARTER_PAYLOAD_TYPE, payload, signers)
+  // Refuse to produce a charter its own verifier would reject.
+  verifyCharter(envelope)
+  return { charter: valid, envelope, coopId: sha256Digest(payload) }
+}
+
+export interface VerifiedCharter {
+  charter: CoopCharter
+  coopId: string
+  signers: string[]
+}
+
+/**
+ * Verifies a charter envelope. Checks in order: size, canonical JSON, envelope schema,
+ * every signature (BAD_SIGNATURE), payloadType (UNKNOWN_TYPE), charter schema (SCHEMA),
+ * license ids (INVALID_LICENSE), every signer is a publisher (ISSUER_MISMATCH), and at
+ * least `threshold` publishers signed (THRESHOLD_NOT_MET).
+ */
+export function verifyCharter(input: DocumentInput): VerifiedCharter {
+  const opened = openEnvelope(input, CHARTER_MAX_BYTES, 'charter')
+  if (opened.payloadType !== CHARTER_PAYLOAD_TYPE) throw new ProtocolError('UNKNOWN_TYPE', `charter payloadType must be ${CHARTER_PAYLOAD_TYPE}`)
+  const { value } = parseDocument(opened.payload, CHARTER_MAX_BYTES, 'charter payload')
+  const charter = parseSchema(charterSchema, value, 'charter')
+  assertLicenseList(charter.acceptedLicenses)
+  const publishers = new Set(charter.publishers)
+  for (const signer of opened.signers) if (!publishers.has(signer)) throw new ProtocolError('ISSUER_MISMATCH', `charter signed by ${signer}, who is not a publisher`)
+  if (opened.signers.length < charter.threshold) throw new ProtocolError('THRESHOLD_NOT_MET', `charter has ${opened.signers.length} of ${charter.threshold} publisher signatures`)
+  return { charter, coopId: opened.payloadDigest, signers: opened.signers }
+}

@@ -1,0 +1,120 @@
+// Merkle tree over item digests, exactly as RFC 6962 section 2.1 (and RFC 9162 2.1):
+//   MTH({})      = SHA-256()
+//   MTH({d0})    = SHA-256(0x00 || d0)
+//   MTH(D[n])    = SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n])), k the largest power of two < n
+// A leaf's data is the 32 raw bytes of an item's SHA-256 (not its `sha256:` text).
+// The level-by-level construction below (pair neighbours, promote an unpaired last node)
+// builds the same tree as the recursive split, without recursion.
+import { createHash } from 'node:crypto'
+import { bytesToDigest, digestToBytes } from './digest.ts'
+import { ProtocolError } from './errors.ts'
+
+const LEAF_PREFIX = Uint8Array.of(0x00)
+const NODE_PREFIX = Uint8Array.of(0x01)
+
+export function leafHash(data: Uint8Array): Uint8Array {
+  return createHash('sha256').update(LEAF_PREFIX).update(data).digest()
+}
+
+export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
+  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest()
+}
+
+function nextLevel(level: Uint8Array[]): Uint8Array[] {
+  const next: Uint8Array[] = new Array(Math.ceil(level.length / 2))
+  for (let i = 0; i + 1 < level.length; i += 2) next[i >> 1] = nodeHash(level[i] as Uint8Array, level[i + 1] as Uint8Array)
+  if (level.length % 2 === 1) next[next.length - 1] = level[level.length - 1] as Uint8Array
+  return next
+}
+
+/** RFC 6962 Merkle Tree Hash over raw leaf data (each leaf hashed with the 0x00 prefix). */
+export function merkleRootOfLeaves(leaves: readonly Uint8Array[]): Uint8Array {
+  if (leaves.length === 0) return createHash('sha256').digest()
+  let level = leaves.map(leafHash)
+  while (level.length > 1) level = nextLevel(level)
+  return level[0] as Uint8Array
+}
+
+/** The Merkle root, as a `sha256:` digest, of item digests in the given order. */
+export function merkleRoot(itemDigests: readonly string[]): string {
+  return bytesToDigest(merkleRootOfLeaves(itemDigests.map(digestToBytes)))
+}
+
+export interface InclusionProof {
+  /** Zero-based index of the leaf. */
+  leafIndex: number
+  treeSize: number
+  /** Sibling hashes from the leaf up, as `sha256:` digests (RFC 6962 audit path). */
+  path: string[]
+}
+
+/** A tree built once over item digests, for many proofs (all levels kept in memory). */
+export class MerkleTree {
+  readonly size: number
+  readonly #levels: Uint8Array[][]
+  constructor(itemDigests: readonly string[]) {
+    this.size = itemDigests.length
+    const levels = [itemDigests.map((d) => leafHash(digestToBytes(d)))]
+    while ((levels[levels.length - 1] as Uint8Array[]).length > 1) levels.push(nextLevel(levels[levels.length - 1] as Uint8Array[]))
+    this.#levels = levels
+  }
+
+  /** The RFC 6962 Merkle Tree Hash as a `sha256:` digest. */
+  root(): string {
+    const top = this.#levels[this.#levels.length - 1] as Uint8Array[]
+    return bytesToDigest(top.length === 0 ? createHash('sha256').digest() : (top[0] as Uint8Array))
+  }
+
+  /** RFC 6962 PATH(m, D[n]) for the leaf at `leafIndex`. */
+  proof(leafIndex: number): InclusionProof {
+    if (!Number.isSafeInteger(leafIndex) || leafIndex < 0 || leafIndex >= this.size)
+      throw new ProtocolError('SCHEMA', `leaf index ${leafIndex} outside a tree of ${this.size}`)
+    const path: string[] = []
+    let index = leafIndex
+    for (let depth = 0; depth < this.#levels.length - 1; depth++) {
+      const level = this.#levels[depth] as Uint8Array[]
+      const sibling = index ^ 1
+      // The last node of an odd level has no sibling at this level: it is promoted unchanged.
+      if (sibling < level.length) path.push(bytesToDigest(level[sibling] as Uint8Array))
+      index >>= 1
+    }
+    return { leafIndex, treeSize: this.size, path }
+  }
+}
+
+/** RFC 6962 PATH(m, D[n]) for the leaf at `leafIndex` of the tree over `itemDigests`. */
+export function inclusionProof(itemDigests: readonly string[], leafIndex: number): InclusionProof {
+  return new MerkleTree(itemDigests).proof(leafIndex)
+}
+
+/**
+ * Verifies an inclusion proof as RFC 9162 section 2.1.3.2 specifies. Returns normally when
+ * `itemDigest` is the leaf at `proof.leafIndex` of the tree of `proof.treeSize` with root
+ * `root`; throws MERKLE_MISMATCH otherwise, SCHEMA for malformed input.
+ */
+export function verifyInclusion(itemDigest: string, proof: InclusionProof, root: string): void {
+  const { leafIndex, treeSize, path } = proof
+  if (!Number.isSafeInteger(treeSize) || !Number.isSafeInteger(leafIndex) || leafIndex < 0 || leafIndex >= treeSize || !Array.isArray(path) || path.length > 64)
+    throw new ProtocolError('SCHEMA', 'malformed inclusion proof')
+  const rootBytes = digestToBytes(root)
+  let fn = leafIndex
+  let sn = treeSize - 1
+  let r = leafHash(digestToBytes(itemDigest))
+  for (const p of path) {
+    const sibling = digestToBytes(p)
+    if (sn === 0) throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof longer than the tree is deep')
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(sibling, r)
+      if (fn % 2 === 0) while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2)
+        sn = Math.floor(sn / 2)
+      }
+    } else {
+      r = nodeHash(r, sibling)
+    }
+    fn = Math.floor(fn / 2)
+    sn = Math.floor(sn / 2)
+  }
+  if (sn !== 0) throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof shorter than the tree is deep')
+  if (!Buffer.from(r).equals(Buffer.from(rootBytes))) throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof does not lead to the root')
+}

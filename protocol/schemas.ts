@@ -1,0 +1,35 @@
+// Building blocks shared by the document schemas. All object schemas are closed (strict):
+// an unknown field is a SCHEMA rejection, never silently ignored.
+import { z } from 'zod'
+
+export const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 lowercase hex>')
+
+/** Hex of a SHA-256 as in-toto writes it in `digest.sha256`. */
+export const hexSha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex')
+
+/** A date-time with second precision in UTC, `YYYY-MM-DDTHH:MM:SSZ` (an XML Schema dateTimeStamp, as VC 2.0 requires). */
+export const dateTimeSchema = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/, 'expected YYYY-MM-DDTHH:MM:SSZ')
+  .refine((s) => {
+    const ms = Date.parse(s)
+    return Number.isFinite(ms) && new Date(ms).toISOString() === `${s.slice(0, 19)}.000Z`
+  }, 'not a real calendar date-time')
+
+/** A libp2p PeerId string (key correctness is checked when the key is used). */
+export const peerIdSchema = z.string().regex(/^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$/, 'expected an Ed25519 libp2p PeerId (12D3KooW...)')
+
+export const didKeySchema = z.string().regex(/^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$/, 'expected an Ed25519 did:key (did:key:z6Mk...)')
+
+export const nonNegativeInt = z.int().nonnegative()
+export const positiveInt = z.int().positive()
+
+/** Plain text fields: bounded so a document's size is bounded field by field. */
+export const shortText = z.string().min(1).max(1024)
+export const longText = z.string().min(1).max(8192)
+export const uriText = z.string().min(1).max(2048).regex(/^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$/, 'expected an absolute URI')
+
+/** Seconds-precision UTC timestamp for `date`, as dateTimeSchema accepts. */
+export function formatDateTime(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`
+}
