@@ -1,0 +1,98 @@
+// The KL-regularised convolutional autoencoder (Rombach et al. 2022, much smaller):
+// image [n,S,S,3] in [-1,1] -> posterior N(mean, exp(logvar)) over [n,S/f,S/f,z] -> image.
+// Encoder: conv, strided convs down to the lowest level, one ResBlock, conv to (mean, logvar).
+// Decoder mirrors it with nearest upsampling. A running RMS of the posterior mean is kept as a
+// non-trainable buffer with the weights, so every peer scales latents for diffusion the same way.
+import * as tf from '@tensorflow/tfjs-core'
+import type { AutoencoderConfig, CoopConfig } from '../configs/index.ts'
+import { LOGVAR_MAX, LOGVAR_MIN } from './constants.ts'
+import { conv, groupNorm, ParamStore, resBlock, silu, upsample2x } from './nn.ts'
+import { Rng } from './rng.ts'
+
+export const LATENT_RMS_NAME = 'stats.latent_rms'
+
+export function latentSize(config: CoopConfig): number {
+  return config.image.size / 2 ** (config.autoencoder.channels.length - 1)
+}
+
+export interface Posterior {
+  mean: tf.Tensor4D
+  logvar: tf.Tensor4D
+}
+
+export function encode(p: ParamStore, ae: AutoencoderConfig, x: tf.Tensor4D): Posterior {
+  const channels = ae.channels
+  let h = conv(p, 'encoder.conv_in', x, channels[0] as number)
+  for (let level = 1; level < channels.length; level++) {
+    h = conv(p, `encoder.down.${level}`, silu(h) as tf.Tensor4D, channels[level] as number, { stride: 2 })
+  }
+  const lowest = channels[channels.length - 1] as number
+  h = resBlock(p, 'encoder.mid', h, lowest, ae.groups)
+  const moments = conv(p, 'encoder.conv_out', silu(groupNorm(p, 'encoder.norm_out', h, ae.groups)) as tf.Tensor4D, 2 * ae.latentChannels)
+  const [n, s] = moments.shape
+  const mean = tf.slice(moments, [0, 0, 0, 0], [n, s, s, ae.latentChannels])
+  const logvar = tf.clipByValue(tf.slice(moments, [0, 0, 0, ae.latentChannels], [n, s, s, ae.latentChannels]), LOGVAR_MIN, LOGVAR_MAX)
+  return { mean, logvar }
+}
+
+export function decode(p: ParamStore, ae: AutoencoderConfig, z: tf.Tensor4D): tf.Tensor4D {
+  const channels = ae.channels
+  const lowest = channels[channels.length - 1] as number
+  let h = conv(p, 'decoder.conv_in', z, lowest)
+  h = resBlock(p, 'decoder.mid', h, lowest, ae.groups)
+  for (let level = channels.length - 1; level >= 1; level--) {
+    h = conv(p, `decoder.up.${level}`, upsample2x(h), channels[level - 1] as number)
+    h = silu(groupNorm(p, `decoder.up.${level}.norm`, h, ae.groups)) as tf.Tensor4D
+  }
+  return conv(p, 'decoder.conv_out', h, 3)
+}
+
+/** The latent RMS buffer (scalar in a [1] tensor), created at 1. */
+export function latentRms(p: ParamStore): tf.Variable {
+  return p.get(LATENT_RMS_NAME, [1], { kind: 'ones' }, { buffer: true })
+}
+
+/** Creates every autoencoder parameter for `config`, deterministically from `seed`. */
+export function createAutoencoder(config: CoopConfig, seed: number): ParamStore {
+  const p = new ParamStore()
+  const ae = config.autoencoder
+  p.initialize(new Rng(seed), () => {
+    const x = tf.zeros([1, config.image.size, config.image.size, 3]) as tf.Tensor4D
+    const { mean } = encode(p, ae, x)
+    decode(p, ae, mean)
+    latentRms(p)
+  })
+  return p
+}
+
+/** Reconstruction MSE plus klWeight x the mean per-element KL(q(z|x) || N(0, I)). */
+export function autoencoderLoss(
+  p: ParamStore,
+  ae: AutoencoderConfig,
+  x: tf.Tensor4D,
+  noise: tf.Tensor4D,
+): { loss: tf.Scalar; mse: tf.Scalar; meanRms: tf.Scalar } {
+  const { mean, logvar } = encode(p, ae, x)
+  const z = tf.add(mean, tf.mul(tf.exp(tf.mul(logvar, 0.5)), noise)) as tf.Tensor4D
+  const reconstruction = decode(p, ae, z)
+  const mse = tf.mean(tf.squaredDifference(reconstruction, x)) as tf.Scalar
+  const kl = tf.mean(tf.mul(0.5, tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(1, logvar)))) as tf.Scalar
+  const loss = tf.add(mse, tf.mul(ae.klWeight, kl)) as tf.Scalar
+  const meanRms = tf.sqrt(tf.mean(tf.square(mean))) as tf.Scalar
+  return { loss, mse, meanRms }
+}
+
+/** Deterministic reconstruction through the posterior mean; the MSE evalLoss reports. */
+export function reconstructionMse(p: ParamStore, ae: AutoencoderConfig, x: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => tf.mean(tf.squaredDifference(decode(p, ae, encode(p, ae, x).mean), x)) as tf.Scalar)
+}
+
+/** Diffusion-space latents: posterior mean divided by the running RMS. */
+export function encodeForDiffusion(p: ParamStore, ae: AutoencoderConfig, x: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => tf.div(encode(p, ae, x).mean, latentRms(p)) as tf.Tensor4D)
+}
+
+/** Images from diffusion-space latents. */
+export function decodeFromDiffusion(p: ParamStore, ae: AutoencoderConfig, z: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => decode(p, ae, tf.mul(z, latentRms(p)) as tf.Tensor4D))
+}

@@ -1,0 +1,197 @@
+// Parameters and the building blocks shared by the autoencoder and the U-Net, written
+// with tfjs-core ops only (no tfjs-layers) so that every backend, including wasm with the
+// project's gradient kernels, can train them.
+//
+// A model is a plain function of a ParamStore: the first call (under `initialize`) creates
+// each parameter where the forward pass first asks for it, with values from a seeded Rng,
+// so parameter names, shapes and initial values are fixed by the config and the seed alone.
+import * as tf from '@tensorflow/tfjs-core'
+import { GROUPNORM_EPSILON } from './constants.ts'
+import { TrainerError } from './errors.ts'
+import type { Rng } from './rng.ts'
+import type { NamedTensor } from './types.ts'
+
+export type Init = { kind: 'normal'; std: number } | { kind: 'zeros' } | { kind: 'ones' }
+
+export class ParamStore {
+  readonly variables = new Map<string, tf.Variable>()
+  /** Non-trainable tensors kept with the weights (e.g. the running latent RMS). */
+  readonly buffers = new Set<string>()
+  private rng: Rng | undefined
+
+  /** Runs `define` once with parameter creation enabled; later calls only look parameters up. */
+  initialize(rng: Rng, define: () => void): void {
+    this.rng = rng
+    try {
+      tf.tidy(define)
+    } finally {
+      this.rng = undefined
+    }
+  }
+
+  get(name: string, shape: number[], init: Init, options: { buffer?: boolean } = {}): tf.Variable {
+    const existing = this.variables.get(name)
+    if (existing !== undefined) {
+      if (existing.shape.length !== shape.length || existing.shape.some((d, i) => d !== shape[i]))
+        throw new TrainerError('WEIGHTS_MISMATCH', `parameter ${name} has shape [${existing.shape}] but the model asks for [${shape}]`)
+      return existing
+    }
+    if (this.rng === undefined) throw new TrainerError('WEIGHTS_MISMATCH', `parameter ${name} does not exist`)
+    const size = shape.reduce((a, b) => a * b, 1)
+    let values: Float32Array
+    if (init.kind === 'normal') {
+      values = this.rng.normals(size)
+      for (let i = 0; i < size; i++) values[i] = (values[i] as number) * init.std
+    } else values = new Float32Array(size).fill(init.kind === 'ones' ? 1 : 0)
+    const variable = tf.keep(tf.variable(tf.tensor(values, shape, 'float32'), !options.buffer, `${name}_${variableCounter++}`))
+    this.variables.set(name, variable)
+    if (options.buffer) this.buffers.add(name)
+    return variable
+  }
+
+  names(): string[] {
+    return [...this.variables.keys()].sort()
+  }
+
+  trainableNames(): string[] {
+    return this.names().filter((n) => !this.buffers.has(n))
+  }
+
+  /** Copies of every tensor, sorted by name. */
+  read(): NamedTensor[] {
+    return this.names().map((name) => {
+      const v = this.variables.get(name) as tf.Variable
+      return { name, shape: [...v.shape], data: new Float32Array(v.dataSync() as Float32Array) }
+    })
+  }
+
+  /** Replaces every tensor; names and shapes must match exactly (no missing, no extra). */
+  write(weights: readonly NamedTensor[]): void {
+    const given = new Map(weights.map((w) => [w.name, w]))
+    if (given.size !== weights.length) throw new TrainerError('WEIGHTS_MISMATCH', 'duplicate tensor names in weights')
+    for (const name of this.variables.keys()) if (!given.has(name)) throw new TrainerError('WEIGHTS_MISMATCH', `weights lack tensor ${name}`)
+    for (const w of weights) {
+      const v = this.variables.get(w.name)
+      if (v === undefined) throw new TrainerError('WEIGHTS_MISMATCH', `unexpected tensor ${w.name}`)
+      const size = v.shape.reduce((a, b) => a * b, 1)
+      if (w.shape.length !== v.shape.length || w.shape.some((d, i) => d !== v.shape[i]) || w.data.length !== size)
+        throw new TrainerError('WEIGHTS_MISMATCH', `tensor ${w.name} has shape [${w.shape}], the model needs [${v.shape}]`)
+    }
+    for (const w of weights) {
+      const v = this.variables.get(w.name) as tf.Variable
+      tf.tidy(() => v.assign(tf.tensor(w.data, v.shape, 'float32')))
+    }
+  }
+
+  dispose(): void {
+    for (const v of this.variables.values()) v.dispose()
+    this.variables.clear()
+  }
+}
+
+let variableCounter = 0
+
+/** Checks a NamedTensor list against a model's names and shapes without touching variables. */
+export function describeWeights(store: ParamStore): { name: string; shape: number[] }[] {
+  return store.names().map((name) => ({ name, shape: [...(store.variables.get(name) as tf.Variable).shape] }))
+}
+
+/** Normal(0, 1/fan_in): unit-variance activations through linear layers (LeCun init). */
+function fanInStd(fanIn: number): number {
+  return Math.sqrt(1 / fanIn)
+}
+
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x))
+}
+
+/** 'same'-padded convolution with bias; `zeroInit` for the last conv of a residual branch. */
+export function conv(
+  p: ParamStore,
+  name: string,
+  x: tf.Tensor4D,
+  outChannels: number,
+  options: { kernel?: number; stride?: 1 | 2; zeroInit?: boolean } = {},
+): tf.Tensor4D {
+  const kernel = options.kernel ?? 3
+  const inChannels = x.shape[3]
+  const w = p.get(`${name}.weight`, [kernel, kernel, inChannels, outChannels], options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(kernel * kernel * inChannels) })
+  const b = p.get(`${name}.bias`, [outChannels], { kind: 'zeros' })
+  return tf.add(tf.conv2d(x, w as tf.Tensor4D, options.stride ?? 1, 'same'), b)
+}
+
+export function linear(p: ParamStore, name: string, x: tf.Tensor2D, outFeatures: number, options: { zeroInit?: boolean } = {}): tf.Tensor2D {
+  const inFeatures = x.shape[1]
+  const w = p.get(`${name}.weight`, [inFeatures, outFeatures], options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(inFeatures) })
+  const b = p.get(`${name}.bias`, [outFeatures], { kind: 'zeros' })
+  return tf.add(tf.matMul(x, w as tf.Tensor2D), b)
+}
+
+/** GroupNorm (Wu & He 2018) over NHWC with a learned per-channel scale and shift. */
+export function groupNorm(p: ParamStore, name: string, x: tf.Tensor4D, groups: number): tf.Tensor4D {
+  const [n, h, w, c] = x.shape
+  const grouped = tf.reshape(x, [n, h, w, groups, c / groups])
+  const { mean, variance } = tf.moments(grouped, [1, 2, 4], true)
+  const normalized = tf.reshape(tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, GROUPNORM_EPSILON))), [n, h, w, c])
+  const gamma = p.get(`${name}.weight`, [c], { kind: 'ones' })
+  const beta = p.get(`${name}.bias`, [c], { kind: 'zeros' })
+  return tf.add(tf.mul(normalized, gamma), beta) as tf.Tensor4D
+}
+
+/** Nearest-neighbour 2x upsampling by broadcasting, so its gradient is a plain sum on every backend. */
+export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
+  const [n, h, w, c] = x.shape
+  const expanded = tf.mul(tf.reshape(x, [n, h, 1, w, 1, c]), tf.ones([1, 1, 2, 1, 2, 1]))
+  return tf.reshape(expanded, [n, h * 2, w * 2, c])
+}
+
+/**
+ * Residual block: GroupNorm, SiLU, conv, (+ projected embedding), GroupNorm, SiLU, conv
+ * (zero-initialised, so each block starts as the identity), plus a 1x1 skip when channels change.
+ */
+export function resBlock(p: ParamStore, name: string, x: tf.Tensor4D, outChannels: number, groups: number, embedding?: tf.Tensor2D): tf.Tensor4D {
+  let h = conv(p, `${name}.conv1`, silu(groupNorm(p, `${name}.norm1`, x, groups)) as tf.Tensor4D, outChannels)
+  if (embedding !== undefined) {
+    const projected = linear(p, `${name}.emb`, silu(embedding) as tf.Tensor2D, outChannels)
+    h = tf.add(h, tf.reshape(projected, [projected.shape[0], 1, 1, outChannels]))
+  }
+  h = conv(p, `${name}.conv2`, silu(groupNorm(p, `${name}.norm2`, h, groups)) as tf.Tensor4D, outChannels, { zeroInit: true })
+  const skip = x.shape[3] === outChannels ? x : conv(p, `${name}.skip`, x, outChannels, { kernel: 1 })
+  return tf.add(skip, h)
+}
+
+/** Multi-head self-attention over the spatial positions, residual, output projection zero-initialised. */
+export function selfAttention(p: ParamStore, name: string, x: tf.Tensor4D, heads: number, groups: number): tf.Tensor4D {
+  const [n, h, w, c] = x.shape
+  const tokens = h * w
+  const headDim = c / heads
+  const normalized = tf.reshape(groupNorm(p, `${name}.norm`, x, groups), [n * tokens, c]) as tf.Tensor2D
+  const qkv = linear(p, `${name}.qkv`, normalized, 3 * c)
+  const split = (index: number) => {
+    const part = tf.slice(qkv, [0, index * c], [n * tokens, c])
+    // [n, tokens, heads, headDim] -> [n, heads, tokens, headDim] -> [n*heads, tokens, headDim]
+    return tf.reshape(tf.transpose(tf.reshape(part, [n, tokens, heads, headDim]), [0, 2, 1, 3]), [n * heads, tokens, headDim]) as tf.Tensor3D
+  }
+  const q = split(0)
+  const k = split(1)
+  const v = split(2)
+  const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(headDim))
+  const attended = tf.matMul(tf.softmax(scores), v)
+  const merged = tf.reshape(tf.transpose(tf.reshape(attended, [n, heads, tokens, headDim]), [0, 2, 1, 3]), [n * tokens, c]) as tf.Tensor2D
+  const projected = linear(p, `${name}.proj`, merged, c, { zeroInit: true })
+  return tf.add(x, tf.reshape(projected, [n, h, w, c]))
+}
+
+/** Sinusoidal embedding of (possibly fractional) timesteps, as in "Attention is all you need" / DDPM. */
+export function timestepEmbedding(timesteps: readonly number[], dim: number): tf.Tensor2D {
+  const half = dim / 2
+  const values = new Float32Array(timesteps.length * dim)
+  timesteps.forEach((t, row) => {
+    for (let i = 0; i < half; i++) {
+      const frequency = Math.exp((-Math.log(10000) * i) / half)
+      values[row * dim + i] = Math.sin(t * frequency)
+      values[row * dim + half + i] = Math.cos(t * frequency)
+    }
+  })
+  return tf.tensor2d(values, [timesteps.length, dim])
+}
