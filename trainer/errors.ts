@@ -22,6 +22,8 @@ export const TRAINER_ERROR_CODES = [
   'AUTOENCODER_REQUIRED',
   /** A training step produced a non-finite loss. */
   'NON_FINITE_LOSS',
+  /** The output folder already holds a run and --resume was not given. */
+  'OUTPUT_EXISTS',
   /** An argument is outside its documented domain (e.g. a negative step count). */
   'INVALID_ARGUMENT',
 ] as const

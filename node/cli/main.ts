@@ -5,6 +5,9 @@ import { CliError, UsageError } from './command.ts'
 
 const commands: Record<string, () => Promise<{ command: Command }>> = {
   // Each command module exports `command`. Keep this list sorted.
+  data: () => import('./commands/data.ts'),
+  sample: () => import('./commands/sample.ts'),
+  train: () => import('./commands/train.ts'),
 }
 
 function printHelp(): void {

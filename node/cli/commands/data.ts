@@ -1,0 +1,133 @@
+// `coop data twemoji`: lays out the Twemoji graphics shipped by the npm package
+// emoji-datasource-twitter (CC-BY 4.0) as <out>/<category>/<name>.png, the project's real,
+// licensed training data, with the attribution the license requires.
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { Command } from '../command.ts'
+import { CliError, UsageError } from '../command.ts'
+
+export const TWEMOJI_ATTRIBUTION = 'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0'
+/** Categories left out by default: 'component' holds five skin-tone swatches, not emoji. */
+const EXCLUDED_CATEGORIES = new Set(['component'])
+/** The 64px images: twice the largest configured Twemoji size, so resizing only shrinks. */
+const TWEMOJI_IMAGE_DIR = 'img/twitter/64'
+
+interface EmojiRecord {
+  short_name: string
+  image: string
+  category: string
+  sort_order: number
+  has_img_twitter: boolean
+}
+
+/** 'Smileys & Emotion' -> 'smileys-emotion'. */
+export function categorySlug(category: string): string {
+  return category
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+}
+
+function fileSafe(name: string): string {
+  return name.replace(/[^A-Za-z0-9_+-]+/g, '_')
+}
+
+export interface LayoutTwemojiOptions {
+  out: string
+  /** At most this many images per category, spread evenly over the category's sort order. */
+  perCategory?: number
+  /** Category slugs to include (default: all but 'component'). */
+  categories?: string[]
+}
+
+export interface LayoutTwemojiResult {
+  images: number
+  perCategory: Record<string, number>
+}
+
+export async function layoutTwemoji(options: LayoutTwemojiOptions): Promise<LayoutTwemojiResult> {
+  const require = createRequire(import.meta.url)
+  const packageDir = dirname(require.resolve('emoji-datasource-twitter/package.json'))
+  const records = JSON.parse(await readFile(join(packageDir, 'emoji.json'), 'utf8')) as EmojiRecord[]
+  const byCategory = new Map<string, EmojiRecord[]>()
+  for (const record of records) {
+    if (!record.has_img_twitter || typeof record.category !== 'string' || typeof record.image !== 'string') continue
+    const slug = categorySlug(record.category)
+    const list = byCategory.get(slug) ?? []
+    list.push(record)
+    byCategory.set(slug, list)
+  }
+  const wanted = options.categories ?? [...byCategory.keys()].filter((c) => !EXCLUDED_CATEGORIES.has(c))
+  for (const category of wanted)
+    if (!byCategory.has(category)) throw new CliError('UNKNOWN_CATEGORY', `no Twemoji category '${category}' (known: ${[...byCategory.keys()].sort().join(', ')})`)
+  const perCategory: Record<string, number> = {}
+  let images = 0
+  for (const category of [...wanted].sort()) {
+    const all = (byCategory.get(category) as EmojiRecord[]).slice().sort((a, b) => a.sort_order - b.sort_order)
+    const limit = Math.min(options.perCategory ?? all.length, all.length)
+    // Evenly spaced picks: a small subset still spans the whole category (not only its first faces).
+    const picked = Array.from({ length: limit }, (_, i) => all[Math.floor((i * all.length) / limit)] as EmojiRecord)
+    await mkdir(join(options.out, category), { recursive: true })
+    const used = new Set<string>()
+    for (const record of picked) {
+      let name = fileSafe(record.short_name)
+      while (used.has(name)) name = `${name}_`
+      used.add(name)
+      await copyFile(join(packageDir, TWEMOJI_IMAGE_DIR, record.image), join(options.out, category, `${name}.png`))
+    }
+    perCategory[category] = picked.length
+    images += picked.length
+  }
+  await writeFile(
+    join(options.out, 'LICENSE-ATTRIBUTION.txt'),
+    `${TWEMOJI_ATTRIBUTION}.\nhttps://creativecommons.org/licenses/by/4.0/\nSource: https://github.com/jdecked/twemoji via the npm package emoji-datasource-twitter.\n`,
+  )
+  return { images, perCategory }
+}
+
+const usage = `Usage: coop data twemoji --out <dir> [--per-category N] [--categories a,b]
+
+Lays out the Twemoji images of the npm package emoji-datasource-twitter (CC-BY 4.0) as
+<dir>/<category>/<name>.png and writes <dir>/LICENSE-ATTRIBUTION.txt.
+
+Options:
+  --out <dir>           output folder (created)
+  --per-category <n>    at most n images per category, spread over the category
+  --categories <list>   comma-separated category slugs (e.g. smileys-emotion,flags)`
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { out: { type: 'string' }, 'per-category': { type: 'string' }, categories: { type: 'string' } },
+  })
+}
+
+export const command: Command = {
+  summary: 'lay out licensed sample data (Twemoji) as an image folder',
+  usage,
+  async run(argv) {
+    let parsed: ReturnType<typeof parse>
+    try {
+      parsed = parse(argv)
+    } catch (error) {
+      throw new UsageError((error as Error).message)
+    }
+    const { values, positionals } = parsed
+    if (positionals.length !== 1 || positionals[0] !== 'twemoji') throw new UsageError('the only data set is twemoji: coop data twemoji --out <dir>')
+    if (values.out === undefined) throw new UsageError('--out is required')
+    let perCategory: number | undefined
+    if (values['per-category'] !== undefined) {
+      if (!/^\d+$/.test(values['per-category']) || Number(values['per-category']) < 1) throw new UsageError('--per-category must be a positive whole number')
+      perCategory = Number(values['per-category'])
+    }
+    const categories = values.categories?.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
+    const result = await layoutTwemoji({ out: values.out, ...(perCategory === undefined ? {} : { perCategory }), ...(categories === undefined ? {} : { categories }) })
+    process.stdout.write(`${result.images} Twemoji images in ${Object.keys(result.perCategory).length} categories written to ${values.out}\n`)
+    for (const [category, count] of Object.entries(result.perCategory)) process.stdout.write(`  ${category}: ${count}\n`)
+    return 0
+  },
+}

@@ -1,0 +1,149 @@
+// `coop train`: trains the autoencoder, then the U-Net on its latents, on a local image
+// folder, with periodic checkpoints, metrics.jsonl and --resume (see trainer/train.ts).
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../../../configs/index.ts'
+import type { Command } from '../command.ts'
+import { UsageError } from '../command.ts'
+import { componentLogger } from '../../log.ts'
+
+const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
+
+const usage = `Usage: coop train --config <name|path> --data <dir> --out <dir> [options]
+
+Trains the autoencoder, then the U-Net on its latents. Writes <out>/autoencoder/ and
+<out>/unet/ (checkpoints: model.safetensors with EMA weights, config.json, training state),
+<out>/metrics.jsonl ({phase, step, loss, imgPerSec[, evalLoss]} per logged step) and
+<out>/samples/unet-<step>.png at each U-Net checkpoint.
+
+Options:
+  --config <name|path>   tiny | emoji32 | gpu256, or a JSON file (may "extends" a name)
+  --data <dir>           image folder: <dir>/<class>/*.png|jpg|webp, or flat (unconditional)
+  --out <dir>            output folder
+  --ae-steps <n>         autoencoder steps (overrides autoencoder.steps)
+  --unet-steps <n>       U-Net steps (overrides unet.steps)
+  --backend <name>       ${BACKENDS.join('|')} (default auto)
+  --seed <n>             seed of the initial weights and the training stream (default 0)
+  --resume               continue the run in --out from its last checkpoints
+  --set <key=value>      any other config override, e.g. --set unet.lr=0.0005 (repeatable)`
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      config: { type: 'string' },
+      data: { type: 'string' },
+      out: { type: 'string' },
+      'ae-steps': { type: 'string' },
+      'unet-steps': { type: 'string' },
+      backend: { type: 'string' },
+      seed: { type: 'string' },
+      resume: { type: 'boolean' },
+      set: { type: 'string', multiple: true },
+    },
+  })
+}
+
+function wholeNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
+  return Number(value)
+}
+
+/** `key=value` with the value read as JSON when it parses (numbers, booleans, arrays), else as a string. */
+export function parseOverride(text: string): [string, unknown] {
+  const eq = text.indexOf('=')
+  if (eq <= 0) throw new UsageError(`--set needs key=value, got '${text}'`)
+  const raw = text.slice(eq + 1)
+  let value: unknown = raw
+  try {
+    value = JSON.parse(raw)
+  } catch {
+    value = raw
+  }
+  return [text.slice(0, eq), value]
+}
+
+interface ProgressBar {
+  start(total: number, start: number, payload: Record<string, unknown>): void
+  update(value: number, payload: Record<string, unknown>): void
+  stop(): void
+}
+
+function createBar(): ProgressBar {
+  const require = createRequire(import.meta.url)
+  const cliProgress = require('cli-progress') as { SingleBar: new (options: Record<string, unknown>) => ProgressBar }
+  return new cliProgress.SingleBar({
+    format: '{phase} |{bar}| step {value}/{total} | loss {loss} | {rate} img/s | ETA {eta_formatted}',
+    stream: process.stderr,
+    hideCursor: true,
+    etaBuffer: 50,
+  })
+}
+
+export const command: Command = {
+  summary: 'train the autoencoder then the U-Net on an image folder',
+  usage,
+  async run(argv) {
+    let parsed: ReturnType<typeof parse>
+    try {
+      parsed = parse(argv)
+    } catch (error) {
+      throw new UsageError((error as Error).message)
+    }
+    const { values } = parsed
+    for (const required of ['config', 'data', 'out'] as const) if (values[required] === undefined) throw new UsageError(`--${required} is required`)
+    const backend = values.backend ?? 'auto'
+    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    const seed = wholeNumber('seed', values.seed) ?? 0
+    const overrides: Record<string, unknown> = Object.fromEntries((values.set ?? []).map(parseOverride))
+    const aeSteps = wholeNumber('ae-steps', values['ae-steps'])
+    const unetSteps = wholeNumber('unet-steps', values['unet-steps'])
+    if (aeSteps !== undefined) overrides['autoencoder.steps'] = aeSteps
+    if (unetSteps !== undefined) overrides['unet.steps'] = unetSteps
+    const config = loadConfig(values.config as string, overrides)
+
+    const tty = process.stderr.isTTY === true
+    const log = componentLogger('train')
+    // On a terminal the progress bar is the output; logs would tear it, so only warnings pass.
+    const trainerLog = tty ? log.child({}, { level: 'warn' }) : log
+    const { initBackend } = await import('../../../trainer/backend.ts')
+    const { loadImageFolder } = await import('../../../trainer/data.ts')
+    const { runTraining } = await import('../../../trainer/train.ts')
+    const choice = await initBackend(backend, log)
+    const dataset = await loadImageFolder({ dir: values.data as string, size: config.image.size, log: trainerLog })
+    if (dataset.skipped.length > 0) process.stderr.write(`coop train: skipped ${dataset.skipped.length} unusable file(s); see the log lines above\n`)
+    const out = values.out as string
+    const bar = tty ? createBar() : undefined
+    let lastLogged = 0
+    const results = await runTraining({
+      config,
+      dataset,
+      outDir: out,
+      seed,
+      resume: values.resume ?? false,
+      log: trainerLog,
+      onPhaseStart: (phase, startStep, totalSteps) => {
+        bar?.stop()
+        bar?.start(totalSteps, startStep, { phase, loss: '-', rate: '-' })
+        if (!tty) log.info({ phase, startStep, totalSteps, backend: choice.name, images: dataset.items.length }, 'phase started')
+      },
+      onProgress: (event) => {
+        bar?.update(event.step, { phase: event.phase, loss: event.loss.toFixed(4), rate: event.imgPerSec.toFixed(1) })
+        if (!tty && (event.step % config.training.logEvery === 0 || event.step === event.totalSteps) && event.step !== lastLogged) {
+          lastLogged = event.step
+          log.info({ phase: event.phase, step: event.step, totalSteps: event.totalSteps, loss: event.loss, imgPerSec: event.imgPerSec }, 'training step')
+        }
+      },
+    })
+    bar?.stop()
+    const summary = (name: string, r: (typeof results)['autoencoder']) =>
+      `${name}: ${r.steps} steps${r.resumedFrom > 0 ? ` (resumed at ${r.resumedFrom})` : ''}, held-out loss ${r.initialEvalLoss?.toFixed(4) ?? '-'} -> ${r.finalEvalLoss.toFixed(4)}`
+    process.stdout.write(
+      `${summary('autoencoder', results.autoencoder)}\n${summary('unet', results.unet)}\ncheckpoints in ${join(out, 'autoencoder')} and ${join(out, 'unet')}, backend ${choice.name}\n`,
+    )
+    return 0
+  },
+}
