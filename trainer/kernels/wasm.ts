@@ -81,52 +81,51 @@ function pair(value: number | [number, number]): [number, number] {
   return typeof value === 'number' ? [value, value] : value
 }
 
+type SpatialPadding = [[number, number], [number, number]]
+
 /**
- * Pads (positive amounts) or crops (negative amounts) the two spatial dimensions of an NHWC tensor.
- * Returns `x` itself when nothing changes, so callers must not assume a fresh buffer.
+ * Crops the spatial dimensions of an NHWC tensor where an amount is negative, and returns the
+ * non-negative amounts as padding for the convolution itself: XNNPACK pads implicitly, which saves
+ * materialising a padded copy. Returns `x` itself when nothing is cropped.
  */
-function padOrCrop(
+function cropAndSplitPadding(
   scratch: KernelScratch,
   x: TensorInfo,
   [top, bottom]: [number, number],
   [left, right]: [number, number],
-): TensorInfo {
+): { input: TensorInfo; padding: SpatialPadding } {
   const [n, h, w, c] = x.shape as [number, number, number, number]
-  let current = x
   const cropTop = Math.max(0, -top)
   const cropBottom = Math.max(0, -bottom)
   const cropLeft = Math.max(0, -left)
   const cropRight = Math.max(0, -right)
+  let input = x
   if (cropTop + cropBottom + cropLeft + cropRight > 0) {
-    current = scratch.run(
+    input = scratch.run(
       'Slice',
-      { x: current },
+      { x },
       {
         begin: [0, cropTop, cropLeft, 0],
         size: [n, h - cropTop - cropBottom, w - cropLeft - cropRight, c],
       },
     )
   }
-  const padTop = Math.max(0, top)
-  const padBottom = Math.max(0, bottom)
-  const padLeft = Math.max(0, left)
-  const padRight = Math.max(0, right)
-  if (padTop + padBottom + padLeft + padRight > 0) {
-    current = scratch.run(
-      'PadV2',
-      { x: current },
-      {
-        paddings: [
-          [0, 0],
-          [padTop, padBottom],
-          [padLeft, padRight],
-          [0, 0],
-        ],
-        constantValue: 0,
-      },
-    )
-  }
-  return current
+  const padding: SpatialPadding = [
+    [Math.max(0, top), Math.max(0, bottom)],
+    [Math.max(0, left), Math.max(0, right)],
+  ]
+  return { input, padding }
+}
+
+/** Attributes for a stride-1 forward Conv2D with explicit spatial padding. */
+function convAttrs([vertical, horizontal]: SpatialPadding, dilations: [number, number]): NamedAttrMap {
+  return {
+    strides: [1, 1],
+    pad: [[0, 0], vertical, horizontal, [0, 0]],
+    dataFormat: 'NHWC',
+    dilations,
+    dimRoundingMode: undefined,
+  } as unknown as NamedAttrMap
 }
 
 /** NCHW tensors are moved to NHWC first: XNNPACK convolutions are channels-last only. */
@@ -175,7 +174,7 @@ function conv2DBackpropFilter(
   const neededWidth = filterWidth + (outWidth - 1) * strideWidth
   const top = info.padInfo.top
   const left = info.padInfo.left
-  const xWindow = padOrCrop(
+  const { input: xWindow, padding } = cropAndSplitPadding(
     scratch,
     x,
     [top, neededHeight - inHeight - top],
@@ -183,13 +182,11 @@ function conv2DBackpropFilter(
   )
   const xChannelsAsBatch = scratch.run('Transpose', { x: xWindow }, { perm: [3, 1, 2, 0] })
   const dyAsFilter = scratch.run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] })
-  const gradient = scratch.run('Conv2D', { x: xChannelsAsBatch, filter: dyAsFilter }, {
-    strides: [1, 1],
-    pad: 'valid',
-    dataFormat: 'NHWC',
-    dilations: [strideHeight, strideWidth],
-    dimRoundingMode: undefined,
-  } as unknown as NamedAttrMap)
+  const gradient = scratch.run(
+    'Conv2D',
+    { x: xChannelsAsBatch, filter: dyAsFilter },
+    convAttrs(padding, [strideHeight, strideWidth]),
+  )
   return scratch.run('Transpose', { x: gradient }, { perm: [1, 2, 0, 3] })
 }
 
@@ -263,7 +260,7 @@ function conv2DBackpropInput(
   }
   const top = filterHeight - 1 - info.padInfo.top
   const left = filterWidth - 1 - info.padInfo.left
-  const padded = padOrCrop(
+  const { input: cropped, padding } = cropAndSplitPadding(
     scratch,
     spread,
     [top, inHeight + filterHeight - 1 - top - spreadHeight],
@@ -271,13 +268,7 @@ function conv2DBackpropInput(
   )
   const rotated = scratch.run('Reverse', { x: filter }, { dims: [0, 1] })
   const swapped = scratch.run('Transpose', { x: rotated }, { perm: [0, 1, 3, 2] })
-  const dx = scratch.run('Conv2D', { x: padded, filter: swapped }, {
-    strides: [1, 1],
-    pad: 'valid',
-    dataFormat: 'NHWC',
-    dilations: [1, 1],
-    dimRoundingMode: undefined,
-  } as unknown as NamedAttrMap)
+  const dx = scratch.run('Conv2D', { x: cropped, filter: swapped }, convAttrs(padding, [1, 1]))
   return fromChannelsLast(scratch, dx, dataFormat)
 }
 
