@@ -61,3 +61,16 @@ export const CHARTER_MAX_PUBLISHERS = 64
 export const CHARTER_MAX_ALLOWLIST = 10_000
 /** Most SPDX license ids a charter may accept. */
 export const CHARTER_MAX_LICENSES = 256
+
+/** Most items in one consent manifest: 100,000 images keep a manifest under ~16 MiB and its verification under a second; larger collections are split into several manifests. */
+export const MANIFEST_MAX_ITEMS = 100_000
+/** Largest manifest file: MANIFEST_MAX_ITEMS items at ~150 B each plus per-item license/attribution headroom. */
+export const MANIFEST_MAX_BYTES = 32 * 1024 * 1024
+/** Largest revocation notice: it may list every item of the largest manifest (~75 B per digest). */
+export const REVOCATION_MAX_BYTES = 16 * 1024 * 1024
+/** Largest image file a manifest may describe: 256 MiB bounds per-item hashing; training images are far smaller. */
+export const MANIFEST_MAX_ITEM_BYTES = 256 * 1024 * 1024
+/** The VC 2.0 base context; VC 2.0 maps undefined terms through its @vocab, so no extra context is fetched or needed. */
+export const VC_V2_CONTEXT = 'https://www.w3.org/ns/credentials/v2'
+/** Media types a consent manifest may list: the image formats the trainer can decode. */
+export const MANIFEST_MEDIA_TYPES = ['image/gif', 'image/jpeg', 'image/png', 'image/webp'] as const

@@ -41,6 +41,8 @@ export const PROTOCOL_ERROR_CODES = [
   'THRESHOLD_NOT_MET',
   /** The signer is not the party the document says must sign it. */
   'ISSUER_MISMATCH',
+  /** A consent manifest names another node as the custodian allowed to train. */
+  'CUSTODIAN_MISMATCH',
   /** A value cannot be represented canonically (e.g. a non-finite number in JCS). */
   'NOT_CANONICAL',
 ] as const

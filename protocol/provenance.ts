@@ -17,7 +17,7 @@ import { type DsseEnvelope, openEnvelope } from './dsse.ts'
 import { ProtocolError } from './errors.ts'
 import type { Ed25519PrivateKey } from './keys.ts'
 import { parseLicense } from './license.ts'
-import { digestSchema, longText, nonNegativeInt, peerIdSchema, shortText, uriText } from './schemas.ts'
+import { attributionSchema, digestSchema, nonNegativeInt, peerIdSchema } from './schemas.ts'
 import { isSortedUnique, readStatement, signStatement, subjectDigest, subjectFor, statementSchema, type Statement } from './statement.ts'
 
 const sortedDigests = (max: number) =>
@@ -26,7 +26,6 @@ const sortedDigests = (max: number) =>
     .max(max)
     .refine((list) => isSortedUnique(list), 'must be sorted and unique')
 
-export const attributionSchema = z.strictObject({ name: shortText, uri: uriText.optional(), text: longText.optional() })
 
 export const provenancePredicateSchema = z
   .strictObject({

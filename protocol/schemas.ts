@@ -29,6 +29,10 @@ export const shortText = z.string().min(1).max(1024)
 export const longText = z.string().min(1).max(8192)
 export const uriText = z.string().min(1).max(2048).regex(/^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$/, 'expected an absolute URI')
 
+/** Credit a license requires: who, where, and the exact notice text. */
+export const attributionSchema = z.strictObject({ name: shortText, uri: uriText.optional(), text: longText.optional() })
+export type Attribution = z.output<typeof attributionSchema>
+
 /** Seconds-precision UTC timestamp for `date`, as dateTimeSchema accepts. */
 export function formatDateTime(date: Date): string {
   return `${date.toISOString().slice(0, 19)}Z`

@@ -74,3 +74,27 @@ export function makeProvenance(coop: string, contributionDigest: string) {
     [publisherA, publisherB],
   )
 }
+
+import { createManifest, type ManifestItem } from '../../protocol/manifest.ts'
+import { createRevocation } from '../../protocol/revocation.ts'
+
+export const custodianKey = nodeKey
+export const manifestItems: ManifestItem[] = Array.from({ length: 5 }, (_, i) => ({ digest: digestOf(`image ${i}`), mediaType: 'image/png' as const, byteLength: 1000 + i }))
+
+export function makeManifest(overrides: Partial<Parameters<typeof createManifest>[0]> = {}) {
+  return createManifest({
+    issuerKey: rightsHolder,
+    custodian: peerIdString(custodianKey.publicKey),
+    license: 'CC-BY-4.0',
+    attribution: { name: 'Ada Artist', uri: 'https://example.org/ada', text: 'Images by Ada Artist, CC-BY 4.0' },
+    scope: { commercialUse: false, weightRedistribution: true },
+    items: manifestItems,
+    validFrom: new Date('2026-01-01T00:00:00Z'),
+    validUntil: new Date('2027-01-01T00:00:00Z'),
+    ...overrides,
+  })
+}
+
+export function makeRevocation(manifest: string, items: string[] | 'all') {
+  return createRevocation({ issuerKey: rightsHolder, manifest, items, revokedAt: new Date('2026-06-01T00:00:00Z'), reason: 'changed my mind' })
+}

@@ -1,0 +1,106 @@
+// RevocationNotice: a VC 2.0 with an eddsa-jcs-2022 proof by the manifest's own issuer,
+// withdrawing consent for some items of a manifest, or all of them. Kept forever.
+import { z } from 'zod'
+import { MANIFEST_MAX_ITEMS, REVOCATION_MAX_BYTES, VC_V2_CONTEXT } from './constants.ts'
+import { addProof, dataIntegrityProofSchema, verifyProof, type DataIntegrityProof } from './dataintegrity.ts'
+import { type DocumentInput, parseDocument, parseSchema } from './decode.ts'
+import { sha256Digest } from './digest.ts'
+import { ProtocolError } from './errors.ts'
+import { canonicalBytes } from './jcs.ts'
+import { didKeyFromPublicKey, type Ed25519PrivateKey } from './keys.ts'
+import { didKeySchema, dateTimeSchema, digestSchema, formatDateTime, longText } from './schemas.ts'
+import { isSortedUnique } from './statement.ts'
+
+export const REVOCATION_TYPE = 'ConsentRevocation'
+
+export const revocationSchema = z.strictObject({
+  '@context': z.tuple([z.literal(VC_V2_CONTEXT)]),
+  type: z.tuple([z.literal('VerifiableCredential'), z.literal(REVOCATION_TYPE)]),
+  issuer: didKeySchema,
+  validFrom: dateTimeSchema,
+  credentialSubject: z.strictObject({
+    type: z.literal(REVOCATION_TYPE),
+    manifest: digestSchema,
+    items: z.union([
+      z.literal('all'),
+      z
+        .array(digestSchema)
+        .min(1)
+        .max(MANIFEST_MAX_ITEMS)
+        .refine((list) => isSortedUnique(list), 'items must be sorted and unique'),
+    ]),
+    reason: longText.optional(),
+  }),
+  proof: dataIntegrityProofSchema,
+})
+
+export type RevocationNotice = z.output<typeof revocationSchema> & { proof: DataIntegrityProof }
+
+export interface CreateRevocationInput {
+  /** The key that issued the manifest. */
+  issuerKey: Ed25519PrivateKey
+  /** Digest of the manifest being revoked (sha256 of its canonical bytes). */
+  manifest: string
+  /** Item digests to withdraw, or 'all'. */
+  items: readonly string[] | 'all'
+  reason?: string
+  revokedAt?: Date
+}
+
+export function createRevocation(input: CreateRevocationInput): RevocationNotice {
+  const revokedAt = formatDateTime(input.revokedAt ?? new Date())
+  const unsecured = {
+    '@context': [VC_V2_CONTEXT],
+    type: ['VerifiableCredential', REVOCATION_TYPE],
+    issuer: didKeyFromPublicKey(input.issuerKey.publicKey),
+    validFrom: revokedAt,
+    credentialSubject: {
+      type: REVOCATION_TYPE,
+      manifest: input.manifest,
+      items: input.items === 'all' ? 'all' : [...new Set(input.items)].sort(),
+      ...(input.reason === undefined ? {} : { reason: input.reason }),
+    },
+  }
+  const notice = addProof(unsecured, input.issuerKey, revokedAt)
+  parseSchema(revocationSchema, notice, 'revocation')
+  return notice as RevocationNotice
+}
+
+export interface VerifiedRevocation {
+  revocation: RevocationNotice
+  digest: string
+  issuer: string
+  manifest: string
+  items: string[] | 'all'
+  revokedAt: string
+}
+
+export function looksLikeRevocation(value: unknown): boolean {
+  const type = (value as { type?: unknown } | null)?.type
+  return Array.isArray(type) && type.includes(REVOCATION_TYPE)
+}
+
+/**
+ * Verifies a revocation notice: size, canonical JSON, type (UNKNOWN_TYPE), cryptosuite
+ * (UNSUPPORTED_CRYPTOSUITE), schema (SCHEMA), proof by the issuer (BAD_KEY, ISSUER_MISMATCH,
+ * BAD_SIGNATURE). Whether it applies to a manifest is decided by verifyManifest, which checks
+ * the manifest digest and that both have the same issuer.
+ */
+export function verifyRevocation(input: DocumentInput): VerifiedRevocation {
+  const { value } = parseDocument(input, REVOCATION_MAX_BYTES, 'revocation')
+  if (!looksLikeRevocation(value)) throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentRevocation credential')
+  const record = value as Record<string, unknown>
+  const proof = record.proof as Record<string, unknown> | undefined
+  if (proof !== undefined && typeof proof === 'object' && proof !== null && (proof.type !== 'DataIntegrityProof' || proof.cryptosuite !== 'eddsa-jcs-2022'))
+    throw new ProtocolError('UNSUPPORTED_CRYPTOSUITE', 'only DataIntegrityProof with eddsa-jcs-2022 is accepted')
+  const revocation = parseSchema(revocationSchema, value, 'revocation') as RevocationNotice
+  verifyProof(record, revocation.issuer)
+  return {
+    revocation,
+    digest: sha256Digest(canonicalBytes(value)),
+    issuer: revocation.issuer,
+    manifest: revocation.credentialSubject.manifest,
+    items: revocation.credentialSubject.items,
+    revokedAt: revocation.validFrom,
+  }
+}
