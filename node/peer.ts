@@ -1,0 +1,257 @@
+// The composition root of a coop peer: keystore, store, consent book, libp2p host with its three
+// validation chains, trainer sessions and the round engine, wired together and started/stopped
+// in the right order. `coop start` is a thin CLI over startPeer; tests and the benchmark use it
+// through real `coop start` processes.
+import { createHash } from 'node:crypto'
+import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { CoopConfigSchema } from '../configs/index.ts'
+import { verifyCharter, type CoopCharter } from '../protocol/charter.ts'
+import type { DsseEnvelope } from '../protocol/dsse.ts'
+import { canonicalBytes } from '../protocol/jcs.ts'
+import { generateKey, peerIdString, type Ed25519PrivateKey } from '../protocol/keys.ts'
+import { looksLikeManifest } from '../protocol/manifest.ts'
+import { looksLikeRevocation } from '../protocol/revocation.ts'
+import { initBackend } from '../trainer/backend.ts'
+import { loadImageFolder } from '../trainer/data.ts'
+import { createTrainerSession } from '../trainer/session.ts'
+import { readKeyFile, writeKeyFile } from './keystore.ts'
+import { componentLogger } from './log.ts'
+import { createCoopHost, type CoopHost } from './p2p/host.ts'
+import { MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
+import { ConsentBook } from './round/consent.ts'
+import { RoundEngine, type RoundTrainer } from './round/engine.ts'
+import { RoundError } from './round/errors.ts'
+import { charterPath, inboxDir, writeAddrs } from './round/layout.ts'
+import type { Phase } from './round/schedule.ts'
+import type { NamedTensor } from './round/tensors.ts'
+import { openStore, writeFileAtomic, type CoopStore } from './store/store.ts'
+import { createConsentValidator } from './validation/consent.ts'
+import { encodeGossipMessage } from './validation/messages.ts'
+import { createCheckpointValidator, createContributionValidator } from './validation/statements.ts'
+
+export interface PeerOptions {
+  /** Path of the signed charter (DSSE envelope JSON). */
+  charter: string
+  store: string
+  /** Folder of this node's images (class subfolders). */
+  data: string
+  /** This node's consent manifests (each must name it as custodian). */
+  consent: string[]
+  /** Node key file; default <store>/node.key, created on first start. */
+  key?: string
+  listen: string[]
+  bootstrap: string[]
+  publisher: boolean
+  /** Stop after this global round (default: all the charter's rounds). */
+  rounds?: number
+  backend: string
+  mdns?: boolean
+  /** Train and contribute (default true); a pure publisher may set false. */
+  train?: boolean
+  log?: Logger
+}
+
+export interface CoopPeer {
+  readonly peerId: string
+  readonly coopId: string
+  readonly charter: CoopCharter
+  readonly store: CoopStore
+  readonly host: CoopHost
+  readonly engine: RoundEngine
+  readonly consent: ConsentBook
+  addrs(): string[]
+  /** Resolves when every round this node runs for has a checkpoint it adopted. */
+  finished: Promise<void>
+  stop(): Promise<void>
+}
+
+const INBOX_POLL_MS = 1000
+/** A document dropped into the inbox is bounded like the gossip message that will carry it. */
+const INBOX_MAX_BYTES = 512 * 1024
+
+export async function readCharterFile(path: string): Promise<{ charter: CoopCharter; coopId: string; envelope: DsseEnvelope }> {
+  const bytes = new Uint8Array(await readFile(path))
+  const verified = verifyCharter(bytes)
+  return { charter: verified.charter, coopId: verified.coopId, envelope: JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope }
+}
+
+async function loadNodeKey(path: string, log: Logger): Promise<Ed25519PrivateKey> {
+  try {
+    await stat(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    const key = generateKey()
+    await writeKeyFile(path, key)
+    log.info({ path }, 'node key created')
+    return key
+  }
+  return await readKeyFile(path)
+}
+
+/** A stable per-node seed (data order, noise): the same node resumes the same stream. */
+function seedOf(peerId: string): number {
+  return createHash('sha256').update(peerId).digest().readUInt32BE(0)
+}
+
+export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
+  const log = options.log ?? componentLogger('peer')
+  const { charter, coopId, envelope } = await readCharterFile(options.charter)
+  const config = CoopConfigSchema.parse(charter.model)
+  await mkdir(options.store, { recursive: true })
+  const privateKey = await loadNodeKey(options.key ?? join(options.store, 'node.key'), log)
+  const store = await openStore(options.store, { log: componentLogger('store') })
+  let host: CoopHost | undefined
+  try {
+    await writeFileAtomic(charterPath(options.store), canonicalBytes(envelope))
+    const peerId = peerIdString(privateKey.publicKey)
+    const consent = new ConsentBook({ peerId, acceptedLicenses: charter.acceptedLicenses }, { store, log: componentLogger('consent') })
+    await consent.load()
+    const documents = await Promise.all(options.consent.map(async (path) => ({ path, document: JSON.parse(await readFile(path, 'utf8')) as object })))
+    const local = await consent.addLocalManifests(documents)
+    const train = options.train ?? true
+    const allowlist = consent.allowlist()
+    if (train && allowlist.size === 0) throw new RoundError('NO_CONSENT', 'no valid consent manifest names this node as custodian: nothing to train on')
+
+    const backend = await initBackend(options.backend, componentLogger('backend'))
+    const dataset = await loadImageFolder({ dir: options.data, size: config.image.size, allowlist, log: componentLogger('data') })
+    if (train && dataset.items.length === 0) throw new RoundError('NO_CONSENT', `no consented image found under ${options.data}`)
+    log.info({ items: dataset.items.length, notAllowed: dataset.notAllowed, manifests: local.length, backend: backend.name }, 'consented dataset loaded')
+    const datasetItems = new Set(dataset.items.map((i) => i.sha256))
+    const seed = seedOf(peerId)
+    const trainers = async (phase: Phase, autoencoder: NamedTensor[] | undefined): Promise<RoundTrainer> =>
+      await createTrainerSession({ config, phase, dataset, seed, ...(autoencoder === undefined ? {} : { autoencoder }), log: componentLogger('trainer', { phase }) })
+
+    host = await createCoopHost({
+      privateKey,
+      listen: options.listen,
+      bootstrap: options.bootstrap,
+      coopId,
+      blobs: store,
+      ...(options.mdns === undefined ? {} : { mdns: options.mdns }),
+      log: componentLogger('p2p'),
+    })
+    const engine = new RoundEngine(
+      {
+        charter,
+        coopId,
+        privateKey,
+        publisher: options.publisher,
+        train,
+        ...(options.rounds === undefined ? {} : { untilRound: options.rounds }),
+        datasetItems,
+        charterEnvelope: envelope,
+      },
+      { store, host, consent, trainers, log: componentLogger('round') },
+    )
+
+    const consentValidator = createConsentValidator({ acceptedLicenses: charter.acceptedLicenses, admission: charter.admission }, consent)
+    host.setValidator('consent', consentValidator)
+    host.setValidator('contributions', createContributionValidator({ coopId, admission: charter.admission, semantics: engine.contributionSemantics }))
+    host.setValidator('checkpoints', createCheckpointValidator({ coopId, publishers: charter.publishers, threshold: charter.threshold, semantics: engine.checkpointSemantics }))
+    host.onMessage('consent', async (msg) => {
+      const accepted = consentValidator.verified(msg.data)
+      if (accepted === undefined) return
+      const document = JSON.parse(new TextDecoder().decode(msg.data.subarray(1))) as object
+      if (accepted.kind === 'manifest') {
+        const { added, verified } = await consent.addManifest(document, false)
+        if (added) log.info({ manifest: verified.digest, custodian: verified.custodian, items: verified.items.length }, 'manifest received')
+      } else if (accepted.kind === 'revocation') {
+        const verified = await consent.addRevocation(document)
+        if (verified !== undefined) log.info({ revocation: verified.digest, manifest: verified.manifest }, 'revocation received')
+      }
+    })
+
+    const liveHost = host
+    const announceConsent = async (): Promise<void> => {
+      for (const { verified, local: mine } of consent.manifests()) {
+        if (!mine) continue
+        await liveHost.publish('consent', encodeGossipMessage('manifest', verified.manifest)).catch((err: unknown) => log.debug({ err }, 'manifest announce failed'))
+      }
+      for (const revocation of consent.revocations()) {
+        await liveHost.publish('consent', encodeGossipMessage('revocation', revocation.revocation)).catch((err: unknown) => log.debug({ err }, 'revocation announce failed'))
+      }
+    }
+    const inbox = inboxDir(options.store)
+    await mkdir(join(inbox, 'done'), { recursive: true })
+    const pollInbox = async (): Promise<void> => {
+      for (const name of (await readdir(inbox)).filter((n) => n.endsWith('.json')).sort()) {
+        const path = join(inbox, name)
+        try {
+          const info = await stat(path)
+          if (info.size > INBOX_MAX_BYTES) throw new RoundError('MANIFEST_INVALID', `${name} exceeds ${INBOX_MAX_BYTES} bytes`)
+          const document = JSON.parse(await readFile(path, 'utf8')) as object
+          if (looksLikeRevocation(document)) {
+            const verified = await consent.addRevocation(document)
+            await liveHost.publish('consent', encodeGossipMessage('revocation', document))
+            log.info({ revocation: verified?.digest, file: name }, 'revocation published')
+          } else if (looksLikeManifest(document)) {
+            const { verified } = await consent.addManifest(document, false)
+            await liveHost.publish('consent', encodeGossipMessage('manifest', document))
+            log.info({ manifest: verified.digest, file: name }, 'manifest published')
+          } else {
+            throw new RoundError('MANIFEST_INVALID', `${name} is neither a manifest nor a revocation`)
+          }
+          await rename(path, join(inbox, 'done', name))
+        } catch (err) {
+          log.warn({ file: name, code: (err as { code?: string }).code, err }, 'inbox document refused')
+          await rename(path, join(inbox, 'done', `${name}.refused`)).catch(() => undefined)
+        }
+      }
+    }
+
+    await host.start()
+    const addrs = host.multiaddrs()
+    await writeAddrs(options.store, { peerId: host.peerId, addrs, pid: process.pid, startedAt: new Date().toISOString() })
+    log.info({ peer: host.peerId, coop: coopId, addrs, publisher: options.publisher }, 'listening')
+    await engine.start()
+
+    const timers: NodeJS.Timeout[] = []
+    let announced = 0
+    // Announce consent early and often while peers are still joining, then at a calm pace.
+    const scheduleAnnounce = (): void => {
+      const delay = announced < 10 ? 1000 : MANIFEST_REANNOUNCE_MS
+      announced += 1
+      const timer = setTimeout(() => {
+        void announceConsent().finally(scheduleAnnounce)
+      }, delay)
+      timer.unref()
+      timers[0] = timer
+    }
+    scheduleAnnounce()
+    const inboxTimer = setInterval(() => void pollInbox().catch((err: unknown) => log.warn({ err }, 'inbox poll failed')), INBOX_POLL_MS)
+    inboxTimer.unref()
+    timers.push(inboxTimer)
+
+    let stopped: Promise<void> | undefined
+    return {
+      peerId: host.peerId,
+      coopId,
+      charter,
+      store,
+      host,
+      engine,
+      consent,
+      addrs: () => liveHost.multiaddrs(),
+      finished: engine.finished,
+      stop() {
+        stopped ??= (async () => {
+          for (const t of timers) clearTimeout(t)
+          const grace = setTimeout(() => log.warn({}, 'stop is taking long: waiting for the current step'), STOP_GRACE_MS)
+          grace.unref()
+          await engine.stop()
+          clearTimeout(grace)
+          await liveHost.stop()
+          await store.close()
+          log.info({ peer: liveHost.peerId }, 'node stopped')
+        })()
+        return stopped
+      },
+    }
+  } catch (err) {
+    await host?.stop().catch(() => undefined)
+    await store.close().catch(() => undefined)
+    throw err
+  }
+}

@@ -1,0 +1,36 @@
+// Limits and defaults of the round engine. Each value carries the reason it has that size.
+
+/** Publishers re-announce the latest checkpoint this often, so restarted peers and joiners catch up without a request protocol. */
+export const CHECKPOINT_REANNOUNCE_MS = 3_000
+/** Trainers re-announce their contribution for the open round this often, so a publisher that restarted mid-round still receives it. */
+export const CONTRIBUTION_REANNOUNCE_MS = 3_000
+/** Peers re-announce their own consent manifests this often, so the publisher learns manifests published before it joined. */
+export const MANIFEST_REANNOUNCE_MS = 10_000
+/** The publisher checks quorum and deadline this often; well under a second so closing adds little latency. */
+export const ROUND_POLL_MS = 100
+/** A contribution payload of the largest config (gpu256, fp32 delta) stays under this; compressed ones are 4x-100x smaller. */
+export const CONTRIBUTION_PAYLOAD_MAX_BYTES = 256 * 1024 * 1024
+/** A checkpoint file (weights or momentum, F32) of the largest config stays under this. */
+export const CHECKPOINT_FILE_MAX_BYTES = 256 * 1024 * 1024
+/** Signed statements and manifests fetched by digest are small; anything bigger is hostile. */
+export const STATEMENT_BLOB_MAX_BYTES = 1024 * 1024
+/** How far back a catching-up peer walks the checkpoint chain before giving up (a chain longer than this is not a coop we can verify on one machine). */
+export const MAX_CHAIN_WALK = 10_000
+/** Rounds of recent losses `coop status` shows. */
+export const STATUS_RECENT_LOSSES = 20
+/** Default local (inner) Adam steps per round when the charter does not say (DiLoCo uses 500; tiny tests use far fewer). */
+export const DEFAULT_INNER_STEPS = 50
+/** DiLoCo's outer learning rate (arXiv 2311.08105, section 3). */
+export const DEFAULT_OUTER_LR = 0.7
+/** DiLoCo's outer Nesterov momentum. */
+export const DEFAULT_OUTER_MOMENTUM = 0.9
+/** Default round deadline: long enough for one CPU trainer's H steps on emoji32 plus transfer. */
+export const DEFAULT_DEADLINE_SECONDS = 600
+/** Tensors in a model file; the largest config has a few hundred. */
+export const MAX_TENSORS = 4096
+/** A fetch that cannot find a blob on any provider is retried after this pause (the holder may not have stored it yet). */
+export const FETCH_RETRY_MS = 500
+/** Attempts to fetch one blob before the dependent checkpoint or contribution is given up on for now (it is retried when re-announced). */
+export const FETCH_ATTEMPTS = 10
+/** How long a graceful stop waits for an in-flight training step or aggregation to finish before closing the store. */
+export const STOP_GRACE_MS = 20_000

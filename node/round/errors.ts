@@ -1,0 +1,39 @@
+// Typed errors of the round engine and the commands built on it. Codes are a closed set so
+// that logs, exit codes and tests can name them.
+
+export const ROUND_ERROR_CODES = [
+  // checkpoint verification
+  'BAD_SIGNATURE',
+  'WRONG_COOP',
+  'FILE_DIGEST_MISMATCH',
+  'MISSING_FILE',
+  'RECOMPUTE_MISMATCH',
+  'MISSING_PARENT',
+  'MISSING_PAYLOAD',
+  'MISSING_CONTRIBUTION',
+  'BAD_CHECKPOINT',
+  // consent
+  'NO_CONSENT',
+  'FOREIGN_CUSTODIAN',
+  'MANIFEST_INVALID',
+  // configuration and state
+  'BAD_CHARTER',
+  'NOT_A_PUBLISHER',
+  'UNSUPPORTED',
+  'UNKNOWN_IMAGE',
+  'UNKNOWN_CHECKPOINT',
+  'NOT_RUNNING',
+  'STOPPED',
+] as const
+
+export type RoundErrorCode = (typeof ROUND_ERROR_CODES)[number]
+
+export class RoundError extends Error {
+  readonly code: RoundErrorCode
+
+  constructor(code: RoundErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'RoundError'
+    this.code = code
+  }
+}

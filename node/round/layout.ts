@@ -1,0 +1,126 @@
+// Files a running node keeps next to its database, in one place so that `coop start`, the
+// read-only commands (`status`, `trace`, `checkpoint verify`) and the demo agree on paths.
+//
+//   <store>/addrs.json                     { peerId, addrs, pid, startedAt }, written once listening
+//   <store>/charter.json                   the charter the node runs (copied at start)
+//   <store>/inbox/                         drop a manifest or revocation JSON here to publish it
+//   <store>/snapshots/status.json          status snapshot (see node/store/store.ts writeSnapshot)
+//   <store>/checkpoints/latest.json        { autoencoder?: CheckpointPointer, unet?: CheckpointPointer }
+//   <store>/checkpoints/<phase>-r<NNNNNN>/ one adopted checkpoint:
+//       model.safetensors     weights (F32, sorted names)
+//       momentum.safetensors  outer Nesterov momentum (F32), needed to recompute the next round
+//       config.json           { coop, phase, round, model, autoencoder? } canonical JSON
+//       provenance.json       the signed CheckpointProvenance (DSSE envelope)
+//       charter.json          the charter, so the directory verifies on its own
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { writeFileAtomic } from '../store/store.ts'
+import type { Phase } from './schedule.ts'
+
+export const CHECKPOINT_FILES = {
+  model: 'model.safetensors',
+  momentum: 'momentum.safetensors',
+  config: 'config.json',
+  provenance: 'provenance.json',
+  charter: 'charter.json',
+} as const
+
+export interface CheckpointPointer {
+  id: string
+  round: number
+  dir: string
+}
+
+export interface AddrsFile {
+  peerId: string
+  addrs: string[]
+  pid: number
+  startedAt: string
+}
+
+export function addrsPath(storeDir: string): string {
+  return join(storeDir, 'addrs.json')
+}
+
+export function charterPath(storeDir: string): string {
+  return join(storeDir, 'charter.json')
+}
+
+export function inboxDir(storeDir: string): string {
+  return join(storeDir, 'inbox')
+}
+
+export function checkpointsRoot(storeDir: string): string {
+  return join(storeDir, 'checkpoints')
+}
+
+export function checkpointDirName(phase: Phase, round: number): string {
+  return `${phase}-r${round.toString().padStart(6, '0')}`
+}
+
+export function checkpointDir(storeDir: string, phase: Phase, round: number): string {
+  return join(checkpointsRoot(storeDir), checkpointDirName(phase, round))
+}
+
+export async function writeAddrs(storeDir: string, value: AddrsFile): Promise<void> {
+  await writeFileAtomic(addrsPath(storeDir), `${JSON.stringify(value, null, 2)}\n`)
+}
+
+export async function readAddrs(storeDir: string): Promise<AddrsFile | undefined> {
+  try {
+    return JSON.parse(await readFile(addrsPath(storeDir), 'utf8')) as AddrsFile
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}
+
+/**
+ * Writes a checkpoint directory so that it appears complete or not at all: files go into a
+ * temp directory which is renamed into place. An existing directory for the same checkpoint
+ * id is kept (a restart that re-adopts writes the same bytes).
+ */
+export async function writeCheckpointDir(storeDir: string, phase: Phase, round: number, files: Record<string, Uint8Array | string>): Promise<string> {
+  const root = checkpointsRoot(storeDir)
+  await mkdir(root, { recursive: true })
+  const final = checkpointDir(storeDir, phase, round)
+  const temp = join(root, `.tmp-${randomBytes(6).toString('hex')}`)
+  await mkdir(temp)
+  for (const [name, bytes] of Object.entries(files)) await writeFileAtomic(join(temp, name), bytes)
+  await rm(final, { recursive: true, force: true })
+  await rename(temp, final)
+  return final
+}
+
+/** Drops temp directories a crash left behind (they were never referenced). */
+export async function cleanCheckpointTemps(storeDir: string): Promise<void> {
+  const root = checkpointsRoot(storeDir)
+  let names: string[]
+  try {
+    names = await readdir(root)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw err
+  }
+  await Promise.all(names.filter((n) => n.startsWith('.tmp-')).map((n) => rm(join(root, n), { recursive: true, force: true })))
+}
+
+export async function writeLatestPointers(storeDir: string, pointers: Partial<Record<Phase, CheckpointPointer>>): Promise<void> {
+  await writeFileAtomic(join(checkpointsRoot(storeDir), 'latest.json'), `${JSON.stringify(pointers, null, 2)}\n`)
+}
+
+/** Every checkpoint directory under a store, in name order (phase, then round). */
+export async function listCheckpointDirs(storeDir: string): Promise<string[]> {
+  let names: string[]
+  try {
+    names = await readdir(checkpointsRoot(storeDir))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw err
+  }
+  return names
+    .filter((n) => /^(autoencoder|unet)-r\d{6}$/.test(n))
+    .sort()
+    .map((n) => join(checkpointsRoot(storeDir), n))
+}

@@ -1,0 +1,78 @@
+// What the round engine keeps in the store, and under which keys. Every record is plain JSON.
+//
+//   contributions  <round:12>/<statement digest>   ContributionRecord (every accepted contribution)
+//   checkpoints    <phase>/<round:12>              CheckpointRecord  (every adopted checkpoint)
+//   checkpoints    id/<statement digest>           { phase, round }  (index by checkpoint id)
+//   rounds         local/<round:12>                LocalRoundRecord  (this node's own contribution)
+//   rounds         close/<round:12>                CloseRecord       (publisher: the frozen set, before aggregating)
+//   rounds         residual/<phase>                { digest }         (top-k error-feedback residual blob)
+//   peers          <peerId>                        PeerRecord
+import type { ContributionPredicate } from '../../protocol/contribution.ts'
+import type { ProvenancePredicate } from '../../protocol/provenance.ts'
+import { roundKey } from '../store/store.ts'
+import type { Phase } from './schedule.ts'
+
+export interface ContributionRecord {
+  /** Statement digest (sha256 of the in-toto statement bytes): the contribution's id. */
+  id: string
+  contributor: string
+  delta: string
+  predicate: ContributionPredicate
+  /** Canonical DSSE envelope bytes' digest; the envelope is a blob under it. */
+  envelope: string
+  acceptedAt: string
+}
+
+export type Verification = 'published' | 'recomputed' | 'genesis' | 'signature'
+
+export interface CheckpointRecord {
+  /** Statement digest of the provenance: the checkpoint's id. */
+  id: string
+  phase: Phase
+  round: number
+  /** Blob digests of the files. */
+  files: { model: string; momentum: string; config: string }
+  /** Blob digest of the canonical provenance envelope (provenance.json). */
+  envelope: string
+  predicate: ProvenancePredicate
+  signers: string[]
+  verification: Verification
+  adoptedAt: string
+  dir: string
+}
+
+export interface LocalRoundRecord {
+  round: number
+  phase: Phase
+  base: string
+  contribution: string
+  envelope: string
+  delta: string
+  samples: number
+  loss: number
+  createdAt: string
+}
+
+export interface CloseRecord {
+  round: number
+  phase: Phase
+  base: string
+  /** Statement digests, sorted: exactly what the checkpoint aggregates. */
+  contributions: string[]
+  excludedItems: string[]
+  revocations: string[]
+  closedAt: string
+}
+
+export interface PeerRecord {
+  peerId: string
+  lastSeen: string
+  contributions: number
+}
+
+export const contributionKey = (round: number, id: string): string => `${roundKey(round)}/${id}`
+export const checkpointKey = (phase: Phase, round: number): string => `${phase}/${roundKey(round)}`
+export const checkpointIdKey = (id: string): string => `id/${id}`
+export const localKey = (round: number): string => `local/${roundKey(round)}`
+export const closeKey = (round: number): string => `close/${roundKey(round)}`
+export const residualKey = (phase: Phase): string => `residual/${phase}`
