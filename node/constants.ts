@@ -16,14 +16,14 @@ export const BLOB_PROTOCOL = '/diffusion-coop/blob/1.0.0'
 export const GOSSIP_MAX_MESSAGE_BYTES = 1024 * 1024 - 1024
 /** A signed statement smaller than this cannot hold a signature plus its mandatory fields. */
 export const GOSSIP_MIN_MESSAGE_BYTES = 64
-/** A manifest lists items (about 150 bytes each): 512 KiB bounds it to a few thousand images per manifest. */
-export const MANIFEST_MAX_BYTES = 512 * 1024
-/** A revocation names one manifest and at most a few thousand item digests. */
+/** A manifest lists items (about 200 bytes each): the whole gossip budget carries ~5000 images; issuers split larger sets. */
+export const MANIFEST_MAX_BYTES = GOSSIP_MAX_MESSAGE_BYTES
+/** A revocation names one manifest and at most a few thousand item digests (70 bytes each). */
 export const REVOCATION_MAX_BYTES = 512 * 1024
-/** A contribution statement is a DSSE envelope with a handful of digests: 64 KiB is generous. */
-export const CONTRIBUTION_MAX_BYTES = 64 * 1024
-/** A provenance statement lists every contribution and manifest of a round (hundreds at most). */
-export const CHECKPOINT_MAX_BYTES = 768 * 1024
+/** protocol/'s own cap on a contribution envelope (CONTRIBUTION_MAX_BYTES there), plus the kind byte. */
+export const CONTRIBUTION_MAX_BYTES = 256 * 1024 + 1
+/** A provenance statement lists every contribution and manifest of a round: hundreds fit in the gossip budget. */
+export const CHECKPOINT_MAX_BYTES = GOSSIP_MAX_MESSAGE_BYTES
 
 // ---- peer scoring ----
 

@@ -13,38 +13,52 @@ export interface ChainContext {
   propagationSource: string
   topic: TopicName
   kind: GossipKind
+  /** The document's exact bytes (canonical JSON), for verifiers that check canonical form and digests. */
+  body: Uint8Array
 }
 
-export interface KindStages<T> {
+export interface KindStages<S, V = S> {
   /** Shape and types of the decoded document; returns it typed. */
-  schema(document: Record<string, unknown>, ctx: ChainContext): T | Promise<T>
-  /** Cryptographic checks: the document's own signatures, and that its signer may send it. */
-  signature(message: T, ctx: ChainContext): void | Promise<void>
+  schema(document: Record<string, unknown>, ctx: ChainContext): S | Promise<S>
+  /** Cryptographic checks: the document's own signatures, and that its signer may send it; returns the verified form. */
+  signature(message: S, ctx: ChainContext): V | Promise<V>
   /** Meaning in our current state (windows, known references, consent); plugged in by the owner of that state. */
-  semantics?(message: T, ctx: ChainContext): void | Promise<void>
+  semantics?(verified: V, ctx: ChainContext): void | Promise<void>
 }
 
-// The stage tables are keyed by kind; `any` lets each kind carry its own document type.
+// The stage tables are keyed by kind; `any` lets each kind carry its own document types.
 // biome-ignore lint/suspicious/noExplicitAny: heterogeneous per-kind document types
-export type StagesByKind = Partial<Record<GossipKind, KindStages<any>>>
+export type StagesByKind = Partial<Record<GossipKind, KindStages<any, any>>>
 
-export function createChainValidator(topic: TopicName, stagesByKind: StagesByKind): GossipValidator {
-  return async (input: GossipInput) => {
+export interface ChainValidator extends GossipValidator {
+  /**
+   * The verified form (the signature stage's result) of a message this validator accepted,
+   * looked up by the message's data array, which gossipsub hands unchanged to the handlers.
+   */
+  verified(data: Uint8Array): { kind: GossipKind; verified: unknown } | undefined
+}
+
+export function createChainValidator(topic: TopicName, stagesByKind: StagesByKind): ChainValidator {
+  // Weak keys: entries vanish with the message, so a flood cannot grow this map.
+  const accepted = new WeakMap<Uint8Array, { kind: GossipKind; verified: unknown }>()
+  const validate = async (input: GossipInput): Promise<void> => {
     // size: kind byte and the kind's size window, before any parsing.
     const { kind, body } = checkSize(topic, input.data)
     const stages = stagesByKind[kind]
     // A kind of this topic that this node has no chain for is not ours to judge.
     if (stages === undefined) throw ignore('UNKNOWN_KIND', `no validator for ${kind}`)
-    const ctx: ChainContext = { from: input.from, propagationSource: input.propagationSource, topic, kind }
+    const ctx: ChainContext = { from: input.from, propagationSource: input.propagationSource, topic, kind, body }
     // decode: well-formed UTF-8 JSON object.
     const document = decodeBody(body)
     // schema: the document has its kind's shape.
     const message = await stages.schema(document, ctx)
     // signature: the document's own signatures verify and its signer may send it.
-    await stages.signature(message, ctx)
+    const verified = await stages.signature(message, ctx)
     // semantics: it makes sense now (state-dependent checks).
-    if (stages.semantics !== undefined) await stages.semantics(message, ctx)
+    if (stages.semantics !== undefined) await stages.semantics(verified, ctx)
+    accepted.set(input.data, { kind, verified })
   }
+  return Object.assign(validate, { verified: (data: Uint8Array) => accepted.get(data) })
 }
 
 /** Parses an accepted message again for its handler (cheap: validation already proved it parses). */
