@@ -16,7 +16,7 @@ export type { CoopConfig, AutoencoderConfig, UnetConfig, DiffusionConfig } from 
 export { CoopConfigSchema } from './schema.ts'
 export { TWEMOJI_CLASSES }
 
-export const CONFIG_NAMES = Object.keys(PRESETS)
+export const CONFIG_NAMES: readonly string[] = Object.freeze(Object.keys(PRESETS))
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 

@@ -47,7 +47,7 @@ const emoji32: CoopConfig = {
   classes: TWEMOJI_CLASSES,
   autoencoder: { channels: [16, 32, 64], latentChannels: 4, klWeight: 1e-4, groups: 8, lr: 2e-3, batchSize: 32, steps: 1500, emaDecay: 0.995 },
   unet: {
-    channels: [48, 96],
+    channels: [32, 64],
     resBlocksPerLevel: 1,
     attention: true,
     attentionHeads: 4,

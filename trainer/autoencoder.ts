@@ -20,31 +20,43 @@ export interface Posterior {
   logvar: tf.Tensor4D
 }
 
-export function encode(p: ParamStore, ae: AutoencoderConfig, x: tf.Tensor4D): Posterior {
+/** Receives each block's name and output shape (for tests and docs). */
+export type ShapeTrace = (block: string, shape: number[]) => void
+
+export function encode(p: ParamStore, ae: AutoencoderConfig, x: tf.Tensor4D, trace?: ShapeTrace): Posterior {
   const channels = ae.channels
   let h = conv(p, 'encoder.conv_in', x, channels[0] as number)
+  trace?.('encoder.conv_in', [...h.shape])
   for (let level = 1; level < channels.length; level++) {
     h = conv(p, `encoder.down.${level}`, silu(h) as tf.Tensor4D, channels[level] as number, { stride: 2 })
+    trace?.(`encoder.down.${level}`, [...h.shape])
   }
   const lowest = channels[channels.length - 1] as number
   h = resBlock(p, 'encoder.mid', h, lowest, ae.groups)
+  trace?.('encoder.mid', [...h.shape])
   const moments = conv(p, 'encoder.conv_out', silu(groupNorm(p, 'encoder.norm_out', h, ae.groups)) as tf.Tensor4D, 2 * ae.latentChannels)
+  trace?.('encoder.conv_out', [...moments.shape])
   const [n, s] = moments.shape
   const mean = tf.slice(moments, [0, 0, 0, 0], [n, s, s, ae.latentChannels])
   const logvar = tf.clipByValue(tf.slice(moments, [0, 0, 0, ae.latentChannels], [n, s, s, ae.latentChannels]), LOGVAR_MIN, LOGVAR_MAX)
   return { mean, logvar }
 }
 
-export function decode(p: ParamStore, ae: AutoencoderConfig, z: tf.Tensor4D): tf.Tensor4D {
+export function decode(p: ParamStore, ae: AutoencoderConfig, z: tf.Tensor4D, trace?: ShapeTrace): tf.Tensor4D {
   const channels = ae.channels
   const lowest = channels[channels.length - 1] as number
   let h = conv(p, 'decoder.conv_in', z, lowest)
+  trace?.('decoder.conv_in', [...h.shape])
   h = resBlock(p, 'decoder.mid', h, lowest, ae.groups)
+  trace?.('decoder.mid', [...h.shape])
   for (let level = channels.length - 1; level >= 1; level--) {
     h = conv(p, `decoder.up.${level}`, upsample2x(h), channels[level - 1] as number)
     h = silu(groupNorm(p, `decoder.up.${level}.norm`, h, ae.groups)) as tf.Tensor4D
+    trace?.(`decoder.up.${level}`, [...h.shape])
   }
-  return conv(p, 'decoder.conv_out', h, 3)
+  const out = conv(p, 'decoder.conv_out', h, 3)
+  trace?.('decoder.conv_out', [...out.shape])
+  return out
 }
 
 /** The latent RMS buffer (scalar in a [1] tensor), created at 1. */

@@ -17,8 +17,12 @@ export function nullClass(config: CoopConfig): number {
 /** One-hot rows times a table instead of a gather: its gradient is a matMul on every backend. */
 function classEmbedding(p: ParamStore, labels: readonly number[], classCount: number, dim: number): tf.Tensor2D {
   const table = p.get('class_embedding.weight', [classCount, dim], { kind: 'normal', std: 1 })
-  const oneHot = tf.oneHot(tf.tensor1d(labels as number[], 'int32'), classCount).toFloat() as tf.Tensor2D
-  return tf.matMul(oneHot, table as tf.Tensor2D)
+  // Built in JS: tf.oneHot refuses a depth of 1 (an unconditional model has only the null class).
+  const oneHot = new Float32Array(labels.length * classCount)
+  labels.forEach((label, row) => {
+    oneHot[row * classCount + label] = 1
+  })
+  return tf.matMul(tf.tensor2d(oneHot, [labels.length, classCount]), table as tf.Tensor2D)
 }
 
 /**
@@ -75,7 +79,8 @@ export function unetForward(
       record(`up.${level}.res.${block}`, h)
     }
     if (level > 0) {
-      h = conv(p, `up.${level}.upsample`, upsample2x(h), channels)
+      // Convolve to the next level's (smaller) width: the same map at 4x the positions costs less.
+      h = conv(p, `up.${level}.upsample`, upsample2x(h), u.channels[level - 1] as number)
       record(`up.${level}.upsample`, h)
     }
   }
