@@ -1,0 +1,247 @@
+// `coop simulate`: federated training of n peers in one process against a centralized
+// baseline, for researchers (non-IID splits, aggregators, compression, Byzantine peers).
+// The maths is the nodes' own (protocol/compression.ts, protocol/aggregation.ts, trainer/session.ts);
+// see node/simulate/run.ts.
+import { existsSync, readdirSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../../../configs/index.ts'
+import { parseAggregator } from '../../../protocol/aggregation.ts'
+import { parseCodec } from '../../../protocol/compression.ts'
+import { canonicalize } from '../../../protocol/jcs.ts'
+import { componentLogger } from '../../log.ts'
+import type { ByzantineSpec } from '../../simulate/byzantine.ts'
+import { parseByzantine } from '../../simulate/byzantine.ts'
+import {
+  DEFAULT_INNER_STEPS,
+  DEFAULT_PEERS,
+  DEFAULT_ROUNDS,
+  DEFAULT_SIM_OUTER_LR,
+  DEFAULT_SIM_OUTER_MOMENTUM,
+} from '../../simulate/constants.ts'
+import { SimulateError } from '../../simulate/errors.ts'
+import { parseSplit } from '../../simulate/split.ts'
+import type { Command } from '../command.ts'
+import { UsageError } from '../command.ts'
+
+const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
+
+const usage = `Usage: coop simulate --out <dir> [options]
+
+Simulates a cooperative of n peers in one process (no network) with the nodes' own trainer,
+delta compression, aggregation and outer optimiser (DiLoCo: H local Adam steps, then outer SGD
+with Nesterov momentum on the aggregated pseudo-gradient), and trains a centralized baseline on
+the union of the peers' data for the same number of sample-steps. Prints a table per round and
+writes <out>/results.json, <out>/loss-vs-round.svg and <out>/loss-vs-bytes.svg.
+The same options and seed give the same results.json on the same backend.
+
+Options:
+  --peers <n>               simulated peers (default ${DEFAULT_PEERS})
+  --rounds <r>              rounds (default ${DEFAULT_ROUNDS})
+  --inner-steps <h>         local steps per round, H (default ${DEFAULT_INNER_STEPS})
+  --split <mode>            iid | category | dirichlet:<alpha> (default iid)
+  --aggregator <a>          mean | median | trimmed:<f> | clip:<norm> (default mean)
+  --compress <c>            none | int8 | topk:<fraction> (default int8)
+  --byzantine <k>:<attack>  the first k peers attack: signflip | scale:<s> | noise:<sigma>
+  --config <name|path>      tiny | emoji32 | gpu256 or a JSON file (default tiny)
+  --phase <p>               unet | autoencoder (default unet)
+  --autoencoder <dir>       autoencoder checkpoint for the U-Net phase (e.g. <coop train out>/autoencoder);
+                            without it one is trained centrally first, for --autoencoder-steps
+  --autoencoder-steps <n>   steps of that central autoencoder training (default: the config's autoencoder.steps)
+  --outer-lr <x>            outer learning rate (default ${DEFAULT_SIM_OUTER_LR})
+  --outer-momentum <x>      outer Nesterov momentum (default ${DEFAULT_SIM_OUTER_MOMENTUM})
+  --eval-items <n>          held-out images scoring both models (default: the config's training.evalBatch)
+  --data <dir>              image folder <dir>/<class>/*.png (default: all of Twemoji, laid out in a temp folder)
+  --seed <n>                seed of the split, the initial weights and the training streams (default 0)
+  --backend <name>          ${BACKENDS.join('|')} (default auto)
+  --out <dir>               output folder; must not exist or be empty`
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      peers: { type: 'string' },
+      rounds: { type: 'string' },
+      'inner-steps': { type: 'string' },
+      split: { type: 'string' },
+      aggregator: { type: 'string' },
+      compress: { type: 'string' },
+      byzantine: { type: 'string' },
+      config: { type: 'string' },
+      phase: { type: 'string' },
+      autoencoder: { type: 'string' },
+      'autoencoder-steps': { type: 'string' },
+      'outer-lr': { type: 'string' },
+      'outer-momentum': { type: 'string' },
+      'eval-items': { type: 'string' },
+      data: { type: 'string' },
+      seed: { type: 'string' },
+      backend: { type: 'string' },
+      out: { type: 'string' },
+    },
+  })
+}
+
+function wholeNumber(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
+    throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
+  return Number(value)
+}
+
+function decimal(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  const number = Number(value)
+  if (value.trim() === '' || !Number.isFinite(number))
+    throw new UsageError(`--${flag} must be a number, got '${value}'`)
+  return number
+}
+
+/** Parses with the protocol's/simulator's own parsers, turning their typed errors into usage errors. */
+function option<T>(flag: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (error) {
+    if (error instanceof Error && 'code' in error) throw new UsageError(`--${flag}: ${error.message}`)
+    throw error
+  }
+}
+
+export const command: Command = {
+  summary:
+    'simulate federated training (splits, aggregators, compression, attacks) against a centralized baseline',
+  usage,
+  async run(argv) {
+    let parsed: ReturnType<typeof parse>
+    try {
+      parsed = parse(argv)
+    } catch (error) {
+      throw new UsageError((error as Error).message)
+    }
+    const { values } = parsed
+    if (values.out === undefined) throw new UsageError('--out is required')
+    const out = values.out
+    const peers = wholeNumber('peers', values.peers, DEFAULT_PEERS)
+    const rounds = wholeNumber('rounds', values.rounds, DEFAULT_ROUNDS)
+    const innerSteps = wholeNumber('inner-steps', values['inner-steps'], DEFAULT_INNER_STEPS)
+    const seed = wholeNumber('seed', values.seed, 0)
+    const split = option('split', () => parseSplit(values.split ?? 'iid'))
+    const aggregator = option('aggregator', () => parseAggregator(values.aggregator ?? 'mean'))
+    const codec = option('compress', () => parseCodec(values.compress ?? 'int8'))
+    const byzantine: ByzantineSpec | undefined =
+      values.byzantine === undefined
+        ? undefined
+        : option('byzantine', () => parseByzantine(values.byzantine as string, peers))
+    const phase = values.phase ?? 'unet'
+    if (phase !== 'unet' && phase !== 'autoencoder')
+      throw new UsageError(`--phase must be unet or autoencoder, got '${phase}'`)
+    const backend = values.backend ?? 'auto'
+    if (!BACKENDS.includes(backend))
+      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    const outerLr = decimal('outer-lr', values['outer-lr'], DEFAULT_SIM_OUTER_LR)
+    const outerMomentum = decimal('outer-momentum', values['outer-momentum'], DEFAULT_SIM_OUTER_MOMENTUM)
+    const config = loadConfig(values.config ?? 'tiny')
+    const evalItems = wholeNumber('eval-items', values['eval-items'], config.training.evalBatch)
+    const autoencoderSteps = wholeNumber(
+      'autoencoder-steps',
+      values['autoencoder-steps'],
+      config.autoencoder.steps,
+    )
+    if (
+      phase === 'autoencoder' &&
+      (values.autoencoder !== undefined || values['autoencoder-steps'] !== undefined)
+    )
+      throw new UsageError('--autoencoder and --autoencoder-steps apply to the U-Net phase only')
+    if (existsSync(out) && readdirSync(out).length > 0)
+      throw new SimulateError(
+        'OUT_NOT_EMPTY',
+        `${out} exists and is not empty; results are never mixed with other files`,
+      )
+
+    const log = componentLogger('simulate')
+    const { initBackend } = await import('../../../trainer/backend.ts')
+    const { loadImageFolder } = await import('../../../trainer/data.ts')
+    const { runSimulation } = await import('../../simulate/run.ts')
+    const { ensureTwemoji } = await import('../../simulate/data.ts')
+    const { summaryLines, tableHeader, tableRow, writeSimulationReport } =
+      await import('../../simulate/report.ts')
+    const print = (line: string) => process.stdout.write(`${line}\n`)
+
+    const choice = await initBackend(backend, log)
+    let dataDir = values.data
+    let dataSource = values.data ?? 'twemoji'
+    if (dataDir === undefined) {
+      const twemoji = await ensureTwemoji()
+      dataDir = twemoji.dir
+      dataSource = 'twemoji (all categories but component, CC-BY 4.0)'
+      print(`data: Twemoji ${twemoji.laidOut ? 'laid out in' : 'from'} ${dataDir}`)
+    }
+    const dataset = await loadImageFolder({ dir: dataDir, size: config.image.size, log })
+
+    let autoencoder: import('../../simulate/run.ts').AutoencoderSource | undefined
+    if (phase === 'unet') {
+      if (values.autoencoder !== undefined) {
+        const { loadCheckpoint } = await import('../../../trainer/checkpoint.ts')
+        const checkpoint = await loadCheckpoint(values.autoencoder)
+        if (
+          canonicalize(checkpoint.config.autoencoder) !== canonicalize(config.autoencoder) ||
+          checkpoint.config.image.size !== config.image.size
+        )
+          throw new SimulateError(
+            'BAD_OPTION',
+            `the autoencoder in ${values.autoencoder} was trained with another configuration than ${config.name}`,
+          )
+        autoencoder = {
+          kind: 'weights',
+          weights: checkpoint.weights,
+          source: `checkpoint ${values.autoencoder}`,
+        }
+        print(`autoencoder: loaded from ${values.autoencoder}`)
+      } else {
+        autoencoder = { kind: 'train', steps: autoencoderSteps }
+      }
+    }
+
+    print(
+      `simulating ${peers} peers x ${rounds} rounds x H=${innerSteps} on ${config.name} (${phase}), split ${values.split ?? 'iid'}, ` +
+        `aggregator ${values.aggregator ?? 'mean'}, compress ${values.compress ?? 'int8'}${byzantine ? `, byzantine ${values.byzantine}` : ''}, ` +
+        `outer lr ${outerLr} momentum ${outerMomentum}, seed ${seed}, backend ${choice.name}, ${dataset.items.length} images`,
+    )
+    let headerPrinted = false
+    const result = await runSimulation(
+      {
+        config,
+        phase,
+        peers,
+        rounds,
+        innerSteps,
+        split,
+        aggregator,
+        codec,
+        ...(byzantine === undefined ? {} : { byzantine }),
+        seed,
+        outerLr,
+        outerMomentum,
+        dataset,
+        dataSource,
+        ...(autoencoder === undefined ? {} : { autoencoder }),
+        evalItems,
+      },
+      {
+        log,
+        onNote: (message) => print(message),
+        onRound: (row, seconds) => {
+          if (!headerPrinted) {
+            print(tableHeader())
+            headerPrinted = true
+          }
+          print(tableRow(row, seconds))
+        },
+      },
+    )
+    for (const line of summaryLines(result)) print(line)
+    const files = await writeSimulationReport(out, result)
+    print(`wrote ${files.join(', ')}`)
+    return 0
+  },
+}
