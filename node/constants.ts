@@ -39,8 +39,8 @@ export const PENALTY_BLOB_PROTOCOL = 5
 export const PENALTY_HALF_LIFE_MS = 10 * 60 * 1000
 /** Weight of the application score inside gossipsub's total (P5). */
 export const APP_SPECIFIC_WEIGHT = 1
-/** P4 weight: invalid deliveries count quadratically, so a burst of REJECTs sinks the score quickly. */
-export const INVALID_MESSAGE_DELIVERIES_WEIGHT = -10
+/** P4 weight: invalid deliveries count quadratically: one or two (a relay race on a fresh revocation) cost little, seven on one topic reach the graylist. */
+export const INVALID_MESSAGE_DELIVERIES_WEIGHT = -2
 /** P4 decay per decay interval (1 s): about 5 minutes to fall to 1% of its value. */
 export const INVALID_MESSAGE_DELIVERIES_DECAY = 0.985
 /** Below this score a peer's gossip is not emitted to (gossipsub default -10). */

@@ -1,12 +1,12 @@
 // The consent, contribution and checkpoint chains on real signed documents, with tables of bad inputs.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { type ConsentManifest, canonicalBytes, type VerifiedRevocation, verifyManifest, verifyRevocation } from '../../protocol/index.ts'
+import { type ConsentManifest, canonicalBytes, verifyRevocation } from '../../protocol/index.ts'
 import type { ChainValidator } from '../../node/validation/chain.ts'
-import { type ConsentLookup, type ConsentPolicy, createConsentValidator } from '../../node/validation/consent.ts'
+import { type ConsentPolicy, createConsentValidator } from '../../node/validation/consent.ts'
 import { ignore } from '../../node/validation/errors.ts'
 import { encodeGossipMessage, GOSSIP_KINDS, type GossipKind } from '../../node/validation/messages.ts'
 import { createCheckpointValidator, createContributionValidator } from '../../node/validation/statements.ts'
-import { contributionBy, generateKey, manifestFor, peerOf, provenanceBy, revocationOf, TEST_COOP } from './helpers/consent.ts'
+import { contributionBy, generateKey, MemoryConsent, manifestFor, peerOf, provenanceBy, revocationOf, TEST_COOP } from './helpers/consent.ts'
 
 const rightsHolder = generateKey()
 const otherHolder = generateKey()
@@ -32,22 +32,6 @@ function tamper<T>(document: T, edit: (copy: T) => void): T {
   const copy = structuredClone(document)
   edit(copy)
   return copy
-}
-
-/** The consent state the chain reads: what the round engine's consent book holds. */
-class MemoryConsent implements ConsentLookup {
-  readonly issuers = new Map<string, string>()
-  readonly revocations: VerifiedRevocation[] = []
-  async revocationsFor(manifest: string) {
-    return this.revocations.filter((r) => r.manifest === manifest)
-  }
-  async manifestIssuer(manifest: string) {
-    return this.issuers.get(manifest)
-  }
-  addManifest(manifest: ConsentManifest) {
-    const verified = verifyManifest(manifest, { now: new Date() })
-    this.issuers.set(verified.digest, verified.issuer)
-  }
 }
 
 describe('consent chain', () => {

@@ -72,6 +72,7 @@ describe('chain order', () => {
         signature: (doc) => {
           calls.push('signature')
           if (doc.bad === 'signature') throw reject('BAD_SIGNATURE')
+          return doc
         },
         semantics: (doc) => {
           calls.push('semantics')
@@ -92,7 +93,7 @@ describe('chain order', () => {
     calls.length = 0
     await expect(validate(input({ pad }))).resolves.toBeUndefined()
     // A kind without a chain on this node is ignored, never accepted.
-    const consentWithoutRevocations = createChainValidator('consent', { manifest: { schema: (doc) => doc, signature: () => {} } })
+    const consentWithoutRevocations = createChainValidator('consent', { manifest: { schema: (doc) => doc, signature: (doc) => doc } })
     await expect(
       consentWithoutRevocations({ from: 'a', propagationSource: 'b', topic: 'consent', data: encodeGossipMessage('revocation', { pad }) }),
     ).rejects.toMatchObject({ action: 'IGNORE', code: 'UNKNOWN_KIND' })

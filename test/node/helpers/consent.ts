@@ -1,5 +1,6 @@
 // Real signed documents (manifests, revocations, contributions, provenance) for the node tests.
 import { createHash, randomBytes } from 'node:crypto'
+import type { ConsentLookup } from '../../../node/validation/consent.ts'
 import {
   createContribution,
   createManifest,
@@ -8,6 +9,8 @@ import {
   type ConsentManifest,
   type Ed25519PrivateKey,
   generateKey,
+  type VerifiedRevocation,
+  verifyManifest,
   manifestDigest,
   peerIdString,
 } from '../../../protocol/index.ts'
@@ -84,3 +87,21 @@ export function provenanceBy(signers: Ed25519PrivateKey[], overrides: { coop?: s
 }
 
 export { generateKey }
+
+/** The consent state the chain reads: what the round engine's consent book holds. */
+export class MemoryConsent implements ConsentLookup {
+  readonly issuers = new Map<string, string>()
+  readonly revocations: VerifiedRevocation[] = []
+  async revocationsFor(manifest: string) {
+    return this.revocations.filter((r) => r.manifest === manifest)
+  }
+  async manifestIssuer(manifest: string) {
+    return this.issuers.get(manifest)
+  }
+  addManifest(manifest: ConsentManifest) {
+    const verified = verifyManifest(manifest, { now: new Date() })
+    this.issuers.set(verified.digest, verified.issuer)
+  }
+}
+
+
