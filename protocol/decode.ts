@@ -16,9 +16,9 @@ export interface ParsedJson {
 }
 
 /**
- * Parses a document. Text and bytes must be the document's RFC 8785 canonical JSON,
- * optionally followed by one "\n": this is the only encoding a signed document has in this
- * protocol, so a byte-level change to a valid document can never also be accepted.
+ * Parses a document. Text and bytes must be exactly the document's RFC 8785 canonical JSON
+ * (no BOM, no whitespace, no trailing newline): this is the only encoding a signed document
+ * has in this protocol, so a byte-level change to a valid document can never also be accepted.
  */
 export function parseDocument(input: DocumentInput, maxBytes: number, what: string): ParsedJson {
   let text: string
@@ -61,7 +61,7 @@ export function parseDocument(input: DocumentInput, maxBytes: number, what: stri
     if (error instanceof ProtocolError) throw new ProtocolError('NOT_CANONICAL', `${what}: ${error.message}`, { cause: error })
     throw error
   }
-  if (text !== canonical && text !== `${canonical}\n`) throw new ProtocolError('NOT_CANONICAL', `${what} is not in RFC 8785 canonical form`)
+  if (text !== canonical) throw new ProtocolError('NOT_CANONICAL', `${what} is not in RFC 8785 canonical form`)
   return { value, fromBytes: true }
 }
 

@@ -164,10 +164,13 @@ function parseDate(name: string, text: string): Date {
   return new Date(ms)
 }
 
-/** Writes canonical JSON + newline atomically (temp file + rename), so readers never see half a file. */
+/**
+ * Writes the canonical JSON atomically (temp file + rename), so readers never see half a file.
+ * No trailing newline: the canonical bytes are the only accepted encoding.
+ */
 async function writeDocument(path: string, document: unknown): Promise<void> {
   const temp = `${path}.${process.pid}.tmp`
-  await writeFile(temp, `${canonicalize(document)}\n`)
+  await writeFile(temp, canonicalize(document))
   await rename(temp, path)
 }
 
