@@ -15,6 +15,8 @@ export const COOP_MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url
 
 export interface PeerProcessOptions {
   name: string
+  /** Script to run with this Node (default: the coop CLI). */
+  entry?: string
   /** Arguments after `coop`, e.g. ['start', '--charter', ...]. */
   args: string[]
   /** Every stderr line is appended here. */
@@ -48,7 +50,7 @@ function pushTail(tail: string[], line: string): void {
 export function spawnPeer(options: PeerProcessOptions): PeerProcess {
   // Own process group: a terminal's Ctrl-C reaches only the demo, which forwards one SIGINT to
   // each peer, instead of every process receiving it twice.
-  const child: ChildProcess = spawn(process.execPath, [COOP_MAIN, ...options.args], {
+  const child: ChildProcess = spawn(process.execPath, [options.entry ?? COOP_MAIN, ...options.args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
     env: { ...process.env, ...options.env },
@@ -71,16 +73,19 @@ export function spawnPeer(options: PeerProcessOptions): PeerProcess {
     const event = interpretRecord(record)
     if (event !== undefined) options.onEvent(event)
   })
+  const linesClosed = new Promise<void>((resolve) => lines.once('close', resolve))
   const exited = new Promise<PeerExit>((resolve) => {
     child.on('error', (error) => {
       pushTail(tail, `spawn failed: ${error.message}`)
       running = false
+      lines.close()
       resolve({ code: null, signal: null })
     })
     child.on('exit', (code, signal) => {
-      running = false
-      // Let readline drain the last lines before callers read the tail.
-      lines.once('close', () => {
+      // Let readline drain the last lines (stderr may close before or after 'exit') before
+      // callers read the tail.
+      void linesClosed.then(() => {
+        running = false
         logStream.end()
         resolve({ code, signal })
       })
