@@ -86,5 +86,9 @@ export const BLOB_MAX_FETCHES_PER_PROVIDER = 2
 
 /** Bootstrap peers are redialed this often while we have no connection at all. */
 export const BOOTSTRAP_REDIAL_MS = 5_000
+/** Previously met peers redialed at start, most recent first: enough to rejoin a mesh without flooding dials. */
+export const KNOWN_PEERS_DIALED_AT_START = 16
+/** Listen addresses remembered per peer; identify may report many interfaces, a handful is enough to redial. */
+export const MAX_ADDRESSES_PER_PEER_RECORD = 8
 /** Waiting for a graceful close of all connections at stop before tearing down. */
 export const STOP_TIMEOUT_MS = 5_000

@@ -20,6 +20,8 @@ import {
   BLOB_MAX_STREAMS_PER_PEER,
   BLOB_PROTOCOL,
   BOOTSTRAP_REDIAL_MS,
+  KNOWN_PEERS_DIALED_AT_START,
+  MAX_ADDRESSES_PER_PEER_RECORD,
   GOSSIP_MAX_MESSAGE_BYTES,
   GOSSIP_THRESHOLD,
   GRAYLIST_THRESHOLD,
@@ -53,6 +55,19 @@ export interface CoopHostOptions {
   blobs?: BlobSource
   /** Blob transfer timeouts (defaults in constants.ts). */
   blobTimeouts?: Partial<BlobTimeouts>
+  /** Where peers met are remembered (the store's `peers` table), so a restart redials them even if every bootstrap peer is gone. */
+  peerRecords?: PeerRecords
+}
+
+/** The part of a store table the host uses to remember peers. */
+export interface PeerRecords {
+  put(key: string, value: unknown): Promise<void>
+  entries(range?: { limit?: number }): Promise<[string, unknown][]>
+}
+
+export interface PeerRecord {
+  addrs: string[]
+  lastSeen: string
 }
 
 export interface AcceptedMessage {
@@ -206,6 +221,36 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
     node.dial(event.detail.id).catch((err: unknown) => log.debug({ peer: event.detail.id.toString(), err }, 'dial of discovered peer failed'))
   })
 
+  // Remember every peer that speaks the blob protocol (a coop node) with the addresses it listens on.
+  node.addEventListener('peer:identify', (event) => {
+    const { peerId: remote, listenAddrs, protocols } = event.detail
+    if (options.peerRecords === undefined || !protocols.includes(BLOB_PROTOCOL)) return
+    const addrs = listenAddrs.map((a) => a.toString()).filter((a) => a.length <= 256).slice(0, MAX_ADDRESSES_PER_PEER_RECORD)
+    if (addrs.length === 0) return
+    const record: PeerRecord = { addrs, lastSeen: new Date().toISOString() }
+    options.peerRecords.put(remote.toString(), record).catch((err: unknown) => log.warn({ err }, 'could not save peer record'))
+  })
+
+  const dialKnownPeers = async (): Promise<void> => {
+    if (options.peerRecords === undefined) return
+    const records = (await options.peerRecords.entries())
+      .filter((entry): entry is [string, PeerRecord] => Array.isArray((entry[1] as PeerRecord | undefined)?.addrs))
+      .sort((x, y) => (x[1].lastSeen < y[1].lastSeen ? 1 : -1))
+      .slice(0, KNOWN_PEERS_DIALED_AT_START)
+    await Promise.all(
+      records.map(async ([remote, record]) => {
+        if (remote === peerId || node.getConnections().some((c) => c.remotePeer.toString() === remote)) return
+        try {
+          const addrs = record.addrs.map((a) => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${remote}`))
+          await node.dial(addrs, { signal: AbortSignal.timeout(BOOTSTRAP_REDIAL_MS) })
+          log.debug({ peer: remote }, 'reconnected to a known peer')
+        } catch (err) {
+          log.debug({ peer: remote, err }, 'known peer unreachable')
+        }
+      }),
+    )
+  }
+
   let redialTimer: NodeJS.Timeout | undefined
   const dialBootstrap = async (): Promise<void> => {
     await Promise.all(
@@ -237,6 +282,8 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
       })
       for (const topic of topics.values()) pubsub.subscribe(topic)
       await dialBootstrap()
+      // Known peers are redialed in the background: a stale record must not delay start.
+      dialKnownPeers().catch((err: unknown) => log.warn({ err }, 'redialing known peers failed'))
       redialTimer = setInterval(() => {
         dialBootstrap().catch((err: unknown) => log.debug({ err }, 'bootstrap redial failed'))
       }, BOOTSTRAP_REDIAL_MS)

@@ -1,4 +1,9 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openStore } from '../../node/store/store.ts'
 import type { CoopHost } from '../../node/p2p/host.ts'
 import { topicString, TOPIC_NAMES } from '../../node/p2p/topics.ts'
 import { reject } from '../../node/validation/errors.ts'
@@ -66,6 +71,29 @@ describe('coop host: gossip between three real peers on loopback', () => {
       await waitFor(() => a.topicPeers('consent').includes(joiner.peerId), 'the joiner to subscribe')
     } finally {
       await joiner.stop()
+    }
+  })
+
+  it('remembers peers in the store and redials them after a restart, without bootstrap', async () => {
+    const [a] = hosts as [CoopHost]
+    const dir = await mkdtemp(join(tmpdir(), 'coop-peers-'))
+    const store = await openStore(dir)
+    try {
+      const privateKey = await generateKeyPair('Ed25519')
+      const first = await startHost({ privateKey, peerRecords: store.peers })
+      await first.dial(a.multiaddrs()[0] as string)
+      await waitFor(async () => (await store.peers.has(a.peerId)) === true, 'the peer record of a')
+      expect(((await store.peers.get(a.peerId)) as { addrs: string[] }).addrs).toContain(a.multiaddrs()[0]?.replace(`/p2p/${a.peerId}`, ''))
+      await first.stop()
+      const restarted = await startHost({ privateKey, peerRecords: store.peers })
+      try {
+        await waitFor(() => restarted.connectedPeers().includes(a.peerId), 'the restarted host to reconnect to a')
+      } finally {
+        await restarted.stop()
+      }
+    } finally {
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
     }
   })
 
