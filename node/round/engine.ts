@@ -126,6 +126,8 @@ export class RoundEngine {
   readonly #contributions = new Map<number, Map<string, ContributionRecord>>()
   /** Payloads (by delta digest) known to be in the store. */
   readonly #payloadsStored = new Set<string>()
+  /** Contributions whose handler is storing them right now. */
+  readonly #storing = new Set<string>()
   readonly #payloadFetches = new Map<string, Promise<boolean>>()
   readonly #pendingCheckpoints: PendingCheckpoint[] = []
   #adoptQueue: Promise<void> = Promise.resolve()
@@ -507,8 +509,14 @@ export class RoundEngine {
   async #onContributionMessage(data: Uint8Array, from: string): Promise<void> {
     const envelope = JSON.parse(new TextDecoder().decode(data.subarray(1))) as DsseEnvelope
     const verified = verifyContribution(envelope, { coopId: this.#options.coopId })
-    if (this.#contributions.get(verified.predicate.round)?.has(verified.digest) === true) return
-    await this.#persistContribution(verified, envelope)
+    // Re-announcements validated while the first copy was being stored land here too.
+    if (this.#contributions.get(verified.predicate.round)?.has(verified.digest) === true || this.#storing.has(verified.digest)) return
+    this.#storing.add(verified.digest)
+    try {
+      await this.#persistContribution(verified, envelope)
+    } finally {
+      this.#storing.delete(verified.digest)
+    }
     this.#log.info({ round: verified.predicate.round, peer: from, contribution: verified.digest }, 'contribution accepted')
     this.#notify()
     void this.#ensurePayload(verified.delta, [verified.contributor])
@@ -824,6 +832,7 @@ export class RoundEngine {
       const config = this.#configBytes(p.phase, p.round, p.components)
       if (sha256Digest(config) !== files.config) throw new RoundError('FILE_DIGEST_MISMATCH', 'config.json of the genesis checkpoint differs from ours')
       await this.#adopt(verified, envelope, { model, momentum, config }, 'genesis')
+      this.#log.info({ round: p.round, phase: p.phase, checkpoint: verified.digest, contributions: 0, verification: 'genesis' }, 'checkpoint adopted')
       return
     }
     const parent = this.#checkpointsById.get(p.parent.provenance)

@@ -1,0 +1,152 @@
+// `coop charter create`: writes a cooperative's signed genesis document. Its digest is the coop id
+// every topic, statement and checkpoint of the cooperative is scoped by.
+import { writeFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../../../configs/index.ts'
+import { parseAggregator } from '../../../protocol/aggregation.ts'
+import { createCharter, type CoopCharter } from '../../../protocol/charter.ts'
+import { parseCodec } from '../../../protocol/compression.ts'
+import { envelopeBytes } from '../../../protocol/dsse.ts'
+import { peerIdString } from '../../../protocol/keys.ts'
+import { readKeyFile } from '../../keystore.ts'
+import { DEFAULT_DEADLINE_SECONDS, DEFAULT_INNER_STEPS, DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM } from '../../round/constants.ts'
+import type { Command } from '../command.ts'
+import { CliError, UsageError } from '../command.ts'
+
+/** Twemoji is CC-BY 4.0; CC0 adds public-domain images. Charters name their own list with --accept-license. */
+const DEFAULT_LICENSES = ['CC-BY-4.0', 'CC0-1.0']
+const DEFAULT_AE_ROUNDS = 3
+const DEFAULT_UNET_ROUNDS = 10
+const DEFAULT_QUORUM = 2
+
+const usage = `Usage: coop charter create --config <name|path> --publisher <peerId>... --key <file>... --out <charter.json> [options]
+
+Writes the cooperative's charter: the model configuration, round parameters, publishers and
+their signing threshold, admission policy and accepted licenses, signed by the publishers'
+node keys (--key, at least --threshold of them). Prints the coop id (the charter's digest).
+
+Options:
+  --config <name|path>       tiny | emoji32 | gpu256, or a JSON config file
+  --publisher <peerId>       a publisher's PeerId (repeatable; see \`coop keys new\`)
+  --key <file>               a publisher's node key file, to sign the charter (repeatable)
+  --threshold <n>            publisher signatures a checkpoint needs (default 1)
+  --accept-license <SPDX>    a license accepted for training (repeatable; default ${DEFAULT_LICENSES.join(', ')})
+  --admission <mode>         open | allowlist (default open)
+  --allow <peerId>           an admitted peer for --admission allowlist (repeatable)
+  --inner-steps <H>          local Adam steps per round (default ${DEFAULT_INNER_STEPS})
+  --outer-lr <lr>            outer Nesterov SGD learning rate (default ${DEFAULT_OUTER_LR})
+  --outer-momentum <m>       outer momentum (default ${DEFAULT_OUTER_MOMENTUM})
+  --aggregator <a>           mean | median | trimmed:<fraction> | clip:<norm> (default mean)
+  --compress <c>             int8 | topk:<fraction> | none (default int8)
+  --ae-rounds <n>            cooperative autoencoder rounds (default ${DEFAULT_AE_ROUNDS})
+  --unet-rounds <n>          U-Net rounds (default ${DEFAULT_UNET_ROUNDS})
+  --quorum <n>               contributions that close a round (default ${DEFAULT_QUORUM})
+  --deadline <seconds>       a round closes after this with >= 1 contribution (default ${DEFAULT_DEADLINE_SECONDS})
+  --name <text>              a human-readable name
+  --out <file>               where to write the charter (DSSE envelope JSON)`
+
+function wholeNumber(flag: string, value: string | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) throw new UsageError(`--${flag} must be a whole number >= ${min}, got '${value}'`)
+  return Number(value)
+}
+
+function decimal(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} must be a number, got '${value}'`)
+  return n
+}
+
+const sortedUnique = (values: string[]): string[] => [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+
+async function create(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      config: { type: 'string' },
+      publisher: { type: 'string', multiple: true },
+      key: { type: 'string', multiple: true },
+      threshold: { type: 'string' },
+      'accept-license': { type: 'string', multiple: true },
+      admission: { type: 'string' },
+      allow: { type: 'string', multiple: true },
+      'inner-steps': { type: 'string' },
+      'outer-lr': { type: 'string' },
+      'outer-momentum': { type: 'string' },
+      aggregator: { type: 'string' },
+      compress: { type: 'string' },
+      'ae-rounds': { type: 'string' },
+      'unet-rounds': { type: 'string' },
+      quorum: { type: 'string' },
+      deadline: { type: 'string' },
+      name: { type: 'string' },
+      out: { type: 'string' },
+    },
+  })
+  if (values.config === undefined) throw new UsageError('--config is required')
+  if (values.out === undefined) throw new UsageError('--out is required')
+  const publishers = sortedUnique(values.publisher ?? [])
+  if (publishers.length === 0) throw new UsageError('at least one --publisher is required')
+  const keyFiles = values.key ?? []
+  if (keyFiles.length === 0) throw new UsageError('at least one --key (a publisher node key) is required to sign the charter')
+  const admissionMode = values.admission ?? 'open'
+  if (admissionMode !== 'open' && admissionMode !== 'allowlist') throw new UsageError(`--admission must be open or allowlist, got '${admissionMode}'`)
+  const allow = sortedUnique(values.allow ?? [])
+  if (admissionMode === 'allowlist' && allow.length === 0) throw new UsageError('--admission allowlist needs at least one --allow <peerId>')
+  if (admissionMode === 'open' && allow.length > 0) throw new UsageError('--allow only applies to --admission allowlist')
+
+  let aggregator: CoopCharter['rounds']['aggregator']
+  let compression: CoopCharter['rounds']['compression']
+  try {
+    aggregator = parseAggregator(values.aggregator ?? 'mean')
+    compression = parseCodec(values.compress ?? 'int8')
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err))
+  }
+  const model = loadConfig(values.config)
+  const keys = await Promise.all(keyFiles.map((path) => readKeyFile(path)))
+  for (const [i, key] of keys.entries()) {
+    const id = peerIdString(key.publicKey)
+    if (!publishers.includes(id)) throw new CliError('KEY_NOT_PUBLISHER', `${keyFiles[i]} is the key of ${id}, which is not a --publisher`)
+  }
+  const charter: CoopCharter = {
+    ...(values.name === undefined ? {} : { name: values.name }),
+    model: model as unknown as CoopCharter['model'],
+    rounds: {
+      innerSteps: wholeNumber('inner-steps', values['inner-steps'], DEFAULT_INNER_STEPS, 1),
+      outerLr: decimal('outer-lr', values['outer-lr'], DEFAULT_OUTER_LR),
+      outerMomentum: decimal('outer-momentum', values['outer-momentum'], DEFAULT_OUTER_MOMENTUM),
+      aggregator,
+      compression,
+      quorum: wholeNumber('quorum', values.quorum, DEFAULT_QUORUM, 1),
+      deadlineSeconds: wholeNumber('deadline', values.deadline, DEFAULT_DEADLINE_SECONDS, 1),
+    },
+    publishers,
+    threshold: wholeNumber('threshold', values.threshold, 1, 1),
+    admission: admissionMode === 'open' ? { mode: 'open' } : { mode: 'allowlist', peers: allow },
+    acceptedLicenses: sortedUnique(values['accept-license'] ?? DEFAULT_LICENSES),
+    phases: {
+      autoencoder: { mode: 'cooperative', rounds: wholeNumber('ae-rounds', values['ae-rounds'], DEFAULT_AE_ROUNDS) },
+      unet: { rounds: wholeNumber('unet-rounds', values['unet-rounds'], DEFAULT_UNET_ROUNDS) },
+    },
+    createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+  }
+  if (charter.phases.autoencoder.mode === 'cooperative' && charter.phases.autoencoder.rounds === 0)
+    throw new UsageError('--ae-rounds must be at least 1: the U-Net trains on the cooperative autoencoder\'s latents')
+  const { envelope, coopId } = createCharter(charter, keys)
+  await writeFile(values.out, envelopeBytes(envelope))
+  process.stdout.write(`coop id: ${coopId}\nwrote ${values.out}\n`)
+  return 0
+}
+
+export const command: Command = {
+  summary: 'create a cooperative charter (model, rounds, publishers, admission, licenses)',
+  usage,
+  async run(argv) {
+    const [sub, ...rest] = argv
+    if (sub !== 'create') throw new UsageError(sub === undefined ? 'missing subcommand: create' : `unknown subcommand '${sub}'`)
+    return await create(rest)
+  },
+}

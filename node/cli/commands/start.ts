@@ -1,0 +1,157 @@
+// `coop start`: runs one peer of a cooperative until its rounds are done or it is told to stop.
+// stdout: a progress line on a TTY; stderr: pino JSON logs. The node writes <store>/addrs.json
+// once it listens (peerId, multiaddrs, pid), which tests and `coop demo` read to bootstrap others.
+import { parseArgs } from 'node:util'
+import { startPeer, type CoopPeer } from '../../peer.ts'
+import { componentLogger } from '../../log.ts'
+import type { Command } from '../command.ts'
+import { UsageError } from '../command.ts'
+
+const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
+/** After its last round a node keeps serving blobs this long, so slower peers can still fetch payloads to verify. */
+const DEFAULT_LINGER_SECONDS = 10
+
+const usage = `Usage: coop start --charter <file> --store <dir> --data <dir> --consent <manifest.json>... [options]
+
+Runs a peer of the cooperative: trains on the consented images under --data, exchanges
+contributions and checkpoints with the other peers, and (with --publisher) closes rounds.
+Stops after the charter's last round (or --rounds), or cleanly on SIGINT/SIGTERM.
+
+Files it writes under --store: db/ (LevelDB), blobs/, checkpoints/<phase>-r<NNNNNN>/,
+checkpoints/latest.json, addrs.json, snapshots/status.json; drop a revocation or manifest
+JSON into <store>/inbox/ to publish it to the cooperative.
+
+Options:
+  --charter <file>        the signed charter (coop charter create)
+  --store <dir>           this node's store (created if missing)
+  --data <dir>            this node's images (<dir>/<class>/*.png)
+  --consent <file>        a consent manifest naming this node as custodian (repeatable)
+  --key <file>            node key (default <store>/node.key, created on first start)
+  --listen <multiaddr>    listen address (repeatable; default /ip4/127.0.0.1/tcp/0)
+  --bootstrap <multiaddr> a peer to dial, with /p2p/<peerId> (repeatable)
+  --publisher             close rounds and sign checkpoints (this node must be a charter publisher)
+  --no-train              do not train (a publisher that only aggregates)
+  --rounds <n>            stop after global round n (default: all the charter's rounds)
+  --backend <name>        ${BACKENDS.join('|')} (default auto)
+  --mdns                  discover peers on the LAN by multicast DNS
+  --linger <seconds>      keep serving after the last round (default ${DEFAULT_LINGER_SECONDS}; 0 exits at once)
+  --stay                  keep running after the last round until signalled`
+
+function wholeNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
+  return Number(value)
+}
+
+function progressLine(peer: CoopPeer): string {
+  const s = peer.engine.statusSnapshot() as {
+    round: number | null
+    phase: string | null
+    totalRounds: number
+    latestCheckpoint: { round: number; phase: string } | null
+    peers: string[]
+    contributionsThisRound: number
+    recentLosses: { loss: number; evalLoss?: number }[]
+  }
+  const loss = [...s.recentLosses].reverse().find((l) => Number.isFinite(l.loss))
+  const parts = [
+    s.round === null ? 'all rounds done' : `round ${s.round}/${s.totalRounds} (${s.phase})`,
+    `contributions ${s.contributionsThisRound}`,
+    `peers ${s.peers.length}`,
+    s.latestCheckpoint === null ? 'no checkpoint yet' : `checkpoint ${s.latestCheckpoint.phase} r${s.latestCheckpoint.round}`,
+    loss === undefined ? '' : `loss ${loss.loss.toFixed(4)}`,
+  ]
+  return parts.filter((p) => p.length > 0).join(' · ')
+}
+
+export const command: Command = {
+  summary: 'run a peer of a cooperative (train, contribute, verify, publish)',
+  usage,
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        charter: { type: 'string' },
+        store: { type: 'string' },
+        data: { type: 'string' },
+        consent: { type: 'string', multiple: true },
+        key: { type: 'string' },
+        listen: { type: 'string', multiple: true },
+        bootstrap: { type: 'string', multiple: true },
+        publisher: { type: 'boolean' },
+        'no-train': { type: 'boolean' },
+        rounds: { type: 'string' },
+        backend: { type: 'string' },
+        mdns: { type: 'boolean' },
+        linger: { type: 'string' },
+        stay: { type: 'boolean' },
+      },
+    })
+    for (const flag of ['charter', 'store', 'data'] as const) if (values[flag] === undefined) throw new UsageError(`--${flag} is required`)
+    const train = values['no-train'] !== true
+    if (train && (values.consent ?? []).length === 0) throw new UsageError('at least one --consent manifest is required to train (or --no-train)')
+    const backend = values.backend ?? 'auto'
+    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}`)
+    const rounds = wholeNumber('rounds', values.rounds)
+    if (rounds === 0) throw new UsageError('--rounds must be at least 1')
+    const linger = wholeNumber('linger', values.linger) ?? DEFAULT_LINGER_SECONDS
+    const log = componentLogger('start')
+
+    const peer = await startPeer({
+      charter: values.charter as string,
+      store: values.store as string,
+      data: values.data as string,
+      consent: values.consent ?? [],
+      ...(values.key === undefined ? {} : { key: values.key }),
+      listen: values.listen ?? ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: values.bootstrap ?? [],
+      publisher: values.publisher === true,
+      ...(rounds === undefined ? {} : { rounds }),
+      backend,
+      mdns: values.mdns === true,
+      train,
+      log,
+    })
+
+    const tty = process.stdout.isTTY === true
+    const progress = tty
+      ? setInterval(() => {
+          process.stdout.write(`\r\x1b[2K${progressLine(peer)}`)
+        }, 500)
+      : undefined
+    progress?.unref()
+
+    let signalled = 0
+    const stopped = new Promise<number>((resolve) => {
+      const onSignal = (signal: NodeJS.Signals): void => {
+        signalled += 1
+        if (signalled > 1) {
+          // A second signal means "now": the store's synced writes keep what was acknowledged.
+          process.exit(130)
+        }
+        log.info({ signal }, 'stopping')
+        resolve(0)
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+    })
+    const finished = peer.finished.then(async () => {
+      if (values.stay === true) return await new Promise<number>(() => undefined)
+      await new Promise((resolve) => setTimeout(resolve, linger * 1000))
+      return 0
+    })
+    let code = 0
+    try {
+      code = await Promise.race([stopped, finished])
+    } catch (err) {
+      log.error({ err, code: (err as { code?: string }).code }, 'node failed')
+      code = 1
+    } finally {
+      if (progress !== undefined) clearInterval(progress)
+      await peer.stop()
+      if (tty) process.stdout.write(`\r\x1b[2K${progressLine(peer)}\n`)
+    }
+    return code
+  },
+}
