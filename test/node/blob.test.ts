@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto'
 import type { Connection, Stream } from '@libp2p/interface'
 import * as lp from 'it-length-prefixed'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BLOB_PROTOCOL } from '../../node/constants.ts'
+import { BLOB_MAX_STREAMS_PER_PEER, BLOB_PROTOCOL } from '../../node/constants.ts'
 import { type BlobSource, BlobTransferError, blobDigest } from '../../node/p2p/blob.ts'
 import type { CoopHost } from '../../node/p2p/host.ts'
-import { startHost } from './helpers/net.ts'
+import { startHost, waitFor } from './helpers/net.ts'
 
 const MiB = 1024 * 1024
 
@@ -127,6 +127,56 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     const fetches = Array.from({ length: 6 }, () => requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: 4 * MiB }))
     const results = await Promise.all(fetches)
     for (const bytes of results) expect(blobDigest(bytes)).toBe(digest)
+  })
+
+  it('serves at most BLOB_MAX_STREAMS_PER_PEER concurrent streams to one peer', async () => {
+    let inFlight = 0
+    let peak = 0
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const slow = await startHost({
+      blobs: {
+        getBlob: async (wanted) => {
+          inFlight += 1
+          peak = Math.max(peak, inFlight)
+          await gate
+          inFlight -= 1
+          return wanted === digest ? payload : undefined
+        },
+      },
+    })
+    // A greedy client: without our handler registered, its own outbound cap does not protect the holder.
+    const greedy = await startHost()
+    await greedy.libp2p.unhandle(BLOB_PROTOCOL)
+    try {
+      await greedy.dial(slow.multiaddrs()[0] as string)
+      const attempts = Array.from({ length: BLOB_MAX_STREAMS_PER_PEER + 3 }, async () => {
+        try {
+          const stream = await greedy.libp2p.dialProtocol(slow.libp2p.peerId, BLOB_PROTOCOL)
+          await send(stream, [new TextEncoder().encode(JSON.stringify({ digest, maxBytes: 4 * MiB }))])
+          for await (const frame of lp.decode(stream, { maxDataLength: 256 * 1024 })) {
+            const header = JSON.parse(new TextDecoder().decode(frame.subarray())) as { status: string }
+            stream.abort(new Error('enough'))
+            return header.status
+          }
+          return 'closed'
+        } catch {
+          return 'refused'
+        }
+      })
+      await waitFor(() => peak >= BLOB_MAX_STREAMS_PER_PEER, 'the holder to serve its maximum')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      release()
+      const outcomes = await Promise.all(attempts)
+      expect(peak).toBe(BLOB_MAX_STREAMS_PER_PEER)
+      expect(outcomes.filter((o) => o === 'ok')).toHaveLength(BLOB_MAX_STREAMS_PER_PEER)
+      expect(outcomes.filter((o) => o !== 'ok')).toHaveLength(3)
+    } finally {
+      release()
+      await Promise.all([slow.stop(), greedy.stop()])
+    }
   })
 
   it('serves from any holder, including a peer that fetched the blob itself', async () => {
