@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Connection, Stream } from '@libp2p/interface'
 import * as lp from 'it-length-prefixed'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BLOB_MAX_STREAMS_PER_PEER, BLOB_PROTOCOL } from '../../node/constants.ts'
+import { BLOB_CHUNK_BYTES, BLOB_MAX_STREAMS_PER_PEER, BLOB_PROTOCOL } from '../../node/constants.ts'
 import { type BlobSource, BlobTransferError, blobDigest } from '../../node/p2p/blob.ts'
 import type { CoopHost } from '../../node/p2p/host.ts'
 import { startHost, waitFor } from './helpers/net.ts'
@@ -108,7 +108,7 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     await vanisher.libp2p.unhandle(BLOB_PROTOCOL)
     await vanisher.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream) => {
       await readRequest(stream)
-      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })), payload.subarray(0, MiB)])
+      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })), payload.subarray(0, BLOB_CHUNK_BYTES + 1)])
       await stream.close()
     })
     const bytes = await requester.fetchBlob(digest, { providers: [vanisher.peerId, holder.peerId], maxBytes: 4 * MiB })
@@ -156,7 +156,7 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
         try {
           const stream = await greedy.libp2p.dialProtocol(slow.libp2p.peerId, BLOB_PROTOCOL)
           await send(stream, [new TextEncoder().encode(JSON.stringify({ digest, maxBytes: 4 * MiB }))])
-          for await (const frame of lp.decode(stream, { maxDataLength: 256 * 1024 })) {
+          for await (const frame of lp.decode(stream, { maxDataLength: BLOB_CHUNK_BYTES })) {
             const header = JSON.parse(new TextDecoder().decode(frame.subarray())) as { status: string }
             stream.abort(new Error('enough'))
             return header.status
