@@ -1,0 +1,161 @@
+// The simulator end to end on a real Twemoji subset and the tiny config: determinism of
+// `coop simulate` as a real child process, and the Byzantine scenario of issue 5.
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../configs/index.ts'
+import type { Aggregator } from '../../protocol/aggregation.ts'
+import type { NamedTensor } from '../../protocol/compression.ts'
+import { layoutTwemoji } from '../../node/cli/commands/data.ts'
+import type { ByzantineSpec } from '../../node/simulate/byzantine.ts'
+import type { SimulationResult } from '../../node/simulate/run.ts'
+import { runSimulation } from '../../node/simulate/run.ts'
+import { initBackend } from '../../trainer/backend.ts'
+import type { ImageDataset } from '../../trainer/data.ts'
+import { loadImageFolder } from '../../trainer/data.ts'
+import { createTrainerSession } from '../../trainer/session.ts'
+
+const run = promisify(execFile)
+const ROOT = join(import.meta.dirname, '..', '..')
+const NODE = join(ROOT, 'node_modules', '.bin', 'node')
+const CLI = join(ROOT, 'node', 'cli', 'main.ts')
+
+let work: string
+let dataDir: string
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'coop-simulate-'))
+  dataDir = join(work, 'twemoji')
+  // 24 images from each of the 9 categories: real, licensed images, small enough for CI.
+  await layoutTwemoji({ out: dataDir, perCategory: 24 })
+})
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true })
+})
+
+async function simulateCli(out: string, extra: string[]): Promise<string> {
+  const args = [
+    CLI,
+    'simulate',
+    '--config',
+    'tiny',
+    '--data',
+    dataDir,
+    '--out',
+    out,
+    '--backend',
+    'wasm',
+    ...extra,
+  ]
+  const { stdout } = await run(NODE, args, { cwd: ROOT, env: { ...process.env, COOP_LOG_LEVEL: 'silent' } })
+  return stdout
+}
+
+describe('coop simulate', () => {
+  it('gives byte-identical results.json for the same seed, with a table per round and both plots', async () => {
+    const options = [
+      '--peers',
+      '3',
+      '--rounds',
+      '2',
+      '--inner-steps',
+      '3',
+      '--split',
+      'dirichlet:0.5',
+      '--compress',
+      'topk:0.1',
+      '--autoencoder-steps',
+      '20',
+      '--seed',
+      '3',
+    ]
+    const first = join(work, 'run-a')
+    const second = join(work, 'run-b')
+    const stdout = await simulateCli(first, options)
+    await simulateCli(second, options)
+    const a = readFileSync(join(first, 'results.json'))
+    expect(a.equals(readFileSync(join(second, 'results.json')))).toBe(true)
+    for (const plot of ['loss-vs-round.svg', 'loss-vs-bytes.svg']) {
+      expect(readFileSync(join(first, plot), 'utf8')).toMatch(/^<svg[^>]*>[\s\S]*<path d="M[\s\S]*<\/svg>\n$/)
+      expect(readFileSync(join(first, plot)).equals(readFileSync(join(second, plot)))).toBe(true)
+    }
+    const result = JSON.parse(a.toString('utf8')) as SimulationResult
+    expect(result.rounds.map((r) => r.round)).toEqual([0, 1, 2])
+    expect(result.autoencoder?.steps).toBe(20)
+    expect(result.data.peers.reduce((n, p) => n + p.items, 0)).toBe(result.data.baselineItems)
+    // Same sample-steps on both sides, and top-k at 10% sends far fewer bytes than dense per-step exchange.
+    for (const row of result.rounds) expect(row.federatedSampleSteps).toBe(row.baselineSampleSteps)
+    expect(result.final.bytesRatio).toBeGreaterThan(3)
+    expect(stdout).toMatch(/training an autoencoder centrally for 20 steps/)
+    expect(stdout).toMatch(/round\s+federated\s+baseline\s+gap %/)
+    expect(stdout.split('\n').filter((line) => /^\s+[0-2]\s+\d/.test(line))).toHaveLength(3)
+  })
+
+  it('refuses a non-empty --out and bad option values with a clear code', async () => {
+    const used = join(work, 'run-a')
+    await expect(simulateCli(used, ['--rounds', '1'])).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/OUT_NOT_EMPTY/),
+    })
+    await expect(simulateCli(join(work, 'bad'), ['--aggregator', 'trimmed:0.7'])).rejects.toMatchObject({
+      code: 2,
+    })
+    await expect(
+      simulateCli(join(work, 'bad'), ['--peers', '4', '--byzantine', '4:signflip']),
+    ).rejects.toMatchObject({ code: 2 })
+    expect(existsSync(join(work, 'bad', 'results.json'))).toBe(false)
+  })
+})
+
+describe('Byzantine peers on tiny: 4 peers, 1 scale:50 attacker', () => {
+  let dataset: ImageDataset
+  let autoencoder: NamedTensor[]
+
+  beforeAll(async () => {
+    await initBackend('wasm')
+    const config = loadConfig('tiny')
+    dataset = await loadImageFolder({ dir: dataDir, size: config.image.size })
+    const trainer = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 0 })
+    await trainer.trainSteps(40)
+    autoencoder = trainer.getWeights()
+    trainer.dispose()
+  })
+
+  async function simulate(aggregator: Aggregator, byzantine?: ByzantineSpec): Promise<number> {
+    const result = await runSimulation({
+      config: loadConfig('tiny'),
+      phase: 'unet',
+      peers: 4,
+      rounds: 3,
+      innerSteps: 5,
+      split: 'iid',
+      aggregator,
+      codec: { kind: 'int8' },
+      ...(byzantine === undefined ? {} : { byzantine }),
+      seed: 1,
+      outerLr: 0.7,
+      outerMomentum: 0.9,
+      dataset,
+      dataSource: 'twemoji subset',
+      autoencoder: { kind: 'weights', weights: autoencoder, source: 'test' },
+    })
+    // A diverged federated model is the worst outcome: count it as infinitely bad.
+    return result.final.federatedEvalLoss ?? Number.POSITIVE_INFINITY
+  }
+
+  it('mean is clearly hurt; median and trimmed mean stay within 10% of the clean run', async () => {
+    const attack: ByzantineSpec = { count: 1, attack: { kind: 'scale', factor: 50 } }
+    const clean = await simulate({ kind: 'mean' })
+    const attackedMean = await simulate({ kind: 'mean' }, attack)
+    const attackedMedian = await simulate({ kind: 'median' }, attack)
+    const attackedTrimmed = await simulate({ kind: 'trimmed', fraction: 0.25 }, attack)
+    expect(Number.isFinite(clean)).toBe(true)
+    expect(attackedMean).toBeGreaterThan(clean * 1.5)
+    expect(Math.abs(attackedMedian - clean) / clean).toBeLessThanOrEqual(0.1)
+    expect(Math.abs(attackedTrimmed - clean) / clean).toBeLessThanOrEqual(0.1)
+  })
+})
