@@ -33,7 +33,8 @@ function deepMerge(base: unknown, patch: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(patch)) return clone(patch)
   const out: Record<string, unknown> = { ...base }
   for (const [key, value] of Object.entries(patch)) {
-    if (key === '__proto__' || key === 'constructor' || key === 'prototype') throw new ConfigError('UNKNOWN_KEY', key, 'reserved key')
+    if (key === '__proto__' || key === 'constructor' || key === 'prototype')
+      throw new ConfigError('UNKNOWN_KEY', key, 'reserved key')
     out[key] = key in base ? deepMerge(base[key], value) : clone(value)
   }
   return out
@@ -44,7 +45,8 @@ function expandDottedKeys(overrides: Record<string, unknown>): Record<string, un
   let out: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(overrides)) {
     const parts = key.split('.')
-    if (parts.some((p) => p.length === 0)) throw new ConfigError('UNKNOWN_KEY', key, 'empty segment in key path')
+    if (parts.some((p) => p.length === 0))
+      throw new ConfigError('UNKNOWN_KEY', key, 'empty segment in key path')
     let nested: unknown = isPlainObject(value) ? expandDottedKeys(value) : value
     for (let i = parts.length - 1; i >= 0; i--) nested = { [parts[i] as string]: nested }
     out = deepMerge(out, nested) as Record<string, unknown>
@@ -60,7 +62,11 @@ function toConfigError(issue: z.core.$ZodIssue): ConfigError {
   const path = formatPath(issue.path)
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => (path.length > 0 ? `${path}.${k}` : k))
-    return new ConfigError('UNKNOWN_KEY', keys[0] as string, `unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}`)
+    return new ConfigError(
+      'UNKNOWN_KEY',
+      keys[0] as string,
+      `unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}`,
+    )
   }
   const code: ConfigErrorCode = issue.code === 'invalid_type' ? 'WRONG_TYPE' : 'INVALID_VALUE'
   return new ConfigError(code, path, issue.message)
@@ -71,7 +77,9 @@ export function validateConfig(candidate: unknown): CoopConfig {
   const result = CoopConfigSchema.safeParse(candidate)
   if (!result.success) {
     // Unknown keys first: a typo explains the wrong-type errors that follow from it.
-    const issues = [...result.error.issues].sort((a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'))
+    const issues = [...result.error.issues].sort(
+      (a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'),
+    )
     throw toConfigError(issues[0] as z.core.$ZodIssue)
   }
   return result.data
@@ -86,9 +94,14 @@ function readJsonFile(path: string): unknown {
   try {
     size = statSync(path).size
   } catch {
-    throw new ConfigError('NOT_FOUND', '', `no configuration named or at '${path}' (named: ${CONFIG_NAMES.join(', ')})`)
+    throw new ConfigError(
+      'NOT_FOUND',
+      '',
+      `no configuration named or at '${path}' (named: ${CONFIG_NAMES.join(', ')})`,
+    )
   }
-  if (size > CONFIG_FILE_MAX_BYTES) throw new ConfigError('INVALID_JSON', '', `${path} is larger than ${CONFIG_FILE_MAX_BYTES} bytes`)
+  if (size > CONFIG_FILE_MAX_BYTES)
+    throw new ConfigError('INVALID_JSON', '', `${path} is larger than ${CONFIG_FILE_MAX_BYTES} bytes`)
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as Json
   } catch (error) {
@@ -101,16 +114,28 @@ function readJsonFile(path: string): unknown {
  * starts from one with `"extends": "<name or relative path>"`.
  */
 function resolveRaw(nameOrPath: string, baseDir: string, depth: number): unknown {
-  if (depth > CONFIG_MAX_EXTENDS_DEPTH) throw new ConfigError('INVALID_VALUE', 'extends', `more than ${CONFIG_MAX_EXTENDS_DEPTH} levels of extends`)
+  if (depth > CONFIG_MAX_EXTENDS_DEPTH)
+    throw new ConfigError(
+      'INVALID_VALUE',
+      'extends',
+      `more than ${CONFIG_MAX_EXTENDS_DEPTH} levels of extends`,
+    )
   const preset = PRESETS[nameOrPath]
-  if (preset !== undefined && !looksLikePath(nameOrPath) && Object.hasOwn(PRESETS, nameOrPath)) return clone(preset)
-  if (!looksLikePath(nameOrPath)) throw new ConfigError('NOT_FOUND', '', `unknown configuration '${nameOrPath}' (named: ${CONFIG_NAMES.join(', ')})`)
+  if (preset !== undefined && !looksLikePath(nameOrPath) && Object.hasOwn(PRESETS, nameOrPath))
+    return clone(preset)
+  if (!looksLikePath(nameOrPath))
+    throw new ConfigError(
+      'NOT_FOUND',
+      '',
+      `unknown configuration '${nameOrPath}' (named: ${CONFIG_NAMES.join(', ')})`,
+    )
   const path = resolve(baseDir, nameOrPath)
   const document = readJsonFile(path)
   if (!isPlainObject(document)) throw new ConfigError('WRONG_TYPE', '', `${path} must hold a JSON object`)
   const { extends: parent, ...rest } = document
   if (parent === undefined) return rest
-  if (typeof parent !== 'string') throw new ConfigError('WRONG_TYPE', 'extends', 'must be a configuration name or path')
+  if (typeof parent !== 'string')
+    throw new ConfigError('WRONG_TYPE', 'extends', 'must be a configuration name or path')
   return deepMerge(resolveRaw(parent, dirname(path), depth + 1), rest)
 }
 

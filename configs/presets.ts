@@ -19,7 +19,16 @@ const tiny: CoopConfig = {
   name: 'tiny',
   image: { size: 16, channels: 3 },
   classes: TWEMOJI_CLASSES,
-  autoencoder: { channels: [8, 16, 16], latentChannels: 4, klWeight: 1e-4, groups: 4, lr: 3e-3, batchSize: 16, steps: 300, emaDecay: 0.99 },
+  autoencoder: {
+    channels: [8, 16, 16],
+    latentChannels: 4,
+    klWeight: 1e-4,
+    groups: 4,
+    lr: 3e-3,
+    batchSize: 16,
+    steps: 300,
+    emaDecay: 0.99,
+  },
   unet: {
     channels: [16, 32],
     resBlocksPerLevel: 1,
@@ -33,7 +42,15 @@ const tiny: CoopConfig = {
     steps: 300,
     emaDecay: 0.99,
   },
-  diffusion: { timesteps: 1000, schedule: 'linear', betaStart: 1e-4, betaEnd: 0.02, prediction: 'epsilon', samplingSteps: 25, guidance: 2 },
+  diffusion: {
+    timesteps: 1000,
+    schedule: 'linear',
+    betaStart: 1e-4,
+    betaEnd: 0.02,
+    prediction: 'epsilon',
+    samplingSteps: 25,
+    guidance: 2,
+  },
   training: { evalBatch: 16, checkpointEvery: 100, logEvery: 10 },
 }
 
@@ -45,7 +62,16 @@ const emoji32: CoopConfig = {
   name: 'emoji32',
   image: { size: 32, channels: 3 },
   classes: TWEMOJI_CLASSES,
-  autoencoder: { channels: [16, 32, 64], latentChannels: 4, klWeight: 1e-4, groups: 8, lr: 2e-3, batchSize: 32, steps: 1500, emaDecay: 0.995 },
+  autoencoder: {
+    channels: [16, 32, 64],
+    latentChannels: 4,
+    klWeight: 1e-4,
+    groups: 8,
+    lr: 2e-3,
+    batchSize: 32,
+    steps: 1500,
+    emaDecay: 0.995,
+  },
   unet: {
     channels: [32, 64],
     resBlocksPerLevel: 1,
@@ -59,7 +85,15 @@ const emoji32: CoopConfig = {
     steps: 3000,
     emaDecay: 0.995,
   },
-  diffusion: { timesteps: 1000, schedule: 'linear', betaStart: 1e-4, betaEnd: 0.02, prediction: 'epsilon', samplingSteps: 50, guidance: 3 },
+  diffusion: {
+    timesteps: 1000,
+    schedule: 'linear',
+    betaStart: 1e-4,
+    betaEnd: 0.02,
+    prediction: 'epsilon',
+    samplingSteps: 50,
+    guidance: 3,
+  },
   training: { evalBatch: 64, checkpointEvery: 250, logEvery: 10 },
 }
 
@@ -72,7 +106,16 @@ const gpu256: CoopConfig = {
   name: 'gpu256',
   image: { size: 256, channels: 3 },
   classes: [],
-  autoencoder: { channels: [64, 128, 256, 256], latentChannels: 4, klWeight: 1e-6, groups: 32, lr: 4.5e-4, batchSize: 16, steps: 100_000, emaDecay: 0.9999 },
+  autoencoder: {
+    channels: [64, 128, 256, 256],
+    latentChannels: 4,
+    klWeight: 1e-6,
+    groups: 32,
+    lr: 4.5e-4,
+    batchSize: 16,
+    steps: 100_000,
+    emaDecay: 0.9999,
+  },
   unet: {
     channels: [128, 256, 256, 512],
     resBlocksPerLevel: 2,
@@ -86,7 +129,15 @@ const gpu256: CoopConfig = {
     steps: 400_000,
     emaDecay: 0.9999,
   },
-  diffusion: { timesteps: 1000, schedule: 'scaled_linear', betaStart: 0.00085, betaEnd: 0.012, prediction: 'v', samplingSteps: 50, guidance: 5 },
+  diffusion: {
+    timesteps: 1000,
+    schedule: 'scaled_linear',
+    betaStart: 0.00085,
+    betaEnd: 0.012,
+    prediction: 'v',
+    samplingSteps: 50,
+    guidance: 5,
+  },
   training: { evalBatch: 64, checkpointEvery: 2000, logEvery: 50 },
 }
 

@@ -72,26 +72,55 @@ export const CoopConfigSchema = z
   .superRefine((config, ctx) => {
     const aeFactor = 2 ** (config.autoencoder.channels.length - 1)
     if (config.image.size % aeFactor !== 0)
-      ctx.addIssue({ code: 'custom', path: ['image', 'size'], message: `must be divisible by ${aeFactor} (autoencoder downsampling)` })
+      ctx.addIssue({
+        code: 'custom',
+        path: ['image', 'size'],
+        message: `must be divisible by ${aeFactor} (autoencoder downsampling)`,
+      })
     const latentSize = config.image.size / aeFactor
     const unetFactor = 2 ** (config.unet.channels.length - 1)
     if (Number.isInteger(latentSize) && latentSize % unetFactor !== 0)
-      ctx.addIssue({ code: 'custom', path: ['unet', 'channels'], message: `latent size ${latentSize} must be divisible by ${unetFactor} (U-Net downsampling)` })
-    for (const [part, section] of [['autoencoder', config.autoencoder], ['unet', config.unet]] as const) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['unet', 'channels'],
+        message: `latent size ${latentSize} must be divisible by ${unetFactor} (U-Net downsampling)`,
+      })
+    for (const [part, section] of [
+      ['autoencoder', config.autoencoder],
+      ['unet', config.unet],
+    ] as const) {
       section.channels.forEach((c, i) => {
         if (c % section.groups !== 0)
-          ctx.addIssue({ code: 'custom', path: [part, 'channels', i], message: `${c} channels is not divisible by ${part}.groups=${section.groups}` })
+          ctx.addIssue({
+            code: 'custom',
+            path: [part, 'channels', i],
+            message: `${c} channels is not divisible by ${part}.groups=${section.groups}`,
+          })
       })
     }
     const lowest = config.unet.channels[config.unet.channels.length - 1] as number
     if (config.unet.attention && lowest % config.unet.attentionHeads !== 0)
-      ctx.addIssue({ code: 'custom', path: ['unet', 'attentionHeads'], message: `must divide the lowest-level channels (${lowest})` })
-    if (config.unet.timeEmbedDim % 2 !== 0) ctx.addIssue({ code: 'custom', path: ['unet', 'timeEmbedDim'], message: 'must be even (sin and cos halves)' })
+      ctx.addIssue({
+        code: 'custom',
+        path: ['unet', 'attentionHeads'],
+        message: `must divide the lowest-level channels (${lowest})`,
+      })
+    if (config.unet.timeEmbedDim % 2 !== 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['unet', 'timeEmbedDim'],
+        message: 'must be even (sin and cos halves)',
+      })
     if (config.diffusion.schedule !== 'cosine' && config.diffusion.betaEnd < config.diffusion.betaStart)
       ctx.addIssue({ code: 'custom', path: ['diffusion', 'betaEnd'], message: 'must be >= betaStart' })
     if (config.diffusion.samplingSteps > config.diffusion.timesteps)
-      ctx.addIssue({ code: 'custom', path: ['diffusion', 'samplingSteps'], message: 'must be <= diffusion.timesteps' })
-    if (new Set(config.classes).size !== config.classes.length) ctx.addIssue({ code: 'custom', path: ['classes'], message: 'class names must be unique' })
+      ctx.addIssue({
+        code: 'custom',
+        path: ['diffusion', 'samplingSteps'],
+        message: 'must be <= diffusion.timesteps',
+      })
+    if (new Set(config.classes).size !== config.classes.length)
+      ctx.addIssue({ code: 'custom', path: ['classes'], message: 'class names must be unique' })
   })
 
 export type CoopConfig = z.infer<typeof CoopConfigSchema>

@@ -34,15 +34,29 @@ export function encode(p: ParamStore, ae: AutoencoderConfig, x: tf.Tensor4D, tra
   const lowest = channels[channels.length - 1] as number
   h = resBlock(p, 'encoder.mid', h, lowest, ae.groups)
   trace?.('encoder.mid', [...h.shape])
-  const moments = conv(p, 'encoder.conv_out', silu(groupNorm(p, 'encoder.norm_out', h, ae.groups)) as tf.Tensor4D, 2 * ae.latentChannels)
+  const moments = conv(
+    p,
+    'encoder.conv_out',
+    silu(groupNorm(p, 'encoder.norm_out', h, ae.groups)) as tf.Tensor4D,
+    2 * ae.latentChannels,
+  )
   trace?.('encoder.conv_out', [...moments.shape])
   const [n, s] = moments.shape
   const mean = tf.slice(moments, [0, 0, 0, 0], [n, s, s, ae.latentChannels])
-  const logvar = tf.clipByValue(tf.slice(moments, [0, 0, 0, ae.latentChannels], [n, s, s, ae.latentChannels]), LOGVAR_MIN, LOGVAR_MAX)
+  const logvar = tf.clipByValue(
+    tf.slice(moments, [0, 0, 0, ae.latentChannels], [n, s, s, ae.latentChannels]),
+    LOGVAR_MIN,
+    LOGVAR_MAX,
+  )
   return { mean, logvar }
 }
 
-export function decode(p: ParamStore, ae: AutoencoderConfig, z: tf.Tensor4D, trace?: ShapeTrace): tf.Tensor4D {
+export function decode(
+  p: ParamStore,
+  ae: AutoencoderConfig,
+  z: tf.Tensor4D,
+  trace?: ShapeTrace,
+): tf.Tensor4D {
   const channels = ae.channels
   const lowest = channels[channels.length - 1] as number
   let h = conv(p, 'decoder.conv_in', z, lowest)
@@ -88,7 +102,9 @@ export function autoencoderLoss(
   const z = tf.add(mean, tf.mul(tf.exp(tf.mul(logvar, 0.5)), noise)) as tf.Tensor4D
   const reconstruction = decode(p, ae, z)
   const mse = tf.mean(tf.squaredDifference(reconstruction, x)) as tf.Scalar
-  const kl = tf.mean(tf.mul(0.5, tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(1, logvar)))) as tf.Scalar
+  const kl = tf.mean(
+    tf.mul(0.5, tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(1, logvar))),
+  ) as tf.Scalar
   const loss = tf.add(mse, tf.mul(ae.klWeight, kl)) as tf.Scalar
   const meanRms = tf.sqrt(tf.mean(tf.square(mean))) as tf.Scalar
   return { loss, mse, meanRms }

@@ -95,11 +95,21 @@ function jsonBytes(value: unknown): Uint8Array {
 /** Saves atomically (see the module comment); returns the manifest written. */
 export async function saveCheckpoint(dir: string, contents: CheckpointContents): Promise<CheckpointManifest> {
   const files = new Map<string, Uint8Array>()
-  files.set(CHECKPOINT_FILES.model, encodeSafetensors(toEntries(contents.weights), { format: FORMAT, config: contents.config.name, ...contents.metadata }))
+  files.set(
+    CHECKPOINT_FILES.model,
+    encodeSafetensors(toEntries(contents.weights), {
+      format: FORMAT,
+      config: contents.config.name,
+      ...contents.metadata,
+    }),
+  )
   files.set(CHECKPOINT_FILES.config, jsonBytes(contents.config))
   if (contents.state !== undefined) {
     files.set(CHECKPOINT_FILES.stateJson, jsonBytes(contents.state.json))
-    files.set(CHECKPOINT_FILES.stateTensors, encodeSafetensors(toEntries(contents.state.tensors), { format: FORMAT }))
+    files.set(
+      CHECKPOINT_FILES.stateTensors,
+      encodeSafetensors(toEntries(contents.state.tensors), { format: FORMAT }),
+    )
   }
   const manifest: CheckpointManifest = { format: FORMAT, files: {} }
   for (const [name, bytes] of files) manifest.files[name] = { bytes: bytes.length, sha256: sha256Hex(bytes) }
@@ -131,7 +141,11 @@ async function readBounded(path: string, maxBytes: number, what: string): Promis
   } catch {
     throw new TrainerError('CHECKPOINT_MISSING', `checkpoint file ${path} is missing`)
   }
-  if (size > maxBytes) throw new TrainerError('CHECKPOINT_CORRUPT', `${what} ${path} is ${size} bytes, over the ${maxBytes}-byte limit`)
+  if (size > maxBytes)
+    throw new TrainerError(
+      'CHECKPOINT_CORRUPT',
+      `${what} ${path} is ${size} bytes, over the ${maxBytes}-byte limit`,
+    )
   return new Uint8Array(await readFile(path))
 }
 
@@ -145,36 +159,58 @@ function parseJson(bytes: Uint8Array, path: string): unknown {
 
 function parseManifest(value: unknown, path: string): CheckpointManifest {
   const fail = (why: string) => new TrainerError('CHECKPOINT_CORRUPT', `${path}: ${why}`)
-  if (typeof value !== 'object' || value === null || (value as { format?: unknown }).format !== FORMAT) throw fail(`not a ${FORMAT} manifest`)
+  if (typeof value !== 'object' || value === null || (value as { format?: unknown }).format !== FORMAT)
+    throw fail(`not a ${FORMAT} manifest`)
   const files = (value as { files?: unknown }).files
-  if (typeof files !== 'object' || files === null || Array.isArray(files)) throw fail('files must be an object')
+  if (typeof files !== 'object' || files === null || Array.isArray(files))
+    throw fail('files must be an object')
   const out: CheckpointManifest = { format: FORMAT, files: {} }
-  const allowed = new Set<string>([CHECKPOINT_FILES.model, CHECKPOINT_FILES.config, CHECKPOINT_FILES.stateJson, CHECKPOINT_FILES.stateTensors])
+  const allowed = new Set<string>([
+    CHECKPOINT_FILES.model,
+    CHECKPOINT_FILES.config,
+    CHECKPOINT_FILES.stateJson,
+    CHECKPOINT_FILES.stateTensors,
+  ])
   for (const [name, entry] of Object.entries(files)) {
     if (!allowed.has(name)) throw fail(`unexpected file ${JSON.stringify(name)}`)
     const { bytes, sha256 } = (entry ?? {}) as { bytes?: unknown; sha256?: unknown }
-    if (!Number.isSafeInteger(bytes) || (bytes as number) < 0 || typeof sha256 !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(sha256))
+    if (
+      !Number.isSafeInteger(bytes) ||
+      (bytes as number) < 0 ||
+      typeof sha256 !== 'string' ||
+      !/^sha256:[0-9a-f]{64}$/.test(sha256)
+    )
       throw fail(`bad entry for ${name}`)
     out.files[name] = { bytes: bytes as number, sha256 }
   }
-  for (const required of [CHECKPOINT_FILES.model, CHECKPOINT_FILES.config]) if (out.files[required] === undefined) throw fail(`does not list ${required}`)
+  for (const required of [CHECKPOINT_FILES.model, CHECKPOINT_FILES.config])
+    if (out.files[required] === undefined) throw fail(`does not list ${required}`)
   return out
 }
 
-function decodeTensors(bytes: Uint8Array, path: string): { tensors: NamedTensor[]; metadata: Record<string, string> } {
+function decodeTensors(
+  bytes: Uint8Array,
+  path: string,
+): { tensors: NamedTensor[]; metadata: Record<string, string> } {
   let decoded
   try {
     decoded = decodeSafetensors(bytes, { maxBytes: CHECKPOINT_MAX_BYTES })
   } catch (error) {
     const code = (error as { code?: string }).code ?? 'ERROR'
-    throw new TrainerError('CHECKPOINT_CORRUPT', `${path}: ${code}: ${(error as Error).message}`, { cause: error })
+    throw new TrainerError('CHECKPOINT_CORRUPT', `${path}: ${code}: ${(error as Error).message}`, {
+      cause: error,
+    })
   }
   const tensors: NamedTensor[] = []
   for (const entry of decoded.tensors.values()) {
     let data: Float32Array
     if (entry.dtype === 'F32') data = entry.data as Float32Array
     else if (entry.dtype === 'F16') data = float16ToFloat32Array(entry.data as Uint16Array)
-    else throw new TrainerError('CHECKPOINT_CORRUPT', `${path}: tensor ${entry.name} has dtype ${entry.dtype}; weights are F32 or F16`)
+    else
+      throw new TrainerError(
+        'CHECKPOINT_CORRUPT',
+        `${path}: tensor ${entry.name} has dtype ${entry.dtype}; weights are F32 or F16`,
+      )
     tensors.push({ name: entry.name, shape: [...entry.shape], data })
   }
   tensors.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
@@ -187,8 +223,15 @@ async function readVerified(dir: string, manifest: CheckpointManifest, name: str
   const path = join(dir, name)
   const bytes = await readBounded(path, Math.min(CHECKPOINT_MAX_BYTES, expected.bytes), name)
   if (bytes.length !== expected.bytes)
-    throw new TrainerError('CHECKPOINT_CORRUPT', `${path} is ${bytes.length} bytes, the checkpoint manifest says ${expected.bytes} (truncated or replaced)`)
-  if (sha256Hex(bytes) !== expected.sha256) throw new TrainerError('CHECKPOINT_CORRUPT', `${path} does not match its digest in ${CHECKPOINT_FILES.manifest}`)
+    throw new TrainerError(
+      'CHECKPOINT_CORRUPT',
+      `${path} is ${bytes.length} bytes, the checkpoint manifest says ${expected.bytes} (truncated or replaced)`,
+    )
+  if (sha256Hex(bytes) !== expected.sha256)
+    throw new TrainerError(
+      'CHECKPOINT_CORRUPT',
+      `${path} does not match its digest in ${CHECKPOINT_FILES.manifest}`,
+    )
   return bytes
 }
 
@@ -223,26 +266,43 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   if (!(await exists(dir)) && (await exists(`${dir}.prev`))) source = `${dir}.prev`
   if (!(await exists(source))) throw new TrainerError('CHECKPOINT_MISSING', `no checkpoint at ${dir}`)
   const manifestPath = join(source, CHECKPOINT_FILES.manifest)
-  const manifest = parseManifest(parseJson(await readBounded(manifestPath, CHECKPOINT_JSON_MAX_BYTES, 'manifest'), manifestPath), manifestPath)
+  const manifest = parseManifest(
+    parseJson(await readBounded(manifestPath, CHECKPOINT_JSON_MAX_BYTES, 'manifest'), manifestPath),
+    manifestPath,
+  )
   const modelPath = join(source, CHECKPOINT_FILES.model)
-  const { tensors: weights, metadata } = decodeTensors(await readVerified(source, manifest, CHECKPOINT_FILES.model), modelPath)
+  const { tensors: weights, metadata } = decodeTensors(
+    await readVerified(source, manifest, CHECKPOINT_FILES.model),
+    modelPath,
+  )
   const configPath = join(source, CHECKPOINT_FILES.config)
   let config: CoopConfig
   try {
-    config = validateConfig(parseJson(await readVerified(source, manifest, CHECKPOINT_FILES.config), configPath))
+    config = validateConfig(
+      parseJson(await readVerified(source, manifest, CHECKPOINT_FILES.config), configPath),
+    )
   } catch (error) {
     if (error instanceof TrainerError) throw error
-    throw new TrainerError('CHECKPOINT_CORRUPT', `${configPath}: ${(error as Error).message}`, { cause: error })
+    throw new TrainerError('CHECKPOINT_CORRUPT', `${configPath}: ${(error as Error).message}`, {
+      cause: error,
+    })
   }
   let state: SessionState | undefined
   const hasStateJson = manifest.files[CHECKPOINT_FILES.stateJson] !== undefined
   const hasStateTensors = manifest.files[CHECKPOINT_FILES.stateTensors] !== undefined
-  if (hasStateJson !== hasStateTensors) throw new TrainerError('CHECKPOINT_CORRUPT', `${manifestPath} lists only half of the training state`)
+  if (hasStateJson !== hasStateTensors)
+    throw new TrainerError('CHECKPOINT_CORRUPT', `${manifestPath} lists only half of the training state`)
   if (hasStateJson) {
     const statePath = join(source, CHECKPOINT_FILES.stateJson)
-    const json = parseStateJson(parseJson(await readVerified(source, manifest, CHECKPOINT_FILES.stateJson), statePath), statePath)
+    const json = parseStateJson(
+      parseJson(await readVerified(source, manifest, CHECKPOINT_FILES.stateJson), statePath),
+      statePath,
+    )
     const tensorsPath = join(source, CHECKPOINT_FILES.stateTensors)
-    const { tensors } = decodeTensors(await readVerified(source, manifest, CHECKPOINT_FILES.stateTensors), tensorsPath)
+    const { tensors } = decodeTensors(
+      await readVerified(source, manifest, CHECKPOINT_FILES.stateTensors),
+      tensorsPath,
+    )
     state = { json, tensors }
   }
   return { weights, config, metadata, manifest, dir: source, ...(state === undefined ? {} : { state }) }

@@ -69,25 +69,36 @@ async function listCandidates(dir: string): Promise<{ candidates: Candidate[]; c
     entries = await readdir(dir, { withFileTypes: true })
   } catch (error) {
     if (error instanceof TrainerError) throw error
-    throw new TrainerError('DATA_MISSING', `data folder ${dir} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)
+    throw new TrainerError(
+      'DATA_MISSING',
+      `data folder ${dir} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    )
   }
   const classDirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name)
   classDirs.sort()
-  if (classDirs.length > DATA_MAX_CLASSES) throw new TrainerError('DATA_TOO_LARGE', `${classDirs.length} class folders (limit ${DATA_MAX_CLASSES})`)
+  if (classDirs.length > DATA_MAX_CLASSES)
+    throw new TrainerError('DATA_TOO_LARGE', `${classDirs.length} class folders (limit ${DATA_MAX_CLASSES})`)
   const candidates: Candidate[] = []
   const push = (candidate: Candidate) => {
-    if (candidates.length >= DATA_MAX_FILES) throw new TrainerError('DATA_TOO_LARGE', `more than ${DATA_MAX_FILES} image files under ${dir}`)
+    if (candidates.length >= DATA_MAX_FILES)
+      throw new TrainerError('DATA_TOO_LARGE', `more than ${DATA_MAX_FILES} image files under ${dir}`)
     candidates.push(candidate)
   }
   if (classDirs.length === 0) {
-    for (const e of entries) if (e.isFile() && isImageFile(e.name)) push({ path: join(dir, e.name), label: -1, key: e.name })
+    for (const e of entries)
+      if (e.isFile() && isImageFile(e.name)) push({ path: join(dir, e.name), label: -1, key: e.name })
   } else {
     // Class layout: images directly in `dir` have no class and are not used.
     for (let label = 0; label < classDirs.length; label++) {
       const className = classDirs[label] as string
       const classEntries = await readdir(join(dir, className), { withFileTypes: true })
       for (const e of classEntries)
-        if (e.isFile() && isImageFile(e.name)) push({ path: join(dir, className, e.name), label, key: `${String(label).padStart(6, '0')}/${e.name}` })
+        if (e.isFile() && isImageFile(e.name))
+          push({
+            path: join(dir, className, e.name),
+            label,
+            key: `${String(label).padStart(6, '0')}/${e.name}`,
+          })
     }
   }
   candidates.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
@@ -113,7 +124,8 @@ export async function decodeImage(bytes: Uint8Array, size: number): Promise<Floa
 /** Loads an image folder; see the module comment. Throws DATA_MISSING / DATA_EMPTY / DATA_TOO_LARGE. */
 export async function loadImageFolder(options: LoadImageFolderOptions): Promise<ImageDataset> {
   const { dir, size, allowlist, log } = options
-  if (!Number.isInteger(size) || size < 1 || size > 4096) throw new TrainerError('INVALID_ARGUMENT', `image size ${size} out of range`)
+  if (!Number.isInteger(size) || size < 1 || size > 4096)
+    throw new TrainerError('INVALID_ARGUMENT', `image size ${size} out of range`)
   const { candidates, classes } = await listCandidates(dir)
   const decoded: ({ item: ImageItem; pixels: Float32Array } | undefined)[] = new Array(candidates.length)
   const skipped: { path: string; reason: string }[] = []
@@ -133,7 +145,10 @@ export async function loadImageFolder(options: LoadImageFolderOptions): Promise<
         }
         bytes = await readFile(candidate.path)
       } catch (error) {
-        skipped.push({ path: candidate.path, reason: `unreadable: ${(error as NodeJS.ErrnoException).code ?? String(error)}` })
+        skipped.push({
+          path: candidate.path,
+          reason: `unreadable: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+        })
         continue
       }
       const sha256 = sha256Digest(bytes)
@@ -163,6 +178,9 @@ export async function loadImageFolder(options: LoadImageFolderOptions): Promise<
   const stride = size * size * 3
   const pixels = new Float32Array(loaded.length * stride)
   loaded.forEach((d, i) => pixels.set(d.pixels, i * stride))
-  log?.info({ dir, images: loaded.length, classes: classes.length, skipped: skipped.length, notAllowed }, 'image folder loaded')
+  log?.info(
+    { dir, images: loaded.length, classes: classes.length, skipped: skipped.length, notAllowed },
+    'image folder loaded',
+  )
   return { items: loaded.map((d) => d.item), classes, pixels, size, skipped, notAllowed }
 }

@@ -18,16 +18,33 @@ function column(values: readonly number[]): tf.Tensor4D {
 }
 
 /** x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps. */
-export function qSample(schedule: NoiseSchedule, x0: tf.Tensor4D, timesteps: readonly number[], noise: tf.Tensor4D): tf.Tensor4D {
+export function qSample(
+  schedule: NoiseSchedule,
+  x0: tf.Tensor4D,
+  timesteps: readonly number[],
+  noise: tf.Tensor4D,
+): tf.Tensor4D {
   const abar = timesteps.map((t) => schedule.alphasCumprod[t] as number)
-  return tf.add(tf.mul(x0, column(abar.map(Math.sqrt))), tf.mul(noise, column(abar.map((a) => Math.sqrt(1 - a))))) as tf.Tensor4D
+  return tf.add(
+    tf.mul(x0, column(abar.map(Math.sqrt))),
+    tf.mul(noise, column(abar.map((a) => Math.sqrt(1 - a)))),
+  ) as tf.Tensor4D
 }
 
 /** The regression target for the configured prediction. */
-export function predictionTarget(prediction: Prediction, schedule: NoiseSchedule, x0: tf.Tensor4D, timesteps: readonly number[], noise: tf.Tensor4D): tf.Tensor4D {
+export function predictionTarget(
+  prediction: Prediction,
+  schedule: NoiseSchedule,
+  x0: tf.Tensor4D,
+  timesteps: readonly number[],
+  noise: tf.Tensor4D,
+): tf.Tensor4D {
   if (prediction === 'epsilon') return noise
   const abar = timesteps.map((t) => schedule.alphasCumprod[t] as number)
-  return tf.sub(tf.mul(noise, column(abar.map(Math.sqrt))), tf.mul(x0, column(abar.map((a) => Math.sqrt(1 - a))))) as tf.Tensor4D
+  return tf.sub(
+    tf.mul(noise, column(abar.map(Math.sqrt))),
+    tf.mul(x0, column(abar.map((a) => Math.sqrt(1 - a)))),
+  ) as tf.Tensor4D
 }
 
 /** MSE between the denoiser's prediction at (x_t, t, label) and its target. */
@@ -42,15 +59,29 @@ export function loss(
 ): tf.Scalar {
   const xt = qSample(schedule, x0, timesteps, noise)
   const predicted = unetForward(p, config, xt, timesteps, labels)
-  return tf.mean(tf.squaredDifference(predicted, predictionTarget(config.diffusion.prediction, schedule, x0, timesteps, noise))) as tf.Scalar
+  return tf.mean(
+    tf.squaredDifference(
+      predicted,
+      predictionTarget(config.diffusion.prediction, schedule, x0, timesteps, noise),
+    ),
+  ) as tf.Scalar
 }
 
 /** From a network output at noise level abar: the implied noise and clean sample. */
-export function epsilonAndX0(prediction: Prediction, output: tf.Tensor4D, xt: tf.Tensor4D, abar: number): { eps: tf.Tensor4D; x0: tf.Tensor4D } {
+export function epsilonAndX0(
+  prediction: Prediction,
+  output: tf.Tensor4D,
+  xt: tf.Tensor4D,
+  abar: number,
+): { eps: tf.Tensor4D; x0: tf.Tensor4D } {
   const a = Math.sqrt(abar)
   const b = Math.sqrt(1 - abar)
-  if (prediction === 'epsilon') return { eps: output, x0: tf.div(tf.sub(xt, tf.mul(output, b)), a) as tf.Tensor4D }
-  return { eps: tf.add(tf.mul(xt, b), tf.mul(output, a)) as tf.Tensor4D, x0: tf.sub(tf.mul(xt, a), tf.mul(output, b)) as tf.Tensor4D }
+  if (prediction === 'epsilon')
+    return { eps: output, x0: tf.div(tf.sub(xt, tf.mul(output, b)), a) as tf.Tensor4D }
+  return {
+    eps: tf.add(tf.mul(xt, b), tf.mul(output, a)) as tf.Tensor4D,
+    x0: tf.sub(tf.mul(xt, a), tf.mul(output, b)) as tf.Tensor4D,
+  }
 }
 
 /** One deterministic DDIM update (eta = 0): x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps. */
@@ -71,7 +102,12 @@ export interface SampleOptions {
 }
 
 /** DDIM sampling in latent space; returns latents [n,size,size,channels] (caller disposes). */
-export function sample(p: ParamStore, config: CoopConfig, schedule: NoiseSchedule, options: SampleOptions): tf.Tensor4D {
+export function sample(
+  p: ParamStore,
+  config: CoopConfig,
+  schedule: NoiseSchedule,
+  options: SampleOptions,
+): tf.Tensor4D {
   const n = options.labels.length
   const { size, channels } = options
   const nullLabel = nullClass(config)
@@ -86,7 +122,10 @@ export function sample(p: ParamStore, config: CoopConfig, schedule: NoiseSchedul
       let output: tf.Tensor4D
       if (guided) {
         const doubled = tf.concat([x, x], 0) as tf.Tensor4D
-        const both = unetForward(p, config, doubled, new Array(2 * n).fill(t), [...options.labels, ...new Array(n).fill(nullLabel)])
+        const both = unetForward(p, config, doubled, new Array(2 * n).fill(t), [
+          ...options.labels,
+          ...new Array(n).fill(nullLabel),
+        ])
         const cond = tf.slice(both, [0, 0, 0, 0], [n, size, size, channels])
         const uncond = tf.slice(both, [n, 0, 0, 0], [n, size, size, channels])
         output = tf.add(uncond, tf.mul(tf.sub(cond, uncond), options.guidance)) as tf.Tensor4D

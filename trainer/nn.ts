@@ -33,7 +33,10 @@ export class ParamStore {
     const existing = this.variables.get(name)
     if (existing !== undefined) {
       if (existing.shape.length !== shape.length || existing.shape.some((d, i) => d !== shape[i]))
-        throw new TrainerError('WEIGHTS_MISMATCH', `parameter ${name} has shape [${existing.shape}] but the model asks for [${shape}]`)
+        throw new TrainerError(
+          'WEIGHTS_MISMATCH',
+          `parameter ${name} has shape [${existing.shape}] but the model asks for [${shape}]`,
+        )
       return existing
     }
     if (this.rng === undefined) throw new TrainerError('WEIGHTS_MISMATCH', `parameter ${name} does not exist`)
@@ -43,7 +46,9 @@ export class ParamStore {
       values = this.rng.normals(size)
       for (let i = 0; i < size; i++) values[i] = (values[i] as number) * init.std
     } else values = new Float32Array(size).fill(init.kind === 'ones' ? 1 : 0)
-    const variable = tf.keep(tf.variable(tf.tensor(values, shape, 'float32'), !options.buffer, `${name}_${variableCounter++}`))
+    const variable = tf.keep(
+      tf.variable(tf.tensor(values, shape, 'float32'), !options.buffer, `${name}_${variableCounter++}`),
+    )
     this.variables.set(name, variable)
     if (options.buffer) this.buffers.add(name)
     return variable
@@ -68,14 +73,23 @@ export class ParamStore {
   /** Replaces every tensor; names and shapes must match exactly (no missing, no extra). */
   write(weights: readonly NamedTensor[]): void {
     const given = new Map(weights.map((w) => [w.name, w]))
-    if (given.size !== weights.length) throw new TrainerError('WEIGHTS_MISMATCH', 'duplicate tensor names in weights')
-    for (const name of this.variables.keys()) if (!given.has(name)) throw new TrainerError('WEIGHTS_MISMATCH', `weights lack tensor ${name}`)
+    if (given.size !== weights.length)
+      throw new TrainerError('WEIGHTS_MISMATCH', 'duplicate tensor names in weights')
+    for (const name of this.variables.keys())
+      if (!given.has(name)) throw new TrainerError('WEIGHTS_MISMATCH', `weights lack tensor ${name}`)
     for (const w of weights) {
       const v = this.variables.get(w.name)
       if (v === undefined) throw new TrainerError('WEIGHTS_MISMATCH', `unexpected tensor ${w.name}`)
       const size = v.shape.reduce((a, b) => a * b, 1)
-      if (w.shape.length !== v.shape.length || w.shape.some((d, i) => d !== v.shape[i]) || w.data.length !== size)
-        throw new TrainerError('WEIGHTS_MISMATCH', `tensor ${w.name} has shape [${w.shape}], the model needs [${v.shape}]`)
+      if (
+        w.shape.length !== v.shape.length ||
+        w.shape.some((d, i) => d !== v.shape[i]) ||
+        w.data.length !== size
+      )
+        throw new TrainerError(
+          'WEIGHTS_MISMATCH',
+          `tensor ${w.name} has shape [${w.shape}], the model needs [${v.shape}]`,
+        )
     }
     for (const w of weights) {
       const v = this.variables.get(w.name) as tf.Variable
@@ -115,14 +129,28 @@ export function conv(
 ): tf.Tensor4D {
   const kernel = options.kernel ?? 3
   const inChannels = x.shape[3]
-  const w = p.get(`${name}.weight`, [kernel, kernel, inChannels, outChannels], options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(kernel * kernel * inChannels) })
+  const w = p.get(
+    `${name}.weight`,
+    [kernel, kernel, inChannels, outChannels],
+    options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(kernel * kernel * inChannels) },
+  )
   const b = p.get(`${name}.bias`, [outChannels], { kind: 'zeros' })
   return tf.add(tf.conv2d(x, w as tf.Tensor4D, options.stride ?? 1, 'same'), b)
 }
 
-export function linear(p: ParamStore, name: string, x: tf.Tensor2D, outFeatures: number, options: { zeroInit?: boolean } = {}): tf.Tensor2D {
+export function linear(
+  p: ParamStore,
+  name: string,
+  x: tf.Tensor2D,
+  outFeatures: number,
+  options: { zeroInit?: boolean } = {},
+): tf.Tensor2D {
   const inFeatures = x.shape[1]
-  const w = p.get(`${name}.weight`, [inFeatures, outFeatures], options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(inFeatures) })
+  const w = p.get(
+    `${name}.weight`,
+    [inFeatures, outFeatures],
+    options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(inFeatures) },
+  )
   const b = p.get(`${name}.bias`, [outFeatures], { kind: 'zeros' })
   return tf.add(tf.matMul(x, w as tf.Tensor2D), b)
 }
@@ -132,7 +160,12 @@ export function groupNorm(p: ParamStore, name: string, x: tf.Tensor4D, groups: n
   const [n, h, w, c] = x.shape
   const grouped = tf.reshape(x, [n, h, w, groups, c / groups])
   const { mean, variance } = tf.moments(grouped, [1, 2, 4], true)
-  const normalized = tf.reshape(tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, GROUPNORM_EPSILON))), [n, h, w, c])
+  const normalized = tf.reshape(tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, GROUPNORM_EPSILON))), [
+    n,
+    h,
+    w,
+    c,
+  ])
   const gamma = p.get(`${name}.weight`, [c], { kind: 'ones' })
   const beta = p.get(`${name}.bias`, [c], { kind: 'zeros' })
   return tf.add(tf.mul(normalized, gamma), beta) as tf.Tensor4D
@@ -149,19 +182,34 @@ export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
  * Residual block: GroupNorm, SiLU, conv, (+ projected embedding), GroupNorm, SiLU, conv
  * (zero-initialised, so each block starts as the identity), plus a 1x1 skip when channels change.
  */
-export function resBlock(p: ParamStore, name: string, x: tf.Tensor4D, outChannels: number, groups: number, embedding?: tf.Tensor2D): tf.Tensor4D {
+export function resBlock(
+  p: ParamStore,
+  name: string,
+  x: tf.Tensor4D,
+  outChannels: number,
+  groups: number,
+  embedding?: tf.Tensor2D,
+): tf.Tensor4D {
   let h = conv(p, `${name}.conv1`, silu(groupNorm(p, `${name}.norm1`, x, groups)) as tf.Tensor4D, outChannels)
   if (embedding !== undefined) {
     const projected = linear(p, `${name}.emb`, silu(embedding) as tf.Tensor2D, outChannels)
     h = tf.add(h, tf.reshape(projected, [projected.shape[0], 1, 1, outChannels]))
   }
-  h = conv(p, `${name}.conv2`, silu(groupNorm(p, `${name}.norm2`, h, groups)) as tf.Tensor4D, outChannels, { zeroInit: true })
+  h = conv(p, `${name}.conv2`, silu(groupNorm(p, `${name}.norm2`, h, groups)) as tf.Tensor4D, outChannels, {
+    zeroInit: true,
+  })
   const skip = x.shape[3] === outChannels ? x : conv(p, `${name}.skip`, x, outChannels, { kernel: 1 })
   return tf.add(skip, h)
 }
 
 /** Multi-head self-attention over the spatial positions, residual, output projection zero-initialised. */
-export function selfAttention(p: ParamStore, name: string, x: tf.Tensor4D, heads: number, groups: number): tf.Tensor4D {
+export function selfAttention(
+  p: ParamStore,
+  name: string,
+  x: tf.Tensor4D,
+  heads: number,
+  groups: number,
+): tf.Tensor4D {
   const [n, h, w, c] = x.shape
   const tokens = h * w
   const headDim = c / heads
@@ -170,14 +218,21 @@ export function selfAttention(p: ParamStore, name: string, x: tf.Tensor4D, heads
   const split = (index: number) => {
     const part = tf.slice(qkv, [0, index * c], [n * tokens, c])
     // [n, tokens, heads, headDim] -> [n, heads, tokens, headDim] -> [n*heads, tokens, headDim]
-    return tf.reshape(tf.transpose(tf.reshape(part, [n, tokens, heads, headDim]), [0, 2, 1, 3]), [n * heads, tokens, headDim]) as tf.Tensor3D
+    return tf.reshape(tf.transpose(tf.reshape(part, [n, tokens, heads, headDim]), [0, 2, 1, 3]), [
+      n * heads,
+      tokens,
+      headDim,
+    ]) as tf.Tensor3D
   }
   const q = split(0)
   const k = split(1)
   const v = split(2)
   const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(headDim))
   const attended = tf.matMul(tf.softmax(scores), v)
-  const merged = tf.reshape(tf.transpose(tf.reshape(attended, [n, heads, tokens, headDim]), [0, 2, 1, 3]), [n * tokens, c]) as tf.Tensor2D
+  const merged = tf.reshape(tf.transpose(tf.reshape(attended, [n, heads, tokens, headDim]), [0, 2, 1, 3]), [
+    n * tokens,
+    c,
+  ]) as tf.Tensor2D
   const projected = linear(p, `${name}.proj`, merged, c, { zeroInit: true })
   return tf.add(x, tf.reshape(projected, [n, h, w, c]))
 }

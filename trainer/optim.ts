@@ -14,14 +14,26 @@ function zerosLike(v: tf.Variable): tf.Variable {
 function readAll(map: Map<string, tf.Variable>, prefix: string): NamedTensor[] {
   return [...map.keys()].sort().map((name) => {
     const v = map.get(name) as tf.Variable
-    return { name: `${prefix}${name}`, shape: [...v.shape], data: new Float32Array(v.dataSync() as Float32Array) }
+    return {
+      name: `${prefix}${name}`,
+      shape: [...v.shape],
+      data: new Float32Array(v.dataSync() as Float32Array),
+    }
   })
 }
 
-function writeAll(map: Map<string, tf.Variable>, prefix: string, tensors: ReadonlyMap<string, NamedTensor>): void {
+function writeAll(
+  map: Map<string, tf.Variable>,
+  prefix: string,
+  tensors: ReadonlyMap<string, NamedTensor>,
+): void {
   for (const [name, v] of map) {
     const t = tensors.get(`${prefix}${name}`)
-    if (t === undefined || t.data.length !== v.size) throw new TrainerError('CHECKPOINT_CORRUPT', `optimizer state lacks ${prefix}${name} or has the wrong size`)
+    if (t === undefined || t.data.length !== v.size)
+      throw new TrainerError(
+        'CHECKPOINT_CORRUPT',
+        `optimizer state lacks ${prefix}${name} or has the wrong size`,
+      )
     tf.tidy(() => v.assign(tf.tensor(t.data, v.shape, 'float32')))
   }
 }
@@ -64,7 +76,10 @@ export class Adam {
         const vNext = tf.add(tf.mul(v, ADAM_BETA2), tf.mul(tf.square(g), 1 - ADAM_BETA2))
         m.assign(mNext)
         v.assign(vNext)
-        const update = tf.div(tf.mul(mNext, this.lr / correction1), tf.add(tf.sqrt(tf.div(vNext, correction2)), ADAM_EPSILON))
+        const update = tf.div(
+          tf.mul(mNext, this.lr / correction1),
+          tf.add(tf.sqrt(tf.div(vNext, correction2)), ADAM_EPSILON),
+        )
         w.assign(tf.sub(w, update))
       }
       return norm
@@ -95,14 +110,19 @@ export class Ema {
   constructor(store: ParamStore, decay: number) {
     this.store = store
     this.decay = decay
-    for (const [name, v] of store.variables) this.shadow.set(name, tf.tidy(() => tf.variable(v.clone(), false)))
+    for (const [name, v] of store.variables)
+      this.shadow.set(
+        name,
+        tf.tidy(() => tf.variable(v.clone(), false)),
+      )
   }
 
   /** `step` is the number of optimizer updates so far. */
   update(step: number): void {
     const decay = Math.min(this.decay, (1 + step) / (EMA_WARMUP_OFFSET + step))
     tf.tidy(() => {
-      for (const [name, s] of this.shadow) s.assign(tf.add(tf.mul(s, decay), tf.mul(this.store.variables.get(name) as tf.Variable, 1 - decay)))
+      for (const [name, s] of this.shadow)
+        s.assign(tf.add(tf.mul(s, decay), tf.mul(this.store.variables.get(name) as tf.Variable, 1 - decay)))
     })
   }
 

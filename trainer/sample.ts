@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import sharp from 'sharp'
 import type { CoopConfig } from '../configs/index.ts'
-import { createAutoencoder, decodeFromDiffusion, latentSize } from './autoencoder.ts'
+import { createAutoencoder, decode, decodeFromDiffusion, encode, latentSize } from './autoencoder.ts'
 import { sample } from './diffusion.ts'
 import { TrainerError } from './errors.ts'
 import { Rng } from './rng.ts'
@@ -33,7 +33,8 @@ export function sampleImages(options: SampleImagesOptions): Uint8Array {
   const { config, labels } = options
   const nullLabel = nullClass(config)
   for (const label of labels)
-    if (!Number.isInteger(label) || label < 0 || label > nullLabel) throw new TrainerError('INVALID_ARGUMENT', `class index ${label} out of range`)
+    if (!Number.isInteger(label) || label < 0 || label > nullLabel)
+      throw new TrainerError('INVALID_ARGUMENT', `class index ${label} out of range`)
   const ae = createAutoencoder(config, 0)
   const unet = createUnet(config, 0)
   try {
@@ -53,7 +54,13 @@ export function sampleImages(options: SampleImagesOptions): Uint8Array {
         size: latentSize(config),
         channels: config.autoencoder.latentChannels,
       })
-      const images = tf.tidy(() => tf.clipByValue(tf.round(tf.mul(tf.add(decodeFromDiffusion(ae, config.autoencoder, latents), 1), 127.5)), 0, 255))
+      const images = tf.tidy(() =>
+        tf.clipByValue(
+          tf.round(tf.mul(tf.add(decodeFromDiffusion(ae, config.autoencoder, latents), 1), 127.5)),
+          0,
+          255,
+        ),
+      )
       latents.dispose()
       out.set(Uint8Array.from(images.dataSync()), start * size * size * 3)
       images.dispose()
@@ -66,7 +73,13 @@ export function sampleImages(options: SampleImagesOptions): Uint8Array {
 }
 
 /** Lays `count` RGB images of side `size` out in rows of `columns`, upscaled by `scale` (nearest), as PNG bytes. */
-export async function renderGrid(pixels: Uint8Array, count: number, size: number, columns: number, scale = 1): Promise<Uint8Array> {
+export async function renderGrid(
+  pixels: Uint8Array,
+  count: number,
+  size: number,
+  columns: number,
+  scale = 1,
+): Promise<Uint8Array> {
   const rows = Math.ceil(count / columns)
   const cell = size * scale
   const width = columns * cell + (columns + 1) * GRID_GAP
@@ -84,7 +97,9 @@ export async function renderGrid(pixels: Uint8Array, count: number, size: number
         canvas[target + 2] = pixels[source + 2] as number
       }
   }
-  const png = await sharp(canvas, { raw: { width, height, channels: 3 } }).png({ compressionLevel: 9 }).toBuffer()
+  const png = await sharp(canvas, { raw: { width, height, channels: 3 } })
+    .png({ compressionLevel: 9 })
+    .toBuffer()
   return new Uint8Array(png)
 }
 
@@ -105,13 +120,48 @@ export interface SampleGridOptions {
 /** A PNG grid: one row per requested class, `perClass` samples each. */
 export async function sampleGrid(options: SampleGridOptions): Promise<Uint8Array> {
   const { config } = options
-  if (!Number.isInteger(options.perClass) || options.perClass < 1) throw new TrainerError('INVALID_ARGUMENT', 'perClass must be a positive integer')
+  if (!Number.isInteger(options.perClass) || options.perClass < 1)
+    throw new TrainerError('INVALID_ARGUMENT', 'perClass must be a positive integer')
   const labels: number[] = []
   for (const name of options.classes) {
     const label = name === null ? nullClass(config) : config.classes.indexOf(name)
-    if (label < 0) throw new TrainerError('UNKNOWN_CLASS', `class '${name}' is not one of the model's classes (${config.classes.join(', ') || 'none: unconditional'})`)
+    if (label < 0)
+      throw new TrainerError(
+        'UNKNOWN_CLASS',
+        `class '${name}' is not one of the model's classes (${config.classes.join(', ') || 'none: unconditional'})`,
+      )
     for (let i = 0; i < options.perClass; i++) labels.push(label)
   }
   const pixels = sampleImages({ ...options, labels })
   return renderGrid(pixels, labels.length, config.image.size, options.perClass, options.scale ?? 2)
+}
+
+/**
+ * A two-row PNG: `images` (float pixels in [-1, 1], NHWC) on top, their reconstructions through
+ * the autoencoder's posterior mean below, so a user can judge the autoencoder by eye.
+ */
+export async function reconstructionGrid(
+  config: CoopConfig,
+  autoencoder: NamedTensor[],
+  images: Float32Array,
+  count: number,
+): Promise<Uint8Array> {
+  const size = config.image.size
+  const ae = createAutoencoder(config, 0)
+  try {
+    ae.write(autoencoder)
+    const toBytes = (x: tf.Tensor) =>
+      tf.tidy(() => tf.clipByValue(tf.round(tf.mul(tf.add(x, 1), 127.5)), 0, 255))
+    const both = tf.tidy(() => {
+      const x = tf.tensor4d(images.subarray(0, count * size * size * 3), [count, size, size, 3])
+      return toBytes(
+        tf.concat([x, decode(ae, config.autoencoder, encode(ae, config.autoencoder, x).mean)], 0),
+      )
+    })
+    const pixels = Uint8Array.from(both.dataSync())
+    both.dispose()
+    return renderGrid(pixels, 2 * count, size, count, 2)
+  } finally {
+    ae.dispose()
+  }
 }

@@ -30,23 +30,33 @@ function linspace(start: number, end: number, count: number): Float64Array {
  * - `scaled_linear`: Stable Diffusion's, evenly spaced in sqrt(beta);
  * - `cosine`: Nichol & Dhariwal's alphaBar(t) = cos^2(((t/T + s) / (1 + s)) pi/2); betaStart/betaEnd unused.
  */
-export function betaSchedule(name: ScheduleName, timesteps: number, betaStart: number, betaEnd: number): Float64Array {
-  if (!Number.isInteger(timesteps) || timesteps < 1) throw new RangeError(`timesteps must be a positive integer, got ${timesteps}`)
+export function betaSchedule(
+  name: ScheduleName,
+  timesteps: number,
+  betaStart: number,
+  betaEnd: number,
+): Float64Array {
+  if (!Number.isInteger(timesteps) || timesteps < 1)
+    throw new RangeError(`timesteps must be a positive integer, got ${timesteps}`)
   switch (name) {
     case 'linear':
       return linspace(betaStart, betaEnd, timesteps)
     case 'scaled_linear':
       return linspace(Math.sqrt(betaStart), Math.sqrt(betaEnd), timesteps).map((b) => b * b)
     case 'cosine': {
-      const alphaBar = (t: number) => Math.cos(((t / timesteps + COSINE_OFFSET) / (1 + COSINE_OFFSET)) * (Math.PI / 2)) ** 2
+      const alphaBar = (t: number) =>
+        Math.cos(((t / timesteps + COSINE_OFFSET) / (1 + COSINE_OFFSET)) * (Math.PI / 2)) ** 2
       const betas = new Float64Array(timesteps)
-      for (let i = 0; i < timesteps; i++) betas[i] = Math.min(1 - alphaBar(i + 1) / alphaBar(i), COSINE_MAX_BETA)
+      for (let i = 0; i < timesteps; i++)
+        betas[i] = Math.min(1 - alphaBar(i + 1) / alphaBar(i), COSINE_MAX_BETA)
       return betas
     }
   }
 }
 
-export function makeSchedule(config: Pick<DiffusionConfig, 'schedule' | 'timesteps' | 'betaStart' | 'betaEnd'>): NoiseSchedule {
+export function makeSchedule(
+  config: Pick<DiffusionConfig, 'schedule' | 'timesteps' | 'betaStart' | 'betaEnd'>,
+): NoiseSchedule {
   const betas = betaSchedule(config.schedule, config.timesteps, config.betaStart, config.betaEnd)
   const alphas = betas.map((b) => 1 - b)
   const alphasCumprod = new Float64Array(alphas.length)

@@ -5,8 +5,20 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type { CoopConfig } from '../configs/index.ts'
 import { sha256Digest } from '../protocol/digest.ts'
-import { autoencoderLoss, createAutoencoder, encodeForDiffusion, latentRms, latentSize, reconstructionMse } from './autoencoder.ts'
-import { EVAL_HOLDOUT_FRACTION, EVAL_HOLDOUT_MIN_DATASET, EVAL_SEED, LATENT_RMS_MOMENTUM } from './constants.ts'
+import {
+  autoencoderLoss,
+  createAutoencoder,
+  encodeForDiffusion,
+  latentRms,
+  latentSize,
+  reconstructionMse,
+} from './autoencoder.ts'
+import {
+  EVAL_HOLDOUT_FRACTION,
+  EVAL_HOLDOUT_MIN_DATASET,
+  EVAL_SEED,
+  LATENT_RMS_MOMENTUM,
+} from './constants.ts'
 import type { ImageDataset } from './data.ts'
 import { loss as diffusionLoss } from './diffusion.ts'
 import { TrainerError } from './errors.ts'
@@ -91,7 +103,11 @@ function mapLabels(config: CoopConfig, dataset: ImageDataset): number[] {
   if (config.classes.length === 0) return dataset.items.map(() => nullLabel)
   const classIndex = dataset.classes.map((name) => {
     const index = config.classes.indexOf(name)
-    if (index < 0) throw new TrainerError('UNKNOWN_CLASS', `dataset class '${name}' is not one of the model's classes (${config.classes.join(', ')})`)
+    if (index < 0)
+      throw new TrainerError(
+        'UNKNOWN_CLASS',
+        `dataset class '${name}' is not one of the model's classes (${config.classes.join(', ')})`,
+      )
     return index
   })
   return dataset.items.map((item) => (item.label < 0 ? nullLabel : (classIndex[item.label] as number)))
@@ -105,7 +121,11 @@ function splitForEval(dataset: ImageDataset, evalBatch: number): { train: number
     const y = (dataset.items[b] as { sha256: string }).sha256
     return x < y ? -1 : x > y ? 1 : a - b
   })
-  if (count < EVAL_HOLDOUT_MIN_DATASET) return { train: bySha.slice().sort((a, b) => a - b), evaluation: bySha.slice(0, Math.min(evalBatch, count)) }
+  if (count < EVAL_HOLDOUT_MIN_DATASET)
+    return {
+      train: bySha.slice().sort((a, b) => a - b),
+      evaluation: bySha.slice(0, Math.min(evalBatch, count)),
+    }
   const held = Math.max(1, Math.min(evalBatch, Math.floor(count * EVAL_HOLDOUT_FRACTION)))
   const evaluation = bySha.slice(0, held)
   const train = bySha.slice(held).sort((a, b) => a - b)
@@ -126,7 +146,8 @@ class BatchSampler {
     while (batch.length < batchSize) {
       if (this.cursor >= this.order.length) {
         const eligible = this.pool.filter((i) => !excluded.has(i))
-        if (eligible.length === 0) throw new TrainerError('DATA_EMPTY', 'every training item has been excluded')
+        if (eligible.length === 0)
+          throw new TrainerError('DATA_EMPTY', 'every training item has been excluded')
         this.order = rng.permutation(eligible.length).map((k) => eligible[k] as number)
         this.cursor = 0
         this.epoch++
@@ -140,7 +161,9 @@ class BatchSampler {
 
 function gatherRows(source: Float32Array, rowSize: number, indices: readonly number[]): Float32Array {
   const out = new Float32Array(indices.length * rowSize)
-  indices.forEach((index, row) => out.set(source.subarray(index * rowSize, (index + 1) * rowSize), row * rowSize))
+  indices.forEach((index, row) =>
+    out.set(source.subarray(index * rowSize, (index + 1) * rowSize), row * rowSize),
+  )
   return out
 }
 
@@ -158,7 +181,12 @@ function encodeDataset(config: CoopConfig, dataset: ImageDataset, autoencoder: N
     for (let start = 0; start < dataset.items.length; start += chunk) {
       const n = Math.min(chunk, dataset.items.length - start)
       const latents = tf.tidy(() => {
-        const x = tf.tensor4d(dataset.pixels.subarray(start * rowSize, (start + n) * rowSize), [n, size, size, 3])
+        const x = tf.tensor4d(dataset.pixels.subarray(start * rowSize, (start + n) * rowSize), [
+          n,
+          size,
+          size,
+          3,
+        ])
         return encodeForDiffusion(store, config.autoencoder, x)
       })
       out.set(latents.dataSync() as Float32Array, start * latentRow)
@@ -219,13 +247,18 @@ class Session implements TrainerSession {
     const evalRng = new Rng(EVAL_SEED)
     const rowSize = inputShape[0] * inputShape[1] * inputShape[2]
     this.evalNoise = evaluation.map(() => evalRng.normals(rowSize))
-    this.evalTimesteps = evaluation.map((_, slot) => Math.floor(((slot + 0.5) * config.diffusion.timesteps) / evaluation.length))
+    this.evalTimesteps = evaluation.map((_, slot) =>
+      Math.floor(((slot + 0.5) * config.diffusion.timesteps) / evaluation.length),
+    )
     dataset.items.forEach((item, index) => {
       const list = this.indicesBySha.get(item.sha256) ?? []
       list.push(index)
       this.indicesBySha.set(item.sha256, list)
     })
-    this.log?.debug({ phase, train: train.length, evaluation: evaluation.length, parameters: this.parameterCount() }, 'trainer session created')
+    this.log?.debug(
+      { phase, train: train.length, evaluation: evaluation.length, parameters: this.parameterCount() },
+      'trainer session created',
+    )
   }
 
   private parameterCount(): number {
@@ -269,7 +302,8 @@ class Session implements TrainerSession {
   }
 
   private trainStep(): number {
-    const batchSize = this.phase === 'autoencoder' ? this.config.autoencoder.batchSize : this.config.unet.batchSize
+    const batchSize =
+      this.phase === 'autoencoder' ? this.config.autoencoder.batchSize : this.config.unet.batchSize
     const indices = this.sampler.next(batchSize, this.rng, this.excludedIndices)
     const [h, w, c] = this.inputShape
     const trainable = this.store.trainableNames().map((name) => this.store.variables.get(name) as tf.Variable)
@@ -292,7 +326,11 @@ class Session implements TrainerSession {
       ;(batchRms as tf.Scalar).dispose()
       const buffer = latentRms(this.store)
       const running = (buffer.dataSync() as Float32Array)[0] as number
-      tf.tidy(() => buffer.assign(tf.tensor1d([LATENT_RMS_MOMENTUM * running + (1 - LATENT_RMS_MOMENTUM) * Math.max(rms, 1e-6)])))
+      tf.tidy(() =>
+        buffer.assign(
+          tf.tensor1d([LATENT_RMS_MOMENTUM * running + (1 - LATENT_RMS_MOMENTUM) * Math.max(rms, 1e-6)]),
+        ),
+      )
     } else {
       const timesteps: number[] = []
       const labels: number[] = []
@@ -307,7 +345,10 @@ class Session implements TrainerSession {
       const { value, grads } = tf.tidy(() => {
         const x0 = tf.tensor4d(gatherRows(this.inputs, h * w * c, indices), [batchSize, h, w, c])
         const noise = tf.tensor4d(noiseValues, [batchSize, h, w, c])
-        return tf.variableGrads(() => diffusionLoss(this.store, this.config, this.schedule, x0, timesteps, noise, labels), trainable)
+        return tf.variableGrads(
+          () => diffusionLoss(this.store, this.config, this.schedule, x0, timesteps, noise, labels),
+          trainable,
+        )
       })
       lossValue = this.applyGradients(value, grads)
     }
@@ -321,7 +362,10 @@ class Session implements TrainerSession {
     value.dispose()
     if (!Number.isFinite(lossValue)) {
       for (const g of Object.values(grads)) g.dispose()
-      throw new TrainerError('NON_FINITE_LOSS', `${this.phase} loss became ${lossValue} at step ${this.adam.step + 1}`)
+      throw new TrainerError(
+        'NON_FINITE_LOSS',
+        `${this.phase} loss became ${lossValue} at step ${this.adam.step + 1}`,
+      )
     }
     // variableGrads keys gradients by the tfjs variable name; the optimizer uses parameter names.
     const byParam: Record<string, tf.Tensor> = {}
@@ -335,9 +379,13 @@ class Session implements TrainerSession {
     return lossValue
   }
 
-  async trainSteps(n: number, onStep?: (s: StepInfo) => void): Promise<{ lossMean: number; samples: number }> {
+  async trainSteps(
+    n: number,
+    onStep?: (s: StepInfo) => void,
+  ): Promise<{ lossMean: number; samples: number }> {
     this.assertLive()
-    if (!Number.isInteger(n) || n < 0) throw new TrainerError('INVALID_ARGUMENT', `step count must be a non-negative integer, got ${n}`)
+    if (!Number.isInteger(n) || n < 0)
+      throw new TrainerError('INVALID_ARGUMENT', `step count must be a non-negative integer, got ${n}`)
     let lossSum = 0
     const seenBefore = this.seen
     for (let i = 0; i < n; i++) {
@@ -345,7 +393,8 @@ class Session implements TrainerSession {
       const lossValue = this.trainStep()
       const seconds = (performance.now() - started) / 1000
       lossSum += lossValue
-      const batchSize = this.phase === 'autoencoder' ? this.config.autoencoder.batchSize : this.config.unet.batchSize
+      const batchSize =
+        this.phase === 'autoencoder' ? this.config.autoencoder.batchSize : this.config.unet.batchSize
       onStep?.({ step: this.adam.step, loss: lossValue, imgPerSec: batchSize / Math.max(seconds, 1e-9) })
       // Let the host's event loop run (libp2p, progress output) between steps.
       await new Promise<void>((resolve) => setImmediate(resolve))
@@ -355,7 +404,9 @@ class Session implements TrainerSession {
 
   async evalLoss(options: { ema?: boolean } = {}): Promise<number> {
     this.assertLive()
-    const slots = this.evaluation.map((index, slot) => ({ index, slot })).filter(({ index }) => !this.excludedIndices.has(index))
+    const slots = this.evaluation
+      .map((index, slot) => ({ index, slot }))
+      .filter(({ index }) => !this.excludedIndices.has(index))
     if (slots.length === 0) throw new TrainerError('DATA_EMPTY', 'every evaluation item has been excluded')
     const raw = options.ema ? this.store.read() : undefined
     if (options.ema) this.store.write(this.ema.weights())
@@ -364,7 +415,14 @@ class Session implements TrainerSession {
       const rowSize = h * w * c
       const n = slots.length
       const value = tf.tidy(() => {
-        const x = tf.tensor4d(gatherRows(this.inputs, rowSize, slots.map((s) => s.index)), [n, h, w, c])
+        const x = tf.tensor4d(
+          gatherRows(
+            this.inputs,
+            rowSize,
+            slots.map((s) => s.index),
+          ),
+          [n, h, w, c],
+        )
         if (this.phase === 'autoencoder') return reconstructionMse(this.store, this.config.autoencoder, x)
         const noise = new Float32Array(n * rowSize)
         slots.forEach(({ slot }, row) => noise.set(this.evalNoise[slot] as Float32Array, row * rowSize))
@@ -408,11 +466,21 @@ class Session implements TrainerSession {
   importState(state: SessionState): void {
     this.assertLive()
     const { json } = state
-    if (json.version !== 1 || json.phase !== this.phase) throw new TrainerError('RESUME_MISMATCH', `saved state is for phase ${json.phase}, this session trains ${this.phase}`)
+    if (json.version !== 1 || json.phase !== this.phase)
+      throw new TrainerError(
+        'RESUME_MISMATCH',
+        `saved state is for phase ${json.phase}, this session trains ${this.phase}`,
+      )
     if (json.datasetFingerprint !== datasetFingerprint(this.dataset))
-      throw new TrainerError('RESUME_MISMATCH', 'saved state was trained on a different dataset (image digests differ)')
+      throw new TrainerError(
+        'RESUME_MISMATCH',
+        'saved state was trained on a different dataset (image digests differ)',
+      )
     const count = this.dataset.items.length
-    if (!json.sampler.order.every((i) => Number.isInteger(i) && i >= 0 && i < count) || json.sampler.cursor > json.sampler.order.length)
+    if (
+      !json.sampler.order.every((i) => Number.isInteger(i) && i >= 0 && i < count) ||
+      json.sampler.cursor > json.sampler.order.length
+    )
       throw new TrainerError('CHECKPOINT_CORRUPT', 'saved data order does not fit the dataset')
     const tensors = new Map(state.tensors.map((t) => [t.name, t]))
     const params = this.store.names().map((name) => {
@@ -443,13 +511,18 @@ class Session implements TrainerSession {
 /** Creates a session for one training phase; the U-Net phase first encodes the dataset with the given autoencoder. */
 export async function createTrainerSession(options: TrainerSessionOptions): Promise<TrainerSession> {
   const { config, phase, dataset } = options
-  if (!Number.isSafeInteger(options.seed) || options.seed < 0) throw new TrainerError('INVALID_ARGUMENT', `seed must be a non-negative integer, got ${options.seed}`)
+  if (!Number.isSafeInteger(options.seed) || options.seed < 0)
+    throw new TrainerError('INVALID_ARGUMENT', `seed must be a non-negative integer, got ${options.seed}`)
   if (dataset.items.length === 0) throw new TrainerError('DATA_EMPTY', 'the dataset holds no images')
   const size = config.image.size
   if (dataset.size !== size || dataset.pixels.length !== dataset.items.length * size * size * 3)
-    throw new TrainerError('INVALID_ARGUMENT', `dataset images are ${dataset.size}px, the config needs ${size}px`)
+    throw new TrainerError(
+      'INVALID_ARGUMENT',
+      `dataset images are ${dataset.size}px, the config needs ${size}px`,
+    )
   if (phase === 'autoencoder') return new Session(options, dataset.pixels, [size, size, 3])
-  if (options.autoencoder === undefined) throw new TrainerError('AUTOENCODER_REQUIRED', 'the U-Net phase needs autoencoder weights')
+  if (options.autoencoder === undefined)
+    throw new TrainerError('AUTOENCODER_REQUIRED', 'the U-Net phase needs autoencoder weights')
   const latents = encodeDataset(config, dataset, options.autoencoder)
   const s = latentSize(config)
   return new Session(options, latents, [s, s, config.autoencoder.latentChannels])

@@ -8,7 +8,7 @@ import type { CoopConfig } from '../configs/index.ts'
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts'
 import type { ImageDataset } from './data.ts'
 import { TrainerError } from './errors.ts'
-import { sampleGrid } from './sample.ts'
+import { reconstructionGrid, sampleGrid } from './sample.ts'
 import { createTrainerSession } from './session.ts'
 import type { TrainerSession } from './session.ts'
 import type { Logger, NamedTensor, Phase } from './types.ts'
@@ -17,6 +17,8 @@ export const METRICS_FILE = 'metrics.jsonl'
 export const SAMPLES_DIR = 'samples'
 /** Samples per class row in the progress grids written at U-Net checkpoints. */
 const PROGRESS_SAMPLES_PER_CLASS = 4
+/** Images shown (with their reconstructions) in the autoencoder's progress grids. */
+const PROGRESS_RECONSTRUCTIONS = 8
 /** Fixed seed of the progress grids, so grids at successive steps are comparable. */
 const PROGRESS_SAMPLE_SEED = 1234
 
@@ -91,7 +93,12 @@ async function trimMetrics(path: string, keepUpTo: Record<Phase, number>): Promi
   await writeFile(path, kept.length > 0 ? `${kept.join('\n')}\n` : '')
 }
 
-async function savePhase(dir: string, session: TrainerSession, config: CoopConfig, phase: Phase): Promise<void> {
+async function savePhase(
+  dir: string,
+  session: TrainerSession,
+  config: CoopConfig,
+  phase: Phase,
+): Promise<void> {
   await saveCheckpoint(dir, {
     weights: session.getEmaWeights(),
     config,
@@ -109,21 +116,33 @@ async function runPhase(
   const totalSteps = phase === 'autoencoder' ? config.autoencoder.steps : config.unet.steps
   const dir = join(outDir, phase)
   const metricsPath = join(outDir, METRICS_FILE)
-  const session = await createTrainerSession({ config, phase, dataset, seed, ...(autoencoder === undefined ? {} : { autoencoder }), ...(log === undefined ? {} : { log }) })
+  const session = await createTrainerSession({
+    config,
+    phase,
+    dataset,
+    seed,
+    ...(autoencoder === undefined ? {} : { autoencoder }),
+    ...(log === undefined ? {} : { log }),
+  })
   try {
     let resumedFrom = 0
     if (options.resume && (await exists(dir))) {
       const saved = await loadCheckpoint(dir)
-      if (saved.state === undefined) throw new TrainerError('RESUME_MISMATCH', `${dir} holds weights but no training state`)
+      if (saved.state === undefined)
+        throw new TrainerError('RESUME_MISMATCH', `${dir} holds weights but no training state`)
       if (modelIdentity(saved.config) !== modelIdentity(config))
-        throw new TrainerError('RESUME_MISMATCH', `${dir} was trained with a different configuration (only step counts may change on --resume)`)
+        throw new TrainerError(
+          'RESUME_MISMATCH',
+          `${dir} was trained with a different configuration (only step counts may change on --resume)`,
+        )
       session.importState(saved.state)
       resumedFrom = session.step()
       log?.info({ phase, step: resumedFrom }, 'resumed from checkpoint')
     }
     options.onPhaseStart?.(phase, resumedFrom, totalSteps)
     const initialEvalLoss = resumedFrom === 0 ? await session.evalLoss() : undefined
-    if (initialEvalLoss !== undefined) log?.info({ phase, evalLoss: initialEvalLoss }, 'initial held-out loss')
+    if (initialEvalLoss !== undefined)
+      log?.info({ phase, evalLoss: initialEvalLoss }, 'initial held-out loss')
     const { logEvery, checkpointEvery } = config.training
     while (session.step() < totalSteps) {
       const stepsToLog = logEvery - (session.step() % logEvery)
@@ -140,7 +159,9 @@ async function runPhase(
       if (atCheckpoint) {
         line.evalLoss = await session.evalLoss({ ema: true })
         await savePhase(dir, session, config, phase)
-        if (phase === 'unet' && autoencoder !== undefined) await writeProgressGrid(options, autoencoder, session, step)
+        if (phase === 'unet' && autoencoder !== undefined)
+          await writeProgressGrid(options, autoencoder, session, step)
+        if (phase === 'autoencoder') await writeReconstructionGrid(options, session, step)
         log?.info({ phase, step, loss: lossMean, evalLoss: line.evalLoss }, 'checkpoint saved')
       }
       if (step % logEvery === 0 || atCheckpoint) {
@@ -156,7 +177,12 @@ async function runPhase(
   }
 }
 
-async function writeProgressGrid(options: RunTrainingOptions, autoencoder: NamedTensor[], session: TrainerSession, step: number): Promise<void> {
+async function writeProgressGrid(
+  options: RunTrainingOptions,
+  autoencoder: NamedTensor[],
+  session: TrainerSession,
+  step: number,
+): Promise<void> {
   const { config, outDir } = options
   const classes = config.classes.length > 0 ? config.classes : [null]
   const png = await sampleGrid({
@@ -173,17 +199,43 @@ async function writeProgressGrid(options: RunTrainingOptions, autoencoder: Named
   await writeFile(join(outDir, SAMPLES_DIR, `unet-${String(step).padStart(7, '0')}.png`), png)
 }
 
+async function writeReconstructionGrid(
+  options: RunTrainingOptions,
+  session: TrainerSession,
+  step: number,
+): Promise<void> {
+  const { config, dataset, outDir } = options
+  const count = Math.min(PROGRESS_RECONSTRUCTIONS, dataset.items.length)
+  const stride = config.image.size * config.image.size * 3
+  // Evenly spaced over the (class-sorted) items, so every class tends to appear.
+  const images = new Float32Array(count * stride)
+  for (let i = 0; i < count; i++) {
+    const index = Math.floor((i * dataset.items.length) / count)
+    images.set(dataset.pixels.subarray(index * stride, (index + 1) * stride), i * stride)
+  }
+  const png = await reconstructionGrid(config, session.getEmaWeights(), images, count)
+  await mkdir(join(outDir, SAMPLES_DIR), { recursive: true })
+  await writeFile(join(outDir, SAMPLES_DIR, `autoencoder-${String(step).padStart(7, '0')}.png`), png)
+}
+
 /** Trains the autoencoder then the U-Net into `outDir`; see the module comment. */
 export async function runTraining(options: RunTrainingOptions): Promise<Record<Phase, PhaseResult>> {
   const { outDir } = options
   const aeDir = join(outDir, 'autoencoder')
   const unetDir = join(outDir, 'unet')
   if (!options.resume && ((await exists(aeDir)) || (await exists(unetDir))))
-    throw new TrainerError('OUTPUT_EXISTS', `${outDir} already holds a training run; pass --resume to continue it or choose another --out`)
+    throw new TrainerError(
+      'OUTPUT_EXISTS',
+      `${outDir} already holds a training run; pass --resume to continue it or choose another --out`,
+    )
   await mkdir(outDir, { recursive: true })
   if (options.resume) {
-    const stepOf = async (dir: string) => ((await exists(dir)) ? ((await loadCheckpoint(dir)).state?.json.step ?? 0) : 0)
-    await trimMetrics(join(outDir, METRICS_FILE), { autoencoder: await stepOf(aeDir), unet: await stepOf(unetDir) })
+    const stepOf = async (dir: string) =>
+      (await exists(dir)) ? ((await loadCheckpoint(dir)).state?.json.step ?? 0) : 0
+    await trimMetrics(join(outDir, METRICS_FILE), {
+      autoencoder: await stepOf(aeDir),
+      unet: await stepOf(unetDir),
+    })
   }
   const autoencoder = await runPhase('autoencoder', options, undefined)
   const aeWeights = (await loadCheckpoint(aeDir)).weights

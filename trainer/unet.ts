@@ -6,7 +6,17 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type { CoopConfig } from '../configs/index.ts'
 import { latentSize } from './autoencoder.ts'
-import { conv, groupNorm, linear, ParamStore, resBlock, selfAttention, silu, timestepEmbedding, upsample2x } from './nn.ts'
+import {
+  conv,
+  groupNorm,
+  linear,
+  ParamStore,
+  resBlock,
+  selfAttention,
+  silu,
+  timestepEmbedding,
+  upsample2x,
+} from './nn.ts'
 import { Rng } from './rng.ts'
 
 /** Label of the null class: one past the configured classes. */
@@ -15,7 +25,12 @@ export function nullClass(config: CoopConfig): number {
 }
 
 /** One-hot rows times a table instead of a gather: its gradient is a matMul on every backend. */
-function classEmbedding(p: ParamStore, labels: readonly number[], classCount: number, dim: number): tf.Tensor2D {
+function classEmbedding(
+  p: ParamStore,
+  labels: readonly number[],
+  classCount: number,
+  dim: number,
+): tf.Tensor2D {
   const table = p.get('class_embedding.weight', [classCount, dim], { kind: 'normal', std: 1 })
   // Built in JS: tf.oneHot refuses a depth of 1 (an unconditional model has only the null class).
   const oneHot = new Float32Array(labels.length * classCount)
@@ -84,7 +99,13 @@ export function unetForward(
       record(`up.${level}.upsample`, h)
     }
   }
-  const out = conv(p, 'conv_out', silu(groupNorm(p, 'norm_out', h, u.groups)) as tf.Tensor4D, config.autoencoder.latentChannels, { zeroInit: true })
+  const out = conv(
+    p,
+    'conv_out',
+    silu(groupNorm(p, 'norm_out', h, u.groups)) as tf.Tensor4D,
+    config.autoencoder.latentChannels,
+    { zeroInit: true },
+  )
   record('conv_out', out)
   return out
 }
@@ -94,7 +115,13 @@ export function createUnet(config: CoopConfig, seed: number): ParamStore {
   const p = new ParamStore()
   const s = latentSize(config)
   p.initialize(new Rng(seed), () => {
-    unetForward(p, config, tf.zeros([1, s, s, config.autoencoder.latentChannels]) as tf.Tensor4D, [0], [nullClass(config)])
+    unetForward(
+      p,
+      config,
+      tf.zeros([1, s, s, config.autoencoder.latentChannels]) as tf.Tensor4D,
+      [0],
+      [nullClass(config)],
+    )
   })
   return p
 }

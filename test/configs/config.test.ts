@@ -43,17 +43,37 @@ describe('loadConfig', () => {
   })
 
   it('rejects unknown keys, naming the full key path', () => {
-    expectConfigError(() => loadConfig('tiny', { 'unet.learningRate': 1e-3 }), 'UNKNOWN_KEY', 'unet.learningRate')
+    expectConfigError(
+      () => loadConfig('tiny', { 'unet.learningRate': 1e-3 }),
+      'UNKNOWN_KEY',
+      'unet.learningRate',
+    )
     expectConfigError(() => loadConfig('tiny', { epochs: 3 }), 'UNKNOWN_KEY', 'epochs')
-    expectConfigError(() => loadConfig('tiny', { diffusion: { sampler: 'ddpm' } }), 'UNKNOWN_KEY', 'diffusion.sampler')
+    expectConfigError(
+      () => loadConfig('tiny', { diffusion: { sampler: 'ddpm' } }),
+      'UNKNOWN_KEY',
+      'diffusion.sampler',
+    )
   })
 
   it('rejects wrong types and out-of-range values, naming the key path', () => {
     expectConfigError(() => loadConfig('tiny', { 'unet.lr': '0.001' }), 'WRONG_TYPE', 'unet.lr')
     expectConfigError(() => loadConfig('tiny', { 'unet.attention': 1 }), 'WRONG_TYPE', 'unet.attention')
-    expectConfigError(() => loadConfig('tiny', { 'autoencoder.batchSize': 2.5 }), 'WRONG_TYPE', 'autoencoder.batchSize')
-    expectConfigError(() => loadConfig('tiny', { 'diffusion.schedule': 'sigmoid' }), 'INVALID_VALUE', 'diffusion.schedule')
-    expectConfigError(() => loadConfig('tiny', { 'unet.channels': [16, 30] }), 'INVALID_VALUE', 'unet.channels.1')
+    expectConfigError(
+      () => loadConfig('tiny', { 'autoencoder.batchSize': 2.5 }),
+      'WRONG_TYPE',
+      'autoencoder.batchSize',
+    )
+    expectConfigError(
+      () => loadConfig('tiny', { 'diffusion.schedule': 'sigmoid' }),
+      'INVALID_VALUE',
+      'diffusion.schedule',
+    )
+    expectConfigError(
+      () => loadConfig('tiny', { 'unet.channels': [16, 30] }),
+      'INVALID_VALUE',
+      'unet.channels.1',
+    )
     expectConfigError(() => loadConfig('tiny', { 'image.size': 18 }), 'INVALID_VALUE', 'image.size')
   })
 

@@ -1,7 +1,15 @@
 // Checkpoint directories: bit-identical save/load, a model.safetensors that an independent
 // minimal reader (written here, not the codec) parses to the same names, shapes and values,
 // truncated files refused, and a crash mid-save leaving the previous checkpoint loadable.
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, truncateSync, writeFileSync, existsSync } from 'node:fs'
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  truncateSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -23,7 +31,12 @@ beforeAll(async () => {
   const { dataset } = await twemojiDataset(1, 16, ['flags', 'symbols'])
   const session = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 9 })
   await session.trainSteps(2)
-  contents = { weights: session.getEmaWeights(), config, state: session.exportState(), metadata: { phase: 'autoencoder' } }
+  contents = {
+    weights: session.getEmaWeights(),
+    config,
+    state: session.exportState(),
+    metadata: { phase: 'autoencoder' },
+  }
   session.dispose()
 })
 
@@ -34,7 +47,10 @@ function bytesOf(t: NamedTensor): Buffer {
 /** An independent safetensors reader: u64 LE header length, JSON header, little-endian F32 data. */
 function readSafetensorsByHand(file: Buffer): Map<string, { shape: number[]; values: number[] }> {
   const headerLength = Number(file.readBigUInt64LE(0))
-  const header = JSON.parse(file.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>
+  const header = JSON.parse(file.subarray(8, 8 + headerLength).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >
   const dataStart = 8 + headerLength
   const out = new Map<string, { shape: number[]; values: number[] }>()
   for (const [name, entry] of Object.entries(header)) {
@@ -43,7 +59,8 @@ function readSafetensorsByHand(file: Buffer): Map<string, { shape: number[]; val
     const [begin, end] = entry.data_offsets
     expect(end - begin).toBe(4 * entry.shape.reduce((a, b) => a * b, 1))
     const values: number[] = []
-    for (let offset = dataStart + begin; offset < dataStart + end; offset += 4) values.push(file.readFloatLE(offset))
+    for (let offset = dataStart + begin; offset < dataStart + end; offset += 4)
+      values.push(file.readFloatLE(offset))
     out.set(name, { shape: entry.shape, values })
   }
   return out
@@ -63,9 +80,15 @@ describe('checkpoints', () => {
     expect(loaded.state?.json).toEqual(contents.state?.json)
     expect(loaded.state?.tensors.length).toBe(contents.state?.tensors.length)
     const byName = new Map(loaded.state?.tensors.map((t) => [t.name, t]))
-    for (const t of contents.state?.tensors ?? []) expect(bytesOf(byName.get(t.name) as NamedTensor).equals(bytesOf(t))).toBe(true)
+    for (const t of contents.state?.tensors ?? [])
+      expect(bytesOf(byName.get(t.name) as NamedTensor).equals(bytesOf(t))).toBe(true)
     expect(loaded.metadata.phase).toBe('autoencoder')
-    expect(Object.keys(manifest.files).sort()).toEqual(['config.json', 'model.safetensors', 'state.json', 'state.safetensors'])
+    expect(Object.keys(manifest.files).sort()).toEqual([
+      'config.json',
+      'model.safetensors',
+      'state.json',
+      'state.safetensors',
+    ])
   })
 
   it('model.safetensors parses with a minimal independent reader to the same names, shapes and values', async () => {
@@ -86,13 +109,19 @@ describe('checkpoints', () => {
     const model = join(dir, 'model.safetensors')
     const size = readFileSync(model).length
     truncateSync(model, size - 100)
-    await expect(loadCheckpoint(dir)).rejects.toMatchObject({ code: 'CHECKPOINT_CORRUPT', message: expect.stringMatching(/truncated/) })
+    await expect(loadCheckpoint(dir)).rejects.toMatchObject({
+      code: 'CHECKPOINT_CORRUPT',
+      message: expect.stringMatching(/truncated/),
+    })
     // Same truncated bytes, with a manifest that agrees with them: the decoder still refuses.
     const manifestPath = join(dir, 'checkpoint.json')
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'))
     const { createHash } = await import('node:crypto')
     const truncated = readFileSync(model)
-    manifest.files['model.safetensors'] = { bytes: truncated.length, sha256: `sha256:${createHash('sha256').update(truncated).digest('hex')}` }
+    manifest.files['model.safetensors'] = {
+      bytes: truncated.length,
+      sha256: `sha256:${createHash('sha256').update(truncated).digest('hex')}`,
+    }
     writeFileSync(manifestPath, JSON.stringify(manifest))
     const error = await loadCheckpoint(dir).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(TrainerError)
@@ -105,7 +134,9 @@ describe('checkpoints', () => {
     await saveCheckpoint(dir, contents)
     truncateSync(join(dir, 'state.safetensors'), 10)
     await expect(loadCheckpoint(dir)).rejects.toMatchObject({ code: 'CHECKPOINT_CORRUPT' })
-    await expect(loadCheckpoint(join(root, 'nothing-here'))).rejects.toMatchObject({ code: 'CHECKPOINT_MISSING' })
+    await expect(loadCheckpoint(join(root, 'nothing-here'))).rejects.toMatchObject({
+      code: 'CHECKPOINT_MISSING',
+    })
   })
 
   it('a crash mid-save leaves the previous checkpoint loadable', async () => {
@@ -120,9 +151,14 @@ describe('checkpoints', () => {
     renameSync(dir, `${dir}.prev`)
     const recovered = await loadCheckpoint(dir)
     expect(recovered.dir).toBe(`${dir}.prev`)
-    expect(bytesOf(recovered.weights[0] as NamedTensor).equals(bytesOf(contents.weights[0] as NamedTensor))).toBe(true)
+    expect(
+      bytesOf(recovered.weights[0] as NamedTensor).equals(bytesOf(contents.weights[0] as NamedTensor)),
+    ).toBe(true)
     // The next save completes and cleans up both leftovers.
-    const changed = { ...contents, weights: contents.weights.map((w) => ({ ...w, data: w.data.map((v) => v + 1) })) }
+    const changed = {
+      ...contents,
+      weights: contents.weights.map((w) => ({ ...w, data: w.data.map((v) => v + 1) })),
+    }
     await saveCheckpoint(dir, changed)
     expect((await loadCheckpoint(dir)).weights[0]?.data).toEqual(changed.weights[0]?.data)
     expect(existsSync(`${dir}.prev`)).toBe(false)

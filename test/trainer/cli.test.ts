@@ -13,7 +13,9 @@ const execFileAsync = promisify(execFile)
 
 async function coop(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ['node/cli/main.ts', ...args], { env: { ...process.env, COOP_LOG_LEVEL: 'warn' } })
+    const { stdout, stderr } = await execFileAsync(process.execPath, ['node/cli/main.ts', ...args], {
+      env: { ...process.env, COOP_LOG_LEVEL: 'warn' },
+    })
     return { code: 0, stdout, stderr }
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string }
@@ -23,20 +25,45 @@ async function coop(args: string[]): Promise<{ code: number; stdout: string; std
 
 let root: string
 let data: string
-const STEPS = ['--ae-steps', '20', '--set', 'training.checkpointEvery=10', '--set', 'autoencoder.batchSize=8', '--set', 'unet.batchSize=8']
+const STEPS = [
+  '--ae-steps',
+  '20',
+  '--set',
+  'training.checkpointEvery=10',
+  '--set',
+  'autoencoder.batchSize=8',
+  '--set',
+  'unet.batchSize=8',
+]
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'coop-cli-'))
   data = join(root, 'data')
-  const result = await coop(['data', 'twemoji', '--out', data, '--per-category', '2', '--categories', 'flags,food-drink,smileys-emotion'])
+  const result = await coop([
+    'data',
+    'twemoji',
+    '--out',
+    data,
+    '--per-category',
+    '2',
+    '--categories',
+    'flags,food-drink,smileys-emotion',
+  ])
   expect(result.code).toBe(0)
 })
 
 describe('coop data twemoji', () => {
   it('lays out <out>/<category>/<name>.png with the CC-BY attribution', () => {
-    expect(readdirSync(data).sort()).toEqual(['LICENSE-ATTRIBUTION.txt', 'flags', 'food-drink', 'smileys-emotion'])
+    expect(readdirSync(data).sort()).toEqual([
+      'LICENSE-ATTRIBUTION.txt',
+      'flags',
+      'food-drink',
+      'smileys-emotion',
+    ])
     expect(readdirSync(join(data, 'flags'))).toHaveLength(2)
-    expect(readFileSync(join(data, 'LICENSE-ATTRIBUTION.txt'), 'utf8')).toContain('Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0')
+    expect(readFileSync(join(data, 'LICENSE-ATTRIBUTION.txt'), 'utf8')).toContain(
+      'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0',
+    )
   })
 
   it('refuses an unknown category', async () => {
@@ -49,15 +76,42 @@ describe('coop data twemoji', () => {
 describe('coop train and coop sample', () => {
   const straight = () => join(root, 'straight')
   beforeAll(async () => {
-    const result = await coop(['train', '--config', 'tiny', '--data', data, '--out', straight(), ...STEPS, '--unet-steps', '20', '--seed', '3'])
+    const result = await coop([
+      'train',
+      '--config',
+      'tiny',
+      '--data',
+      data,
+      '--out',
+      straight(),
+      ...STEPS,
+      '--unet-steps',
+      '20',
+      '--seed',
+      '3',
+    ])
     expect(result.code, result.stderr).toBe(0)
   })
 
   it('writes both checkpoints, metrics.jsonl lines {phase, step, loss, imgPerSec} and progress grids', () => {
     for (const phase of ['autoencoder', 'unet'])
-      expect(readdirSync(join(straight(), phase)).sort()).toEqual(['checkpoint.json', 'config.json', 'model.safetensors', 'state.json', 'state.safetensors'])
-    const lines = readFileSync(join(straight(), 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-    expect(lines.map((l) => `${l.phase}:${l.step}`)).toEqual(['autoencoder:10', 'autoencoder:20', 'unet:10', 'unet:20'])
+      expect(readdirSync(join(straight(), phase)).sort()).toEqual([
+        'checkpoint.json',
+        'config.json',
+        'model.safetensors',
+        'state.json',
+        'state.safetensors',
+      ])
+    const lines = readFileSync(join(straight(), 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(lines.map((l) => `${l.phase}:${l.step}`)).toEqual([
+      'autoencoder:10',
+      'autoencoder:20',
+      'unet:10',
+      'unet:20',
+    ])
     for (const line of lines) {
       expect(Number.isFinite(line.loss)).toBe(true)
       expect(line.imgPerSec).toBeGreaterThan(0)
@@ -67,14 +121,63 @@ describe('coop train and coop sample', () => {
 
   it('--resume after an interrupted run reaches the same weights as the uninterrupted run', async () => {
     const out = join(root, 'interrupted')
-    expect((await coop(['train', '--config', 'tiny', '--data', data, '--out', out, ...STEPS, '--unet-steps', '10', '--seed', '3'])).code).toBe(0)
-    const again = await coop(['train', '--config', 'tiny', '--data', data, '--out', out, ...STEPS, '--unet-steps', '20', '--seed', '3'])
+    expect(
+      (
+        await coop([
+          'train',
+          '--config',
+          'tiny',
+          '--data',
+          data,
+          '--out',
+          out,
+          ...STEPS,
+          '--unet-steps',
+          '10',
+          '--seed',
+          '3',
+        ])
+      ).code,
+    ).toBe(0)
+    const again = await coop([
+      'train',
+      '--config',
+      'tiny',
+      '--data',
+      data,
+      '--out',
+      out,
+      ...STEPS,
+      '--unet-steps',
+      '20',
+      '--seed',
+      '3',
+    ])
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(/OUTPUT_EXISTS/)
-    const resumed = await coop(['train', '--config', 'tiny', '--data', data, '--out', out, ...STEPS, '--unet-steps', '20', '--seed', '3', '--resume'])
+    const resumed = await coop([
+      'train',
+      '--config',
+      'tiny',
+      '--data',
+      data,
+      '--out',
+      out,
+      ...STEPS,
+      '--unet-steps',
+      '20',
+      '--seed',
+      '3',
+      '--resume',
+    ])
     expect(resumed.code).toBe(0)
     expect(resumed.stdout).toMatch(/unet: 20 steps \(resumed at 10\)/)
-    for (const file of ['unet/model.safetensors', 'unet/state.safetensors', 'unet/state.json', 'autoencoder/model.safetensors'])
+    for (const file of [
+      'unet/model.safetensors',
+      'unet/state.safetensors',
+      'unet/state.json',
+      'autoencoder/model.safetensors',
+    ])
       expect(readFileSync(join(out, file)).equals(readFileSync(join(straight(), file)))).toBe(true)
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4)
   })
@@ -86,7 +189,9 @@ describe('coop train and coop sample', () => {
     const common = ['sample', '--checkpoint', straight(), '--n', '6', '--steps', '5']
     expect((await coop([...common, '--out', a, '--seed', '1'])).code).toBe(0)
     expect((await coop([...common, '--out', b, '--seed', '1'])).code).toBe(0)
-    expect((await coop([...common, '--out', c, '--seed', '2', '--class', 'flags', '--guidance', '1.5'])).code).toBe(0)
+    expect(
+      (await coop([...common, '--out', c, '--seed', '2', '--class', 'flags', '--guidance', '1.5'])).code,
+    ).toBe(0)
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true)
     expect(readFileSync(a).equals(readFileSync(c))).toBe(false)
     const meta = await sharp(readFileSync(a)).metadata()
@@ -108,7 +213,13 @@ describe('coop train and coop sample', () => {
     const noData = await coop(['train', '--config', 'tiny', '--data', empty, '--out', join(root, 'o')])
     expect(noData.code).toBe(1)
     expect(noData.stderr).toMatch(/DATA_EMPTY/)
-    const noCheckpoint = await coop(['sample', '--checkpoint', join(root, 'none'), '--out', join(root, 'x.png')])
+    const noCheckpoint = await coop([
+      'sample',
+      '--checkpoint',
+      join(root, 'none'),
+      '--out',
+      join(root, 'x.png'),
+    ])
     expect(noCheckpoint.code).toBe(1)
     expect(noCheckpoint.stderr).toMatch(/CHECKPOINT_MISSING/)
   })

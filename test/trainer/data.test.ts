@@ -16,7 +16,11 @@ let twemoji: string
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'coop-data-'))
   twemoji = join(root, 'twemoji')
-  await layoutTwemoji({ out: twemoji, perCategory: 3, categories: ['flags', 'food-drink', 'smileys-emotion'] })
+  await layoutTwemoji({
+    out: twemoji,
+    perCategory: 3,
+    categories: ['flags', 'food-drink', 'smileys-emotion'],
+  })
 })
 
 async function expectTrainerError(promise: Promise<unknown>, code: string): Promise<TrainerError> {
@@ -63,14 +67,23 @@ describe('loadImageFolder', () => {
     const dir = join(root, 'flat')
     mkdirSync(dir)
     const red = { r: 255, g: 0, b: 0 }
-    await sharp({ create: { width: 20, height: 10, channels: 3, background: red } }).jpeg({ quality: 95 }).toFile(join(dir, 'a.jpg'))
-    await sharp({ create: { width: 10, height: 10, channels: 3, background: { r: 0, g: 0, b: 255 } } }).webp({ lossless: true }).toFile(join(dir, 'b.webp'))
-    await sharp({ create: { width: 10, height: 10, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toFile(join(dir, 'c.png'))
+    await sharp({ create: { width: 20, height: 10, channels: 3, background: red } })
+      .jpeg({ quality: 95 })
+      .toFile(join(dir, 'a.jpg'))
+    await sharp({ create: { width: 10, height: 10, channels: 3, background: { r: 0, g: 0, b: 255 } } })
+      .webp({ lossless: true })
+      .toFile(join(dir, 'b.webp'))
+    await sharp({
+      create: { width: 10, height: 10, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } },
+    })
+      .png()
+      .toFile(join(dir, 'c.png'))
     writeFileSync(join(dir, 'notes.txt'), 'not an image')
     const dataset = await loadImageFolder({ dir, size: 4 })
     expect(dataset.classes).toEqual([])
     expect(dataset.items.map((i) => i.label)).toEqual([-1, -1, -1])
-    const pixel = (image: number) => Array.from(dataset.pixels.subarray(image * 48, image * 48 + 3)).map((v) => Math.round(v * 10) / 10)
+    const pixel = (image: number) =>
+      Array.from(dataset.pixels.subarray(image * 48, image * 48 + 3)).map((v) => Math.round(v * 10) / 10)
     expect(pixel(0)).toEqual([1, -1, -1])
     expect(pixel(1)).toEqual([-1, -1, 1])
     expect(pixel(2)).toEqual([1, 1, 1])
@@ -79,7 +92,9 @@ describe('loadImageFolder', () => {
   it('skips a corrupt PNG among good ones, reporting it by path, and loads the rest', async () => {
     const dir = join(root, 'with-corrupt')
     await layoutTwemoji({ out: dir, perCategory: 2, categories: ['flags'] })
-    const good = readFileSync(join(dir, 'flags', (await import('node:fs')).readdirSync(join(dir, 'flags'))[0] as string))
+    const good = readFileSync(
+      join(dir, 'flags', (await import('node:fs')).readdirSync(join(dir, 'flags'))[0] as string),
+    )
     const truncated = join(dir, 'flags', 'zz-truncated.png')
     writeFileSync(truncated, good.subarray(0, Math.floor(good.length / 2)))
     const garbage = join(dir, 'flags', 'zz-garbage.png')
@@ -94,7 +109,9 @@ describe('loadImageFolder', () => {
     const all = await loadImageFolder({ dir: twemoji, size: 8 })
     const allowed = new Set(all.items.filter((_, i) => i % 2 === 0).map((i) => i.sha256))
     const dataset = await loadImageFolder({ dir: twemoji, size: 8, allowlist: allowed })
-    expect(dataset.items.map((i) => i.sha256)).toEqual(all.items.filter((_, i) => i % 2 === 0).map((i) => i.sha256))
+    expect(dataset.items.map((i) => i.sha256)).toEqual(
+      all.items.filter((_, i) => i % 2 === 0).map((i) => i.sha256),
+    )
     expect(dataset.notAllowed).toBe(all.items.length - dataset.items.length)
     expect(dataset.pixels).toHaveLength(dataset.items.length * 8 * 8 * 3)
   })

@@ -10,11 +10,20 @@ import { loadImageFolder } from '../../trainer/data.ts'
 
 /** tiny with small batches, so a step costs milliseconds. */
 export function smallConfig(overrides: Record<string, unknown> = {}): CoopConfig {
-  return loadConfig('tiny', { 'autoencoder.batchSize': 4, 'unet.batchSize': 4, 'training.evalBatch': 4, ...overrides })
+  return loadConfig('tiny', {
+    'autoencoder.batchSize': 4,
+    'unet.batchSize': 4,
+    'training.evalBatch': 4,
+    ...overrides,
+  })
 }
 
 /** A real Twemoji subset laid out by `coop data twemoji`, loaded at `size`. */
-export async function twemojiDataset(perCategory: number, size: number, categories?: string[]): Promise<{ dir: string; dataset: ImageDataset }> {
+export async function twemojiDataset(
+  perCategory: number,
+  size: number,
+  categories?: string[],
+): Promise<{ dir: string; dataset: ImageDataset }> {
   const dir = join(mkdtempSync(join(tmpdir(), 'coop-twemoji-')), 'data')
   await layoutTwemoji({ out: dir, perCategory, ...(categories === undefined ? {} : { categories }) })
   return { dir, dataset: await loadImageFolder({ dir, size }) }

@@ -28,7 +28,9 @@ describe('tiny on Twemoji', () => {
     const final = await session.evalLoss()
     autoencoder = session.getEmaWeights()
     session.dispose()
-    console.log(`autoencoder held-out MSE ${initial.toFixed(4)} -> ${final.toFixed(4)} (${((final / initial) * 100).toFixed(1)}%)`)
+    console.log(
+      `autoencoder held-out MSE ${initial.toFixed(4)} -> ${final.toFixed(4)} (${((final / initial) * 100).toFixed(1)}%)`,
+    )
     expect(final).toBeLessThan(initial / 4)
   })
 
@@ -38,7 +40,9 @@ describe('tiny on Twemoji', () => {
     await session.trainSteps(STEPS)
     const final = await session.evalLoss()
     session.dispose()
-    console.log(`U-Net held-out loss ${initial.toFixed(4)} -> ${final.toFixed(4)} (${((1 - final / initial) * 100).toFixed(1)}% lower)`)
+    console.log(
+      `U-Net held-out loss ${initial.toFixed(4)} -> ${final.toFixed(4)} (${((1 - final / initial) * 100).toFixed(1)}% lower)`,
+    )
     expect(final).toBeLessThanOrEqual(initial * 0.7)
   })
 })

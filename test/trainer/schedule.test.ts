@@ -10,15 +10,47 @@ import { betaSchedule, ddimTimesteps, makeSchedule } from '../../trainer/schedul
 
 // python3: b = np.linspace(1e-4, 0.02, 1000); ac = np.cumprod(1 - b)  (and likewise below)
 const GOLDEN = {
-  linear: { betaStart: 1e-4, betaEnd: 0.02, rows: [[0, 0.0001, 0.9999], [1, 0.00011991991991991993, 0.9997800920720721], [499, 0.010040040040040039, 0.07858724288177824], [999, 0.02, 4.035829765375676e-5]] },
-  scaled_linear: { betaStart: 0.00085, betaEnd: 0.012, rows: [[0, 0.00085, 0.99915], [1, 0.0008546986554056862, 0.9982960278384514], [499, 0.004803792980550717, 0.27766965045646763], [999, 0.012, 0.004660098513077238]] },
-  cosine: { betaStart: 1e-4, betaEnd: 0.02, rows: [[0, 4.128422482196914e-5, 0.999958715775178], [1, 4.614175273665033e-5, 0.9999125759273678], [499, 0.0031458862304780677, 0.4938435904406382], [999, 0.999, 2.4287669070348567e-9]] },
+  linear: {
+    betaStart: 1e-4,
+    betaEnd: 0.02,
+    rows: [
+      [0, 0.0001, 0.9999],
+      [1, 0.00011991991991991993, 0.9997800920720721],
+      [499, 0.010040040040040039, 0.07858724288177824],
+      [999, 0.02, 4.035829765375676e-5],
+    ],
+  },
+  scaled_linear: {
+    betaStart: 0.00085,
+    betaEnd: 0.012,
+    rows: [
+      [0, 0.00085, 0.99915],
+      [1, 0.0008546986554056862, 0.9982960278384514],
+      [499, 0.004803792980550717, 0.27766965045646763],
+      [999, 0.012, 0.004660098513077238],
+    ],
+  },
+  cosine: {
+    betaStart: 1e-4,
+    betaEnd: 0.02,
+    rows: [
+      [0, 4.128422482196914e-5, 0.999958715775178],
+      [1, 4.614175273665033e-5, 0.9999125759273678],
+      [499, 0.0031458862304780677, 0.4938435904406382],
+      [999, 0.999, 2.4287669070348567e-9],
+    ],
+  },
 } as const
 
 describe('beta schedules', () => {
   for (const [name, golden] of Object.entries(GOLDEN)) {
     it(`${name}: betas and cumulative alphas match numpy at t = 0, 1, 499, 999`, () => {
-      const schedule = makeSchedule({ schedule: name as keyof typeof GOLDEN, timesteps: 1000, betaStart: golden.betaStart, betaEnd: golden.betaEnd })
+      const schedule = makeSchedule({
+        schedule: name as keyof typeof GOLDEN,
+        timesteps: 1000,
+        betaStart: golden.betaStart,
+        betaEnd: golden.betaEnd,
+      })
       for (const [t, beta, alphaBar] of golden.rows) {
         expect(schedule.betas[t]).toBeCloseTo(beta, 14)
         expect((schedule.alphasCumprod[t] as number) / alphaBar).toBeCloseTo(1, 10)
@@ -59,7 +91,14 @@ describe('diffusion process maths', () => {
   const timesteps = [10, 700]
 
   it('qSample is sqrt(abar) x0 + sqrt(1 - abar) eps per sample', () => {
-    const got = tf.tidy(() => qSample(schedule, tf.tensor4d(x0Values, [2, 1, 2, 1]), timesteps, tf.tensor4d(epsValues, [2, 1, 2, 1])).arraySync())
+    const got = tf.tidy(() =>
+      qSample(
+        schedule,
+        tf.tensor4d(x0Values, [2, 1, 2, 1]),
+        timesteps,
+        tf.tensor4d(epsValues, [2, 1, 2, 1]),
+      ).arraySync(),
+    )
     const flat = (got as number[][][][]).flat(3)
     x0Values.forEach((x, i) => {
       const abar = schedule.alphasCumprod[timesteps[Math.floor(i / 2)] as number] as number
@@ -82,7 +121,10 @@ describe('diffusion process maths', () => {
     x0Values.forEach((x, i) => {
       expect(result.x0[i]).toBeCloseTo(x, 4)
       // Closed form: x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps.
-      expect(result.next[i]).toBeCloseTo(Math.sqrt(abarPrev) * x + Math.sqrt(1 - abarPrev) * (epsValues[i] as number), 4)
+      expect(result.next[i]).toBeCloseTo(
+        Math.sqrt(abarPrev) * x + Math.sqrt(1 - abarPrev) * (epsValues[i] as number),
+        4,
+      )
     })
   })
 

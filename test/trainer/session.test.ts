@@ -19,7 +19,17 @@ beforeAll(async () => {
 
 function expectSameWeights(a: NamedTensor[], b: NamedTensor[]): void {
   expect(a.map((t) => t.name)).toEqual(b.map((t) => t.name))
-  a.forEach((t, i) => expect(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from((b[i] as NamedTensor).data.buffer, (b[i] as NamedTensor).data.byteOffset, (b[i] as NamedTensor).data.byteLength))).toBe(true))
+  a.forEach((t, i) =>
+    expect(
+      Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(
+        Buffer.from(
+          (b[i] as NamedTensor).data.buffer,
+          (b[i] as NamedTensor).data.byteOffset,
+          (b[i] as NamedTensor).data.byteLength,
+        ),
+      ),
+    ).toBe(true),
+  )
 }
 
 function differs(a: NamedTensor[], b: NamedTensor[]): boolean {
@@ -55,7 +65,9 @@ describe('TrainerSession', () => {
     expectSameWeights(session.getWeights(), other.getWeights())
     const missing = other.getWeights().slice(1)
     expect(() => session.setWeights(missing)).toThrow(TrainerError)
-    const wrongShape = other.getWeights().map((w) => (w.shape.length === 4 ? { ...w, shape: [w.data.length], data: w.data } : w))
+    const wrongShape = other
+      .getWeights()
+      .map((w) => (w.shape.length === 4 ? { ...w, shape: [w.data.length], data: w.data } : w))
     expect(() => session.setWeights(wrongShape)).toThrow(/shape/)
     session.dispose()
     other.dispose()
@@ -120,7 +132,9 @@ describe('TrainerSession', () => {
   })
 
   it('refuses the U-Net phase without an autoencoder and a resume onto other data', async () => {
-    await expect(createTrainerSession({ config, phase: 'unet', dataset, seed: 1 })).rejects.toMatchObject({ code: 'AUTOENCODER_REQUIRED' })
+    await expect(createTrainerSession({ config, phase: 'unet', dataset, seed: 1 })).rejects.toMatchObject({
+      code: 'AUTOENCODER_REQUIRED',
+    })
     const a = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 1 })
     const state = a.exportState()
     a.dispose()
@@ -132,6 +146,8 @@ describe('TrainerSession', () => {
 
   it('rejects dataset classes the model does not know', async () => {
     const renamed = { ...dataset, classes: ['flags', 'food-drink', 'objects', 'no-such-class'] }
-    await expect(createTrainerSession({ config, phase: 'autoencoder', dataset: renamed, seed: 1 })).rejects.toMatchObject({ code: 'UNKNOWN_CLASS' })
+    await expect(
+      createTrainerSession({ config, phase: 'autoencoder', dataset: renamed, seed: 1 }),
+    ).rejects.toMatchObject({ code: 'UNKNOWN_CLASS' })
   })
 })

@@ -42,7 +42,14 @@ describe('block shapes', () => {
     })
     const unet = createUnet(config, 1)
     const unetShapes = trace((record) => {
-      unetForward(unet, config, tf.zeros([2, 4, 4, 4]) as tf.Tensor4D, [0, 999], [0, nullClass(config)], record)
+      unetForward(
+        unet,
+        config,
+        tf.zeros([2, 4, 4, 4]) as tf.Tensor4D,
+        [0, 999],
+        [0, nullClass(config)],
+        record,
+      )
     })
     expect(Object.fromEntries(unetShapes)).toEqual({
       embedding: [2, 32],
@@ -80,7 +87,8 @@ describe('block shapes', () => {
         })
         expect(shapes.get('encoder.conv_out')).toEqual([1, s, s, 2 * z])
         config.autoencoder.channels.forEach((c, level) => {
-          if (level > 0) expect(shapes.get(`encoder.down.${level}`)).toEqual([1, size / 2 ** level, size / 2 ** level, c])
+          if (level > 0)
+            expect(shapes.get(`encoder.down.${level}`)).toEqual([1, size / 2 ** level, size / 2 ** level, c])
         })
         ae.dispose()
       }
@@ -93,8 +101,10 @@ describe('block shapes', () => {
       const levels = config.unet.channels.length
       config.unet.channels.forEach((c, level) => {
         const side = s / 2 ** level
-        for (let block = 0; block < config.unet.resBlocksPerLevel; block++) expect(shapes.get(`down.${level}.res.${block}`)).toEqual([1, side, side, c])
-        for (let block = 0; block <= config.unet.resBlocksPerLevel; block++) expect(shapes.get(`up.${level}.res.${block}`)).toEqual([1, side, side, c])
+        for (let block = 0; block < config.unet.resBlocksPerLevel; block++)
+          expect(shapes.get(`down.${level}.res.${block}`)).toEqual([1, side, side, c])
+        for (let block = 0; block <= config.unet.resBlocksPerLevel; block++)
+          expect(shapes.get(`up.${level}.res.${block}`)).toEqual([1, side, side, c])
       })
       const lowest = s / 2 ** (levels - 1)
       expect(shapes.get('mid.attention')).toEqual([1, lowest, lowest, config.unet.channels[levels - 1]])

@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
 
-export const TWEMOJI_ATTRIBUTION = 'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0'
+export const TWEMOJI_ATTRIBUTION =
+  'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0'
 /** Categories left out by default: 'component' holds five skin-tone swatches, not emoji. */
 const EXCLUDED_CATEGORIES = new Set(['component'])
 /** The 64px images: twice the largest configured Twemoji size, so resizing only shrinks. */
@@ -53,7 +54,8 @@ export async function layoutTwemoji(options: LayoutTwemojiOptions): Promise<Layo
   const records = JSON.parse(await readFile(join(packageDir, 'emoji.json'), 'utf8')) as EmojiRecord[]
   const byCategory = new Map<string, EmojiRecord[]>()
   for (const record of records) {
-    if (!record.has_img_twitter || typeof record.category !== 'string' || typeof record.image !== 'string') continue
+    if (!record.has_img_twitter || typeof record.category !== 'string' || typeof record.image !== 'string')
+      continue
     const slug = categorySlug(record.category)
     const list = byCategory.get(slug) ?? []
     list.push(record)
@@ -61,21 +63,33 @@ export async function layoutTwemoji(options: LayoutTwemojiOptions): Promise<Layo
   }
   const wanted = options.categories ?? [...byCategory.keys()].filter((c) => !EXCLUDED_CATEGORIES.has(c))
   for (const category of wanted)
-    if (!byCategory.has(category)) throw new CliError('UNKNOWN_CATEGORY', `no Twemoji category '${category}' (known: ${[...byCategory.keys()].sort().join(', ')})`)
+    if (!byCategory.has(category))
+      throw new CliError(
+        'UNKNOWN_CATEGORY',
+        `no Twemoji category '${category}' (known: ${[...byCategory.keys()].sort().join(', ')})`,
+      )
   const perCategory: Record<string, number> = {}
   let images = 0
   for (const category of [...wanted].sort()) {
-    const all = (byCategory.get(category) as EmojiRecord[]).slice().sort((a, b) => a.sort_order - b.sort_order)
+    const all = (byCategory.get(category) as EmojiRecord[])
+      .slice()
+      .sort((a, b) => a.sort_order - b.sort_order)
     const limit = Math.min(options.perCategory ?? all.length, all.length)
     // Evenly spaced picks: a small subset still spans the whole category (not only its first faces).
-    const picked = Array.from({ length: limit }, (_, i) => all[Math.floor((i * all.length) / limit)] as EmojiRecord)
+    const picked = Array.from(
+      { length: limit },
+      (_, i) => all[Math.floor((i * all.length) / limit)] as EmojiRecord,
+    )
     await mkdir(join(options.out, category), { recursive: true })
     const used = new Set<string>()
     for (const record of picked) {
       let name = fileSafe(record.short_name)
       while (used.has(name)) name = `${name}_`
       used.add(name)
-      await copyFile(join(packageDir, TWEMOJI_IMAGE_DIR, record.image), join(options.out, category, `${name}.png`))
+      await copyFile(
+        join(packageDir, TWEMOJI_IMAGE_DIR, record.image),
+        join(options.out, category, `${name}.png`),
+      )
     }
     perCategory[category] = picked.length
     images += picked.length
@@ -117,17 +131,29 @@ export const command: Command = {
       throw new UsageError((error as Error).message)
     }
     const { values, positionals } = parsed
-    if (positionals.length !== 1 || positionals[0] !== 'twemoji') throw new UsageError('the only data set is twemoji: coop data twemoji --out <dir>')
+    if (positionals.length !== 1 || positionals[0] !== 'twemoji')
+      throw new UsageError('the only data set is twemoji: coop data twemoji --out <dir>')
     if (values.out === undefined) throw new UsageError('--out is required')
     let perCategory: number | undefined
     if (values['per-category'] !== undefined) {
-      if (!/^\d+$/.test(values['per-category']) || Number(values['per-category']) < 1) throw new UsageError('--per-category must be a positive whole number')
+      if (!/^\d+$/.test(values['per-category']) || Number(values['per-category']) < 1)
+        throw new UsageError('--per-category must be a positive whole number')
       perCategory = Number(values['per-category'])
     }
-    const categories = values.categories?.split(',').map((c) => c.trim()).filter((c) => c.length > 0)
-    const result = await layoutTwemoji({ out: values.out, ...(perCategory === undefined ? {} : { perCategory }), ...(categories === undefined ? {} : { categories }) })
-    process.stdout.write(`${result.images} Twemoji images in ${Object.keys(result.perCategory).length} categories written to ${values.out}\n`)
-    for (const [category, count] of Object.entries(result.perCategory)) process.stdout.write(`  ${category}: ${count}\n`)
+    const categories = values.categories
+      ?.split(',')
+      .map((c) => c.trim())
+      .filter((c) => c.length > 0)
+    const result = await layoutTwemoji({
+      out: values.out,
+      ...(perCategory === undefined ? {} : { perCategory }),
+      ...(categories === undefined ? {} : { categories }),
+    })
+    process.stdout.write(
+      `${result.images} Twemoji images in ${Object.keys(result.perCategory).length} categories written to ${values.out}\n`,
+    )
+    for (const [category, count] of Object.entries(result.perCategory))
+      process.stdout.write(`  ${category}: ${count}\n`)
     return 0
   },
 }

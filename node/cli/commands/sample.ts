@@ -45,7 +45,8 @@ function parse(argv: string[]) {
 function wholeNumber(flag: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
-  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError(`--${flag} must be a whole number in [${min}, ${max}], got '${value}'`)
+  if (!/^\d+$/.test(value) || n < min || n > max)
+    throw new UsageError(`--${flag} must be a whole number in [${min}, ${max}], got '${value}'`)
   return n
 }
 
@@ -63,13 +64,15 @@ export const command: Command = {
     if (values.checkpoint === undefined) throw new UsageError('--checkpoint is required')
     if (values.out === undefined) throw new UsageError('--out is required')
     const backend = values.backend ?? 'auto'
-    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    if (!BACKENDS.includes(backend))
+      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
     const n = wholeNumber('n', values.n, 1, MAX_SAMPLES) ?? 16
     const seed = wholeNumber('seed', values.seed, 0, Number.MAX_SAFE_INTEGER) ?? 0
     let guidance: number | undefined
     if (values.guidance !== undefined) {
       guidance = Number(values.guidance)
-      if (!Number.isFinite(guidance) || guidance < 0 || guidance > 100) throw new UsageError(`--guidance must be a number in [0, 100], got '${values.guidance}'`)
+      if (!Number.isFinite(guidance) || guidance < 0 || guidance > 100)
+        throw new UsageError(`--guidance must be a number in [0, 100], got '${values.guidance}'`)
     }
     const log = componentLogger('sample')
     const { initBackend } = await import('../../../trainer/backend.ts')
@@ -80,18 +83,35 @@ export const command: Command = {
     const autoencoder = await loadCheckpoint(join(values.checkpoint, 'autoencoder'))
     const unet = await loadCheckpoint(join(values.checkpoint, 'unet'))
     const config = unet.config
-    const steps = wholeNumber('steps', values.steps, 1, config.diffusion.timesteps) ?? config.diffusion.samplingSteps
+    const steps =
+      wholeNumber('steps', values.steps, 1, config.diffusion.timesteps) ?? config.diffusion.samplingSteps
     const nullLabel = config.classes.length
     let labels: number[]
     if (values.class !== undefined) {
       const label = config.classes.indexOf(values.class)
-      if (label < 0) throw new TrainerError('UNKNOWN_CLASS', `class '${values.class}' is not one of the model's classes (${config.classes.join(', ') || 'none: unconditional'})`)
+      if (label < 0)
+        throw new TrainerError(
+          'UNKNOWN_CLASS',
+          `class '${values.class}' is not one of the model's classes (${config.classes.join(', ') || 'none: unconditional'})`,
+        )
       labels = new Array(n).fill(label)
-    } else if (config.classes.length > 0) labels = Array.from({ length: n }, (_, i) => i % config.classes.length)
+    } else if (config.classes.length > 0)
+      labels = Array.from({ length: n }, (_, i) => i % config.classes.length)
     else labels = new Array(n).fill(nullLabel)
-    const pixels = sampleImages({ config, autoencoder: autoencoder.weights, unet: unet.weights, labels, guidance: guidance ?? config.diffusion.guidance, steps, seed })
+    const pixels = sampleImages({
+      config,
+      autoencoder: autoencoder.weights,
+      unet: unet.weights,
+      labels,
+      guidance: guidance ?? config.diffusion.guidance,
+      steps,
+      seed,
+    })
     // With classes taking turns, one column per class makes each column one class.
-    const columns = values.class === undefined && config.classes.length > 0 ? Math.min(config.classes.length, n) : Math.ceil(Math.sqrt(n))
+    const columns =
+      values.class === undefined && config.classes.length > 0
+        ? Math.min(config.classes.length, n)
+        : Math.ceil(Math.sqrt(n))
     const png = await renderGrid(pixels, n, config.image.size, columns, 2)
     await mkdir(dirname(values.out), { recursive: true })
     await writeFile(values.out, png)

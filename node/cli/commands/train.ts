@@ -48,7 +48,8 @@ function parse(argv: string[]) {
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
+    throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
   return Number(value)
 }
 
@@ -74,7 +75,9 @@ interface ProgressBar {
 
 function createBar(): ProgressBar {
   const require = createRequire(import.meta.url)
-  const cliProgress = require('cli-progress') as { SingleBar: new (options: Record<string, unknown>) => ProgressBar }
+  const cliProgress = require('cli-progress') as {
+    SingleBar: new (options: Record<string, unknown>) => ProgressBar
+  }
   return new cliProgress.SingleBar({
     format: '{phase} |{bar}| step {value}/{total} | loss {loss} | {rate} img/s | ETA {eta_formatted}',
     stream: process.stderr,
@@ -94,9 +97,11 @@ export const command: Command = {
       throw new UsageError((error as Error).message)
     }
     const { values } = parsed
-    for (const required of ['config', 'data', 'out'] as const) if (values[required] === undefined) throw new UsageError(`--${required} is required`)
+    for (const required of ['config', 'data', 'out'] as const)
+      if (values[required] === undefined) throw new UsageError(`--${required} is required`)
     const backend = values.backend ?? 'auto'
-    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    if (!BACKENDS.includes(backend))
+      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
     const seed = wholeNumber('seed', values.seed) ?? 0
     const overrides: Record<string, unknown> = Object.fromEntries((values.set ?? []).map(parseOverride))
     const aeSteps = wholeNumber('ae-steps', values['ae-steps'])
@@ -113,8 +118,15 @@ export const command: Command = {
     const { loadImageFolder } = await import('../../../trainer/data.ts')
     const { runTraining } = await import('../../../trainer/train.ts')
     const choice = await initBackend(backend, log)
-    const dataset = await loadImageFolder({ dir: values.data as string, size: config.image.size, log: trainerLog })
-    if (dataset.skipped.length > 0) process.stderr.write(`coop train: skipped ${dataset.skipped.length} unusable file(s); see the log lines above\n`)
+    const dataset = await loadImageFolder({
+      dir: values.data as string,
+      size: config.image.size,
+      log: trainerLog,
+    })
+    if (dataset.skipped.length > 0)
+      process.stderr.write(
+        `coop train: skipped ${dataset.skipped.length} unusable file(s); see the log lines above\n`,
+      )
     const out = values.out as string
     const bar = tty ? createBar() : undefined
     let lastLogged = 0
@@ -128,13 +140,34 @@ export const command: Command = {
       onPhaseStart: (phase, startStep, totalSteps) => {
         bar?.stop()
         bar?.start(totalSteps, startStep, { phase, loss: '-', rate: '-' })
-        if (!tty) log.info({ phase, startStep, totalSteps, backend: choice.name, images: dataset.items.length }, 'phase started')
+        if (!tty)
+          log.info(
+            { phase, startStep, totalSteps, backend: choice.name, images: dataset.items.length },
+            'phase started',
+          )
       },
       onProgress: (event) => {
-        bar?.update(event.step, { phase: event.phase, loss: event.loss.toFixed(4), rate: event.imgPerSec.toFixed(1) })
-        if (!tty && (event.step % config.training.logEvery === 0 || event.step === event.totalSteps) && event.step !== lastLogged) {
+        bar?.update(event.step, {
+          phase: event.phase,
+          loss: event.loss.toFixed(4),
+          rate: event.imgPerSec.toFixed(1),
+        })
+        if (
+          !tty &&
+          (event.step % config.training.logEvery === 0 || event.step === event.totalSteps) &&
+          event.step !== lastLogged
+        ) {
           lastLogged = event.step
-          log.info({ phase: event.phase, step: event.step, totalSteps: event.totalSteps, loss: event.loss, imgPerSec: event.imgPerSec }, 'training step')
+          log.info(
+            {
+              phase: event.phase,
+              step: event.step,
+              totalSteps: event.totalSteps,
+              loss: event.loss,
+              imgPerSec: event.imgPerSec,
+            },
+            'training step',
+          )
         }
       },
     })
