@@ -6,12 +6,15 @@ import { CliError, UsageError } from './command.ts'
 const commands: Record<string, () => Promise<{ command: Command }>> = {
   // Each command module exports `command`. Keep this list sorted.
   charter: () => import('./commands/charter.ts'),
+  checkpoint: () => import('./commands/checkpoint.ts'),
   consent: () => import('./commands/consent.ts'),
   data: () => import('./commands/data.ts'),
   keys: () => import('./commands/keys.ts'),
   sample: () => import('./commands/sample.ts'),
   simulate: () => import('./commands/simulate.ts'),
   start: () => import('./commands/start.ts'),
+  status: () => import('./commands/status.ts'),
+  trace: () => import('./commands/trace.ts'),
   train: () => import('./commands/train.ts'),
   verify: () => import('./commands/verify.ts'),
 }

@@ -49,6 +49,7 @@ import {
   closeKey,
   contributionKey,
   localKey,
+  peerKey,
   residualKey,
   type CheckpointRecord,
   type CloseRecord,
@@ -448,7 +449,7 @@ export class RoundEngine {
     const envelopeDigest = await this.#store.putBlob(bytes)
     // The statement bytes are a blob too: a peer that missed the gossip fetches them by the
     // digest a provenance lists, and the publisher's signature over that list vouches for them.
-    await this.#store.putBlob(canonicalBytes(verified.statement))
+    await this.#store.putBlob(statementBytes(envelope))
     const record: ContributionRecord = {
       id: verified.digest,
       contributor: verified.contributor,
@@ -457,11 +458,11 @@ export class RoundEngine {
       envelope: envelopeDigest,
       acceptedAt: new Date().toISOString(),
     }
-    const peer = ((await this.#store.peers.get(verified.contributor)) as PeerRecord | undefined) ?? { contributions: 0 }
+    const peer = ((await this.#store.rounds.get(peerKey(verified.contributor))) as PeerRecord | undefined) ?? { contributions: 0 }
     const peerRecord: PeerRecord = { peerId: verified.contributor, lastSeen: record.acceptedAt, contributions: peer.contributions + 1 }
     await this.#store.batch([
       { type: 'put', table: 'contributions', key: contributionKey(verified.predicate.round, verified.digest), value: record },
-      { type: 'put', table: 'peers', key: verified.contributor, value: peerRecord },
+      { type: 'put', table: 'rounds', key: peerKey(verified.contributor), value: peerRecord },
       ...extra,
     ])
     this.#rememberContribution(record)
@@ -900,7 +901,7 @@ export class RoundEngine {
       config: await this.#store.putBlob(files.config),
     }
     const envelopeDigest = await this.#store.putBlob(provenanceBytes)
-    await this.#store.putBlob(canonicalBytes(verified.statement))
+    await this.#store.putBlob(statementBytes(envelope))
     const dir = await writeCheckpointDir(this.#store.dir, p.phase, p.round, {
       [CHECKPOINT_FILES.model]: files.model,
       [CHECKPOINT_FILES.momentum]: files.momentum,
@@ -1008,4 +1009,9 @@ export class RoundEngine {
   poke(): void {
     this.#notify()
   }
+}
+
+/** The exact signed statement bytes of an envelope: their digest is the statement's id. */
+function statementBytes(envelope: DsseEnvelope): Uint8Array {
+  return new Uint8Array(Buffer.from(envelope.payload, 'base64'))
 }

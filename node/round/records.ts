@@ -6,7 +6,7 @@
 //   rounds         local/<round:12>                LocalRoundRecord  (this node's own contribution)
 //   rounds         close/<round:12>                CloseRecord       (publisher: the frozen set, before aggregating)
 //   rounds         residual/<phase>                { digest }         (top-k error-feedback residual blob)
-//   peers          <peerId>                        PeerRecord
+//   rounds         peer/<peerId>                   PeerRecord (contribution counts; the host owns the peers table)
 import type { ContributionPredicate } from '../../protocol/contribution.ts'
 import type { ProvenancePredicate } from '../../protocol/provenance.ts'
 import { roundKey } from '../store/store.ts'
@@ -75,4 +75,5 @@ export const checkpointKey = (phase: Phase, round: number): string => `${phase}/
 export const checkpointIdKey = (id: string): string => `id/${id}`
 export const localKey = (round: number): string => `local/${roundKey(round)}`
 export const closeKey = (round: number): string => `close/${roundKey(round)}`
+export const peerKey = (peerId: string): string => `peer/${peerId}`
 export const residualKey = (phase: Phase): string => `residual/${phase}`

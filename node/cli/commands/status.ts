@@ -1,0 +1,75 @@
+// `coop status`: what a node is doing. LevelDB admits one process, so this never opens the
+// database: it reads the status snapshot the running node rewrites atomically
+// (<store>/snapshots/status.json), its addrs.json and checkpoints/latest.json.
+import { parseArgs } from 'node:util'
+import { readAddrs } from '../../round/layout.ts'
+import { readSnapshot } from '../../store/store.ts'
+import type { Command } from '../command.ts'
+import { CliError, UsageError } from '../command.ts'
+
+const usage = `Usage: coop status --store <dir> [--json]
+
+Shows a node's peers, current round, latest checkpoint and recent losses, from the snapshot
+the node writes while it runs (safe to run at any time; the database is never opened).`
+
+interface StatusSnapshot {
+  peerId: string
+  coop: string
+  pid: number
+  updatedAt: string
+  publisher: boolean
+  state: string
+  round: number | null
+  phase: string | null
+  totalRounds: number
+  contributionsThisRound: number
+  latestCheckpoint: { id: string; phase: string; round: number; verification: string; dir: string } | null
+  checkpoints: { id: string; phase: string; round: number; contributions: number; verification: string }[]
+  peers: string[]
+  recentLosses: { round: number; phase: string; loss: number | null; evalLoss?: number }[]
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export const command: Command = {
+  summary: "show a node's peers, round, latest checkpoint and losses",
+  usage,
+  async run(argv) {
+    const { values } = parseArgs({ args: argv, strict: true, options: { store: { type: 'string' }, json: { type: 'boolean' } } })
+    if (values.store === undefined) throw new UsageError('--store is required')
+    const snapshot = (await readSnapshot(values.store, 'status')) as StatusSnapshot | undefined
+    if (snapshot === undefined) throw new CliError('NO_STATUS', `no status snapshot in ${values.store}: the node has not run there yet`)
+    const addrs = await readAddrs(values.store)
+    const running = snapshot.state === 'running' || snapshot.state === 'done' ? alive(snapshot.pid) : false
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify({ ...snapshot, running, addrs: addrs?.addrs ?? [] }, null, 2)}\n`)
+      return 0
+    }
+    const lines = [
+      `node       ${snapshot.peerId}${snapshot.publisher ? ' (publisher)' : ''} — ${running ? `running (pid ${snapshot.pid})` : 'not running'}, snapshot ${snapshot.updatedAt}`,
+      `coop       ${snapshot.coop}`,
+      `listening  ${(addrs?.addrs ?? []).join(' ') || '-'}`,
+      `peers      ${snapshot.peers.length}${snapshot.peers.length > 0 ? `: ${snapshot.peers.join(', ')}` : ''}`,
+      `round      ${snapshot.round === null ? `all ${snapshot.totalRounds} rounds done` : `${snapshot.round}/${snapshot.totalRounds} (${snapshot.phase}), ${snapshot.contributionsThisRound} contribution(s) so far`}`,
+      `checkpoint ${snapshot.latestCheckpoint === null ? 'none yet' : `${snapshot.latestCheckpoint.phase} round ${snapshot.latestCheckpoint.round} ${snapshot.latestCheckpoint.id} (${snapshot.latestCheckpoint.verification})`}`,
+    ]
+    if (snapshot.recentLosses.length > 0) {
+      lines.push('losses')
+      for (const l of snapshot.recentLosses) {
+        const parts = [`  ${l.phase} round ${l.round}`]
+        if (l.loss !== null && Number.isFinite(l.loss)) parts.push(`train ${l.loss.toFixed(4)}`)
+        if (l.evalLoss !== undefined) parts.push(`eval ${l.evalLoss.toFixed(4)}`)
+        lines.push(parts.join('  '))
+      }
+    }
+    process.stdout.write(`${lines.join('\n')}\n`)
+    return 0
+  },
+}

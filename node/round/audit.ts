@@ -1,0 +1,229 @@
+// Read-only checks over files: a checkpoint directory, its siblings and a store's blob folder.
+// No LevelDB (it is single-process and locked while the node runs), so `coop checkpoint verify`
+// and `coop trace` work on a running node's store, on a stopped one, and on a copied folder.
+import { readFile, readdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { verifyCharter } from '../../protocol/charter.ts'
+import { sha256Digest } from '../../protocol/digest.ts'
+import { isProtocolError } from '../../protocol/errors.ts'
+import { canonicalBytes } from '../../protocol/jcs.ts'
+import { verifyProvenance, type VerifiedProvenance } from '../../protocol/provenance.ts'
+import { CHECKPOINT_FILE_MAX_BYTES, STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
+import { RoundError, type RoundErrorCode } from './errors.ts'
+import { CHECKPOINT_FILES, listCheckpointDirs } from './layout.ts'
+import { computeCheckpoint, type ContributionPayload } from './recompute.ts'
+import { decodeTensors } from './tensors.ts'
+import { LineageIndex, type TraceCheckpoint, type TraceManifest } from './trace.ts'
+
+const HEX = /^sha256:([0-9a-f]{64})$/
+
+async function readBounded(path: string, maxBytes: number): Promise<Uint8Array | undefined> {
+  try {
+    const bytes = new Uint8Array(await readFile(path))
+    if (bytes.byteLength > maxBytes) throw new RoundError('BAD_CHECKPOINT', `${path} exceeds ${maxBytes} bytes`)
+    return bytes
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}
+
+/** A blob from a store's blob folder, only if its bytes match the digest. */
+export async function readStoreBlob(storeDir: string, digest: string, maxBytes = CHECKPOINT_FILE_MAX_BYTES): Promise<Uint8Array | undefined> {
+  const match = HEX.exec(digest)
+  if (match === null) return undefined
+  const bytes = await readBounded(join(storeDir, 'blobs', 'sha256', match[1] as string), maxBytes)
+  if (bytes === undefined || sha256Digest(bytes) !== digest) return undefined
+  return bytes
+}
+
+export interface LoadedCheckpoint {
+  dir: string
+  verified: VerifiedProvenance
+  coopId: string
+  publishers: string[]
+  threshold: number
+}
+
+/** Verifies the charter copy and the provenance signature of a checkpoint directory. */
+export async function loadCheckpointDir(dir: string, charterOverride?: Uint8Array): Promise<LoadedCheckpoint> {
+  const provenanceBytes = await readBounded(join(dir, CHECKPOINT_FILES.provenance), CHECKPOINT_FILE_MAX_BYTES)
+  if (provenanceBytes === undefined) throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.provenance}`)
+  const charterBytes = charterOverride ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
+  if (charterBytes === undefined) throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.charter}; pass --charter`)
+  const charter = verifyCharter(charterBytes)
+  let verified: VerifiedProvenance
+  try {
+    verified = verifyProvenance(provenanceBytes, { publishers: charter.charter.publishers, threshold: charter.charter.threshold })
+  } catch (err) {
+    if (isProtocolError(err)) throw new RoundError('BAD_SIGNATURE', `provenance does not verify: ${err.code}: ${err.message}`, { cause: err })
+    throw err
+  }
+  if (verified.predicate.coop !== charter.coopId) throw new RoundError('WRONG_COOP', 'the provenance names another coop than the charter')
+  return { dir, verified, coopId: charter.coopId, publishers: charter.charter.publishers, threshold: charter.charter.threshold }
+}
+
+export interface VerifyReport {
+  ok: boolean
+  code?: RoundErrorCode
+  message?: string
+  checkpoint?: string
+  coop?: string
+  phase?: string
+  round?: number
+  signers?: string[]
+  files: { name: string; digest: string; ok: boolean }[]
+  recomputation: 'passed' | 'failed' | 'unavailable' | 'genesis' | 'not-run'
+  missing: string[]
+}
+
+/**
+ * Signature, file digests and (when the parent and the contributions are at hand, in `storeDir`
+ * or in sibling checkpoint directories) the bit-exact recomputation.
+ */
+export async function verifyCheckpointDir(dir: string, options: { storeDir?: string; charter?: Uint8Array } = {}): Promise<VerifyReport> {
+  const report: VerifyReport = { ok: false, files: [], recomputation: 'not-run', missing: [] }
+  try {
+    const loaded = await loadCheckpointDir(dir, options.charter)
+    const { verified } = loaded
+    Object.assign(report, { checkpoint: verified.digest, coop: loaded.coopId, phase: verified.predicate.phase, round: verified.predicate.round, signers: verified.signers })
+    for (const [name, digest] of [...verified.files].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const bytes = await readBounded(join(dir, name), CHECKPOINT_FILE_MAX_BYTES)
+      report.files.push({ name, digest, ok: bytes !== undefined && sha256Digest(bytes) === digest })
+    }
+    const bad = report.files.find((f) => !f.ok)
+    if (bad !== undefined) throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
+    const p = verified.predicate
+    if (p.parent === null) {
+      report.recomputation = 'genesis'
+      report.ok = true
+      return report
+    }
+    const find = async (digest: string, maxBytes = CHECKPOINT_FILE_MAX_BYTES): Promise<Uint8Array | undefined> => {
+      if (options.storeDir !== undefined) {
+        const blob = await readStoreBlob(options.storeDir, digest, maxBytes)
+        if (blob !== undefined) return blob
+      }
+      return undefined
+    }
+    // The parent: a sibling directory whose provenance has the parent's digest, else the store's blobs.
+    const parentFiles = await findParentFiles(dir, p.parent.provenance, options.storeDir)
+    const parentModel = parentFiles?.model ?? (await find(p.parent.checkpoint))
+    const parentMomentum = parentFiles?.momentum
+    if (parentModel === undefined || sha256Digest(parentModel) !== p.parent.checkpoint) report.missing.push(`parent model ${p.parent.checkpoint}`)
+    if (parentMomentum === undefined) report.missing.push(`parent momentum (checkpoint ${p.parent.provenance})`)
+    const payloads: ContributionPayload[] = []
+    for (const c of p.contributions) {
+      const statement = await find(c.statement, STATEMENT_BLOB_MAX_BYTES)
+      const payload = await find(c.delta)
+      if (statement === undefined) report.missing.push(`contribution statement ${c.statement}`)
+      if (payload === undefined) report.missing.push(`contribution payload ${c.delta}`)
+      if (statement === undefined || payload === undefined) continue
+      const parsed = JSON.parse(new TextDecoder().decode(statement)) as { predicate?: { samples?: unknown } }
+      const samples = parsed.predicate?.samples
+      if (typeof samples !== 'number' || !Number.isSafeInteger(samples) || samples < 1) throw new RoundError('MISSING_CONTRIBUTION', `statement ${c.statement} has no sample count`)
+      payloads.push({ payloadDigest: c.delta, samples, payload })
+    }
+    if (report.missing.length > 0 || parentModel === undefined || parentMomentum === undefined) {
+      report.recomputation = 'unavailable'
+      report.ok = true
+      return report
+    }
+    const charterBytes = options.charter ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
+    const rounds = verifyCharter(charterBytes as Uint8Array).charter.rounds
+    const computed = computeCheckpoint(decodeTensors(parentModel), decodeTensors(parentMomentum), payloads, {
+      aggregator: rounds.aggregator,
+      outerLr: rounds.outerLr,
+      outerMomentum: rounds.outerMomentum,
+    })
+    if (computed.modelDigest !== verified.files.get(CHECKPOINT_FILES.model) || computed.momentumDigest !== verified.files.get(CHECKPOINT_FILES.momentum)) {
+      report.recomputation = 'failed'
+      throw new RoundError('RECOMPUTE_MISMATCH', 'the recomputed weights do not match the signed file digests')
+    }
+    report.recomputation = 'passed'
+    report.ok = true
+    return report
+  } catch (err) {
+    report.ok = false
+    report.code = (err as { code?: RoundErrorCode }).code ?? 'BAD_CHECKPOINT'
+    report.message = err instanceof Error ? err.message : String(err)
+    return report
+  }
+}
+
+async function findParentFiles(dir: string, parentId: string, storeDir?: string): Promise<{ model: Uint8Array; momentum: Uint8Array } | undefined> {
+  const candidates = new Set<string>()
+  try {
+    for (const name of await readdir(dirname(dir))) candidates.add(join(dirname(dir), name))
+  } catch {
+    // no siblings
+  }
+  if (storeDir !== undefined) for (const d of await listCheckpointDirs(storeDir)) candidates.add(d)
+  for (const candidate of candidates) {
+    if (candidate === dir) continue
+    const provenance = await readBounded(join(candidate, CHECKPOINT_FILES.provenance), CHECKPOINT_FILE_MAX_BYTES).catch(() => undefined)
+    if (provenance === undefined) continue
+    let statementDigest: string
+    try {
+      const envelope = JSON.parse(new TextDecoder().decode(provenance)) as { payload?: unknown }
+      if (typeof envelope.payload !== 'string') continue
+      statementDigest = sha256Digest(new Uint8Array(Buffer.from(envelope.payload, 'base64')))
+    } catch {
+      continue
+    }
+    if (statementDigest !== parentId) continue
+    const model = await readBounded(join(candidate, CHECKPOINT_FILES.model), CHECKPOINT_FILE_MAX_BYTES)
+    const momentum = await readBounded(join(candidate, CHECKPOINT_FILES.momentum), CHECKPOINT_FILE_MAX_BYTES)
+    if (model !== undefined && momentum !== undefined) return { model, momentum }
+  }
+  return undefined
+}
+
+/** Every checkpoint directory of a store whose provenance verifies, as a lineage index with the manifests it references. */
+export async function loadLineage(storeDir: string): Promise<{ index: LineageIndex; checkpoints: LoadedCheckpoint[] }> {
+  const loaded: LoadedCheckpoint[] = []
+  for (const dir of await listCheckpointDirs(storeDir)) {
+    try {
+      loaded.push(await loadCheckpointDir(dir))
+    } catch {
+      // An unverifiable directory is not part of any lineage we vouch for.
+    }
+  }
+  const manifestIds = new Set<string>()
+  const checkpoints: TraceCheckpoint[] = loaded.map(({ verified }) => {
+    const p = verified.predicate
+    for (const m of p.manifests) manifestIds.add(m)
+    return {
+      id: verified.digest,
+      phase: p.phase,
+      round: p.round,
+      parent: p.parent?.provenance ?? null,
+      components: p.components.map((c) => c.provenance),
+      contributions: p.contributions.map((c) => ({ statement: c.statement, payload: c.delta, peer: c.contributor, round: p.round, manifests: c.manifests, samples: 0 })),
+      revokedExcluded: p.excludedItems,
+    }
+  })
+  const manifests: TraceManifest[] = []
+  for (const id of manifestIds) {
+    const bytes = await readStoreBlob(storeDir, id, STATEMENT_BLOB_MAX_BYTES)
+    if (bytes === undefined) continue
+    const m = JSON.parse(new TextDecoder().decode(bytes)) as {
+      issuer: string
+      credentialSubject: { custodian: string; license: string; attribution: { name: string; uri?: string; text?: string }; items: { digest: string; license?: string }[] }
+    }
+    // The blob's digest is the manifest id (sha256 of its canonical bytes), so its content is the signed one.
+    if (sha256Digest(canonicalBytes(m)) !== id) continue
+    const itemLicenses: Record<string, string> = {}
+    for (const item of m.credentialSubject.items) if (item.license !== undefined) itemLicenses[item.digest] = item.license
+    manifests.push({
+      id,
+      issuer: m.issuer,
+      custodian: m.credentialSubject.custodian,
+      items: m.credentialSubject.items.map((i) => i.digest),
+      license: m.credentialSubject.license,
+      attribution: m.credentialSubject.attribution,
+      itemLicenses,
+    })
+  }
+  return { index: new LineageIndex(checkpoints, manifests), checkpoints: loaded }
+}
