@@ -37,6 +37,8 @@ export const PENALTY_BLOB_BAD_BYTES = 10
 export const PENALTY_BLOB_PROTOCOL = 5
 /** Penalties halve every 10 minutes so a peer that misbehaved once can earn its way back. */
 export const PENALTY_HALF_LIFE_MS = 10 * 60 * 1000
+/** Above this many penalised peers, fully decayed records are dropped (a record is ~200 bytes). */
+export const PENALTY_MAX_TRACKED_PEERS = 10_000
 /** Weight of the application score inside gossipsub's total (P5). */
 export const APP_SPECIFIC_WEIGHT = 1
 /** P4 weight: invalid deliveries count quadratically: one or two (a relay race on a fresh revocation) cost little, seven on one topic reach the graylist. */

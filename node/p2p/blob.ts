@@ -72,7 +72,11 @@ export interface FetchBlobOptions {
 }
 
 /** it-length-prefixed's errors for a frame longer than allowed or a malformed length; a truncated frame (UnexpectedEOFError) is a vanished peer instead. */
-const FRAMING_ERRORS = new Set(['InvalidMessageLengthError', 'InvalidDataLengthError', 'InvalidDataLengthLengthError'])
+const FRAMING_ERRORS = new Set([
+  'InvalidMessageLengthError',
+  'InvalidDataLengthError',
+  'InvalidDataLengthLengthError',
+])
 
 const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/
 
@@ -112,7 +116,11 @@ function encodeJson(value: unknown): Uint8Array {
 }
 
 /** Sends every chunk, waiting for the muxer to drain when its buffer is full (backpressure). */
-async function sendAll(stream: Stream, frames: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<void> {
+async function sendAll(
+  stream: Stream,
+  frames: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  signal: AbortSignal,
+): Promise<void> {
   await pipe(
     frames,
     (source) => lp.encode(source),
@@ -125,7 +133,8 @@ async function sendAll(stream: Stream, frames: Iterable<Uint8Array> | AsyncItera
 }
 
 function* chunksOf(bytes: Uint8Array, size: number): Generator<Uint8Array> {
-  for (let offset = 0; offset < bytes.byteLength; offset += size) yield bytes.subarray(offset, Math.min(offset + size, bytes.byteLength))
+  for (let offset = 0; offset < bytes.byteLength; offset += size)
+    yield bytes.subarray(offset, Math.min(offset + size, bytes.byteLength))
 }
 
 /** Serves and fetches blobs for one host. */
@@ -159,7 +168,11 @@ export class BlobService {
     this.#servingPerPeer.set(peer, perPeer + 1)
     this.#servingTotal += 1
     try {
-      const request = await this.#readRequest(stream, signal)
+      // A peer that opens a stream and never asks holds a slot: give it one chunk timeout to ask.
+      const request = await this.#readRequest(
+        stream,
+        AbortSignal.any([signal, AbortSignal.timeout(this.#timeouts.chunkTimeoutMs)]),
+      )
       if (request === undefined) {
         this.#deps.penalize(peer, 'BLOB_PROTOCOL', PENALTY_BLOB_PROTOCOL)
         stream.abort(new Error('malformed blob request'))
@@ -174,16 +187,27 @@ export class BlobService {
       if (bytes === undefined) {
         await sendAll(stream, [encodeJson({ status: 'not_found' satisfies HeaderStatus })], signal)
       } else if (bytes.byteLength > request.maxBytes) {
-        await sendAll(stream, [encodeJson({ status: 'too_large' satisfies HeaderStatus, size: bytes.byteLength })], signal)
+        await sendAll(
+          stream,
+          [encodeJson({ status: 'too_large' satisfies HeaderStatus, size: bytes.byteLength })],
+          signal,
+        )
       } else {
         const header = encodeJson({ status: 'ok' satisfies HeaderStatus, size: bytes.byteLength })
-        await sendAll(stream, (function* () {
-          yield header
-          yield* chunksOf(bytes, BLOB_CHUNK_BYTES)
-        })(), signal)
+        await sendAll(
+          stream,
+          (function* () {
+            yield header
+            yield* chunksOf(bytes, BLOB_CHUNK_BYTES)
+          })(),
+          signal,
+        )
       }
       await stream.close({ signal })
-      this.#deps.log?.debug({ peer, digest: request.digest, found: bytes !== undefined }, 'blob request served')
+      this.#deps.log?.debug(
+        { peer, digest: request.digest, found: bytes !== undefined },
+        'blob request served',
+      )
     } catch (err) {
       this.#deps.log?.debug({ peer, err }, 'blob serve failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
@@ -196,15 +220,24 @@ export class BlobService {
     }
   }
 
-  async #readRequest(stream: Stream, signal: AbortSignal): Promise<{ digest: string; maxBytes: number } | undefined> {
+  async #readRequest(
+    stream: Stream,
+    signal: AbortSignal,
+  ): Promise<{ digest: string; maxBytes: number } | undefined> {
     let frame: Uint8Array | undefined
+    const frames = lp.decode(stream, { maxDataLength: BLOB_REQUEST_MAX_BYTES })[Symbol.asyncIterator]()
+    let onAbort: (() => void) | undefined
+    const timedOut = new Promise<undefined>((resolve) => {
+      onAbort = () => resolve(undefined)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
     try {
-      for await (const data of lp.decode(stream, { maxDataLength: BLOB_REQUEST_MAX_BYTES })) {
-        frame = data.subarray()
-        break
-      }
+      const step = await Promise.race([frames.next(), timedOut])
+      frame = step === undefined || step.done === true ? undefined : step.value.subarray()
     } catch {
       return undefined
+    } finally {
+      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
     }
     if (frame === undefined || signal.aborted) return undefined
     let parsed: unknown
@@ -222,23 +255,35 @@ export class BlobService {
 
   /** Fetches a blob from the first provider that delivers bytes matching the digest. */
   async fetch(digest: string, options: FetchBlobOptions): Promise<Uint8Array> {
-    if (!isBlobDigest(digest)) throw new BlobTransferError('BAD_DIGEST', `not a sha256 digest: ${String(digest).slice(0, 80)}`)
+    if (!isBlobDigest(digest))
+      throw new BlobTransferError('BAD_DIGEST', `not a sha256 digest: ${String(digest).slice(0, 80)}`)
     const providers = [...new Set(options.providers)]
-    if (providers.length === 0) throw new BlobTransferError('NO_PROVIDERS', 'no provider to fetch the blob from')
+    if (providers.length === 0)
+      throw new BlobTransferError('NO_PROVIDERS', 'no provider to fetch the blob from')
     const maxBytes = Math.min(options.maxBytes, BLOB_MAX_BYTES)
     const attempts: BlobTransferError['attempts'] = []
     for (const provider of providers) {
       if (options.signal?.aborted) throw new BlobTransferError('ABORTED', 'blob fetch aborted', attempts)
       try {
         const bytes = await this.#fetchFrom(provider, digest, maxBytes, options.signal)
-        this.#deps.log?.debug({ digest, provider, bytes: bytes.byteLength, failedBefore: attempts.length }, 'blob fetched')
+        this.#deps.log?.debug(
+          { digest, provider, bytes: bytes.byteLength, failedBefore: attempts.length },
+          'blob fetched',
+        )
         return bytes
       } catch (err) {
-        const failure = err instanceof BlobTransferError ? err : new BlobTransferError('UNREACHABLE', err instanceof Error ? err.message : String(err))
+        const failure =
+          err instanceof BlobTransferError
+            ? err
+            : new BlobTransferError('UNREACHABLE', err instanceof Error ? err.message : String(err))
         attempts.push({ provider, code: failure.code, message: failure.message })
-        this.#deps.log?.info({ digest, provider, code: failure.code }, 'blob provider failed, trying the next')
+        this.#deps.log?.info(
+          { digest, provider, code: failure.code },
+          'blob provider failed, trying the next',
+        )
         // Bytes that do not hash to the digest, or broken framing, are lies or bugs: charge them.
-        if (failure.code === 'DIGEST_MISMATCH') this.#deps.penalize(provider, 'BLOB_DIGEST_MISMATCH', PENALTY_BLOB_BAD_BYTES)
+        if (failure.code === 'DIGEST_MISMATCH')
+          this.#deps.penalize(provider, 'BLOB_DIGEST_MISMATCH', PENALTY_BLOB_BAD_BYTES)
         if (failure.code === 'PROTOCOL') this.#deps.penalize(provider, 'BLOB_PROTOCOL', PENALTY_BLOB_PROTOCOL)
       }
     }
@@ -247,7 +292,8 @@ export class BlobService {
 
   async #acquireProviderSlot(provider: string, signal: AbortSignal): Promise<void> {
     while ((this.#fetchesPerProvider.get(provider) ?? 0) >= BLOB_MAX_FETCHES_PER_PROVIDER) {
-      if (signal.aborted) throw new BlobTransferError('TIMEOUT', 'waited too long for a free slot to the provider')
+      if (signal.aborted)
+        throw new BlobTransferError('TIMEOUT', 'waited too long for a free slot to the provider')
       await new Promise<void>((resolve) => {
         const waiters = this.#waiters.get(provider) ?? []
         waiters.push(resolve)
@@ -268,7 +314,12 @@ export class BlobService {
     for (const wake of waiters) wake()
   }
 
-  async #fetchFrom(provider: string, digest: string, maxBytes: number, outer?: AbortSignal): Promise<Uint8Array> {
+  async #fetchFrom(
+    provider: string,
+    digest: string,
+    maxBytes: number,
+    outer?: AbortSignal,
+  ): Promise<Uint8Array> {
     let peer: PeerId
     try {
       peer = peerIdFromString(provider)
@@ -281,19 +332,29 @@ export class BlobService {
     let stream: Stream | undefined
     try {
       try {
-        stream = await this.#deps.openStream(peer, BLOB_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.#timeouts.openTimeoutMs)]) })
+        stream = await this.#deps.openStream(peer, BLOB_PROTOCOL, {
+          signal: AbortSignal.any([signal, AbortSignal.timeout(this.#timeouts.openTimeoutMs)]),
+        })
       } catch (err) {
-        throw new BlobTransferError(signal.aborted ? 'TIMEOUT' : 'UNREACHABLE', err instanceof Error ? err.message : String(err))
+        throw new BlobTransferError(
+          signal.aborted ? 'TIMEOUT' : 'UNREACHABLE',
+          err instanceof Error ? err.message : String(err),
+        )
       }
       await sendAll(stream, [encodeJson({ digest, maxBytes })], signal)
       const bytes = await this.#receive(stream, maxBytes, signal)
-      if (blobDigest(bytes) !== digest) throw new BlobTransferError('DIGEST_MISMATCH', 'received bytes do not hash to the requested digest')
+      if (blobDigest(bytes) !== digest)
+        throw new BlobTransferError('DIGEST_MISMATCH', 'received bytes do not hash to the requested digest')
       await stream.close({ signal }).catch(() => undefined)
       return bytes
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
       if (err instanceof BlobTransferError) throw err
-      if (signal.aborted) throw new BlobTransferError(outer?.aborted === true ? 'ABORTED' : 'TIMEOUT', 'blob transfer timed out')
+      if (signal.aborted)
+        throw new BlobTransferError(
+          outer?.aborted === true ? 'ABORTED' : 'TIMEOUT',
+          'blob transfer timed out',
+        )
       throw new BlobTransferError('UNREACHABLE', err instanceof Error ? err.message : String(err))
     } finally {
       this.#releaseProviderSlot(provider)
@@ -302,12 +363,17 @@ export class BlobService {
 
   /** Reads the header and the data frames, with a timer per frame and the overall signal. */
   async #receive(stream: Stream, maxBytes: number, signal: AbortSignal): Promise<Uint8Array> {
-    const frames = lp.decode(stream, { maxDataLength: Math.max(BLOB_CHUNK_BYTES, BLOB_HEADER_MAX_BYTES) })[Symbol.asyncIterator]()
+    const frames = lp
+      .decode(stream, { maxDataLength: Math.max(BLOB_CHUNK_BYTES, BLOB_HEADER_MAX_BYTES) })
+      [Symbol.asyncIterator]()
     const nextFrame = async (): Promise<Uint8Array | undefined> => {
       let timer: NodeJS.Timeout | undefined
       let onAbort: (() => void) | undefined
       const stalled = new Promise<never>((_, rejectStall) => {
-        timer = setTimeout(() => rejectStall(new BlobTransferError('TIMEOUT', 'provider stalled between chunks')), this.#timeouts.chunkTimeoutMs)
+        timer = setTimeout(
+          () => rejectStall(new BlobTransferError('TIMEOUT', 'provider stalled between chunks')),
+          this.#timeouts.chunkTimeoutMs,
+        )
         onAbort = () => rejectStall(new BlobTransferError('TIMEOUT', 'blob transfer took too long'))
         signal.addEventListener('abort', onAbort, { once: true })
       })
@@ -317,7 +383,8 @@ export class BlobService {
       } catch (err) {
         if (err instanceof BlobTransferError) throw err
         // A frame longer than allowed, or a truncated varint, is a framing violation.
-        if (err instanceof Error && FRAMING_ERRORS.has(err.name)) throw new BlobTransferError('PROTOCOL', err.message)
+        if (err instanceof Error && FRAMING_ERRORS.has(err.name))
+          throw new BlobTransferError('PROTOCOL', err.message)
         throw new BlobTransferError('UNREACHABLE', err instanceof Error ? err.message : String(err))
       } finally {
         clearTimeout(timer)
@@ -326,27 +393,39 @@ export class BlobService {
     }
 
     const headerFrame = await nextFrame()
-    if (headerFrame === undefined) throw new BlobTransferError('UNREACHABLE', 'provider closed the stream before answering')
-    if (headerFrame.byteLength > BLOB_HEADER_MAX_BYTES) throw new BlobTransferError('PROTOCOL', 'oversized header frame')
+    if (headerFrame === undefined)
+      throw new BlobTransferError('UNREACHABLE', 'provider closed the stream before answering')
+    if (headerFrame.byteLength > BLOB_HEADER_MAX_BYTES)
+      throw new BlobTransferError('PROTOCOL', 'oversized header frame')
     let header: unknown
     try {
       header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerFrame))
     } catch {
       throw new BlobTransferError('PROTOCOL', 'header frame is not JSON')
     }
-    const { status, size } = (typeof header === 'object' && header !== null ? header : {}) as Record<string, unknown>
+    const { status, size } = (typeof header === 'object' && header !== null ? header : {}) as Record<
+      string,
+      unknown
+    >
     if (status === 'not_found') throw new BlobTransferError('NOT_FOUND', 'provider does not hold the blob')
     if (status === 'busy') throw new BlobTransferError('BUSY', 'provider is serving too many streams')
     if (status === 'too_large') throw new BlobTransferError('TOO_LARGE', 'blob is larger than we accept')
-    if (status !== 'ok' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new BlobTransferError('PROTOCOL', 'malformed header')
-    if (size > maxBytes) throw new BlobTransferError('PROTOCOL', 'provider announced more bytes than we asked for')
+    if (status !== 'ok' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+      throw new BlobTransferError('PROTOCOL', 'malformed header')
+    if (size > maxBytes)
+      throw new BlobTransferError('PROTOCOL', 'provider announced more bytes than we asked for')
 
     const out = new Uint8Array(size)
     let received = 0
     while (received < size) {
       const chunk = await nextFrame()
-      if (chunk === undefined) throw new BlobTransferError('UNREACHABLE', `provider closed the stream after ${received} of ${size} bytes`)
-      if (received + chunk.byteLength > size) throw new BlobTransferError('PROTOCOL', 'provider sent more bytes than announced')
+      if (chunk === undefined)
+        throw new BlobTransferError(
+          'UNREACHABLE',
+          `provider closed the stream after ${received} of ${size} bytes`,
+        )
+      if (received + chunk.byteLength > size)
+        throw new BlobTransferError('PROTOCOL', 'provider sent more bytes than announced')
       out.set(chunk, received)
       received += chunk.byteLength
     }

@@ -34,7 +34,12 @@ import {
 } from '../constants.ts'
 import { componentLogger } from '../log.ts'
 import { type GossipErrorCode, GossipValidationError } from '../validation/errors.ts'
-import { type GossipValidator, toTopicValidatorFn, type TopicValidationStats, ValidationCounters } from '../validation/gossip-validator.ts'
+import {
+  type GossipValidator,
+  toTopicValidatorFn,
+  type TopicValidationStats,
+  ValidationCounters,
+} from '../validation/gossip-validator.ts'
 import { PeerPenalties } from '../validation/penalties.ts'
 import { RateLimiter } from '../validation/rate-limit.ts'
 import { type BlobSource, BlobService, type BlobTimeouts, type FetchBlobOptions } from './blob.ts'
@@ -138,7 +143,9 @@ function topicScoreParams(): TopicScoreParams {
 
 export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost> {
   const log = options.log ?? componentLogger('p2p')
-  const topics = new Map<TopicName, string>(TOPIC_NAMES.map((name) => [name, topicString(options.coopId, name)]))
+  const topics = new Map<TopicName, string>(
+    TOPIC_NAMES.map((name) => [name, topicString(options.coopId, name)]),
+  )
   const topicByString = new Map<string, TopicName>([...topics].map(([name, value]) => [value, name]))
   const penalties = new PeerPenalties()
   const counters = new ValidationCounters()
@@ -189,14 +196,21 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
 
   const wrapperDeps = { counters, penalties, rateLimiter, log }
   for (const [name, topic] of topics) {
-    pubsub.topicValidators.set(topic, toTopicValidatorFn(name, () => validators.get(name), wrapperDeps))
+    pubsub.topicValidators.set(
+      topic,
+      toTopicValidatorFn(name, () => validators.get(name), wrapperDeps),
+    )
   }
 
   pubsub.addEventListener('gossipsub:message', (event) => {
     const { msg, propagationSource } = event.detail
     const name = topicByString.get(msg.topic)
     if (name === undefined || msg.type !== 'signed') return
-    const accepted: AcceptedMessage = { from: msg.from.toString(), propagationSource: propagationSource.toString(), data: msg.data }
+    const accepted: AcceptedMessage = {
+      from: msg.from.toString(),
+      propagationSource: propagationSource.toString(),
+      data: msg.data,
+    }
     for (const handler of handlers.get(name) ?? []) {
       Promise.resolve()
         .then(() => handler(accepted))
@@ -206,7 +220,8 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
 
   const blobService = new BlobService(
     {
-      openStream: (peer: PeerId, protocol: string, opts: { signal: AbortSignal }) => node.dialProtocol(peer, protocol, opts),
+      openStream: (peer: PeerId, protocol: string, opts: { signal: AbortSignal }) =>
+        node.dialProtocol(peer, protocol, opts),
       penalize: (peer, code, points) => penalties.add(peer, code, points),
       log,
       ...(options.blobTimeouts === undefined ? {} : { timeouts: options.blobTimeouts }),
@@ -218,23 +233,34 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
   node.addEventListener('peer:discovery', (event) => {
     if (node.status !== 'started' || event.detail.id.equals(node.peerId)) return
     if (node.getConnections(event.detail.id).length > 0) return
-    node.dial(event.detail.id).catch((err: unknown) => log.debug({ peer: event.detail.id.toString(), err }, 'dial of discovered peer failed'))
+    node
+      .dial(event.detail.id)
+      .catch((err: unknown) =>
+        log.debug({ peer: event.detail.id.toString(), err }, 'dial of discovered peer failed'),
+      )
   })
 
   // Remember every peer that speaks the blob protocol (a coop node) with the addresses it listens on.
   node.addEventListener('peer:identify', (event) => {
     const { peerId: remote, listenAddrs, protocols } = event.detail
     if (options.peerRecords === undefined || !protocols.includes(BLOB_PROTOCOL)) return
-    const addrs = listenAddrs.map((a) => a.toString()).filter((a) => a.length <= 256).slice(0, MAX_ADDRESSES_PER_PEER_RECORD)
+    const addrs = listenAddrs
+      .map((a) => a.toString())
+      .filter((a) => a.length <= 256)
+      .slice(0, MAX_ADDRESSES_PER_PEER_RECORD)
     if (addrs.length === 0) return
     const record: PeerRecord = { addrs, lastSeen: new Date().toISOString() }
-    options.peerRecords.put(remote.toString(), record).catch((err: unknown) => log.warn({ err }, 'could not save peer record'))
+    options.peerRecords
+      .put(remote.toString(), record)
+      .catch((err: unknown) => log.warn({ err }, 'could not save peer record'))
   })
 
   const dialKnownPeers = async (): Promise<void> => {
     if (options.peerRecords === undefined) return
     const records = (await options.peerRecords.entries())
-      .filter((entry): entry is [string, PeerRecord] => Array.isArray((entry[1] as PeerRecord | undefined)?.addrs))
+      .filter((entry): entry is [string, PeerRecord] =>
+        Array.isArray((entry[1] as PeerRecord | undefined)?.addrs),
+      )
       .sort((x, y) => (x[1].lastSeen < y[1].lastSeen ? 1 : -1))
       .slice(0, KNOWN_PEERS_DIALED_AT_START)
     await Promise.all(
@@ -276,10 +302,14 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
 
     async start() {
       await node.start()
-      await node.handle(BLOB_PROTOCOL, (stream, connection) => blobService.handleInbound(stream, connection), {
-        maxInboundStreams: BLOB_MAX_STREAMS_PER_PEER,
-        maxOutboundStreams: BLOB_MAX_STREAMS_PER_PEER,
-      })
+      await node.handle(
+        BLOB_PROTOCOL,
+        (stream, connection) => blobService.handleInbound(stream, connection),
+        {
+          maxInboundStreams: BLOB_MAX_STREAMS_PER_PEER,
+          maxOutboundStreams: BLOB_MAX_STREAMS_PER_PEER,
+        },
+      )
       for (const topic of topics.values()) pubsub.subscribe(topic)
       await dialBootstrap()
       // Known peers are redialed in the background: a stale record must not delay start.
@@ -297,7 +327,15 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
       // Unsubscribing first lets peers drop us from their meshes before the connections close.
       for (const topic of topics.values()) pubsub.unsubscribe(topic)
       await node.unhandle(BLOB_PROTOCOL).catch(() => undefined)
-      const closing = Promise.all(node.getConnections().map((c) => c.close({ signal: AbortSignal.timeout(STOP_TIMEOUT_MS) }).catch((err: unknown) => c.abort(err instanceof Error ? err : new Error(String(err))))))
+      const closing = Promise.all(
+        node
+          .getConnections()
+          .map((c) =>
+            c
+              .close({ signal: AbortSignal.timeout(STOP_TIMEOUT_MS) })
+              .catch((err: unknown) => c.abort(err instanceof Error ? err : new Error(String(err)))),
+          ),
+      )
       await closing
       await node.stop()
       log.info({ peer: peerId }, 'host stopped')
@@ -309,7 +347,11 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
 
     async publish(topic, bytes) {
       if (bytes.byteLength > GOSSIP_MAX_MESSAGE_BYTES) {
-        throw new GossipValidationError('REJECT', 'TOO_LARGE', `gossip message of ${bytes.byteLength} bytes exceeds ${GOSSIP_MAX_MESSAGE_BYTES}`)
+        throw new GossipValidationError(
+          'REJECT',
+          'TOO_LARGE',
+          `gossip message of ${bytes.byteLength} bytes exceeds ${GOSSIP_MAX_MESSAGE_BYTES}`,
+        )
       }
       const result = await pubsub.publish(topics.get(topic) as string, bytes)
       return { recipients: result.recipients.length }

@@ -10,6 +10,7 @@ export function isTopicName(value: unknown): value is TopicName {
 
 export function topicString(coopId: string, topic: TopicName): string {
   // The coop id goes into a path segment: refuse anything that could inject another segment.
-  if (!/^[A-Za-z0-9:._-]{1,128}$/.test(coopId)) throw new RangeError('coop id must be 1-128 characters of [A-Za-z0-9:._-]')
+  if (!/^[A-Za-z0-9:._-]{1,128}$/.test(coopId))
+    throw new RangeError('coop id must be 1-128 characters of [A-Za-z0-9:._-]')
   return `${TOPIC_PREFIX}/${coopId}/${topic}/${TOPIC_VERSION}`
 }

@@ -13,7 +13,14 @@ import type { Logger } from 'pino'
 import { BLOB_MAX_BYTES } from '../constants.ts'
 import { componentLogger } from '../log.ts'
 
-export const STORE_ERROR_CODES = ['BAD_DIGEST', 'DIGEST_MISMATCH', 'BAD_KEY', 'LOCKED', 'TOO_LARGE', 'OPEN_FAILED'] as const
+export const STORE_ERROR_CODES = [
+  'BAD_DIGEST',
+  'DIGEST_MISMATCH',
+  'BAD_KEY',
+  'LOCKED',
+  'TOO_LARGE',
+  'OPEN_FAILED',
+] as const
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number]
 
 export class StoreError extends Error {
@@ -26,7 +33,14 @@ export class StoreError extends Error {
   }
 }
 
-export const TABLE_NAMES = ['manifests', 'revocations', 'contributions', 'checkpoints', 'rounds', 'peers'] as const
+export const TABLE_NAMES = [
+  'manifests',
+  'revocations',
+  'contributions',
+  'checkpoints',
+  'rounds',
+  'peers',
+] as const
 export type TableName = (typeof TABLE_NAMES)[number]
 
 /** JSON-valued key/value table backed by one sublevel. Keys sort lexicographically (see roundKey). */
@@ -79,17 +93,20 @@ const KEY_PATTERN = /^[\x21-\x7e]{1,512}$/
 
 /** Zero-padded round number, so rounds sort numerically as keys. */
 export function roundKey(round: number): string {
-  if (!Number.isSafeInteger(round) || round < 0) throw new StoreError('BAD_KEY', `round must be a non-negative integer, got ${round}`)
+  if (!Number.isSafeInteger(round) || round < 0)
+    throw new StoreError('BAD_KEY', `round must be a non-negative integer, got ${round}`)
   return round.toString().padStart(12, '0')
 }
 
 function checkKey(key: string): void {
-  if (typeof key !== 'string' || !KEY_PATTERN.test(key)) throw new StoreError('BAD_KEY', 'record keys are 1-512 printable ASCII characters')
+  if (typeof key !== 'string' || !KEY_PATTERN.test(key))
+    throw new StoreError('BAD_KEY', 'record keys are 1-512 printable ASCII characters')
 }
 
 function hexOf(digest: string): string {
   const match = DIGEST_PATTERN.exec(digest)
-  if (match === null) throw new StoreError('BAD_DIGEST', `not a sha256 digest: ${String(digest).slice(0, 80)}`)
+  if (match === null)
+    throw new StoreError('BAD_DIGEST', `not a sha256 digest: ${String(digest).slice(0, 80)}`)
   return match[1] as string
 }
 
@@ -150,16 +167,21 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
     await db.open()
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause
-    if (cause?.code === 'LEVEL_LOCKED') throw new StoreError('LOCKED', `store ${dir} is in use by another process`, { cause: err })
+    if (cause?.code === 'LEVEL_LOCKED')
+      throw new StoreError('LOCKED', `store ${dir} is in use by another process`, { cause: err })
     throw new StoreError('OPEN_FAILED', `cannot open store ${dir}`, { cause: err })
   }
 
-  const sublevels = new Map(TABLE_NAMES.map((name) => [name, db.sublevel<string, unknown>(name, { valueEncoding: 'json' })]))
+  const sublevels = new Map(
+    TABLE_NAMES.map((name) => [name, db.sublevel<string, unknown>(name, { valueEncoding: 'json' })]),
+  )
   const sublevel = (name: TableName) => sublevels.get(name) as ReturnType<typeof db.sublevel<string, unknown>>
 
   const makeTable = (name: TableName): RecordTable => {
     const level = sublevel(name)
-    const iteratorOptions = (range: { gte?: string; lt?: string; limit?: number; reverse?: boolean } = {}) => ({
+    const iteratorOptions = (
+      range: { gte?: string; lt?: string; limit?: number; reverse?: boolean } = {},
+    ) => ({
       ...(range.gte === undefined ? {} : { gte: range.gte }),
       ...(range.lt === undefined ? {} : { lt: range.lt }),
       limit: range.limit ?? -1,
@@ -219,11 +241,13 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
     },
 
     async putBlob(bytes, expectedDigest) {
-      if (bytes.byteLength > BLOB_MAX_BYTES) throw new StoreError('TOO_LARGE', `blob of ${bytes.byteLength} bytes exceeds ${BLOB_MAX_BYTES}`)
+      if (bytes.byteLength > BLOB_MAX_BYTES)
+        throw new StoreError('TOO_LARGE', `blob of ${bytes.byteLength} bytes exceeds ${BLOB_MAX_BYTES}`)
       const digest = sha256(bytes)
       if (expectedDigest !== undefined) {
         hexOf(expectedDigest)
-        if (expectedDigest !== digest) throw new StoreError('DIGEST_MISMATCH', `bytes hash to ${digest}, not ${expectedDigest}`)
+        if (expectedDigest !== digest)
+          throw new StoreError('DIGEST_MISMATCH', `bytes hash to ${digest}, not ${expectedDigest}`)
       }
       const path = blobPath(digest)
       if (await store.hasBlob(digest)) return digest

@@ -47,7 +47,13 @@ export function createChainValidator(topic: TopicName, stagesByKind: StagesByKin
     const stages = stagesByKind[kind]
     // A kind of this topic that this node has no chain for is not ours to judge.
     if (stages === undefined) throw ignore('UNKNOWN_KIND', `no validator for ${kind}`)
-    const ctx: ChainContext = { from: input.from, propagationSource: input.propagationSource, topic, kind, body }
+    const ctx: ChainContext = {
+      from: input.from,
+      propagationSource: input.propagationSource,
+      topic,
+      kind,
+      body,
+    }
     // decode: well-formed UTF-8 JSON object.
     const document = decodeBody(body)
     // schema: the document has its kind's shape.
@@ -62,7 +68,10 @@ export function createChainValidator(topic: TopicName, stagesByKind: StagesByKin
 }
 
 /** Parses an accepted message again for its handler (cheap: validation already proved it parses). */
-export function parseAcceptedMessage(topic: TopicName, data: Uint8Array): { kind: GossipKind; document: Record<string, unknown> } {
+export function parseAcceptedMessage(
+  topic: TopicName,
+  data: Uint8Array,
+): { kind: GossipKind; document: Record<string, unknown> } {
   const { kind, body } = checkSize(topic, data)
   return { kind, document: decodeBody(body) }
 }

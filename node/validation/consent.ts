@@ -10,7 +10,14 @@ import {
   verifyManifest,
   verifyRevocation,
 } from '../../protocol/index.ts'
-import { type ChainContext, type ChainValidator, createChainValidator, type KindStages, type StagesByKind, viaProtocol } from './chain.ts'
+import {
+  type ChainContext,
+  type ChainValidator,
+  createChainValidator,
+  type KindStages,
+  type StagesByKind,
+  viaProtocol,
+} from './chain.ts'
 import { reject } from './errors.ts'
 
 /** What the charter says about consent. */
@@ -29,7 +36,10 @@ export interface ConsentLookup {
   manifestIssuer(manifestDigest: string): Promise<string | undefined>
 }
 
-export function manifestStages(policy: ConsentPolicy, lookup: ConsentLookup): KindStages<unknown, VerifiedManifest> {
+export function manifestStages(
+  policy: ConsentPolicy,
+  lookup: ConsentLookup,
+): KindStages<unknown, VerifiedManifest> {
   const now = policy.now ?? (() => new Date())
   return {
     schema: (document) =>
@@ -41,21 +51,33 @@ export function manifestStages(policy: ConsentPolicy, lookup: ConsentLookup): Ki
       viaProtocol('BAD_SIGNATURE', () => verifyManifest(ctx.body, { now: now() })),
     async semantics(verified: VerifiedManifest, ctx: ChainContext) {
       // Only the custodian announces a manifest: a node never gossips consent that names another node.
-      if (verified.custodian !== ctx.from) throw reject('FOREIGN_CUSTODIAN', `manifest names custodian ${verified.custodian}`)
+      if (verified.custodian !== ctx.from)
+        throw reject('FOREIGN_CUSTODIAN', `manifest names custodian ${verified.custodian}`)
       // Under an allowlist charter, only admitted peers may hold consent for this coop.
       if (policy.admission.mode === 'allowlist' && !policy.admission.peers.includes(verified.custodian)) {
         throw reject('ADMISSION_DENIED', 'custodian is not on the charter allowlist')
       }
       // The manifest's license, and every per-item license, is accepted by the charter.
-      const licenses = [verified.manifest.credentialSubject.license, ...verified.items.flatMap((item) => (item.license === undefined ? [] : [item.license]))]
+      const licenses = [
+        verified.manifest.credentialSubject.license,
+        ...verified.items.flatMap((item) => (item.license === undefined ? [] : [item.license])),
+      ]
       for (const license of new Set(licenses)) {
-        const accepted = await viaProtocol('LICENSE_NOT_ACCEPTED', () => licenseSatisfied(license, policy.acceptedLicenses))
-        if (!accepted) throw reject('LICENSE_NOT_ACCEPTED', `license ${license} is not accepted by the charter`)
+        const accepted = await viaProtocol('LICENSE_NOT_ACCEPTED', () =>
+          licenseSatisfied(license, policy.acceptedLicenses),
+        )
+        if (!accepted)
+          throw reject('LICENSE_NOT_ACCEPTED', `license ${license} is not accepted by the charter`)
       }
       // The manifest is not revoked as a whole by its issuer (a partial revocation only removes items).
-      const revocations = (await lookup.revocationsFor(verified.digest)).filter((r) => r.issuer === verified.issuer)
-      const revoked = new Set(revocations.flatMap((r) => (r.items === 'all' ? verified.items.map((item) => item.digest) : r.items)))
-      if (revocations.length > 0 && verified.items.every((item) => revoked.has(item.digest))) throw reject('REVOKED', 'every item of the manifest is revoked')
+      const revocations = (await lookup.revocationsFor(verified.digest)).filter(
+        (r) => r.issuer === verified.issuer,
+      )
+      const revoked = new Set(
+        revocations.flatMap((r) => (r.items === 'all' ? verified.items.map((item) => item.digest) : r.items)),
+      )
+      if (revocations.length > 0 && verified.items.every((item) => revoked.has(item.digest)))
+        throw reject('REVOKED', 'every item of the manifest is revoked')
     },
   }
 }
@@ -72,7 +94,8 @@ export function revocationStages(lookup: ConsentLookup): KindStages<unknown, Ver
       // A revocation of a manifest we hold is signed by that manifest's issuer; for one we do not
       // hold yet it is kept, and verifyManifest applies it only if the issuers match.
       const issuer = await lookup.manifestIssuer(verified.manifest)
-      if (issuer !== undefined && issuer !== verified.issuer) throw reject('NOT_ISSUER', 'revocation is not signed by the manifest issuer')
+      if (issuer !== undefined && issuer !== verified.issuer)
+        throw reject('NOT_ISSUER', 'revocation is not signed by the manifest issuer')
     },
   }
 }

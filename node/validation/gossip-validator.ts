@@ -81,8 +81,13 @@ export async function runValidator(
     const failure = isGossipValidationError(err)
       ? err
       : new GossipValidationError('IGNORE', 'INTERNAL', err instanceof Error ? err.message : String(err))
-    if (failure.code === 'INTERNAL') log?.warn({ topic: input.topic, err }, 'gossip validator failed unexpectedly')
-    else log?.debug({ topic: input.topic, peer: input.propagationSource, code: failure.code, reason: failure.message }, 'gossip message refused')
+    if (failure.code === 'INTERNAL')
+      log?.warn({ topic: input.topic, err }, 'gossip validator failed unexpectedly')
+    else
+      log?.debug(
+        { topic: input.topic, peer: input.propagationSource, code: failure.code, reason: failure.message },
+        'gossip message refused',
+      )
     if (failure.action === 'REJECT') {
       counters.record(input.topic, 'reject', failure.code)
       penalties.add(input.propagationSource, failure.code, PENALTY_REJECT)
@@ -116,7 +121,10 @@ export function toTopicValidatorFn(
     // Until the application installs a validator the topic accepts nothing: an unvalidated
     // message must never reach a handler or be forwarded.
     const outcome = await runValidator(
-      validate ?? (async () => { throw new GossipValidationError('IGNORE', 'INTERNAL', 'no validator installed') }),
+      validate ??
+        (async () => {
+          throw new GossipValidationError('IGNORE', 'INTERNAL', 'no validator installed')
+        }),
       input,
       deps,
     )

@@ -15,14 +15,31 @@ import { reject } from './errors.ts'
 
 export const GOSSIP_KINDS = {
   manifest: { tag: 1, topic: 'consent', minBytes: GOSSIP_MIN_MESSAGE_BYTES, maxBytes: MANIFEST_MAX_BYTES },
-  revocation: { tag: 2, topic: 'consent', minBytes: GOSSIP_MIN_MESSAGE_BYTES, maxBytes: REVOCATION_MAX_BYTES },
-  contribution: { tag: 3, topic: 'contributions', minBytes: GOSSIP_MIN_MESSAGE_BYTES, maxBytes: CONTRIBUTION_MAX_BYTES },
-  checkpoint: { tag: 4, topic: 'checkpoints', minBytes: GOSSIP_MIN_MESSAGE_BYTES, maxBytes: CHECKPOINT_MAX_BYTES },
+  revocation: {
+    tag: 2,
+    topic: 'consent',
+    minBytes: GOSSIP_MIN_MESSAGE_BYTES,
+    maxBytes: REVOCATION_MAX_BYTES,
+  },
+  contribution: {
+    tag: 3,
+    topic: 'contributions',
+    minBytes: GOSSIP_MIN_MESSAGE_BYTES,
+    maxBytes: CONTRIBUTION_MAX_BYTES,
+  },
+  checkpoint: {
+    tag: 4,
+    topic: 'checkpoints',
+    minBytes: GOSSIP_MIN_MESSAGE_BYTES,
+    maxBytes: CHECKPOINT_MAX_BYTES,
+  },
 } as const satisfies Record<string, { tag: number; topic: TopicName; minBytes: number; maxBytes: number }>
 
 export type GossipKind = keyof typeof GOSSIP_KINDS
 
-const KIND_BY_TAG = new Map<number, GossipKind>(Object.entries(GOSSIP_KINDS).map(([kind, spec]) => [spec.tag, kind as GossipKind]))
+const KIND_BY_TAG = new Map<number, GossipKind>(
+  Object.entries(GOSSIP_KINDS).map(([kind, spec]) => [spec.tag, kind as GossipKind]),
+)
 
 /** Encodes a document for gossip; throws TOO_LARGE if it would not pass a receiver's size stage. */
 export function encodeGossipMessage(kind: GossipKind, document: unknown): Uint8Array {
@@ -31,7 +48,10 @@ export function encodeGossipMessage(kind: GossipKind, document: unknown): Uint8A
   out[0] = GOSSIP_KINDS[kind].tag
   out.set(body, 1)
   if (out.byteLength > GOSSIP_KINDS[kind].maxBytes || out.byteLength > GOSSIP_MAX_MESSAGE_BYTES) {
-    throw reject('TOO_LARGE', `${kind} message of ${out.byteLength} bytes exceeds ${GOSSIP_KINDS[kind].maxBytes}`)
+    throw reject(
+      'TOO_LARGE',
+      `${kind} message of ${out.byteLength} bytes exceeds ${GOSSIP_KINDS[kind].maxBytes}`,
+    )
   }
   return out
 }
@@ -44,9 +64,11 @@ export interface SizedMessage {
 /** Size stage: the kind byte names a kind of this topic, and the message fits that kind's window. */
 export function checkSize(topic: TopicName, data: Uint8Array): SizedMessage {
   // Nothing shorter than the smallest signed document can be valid, whatever its kind.
-  if (data.byteLength < GOSSIP_MIN_MESSAGE_BYTES) throw reject('TOO_SMALL', `message of ${data.byteLength} bytes`)
+  if (data.byteLength < GOSSIP_MIN_MESSAGE_BYTES)
+    throw reject('TOO_SMALL', `message of ${data.byteLength} bytes`)
   // Nothing larger than the network-wide gossip limit is ever processed.
-  if (data.byteLength > GOSSIP_MAX_MESSAGE_BYTES) throw reject('TOO_LARGE', `message of ${data.byteLength} bytes`)
+  if (data.byteLength > GOSSIP_MAX_MESSAGE_BYTES)
+    throw reject('TOO_LARGE', `message of ${data.byteLength} bytes`)
   const kind = KIND_BY_TAG.get(data[0] as number)
   // The kind byte must name a known kind.
   if (kind === undefined) throw reject('UNKNOWN_KIND', `kind byte ${data[0]}`)
@@ -54,7 +76,8 @@ export function checkSize(topic: TopicName, data: Uint8Array): SizedMessage {
   // Each kind travels on exactly one topic.
   if (spec.topic !== topic) throw reject('WRONG_TOPIC', `${kind} on ${topic}`)
   // Each kind has its own size window.
-  if (data.byteLength > spec.maxBytes) throw reject('TOO_LARGE', `${kind} of ${data.byteLength} bytes exceeds ${spec.maxBytes}`)
+  if (data.byteLength > spec.maxBytes)
+    throw reject('TOO_LARGE', `${kind} of ${data.byteLength} bytes exceeds ${spec.maxBytes}`)
   if (data.byteLength < spec.minBytes) throw reject('TOO_SMALL', `${kind} of ${data.byteLength} bytes`)
   return { kind, body: data.subarray(1) }
 }
@@ -69,6 +92,7 @@ export function decodeBody(body: Uint8Array): Record<string, unknown> {
   } catch {
     throw reject('DECODE', 'body is not UTF-8 JSON')
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw reject('DECODE', 'body is not a JSON object')
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw reject('DECODE', 'body is not a JSON object')
   return value as Record<string, unknown>
 }

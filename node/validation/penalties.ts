@@ -1,8 +1,12 @@
 // Application-specific score (gossipsub P5): each misbehaviour we detect ourselves (a REJECTed
 // message, a flood, a blob with wrong bytes) costs points that decay with a half-life, so a
 // peer that misbehaved once can recover while a persistent one stays graylisted.
-import { PENALTY_HALF_LIFE_MS } from '../constants.ts'
+import { PENALTY_HALF_LIFE_MS, PENALTY_MAX_TRACKED_PEERS } from '../constants.ts'
 import type { GossipErrorCode } from './errors.ts'
+
+const MAX_TRACKED_PEERS = PENALTY_MAX_TRACKED_PEERS
+/** A penalty this small no longer moves a score across any threshold. */
+const FORGET_BELOW_POINTS = 0.01
 
 interface PenaltyRecord {
   points: number
@@ -21,11 +25,20 @@ export class PeerPenalties {
   }
 
   add(peerId: string, code: GossipErrorCode, points: number): void {
-    if (!(points > 0) || !Number.isFinite(points)) throw new RangeError('penalty points must be a positive finite number')
+    if (!(points > 0) || !Number.isFinite(points))
+      throw new RangeError('penalty points must be a positive finite number')
     const record = this.#decayed(peerId) ?? { points: 0, updatedAt: this.#now(), byCode: new Map() }
     record.points += points
     record.byCode.set(code, (record.byCode.get(code) ?? 0) + 1)
     this.#records.set(peerId, record)
+    if (this.#records.size > MAX_TRACKED_PEERS) this.#prune()
+  }
+
+  /** Forgets peers whose penalty has decayed to nothing, so peer churn cannot grow the map forever. */
+  #prune(): void {
+    for (const peerId of [...this.#records.keys()]) {
+      if ((this.#decayed(peerId)?.points ?? 0) < FORGET_BELOW_POINTS) this.#records.delete(peerId)
+    }
   }
 
   /** Current penalty points (non-negative); the app score is minus this. */

@@ -23,7 +23,10 @@ export class RateLimiter {
   take(key: string): boolean {
     const now = this.#now()
     const bucket = this.#buckets.get(key) ?? { tokens: this.#burst, updatedAt: now }
-    bucket.tokens = Math.min(this.#burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * this.#ratePerSecond)
+    bucket.tokens = Math.min(
+      this.#burst,
+      bucket.tokens + ((now - bucket.updatedAt) / 1000) * this.#ratePerSecond,
+    )
     bucket.updatedAt = now
     this.#buckets.set(key, bucket)
     if (bucket.tokens < 1) return false

@@ -10,7 +10,13 @@ import {
   verifyContribution,
   verifyProvenance,
 } from '../../protocol/index.ts'
-import { type ChainContext, type ChainValidator, createChainValidator, type KindStages, viaProtocol } from './chain.ts'
+import {
+  type ChainContext,
+  type ChainValidator,
+  createChainValidator,
+  type KindStages,
+  viaProtocol,
+} from './chain.ts'
 import { reject } from './errors.ts'
 
 export type SemanticStage<V> = (verified: V, ctx: ChainContext) => void | Promise<void>
@@ -22,7 +28,9 @@ export interface ContributionChainOptions {
   semantics?: SemanticStage<VerifiedContribution>
 }
 
-export function contributionStages(options: ContributionChainOptions): KindStages<unknown, VerifiedContribution> {
+export function contributionStages(
+  options: ContributionChainOptions,
+): KindStages<unknown, VerifiedContribution> {
   return {
     schema: (document) =>
       // The document is a DSSE envelope (payload, payloadType, signatures keyed by PeerId).
@@ -31,9 +39,11 @@ export function contributionStages(options: ContributionChainOptions): KindStage
       // Exactly one signature, by a PeerId, over an in-toto ContributionStatement of the right schema.
       const verified = await viaProtocol('BAD_SIGNATURE', () => verifyContribution(ctx.body))
       // A contribution is published by the node that signed it, so its author answers for it.
-      if (verified.contributor !== ctx.from) throw reject('SENDER_MISMATCH', `signed by ${verified.contributor}, published by ${ctx.from}`)
+      if (verified.contributor !== ctx.from)
+        throw reject('SENDER_MISMATCH', `signed by ${verified.contributor}, published by ${ctx.from}`)
       // It belongs to this coop.
-      if (verified.predicate.coop !== options.coopId) throw reject('WRONG_COOP', 'contribution names another coop')
+      if (verified.predicate.coop !== options.coopId)
+        throw reject('WRONG_COOP', 'contribution names another coop')
       // Under an allowlist charter, only admitted peers contribute.
       if (options.admission.mode === 'allowlist' && !options.admission.peers.includes(verified.contributor)) {
         throw reject('ADMISSION_DENIED', 'contributor is not on the charter allowlist')
@@ -64,11 +74,15 @@ export function checkpointStages(options: CheckpointChainOptions): KindStages<un
       viaProtocol('SCHEMA', () => parseSchema(dsseEnvelopeSchema, document, 'provenance')),
     async signature(_, ctx) {
       // Only a publisher named by the charter announces checkpoints.
-      if (!options.publishers.includes(ctx.from)) throw reject('NOT_PUBLISHER', `${ctx.from} is not a publisher`)
+      if (!options.publishers.includes(ctx.from))
+        throw reject('NOT_PUBLISHER', `${ctx.from} is not a publisher`)
       // Every signature verifies, every signer is a publisher, and at least `threshold` of them signed.
-      const verified = await viaProtocol('BAD_SIGNATURE', () => verifyProvenance(ctx.body, { publishers: options.publishers, threshold: options.threshold }))
+      const verified = await viaProtocol('BAD_SIGNATURE', () =>
+        verifyProvenance(ctx.body, { publishers: options.publishers, threshold: options.threshold }),
+      )
       // It belongs to this coop.
-      if (verified.predicate.coop !== options.coopId) throw reject('WRONG_COOP', 'provenance names another coop')
+      if (verified.predicate.coop !== options.coopId)
+        throw reject('WRONG_COOP', 'provenance names another coop')
       return verified
     },
     ...(options.semantics === undefined ? {} : { semantics: options.semantics }),

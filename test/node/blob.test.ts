@@ -49,7 +49,11 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     await vanisher.libp2p.unhandle(BLOB_PROTOCOL)
     await vanisher.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream, connection: Connection) => {
       vanisherServed.push(await readRequest(stream))
-      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })), payload.subarray(0, 256 * 1024), payload.subarray(256 * 1024, 512 * 1024)])
+      await send(stream, [
+        new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })),
+        payload.subarray(0, 256 * 1024),
+        payload.subarray(256 * 1024, 512 * 1024),
+      ])
       await new Promise((resolve) => setTimeout(resolve, 100))
       connection.abort(new Error('provider vanished'))
     })
@@ -57,9 +61,12 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     await staller.libp2p.unhandle(BLOB_PROTOCOL)
     await staller.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream) => {
       await readRequest(stream)
-      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength }))])
+      await send(stream, [
+        new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })),
+      ])
     })
-    for (const peer of [holder, liar, empty, vanisher, staller]) await requester.dial(peer.multiaddrs()[0] as string)
+    for (const peer of [holder, liar, empty, vanisher, staller])
+      await requester.dial(peer.multiaddrs()[0] as string)
   })
 
   afterAll(async () => {
@@ -75,7 +82,10 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
   })
 
   it('retries the next holder when a provider vanishes mid-transfer', async () => {
-    const bytes = await requester.fetchBlob(digest, { providers: [vanisher.peerId, holder.peerId], maxBytes: 4 * MiB })
+    const bytes = await requester.fetchBlob(digest, {
+      providers: [vanisher.peerId, holder.peerId],
+      maxBytes: 4 * MiB,
+    })
     expect(vanisherServed).toContain(digest)
     expect(blobDigest(bytes)).toBe(digest)
     // Vanishing may be an honest crash: it is not charged.
@@ -83,7 +93,10 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
   })
 
   it('rejects wrong bytes, penalises their sender and fetches from an honest holder', async () => {
-    const bytes = await requester.fetchBlob(digest, { providers: [liar.peerId, holder.peerId], maxBytes: 4 * MiB })
+    const bytes = await requester.fetchBlob(digest, {
+      providers: [liar.peerId, holder.peerId],
+      maxBytes: 4 * MiB,
+    })
     expect(blobDigest(bytes)).toBe(digest)
     expect(requester.penaltyCounts(liar.peerId)).toEqual({ BLOB_DIGEST_MISMATCH: 1 })
     expect(requester.appScore(liar.peerId)).toBeLessThan(0)
@@ -108,23 +121,37 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     await vanisher.libp2p.unhandle(BLOB_PROTOCOL)
     await vanisher.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream) => {
       await readRequest(stream)
-      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })), payload.subarray(0, BLOB_CHUNK_BYTES + 1)])
+      await send(stream, [
+        new TextEncoder().encode(JSON.stringify({ status: 'ok', size: payload.byteLength })),
+        payload.subarray(0, BLOB_CHUNK_BYTES + 1),
+      ])
       await stream.close()
     })
-    const bytes = await requester.fetchBlob(digest, { providers: [vanisher.peerId, holder.peerId], maxBytes: 4 * MiB })
+    const bytes = await requester.fetchBlob(digest, {
+      providers: [vanisher.peerId, holder.peerId],
+      maxBytes: 4 * MiB,
+    })
     expect(blobDigest(bytes)).toBe(digest)
     expect(requester.penaltyCounts(vanisher.peerId)).toEqual({ BLOB_PROTOCOL: 1 })
   })
 
   it('refuses blobs larger than the caller accepts, and malformed digests', async () => {
-    const failure = (await requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: MiB }).catch((err: unknown) => err)) as BlobTransferError
+    const failure = (await requester
+      .fetchBlob(digest, { providers: [holder.peerId], maxBytes: MiB })
+      .catch((err: unknown) => err)) as BlobTransferError
     expect(failure.attempts.map((a) => a.code)).toEqual(['TOO_LARGE'])
-    await expect(requester.fetchBlob('sha256:xyz', { providers: [holder.peerId], maxBytes: MiB })).rejects.toMatchObject({ code: 'BAD_DIGEST' })
-    await expect(requester.fetchBlob(digest, { providers: [], maxBytes: MiB })).rejects.toMatchObject({ code: 'NO_PROVIDERS' })
+    await expect(
+      requester.fetchBlob('sha256:xyz', { providers: [holder.peerId], maxBytes: MiB }),
+    ).rejects.toMatchObject({ code: 'BAD_DIGEST' })
+    await expect(requester.fetchBlob(digest, { providers: [], maxBytes: MiB })).rejects.toMatchObject({
+      code: 'NO_PROVIDERS',
+    })
   })
 
   it('queues concurrent fetches to one provider instead of tripping its stream limit', async () => {
-    const fetches = Array.from({ length: 6 }, () => requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: 4 * MiB }))
+    const fetches = Array.from({ length: 6 }, () =>
+      requester.fetchBlob(digest, { providers: [holder.peerId], maxBytes: 4 * MiB }),
+    )
     const results = await Promise.all(fetches)
     for (const bytes of results) expect(blobDigest(bytes)).toBe(digest)
   })
@@ -176,6 +203,26 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     } finally {
       release()
       await Promise.all([slow.stop(), greedy.stop()])
+    }
+  })
+
+  it('closes a stream whose requester never asks, freeing the slot', async () => {
+    const strict = await startHost({ blobs: mapSource([payload]), blobTimeouts: { chunkTimeoutMs: 300 } })
+    try {
+      await requester.dial(strict.multiaddrs()[0] as string)
+      const stream = await requester.libp2p.dialProtocol(strict.libp2p.peerId, BLOB_PROTOCOL)
+      const started = performance.now()
+      // Reading ends when the holder gives up on us; it must not wait for the 2-minute transfer limit.
+      await (async () => {
+        for await (const _ of stream) {
+          // The holder sends nothing to a silent requester.
+        }
+      })().catch(() => undefined)
+      expect(performance.now() - started).toBeLessThan(5_000)
+      const bytes = await requester.fetchBlob(digest, { providers: [strict.peerId], maxBytes: 4 * MiB })
+      expect(blobDigest(bytes)).toBe(digest)
+    } finally {
+      await strict.stop()
     }
   })
 

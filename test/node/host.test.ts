@@ -33,7 +33,10 @@ describe('coop host: gossip between three real peers on loopback', () => {
     const [a, b, c] = hosts as [CoopHost, CoopHost, CoopHost]
     const received = TOPIC_NAMES.map((topic) => ({ topic, atB: collect(b, topic), atC: collect(c, topic) }))
     for (const topic of TOPIC_NAMES) await a.publish(topic, new TextEncoder().encode(`hello ${topic}`))
-    await waitFor(() => received.every((r) => r.atB.length === 1 && r.atC.length === 1), 'all messages to arrive')
+    await waitFor(
+      () => received.every((r) => r.atB.length === 1 && r.atC.length === 1),
+      'all messages to arrive',
+    )
     for (const r of received) {
       expect(r.atC).toEqual([{ from: a.peerId, text: `hello ${r.topic}` }])
       expect(r.atB).toEqual([{ from: a.peerId, text: `hello ${r.topic}` }])
@@ -60,7 +63,9 @@ describe('coop host: gossip between three real peers on loopback', () => {
 
   it('refuses to publish a message over the gossip size limit', async () => {
     const [a] = hosts as [CoopHost]
-    await expect(a.publish('contributions', new Uint8Array(1024 * 1024))).rejects.toMatchObject({ code: 'TOO_LARGE' })
+    await expect(a.publish('contributions', new Uint8Array(1024 * 1024))).rejects.toMatchObject({
+      code: 'TOO_LARGE',
+    })
   })
 
   it('joins through a bootstrap address at start', async () => {
@@ -83,11 +88,16 @@ describe('coop host: gossip between three real peers on loopback', () => {
       const first = await startHost({ privateKey, peerRecords: store.peers })
       await first.dial(a.multiaddrs()[0] as string)
       await waitFor(async () => (await store.peers.has(a.peerId)) === true, 'the peer record of a')
-      expect(((await store.peers.get(a.peerId)) as { addrs: string[] }).addrs).toContain(a.multiaddrs()[0]?.replace(`/p2p/${a.peerId}`, ''))
+      expect(((await store.peers.get(a.peerId)) as { addrs: string[] }).addrs).toContain(
+        a.multiaddrs()[0]?.replace(`/p2p/${a.peerId}`, ''),
+      )
       await first.stop()
       const restarted = await startHost({ privateKey, peerRecords: store.peers })
       try {
-        await waitFor(() => restarted.connectedPeers().includes(a.peerId), 'the restarted host to reconnect to a')
+        await waitFor(
+          () => restarted.connectedPeers().includes(a.peerId),
+          'the restarted host to reconnect to a',
+        )
       } finally {
         await restarted.stop()
       }

@@ -22,10 +22,20 @@ async function honestPeer(consent: MemoryConsent, publishers: string[]): Promise
   const key = generateKey()
   const host = await startHost({ privateKey: key })
   const stored: HonestPeer['stored'] = []
-  host.setValidator('consent', createConsentValidator({ acceptedLicenses: ['CC-BY-4.0'], admission: { mode: 'open' } }, consent))
-  host.setValidator('contributions', createContributionValidator({ coopId: TEST_COOP_ID, admission: { mode: 'open' } }))
-  host.setValidator('checkpoints', createCheckpointValidator({ coopId: TEST_COOP_ID, publishers, threshold: 1 }))
-  for (const topic of ['consent', 'contributions', 'checkpoints'] as const) host.onMessage(topic, (msg) => void stored.push({ topic, from: msg.from }))
+  host.setValidator(
+    'consent',
+    createConsentValidator({ acceptedLicenses: ['CC-BY-4.0'], admission: { mode: 'open' } }, consent),
+  )
+  host.setValidator(
+    'contributions',
+    createContributionValidator({ coopId: TEST_COOP_ID, admission: { mode: 'open' } }),
+  )
+  host.setValidator(
+    'checkpoints',
+    createCheckpointValidator({ coopId: TEST_COOP_ID, publishers, threshold: 1 }),
+  )
+  for (const topic of ['consent', 'contributions', 'checkpoints'] as const)
+    host.onMessage(topic, (msg) => void stored.push({ topic, from: msg.from }))
   return { host, key, stored }
 }
 
@@ -44,11 +54,14 @@ describe('a hostile peer speaking the real protocol', () => {
     b = await honestPeer(consent, [])
     hostileKey = generateKey()
     hostile = await startHost({ privateKey: hostileKey })
-    for (const topic of ['consent', 'contributions', 'checkpoints'] as const) hostile.setValidator(topic, async () => {})
+    for (const topic of ['consent', 'contributions', 'checkpoints'] as const)
+      hostile.setValidator(topic, async () => {})
     await connect(a.host, b.host)
     await connect(hostile, a.host)
     await connect(hostile, b.host)
-    const pubsub = hostile.libp2p.services.pubsub as { publish(topic: string, data: Uint8Array): Promise<unknown> }
+    const pubsub = hostile.libp2p.services.pubsub as {
+      publish(topic: string, data: Uint8Array): Promise<unknown>
+    }
     inject = async (topic, data) => {
       await pubsub.publish(topicString(TEST_COOP_ID, topic), data)
     }
@@ -58,7 +71,8 @@ describe('a hostile peer speaking the real protocol', () => {
     await Promise.all([a.host.stop(), b.host.stop(), hostile.stop()])
   })
 
-  const rejectedAt = (peer: HonestPeer, topic: TopicName, code: string) => peer.host.validationStats()[topic]?.reject[code as 'SCHEMA'] ?? 0
+  const rejectedAt = (peer: HonestPeer, topic: TopicName, code: string) =>
+    peer.host.validationStats()[topic]?.reject[code as 'SCHEMA'] ?? 0
 
   it('rejects each attack with its code, stores nothing from it, and sinks its score', async () => {
     const hostilePeer = peerOf(hostileKey)
@@ -66,7 +80,11 @@ describe('a hostile peer speaking the real protocol', () => {
     const forged = manifestFor(rightsHolder, hostilePeer)
     forged.credentialSubject.attribution = { name: 'Someone else' }
     await inject('consent', encodeGossipMessage('manifest', forged))
-    await waitFor(() => rejectedAt(a, 'consent', 'BAD_SIGNATURE') === 1 && rejectedAt(b, 'consent', 'BAD_SIGNATURE') === 1, 'BAD_SIGNATURE at both peers')
+    await waitFor(
+      () =>
+        rejectedAt(a, 'consent', 'BAD_SIGNATURE') === 1 && rejectedAt(b, 'consent', 'BAD_SIGNATURE') === 1,
+      'BAD_SIGNATURE at both peers',
+    )
 
     // 2. A genuine manifest whose issuer has revoked it (the honest peers hold the revocation).
     const revoked = manifestFor(rightsHolder, hostilePeer)
@@ -89,22 +107,34 @@ describe('a hostile peer speaking the real protocol', () => {
     await inject('contributions', encodeGossipMessage('contribution', contributionBy(a.key)))
     await waitFor(() => rejectedAt(a, 'contributions', 'SENDER_MISMATCH') === 1, 'SENDER_MISMATCH')
 
-    expect(a.host.penaltyCounts(hostile.peerId)).toEqual({ BAD_SIGNATURE: 1, REVOKED: 1, FOREIGN_CUSTODIAN: 1, TOO_LARGE: 1, SENDER_MISMATCH: 1 })
-    await waitFor(() => a.host.peerScore(hostile.peerId) < 0 && b.host.peerScore(hostile.peerId) < 0, 'the hostile score to go negative at both peers')
+    expect(a.host.penaltyCounts(hostile.peerId)).toEqual({
+      BAD_SIGNATURE: 1,
+      REVOKED: 1,
+      FOREIGN_CUSTODIAN: 1,
+      TOO_LARGE: 1,
+      SENDER_MISMATCH: 1,
+    })
+    await waitFor(
+      () => a.host.peerScore(hostile.peerId) < 0 && b.host.peerScore(hostile.peerId) < 0,
+      'the hostile score to go negative at both peers',
+    )
     // Nothing the hostile peer sent reached a handler, at either peer.
     expect([...a.stored, ...b.stored].filter((m) => m.from === hostile.peerId)).toEqual([])
   })
 
   it('throttles a flood and graylists the flooder, while honest peers keep working', async () => {
     const started = performance.now()
-    for (let i = 0; i < 400; i++) await inject('checkpoints', encodeGossipMessage('checkpoint', { flood: i, pad: 'x'.repeat(80) }))
+    for (let i = 0; i < 400; i++)
+      await inject('checkpoints', encodeGossipMessage('checkpoint', { flood: i, pad: 'x'.repeat(80) }))
     await waitFor(() => a.host.peerScore(hostile.peerId) < GRAYLIST_THRESHOLD, 'the flooder to be graylisted')
     const elapsedSeconds = (performance.now() - started) / 1000
     const stats = a.host.validationStats().checkpoints
     expect(stats?.ignore.RATE_LIMITED ?? 0).toBeGreaterThan(0)
     // Only the burst allowance plus the refill was ever validated (and rejected); the rest cost a bucket lookup.
     const validated = (stats?.reject.SCHEMA ?? 0) + (stats?.reject.NOT_PUBLISHER ?? 0)
-    expect(validated).toBeLessThanOrEqual(GOSSIP_RATE_BURST + Math.ceil(GOSSIP_RATE_PER_SECOND * elapsedSeconds))
+    expect(validated).toBeLessThanOrEqual(
+      GOSSIP_RATE_BURST + Math.ceil(GOSSIP_RATE_PER_SECOND * elapsedSeconds),
+    )
     expect(validated + (stats?.ignore.RATE_LIMITED ?? 0)).toBeLessThanOrEqual(400)
     expect(a.host.penaltyCounts(hostile.peerId).RATE_LIMITED).toBeGreaterThan(0)
 
@@ -112,7 +142,12 @@ describe('a hostile peer speaking the real protocol', () => {
     const before = b.stored.length
     await a.host.publish('consent', encodeGossipMessage('manifest', manifestFor(rightsHolder, a.host.peerId)))
     await b.host.publish('contributions', encodeGossipMessage('contribution', contributionBy(b.key)))
-    await waitFor(() => b.stored.length === before + 1 && a.stored.some((m) => m.topic === 'contributions' && m.from === b.host.peerId), 'honest messages to flow')
+    await waitFor(
+      () =>
+        b.stored.length === before + 1 &&
+        a.stored.some((m) => m.topic === 'contributions' && m.from === b.host.peerId),
+      'honest messages to flow',
+    )
     expect(a.host.peerScore(b.host.peerId)).toBeGreaterThanOrEqual(0)
     expect(b.host.peerScore(a.host.peerId)).toBeGreaterThanOrEqual(0)
     expect([...a.stored, ...b.stored].filter((m) => m.from === hostile.peerId)).toEqual([])

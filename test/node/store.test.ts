@@ -36,7 +36,9 @@ describe('store', () => {
     // The same key in another table is a different record.
     expect(await store.revocations.get('sha256:' + 'a'.repeat(64))).toBeUndefined()
     expect(await store.rounds.keys()).toEqual([roundKey(10), roundKey(11)])
-    expect(await store.rounds.entries({ reverse: true, limit: 1 })).toEqual([[roundKey(11), { state: 'open' }]])
+    expect(await store.rounds.entries({ reverse: true, limit: 1 })).toEqual([
+      [roundKey(11), { state: 'open' }],
+    ])
     expect(await store.checkpoints.has('c1')).toBe(true)
     expect(await store.peers.get('p1')).toEqual({ addrs: [] })
     await store.close()
@@ -67,7 +69,9 @@ describe('store', () => {
     expect(digest).toBe(blobDigest(bytes))
     expect(await store.putBlob(bytes)).toBe(digest)
     expect(Buffer.from((await store.getBlob(digest)) as Uint8Array).equals(Buffer.from(bytes))).toBe(true)
-    await expect(store.putBlob(bytes, 'sha256:' + '0'.repeat(64))).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' })
+    await expect(store.putBlob(bytes, 'sha256:' + '0'.repeat(64))).rejects.toMatchObject({
+      code: 'DIGEST_MISMATCH',
+    })
     await expect(store.getBlob('md5:abc')).rejects.toMatchObject({ code: 'BAD_DIGEST' })
     expect(await store.getBlob('sha256:' + '1'.repeat(64))).toBeUndefined()
     await store.close()
@@ -100,12 +104,16 @@ describe('store', () => {
     const acknowledged: { key: string; digest?: string }[] = []
     // Kill at different depths: right after open, mid-stream, and after many writes.
     for (const [run, killAfter] of [3, 40, 150].entries()) {
-      const child = spawn(process.execPath, [writer, dir, `run${run}`], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const child = spawn(process.execPath, [writer, dir, `run${run}`], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
       let buffered = ''
       let seen = 0
       await new Promise<void>((resolve, rejectRun) => {
         child.on('error', rejectRun)
-        child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : rejectRun(new Error(`writer exited ${code} ${signal}`))))
+        child.on('exit', (code, signal) =>
+          signal === 'SIGKILL' ? resolve() : rejectRun(new Error(`writer exited ${code} ${signal}`)),
+        )
         child.stdout.on('data', (data: Buffer) => {
           buffered += data.toString()
           const lines = buffered.split('\n')

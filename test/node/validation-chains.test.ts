@@ -6,7 +6,16 @@ import { type ConsentPolicy, createConsentValidator } from '../../node/validatio
 import { ignore } from '../../node/validation/errors.ts'
 import { encodeGossipMessage, GOSSIP_KINDS, type GossipKind } from '../../node/validation/messages.ts'
 import { createCheckpointValidator, createContributionValidator } from '../../node/validation/statements.ts'
-import { contributionBy, generateKey, MemoryConsent, manifestFor, peerOf, provenanceBy, revocationOf, TEST_COOP } from './helpers/consent.ts'
+import {
+  contributionBy,
+  generateKey,
+  MemoryConsent,
+  manifestFor,
+  peerOf,
+  provenanceBy,
+  revocationOf,
+  TEST_COOP,
+} from './helpers/consent.ts'
 
 const rightsHolder = generateKey()
 const otherHolder = generateKey()
@@ -48,7 +57,13 @@ describe('consent chain', () => {
     book.addManifest(revokedManifest)
     book.revocations.push(verifyRevocation(revocationOf(rightsHolder, revokedManifest)))
     partlyRevoked = manifestFor(rightsHolder, node)
-    book.revocations.push(verifyRevocation(revocationOf(rightsHolder, partlyRevoked, [partlyRevoked.credentialSubject.items[0]?.digest as string])))
+    book.revocations.push(
+      verifyRevocation(
+        revocationOf(rightsHolder, partlyRevoked, [
+          partlyRevoked.credentialSubject.items[0]?.digest as string,
+        ]),
+      ),
+    )
     // A whole-manifest revocation by someone who did not issue the manifest does not count.
     book.revocations.push(verifyRevocation(revocationOf(otherHolder, partlyRevoked)))
   })
@@ -66,21 +81,137 @@ describe('consent chain', () => {
   })
 
   const badManifests: [string, () => ReturnType<typeof message>, string][] = [
-    ['a forged signature (license changed after signing)', () => message('manifest', tamper(manifestFor(rightsHolder, node), (m) => { m.credentialSubject.license = 'CC0-1.0' })), 'BAD_SIGNATURE'],
-    ['a proof copied from another manifest', () => message('manifest', tamper(manifestFor(rightsHolder, node), (m) => { m.proof = manifestFor(rightsHolder, node).proof })), 'BAD_SIGNATURE'],
-    ['an issuer swapped for another did:key', () => message('manifest', tamper(manifestFor(rightsHolder, node), (m) => { m.issuer = manifestFor(otherHolder, node).issuer })), 'NOT_ISSUER'],
-    ['a custodian other than the sender', () => message('manifest', manifestFor(rightsHolder, peerOf(otherNode))), 'FOREIGN_CUSTODIAN'],
+    [
+      'a forged signature (license changed after signing)',
+      () =>
+        message(
+          'manifest',
+          tamper(manifestFor(rightsHolder, node), (m) => {
+            m.credentialSubject.license = 'CC0-1.0'
+          }),
+        ),
+      'BAD_SIGNATURE',
+    ],
+    [
+      'a proof copied from another manifest',
+      () =>
+        message(
+          'manifest',
+          tamper(manifestFor(rightsHolder, node), (m) => {
+            m.proof = manifestFor(rightsHolder, node).proof
+          }),
+        ),
+      'BAD_SIGNATURE',
+    ],
+    [
+      'an issuer swapped for another did:key',
+      () =>
+        message(
+          'manifest',
+          tamper(manifestFor(rightsHolder, node), (m) => {
+            m.issuer = manifestFor(otherHolder, node).issuer
+          }),
+        ),
+      'NOT_ISSUER',
+    ],
+    [
+      'a custodian other than the sender',
+      () => message('manifest', manifestFor(rightsHolder, peerOf(otherNode))),
+      'FOREIGN_CUSTODIAN',
+    ],
     ['a revoked manifest', () => message('manifest', revokedManifest), 'REVOKED'],
-    ['a license the charter does not accept', () => message('manifest', manifestFor(rightsHolder, node, { license: 'CC-BY-NC-4.0' })), 'LICENSE_NOT_ACCEPTED'],
-    ['an item license the charter does not accept', () => message('manifest', manifestFor(rightsHolder, node, { items: [{ digest: 'sha256:' + '1'.repeat(64), mediaType: 'image/png', byteLength: 9, license: 'GPL-3.0-only' }] })), 'LICENSE_NOT_ACCEPTED'],
-    ['an expired manifest', () => message('manifest', manifestFor(rightsHolder, node, { validFrom: new Date(Date.now() - 7200_000), validUntil: new Date(Date.now() - 3600_000) })), 'EXPIRED'],
-    ['a manifest valid only from tomorrow', () => message('manifest', manifestFor(rightsHolder, node, { validFrom: new Date(Date.now() + 86_400_000) })), 'NOT_YET_VALID'],
-    ['usage notAllowed', () => message('manifest', manifestFor(rightsHolder, node, { usage: { 'cawg.ai_generative_training': { use: 'notAllowed' } } })), 'USAGE_NOT_ALLOWED'],
-    ['usage constrained', () => message('manifest', manifestFor(rightsHolder, node, { usage: { 'cawg.ai_generative_training': { use: 'constrained', constraint_info: 'ask first' } } })), 'USAGE_NOT_ALLOWED'],
-    ['a missing credentialSubject', () => message('manifest', tamper(manifestFor(rightsHolder, node), (m) => { delete (m as Partial<ConsentManifest>).credentialSubject })), 'SCHEMA'],
-    ['an unknown extra field', () => message('manifest', { ...manifestFor(rightsHolder, node), extra: 1 }), 'SCHEMA'],
-    ['a revocation sent on the manifest kind', () => message('manifest', revocationOf(rightsHolder, revokedManifest)), 'SCHEMA'],
-    ['non-canonical JSON bytes', () => rawMessage('manifest', JSON.stringify(manifestFor(rightsHolder, node), null, 2)), 'SCHEMA'],
+    [
+      'a license the charter does not accept',
+      () => message('manifest', manifestFor(rightsHolder, node, { license: 'CC-BY-NC-4.0' })),
+      'LICENSE_NOT_ACCEPTED',
+    ],
+    [
+      'an item license the charter does not accept',
+      () =>
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, {
+            items: [
+              {
+                digest: 'sha256:' + '1'.repeat(64),
+                mediaType: 'image/png',
+                byteLength: 9,
+                license: 'GPL-3.0-only',
+              },
+            ],
+          }),
+        ),
+      'LICENSE_NOT_ACCEPTED',
+    ],
+    [
+      'an expired manifest',
+      () =>
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, {
+            validFrom: new Date(Date.now() - 7200_000),
+            validUntil: new Date(Date.now() - 3600_000),
+          }),
+        ),
+      'EXPIRED',
+    ],
+    [
+      'a manifest valid only from tomorrow',
+      () =>
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, { validFrom: new Date(Date.now() + 86_400_000) }),
+        ),
+      'NOT_YET_VALID',
+    ],
+    [
+      'usage notAllowed',
+      () =>
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, {
+            usage: { 'cawg.ai_generative_training': { use: 'notAllowed' } },
+          }),
+        ),
+      'USAGE_NOT_ALLOWED',
+    ],
+    [
+      'usage constrained',
+      () =>
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, {
+            usage: { 'cawg.ai_generative_training': { use: 'constrained', constraint_info: 'ask first' } },
+          }),
+        ),
+      'USAGE_NOT_ALLOWED',
+    ],
+    [
+      'a missing credentialSubject',
+      () =>
+        message(
+          'manifest',
+          tamper(manifestFor(rightsHolder, node), (m) => {
+            delete (m as Partial<ConsentManifest>).credentialSubject
+          }),
+        ),
+      'SCHEMA',
+    ],
+    [
+      'an unknown extra field',
+      () => message('manifest', { ...manifestFor(rightsHolder, node), extra: 1 }),
+      'SCHEMA',
+    ],
+    [
+      'a revocation sent on the manifest kind',
+      () => message('manifest', revocationOf(rightsHolder, revokedManifest)),
+      'SCHEMA',
+    ],
+    [
+      'non-canonical JSON bytes',
+      () => rawMessage('manifest', JSON.stringify(manifestFor(rightsHolder, node), null, 2)),
+      'SCHEMA',
+    ],
   ]
 
   it.each(badManifests)('rejects %s', async (_, build, code) => {
@@ -88,21 +219,52 @@ describe('consent chain', () => {
   })
 
   it('rejects a manifest from a custodian outside an allowlist charter', async () => {
-    const allowlisted = createConsentValidator({ ...policy, admission: { mode: 'allowlist', peers: [peerOf(otherNode)] } }, book)
-    await expect(allowlisted(message('manifest', manifestFor(rightsHolder, node)))).rejects.toMatchObject({ code: 'ADMISSION_DENIED' })
+    const allowlisted = createConsentValidator(
+      { ...policy, admission: { mode: 'allowlist', peers: [peerOf(otherNode)] } },
+      book,
+    )
+    await expect(allowlisted(message('manifest', manifestFor(rightsHolder, node)))).rejects.toMatchObject({
+      code: 'ADMISSION_DENIED',
+    })
   })
 
   it('accepts a revocation by the issuer, including for a manifest it does not hold yet', async () => {
     const held = manifestFor(rightsHolder, node)
     book.addManifest(held)
     await expect(validate(message('revocation', revocationOf(rightsHolder, held)))).resolves.toBeUndefined()
-    await expect(validate(message('revocation', revocationOf(otherHolder, manifestFor(otherHolder, node))))).resolves.toBeUndefined()
+    await expect(
+      validate(message('revocation', revocationOf(otherHolder, manifestFor(otherHolder, node)))),
+    ).resolves.toBeUndefined()
   })
 
   const badRevocations: [string, () => ReturnType<typeof message>, string][] = [
-    ['a revocation by someone other than the issuer', () => message('revocation', revocationOf(otherHolder, revokedManifest)), 'NOT_ISSUER'],
-    ['a forged revocation signature', () => message('revocation', tamper(revocationOf(rightsHolder, revokedManifest), (r) => { r.credentialSubject.manifest = 'sha256:' + '2'.repeat(64) })), 'BAD_SIGNATURE'],
-    ['a revocation with unsorted items', () => message('revocation', tamper(revocationOf(rightsHolder, revokedManifest), (r) => { r.credentialSubject.items = ['sha256:' + 'b'.repeat(64), 'sha256:' + 'a'.repeat(64)] })), 'SCHEMA'],
+    [
+      'a revocation by someone other than the issuer',
+      () => message('revocation', revocationOf(otherHolder, revokedManifest)),
+      'NOT_ISSUER',
+    ],
+    [
+      'a forged revocation signature',
+      () =>
+        message(
+          'revocation',
+          tamper(revocationOf(rightsHolder, revokedManifest), (r) => {
+            r.credentialSubject.manifest = 'sha256:' + '2'.repeat(64)
+          }),
+        ),
+      'BAD_SIGNATURE',
+    ],
+    [
+      'a revocation with unsorted items',
+      () =>
+        message(
+          'revocation',
+          tamper(revocationOf(rightsHolder, revokedManifest), (r) => {
+            r.credentialSubject.items = ['sha256:' + 'b'.repeat(64), 'sha256:' + 'a'.repeat(64)]
+          }),
+        ),
+      'SCHEMA',
+    ],
   ]
 
   it.each(badRevocations)('rejects %s', async (_, build, code) => {
@@ -127,13 +289,66 @@ describe('contribution chain', () => {
   })
 
   const bad: [string, () => ReturnType<typeof message>, string, string][] = [
-    ['published by someone other than its signer', () => message('contribution', contributionBy(otherNode)), 'REJECT', 'SENDER_MISMATCH'],
-    ['for another coop', () => message('contribution', contributionBy(nodeKey, { coop: 'sha256:' + 'cd'.repeat(32) })), 'REJECT', 'WRONG_COOP'],
-    ['with a forged signature', () => message('contribution', tamper(contributionBy(nodeKey), (e) => { e.signatures[0] = contributionBy(nodeKey).signatures[0] as (typeof e.signatures)[0] })), 'REJECT', 'BAD_SIGNATURE'],
-    ['with its payload swapped', () => message('contribution', tamper(contributionBy(nodeKey), (e) => { e.payload = contributionBy(nodeKey).payload })), 'REJECT', 'BAD_SIGNATURE'],
-    ['with no signature', () => message('contribution', tamper(contributionBy(nodeKey), (e) => { e.signatures = [] })), 'REJECT', 'SCHEMA'],
-    ['that is not an envelope', () => message('contribution', { payload: 'x', pad: 'y'.repeat(80) }), 'REJECT', 'SCHEMA'],
-    ['outside the round window (semantic hook)', () => message('contribution', contributionBy(nodeKey, { round: 99 })), 'IGNORE', 'ROUND_OUT_OF_WINDOW'],
+    [
+      'published by someone other than its signer',
+      () => message('contribution', contributionBy(otherNode)),
+      'REJECT',
+      'SENDER_MISMATCH',
+    ],
+    [
+      'for another coop',
+      () => message('contribution', contributionBy(nodeKey, { coop: 'sha256:' + 'cd'.repeat(32) })),
+      'REJECT',
+      'WRONG_COOP',
+    ],
+    [
+      'with a forged signature',
+      () =>
+        message(
+          'contribution',
+          tamper(contributionBy(nodeKey), (e) => {
+            e.signatures[0] = contributionBy(nodeKey).signatures[0] as (typeof e.signatures)[0]
+          }),
+        ),
+      'REJECT',
+      'BAD_SIGNATURE',
+    ],
+    [
+      'with its payload swapped',
+      () =>
+        message(
+          'contribution',
+          tamper(contributionBy(nodeKey), (e) => {
+            e.payload = contributionBy(nodeKey).payload
+          }),
+        ),
+      'REJECT',
+      'BAD_SIGNATURE',
+    ],
+    [
+      'with no signature',
+      () =>
+        message(
+          'contribution',
+          tamper(contributionBy(nodeKey), (e) => {
+            e.signatures = []
+          }),
+        ),
+      'REJECT',
+      'SCHEMA',
+    ],
+    [
+      'that is not an envelope',
+      () => message('contribution', { payload: 'x', pad: 'y'.repeat(80) }),
+      'REJECT',
+      'SCHEMA',
+    ],
+    [
+      'outside the round window (semantic hook)',
+      () => message('contribution', contributionBy(nodeKey, { round: 99 })),
+      'IGNORE',
+      'ROUND_OUT_OF_WINDOW',
+    ],
   ]
 
   it.each(bad)('refuses a contribution %s', async (_, build, action, code) => {
@@ -141,8 +356,13 @@ describe('contribution chain', () => {
   })
 
   it('rejects contributors outside an allowlist charter', async () => {
-    const allowlisted = createContributionValidator({ coopId: TEST_COOP, admission: { mode: 'allowlist', peers: [peerOf(otherNode)] } })
-    await expect(allowlisted(message('contribution', contributionBy(nodeKey)))).rejects.toMatchObject({ code: 'ADMISSION_DENIED' })
+    const allowlisted = createContributionValidator({
+      coopId: TEST_COOP,
+      admission: { mode: 'allowlist', peers: [peerOf(otherNode)] },
+    })
+    await expect(allowlisted(message('contribution', contributionBy(nodeKey)))).rejects.toMatchObject({
+      code: 'ADMISSION_DENIED',
+    })
   })
 })
 
@@ -153,14 +373,44 @@ describe('checkpoint chain', () => {
   const validate = createCheckpointValidator({ coopId: TEST_COOP, publishers, threshold: 1 })
 
   it('accepts provenance signed and published by a publisher', async () => {
-    await expect(validate(message('checkpoint', provenanceBy([publisherKey]), peerOf(publisherKey)))).resolves.toBeUndefined()
+    await expect(
+      validate(message('checkpoint', provenanceBy([publisherKey]), peerOf(publisherKey))),
+    ).resolves.toBeUndefined()
   })
 
   const bad: [string, () => ReturnType<typeof message>, string][] = [
-    ['published by a non-publisher', () => message('checkpoint', provenanceBy([publisherKey]), node), 'NOT_PUBLISHER'],
-    ['signed by a non-publisher', () => message('checkpoint', provenanceBy([nodeKey]), peerOf(publisherKey)), 'NOT_ISSUER'],
-    ['for another coop', () => message('checkpoint', provenanceBy([publisherKey], { coop: 'sha256:' + 'cd'.repeat(32) }), peerOf(publisherKey)), 'WRONG_COOP'],
-    ['with a forged signature', () => message('checkpoint', tamper(provenanceBy([publisherKey]), (e) => { e.payload = provenanceBy([publisherKey]).payload }), peerOf(publisherKey)), 'BAD_SIGNATURE'],
+    [
+      'published by a non-publisher',
+      () => message('checkpoint', provenanceBy([publisherKey]), node),
+      'NOT_PUBLISHER',
+    ],
+    [
+      'signed by a non-publisher',
+      () => message('checkpoint', provenanceBy([nodeKey]), peerOf(publisherKey)),
+      'NOT_ISSUER',
+    ],
+    [
+      'for another coop',
+      () =>
+        message(
+          'checkpoint',
+          provenanceBy([publisherKey], { coop: 'sha256:' + 'cd'.repeat(32) }),
+          peerOf(publisherKey),
+        ),
+      'WRONG_COOP',
+    ],
+    [
+      'with a forged signature',
+      () =>
+        message(
+          'checkpoint',
+          tamper(provenanceBy([publisherKey]), (e) => {
+            e.payload = provenanceBy([publisherKey]).payload
+          }),
+          peerOf(publisherKey),
+        ),
+      'BAD_SIGNATURE',
+    ],
   ]
 
   it.each(bad)('rejects provenance %s', async (_, build, code) => {
@@ -169,8 +419,12 @@ describe('checkpoint chain', () => {
 
   it('rejects provenance below the signing threshold', async () => {
     const twoOfTwo = createCheckpointValidator({ coopId: TEST_COOP, publishers, threshold: 2 })
-    await expect(twoOfTwo(message('checkpoint', provenanceBy([publisherKey]), peerOf(publisherKey)))).rejects.toMatchObject({ code: 'BAD_SIGNATURE' })
-    await expect(twoOfTwo(message('checkpoint', provenanceBy([publisherKey, secondPublisher]), peerOf(publisherKey)))).resolves.toBeUndefined()
+    await expect(
+      twoOfTwo(message('checkpoint', provenanceBy([publisherKey]), peerOf(publisherKey))),
+    ).rejects.toMatchObject({ code: 'BAD_SIGNATURE' })
+    await expect(
+      twoOfTwo(message('checkpoint', provenanceBy([publisherKey, secondPublisher]), peerOf(publisherKey))),
+    ).resolves.toBeUndefined()
   })
 })
 
@@ -179,6 +433,8 @@ describe('message encoding', () => {
     const doc = { b: 1, a: [1, 2] }
     const data = encodeGossipMessage('contribution', { ...doc, pad: 'x'.repeat(80) })
     expect(data[0]).toBe(GOSSIP_KINDS.contribution.tag)
-    expect(Buffer.from(data.subarray(1)).equals(Buffer.from(canonicalBytes({ ...doc, pad: 'x'.repeat(80) })))).toBe(true)
+    expect(
+      Buffer.from(data.subarray(1)).equals(Buffer.from(canonicalBytes({ ...doc, pad: 'x'.repeat(80) }))),
+    ).toBe(true)
   })
 })

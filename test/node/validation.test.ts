@@ -1,6 +1,11 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { describe, expect, it } from 'vitest'
-import { GOSSIP_MAX_MESSAGE_BYTES, PENALTY_RATE_LIMITED, PENALTY_REJECT } from '../../node/constants.ts'
+import {
+  GOSSIP_MAX_MESSAGE_BYTES,
+  PENALTY_MAX_TRACKED_PEERS,
+  PENALTY_RATE_LIMITED,
+  PENALTY_REJECT,
+} from '../../node/constants.ts'
 import { createChainValidator } from '../../node/validation/chain.ts'
 import { GossipValidationError, ignore, reject } from '../../node/validation/errors.ts'
 import { type GossipInput, runValidator, ValidationCounters } from '../../node/validation/gossip-validator.ts'
@@ -26,10 +31,30 @@ describe('size and decode stages', () => {
     ['shorter than any signed document', 'consent', framed(1, '{}'), 'TOO_SMALL'],
     ['unknown kind byte', 'consent', framed(99, filler), 'UNKNOWN_KIND'],
     ['zero kind byte', 'contributions', framed(0, filler), 'UNKNOWN_KIND'],
-    ['manifest on the contributions topic', 'contributions', framed(GOSSIP_KINDS.manifest.tag, filler), 'WRONG_TOPIC'],
-    ['checkpoint on the consent topic', 'consent', framed(GOSSIP_KINDS.checkpoint.tag, filler), 'WRONG_TOPIC'],
-    ['contribution over its kind limit', 'contributions', framed(GOSSIP_KINDS.contribution.tag, filler, GOSSIP_KINDS.contribution.maxBytes + 1), 'TOO_LARGE'],
-    ['anything over the gossip limit', 'checkpoints', framed(GOSSIP_KINDS.checkpoint.tag, filler, GOSSIP_MAX_MESSAGE_BYTES + 1), 'TOO_LARGE'],
+    [
+      'manifest on the contributions topic',
+      'contributions',
+      framed(GOSSIP_KINDS.manifest.tag, filler),
+      'WRONG_TOPIC',
+    ],
+    [
+      'checkpoint on the consent topic',
+      'consent',
+      framed(GOSSIP_KINDS.checkpoint.tag, filler),
+      'WRONG_TOPIC',
+    ],
+    [
+      'contribution over its kind limit',
+      'contributions',
+      framed(GOSSIP_KINDS.contribution.tag, filler, GOSSIP_KINDS.contribution.maxBytes + 1),
+      'TOO_LARGE',
+    ],
+    [
+      'anything over the gossip limit',
+      'checkpoints',
+      framed(GOSSIP_KINDS.checkpoint.tag, filler, GOSSIP_MAX_MESSAGE_BYTES + 1),
+      'TOO_LARGE',
+    ],
   ] as const)('rejects %s', (_, topic, data, code) => {
     expect(() => checkSize(topic, data)).toThrowError(expect.objectContaining({ action: 'REJECT', code }))
   })
@@ -53,9 +78,9 @@ describe('size and decode stages', () => {
   })
 
   it('refuses to encode a document larger than its kind allows', () => {
-    expect(() => encodeGossipMessage('contribution', { blob: 'x'.repeat(GOSSIP_KINDS.contribution.maxBytes) })).toThrowError(
-      expect.objectContaining({ code: 'TOO_LARGE' }),
-    )
+    expect(() =>
+      encodeGossipMessage('contribution', { blob: 'x'.repeat(GOSSIP_KINDS.contribution.maxBytes) }),
+    ).toThrowError(expect.objectContaining({ code: 'TOO_LARGE' }))
   })
 })
 
@@ -80,7 +105,12 @@ describe('chain order', () => {
         },
       },
     })
-    const input = (doc: unknown): GossipInput => ({ from: 'a', propagationSource: 'b', topic: 'contributions', data: encodeGossipMessage('contribution', doc) })
+    const input = (doc: unknown): GossipInput => ({
+      from: 'a',
+      propagationSource: 'b',
+      topic: 'contributions',
+      data: encodeGossipMessage('contribution', doc),
+    })
     const pad = 'p'.repeat(80)
     await expect(validate(input({ bad: 'schema', pad }))).rejects.toMatchObject({ code: 'SCHEMA' })
     expect(calls).toEqual(['schema'])
@@ -88,29 +118,82 @@ describe('chain order', () => {
     await expect(validate(input({ bad: 'signature', pad }))).rejects.toMatchObject({ code: 'BAD_SIGNATURE' })
     expect(calls).toEqual(['schema', 'signature'])
     calls.length = 0
-    await expect(validate(input({ bad: 'semantics', pad }))).rejects.toMatchObject({ action: 'IGNORE', code: 'ROUND_OUT_OF_WINDOW' })
+    await expect(validate(input({ bad: 'semantics', pad }))).rejects.toMatchObject({
+      action: 'IGNORE',
+      code: 'ROUND_OUT_OF_WINDOW',
+    })
     expect(calls).toEqual(['schema', 'signature', 'semantics'])
     calls.length = 0
     await expect(validate(input({ pad }))).resolves.toBeUndefined()
     // A kind without a chain on this node is ignored, never accepted.
-    const consentWithoutRevocations = createChainValidator('consent', { manifest: { schema: (doc) => doc, signature: (doc) => doc } })
+    const consentWithoutRevocations = createChainValidator('consent', {
+      manifest: { schema: (doc) => doc, signature: (doc) => doc },
+    })
     await expect(
-      consentWithoutRevocations({ from: 'a', propagationSource: 'b', topic: 'consent', data: encodeGossipMessage('revocation', { pad }) }),
+      consentWithoutRevocations({
+        from: 'a',
+        propagationSource: 'b',
+        topic: 'consent',
+        data: encodeGossipMessage('revocation', { pad }),
+      }),
     ).rejects.toMatchObject({ action: 'IGNORE', code: 'UNKNOWN_KIND' })
   })
 })
 
 describe('the validator wrapper', () => {
-  const deps = () => ({ counters: new ValidationCounters(), penalties: new PeerPenalties(), rateLimiter: new RateLimiter() })
-  const input: GossipInput = { from: 'author', propagationSource: 'relay', topic: 'consent', data: new Uint8Array(100) }
+  const deps = () => ({
+    counters: new ValidationCounters(),
+    penalties: new PeerPenalties(),
+    rateLimiter: new RateLimiter(),
+  })
+  const input: GossipInput = {
+    from: 'author',
+    propagationSource: 'relay',
+    topic: 'consent',
+    data: new Uint8Array(100),
+  }
 
   it('maps outcomes to gossipsub results, counts them per code and charges REJECTs to the relaying peer', async () => {
     const d = deps()
     expect((await runValidator(async () => {}, input, d)).result).toBe(TopicValidatorResult.Accept)
-    expect((await runValidator(async () => { throw ignore('UNKNOWN_BASE') }, input, d)).result).toBe(TopicValidatorResult.Ignore)
-    expect((await runValidator(async () => { throw reject('REVOKED') }, input, d)).result).toBe(TopicValidatorResult.Reject)
-    expect((await runValidator(async () => { throw reject('REVOKED') }, input, d)).code).toBe('REVOKED')
-    expect(d.counters.snapshot().consent).toEqual({ accept: 1, ignore: { UNKNOWN_BASE: 1 }, reject: { REVOKED: 2 } })
+    expect(
+      (
+        await runValidator(
+          async () => {
+            throw ignore('UNKNOWN_BASE')
+          },
+          input,
+          d,
+        )
+      ).result,
+    ).toBe(TopicValidatorResult.Ignore)
+    expect(
+      (
+        await runValidator(
+          async () => {
+            throw reject('REVOKED')
+          },
+          input,
+          d,
+        )
+      ).result,
+    ).toBe(TopicValidatorResult.Reject)
+    expect(
+      (
+        await runValidator(
+          async () => {
+            throw reject('REVOKED')
+          },
+          input,
+          d,
+        )
+      ).code,
+    ).toBe('REVOKED')
+    expect(d.counters.snapshot().consent).toEqual({
+      accept: 1,
+      ignore: { UNKNOWN_BASE: 1 },
+      reject: { REVOKED: 2 },
+    })
     expect(d.penalties.points('relay')).toBeCloseTo(2 * PENALTY_REJECT, 3)
     expect(d.penalties.points('author')).toBe(0)
     expect(d.penalties.counts('relay')).toEqual({ REVOKED: 2 })
@@ -118,7 +201,13 @@ describe('the validator wrapper', () => {
 
   it('treats an unclassified exception as IGNORE INTERNAL, without charging the peer', async () => {
     const d = deps()
-    const outcome = await runValidator(async () => { throw new TypeError('bug') }, input, d)
+    const outcome = await runValidator(
+      async () => {
+        throw new TypeError('bug')
+      },
+      input,
+      d,
+    )
     expect(outcome).toEqual({ result: TopicValidatorResult.Ignore, code: 'INTERNAL' })
     expect(d.penalties.points('relay')).toBe(0)
   })
@@ -128,7 +217,16 @@ describe('the validator wrapper', () => {
     const d = { ...deps(), rateLimiter: new RateLimiter({ ratePerSecond: 10, burst: 5, now: () => now }) }
     const results = []
     for (let i = 0; i < 8; i++) results.push((await runValidator(async () => {}, input, d)).code ?? 'accept')
-    expect(results).toEqual(['accept', 'accept', 'accept', 'accept', 'accept', 'RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED'])
+    expect(results).toEqual([
+      'accept',
+      'accept',
+      'accept',
+      'accept',
+      'accept',
+      'RATE_LIMITED',
+      'RATE_LIMITED',
+      'RATE_LIMITED',
+    ])
     expect(d.penalties.counts('relay')).toEqual({ RATE_LIMITED: 3 })
     expect(d.penalties.points('relay')).toBeCloseTo(3 * PENALTY_RATE_LIMITED, 3)
     // Another topic has its own bucket; time refills the first.
@@ -152,9 +250,23 @@ describe('penalties', () => {
     expect(() => penalties.add('p', 'REVOKED', -1)).toThrow(RangeError)
   })
 
+  it('forget fully decayed peers once many are tracked', () => {
+    let now = 0
+    const penalties = new PeerPenalties({ halfLifeMs: 1000, now: () => now })
+    for (let i = 0; i <= PENALTY_MAX_TRACKED_PEERS; i++) penalties.add(`old-${i}`, 'RATE_LIMITED', 1)
+    now = 60_000
+    penalties.add('recent', 'BAD_SIGNATURE', 10)
+    expect(penalties.peers()).toEqual(['recent'])
+    expect(penalties.points('recent')).toBe(10)
+  })
+
   it('error type carries action and code', () => {
     const err = reject('FOREIGN_CUSTODIAN', 'custodian is someone else')
     expect(err).toBeInstanceOf(GossipValidationError)
-    expect([err.action, err.code, err.message]).toEqual(['REJECT', 'FOREIGN_CUSTODIAN', 'custodian is someone else'])
+    expect([err.action, err.code, err.message]).toEqual([
+      'REJECT',
+      'FOREIGN_CUSTODIAN',
+      'custodian is someone else',
+    ])
   })
 })

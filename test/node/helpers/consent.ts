@@ -36,17 +36,28 @@ export function manifestFor(
     license: 'CC-BY-4.0',
     attribution: { name: 'Test rights holder' },
     scope: { commercialUse: false, weightRedistribution: true },
-    items: [0, 1, 2].map(() => ({ digest: randomDigest(), mediaType: 'image/png' as const, byteLength: 1234 })),
+    items: [0, 1, 2].map(() => ({
+      digest: randomDigest(),
+      mediaType: 'image/png' as const,
+      byteLength: 1234,
+    })),
     validFrom: new Date(Date.now() - 60_000),
     ...overrides,
   })
 }
 
-export function revocationOf(issuerKey: Ed25519PrivateKey, manifest: ConsentManifest, items: string[] | 'all' = 'all') {
+export function revocationOf(
+  issuerKey: Ed25519PrivateKey,
+  manifest: ConsentManifest,
+  items: string[] | 'all' = 'all',
+) {
   return createRevocation({ issuerKey, manifest: manifestDigest(manifest), items })
 }
 
-export function contributionBy(key: Ed25519PrivateKey, overrides: { coop?: string; round?: number; manifests?: string[] } = {}) {
+export function contributionBy(
+  key: Ed25519PrivateKey,
+  overrides: { coop?: string; round?: number; manifests?: string[] } = {},
+) {
   return createContribution(
     {
       coop: overrides.coop ?? TEST_COOP,
@@ -103,5 +114,3 @@ export class MemoryConsent implements ConsentLookup {
     this.issuers.set(verified.digest, verified.issuer)
   }
 }
-
-

@@ -19,7 +19,11 @@ export async function startHost(overrides: Partial<CoopHostOptions> = {}, log?: 
   return host
 }
 
-export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
@@ -28,7 +32,11 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, what:
 }
 
 /** Dials b from a and waits until each sees the other subscribed to every topic. */
-export async function connect(a: CoopHost, b: CoopHost, topics: readonly TopicName[] = TOPIC_NAMES): Promise<void> {
+export async function connect(
+  a: CoopHost,
+  b: CoopHost,
+  topics: readonly TopicName[] = TOPIC_NAMES,
+): Promise<void> {
   await a.dial(b.multiaddrs()[0] as string)
   await waitFor(
     () => topics.every((t) => a.topicPeers(t).includes(b.peerId) && b.topicPeers(t).includes(a.peerId)),
