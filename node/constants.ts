@@ -88,6 +88,8 @@ export const BLOB_MAX_FETCHES_PER_PROVIDER = 2
 
 /** Bootstrap peers are redialed this often while we have no connection at all. */
 export const BOOTSTRAP_REDIAL_MS = 5_000
+/** mDNS service label prefix; the coop id's hash follows, so LAN discovery only finds the same coop. */
+export const MDNS_SERVICE_PREFIX = 'dcoop'
 /** Previously met peers redialed at start, most recent first: enough to rejoin a mesh without flooding dials. */
 export const KNOWN_PEERS_DIALED_AT_START = 16
 /** Listen addresses remembered per peer; identify may report many interfaces, a handful is enough to redial. */

@@ -1,5 +1,6 @@
 // The libp2p host of a coop peer: TCP + Noise + Yamux, identify, ping, gossipsub (StrictSign,
 // peer scoring fed by our own validators) on the coop's three topics, and the blob protocol.
+import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, StrictSign } from '@libp2p/gossipsub'
@@ -21,6 +22,7 @@ import {
   BLOB_PROTOCOL,
   BOOTSTRAP_REDIAL_MS,
   KNOWN_PEERS_DIALED_AT_START,
+  MDNS_SERVICE_PREFIX,
   MAX_ADDRESSES_PER_PEER_RECORD,
   GOSSIP_MAX_MESSAGE_BYTES,
   GOSSIP_THRESHOLD,
@@ -118,6 +120,14 @@ export interface CoopHost {
   readonly libp2p: Libp2p
 }
 
+/**
+ * The mDNS service name is scoped by coop, so nodes of other cooperatives on the same LAN are
+ * neither announced to nor dialed. DNS labels are at most 63 bytes: the coop id is hashed.
+ */
+export function mdnsServiceTag(coopId: string): string {
+  return `_${MDNS_SERVICE_PREFIX}-${createHash('sha256').update(coopId).digest('hex').slice(0, 16)}._udp.local`
+}
+
 type GossipSubWithScore = GossipSub & { getScore(peerId: string): number }
 
 function topicScoreParams(): TopicScoreParams {
@@ -161,7 +171,7 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    peerDiscovery: options.mdns === true ? [mdns()] : [],
+    peerDiscovery: options.mdns === true ? [mdns({ serviceTag: mdnsServiceTag(options.coopId) })] : [],
     services: {
       identify: identify(),
       ping: ping(),

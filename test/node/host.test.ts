@@ -1,10 +1,11 @@
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore } from '../../node/store/store.ts'
-import type { CoopHost } from '../../node/p2p/host.ts'
+import { type CoopHost, mdnsServiceTag } from '../../node/p2p/host.ts'
 import { topicString, TOPIC_NAMES } from '../../node/p2p/topics.ts'
 import { reject } from '../../node/validation/errors.ts'
 import { collect, connect, startHost, TEST_COOP_ID, waitFor } from './helpers/net.ts'
@@ -104,6 +105,23 @@ describe('coop host: gossip between three real peers on loopback', () => {
     } finally {
       await store.close()
       await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('finds peers of the same coop on the LAN by mDNS, and only those', async () => {
+    const coopId = `sha256:${randomBytes(32).toString('hex')}`
+    const first = await startHost({ mdns: true, coopId })
+    const second = await startHost({ mdns: true, coopId })
+    const stranger = await startHost({ mdns: true, coopId: `sha256:${randomBytes(32).toString('hex')}` })
+    try {
+      await waitFor(() => first.connectedPeers().includes(second.peerId), 'mDNS discovery within the coop')
+      // Give the stranger's announcements time to arrive: they must not lead to a connection.
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      expect(first.connectedPeers()).not.toContain(stranger.peerId)
+      expect(stranger.connectedPeers()).toEqual([])
+      expect(mdnsServiceTag(coopId)).toMatch(/^_dcoop-[0-9a-f]{16}\._udp\.local$/)
+    } finally {
+      await Promise.all([first.stop(), second.stop(), stranger.stop()])
     }
   })
 
