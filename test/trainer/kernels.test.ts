@@ -50,7 +50,7 @@ async function expectSameOnBothBackends(compute: () => tf.Tensor[], tolerance = 
   expect(actual.length).toBe(reference.length)
   for (let i = 0; i < reference.length; i++) {
     expect(Number.isFinite(relativeError(reference[i]!, actual[i]!))).toBe(true)
-    expect(relativeError(reference[i]!, actual[i]!), `output ${i}`).toBeLessThan(tolerance)
+    expect(relativeError(reference[i]!, actual[i]!), `output ${i}`).toBeLessThanOrEqual(tolerance)
   }
 }
 
@@ -252,6 +252,11 @@ const unetShapes: Record<string, number[]> = {
   'out.w': [1, 1, 16, 3],
 }
 
+// Whole-network tolerance: wasm accumulates strided reductions in float64 and GEMMs in a different order
+// than cpu's float32 loops, and GroupNorm's rsqrt(variance) amplifies those last-bit differences. Kernel
+// bugs show up orders of magnitude above this (the cpu resize-gradient bug gave 0.77).
+const NETWORK_TOLERANCE = 5e-4
+
 describe('a small U-Net-like training computation agrees between wasm and cpu', () => {
   const names = Object.keys(unetShapes).sort()
   const initial = new Map(names.map((name, i) => [name, fixedValues(sizeOf(unetShapes[name]!), 100 + i)]))
@@ -275,7 +280,7 @@ describe('a small U-Net-like training computation agrees between wasm and cpu', 
       }
       const { value, grads } = tf.valueAndGrads(lossOf)([x, ...params])
       return [value, ...grads]
-    }, 1e-4)
+    }, NETWORK_TOLERANCE)
   })
 
   it('three Adam steps reach the same weights', async () => {
@@ -294,6 +299,64 @@ describe('a small U-Net-like training computation agrees between wasm and cpu', 
       optimizer.dispose()
       tf.dispose(variables)
       return [...losses, ...weights]
-    }, 1e-4)
+    }, NETWORK_TOLERANCE)
+  })
+})
+
+describe('wasm reductions, slices and buffer sharing agree with the cpu backend', () => {
+  const shape = [3, 4, 5, 2, 6]
+  const values = fixedValues(sizeOf(shape), 21)
+  const axisCases: (number | number[])[] = [
+    [1, 2, 4],
+    [0, 1, 2],
+    [0],
+    [4],
+    [3, 4],
+    [0, 2],
+    [1, 3],
+    [0, 1, 2, 3, 4],
+    2,
+  ]
+
+  for (const axis of axisCases) {
+    it(`sum and mean over axes ${JSON.stringify(axis)}, with and without keepDims`, async () => {
+      await expectSameOnBothBackends(() => {
+        const x = tf.tensor(values, shape)
+        return [tf.sum(x, axis), tf.mean(x, axis, true), tf.sum(x, axis, true), tf.mean(x, axis)]
+      }, 1e-5)
+    })
+  }
+
+  it('integer sums keep their dtype', async () => {
+    await expectSameOnBothBackends(() => {
+      const x = tf.tensor([1, 2, 3, 4, 5, 6], [3, 2], 'int32')
+      const sum = tf.sum(x, 0)
+      expect(sum.dtype).toBe('int32')
+      return [tf.cast(sum, 'float32')]
+    }, 0)
+  })
+
+  it('slices of every rank, offset and extent', async () => {
+    await expectSameOnBothBackends(() => {
+      const x5 = tf.tensor(values, shape)
+      const x2 = tf.tensor2d(values.subarray(0, 60), [6, 10])
+      return [
+        tf.slice(x5, [1, 0, 2, 1, 3], [2, 4, 3, 1, 2]),
+        tf.slice(x5, [0, 1, 0, 0, 0], [-1, 2, -1, -1, -1]),
+        tf.slice(x2, [2, 3], [3, 5]),
+        tf.slice(tf.tensor1d(values.subarray(0, 9)), 4, 3),
+      ]
+    }, 0)
+  })
+
+  it('an identity or same-dtype cast keeps its values after the source is disposed', async () => {
+    for (const name of ['cpu', 'wasm'] as const) {
+      await tf.setBackend(name)
+      const source = tf.tensor1d([1, 2, 3])
+      const copies = [tf.clone(source), tf.cast(source, 'float32'), tf.variable(source)]
+      source.dispose()
+      for (const copy of copies) expect(Array.from(copy.dataSync())).toEqual([1, 2, 3])
+      tf.dispose(copies)
+    }
   })
 })

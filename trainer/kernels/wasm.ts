@@ -10,6 +10,10 @@
 //   conv filter gradient = conv2d(x with batch and channels swapped, dy as the filter, dilation = stride)
 //   transposed matMul    = explicit transpose (memory-bound, cheap) + untransposed XNNPACK GEMM
 //
+// A training step also issues thousands of small bookkeeping kernels, so a few of those are replaced too:
+// Identity/Cast share buffers instead of copying, Sum/Mean over non-trailing axes avoid a transpose, and
+// Slice stops copying its whole input out of the heap first.
+//
 // They are registered under the same kernel names, so model code keeps calling plain tfjs-core ops.
 
 import * as tf from '@tensorflow/tfjs-core'
@@ -33,6 +37,11 @@ export const WASM_TRAINING_KERNELS = [
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
   'BatchMatMul',
+  'Identity',
+  'Cast',
+  'Sum',
+  'Mean',
+  'Slice',
   'UnsortedSegmentSum',
 ] as const
 
@@ -42,29 +51,34 @@ export const WASM_TRAINING_KERNELS = [
  * only TensorInfos the engine has not seen.
  */
 class KernelScratch {
-  private readonly backend: BackendWasm
+  readonly backendWasm: BackendWasm
   private readonly kernels: Map<string, KernelFunc>
   private readonly temporaries: TensorInfo[] = []
 
   constructor(backend: BackendWasm, kernels: Map<string, KernelFunc>) {
-    this.backend = backend
+    this.backendWasm = backend
     this.kernels = kernels
   }
 
   run(name: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap = {}): TensorInfo {
     const kernelFunc = this.kernels.get(name)
     if (kernelFunc === undefined) throw new Error(`wasm kernel ${name} was not captured at registration`)
-    const out = kernelFunc({ inputs, backend: this.backend, attrs })
+    const out = kernelFunc({ inputs, backend: this.backendWasm, attrs })
     if (Array.isArray(out))
       throw new Error(`wasm kernel ${name} returned several outputs where one was expected`)
     this.temporaries.push(out)
     return out
   }
 
+  /** Registers an output the kernel allocated itself, so it is freed with the other intermediates. */
+  adopt(info: TensorInfo): void {
+    this.temporaries.push(info)
+  }
+
   /** Hands `result` to the caller (it must not be freed) and frees every other intermediate. */
   finish(result: TensorInfo): TensorInfo {
     for (const info of this.temporaries) {
-      if (info !== result) this.backend.disposeData(info.dataId)
+      if (info !== result) this.backendWasm.disposeData(info.dataId)
     }
     this.temporaries.length = 0
     return result
@@ -72,7 +86,7 @@ class KernelScratch {
 
   /** Frees every intermediate; used when a kernel throws half-way. */
   abandon(): void {
-    for (const info of this.temporaries) this.backend.disposeData(info.dataId)
+    for (const info of this.temporaries) this.backendWasm.disposeData(info.dataId)
     this.temporaries.length = 0
   }
 }
@@ -325,6 +339,161 @@ function unsortedSegmentSum(
   return out
 }
 
+/**
+ * Identity and same-dtype Cast share the input's buffer (reference-counted, as Reshape does and as the
+ * cpu backend's Identity does) instead of copying it: tfjs's gradient machinery issues hundreds of them
+ * per training step, and no kernel writes into its inputs, so sharing is unobservable.
+ */
+function shareBuffer(backend: BackendWasm, x: TensorInfo): TensorInfo {
+  backend.incRef(x.dataId)
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+}
+
+/** Runs of adjacent dimensions that are all reduced or all kept, size-1 dimensions dropped. */
+function reductionRuns(
+  shape: readonly number[],
+  axes: ReadonlySet<number>,
+): { size: number; reduced: boolean }[] {
+  const runs: { size: number; reduced: boolean }[] = []
+  shape.forEach((size, axis) => {
+    if (size === 1) return
+    const reduced = axes.has(axis)
+    const last = runs[runs.length - 1]
+    if (last !== undefined && last.reduced === reduced) last.size *= size
+    else runs.push({ size, reduced })
+  })
+  return runs
+}
+
+/**
+ * Sums `source` over the reduced runs into `target` (float64 accumulation), walking the input once in
+ * memory order. Replaces the backend's transpose-then-reduce for axes that are not innermost, e.g.
+ * GroupNorm's moments over (H, W, channels-in-group): measured ~8x faster on [32,8,8,8,8].
+ */
+function stridedSum(
+  source: Float32Array,
+  runs: { size: number; reduced: boolean }[],
+  target: Float64Array,
+): void {
+  if (runs.length === 0) {
+    target[0] = source[0] ?? 0
+    return
+  }
+  const inner = runs[runs.length - 1]!
+  const outer = runs.slice(0, -1)
+  // Output stride of each kept outer run: the product of the kept runs after it.
+  const outStride = outer.map(() => 0)
+  let keptAfter = inner.reduced ? 1 : inner.size
+  for (let j = outer.length - 1; j >= 0; j--) {
+    if (!outer[j]!.reduced) {
+      outStride[j] = keptAfter
+      keptAfter *= outer[j]!.size
+    }
+  }
+  const counters = outer.map(() => 0)
+  let outOffset = 0
+  const innerSize = inner.size
+  for (let base = 0; base < source.length; base += innerSize) {
+    if (inner.reduced) {
+      let sum = 0
+      for (let i = 0; i < innerSize; i++) sum += source[base + i]!
+      target[outOffset]! += sum
+    } else {
+      for (let i = 0; i < innerSize; i++) target[outOffset + i]! += source[base + i]!
+    }
+    for (let j = outer.length - 1; j >= 0; j--) {
+      const run = outer[j]!
+      counters[j]!++
+      if (!run.reduced) outOffset += outStride[j]!
+      if (counters[j]! < run.size) break
+      counters[j] = 0
+      if (!run.reduced) outOffset -= outStride[j]! * run.size
+    }
+  }
+}
+
+/**
+ * Sum or Mean over any axes. Reductions over trailing axes keep the backend's own kernel; leading axes
+ * (bias gradients: [N,H,W,C] -> [C]) become one XNNPACK GEMM with a row of ones; anything else is a
+ * single strided pass in JS.
+ */
+function reduce(
+  scratch: KernelScratch,
+  backend: BackendWasm,
+  kind: 'Sum' | 'Mean',
+  x: TensorInfo,
+  attrs: { axis: number | number[]; keepDims: boolean },
+): TensorInfo {
+  const axes = tf.util.parseAxisParam(attrs.axis, x.shape)
+  const axisSet = new Set(axes)
+  const runs = reductionRuns(x.shape, axisSet)
+  const trailingOnly = runs.length <= 1 || (runs.length === 2 && !runs[0]!.reduced && runs[1]!.reduced)
+  if (x.dtype !== 'float32' || trailingOnly || tf.util.sizeFromShape(x.shape) === 0) {
+    return scratch.run(kind, { x }, attrs as unknown as NamedAttrMap)
+  }
+  const outShape = x.shape.map((size, axis) => (axisSet.has(axis) ? 1 : size))
+  const finalShape = attrs.keepDims ? outShape : x.shape.filter((_, axis) => !axisSet.has(axis))
+  const reducedCount = axes.reduce((count, axis) => count * x.shape[axis]!, 1)
+  if (runs.length === 2 && runs[0]!.reduced && !runs[1]!.reduced) {
+    const rows = runs[0]!.size
+    const columns = runs[1]!.size
+    const weights = backend.makeOutput([1, rows], 'float32')
+    scratch.adopt(weights)
+    backend.typedArrayFromHeap(weights).fill(kind === 'Mean' ? 1 / reducedCount : 1)
+    const matrix = scratch.run('Reshape', { x }, { shape: [rows, columns] })
+    const product = scratch.run(
+      'BatchMatMul',
+      { a: weights, b: matrix },
+      { transposeA: false, transposeB: false },
+    )
+    return scratch.run('Reshape', { x: product }, { shape: finalShape })
+  }
+  const accumulator = new Float64Array(tf.util.sizeFromShape(outShape))
+  stridedSum(backend.typedArrayFromHeap(x) as Float32Array, runs, accumulator)
+  const out = backend.makeOutput(finalShape, 'float32')
+  const target = backend.typedArrayFromHeap(out)
+  const scale = kind === 'Mean' ? 1 / reducedCount : 1
+  for (let i = 0; i < accumulator.length; i++) target[i] = accumulator[i]! * scale
+  return out
+}
+
+/**
+ * Slice reading the input through a heap view: the backend's Slice first copies the *whole* input out of
+ * the heap (readSync), which made every concat gradient (SplitV -> Slice) cost a full copy per part.
+ */
+function slice(
+  backend: BackendWasm,
+  x: TensorInfo,
+  attrs: { begin: number | number[]; size?: number | number[] },
+) {
+  const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs.begin, attrs.size)
+  const out = backend.makeOutput(size, x.dtype)
+  const count = tf.util.sizeFromShape(size)
+  if (count === 0) return out
+  const target = backend.typedArrayFromHeap(out)
+  const source = backend.typedArrayFromHeap(x)
+  const strides = tf.util.computeStrides(x.shape)
+  const rank = x.shape.length
+  if (rank === 0) {
+    target[0] = source[0]!
+    return out
+  }
+  const runLength = size[rank - 1]!
+  const counters = new Array<number>(rank).fill(0)
+  let offset = begin.reduce((sum, start, axis) => sum + start * (axis < rank - 1 ? strides[axis]! : 1), 0)
+  for (let written = 0; written < count; written += runLength) {
+    target.set(source.subarray(offset, offset + runLength), written)
+    for (let axis = rank - 2; axis >= 0; axis--) {
+      counters[axis]!++
+      offset += strides[axis]!
+      if (counters[axis]! < size[axis]!) break
+      counters[axis] = 0
+      offset -= strides[axis]! * size[axis]!
+    }
+  }
+  return out
+}
+
 let registered = false
 
 /**
@@ -336,7 +505,18 @@ export function registerWasmTrainingKernels(): void {
   if (registered) return
   // Capture the backend's own implementations before any replacement, so the composites keep calling them.
   const base = new Map<string, KernelFunc>()
-  for (const name of ['Conv2D', 'Transpose', 'Reshape', 'PadV2', 'Slice', 'Reverse', 'BatchMatMul']) {
+  for (const name of [
+    'Conv2D',
+    'Transpose',
+    'Reshape',
+    'PadV2',
+    'Slice',
+    'Reverse',
+    'BatchMatMul',
+    'Sum',
+    'Mean',
+    'Cast',
+  ]) {
     const config = tf.getKernel(name, BACKEND)
     if (config === undefined) throw new Error(`the wasm backend lacks its ${name} kernel`)
     base.set(name, config.kernelFunc)
@@ -361,6 +541,37 @@ export function registerWasmTrainingKernels(): void {
     composite<Conv2DBackpropFilterAttrs>('Conv2DBackpropFilter', conv2DBackpropFilter),
     composite<Conv2DBackpropInputAttrs>('Conv2DBackpropInput', conv2DBackpropInput),
     composite<BatchMatMulAttrs>('BatchMatMul', batchMatMul),
+    {
+      kernelName: 'Identity',
+      backendName: BACKEND,
+      kernelFunc: ({ inputs, backend }) => shareBuffer(backend as BackendWasm, inputs.x as TensorInfo),
+    },
+    {
+      kernelName: 'Cast',
+      backendName: BACKEND,
+      kernelFunc: (args) => {
+        const x = args.inputs.x as TensorInfo
+        if ((args.attrs as { dtype: string }).dtype === x.dtype)
+          return shareBuffer(args.backend as BackendWasm, x)
+        return base.get('Cast')!(args)
+      },
+    },
+    composite<{ axis: number | number[]; keepDims: boolean }>('Sum', (scratch, inputs, attrs) =>
+      reduce(scratch, scratch.backendWasm, 'Sum', inputs.x as TensorInfo, attrs),
+    ),
+    composite<{ axis: number | number[]; keepDims: boolean }>('Mean', (scratch, inputs, attrs) =>
+      reduce(scratch, scratch.backendWasm, 'Mean', inputs.x as TensorInfo, attrs),
+    ),
+    {
+      kernelName: 'Slice',
+      backendName: BACKEND,
+      kernelFunc: ({ inputs, backend, attrs }) =>
+        slice(
+          backend as BackendWasm,
+          inputs.x as TensorInfo,
+          attrs as unknown as { begin: number[]; size: number[] },
+        ),
+    },
     {
       kernelName: 'UnsortedSegmentSum',
       backendName: BACKEND,
