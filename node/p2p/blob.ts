@@ -415,6 +415,8 @@ export class BlobService {
     if (size > maxBytes)
       throw new BlobTransferError('PROTOCOL', 'provider announced more bytes than we asked for')
 
+    // Exactly `size` bytes are read; anything a provider sends after them is never looked at
+    // (the stream is closed), and the digest alone decides whether the bytes are right.
     const out = new Uint8Array(size)
     let received = 0
     while (received < size) {

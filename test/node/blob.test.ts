@@ -135,6 +135,27 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     expect(requester.penaltyCounts(vanisher.peerId)).toEqual({ BLOB_PROTOCOL: 1 })
   })
 
+  it('refuses and charges a provider that announces more than was asked for', async () => {
+    const oversell = await startHost()
+    await oversell.libp2p.unhandle(BLOB_PROTOCOL)
+    await oversell.libp2p.handle(BLOB_PROTOCOL, async (stream: Stream) => {
+      await readRequest(stream)
+      // Announces 10 MiB when the requester accepts at most 4 MiB.
+      await send(stream, [new TextEncoder().encode(JSON.stringify({ status: 'ok', size: 10 * MiB }))])
+      await stream.close()
+    })
+    try {
+      await requester.dial(oversell.multiaddrs()[0] as string)
+      const failure = (await requester
+        .fetchBlob(digest, { providers: [oversell.peerId], maxBytes: 4 * MiB })
+        .catch((err: unknown) => err)) as BlobTransferError
+      expect(failure.attempts.map((a) => a.code)).toEqual(['PROTOCOL'])
+      expect(requester.penaltyCounts(oversell.peerId)).toEqual({ BLOB_PROTOCOL: 1 })
+    } finally {
+      await oversell.stop()
+    }
+  })
+
   it('refuses blobs larger than the caller accepts, and malformed digests', async () => {
     const failure = (await requester
       .fetchBlob(digest, { providers: [holder.peerId], maxBytes: MiB })
