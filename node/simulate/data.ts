@@ -64,7 +64,11 @@ export function holdOut(
 ): { evaluation: number[]; pool: number[] } {
   const rng = new Rng(seed)
   const byLabel = new Map<number, number[]>()
-  labels.forEach((label, index) => byLabel.set(label, [...(byLabel.get(label) ?? []), index]))
+  labels.forEach((label, index) => {
+    const list = byLabel.get(label) ?? []
+    list.push(index)
+    byLabel.set(label, list)
+  })
   const queues = [...byLabel.entries()]
     .sort((a, b) => a[0] - b[0])
     .map(([, list]) => rng.permutation(list.length).map((k) => list[k] as number))

@@ -20,7 +20,6 @@ import {
   formatCodec,
 } from '../../protocol/compression.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
-import { ProtocolError } from '../../protocol/errors.ts'
 import { decodeSafetensors, encodeSafetensors } from '../../protocol/safetensors.ts'
 import type { CoopConfig } from '../../configs/index.ts'
 import type { ImageDataset } from '../../trainer/data.ts'
@@ -183,11 +182,20 @@ function pseudoGradient(start: NamedTensor[], local: NamedTensor[]): NamedTensor
   })
 }
 
+/** Raised inside a round when the federated model's numbers stop being finite. */
+class Divergence extends Error {
+  override name = 'Divergence'
+}
+
+function checkFinite(tensors: NamedTensor[], what: string): void {
+  for (const tensor of tensors)
+    for (let i = 0; i < tensor.data.length; i++)
+      if (!Number.isFinite(tensor.data[i] as number))
+        throw new Divergence(`${what} has a non-finite value in ${tensor.name}`)
+}
+
 function isDivergence(error: unknown): boolean {
-  return (
-    (error instanceof TrainerError && error.code === 'NON_FINITE_LOSS') ||
-    (error instanceof ProtocolError && error.code === 'SCHEMA')
-  )
+  return error instanceof Divergence || (error instanceof TrainerError && error.code === 'NON_FINITE_LOSS')
 }
 
 async function scored(evaluator: TrainerSession, weights: NamedTensor[]): Promise<number> {
@@ -357,6 +365,7 @@ export async function runSimulation(
               options.byzantine.attack,
               (options.seed + 1) * 1_000_003 + round * 1009 + k,
             )
+          checkFinite(delta, `peer ${k + 1}'s delta`)
           const compressed = compressDelta(delta, options.codec, residuals[k])
           residuals[k] = compressed.residual
           const payload = encodeSafetensors(compressed.entries)
@@ -372,11 +381,11 @@ export async function runSimulation(
           lr: options.outerLr,
           momentum: options.outerMomentum,
         })
+        checkFinite(next.weights, 'the outer step')
         weights = next.weights
         momentum = next.momentum
         const loss = await scored(evaluator, weights)
-        if (!Number.isFinite(loss))
-          throw new TrainerError('NON_FINITE_LOSS', `federated eval loss became ${loss}`)
+        if (!Number.isFinite(loss)) throw new Divergence(`federated eval loss became ${loss}`)
         federatedLoss = loss
       } catch (error) {
         if (!isDivergence(error)) throw error

@@ -158,4 +158,28 @@ describe('Byzantine peers on tiny: 4 peers, 1 scale:50 attacker', () => {
     expect(Math.abs(attackedMedian - clean) / clean).toBeLessThanOrEqual(0.1)
     expect(Math.abs(attackedTrimmed - clean) / clean).toBeLessThanOrEqual(0.1)
   })
+
+  it('records a diverged federated model instead of crashing, and keeps the baseline', async () => {
+    const result = await runSimulation({
+      config: loadConfig('tiny'),
+      phase: 'unet',
+      peers: 2,
+      rounds: 3,
+      innerSteps: 1,
+      split: 'iid',
+      aggregator: { kind: 'mean' },
+      codec: { kind: 'none' },
+      byzantine: { count: 1, attack: { kind: 'scale', factor: 1e38 } },
+      seed: 1,
+      outerLr: 0.7,
+      outerMomentum: 0.9,
+      dataset,
+      dataSource: 'twemoji subset',
+      autoencoder: { kind: 'weights', weights: autoencoder, source: 'test' },
+    })
+    expect(result.final.diverged?.round).toBe(1)
+    expect(result.final.federatedEvalLoss).toBeNull()
+    expect(result.rounds).toHaveLength(2)
+    expect(Number.isFinite(result.final.baselineEvalLoss)).toBe(true)
+  })
 })
