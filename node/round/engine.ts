@@ -336,8 +336,13 @@ export class RoundEngine {
   /** The autoencoder the U-Net phase depends on: the last cooperative autoencoder checkpoint. */
   async #autoencoderWeights(): Promise<NamedTensor[]> {
     const record = this.#autoencoderComponent()
-    if (record === undefined) throw new RoundError('MISSING_PARENT', 'the U-Net phase needs the final autoencoder checkpoint')
-    return decodeTensors(await this.#requireBlob(record.files.model, [record.predicate.coop]))
+    if (record !== undefined) return decodeTensors(await this.#requireBlob(record.files.model, []))
+    // A peer that joined during the U-Net phase never adopted the autoencoder checkpoint: the
+    // adopted U-Net checkpoint names it (model digest, signed by the publisher), fetch it by that.
+    const unet = this.latestCheckpoint('unet')
+    const component = unet?.predicate.components.find((c) => c.role === 'autoencoder')
+    if (unet === undefined || component === undefined) throw new RoundError('MISSING_PARENT', 'the U-Net phase needs the final autoencoder checkpoint')
+    return decodeTensors(await this.#requireBlob(component.checkpoint, unet.signers))
   }
 
   #autoencoderComponent(): CheckpointRecord | undefined {
@@ -420,7 +425,7 @@ export class RoundEngine {
       ...(residualDigest === undefined ? [] : [{ type: 'put' as const, table: 'rounds' as const, key: residualKey(phase), value: { digest: residualDigest } }]),
     ])
     this.#recordLoss(round, phase, lossMean)
-    this.#log.info({ round, phase, samples: local.samples, loss: lossMean, delta: deltaDigest, bytes: payload.byteLength }, 'contribution published')
+    this.#log.info({ round, phase, samples: local.samples, loss: lossMean, contribution: verified.digest, delta: deltaDigest, bytes: payload.byteLength, itemCount: used.items.length }, 'contribution published')
     await this.#publishContribution(envelope)
     this.#notify()
   }
@@ -623,7 +628,8 @@ export class RoundEngine {
       }
       // Frozen before aggregating: a crash from here on re-aggregates exactly this set.
       await this.#store.rounds.put(closeKey(round), close)
-      this.#log.info({ round, phase, contributions: close.contributions.length, reason: ready.length >= quorum ? 'quorum' : 'deadline' }, 'round closing')
+      this.#log.info({ round, phase, contributions: close.contributions, reason: ready.length >= quorum ? 'quorum' : 'deadline' }, 'round closing')
+      crashPoint('after-close-frozen', round)
     }
     await this.#aggregateAndPublish(close, base)
   }
@@ -1009,6 +1015,16 @@ export class RoundEngine {
   poke(): void {
     this.#notify()
   }
+}
+
+/**
+ * Fault injection for the crash-recovery tests: COOP_CRASH_AT=<point>:<round> makes the process
+ * SIGKILL itself at that point, the only way to hit a window of a few milliseconds
+ * deterministically. Unset in normal runs; the points are listed in CRASH_POINTS.
+ */
+export const CRASH_POINTS = ['after-close-frozen'] as const
+function crashPoint(point: (typeof CRASH_POINTS)[number], round: number): void {
+  if (process.env.COOP_CRASH_AT === `${point}:${round}`) process.kill(process.pid, 'SIGKILL')
 }
 
 /** The exact signed statement bytes of an envelope: their digest is the statement's id. */
