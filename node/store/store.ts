@@ -147,6 +147,14 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array | string):
   await fsyncDir(dir)
 }
 
+/** Removes the `.tmp-*` files writeFileAtomic leaves in a directory when a crash interrupts it. */
+export async function removeTempFiles(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[])
+  await Promise.all(
+    names.filter((name) => name.startsWith('.tmp-')).map((name) => rm(join(dir, name), { force: true })),
+  )
+}
+
 // Every acknowledged write is synced: "acknowledged" must mean "on disk". classic-level reads
 // `sync` from the options that sublevels forward to it; abstract-level's types do not declare it.
 const SYNC: object = { sync: true }
@@ -161,6 +169,7 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
   // Temp files left by a crash were never acknowledged: drop them.
   await rm(tempDir, { recursive: true, force: true })
   await mkdir(tempDir, { recursive: true })
+  await removeTempFiles(join(dir, 'snapshots'))
 
   const db = new Level<string, unknown>(join(dir, 'db'), { valueEncoding: 'json' })
   try {
@@ -250,7 +259,9 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
           throw new StoreError('DIGEST_MISMATCH', `bytes hash to ${digest}, not ${expectedDigest}`)
       }
       const path = blobPath(digest)
-      if (await store.hasBlob(digest)) return digest
+      // Content addressing makes a second write a no-op, unless the file on disk is damaged.
+      const existing = await stat(path).catch(() => undefined)
+      if (existing?.isFile() === true && existing.size === bytes.byteLength) return digest
       const temp = join(tempDir, `${hexOf(digest)}.${randomBytes(6).toString('hex')}`)
       const handle = await open(temp, 'wx', 0o644)
       try {

@@ -77,6 +77,25 @@ describe('store', () => {
     await store.close()
   })
 
+  it('repairs a truncated blob file when the blob is stored again', async () => {
+    const store = await openStore(await tempDir())
+    const bytes = new Uint8Array(randomBytes(5000))
+    const digest = await store.putBlob(bytes)
+    await writeFile(store.blobPath(digest), bytes.subarray(0, 100))
+    expect(await store.putBlob(bytes)).toBe(digest)
+    expect((await store.getBlob(digest))?.byteLength).toBe(5000)
+    await store.close()
+  })
+
+  it('drops temp files of interrupted snapshot writes on open', async () => {
+    const dir = await tempDir()
+    await writeSnapshot(dir, 'status', { round: 1 })
+    await writeFile(join(dir, 'snapshots', '.tmp-0123456789abcdef'), 'torn')
+    const store = await openStore(dir)
+    expect(await readdir(join(dir, 'snapshots'))).toEqual(['status.json'])
+    await store.close()
+  })
+
   it('quarantines a blob file whose bytes no longer match its digest', async () => {
     const store = await openStore(await tempDir())
     const bytes = new Uint8Array(randomBytes(1000))
@@ -137,8 +156,10 @@ describe('store', () => {
           expect(bytes && blobDigest(bytes)).toBe(digest)
         }
       }
-      // Every blob file visible under a digest is complete (no torn writes under a final name).
+      // Every blob file visible under a digest is complete (no torn writes under a final name),
+      // and the temp files of interrupted writes are gone.
       for (const digest of await listBlobs(store)) expect(await store.getBlob(digest)).toBeDefined()
+      expect(await readdir(join(dir, 'blobs', 'tmp'))).toEqual([])
       await store.close()
     }
     expect(acknowledged.length).toBeGreaterThanOrEqual(193)
