@@ -82,8 +82,10 @@ export function latentRms(p: ParamStore): tf.Variable {
 export function createAutoencoder(config: CoopConfig, seed: number): ParamStore {
   const p = new ParamStore()
   const ae = config.autoencoder
+  // Parameter shapes do not depend on the spatial size: discover them on the smallest valid input.
+  const side = 2 ** (ae.channels.length - 1)
   p.initialize(new Rng(seed), () => {
-    const x = tf.zeros([1, config.image.size, config.image.size, 3]) as tf.Tensor4D
+    const x = tf.zeros([1, side, side, 3]) as tf.Tensor4D
     const { mean } = encode(p, ae, x)
     decode(p, ae, mean)
     latentRms(p)

@@ -25,7 +25,6 @@ export class Rng {
   private s1: number
   private s2: number
   private s3: number
-  /** A second normal from Box-Muller is not cached: every draw consumes the same words, which keeps the state a plain 4-tuple. */
 
   constructor(seed: number | RngState) {
     if (typeof seed === 'number') {
@@ -81,10 +80,15 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2)
   }
 
-  /** `n` standard normals as float32. */
+  /** `n` standard normals as float32; uses both Box-Muller outputs (two words per pair of normals). */
   normals(n: number): Float32Array {
     const out = new Float32Array(n)
-    for (let i = 0; i < n; i++) out[i] = this.normal()
+    for (let i = 0; i < n; i += 2) {
+      const radius = Math.sqrt(-2 * Math.log((this.nextUint32() + 1) / 4294967297))
+      const angle = (2 * Math.PI * this.nextUint32()) / 4294967296
+      out[i] = radius * Math.cos(angle)
+      if (i + 1 < n) out[i + 1] = radius * Math.sin(angle)
+    }
     return out
   }
 

@@ -5,7 +5,6 @@
 // multi-head self-attention in the middle, at the lowest resolution.
 import * as tf from '@tensorflow/tfjs-core'
 import type { CoopConfig } from '../configs/index.ts'
-import { latentSize } from './autoencoder.ts'
 import {
   conv,
   groupNorm,
@@ -113,7 +112,8 @@ export function unetForward(
 /** Creates every U-Net parameter for `config`, deterministically from `seed`. */
 export function createUnet(config: CoopConfig, seed: number): ParamStore {
   const p = new ParamStore()
-  const s = latentSize(config)
+  // Parameter shapes do not depend on the spatial size: discover them on the smallest valid input.
+  const s = 2 ** (config.unet.channels.length - 1)
   p.initialize(new Rng(seed), () => {
     unetForward(
       p,

@@ -116,7 +116,12 @@ describe('coop train and coop sample', () => {
       expect(Number.isFinite(line.loss)).toBe(true)
       expect(line.imgPerSec).toBeGreaterThan(0)
     }
-    expect(readdirSync(join(straight(), 'samples'))).toEqual(['unet-0000010.png', 'unet-0000020.png'])
+    expect(readdirSync(join(straight(), 'samples')).sort()).toEqual([
+      'autoencoder-0000010.png',
+      'autoencoder-0000020.png',
+      'unet-0000010.png',
+      'unet-0000020.png',
+    ])
   })
 
   it('--resume after an interrupted run reaches the same weights as the uninterrupted run', async () => {

@@ -78,35 +78,46 @@ describe('block shapes', () => {
       const s = latentSize(config)
       const z = config.autoencoder.latentChannels
       expect(s).toBe(size / 2 ** (config.autoencoder.channels.length - 1))
-      // gpu256's autoencoder is checked on its latent path only: a 256px forward pass is a GPU job.
-      if (size <= 64) {
-        const ae = createAutoencoder(config, 1)
-        const shapes = trace((record) => {
-          const { mean } = encode(ae, config.autoencoder, tf.zeros([1, size, size, 3]) as tf.Tensor4D, record)
-          expect(decode(ae, config.autoencoder, mean, record).shape).toEqual([1, size, size, 3])
-        })
-        expect(shapes.get('encoder.conv_out')).toEqual([1, s, s, 2 * z])
-        config.autoencoder.channels.forEach((c, level) => {
-          if (level > 0)
-            expect(shapes.get(`encoder.down.${level}`)).toEqual([1, size / 2 ** level, size / 2 ** level, c])
-        })
-        ae.dispose()
-      }
+      // The autoencoder is fully convolutional: gpu256's is traced on a 32px input (a 256px pass is a GPU job);
+      // every block must still scale by exactly 2 per level and carry the configured channels.
+      const side = Math.min(size, 32)
+      const latentSide = side / 2 ** (config.autoencoder.channels.length - 1)
+      const ae = createAutoencoder(config, 1)
+      const aeShapes = trace((record) => {
+        const { mean } = encode(ae, config.autoencoder, tf.zeros([1, side, side, 3]) as tf.Tensor4D, record)
+        expect(decode(ae, config.autoencoder, mean, record).shape).toEqual([1, side, side, 3])
+      })
+      expect(aeShapes.get('encoder.conv_in')).toEqual([1, side, side, config.autoencoder.channels[0]])
+      expect(aeShapes.get('encoder.conv_out')).toEqual([1, latentSide, latentSide, 2 * z])
+      config.autoencoder.channels.forEach((c, level) => {
+        if (level === 0) return
+        expect(aeShapes.get(`encoder.down.${level}`)).toEqual([1, side / 2 ** level, side / 2 ** level, c])
+        expect(aeShapes.get(`decoder.up.${level}`)).toEqual([
+          1,
+          side / 2 ** (level - 1),
+          side / 2 ** (level - 1),
+          config.autoencoder.channels[level - 1],
+        ])
+      })
+      expect(aeShapes.get('decoder.conv_out')).toEqual([1, side, side, 3])
+      ae.dispose()
+      // The U-Net is convolutional too: gpu256's 32px latents are traced at 8px to keep the test short.
+      const ls = Math.min(s, 8)
       const unet = createUnet(config, 1)
       const shapes = trace((record) => {
-        unetForward(unet, config, tf.zeros([1, s, s, z]) as tf.Tensor4D, [500], [nullClass(config)], record)
+        unetForward(unet, config, tf.zeros([1, ls, ls, z]) as tf.Tensor4D, [500], [nullClass(config)], record)
       })
-      expect(shapes.get('conv_out')).toEqual([1, s, s, z])
+      expect(shapes.get('conv_out')).toEqual([1, ls, ls, z])
       expect(shapes.get('embedding')).toEqual([1, config.unet.timeEmbedDim])
       const levels = config.unet.channels.length
       config.unet.channels.forEach((c, level) => {
-        const side = s / 2 ** level
+        const side = ls / 2 ** level
         for (let block = 0; block < config.unet.resBlocksPerLevel; block++)
           expect(shapes.get(`down.${level}.res.${block}`)).toEqual([1, side, side, c])
         for (let block = 0; block <= config.unet.resBlocksPerLevel; block++)
           expect(shapes.get(`up.${level}.res.${block}`)).toEqual([1, side, side, c])
       })
-      const lowest = s / 2 ** (levels - 1)
+      const lowest = ls / 2 ** (levels - 1)
       expect(shapes.get('mid.attention')).toEqual([1, lowest, lowest, config.unet.channels[levels - 1]])
       unet.dispose()
     })
