@@ -73,14 +73,27 @@ export const charterSchema = z
 
 export type CoopCharter = z.output<typeof charterSchema>
 
-/** The coop id: sha256 of the charter's canonical bytes. */
-export function coopId(charter: CoopCharter): string {
-  return sha256Digest(canonicalBytes(charter))
+const sortedUnique = (values: readonly string[]) => [...new Set(values)].sort()
+
+/** The charter with its sets (publishers, allowlist, licenses) sorted and de-duplicated: its one canonical form. */
+export function normalizeCharter(charter: CoopCharter): CoopCharter {
+  const admission = charter.admission?.mode === 'allowlist' ? { mode: 'allowlist' as const, peers: sortedUnique(charter.admission.peers ?? []) } : charter.admission
+  return {
+    ...charter,
+    publishers: sortedUnique(charter.publishers ?? []),
+    admission,
+    acceptedLicenses: sortedUnique(charter.acceptedLicenses ?? []),
+  }
 }
 
-/** Validates the charter, then signs its canonical bytes with each publisher key. */
+/** The coop id: sha256 of the canonical bytes of the (normalized) charter. */
+export function coopId(charter: CoopCharter): string {
+  return sha256Digest(canonicalBytes(normalizeCharter(charter)))
+}
+
+/** Normalizes and validates the charter, then signs its canonical bytes with each publisher key. */
 export function createCharter(charter: CoopCharter, signers: readonly Ed25519PrivateKey[]): { charter: CoopCharter; envelope: DsseEnvelope; coopId: string } {
-  const valid = parseSchema(charterSchema, charter, 'charter')
+  const valid = parseSchema(charterSchema, normalizeCharter(charter), 'charter')
   assertLicenseList(valid.acceptedLicenses)
   const payload = canonicalBytes(valid)
   const envelope = createEnvelope(CHARTER_PAYLOAD_TYPE, payload, signers)

@@ -73,11 +73,20 @@ export function createProvenance(input: CreateProvenanceInput, signers: readonly
   const names = Object.keys(files).sort()
   for (const name of names) if (!isDigest(files[name])) throw new ProtocolError('SCHEMA', `file ${name} needs a sha256 digest`)
   parseLicense(predicate.license)
+  const sorted = (values: readonly string[]) => [...new Set(values)].sort()
+  // Sets are written in their canonical order, so callers need not sort them.
+  const normalized: ProvenancePredicate = {
+    ...predicate,
+    contributions: [...predicate.contributions].map((c) => ({ ...c, manifests: sorted(c.manifests) })).sort((a, b) => (a.statement < b.statement ? -1 : a.statement > b.statement ? 1 : 0)),
+    manifests: sorted(predicate.manifests),
+    revocations: sorted(predicate.revocations),
+    excludedItems: sorted(predicate.excludedItems),
+  }
   const statement: CheckpointProvenance = {
     _type: IN_TOTO_STATEMENT_TYPE,
     subject: names.map((name) => subjectFor(name, files[name] as string)),
     predicateType: PROVENANCE_PREDICATE_TYPE,
-    predicate,
+    predicate: normalized,
   }
   parseSchema(provenanceStatementSchema, statement, 'provenance')
   return signStatement(statement, signers)

@@ -48,7 +48,10 @@ describe('CoopCharter', () => {
     expect(codeOf(() => createCharter(charterContent(), [publisherA, outsider]))).toBe('ISSUER_MISMATCH')
     expect(codeOf(() => createCharter(charterContent({ threshold: 3 }), [publisherA, publisherB]))).toBe('SCHEMA')
     expect(codeOf(() => createCharter(charterContent({ acceptedLicenses: ['CC-BY-4.0', 'NotALicense'] }), [publisherA, publisherB]))).toBe('INVALID_LICENSE')
-    expect(codeOf(() => createCharter(charterContent({ publishers: [...publishers].sort().reverse() }), [publisherA, publisherB]))).toBe('SCHEMA')
+    // Sets are normalized: the same charter in any order has one coop id.
+    const reversed = createCharter(charterContent({ publishers: [...publishers].sort().reverse(), acceptedLicenses: ['CC0-1.0', 'CC-BY-4.0'] }), [publisherA, publisherB])
+    expect(reversed.coopId).toBe(makeCharter().coopId)
+    expect(coopId(charterContent({ publishers: [...publishers].sort().reverse() }))).toBe(makeCharter().coopId)
     expect(codeOf(() => createCharter({ ...charterContent(), extra: 1 } as never, [publisherA, publisherB]))).toBe('SCHEMA')
   })
 })
