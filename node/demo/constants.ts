@@ -14,8 +14,12 @@ export const MAX_PEERS = 8
 /** The first peer (index 0) publishes: it starts first and the others bootstrap from it. */
 export const PUBLISHER_INDEX = 0
 
-/** Twemoji's categories with at least this many images are used; "Component" (5 images) is too small to learn. */
-export const MIN_IMAGES_PER_CATEGORY = 40
+/** The consent every demo peer's rights holder signs: Twemoji's own license and credit line. */
+export const TWEMOJI_CONSENT = {
+  license: 'CC-BY-4.0',
+  attributionName: 'Twemoji graphics by Twitter, Inc and other contributors',
+  attributionUri: 'https://github.com/jdecked/twemoji',
+} as const
 
 /** Default run: tuned so that it ends within 15 minutes on a 2-core CPU (measured, see README). */
 export const DEFAULT_RUN = {
@@ -24,23 +28,21 @@ export const DEFAULT_RUN = {
   unetRounds: 6,
   innerSteps: 40,
   imagesPerCategory: 120,
-  seed: 1,
 } as const
 
 /** --smoke: the same path on the tiny config, about a minute end to end. */
 export const SMOKE_RUN = {
   config: 'tiny',
-  autoencoderRounds: 1,
+  autoencoderRounds: 2,
   unetRounds: 2,
   innerSteps: 8,
   imagesPerCategory: 12,
-  seed: 1,
 } as const
 
 /** How long a node may take to start and write its listen addresses (tfjs + libp2p load). */
 export const NODE_START_TIMEOUT_MS = 60_000
-/** After SIGINT, how long a node may take to flush its store before it is killed. */
-export const NODE_STOP_GRACE_MS = 15_000
+/** After SIGINT, how long a node may take to flush its store before it is killed: above the node's own 20 s stop grace. */
+export const NODE_STOP_GRACE_MS = 30_000
 /** With no log line from any node for this long, the run is declared stalled rather than hanging forever. */
 export const STALL_TIMEOUT_MS = 180_000
 /** A node's log line longer than this is not a pino record of ours; it is skipped, not parsed. */

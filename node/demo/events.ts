@@ -12,6 +12,7 @@ export interface LogRecord {
 
 export type NodeEvent =
   | { kind: 'listening'; addrs: string[] }
+  | { kind: 'dataset'; items: number; backend?: string }
   | { kind: 'phase'; phase: string; round?: number }
   | { kind: 'round-started'; round: number; phase?: string; steps?: number }
   | { kind: 'step'; round?: number; step: number; steps?: number; loss: number; imgPerSec?: number }
@@ -61,6 +62,10 @@ type Interpreter = (fields: Record<string, unknown>) => NodeEvent | undefined
  */
 const INTERPRETERS: Record<string, Interpreter> = {
   listening: (f) => ({ kind: 'listening', addrs: Array.isArray(f.addrs) ? f.addrs.filter((a): a is string => typeof a === 'string') : [] }),
+  'consented dataset loaded': (f) => {
+    const items = num(f, 'items')
+    return items === undefined ? undefined : { kind: 'dataset', items, ...(str(f, 'backend') === undefined ? {} : { backend: str(f, 'backend') }) }
+  },
   'phase started': (f) => {
     const phase = str(f, 'phase')
     return phase === undefined ? undefined : { kind: 'phase', phase, ...(num(f, 'round') !== undefined ? { round: num(f, 'round') } : {}) }

@@ -159,7 +159,7 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
     }
     if (failure === undefined && interruptedBy === undefined) {
       markPeer(progress, first.peer.index, 'waiting')
-      view.update(progress, `${first.peer.name}: listening on ${bootstrap[0]}`)
+      view.update(progress)
       for (const launch of rest) start(launch, bootstrap)
     }
 

@@ -17,6 +17,8 @@ export interface PeerProgress {
   /** Training loss the peer reported with its contribution, per round. */
   roundLoss: Map<number, number>
   lastProblem?: string
+  /** The tfjs backend the node chose. */
+  backend?: string
 }
 
 export interface RoundProgress {
@@ -63,6 +65,9 @@ export function applyEvent(progress: DemoProgress, index: number, event: NodeEve
     case 'listening':
       peer.activity = 'waiting'
       return { notable: true, line: `${peer.name}: listening on ${event.addrs[0] ?? '?'}` }
+    case 'dataset':
+      if (event.backend !== undefined) peer.backend = event.backend
+      return { notable: true, line: `${peer.name}: ${event.items} consented images loaded${event.backend === undefined ? '' : `, training on ${event.backend}`}` }
     case 'phase':
       peer.phase = event.phase
       return { notable: true, line: `${peer.name}: phase ${event.phase}` }

@@ -14,7 +14,6 @@ export interface DemoParams {
   unetRounds: number
   innerSteps: number
   imagesPerCategory: number
-  seed: number
 }
 
 export type RunState = 'running' | 'interrupted' | 'failed' | 'complete'
@@ -47,7 +46,6 @@ const PARAM_KEYS: (keyof DemoParams)[] = [
   'unetRounds',
   'innerSteps',
   'imagesPerCategory',
-  'seed',
 ]
 
 function stableJson(value: unknown): string {
@@ -76,7 +74,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 function parseParams(v: unknown): DemoParams {
   if (!isRecord(v)) throw new Error('params is not an object')
-  const intKeys = ['peers', 'autoencoderRounds', 'unetRounds', 'innerSteps', 'imagesPerCategory', 'seed'] as const
+  const intKeys = ['peers', 'autoencoderRounds', 'unetRounds', 'innerSteps', 'imagesPerCategory'] as const
   for (const k of intKeys) {
     if (!Number.isSafeInteger(v[k]) || (v[k] as number) < 0) throw new Error(`params.${k} is not a non-negative integer`)
   }
@@ -147,7 +145,6 @@ function flagFor(key: string): string {
     autoencoderRounds: '--ae-rounds',
     innerSteps: '--inner-steps',
     imagesPerCategory: '--images-per-category',
-    seed: '--seed',
     configOverrides: '--smoke / --config',
   }
   return flags[key] ?? key

@@ -15,7 +15,6 @@ const params: DemoParams = {
   unetRounds: 2,
   innerSteps: 8,
   imagesPerCategory: 12,
-  seed: 1,
 }
 
 let dir: string

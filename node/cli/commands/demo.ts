@@ -1,0 +1,89 @@
+// `coop demo`: a local cooperative on Twemoji, end to end, in one command (see node/demo/run.ts).
+import { parseArgs } from 'node:util'
+import type { Command } from '../command.ts'
+import { UsageError } from '../command.ts'
+import { DEFAULT_PEERS, DEFAULT_RUN, MAX_PEERS, SMOKE_RUN } from '../../demo/constants.ts'
+
+const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'] as const
+type BackendName = (typeof BACKENDS)[number]
+
+const usage = `Usage: coop demo [--out demo-out] [--smoke] [--peers ${DEFAULT_PEERS}] [--rounds N] [--backend auto]
+
+Runs a local cooperative on Twemoji (CC-BY 4.0): splits the images by category across the
+peers, gives each peer a rights-holder key and a signed consent manifest, writes a charter,
+starts the peers as real \`coop start\` processes on loopback, trains the autoencoder then the
+U-Net over several rounds, and leaves checkpoints, sample grids, a loss plot, metrics.json and
+report.html in --out.
+
+Options:
+  --out <dir>                 output folder (default demo-out). Running again with the same
+                              folder resumes the run, or refuses if the parameters differ.
+  --smoke                     the same path on the tiny config, in about a minute
+  --peers <n>                 number of peers, 2..${MAX_PEERS} (default ${DEFAULT_PEERS}); the first one publishes
+  --rounds <n>                U-Net rounds (default ${DEFAULT_RUN.unetRounds}; smoke ${SMOKE_RUN.unetRounds})
+  --ae-rounds <n>             autoencoder rounds before them (default ${DEFAULT_RUN.autoencoderRounds}; smoke ${SMOKE_RUN.autoencoderRounds})
+  --inner-steps <n>           local steps per round (default ${DEFAULT_RUN.innerSteps}; smoke ${SMOKE_RUN.innerSteps})
+  --images-per-category <n>   images taken from each category (default ${DEFAULT_RUN.imagesPerCategory}; smoke ${SMOKE_RUN.imagesPerCategory})
+  --backend <name>            ${BACKENDS.join('|')} (default auto)
+  --plain                     plain progress lines even on a terminal`
+
+function positiveInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got '${value}'`)
+  const n = Number.parseInt(value, 10)
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`)
+  return n
+}
+
+export const command: Command = {
+  summary: 'run a local 4-peer cooperative on Twemoji and write a provenance report',
+  usage,
+  async run(argv) {
+    let parsed: ReturnType<typeof parse>
+    try {
+      parsed = parse(argv)
+    } catch (error) {
+      if (error instanceof UsageError) throw error
+      throw new UsageError((error as Error).message)
+    }
+    const { values } = parsed
+    const backend = values.backend ?? 'auto'
+    if (!(BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    const preset = values.smoke ? SMOKE_RUN : DEFAULT_RUN
+    const { runDemo } = await import('../../demo/run.ts')
+    return runDemo({
+      out: values.out ?? 'demo-out',
+      smoke: values.smoke ?? false,
+      backend: backend as BackendName,
+      plain: values.plain ?? false,
+      params: {
+        config: preset.config,
+        configOverrides: {},
+        peers: positiveInt('peers', values.peers, 2, MAX_PEERS) ?? DEFAULT_PEERS,
+        unetRounds: positiveInt('rounds', values.rounds, 1, 1000) ?? preset.unetRounds,
+        autoencoderRounds: positiveInt('ae-rounds', values['ae-rounds'], 1, 1000) ?? preset.autoencoderRounds,
+        innerSteps: positiveInt('inner-steps', values['inner-steps'], 1, 100_000) ?? preset.innerSteps,
+        imagesPerCategory: positiveInt('images-per-category', values['images-per-category'], 1, 10_000) ?? preset.imagesPerCategory,
+      },
+    })
+  },
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      out: { type: 'string' },
+      smoke: { type: 'boolean' },
+      peers: { type: 'string' },
+      rounds: { type: 'string' },
+      'ae-rounds': { type: 'string' },
+      'inner-steps': { type: 'string' },
+      'images-per-category': { type: 'string' },
+      backend: { type: 'string' },
+      plain: { type: 'boolean' },
+    },
+  })
+}

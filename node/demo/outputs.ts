@@ -1,0 +1,317 @@
+// Builds the demo's outputs from the publisher's store: checkpoints/, samples/, loss.svg,
+// metrics.json and report.html. Idempotent: checkpoints and grids already exported are kept,
+// and eval losses are cached by checkpoint id, so a resumed or repeated run only adds.
+import { existsSync } from 'node:fs'
+import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { CoopConfigSchema } from '../../configs/index.ts'
+import type { CoopConfig } from '../../configs/index.ts'
+import { verifyCharter } from '../../protocol/charter.ts'
+import type { CoopCharter } from '../../protocol/charter.ts'
+import { renderReportHtml } from '../report/html.ts'
+import type { AttributionEntry, DemoReportModel, ReportCharterSummary, ReportCheckpoint } from '../report/model.ts'
+import { linePlotSvg } from '../report/svg-plot.ts'
+import type { PlotSeries } from '../report/svg-plot.ts'
+import { exportCheckpoint, readCheckpoints, readContributionStats, readManifests, relativeTo, verifyExportedCheckpoint, writeFileAtomic } from './collect.ts'
+import type { CollectedCheckpoint, ManifestOwner, VerifyOutcome } from './collect.ts'
+import { createEvaluator } from './evaluate.ts'
+import type { DemoLayout } from './layout.ts'
+import type { DemoParams } from './run-manifest.ts'
+import type { DemoSetup } from './setup.ts'
+
+export interface RoundMetrics {
+  round: number
+  phase: 'autoencoder' | 'unet'
+  genesis: boolean
+  checkpoint: string
+  parent: string | null
+  evalLoss?: number
+  verified: boolean
+  verification: string
+  contributions: { peer: string; peerId: string; statement: string; samples?: number; loss?: number }[]
+  sampleGrid?: string
+}
+
+export interface DemoMetrics {
+  kind: 'diffusion-coop/demo-metrics'
+  version: 1
+  coopId: string
+  params: DemoParams
+  backend: string
+  wallSeconds: number
+  attempts: number
+  peers: { name: string; peerId: string; publisher: boolean; rightsHolder: string; categories: string[]; items: number }[]
+  rounds: RoundMetrics[]
+}
+
+export interface BuiltOutputs {
+  metrics: DemoMetrics
+  checkpoints: number
+  verified: number
+  samples: string[]
+}
+
+function describeAggregator(a: CoopCharter['rounds']['aggregator']): string {
+  switch (a.kind) {
+    case 'mean':
+      return 'sample-weighted mean'
+    case 'median':
+      return 'coordinate-wise median'
+    case 'trimmed':
+      return `trimmed mean (${a.fraction} trimmed each side)`
+    case 'clip':
+      return `norm clipping at ${a.norm}, then mean`
+  }
+}
+
+function describeCompression(c: CoopCharter['rounds']['compression']): string {
+  switch (c.kind) {
+    case 'none':
+      return 'none (fp32 deltas)'
+    case 'int8':
+      return 'int8 with a per-tensor scale'
+    case 'topk':
+      return `top-k (${c.fraction} of coordinates) with error feedback`
+  }
+}
+
+function charterSummary(charter: CoopCharter, coopId: string): ReportCharterSummary {
+  const ae = charter.phases.autoencoder
+  const model = charter.model as { name?: string }
+  return {
+    coopId,
+    config: model.name ?? 'custom',
+    publishers: charter.publishers,
+    threshold: charter.threshold,
+    admission: charter.admission.mode === 'open' ? 'open to any peer with valid consent' : `allowlist of ${charter.admission.peers.length} peers`,
+    acceptedLicenses: charter.acceptedLicenses,
+    innerSteps: charter.rounds.innerSteps,
+    outerLr: charter.rounds.outerLr,
+    outerMomentum: charter.rounds.outerMomentum,
+    aggregator: describeAggregator(charter.rounds.aggregator),
+    compression: describeCompression(charter.rounds.compression),
+    quorum: charter.rounds.quorum,
+    phases:
+      (ae.mode === 'cooperative' ? `autoencoder: ${ae.rounds} cooperative rounds` : `autoencoder: component ${ae.checkpoint}`) +
+      `; U-Net: ${charter.phases.unet.rounds} rounds`,
+    createdAt: charter.createdAt,
+  }
+}
+
+function attributionList(checkpoints: CollectedCheckpoint[], owners: Map<string, ManifestOwner>): AttributionEntry[] {
+  // Every manifest any published checkpoint's lineage used: what the licences oblige us to credit.
+  const used = new Set(checkpoints.flatMap((c) => c.predicate.manifests))
+  const entries: AttributionEntry[] = []
+  for (const digest of [...used].sort()) {
+    const owner = owners.get(digest)
+    if (owner === undefined) continue
+    entries.push({
+      rightsHolder: owner.rightsHolder,
+      license: owner.license,
+      attribution: owner.attributionName,
+      ...(owner.attributionUri === undefined ? {} : { uri: owner.attributionUri }),
+      items: owner.items,
+      peers: [owner.peerName],
+    })
+  }
+  return entries
+}
+
+const PANEL = { width: 640, height: 360 }
+
+/** One panel per phase: the autoencoder's and the U-Net's losses are on different scales and must not be joined. */
+function phasePanel(rounds: RoundMetrics[], peers: { name: string }[], phase: 'autoencoder' | 'unet'): string {
+  const inPhase = rounds.filter((r) => r.phase === phase && !r.genesis)
+  const series: PlotSeries[] = peers.map((peer) => ({
+    name: `${peer.name} training loss`,
+    points: inPhase.flatMap((r) => r.contributions.filter((c) => c.peer === peer.name && c.loss !== undefined).map((c) => [r.round, c.loss as number] as [number, number])),
+  }))
+  series.push({
+    name: 'averaged model, eval loss',
+    color: '#000000',
+    dashed: true,
+    points: inPhase.filter((r) => r.evalLoss !== undefined).map((r) => [r.round, r.evalLoss as number] as [number, number]),
+  })
+  const name = phase === 'unet' ? 'U-Net (denoising loss)' : 'Autoencoder (reconstruction + KL loss)'
+  return linePlotSvg({ title: `${name} per round`, xLabel: 'round', yLabel: 'loss (log scale)', logY: true, series, ...PANEL })
+}
+
+/** loss.svg: the two phase panels stacked in one standalone SVG document. */
+export function lossPlot(rounds: RoundMetrics[], peers: { name: string }[]): string {
+  const phases = (['autoencoder', 'unet'] as const).filter((phase) => rounds.some((r) => r.phase === phase && !r.genesis))
+  const panels = phases.map((phase, i) =>
+    phasePanel(rounds, peers, phase)
+      .replace(/^\s*<\?xml[^>]*\?>\s*/, '')
+      .replace(/^<svg /, `<svg x="0" y="${i * PANEL.height}" `),
+  )
+  const height = Math.max(1, panels.length) * PANEL.height
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${PANEL.width}" height="${height}" viewBox="0 0 ${PANEL.width} ${height}">`,
+    ...panels,
+    '</svg>',
+    '',
+  ].join('\n')
+}
+
+async function readJsonCache(path: string): Promise<Record<string, number>> {
+  try {
+    const value = JSON.parse(await readFile(path, 'utf8')) as unknown
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return {}
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => typeof v === 'number' && Number.isFinite(v))) as Record<string, number>
+  } catch {
+    return {}
+  }
+}
+
+export async function buildOutputs(options: {
+  layout: DemoLayout
+  setup: DemoSetup
+  params: DemoParams
+  backend: string
+  wallSeconds: number
+  attempts: number
+  note: (text: string) => void
+  log?: Logger
+}): Promise<BuiltOutputs> {
+  const { layout, setup, params } = options
+  const publisher = setup.peers.find((p) => p.peer.publisher)
+  if (publisher === undefined) throw new Error('no publisher')
+  const { charter, coopId } = verifyCharter(new Uint8Array(await readFile(layout.charter)))
+  const config: CoopConfig = CoopConfigSchema.parse(charter.model)
+  const checkpoints = await readCheckpoints(publisher.peer.store, charter, coopId)
+  await readContributionStats(publisher.peer.store, checkpoints)
+
+  await mkdir(layout.checkpointsDir, { recursive: true })
+  const verification = new Map<string, VerifyOutcome>()
+  const exported = new Map<string, string>()
+  for (const checkpoint of checkpoints) {
+    const dir = await exportCheckpoint(checkpoint, layout.checkpointsDir)
+    exported.set(checkpoint.id, dir)
+    verification.set(checkpoint.id, await verifyExportedCheckpoint(dir, publisher.peer.store))
+  }
+
+  const evalCachePath = join(layout.out, 'setup', 'eval-loss.json')
+  const evalCache = await readJsonCache(evalCachePath)
+  const needsEval = checkpoints.filter((c) => evalCache[c.id] === undefined)
+  const unetRounds = checkpoints.filter((c) => c.phase === 'unet' && c.parentId !== null)
+  const needsSamples = unetRounds.filter((c) => !existsSync(join(layout.samplesDir, `${c.round}.png`)))
+  const rows = setup.classes.filter((c) => setup.peers.some((p) => p.categories.includes(c)))
+  let backendName = options.backend
+  if (needsEval.length > 0 || needsSamples.length > 0) {
+    options.note(`evaluating ${needsEval.length} checkpoints on a fixed batch of the pooled data, rendering ${needsSamples.length} sample grids...`)
+    const evaluator = await createEvaluator({ config, dataDir: layout.twemojiDir, backend: options.backend, checkpoints, ...(options.log ? { log: options.log } : {}) })
+    backendName = evaluator.backend
+    try {
+      for (const checkpoint of needsEval) {
+        evalCache[checkpoint.id] = await evaluator.evalLoss(checkpoint)
+        await writeFileAtomic(evalCachePath, `${JSON.stringify(evalCache, null, 2)}\n`)
+      }
+      for (const checkpoint of needsSamples) await evaluator.sampleGrid(checkpoint, join(layout.samplesDir, `${checkpoint.round}.png`), rows)
+    } finally {
+      evaluator.dispose()
+    }
+  }
+
+  const peerName = new Map(setup.peers.map((p) => [p.peerId, p.peer.name]))
+  const rounds: RoundMetrics[] = checkpoints.map((c) => {
+    const v = verification.get(c.id) as VerifyOutcome
+    const grid = join(layout.samplesDir, `${c.round}.png`)
+    const hasGrid = c.phase === 'unet' && c.parentId !== null && existsSync(grid)
+    return {
+      round: c.round,
+      phase: c.phase,
+      genesis: c.parentId === null,
+      checkpoint: c.id,
+      parent: c.parentId,
+      ...(evalCache[c.id] === undefined ? {} : { evalLoss: evalCache[c.id] }),
+      verified: v.ok,
+      verification: v.ok ? v.detail : `${v.code}: ${v.detail}`,
+      contributions: c.contributions.map((k) => ({
+        peer: peerName.get(k.contributor) ?? k.contributor,
+        peerId: k.contributor,
+        statement: k.statement,
+        ...(k.samples === undefined ? {} : { samples: k.samples }),
+        ...(k.loss === undefined ? {} : { loss: k.loss }),
+      })),
+      ...(hasGrid ? { sampleGrid: relativeTo(layout.out, grid) } : {}),
+    }
+  })
+  const peers = setup.peers.map((p) => ({
+    name: p.peer.name,
+    peerId: p.peerId,
+    publisher: p.peer.publisher,
+    rightsHolder: p.rightsHolder,
+    categories: p.categories,
+    items: p.items,
+  }))
+  const metrics: DemoMetrics = {
+    kind: 'diffusion-coop/demo-metrics',
+    version: 1,
+    coopId,
+    params,
+    backend: backendName,
+    wallSeconds: Math.round(options.wallSeconds),
+    attempts: options.attempts,
+    peers,
+    rounds,
+  }
+  await writeFileAtomic(layout.metrics, `${JSON.stringify(metrics, null, 2)}\n`)
+  const svg = lossPlot(rounds, peers)
+  await writeFileAtomic(layout.lossSvg, svg)
+
+  const owners = await readManifests(setup.peers.map((p) => ({ name: p.peer.name, peerId: p.peerId, consent: p.peer.consent })))
+  const manifestIdOf = new Map([...owners.values()].map((o) => [o.peerId, o.digest]))
+  const reportCheckpoints: ReportCheckpoint[] = checkpoints.map((c) => {
+    const v = verification.get(c.id) as VerifyOutcome
+    return {
+      round: c.round,
+      phase: c.parentId === null ? `${c.phase} (genesis)` : c.phase,
+      digest: c.id,
+      parent: c.parentId,
+      contributions: c.contributions.map((k) => ({
+        peerId: k.contributor,
+        digest: k.statement,
+        samples: k.samples ?? 0,
+        ...(k.loss === undefined ? {} : { loss: k.loss }),
+      })),
+      excludedItems: c.excludedItems,
+      verification: v.ok ? { ok: true, detail: v.detail } : { ok: false, ...(v.code === undefined ? {} : { code: v.code }), detail: v.detail },
+      ...(evalCache[c.id] === undefined ? {} : { evalLoss: evalCache[c.id] }),
+      path: relativeTo(layout.out, exported.get(c.id) as string),
+    }
+  })
+  const samples = []
+  for (const c of unetRounds) {
+    const path = join(layout.samplesDir, `${c.round}.png`)
+    if (existsSync(path)) samples.push({ round: c.round, png: new Uint8Array(await readFile(path)), rows })
+  }
+  const model: DemoReportModel = {
+    title: 'diffusion-coop demo: a cooperative on Twemoji',
+    generatedAt: new Date().toISOString(),
+    wallSeconds: options.wallSeconds,
+    backend: backendName,
+    charter: charterSummary(charter, coopId),
+    charterJson: charter,
+    peers: setup.peers.map((p) => ({
+      name: p.peer.name,
+      peerId: p.peerId,
+      publisher: p.peer.publisher,
+      rightsHolder: p.rightsHolder,
+      categories: p.categories,
+      items: p.items,
+      manifestId: manifestIdOf.get(p.peerId) ?? '',
+    })),
+    checkpoints: reportCheckpoints,
+    attribution: attributionList(checkpoints, owners),
+    samples,
+    lossSvg: svg,
+  }
+  await writeFileAtomic(layout.report, renderReportHtml(model))
+  return {
+    metrics,
+    checkpoints: checkpoints.length,
+    verified: [...verification.values()].filter((v) => v.ok).length,
+    samples: samples.map((s) => join(layout.samplesDir, `${s.round}.png`)),
+  }
+}
