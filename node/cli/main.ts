@@ -9,6 +9,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   checkpoint: () => import('./commands/checkpoint.ts'),
   consent: () => import('./commands/consent.ts'),
   data: () => import('./commands/data.ts'),
+  demo: () => import('./commands/demo.ts'),
   keys: () => import('./commands/keys.ts'),
   sample: () => import('./commands/sample.ts'),
   simulate: () => import('./commands/simulate.ts'),
