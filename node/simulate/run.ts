@@ -366,7 +366,13 @@ export async function runSimulation(
               (options.seed + 1) * 1_000_003 + round * 1009 + k,
             )
           checkFinite(delta, `peer ${k + 1}'s delta`)
-          const compressed = compressDelta(delta, options.codec, residuals[k])
+          // Error feedback for top-k only, as the round engine does (node/round/engine.ts): int8's
+          // rounding error is at most scale/2 per value and is not carried between rounds.
+          const compressed = compressDelta(
+            delta,
+            options.codec,
+            options.codec.kind === 'topk' ? residuals[k] : undefined,
+          )
           residuals[k] = compressed.residual
           const payload = encodeSafetensors(compressed.entries)
           roundBytes += payload.length
