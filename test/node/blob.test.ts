@@ -1,11 +1,15 @@
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
 import type { Connection, Stream } from '@libp2p/interface'
 import * as lp from 'it-length-prefixed'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BLOB_CHUNK_BYTES, BLOB_MAX_STREAMS_PER_PEER, BLOB_PROTOCOL } from '../../node/constants.ts'
 import { type BlobSource, BlobTransferError, blobDigest } from '../../node/p2p/blob.ts'
 import type { CoopHost } from '../../node/p2p/host.ts'
-import { startHost, waitFor } from './helpers/net.ts'
+import { deterministicBlob } from './helpers/blobs.ts'
+import { startHost, TEST_COOP_ID, waitFor } from './helpers/net.ts'
 
 const MiB = 1024 * 1024
 
@@ -90,6 +94,46 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     expect(blobDigest(bytes)).toBe(digest)
     // Vanishing may be an honest crash: it is not charged.
     expect(requester.penaltyCounts(vanisher.peerId)).toEqual({})
+  })
+
+  it('retries the next holder when the provider process is SIGKILLed mid-transfer', async () => {
+    const size = 32 * MiB
+    const blob = deterministicBlob(size)
+    const bigDigest = blobDigest(blob)
+    const backup = await startHost({ blobs: mapSource([blob]) })
+    const child = spawn(
+      process.execPath,
+      [new URL('./helpers/blob-holder.ts', import.meta.url).pathname, TEST_COOP_ID, String(size)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    )
+    const lines = createInterface({ input: child.stdout })
+    const exited = new Promise((resolve) => child.on('exit', resolve))
+    try {
+      const [, childPeer, childAddr] = ((await once(lines, 'line')) as [string])[0].split(' ') as [
+        string,
+        string,
+        string,
+      ]
+      await requester.dial(childAddr)
+      await requester.dial(backup.multiaddrs()[0] as string)
+      lines.on('line', (line) => {
+        // The request reached the child: let a little data flow, then kill it.
+        if (line === 'serving') setTimeout(() => child.kill('SIGKILL'), 50)
+      })
+      const bytes = await requester.fetchBlob(bigDigest, {
+        providers: [childPeer, backup.peerId],
+        maxBytes: size,
+      })
+      expect(child.signalCode).toBe('SIGKILL')
+      expect(blobDigest(bytes)).toBe(bigDigest)
+      expect(requester.penaltyCounts(childPeer)).toEqual({})
+    } finally {
+      child.kill('SIGKILL')
+      await exited
+      await backup.stop()
+    }
   })
 
   it('rejects wrong bytes, penalises their sender and fetches from an honest holder', async () => {
