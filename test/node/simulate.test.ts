@@ -16,6 +16,7 @@ import { runSimulation } from '../../node/simulate/run.ts'
 import { initBackend } from '../../trainer/backend.ts'
 import type { ImageDataset } from '../../trainer/data.ts'
 import { loadImageFolder } from '../../trainer/data.ts'
+import { saveCheckpoint } from '../../trainer/checkpoint.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 
 const run = promisify(execFile)
@@ -181,5 +182,32 @@ describe('Byzantine peers on tiny: 4 peers, 1 scale:50 attacker', () => {
     expect(result.final.federatedEvalLoss).toBeNull()
     expect(result.rounds).toHaveLength(2)
     expect(Number.isFinite(result.final.baselineEvalLoss)).toBe(true)
+  })
+
+  it('coop simulate uses an autoencoder checkpoint when given one, and refuses one of another config', async () => {
+    const tiny = join(work, 'ae-tiny')
+    await saveCheckpoint(tiny, {
+      weights: autoencoder,
+      config: loadConfig('tiny'),
+      metadata: { phase: 'autoencoder' },
+    })
+    const out = join(work, 'run-ckpt')
+    const stdout = await simulateCli(out, [
+      '--peers',
+      '2',
+      '--rounds',
+      '1',
+      '--inner-steps',
+      '2',
+      '--autoencoder',
+      tiny,
+    ])
+    expect(stdout).toContain(`autoencoder: loaded from ${tiny}`)
+    expect(stdout).not.toMatch(/training an autoencoder/)
+    const result = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as SimulationResult
+    expect(result.autoencoder?.source).toBe(`checkpoint ${tiny}`)
+    await expect(
+      simulateCli(join(work, 'run-ckpt-bad'), ['--config', 'emoji32', '--autoencoder', tiny]),
+    ).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/BAD_OPTION/) })
   })
 })

@@ -183,6 +183,12 @@ export const command: Command = {
       if (values.autoencoder !== undefined) {
         const { loadCheckpoint } = await import('../../../trainer/checkpoint.ts')
         const checkpoint = await loadCheckpoint(values.autoencoder)
+        const savedPhase = checkpoint.metadata.phase
+        if (savedPhase !== undefined && savedPhase !== 'autoencoder')
+          throw new SimulateError(
+            'BAD_OPTION',
+            `${values.autoencoder} holds a ${savedPhase} checkpoint, not an autoencoder`,
+          )
         if (
           canonicalize(checkpoint.config.autoencoder) !== canonicalize(config.autoencoder) ||
           checkpoint.config.image.size !== config.image.size
