@@ -156,10 +156,10 @@ export class NodeProcess {
   readonly #listeners = new Set<() => void>()
   readonly #log: WriteStream
 
-  constructor(peer: ClusterPeer, args: string[], logFile: string) {
+  constructor(peer: ClusterPeer, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}) {
     this.peer = peer
     this.#log = createWriteStream(logFile, { flags: 'a' })
-    this.child = spawn(NODE, [COOP_MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, COOP_LOG_LEVEL: 'info' } })
+    this.child = spawn(NODE, [COOP_MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, COOP_LOG_LEVEL: 'info', ...env } })
     const reader = createInterface({ input: this.child.stderr as NodeJS.ReadableStream })
     reader.on('line', (line) => {
       this.#log.write(`${line}\n`)
@@ -235,6 +235,7 @@ export interface StartOptions {
   bootstrap?: string[]
   rounds?: number
   extra?: string[]
+  env?: NodeJS.ProcessEnv
 }
 
 export function startNode(cluster: Cluster, peer: ClusterPeer, options: StartOptions = {}): NodeProcess {
@@ -259,7 +260,7 @@ export function startNode(cluster: Cluster, peer: ClusterPeer, options: StartOpt
     ...(options.bootstrap ?? []).flatMap((b) => ['--bootstrap', b]),
     ...(options.extra ?? []),
   ]
-  return new NodeProcess(peer, args, join(peer.dir, 'node.log'))
+  return new NodeProcess(peer, args, join(peer.dir, 'node.log'), options.env)
 }
 
 /** The node's first listen multiaddr with /p2p/<peerId>, once it has written addrs.json. */
