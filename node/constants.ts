@@ -14,6 +14,8 @@ export const BLOB_PROTOCOL = '/diffusion-coop/blob/1.0.0'
 
 /** go-libp2p's default max pubsub message is 1 MiB; staying under it keeps the coop interoperable. */
 export const GOSSIP_MAX_MESSAGE_BYTES = 1024 * 1024 - 1024
+/** One gossipsub RPC frame may batch several messages plus control data; the per-message limit is our size stage's job. */
+export const GOSSIP_MAX_RPC_BYTES = 4 * GOSSIP_MAX_MESSAGE_BYTES
 /** A signed statement smaller than this cannot hold a signature plus its mandatory fields. */
 export const GOSSIP_MIN_MESSAGE_BYTES = 64
 /** A manifest lists items (about 200 bytes each): the whole gossip budget carries ~5000 images; issuers split larger sets. */
@@ -45,6 +47,8 @@ export const APP_SPECIFIC_WEIGHT = 1
 export const INVALID_MESSAGE_DELIVERIES_WEIGHT = -2
 /** P4 decay per decay interval (1 s): about 5 minutes to fall to 1% of its value. */
 export const INVALID_MESSAGE_DELIVERIES_DECAY = 0.985
+/** Cap on the positive, topic-earned part of a score, so good behaviour cannot bank credit to spend on attacks. */
+export const TOPIC_SCORE_CAP = 20
 /** Below this score a peer's gossip is not emitted to (gossipsub default -10). */
 export const GOSSIP_THRESHOLD = -10
 /** Below this score we do not publish to a peer (gossipsub default -50). */
@@ -60,6 +64,8 @@ export const IP_COLOCATION_THRESHOLD = 32
 export const GOSSIP_RATE_PER_SECOND = 20
 /** Bucket depth: lets a joining peer relay a backlog of manifests without being throttled. */
 export const GOSSIP_RATE_BURST = 100
+/** Above this many (peer, topic) buckets, full ones are dropped: a full bucket is the same as a new one. */
+export const GOSSIP_RATE_MAX_BUCKETS = 10_000
 
 // ---- blob transfer ----
 

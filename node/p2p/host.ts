@@ -25,6 +25,7 @@ import {
   MDNS_SERVICE_PREFIX,
   MAX_ADDRESSES_PER_PEER_RECORD,
   GOSSIP_MAX_MESSAGE_BYTES,
+  GOSSIP_MAX_RPC_BYTES,
   GOSSIP_THRESHOLD,
   GRAYLIST_THRESHOLD,
   INVALID_MESSAGE_DELIVERIES_DECAY,
@@ -33,6 +34,7 @@ import {
   PENALTY_REJECT,
   PUBLISH_THRESHOLD,
   STOP_TIMEOUT_MS,
+  TOPIC_SCORE_CAP,
 } from '../constants.ts'
 import { componentLogger } from '../log.ts'
 import { type GossipErrorCode, GossipValidationError } from '../validation/errors.ts'
@@ -184,11 +186,10 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
         asyncValidation: false,
         // Peers cannot make us track arbitrary topics.
         allowedTopics: [...topics.values()],
-        // One RPC may batch a few messages; the per-message limit is enforced by our size stage.
-        maxInboundDataLength: 4 * GOSSIP_MAX_MESSAGE_BYTES,
+        maxInboundDataLength: GOSSIP_MAX_RPC_BYTES,
         scoreParams: {
           topics: Object.fromEntries([...topics.values()].map((topic) => [topic, topicScoreParams()])),
-          topicScoreCap: 20,
+          topicScoreCap: TOPIC_SCORE_CAP,
           appSpecificScore: (peerId: string) => -penalties.points(peerId),
           appSpecificWeight: APP_SPECIFIC_WEIGHT,
           IPColocationFactorThreshold: IP_COLOCATION_THRESHOLD,
@@ -239,7 +240,6 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
     options.blobs,
   )
 
-  node.addEventListener('peer:disconnect', (event) => rateLimiter.forget(`${event.detail.toString()}|`))
   node.addEventListener('peer:discovery', (event) => {
     if (node.status !== 'started' || event.detail.id.equals(node.peerId)) return
     if (node.getConnections(event.detail.id).length > 0) return

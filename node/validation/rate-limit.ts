@@ -1,6 +1,6 @@
 // Token buckets keyed by (peer, topic): a peer that relays more messages than any honest
 // round could produce gets its surplus IGNOREd and charged, instead of costing us validation work.
-import { GOSSIP_RATE_BURST, GOSSIP_RATE_PER_SECOND } from '../constants.ts'
+import { GOSSIP_RATE_BURST, GOSSIP_RATE_MAX_BUCKETS, GOSSIP_RATE_PER_SECOND } from '../constants.ts'
 
 interface Bucket {
   tokens: number
@@ -12,8 +12,12 @@ export class RateLimiter {
   readonly #ratePerSecond: number
   readonly #burst: number
   readonly #now: () => number
+  readonly #maxBuckets: number
 
-  constructor(options: { ratePerSecond?: number; burst?: number; now?: () => number } = {}) {
+  constructor(
+    options: { ratePerSecond?: number; burst?: number; maxBuckets?: number; now?: () => number } = {},
+  ) {
+    this.#maxBuckets = options.maxBuckets ?? GOSSIP_RATE_MAX_BUCKETS
     this.#ratePerSecond = options.ratePerSecond ?? GOSSIP_RATE_PER_SECOND
     this.#burst = options.burst ?? GOSSIP_RATE_BURST
     this.#now = options.now ?? Date.now
@@ -29,12 +33,23 @@ export class RateLimiter {
     )
     bucket.updatedAt = now
     this.#buckets.set(key, bucket)
-    if (bucket.tokens < 1) return false
-    bucket.tokens -= 1
-    return true
+    const allowed = bucket.tokens >= 1
+    if (allowed) bucket.tokens -= 1
+    if (this.#buckets.size > this.#maxBuckets) this.#prune(now)
+    return allowed
   }
 
-  forget(keyPrefix: string): void {
-    for (const key of this.#buckets.keys()) if (key.startsWith(keyPrefix)) this.#buckets.delete(key)
+  /** Number of buckets held (for tests and status). */
+  get size(): number {
+    return this.#buckets.size
+  }
+
+  // Buckets are kept across disconnects, so reconnecting does not refill a flooder's bucket;
+  // the map stays bounded because a refilled bucket carries no information and can go.
+  #prune(now: number): void {
+    for (const [key, bucket] of this.#buckets) {
+      if (bucket.tokens + ((now - bucket.updatedAt) / 1000) * this.#ratePerSecond >= this.#burst)
+        this.#buckets.delete(key)
+    }
   }
 }

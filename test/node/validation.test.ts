@@ -236,6 +236,27 @@ describe('the validator wrapper', () => {
   })
 })
 
+describe('rate limiter', () => {
+  it('keeps a drained bucket across reconnects but drops refilled ones when it holds too many', () => {
+    let now = 0
+    const limiter = new RateLimiter({ ratePerSecond: 1, burst: 2, maxBuckets: 3, now: () => now })
+    expect([limiter.take('flooder'), limiter.take('flooder'), limiter.take('flooder')]).toEqual([
+      true,
+      true,
+      false,
+    ])
+    for (const peer of ['a', 'b', 'c']) limiter.take(peer)
+    // Over the bound, but every bucket is below full (a, b, c hold one token): none is dropped.
+    expect(limiter.size).toBe(4)
+    now = 1500
+    limiter.take('d')
+    // 1.5 s refilled a, b and c to full, so they go; the flooder (1.5 tokens) and d (1) stay.
+    expect(limiter.size).toBe(2)
+    expect(limiter.take('flooder')).toBe(true)
+    expect(limiter.take('flooder')).toBe(false)
+  })
+})
+
 describe('penalties', () => {
   it('halve every half-life and count per code', () => {
     let now = 0
