@@ -232,10 +232,14 @@ export async function runTraining(options: RunTrainingOptions): Promise<Record<P
   if (options.resume) {
     const stepOf = async (dir: string) =>
       (await exists(dir)) ? ((await loadCheckpoint(dir)).state?.json.step ?? 0) : 0
-    await trimMetrics(join(outDir, METRICS_FILE), {
-      autoencoder: await stepOf(aeDir),
-      unet: await stepOf(unetDir),
-    })
+    const aeStep = await stepOf(aeDir)
+    // The U-Net learned the latents of the autoencoder as it was; training that further would pull them from under it.
+    if ((await exists(unetDir)) && options.config.autoencoder.steps > aeStep)
+      throw new TrainerError(
+        'RESUME_MISMATCH',
+        `the U-Net in ${unetDir} was trained on the autoencoder at step ${aeStep}; it cannot be extended to ${options.config.autoencoder.steps} steps`,
+      )
+    await trimMetrics(join(outDir, METRICS_FILE), { autoencoder: aeStep, unet: await stepOf(unetDir) })
   }
   const autoencoder = await runPhase('autoencoder', options, undefined)
   const aeWeights = (await loadCheckpoint(aeDir)).weights

@@ -185,6 +185,22 @@ describe('coop train and coop sample', () => {
     ])
       expect(readFileSync(join(out, file)).equals(readFileSync(join(straight(), file)))).toBe(true)
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4)
+    // Training the autoencoder further would change the latents the U-Net learned: refused.
+    const stale = await coop([
+      'train',
+      '--config',
+      'tiny',
+      '--data',
+      data,
+      '--out',
+      out,
+      ...STEPS,
+      '--ae-steps',
+      '30',
+      '--resume',
+    ])
+    expect(stale.code).toBe(1)
+    expect(stale.stderr).toMatch(/RESUME_MISMATCH/)
   })
 
   it('the same seed gives the same PNG bytes; another seed another image', async () => {

@@ -130,6 +130,8 @@ export const command: Command = {
     const out = values.out as string
     const bar = tty ? createBar() : undefined
     let lastLogged = 0
+    // Per-step rates jitter with the other work on the machine; the bar shows a moving average.
+    let smoothedRate = 0
     const results = await runTraining({
       config,
       dataset,
@@ -139,6 +141,7 @@ export const command: Command = {
       log: trainerLog,
       onPhaseStart: (phase, startStep, totalSteps) => {
         bar?.stop()
+        smoothedRate = 0
         bar?.start(totalSteps, startStep, { phase, loss: '-', rate: '-' })
         if (!tty)
           log.info(
@@ -147,10 +150,11 @@ export const command: Command = {
           )
       },
       onProgress: (event) => {
+        smoothedRate = smoothedRate === 0 ? event.imgPerSec : 0.9 * smoothedRate + 0.1 * event.imgPerSec
         bar?.update(event.step, {
           phase: event.phase,
           loss: event.loss.toFixed(4),
-          rate: event.imgPerSec.toFixed(1),
+          rate: smoothedRate.toFixed(1),
         })
         if (
           !tty &&
