@@ -27,7 +27,7 @@ export function isDigest(s: unknown): s is string {
 /** The 32 raw bytes named by a digest string; SCHEMA if it is not one. */
 export function digestToBytes(digest: string): Uint8Array {
   if (!isDigest(digest)) throw new ProtocolError('SCHEMA', 'not a sha256:<64 hex> digest')
-  return Uint8Array.from(Buffer.from(digest.slice(DIGEST_PREFIX.length), 'hex'))
+  return Buffer.from(digest.slice(DIGEST_PREFIX.length), 'hex')
 }
 
 /** The digest string for 32 raw SHA-256 bytes. */

@@ -145,17 +145,24 @@ export function verifyInclusion(itemDigest: string, proof: InclusionProof, root:
   let fn = leafIndex
   let sn = treeSize - 1
   let r = leafHash(digestToBytes(itemDigest))
+  const input = Buffer.alloc(1 + 2 * HASH_BYTES)
+  input[0] = 0x01
+  const hashPair = (left: Uint8Array, right: Uint8Array): Uint8Array => {
+    input.set(left, 1)
+    input.set(right, 1 + HASH_BYTES)
+    return createHash('sha256').update(input).digest()
+  }
   for (const p of path) {
     const sibling = digestToBytes(p)
     if (sn === 0) throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof longer than the tree is deep')
     if (fn % 2 === 1 || fn === sn) {
-      r = nodeHash(sibling, r)
+      r = hashPair(sibling, r)
       if (fn % 2 === 0) while (fn % 2 === 0 && fn !== 0) {
         fn = Math.floor(fn / 2)
         sn = Math.floor(sn / 2)
       }
     } else {
-      r = nodeHash(r, sibling)
+      r = hashPair(r, sibling)
     }
     fn = Math.floor(fn / 2)
     sn = Math.floor(sn / 2)
