@@ -139,6 +139,7 @@ export class RoundEngine {
   #running: Promise<void> | undefined
   #closer: Promise<void> | undefined
   #stopping = false
+  #noConsentLogged = false
   #done = false
   #statusDirty = true
   #statusWriting = false
@@ -355,6 +356,13 @@ export class RoundEngine {
 
   async #trainRound(round: number, phase: Phase, base: CheckpointRecord): Promise<void> {
     const roundsCfg = this.#options.charter.rounds
+    if (this.#consent.localItemsInUse(this.#options.datasetItems).items.length === 0) {
+      // Every local item was revoked: keep verifying and serving, but never train on nothing.
+      if (!this.#noConsentLogged) this.#log.warn({ round, code: 'NO_CONSENT' }, 'no consented item left; not contributing')
+      this.#noConsentLogged = true
+      await this.#waitForChange(ROUND_POLL_MS * 10)
+      return
+    }
     const trainer = await this.#trainerFor(phase)
     const baseWeights = decodeTensors(await this.#requireBlob(base.files.model, this.#providers()))
     trainer.setWeights(baseWeights)
@@ -387,8 +395,13 @@ export class RoundEngine {
     this.#payloadsStored.add(deltaDigest)
     const residualDigest = codec.kind === 'topk' ? await this.#store.putBlob(encodeTensors(compressed.residual)) : undefined
 
+    // Revocations that arrived during the round were applied before later steps; the statement
+    // names what is consented now.
     const used = this.#consent.localItemsInUse(this.#options.datasetItems)
-    if (used.items.length === 0) throw new RoundError('NO_CONSENT', 'no consented, unrevoked item is left to train on')
+    if (used.items.length === 0) {
+      this.#log.warn({ round, code: 'NO_CONSENT' }, 'consent withdrawn during the round; contribution dropped')
+      return
+    }
     const envelope = createContribution(
       {
         coop: this.#options.coopId,
