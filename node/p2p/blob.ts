@@ -173,7 +173,11 @@ export class BlobService {
         stream,
         AbortSignal.any([signal, AbortSignal.timeout(this.#timeouts.chunkTimeoutMs)]),
       )
-      if (request === undefined) {
+      if (request === 'silent') {
+        stream.abort(new Error('no blob request'))
+        return
+      }
+      if (request === 'malformed') {
         this.#deps.penalize(peer, 'BLOB_PROTOCOL', PENALTY_BLOB_PROTOCOL)
         stream.abort(new Error('malformed blob request'))
         return
@@ -220,10 +224,14 @@ export class BlobService {
     }
   }
 
+  /**
+   * Reads the request frame. `silent` (closed or timed out before asking) is not held against
+   * the peer, since a requester that crashes or gives up looks the same; `malformed` is.
+   */
   async #readRequest(
     stream: Stream,
     signal: AbortSignal,
-  ): Promise<{ digest: string; maxBytes: number } | undefined> {
+  ): Promise<{ digest: string; maxBytes: number } | 'silent' | 'malformed'> {
     let frame: Uint8Array | undefined
     const frames = lp.decode(stream, { maxDataLength: BLOB_REQUEST_MAX_BYTES })[Symbol.asyncIterator]()
     let onAbort: (() => void) | undefined
@@ -234,22 +242,23 @@ export class BlobService {
     try {
       const step = await Promise.race([frames.next(), timedOut])
       frame = step === undefined || step.done === true ? undefined : step.value.subarray()
-    } catch {
-      return undefined
+    } catch (err) {
+      // An oversized or garbled length prefix is a malformed request; a reset stream is silence.
+      return err instanceof Error && FRAMING_ERRORS.has(err.name) ? 'malformed' : 'silent'
     } finally {
       if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
     }
-    if (frame === undefined || signal.aborted) return undefined
+    if (frame === undefined || signal.aborted) return 'silent'
     let parsed: unknown
     try {
       parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(frame))
     } catch {
-      return undefined
+      return 'malformed'
     }
-    if (typeof parsed !== 'object' || parsed === null) return undefined
+    if (typeof parsed !== 'object' || parsed === null) return 'malformed'
     const { digest, maxBytes } = parsed as Record<string, unknown>
-    if (!isBlobDigest(digest)) return undefined
-    if (typeof maxBytes !== 'number' || !Number.isSafeInteger(maxBytes) || maxBytes < 0) return undefined
+    if (!isBlobDigest(digest)) return 'malformed'
+    if (typeof maxBytes !== 'number' || !Number.isSafeInteger(maxBytes) || maxBytes < 0) return 'malformed'
     return { digest, maxBytes: Math.min(maxBytes, BLOB_MAX_BYTES) }
   }
 

@@ -271,7 +271,7 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
     }
   })
 
-  it('closes a stream whose requester never asks, freeing the slot', async () => {
+  it('closes a stream whose requester never asks, and charges only garbled requests', async () => {
     const strict = await startHost({ blobs: mapSource([payload]), blobTimeouts: { chunkTimeoutMs: 300 } })
     try {
       await requester.dial(strict.multiaddrs()[0] as string)
@@ -286,6 +286,14 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
       expect(performance.now() - started).toBeLessThan(5_000)
       const bytes = await requester.fetchBlob(digest, { providers: [strict.peerId], maxBytes: 4 * MiB })
       expect(blobDigest(bytes)).toBe(digest)
+      // Silence may be a crash: not charged. A garbled request is.
+      expect(strict.penaltyCounts(requester.peerId)).toEqual({})
+      const garbled = await requester.libp2p.dialProtocol(strict.libp2p.peerId, BLOB_PROTOCOL)
+      await send(garbled, [new TextEncoder().encode('{"digest":"md5:0","maxBytes":-1}')])
+      await waitFor(
+        () => strict.penaltyCounts(requester.peerId).BLOB_PROTOCOL === 1,
+        'the garbled request to be charged',
+      )
     } finally {
       await strict.stop()
     }
