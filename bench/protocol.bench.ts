@@ -68,7 +68,12 @@ function noisePng(seed: number, size: number): Uint8Array {
       raw[y * (size * 3 + 1) + x] = state >>> 24
     }
   }
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))])
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ])
 }
 
 const rows: [string, string, string][] = []
@@ -83,19 +88,46 @@ const verifyPerSecond = opsPerSecond(() => {
   if (!verify(key.publicKey, message, signature)) throw new Error('verification failed')
 })
 rows.push(['Ed25519 sign (256 B message)', `${Math.round(signPerSecond).toLocaleString('en')} /s`, ''])
-rows.push(['Ed25519 verify (256 B message)', `${Math.round(verifyPerSecond).toLocaleString('en')} /s`, 'goal >= 5,000 /s'])
+rows.push([
+  'Ed25519 verify (256 B message)',
+  `${Math.round(verifyPerSecond).toLocaleString('en')} /s`,
+  'goal >= 5,000 /s',
+])
 
 // Whole-document verification: what a node does for every gossiped contribution.
 const digestOf = (s: string) => sha256Digest(new TextEncoder().encode(s))
 const envelope = createContribution(
-  { delta: digestOf('d'), coop: digestOf('c'), round: 1, phase: 'unet', baseCheckpoint: digestOf('b'), manifests: [digestOf('m')], itemsRoot: digestOf('r'), itemCount: 100, samples: 800, localSteps: 50, loss: 0.1, codec: { kind: 'int8' } },
+  {
+    delta: digestOf('d'),
+    coop: digestOf('c'),
+    round: 1,
+    phase: 'unet',
+    baseCheckpoint: digestOf('b'),
+    manifests: [digestOf('m')],
+    itemsRoot: digestOf('r'),
+    itemCount: 100,
+    samples: 800,
+    localSteps: 50,
+    loss: 0.1,
+    codec: { kind: 'int8' },
+  },
   key,
 )
 const envelopeBytes = canonicalBytes(envelope)
 const contributionPerSecond = opsPerSecond(() => verifyContribution(envelopeBytes))
-rows.push(['verifyContribution (DSSE envelope bytes)', `${Math.round(contributionPerSecond).toLocaleString('en')} /s`, 'goal >= 5,000 /s'])
+rows.push([
+  'verifyContribution (DSSE envelope bytes)',
+  `${Math.round(contributionPerSecond).toLocaleString('en')} /s`,
+  'goal >= 5,000 /s',
+])
 const paeBytes = pae(envelope.payloadType, Buffer.from(envelope.payload, 'base64'))
-results.signatures = { signPerSecond, verifyPerSecond, verifyContributionPerSecond: contributionPerSecond, contributionEnvelopeBytes: envelopeBytes.length, paeBytes: paeBytes.length }
+results.signatures = {
+  signPerSecond,
+  verifyPerSecond,
+  verifyContributionPerSecond: contributionPerSecond,
+  contributionEnvelopeBytes: envelopeBytes.length,
+  paeBytes: paeBytes.length,
+}
 
 // --- Consent manifest over 10,000 generated images -----------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'coop-bench-consent-'))
@@ -124,7 +156,8 @@ try {
     })
     const bytes = canonicalBytes(manifest)
     const seconds = (performance.now() - started) / 1000
-    if (scan.images.length !== IMAGES) throw new Error(`expected ${IMAGES} images, scanned ${scan.images.length}`)
+    if (scan.images.length !== IMAGES)
+      throw new Error(`expected ${IMAGES} images, scanned ${scan.images.length}`)
     manifestBytes = bytes.length
     runs.push({ seconds, hashSeconds: (hashed - started) / 1000, bytes: scan.bytesHashed })
     if (r === REPEATS - 1) {
@@ -135,17 +168,37 @@ try {
   }
   const seconds = median(runs.map((r) => r.seconds))
   const mbPerSecond = totalBytes / 1e6 / seconds
-  rows.push([`consent create, ${IMAGES.toLocaleString('en')} images (${(totalBytes / 1e6).toFixed(1)} MB)`, `${seconds.toFixed(2)} s`, 'goal < 3 s'])
-  rows.push(['  of which hashing + type sniffing', `${median(runs.map((r) => r.hashSeconds)).toFixed(2)} s`, `${mbPerSecond.toFixed(0)} MB/s end to end`])
-  rows.push([`verifyManifest, ${IMAGES.toLocaleString('en')} items (${(manifestBytes / 1e6).toFixed(1)} MB)`, `${(results.manifestVerifySeconds as number).toFixed(2)} s`, ''])
-  results.consentCreate = { images: IMAGES, imageBytesTotal: totalBytes, medianSeconds: seconds, mbPerSecond, runs, manifestBytes }
+  rows.push([
+    `consent create, ${IMAGES.toLocaleString('en')} images (${(totalBytes / 1e6).toFixed(1)} MB)`,
+    `${seconds.toFixed(2)} s`,
+    'goal < 3 s',
+  ])
+  rows.push([
+    '  of which hashing + type sniffing',
+    `${median(runs.map((r) => r.hashSeconds)).toFixed(2)} s`,
+    `${mbPerSecond.toFixed(0)} MB/s end to end`,
+  ])
+  rows.push([
+    `verifyManifest, ${IMAGES.toLocaleString('en')} items (${(manifestBytes / 1e6).toFixed(1)} MB)`,
+    `${(results.manifestVerifySeconds as number).toFixed(2)} s`,
+    '',
+  ])
+  results.consentCreate = {
+    images: IMAGES,
+    imageBytesTotal: totalBytes,
+    medianSeconds: seconds,
+    mbPerSecond,
+    runs,
+    manifestBytes,
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
 
 // --- Merkle root of 1,000,000 leaves -------------------------------------------------------
 const leaves: string[] = new Array(MERKLE_LEAVES)
-for (let i = 0; i < MERKLE_LEAVES; i++) leaves[i] = sha256Digest(new Uint8Array([i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff]))
+for (let i = 0; i < MERKLE_LEAVES; i++)
+  leaves[i] = sha256Digest(new Uint8Array([i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff]))
 const merkleRuns: number[] = []
 let root = ''
 for (let r = 0; r < REPEATS; r++) {
@@ -153,13 +206,22 @@ for (let r = 0; r < REPEATS; r++) {
   root = merkleRoot(leaves)
   merkleRuns.push((performance.now() - started) / 1000)
 }
-rows.push([`Merkle root, ${MERKLE_LEAVES.toLocaleString('en')} leaves`, `${median(merkleRuns).toFixed(2)} s`, `${(MERKLE_LEAVES / median(merkleRuns) / 1e6).toFixed(2)} M leaves/s`])
+rows.push([
+  `Merkle root, ${MERKLE_LEAVES.toLocaleString('en')} leaves`,
+  `${median(merkleRuns).toFixed(2)} s`,
+  `${(MERKLE_LEAVES / median(merkleRuns) / 1e6).toFixed(2)} M leaves/s`,
+])
 results.merkle = { leaves: MERKLE_LEAVES, medianSeconds: median(merkleRuns), runs: merkleRuns, root }
 
 // --- Report ---------------------------------------------------------------------------------
 const width = [Math.max(...rows.map((r) => r[0].length)), Math.max(...rows.map((r) => r[1].length))]
-process.stdout.write(`protocol benchmark (node ${process.version}, ${cpus().length} cpus, ${cpus()[0]?.model ?? 'unknown cpu'})\n`)
-for (const [name, value, note] of rows) process.stdout.write(`  ${name.padEnd(width[0] as number)}  ${value.padStart(width[1] as number)}  ${note}\n`)
+process.stdout.write(
+  `protocol benchmark (node ${process.version}, ${cpus().length} cpus, ${cpus()[0]?.model ?? 'unknown cpu'})\n`,
+)
+for (const [name, value, note] of rows)
+  process.stdout.write(
+    `  ${name.padEnd(width[0] as number)}  ${value.padStart(width[1] as number)}  ${note}\n`,
+  )
 await mkdir(new URL('./results/', import.meta.url), { recursive: true })
 await writeFile(
   new URL('./results/protocol.json', import.meta.url),

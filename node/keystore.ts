@@ -8,7 +8,12 @@ import { open, stat } from 'node:fs/promises'
 import { ProtocolError } from '../protocol/errors.ts'
 import { marshalPrivateKey, unmarshalPrivateKey, type Ed25519PrivateKey } from '../protocol/keys.ts'
 
-export const KEYSTORE_ERROR_CODES = ['KEY_FILE_EXISTS', 'KEY_FILE_NOT_FOUND', 'KEY_FILE_PERMISSIONS', 'KEY_FILE_INVALID'] as const
+export const KEYSTORE_ERROR_CODES = [
+  'KEY_FILE_EXISTS',
+  'KEY_FILE_NOT_FOUND',
+  'KEY_FILE_PERMISSIONS',
+  'KEY_FILE_INVALID',
+] as const
 export type KeystoreErrorCode = (typeof KEYSTORE_ERROR_CODES)[number]
 
 export class KeystoreError extends Error {
@@ -30,7 +35,8 @@ export async function writeKeyFile(path: string, key: Ed25519PrivateKey): Promis
   try {
     handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, KEY_FILE_MODE)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new KeystoreError('KEY_FILE_EXISTS', `${path} already exists; refusing to overwrite a key`)
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new KeystoreError('KEY_FILE_EXISTS', `${path} already exists; refusing to overwrite a key`)
     throw error
   }
   try {
@@ -49,13 +55,18 @@ export async function readKeyFile(path: string): Promise<Ed25519PrivateKey> {
   try {
     info = await stat(path)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new KeystoreError('KEY_FILE_NOT_FOUND', `no key file at ${path}`)
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new KeystoreError('KEY_FILE_NOT_FOUND', `no key file at ${path}`)
     throw error
   }
   if (!info.isFile()) throw new KeystoreError('KEY_FILE_INVALID', `${path} is not a regular file`)
   if (process.platform !== 'win32' && (info.mode & 0o077) !== 0)
-    throw new KeystoreError('KEY_FILE_PERMISSIONS', `${path} is accessible by group or others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${path}`)
-  if (info.size > KEY_FILE_MAX_BYTES) throw new KeystoreError('KEY_FILE_INVALID', `${path} is too large to be a key file`)
+    throw new KeystoreError(
+      'KEY_FILE_PERMISSIONS',
+      `${path} is accessible by group or others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${path}`,
+    )
+  if (info.size > KEY_FILE_MAX_BYTES)
+    throw new KeystoreError('KEY_FILE_INVALID', `${path} is too large to be a key file`)
   const handle = await open(path, 'r')
   let bytes: Buffer
   try {
@@ -66,7 +77,10 @@ export async function readKeyFile(path: string): Promise<Ed25519PrivateKey> {
   try {
     return unmarshalPrivateKey(new Uint8Array(bytes))
   } catch (error) {
-    if (error instanceof ProtocolError) throw new KeystoreError('KEY_FILE_INVALID', `${path} does not hold a libp2p Ed25519 private key`, { cause: error })
+    if (error instanceof ProtocolError)
+      throw new KeystoreError('KEY_FILE_INVALID', `${path} does not hold a libp2p Ed25519 private key`, {
+        cause: error,
+      })
     throw error
   }
 }

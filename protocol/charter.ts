@@ -17,7 +17,14 @@ import { ProtocolError } from './errors.ts'
 import { canonicalBytes } from './jcs.ts'
 import type { Ed25519PrivateKey } from './keys.ts'
 import { assertLicenseList } from './license.ts'
-import { dateTimeSchema, digestSchema, nonNegativeInt, peerIdSchema, positiveInt, shortText } from './schemas.ts'
+import {
+  dateTimeSchema,
+  digestSchema,
+  nonNegativeInt,
+  peerIdSchema,
+  positiveInt,
+  shortText,
+} from './schemas.ts'
 import { isSortedUnique } from './statement.ts'
 
 const fraction = z.number().gt(0).lte(1)
@@ -53,7 +60,10 @@ export const charterSchema = z
     threshold: positiveInt,
     admission: z.discriminatedUnion('mode', [
       z.strictObject({ mode: z.literal('open') }),
-      z.strictObject({ mode: z.literal('allowlist'), peers: z.array(peerIdSchema).min(1).max(CHARTER_MAX_ALLOWLIST) }),
+      z.strictObject({
+        mode: z.literal('allowlist'),
+        peers: z.array(peerIdSchema).min(1).max(CHARTER_MAX_ALLOWLIST),
+      }),
     ]),
     acceptedLicenses: z.array(z.string().min(1).max(256)).min(1).max(CHARTER_MAX_LICENSES),
     phases: z.strictObject({
@@ -66,10 +76,22 @@ export const charterSchema = z
     createdAt: dateTimeSchema,
   })
   // Sets are written sorted and unique so the same charter has one canonical form.
-  .refine((c) => isSortedUnique(c.publishers), { message: 'publishers must be sorted and unique', path: ['publishers'] })
-  .refine((c) => c.threshold <= c.publishers.length, { message: 'threshold exceeds the number of publishers', path: ['threshold'] })
-  .refine((c) => c.admission.mode === 'open' || isSortedUnique(c.admission.peers), { message: 'allowlist must be sorted and unique', path: ['admission', 'peers'] })
-  .refine((c) => isSortedUnique(c.acceptedLicenses), { message: 'acceptedLicenses must be sorted and unique', path: ['acceptedLicenses'] })
+  .refine((c) => isSortedUnique(c.publishers), {
+    message: 'publishers must be sorted and unique',
+    path: ['publishers'],
+  })
+  .refine((c) => c.threshold <= c.publishers.length, {
+    message: 'threshold exceeds the number of publishers',
+    path: ['threshold'],
+  })
+  .refine((c) => c.admission.mode === 'open' || isSortedUnique(c.admission.peers), {
+    message: 'allowlist must be sorted and unique',
+    path: ['admission', 'peers'],
+  })
+  .refine((c) => isSortedUnique(c.acceptedLicenses), {
+    message: 'acceptedLicenses must be sorted and unique',
+    path: ['acceptedLicenses'],
+  })
 
 export type CoopCharter = z.output<typeof charterSchema>
 
@@ -77,7 +99,10 @@ const sortedUnique = (values: readonly string[]) => [...new Set(values)].sort()
 
 /** The charter with its sets (publishers, allowlist, licenses) sorted and de-duplicated: its one canonical form. */
 export function normalizeCharter(charter: CoopCharter): CoopCharter {
-  const admission = charter.admission?.mode === 'allowlist' ? { mode: 'allowlist' as const, peers: sortedUnique(charter.admission.peers ?? []) } : charter.admission
+  const admission =
+    charter.admission?.mode === 'allowlist'
+      ? { mode: 'allowlist' as const, peers: sortedUnique(charter.admission.peers ?? []) }
+      : charter.admission
   return {
     ...charter,
     publishers: sortedUnique(charter.publishers ?? []),
@@ -92,7 +117,10 @@ export function coopId(charter: CoopCharter): string {
 }
 
 /** Normalizes and validates the charter, then signs its canonical bytes with each publisher key. */
-export function createCharter(charter: CoopCharter, signers: readonly Ed25519PrivateKey[]): { charter: CoopCharter; envelope: DsseEnvelope; coopId: string } {
+export function createCharter(
+  charter: CoopCharter,
+  signers: readonly Ed25519PrivateKey[],
+): { charter: CoopCharter; envelope: DsseEnvelope; coopId: string } {
   const valid = parseSchema(charterSchema, normalizeCharter(charter), 'charter')
   assertLicenseList(valid.acceptedLicenses)
   const payload = canonicalBytes(valid)
@@ -116,12 +144,19 @@ export interface VerifiedCharter {
  */
 export function verifyCharter(input: DocumentInput): VerifiedCharter {
   const opened = openEnvelope(input, CHARTER_MAX_BYTES, 'charter')
-  if (opened.payloadType !== CHARTER_PAYLOAD_TYPE) throw new ProtocolError('UNKNOWN_TYPE', `charter payloadType must be ${CHARTER_PAYLOAD_TYPE}`)
+  if (opened.payloadType !== CHARTER_PAYLOAD_TYPE)
+    throw new ProtocolError('UNKNOWN_TYPE', `charter payloadType must be ${CHARTER_PAYLOAD_TYPE}`)
   const { value } = parseDocument(opened.payload, CHARTER_MAX_BYTES, 'charter payload')
   const charter = parseSchema(charterSchema, value, 'charter')
   assertLicenseList(charter.acceptedLicenses)
   const publishers = new Set(charter.publishers)
-  for (const signer of opened.signers) if (!publishers.has(signer)) throw new ProtocolError('ISSUER_MISMATCH', `charter signed by ${signer}, who is not a publisher`)
-  if (opened.signers.length < charter.threshold) throw new ProtocolError('THRESHOLD_NOT_MET', `charter has ${opened.signers.length} of ${charter.threshold} publisher signatures`)
+  for (const signer of opened.signers)
+    if (!publishers.has(signer))
+      throw new ProtocolError('ISSUER_MISMATCH', `charter signed by ${signer}, who is not a publisher`)
+  if (opened.signers.length < charter.threshold)
+    throw new ProtocolError(
+      'THRESHOLD_NOT_MET',
+      `charter has ${opened.signers.length} of ${charter.threshold} publisher signatures`,
+    )
   return { charter, coopId: opened.payloadDigest, signers: opened.signers }
 }

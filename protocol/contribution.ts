@@ -2,7 +2,12 @@
 // peer key. Subject: the delta payload (safetensors bytes). Predicate: what was trained on
 // and how, so publishers and auditors can check consent and recompute the aggregate.
 import { z } from 'zod'
-import { CONTRIBUTION_MAX_BYTES, CONTRIBUTION_MAX_MANIFESTS, CONTRIBUTION_PREDICATE_TYPE, IN_TOTO_STATEMENT_TYPE } from './constants.ts'
+import {
+  CONTRIBUTION_MAX_BYTES,
+  CONTRIBUTION_MAX_MANIFESTS,
+  CONTRIBUTION_PREDICATE_TYPE,
+  IN_TOTO_STATEMENT_TYPE,
+} from './constants.ts'
 import { compressionSchema } from './charter.ts'
 import { type DocumentInput, parseSchema } from './decode.ts'
 import { isDigest } from './digest.ts'
@@ -10,7 +15,15 @@ import { type DsseEnvelope, openEnvelope } from './dsse.ts'
 import { ProtocolError } from './errors.ts'
 import type { Ed25519PrivateKey } from './keys.ts'
 import { digestSchema, nonNegativeInt, positiveInt } from './schemas.ts'
-import { isSortedUnique, readStatement, signStatement, subjectDigest, subjectFor, statementSchema, type Statement } from './statement.ts'
+import {
+  isSortedUnique,
+  readStatement,
+  signStatement,
+  subjectDigest,
+  subjectFor,
+  statementSchema,
+  type Statement,
+} from './statement.ts'
 
 export const contributionPredicateSchema = z
   .strictObject({
@@ -26,11 +39,18 @@ export const contributionPredicateSchema = z
     loss: z.number(),
     codec: compressionSchema,
   })
-  .refine((p) => isSortedUnique(p.manifests), { message: 'manifests must be sorted and unique', path: ['manifests'] })
+  .refine((p) => isSortedUnique(p.manifests), {
+    message: 'manifests must be sorted and unique',
+    path: ['manifests'],
+  })
 
 export type ContributionPredicate = z.output<typeof contributionPredicateSchema>
 
-const contributionStatementSchema = statementSchema(CONTRIBUTION_PREDICATE_TYPE, contributionPredicateSchema, 1)
+const contributionStatementSchema = statementSchema(
+  CONTRIBUTION_PREDICATE_TYPE,
+  contributionPredicateSchema,
+  1,
+)
 
 export type ContributionStatement = Statement<ContributionPredicate>
 
@@ -80,16 +100,39 @@ export interface VerifyContributionOptions {
  * name, then the caller's expectations (another coop or round: SCHEMA; delta bytes that do
  * not match the subject: DIGEST_MISMATCH).
  */
-export function verifyContribution(input: DocumentInput, options: VerifyContributionOptions = {}): VerifiedContribution {
+export function verifyContribution(
+  input: DocumentInput,
+  options: VerifyContributionOptions = {},
+): VerifiedContribution {
   const opened = openEnvelope(input, CONTRIBUTION_MAX_BYTES, 'contribution')
   // Exactly one signer: a contribution is one node's claim about its own work.
-  if (opened.signers.length !== 1) throw new ProtocolError('SCHEMA', 'a contribution has exactly one signature')
-  const statement = readStatement(opened, CONTRIBUTION_PREDICATE_TYPE, contributionStatementSchema, CONTRIBUTION_MAX_BYTES, 'contribution') as ContributionStatement
+  if (opened.signers.length !== 1)
+    throw new ProtocolError('SCHEMA', 'a contribution has exactly one signature')
+  const statement = readStatement(
+    opened,
+    CONTRIBUTION_PREDICATE_TYPE,
+    contributionStatementSchema,
+    CONTRIBUTION_MAX_BYTES,
+    'contribution',
+  ) as ContributionStatement
   const subject = statement.subject[0] as ContributionStatement['subject'][number]
-  if (subject.name !== DELTA_SUBJECT_NAME) throw new ProtocolError('SCHEMA', `contribution subject must be named ${DELTA_SUBJECT_NAME}`)
+  if (subject.name !== DELTA_SUBJECT_NAME)
+    throw new ProtocolError('SCHEMA', `contribution subject must be named ${DELTA_SUBJECT_NAME}`)
   const delta = subjectDigest(subject)
-  if (options.coopId !== undefined && statement.predicate.coop !== options.coopId) throw new ProtocolError('SCHEMA', 'contribution is for another coop')
-  if (options.round !== undefined && statement.predicate.round !== options.round) throw new ProtocolError('SCHEMA', `contribution is for round ${statement.predicate.round}, not ${options.round}`)
-  if (options.deltaDigest !== undefined && options.deltaDigest !== delta) throw new ProtocolError('DIGEST_MISMATCH', 'delta payload does not match the statement subject')
-  return { statement, predicate: statement.predicate, contributor: opened.signers[0] as string, digest: opened.payloadDigest, delta }
+  if (options.coopId !== undefined && statement.predicate.coop !== options.coopId)
+    throw new ProtocolError('SCHEMA', 'contribution is for another coop')
+  if (options.round !== undefined && statement.predicate.round !== options.round)
+    throw new ProtocolError(
+      'SCHEMA',
+      `contribution is for round ${statement.predicate.round}, not ${options.round}`,
+    )
+  if (options.deltaDigest !== undefined && options.deltaDigest !== delta)
+    throw new ProtocolError('DIGEST_MISMATCH', 'delta payload does not match the statement subject')
+  return {
+    statement,
+    predicate: statement.predicate,
+    contributor: opened.signers[0] as string,
+    digest: opened.payloadDigest,
+    delta,
+  }
 }

@@ -10,7 +10,14 @@ import { sha256 } from './digest.ts'
 import { fromBase58btc, toBase58btc } from './encoding.ts'
 import { ProtocolError } from './errors.ts'
 import { canonicalBytes, canonicalize } from './jcs.ts'
-import { publicKeyFromVerificationMethod, sign, verificationMethodFor, verify, type Ed25519PrivateKey, type Ed25519PublicKey } from './keys.ts'
+import {
+  publicKeyFromVerificationMethod,
+  sign,
+  verificationMethodFor,
+  verify,
+  type Ed25519PrivateKey,
+  type Ed25519PublicKey,
+} from './keys.ts'
 import { dateTimeSchema } from './schemas.ts'
 
 export const DATA_INTEGRITY_PROOF_TYPE = 'DataIntegrityProof'
@@ -45,12 +52,19 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 /** proofHash || documentHash: the 64 bytes eddsa-jcs-2022 signs. */
-export function eddsaJcs2022HashData(proofConfig: Record<string, unknown>, unsecuredDocument: Record<string, unknown>): Uint8Array {
+export function eddsaJcs2022HashData(
+  proofConfig: Record<string, unknown>,
+  unsecuredDocument: Record<string, unknown>,
+): Uint8Array {
   return concat(sha256(canonicalBytes(proofConfig)), sha256(canonicalBytes(unsecuredDocument)))
 }
 
 /** Adds an eddsa-jcs-2022 DataIntegrityProof made with `key`, whose did:key must be the issuer. */
-export function addProof<T extends { '@context': string[] }>(unsecuredDocument: T, key: Ed25519PrivateKey, created: string): T & { proof: DataIntegrityProof } {
+export function addProof<T extends { '@context': string[] }>(
+  unsecuredDocument: T,
+  key: Ed25519PrivateKey,
+  created: string,
+): T & { proof: DataIntegrityProof } {
   if ('proof' in unsecuredDocument) throw new ProtocolError('SCHEMA', 'document already has a proof')
   const proofConfig = {
     type: DATA_INTEGRITY_PROOF_TYPE,
@@ -61,7 +75,14 @@ export function addProof<T extends { '@context': string[] }>(unsecuredDocument: 
     '@context': unsecuredDocument['@context'],
   } as const
   const signature = sign(key, eddsaJcs2022HashData(proofConfig, unsecuredDocument))
-  return { ...unsecuredDocument, proof: { ...proofConfig, '@context': [...unsecuredDocument['@context']], proofValue: toBase58btc(signature) } }
+  return {
+    ...unsecuredDocument,
+    proof: {
+      ...proofConfig,
+      '@context': [...unsecuredDocument['@context']],
+      proofValue: toBase58btc(signature),
+    },
+  }
 }
 
 /**
@@ -72,20 +93,28 @@ export function addProof<T extends { '@context': string[] }>(unsecuredDocument: 
  */
 export function verifyProof(securedDocument: Record<string, unknown>, issuerDid: string): Ed25519PublicKey {
   const rawProof = securedDocument.proof
-  if (typeof rawProof !== 'object' || rawProof === null || Array.isArray(rawProof)) throw new ProtocolError('SCHEMA', 'document needs exactly one proof object')
+  if (typeof rawProof !== 'object' || rawProof === null || Array.isArray(rawProof))
+    throw new ProtocolError('SCHEMA', 'document needs exactly one proof object')
   const proofRecord = rawProof as Record<string, unknown>
   if (proofRecord.type !== DATA_INTEGRITY_PROOF_TYPE || proofRecord.cryptosuite !== EDDSA_JCS_2022)
-    throw new ProtocolError('UNSUPPORTED_CRYPTOSUITE', `only ${DATA_INTEGRITY_PROOF_TYPE} with ${EDDSA_JCS_2022} is accepted`)
+    throw new ProtocolError(
+      'UNSUPPORTED_CRYPTOSUITE',
+      `only ${DATA_INTEGRITY_PROOF_TYPE} with ${EDDSA_JCS_2022} is accepted`,
+    )
   const parsed = dataIntegrityProofSchema.safeParse(proofRecord)
-  if (!parsed.success) throw new ProtocolError('SCHEMA', `proof: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
+  if (!parsed.success)
+    throw new ProtocolError('SCHEMA', `proof: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
   const proof = parsed.data
   // The spec lets a proof @context be a prefix of the document's; we issue them equal and accept only that.
-  if (canonicalize(proof['@context']) !== canonicalize(securedDocument['@context'])) throw new ProtocolError('SCHEMA', 'proof @context differs from the document @context')
+  if (canonicalize(proof['@context']) !== canonicalize(securedDocument['@context']))
+    throw new ProtocolError('SCHEMA', 'proof @context differs from the document @context')
   const publicKey = publicKeyFromVerificationMethod(proof.verificationMethod)
-  if (!proof.verificationMethod.startsWith(`${issuerDid}#`)) throw new ProtocolError('ISSUER_MISMATCH', 'proof is not made with the issuer key')
+  if (!proof.verificationMethod.startsWith(`${issuerDid}#`))
+    throw new ProtocolError('ISSUER_MISMATCH', 'proof is not made with the issuer key')
   const signature = fromBase58btc(proof.proofValue, 'proofValue')
   const { proof: _omitted, ...unsecuredDocument } = securedDocument
   const { proofValue: _value, ...proofConfig } = proof
-  if (!verify(publicKey, eddsaJcs2022HashData(proofConfig, unsecuredDocument), signature)) throw new ProtocolError('BAD_SIGNATURE', 'Data Integrity proof does not verify')
+  if (!verify(publicKey, eddsaJcs2022HashData(proofConfig, unsecuredDocument), signature))
+    throw new ProtocolError('BAD_SIGNATURE', 'Data Integrity proof does not verify')
   return publicKey
 }

@@ -25,7 +25,8 @@ export function parseDocument(input: DocumentInput, maxBytes: number, what: stri
   if (typeof input === 'string') {
     // A string has at least as many UTF-8 bytes as UTF-16 code units: cheap pre-check.
     if (input.length > maxBytes) throw new ProtocolError('TOO_LARGE', `${what} exceeds ${maxBytes} bytes`)
-    if (Buffer.byteLength(input, 'utf8') > maxBytes) throw new ProtocolError('TOO_LARGE', `${what} exceeds ${maxBytes} bytes`)
+    if (Buffer.byteLength(input, 'utf8') > maxBytes)
+      throw new ProtocolError('TOO_LARGE', `${what} exceeds ${maxBytes} bytes`)
     text = input
   } else if (input instanceof Uint8Array) {
     if (input.length > maxBytes) throw new ProtocolError('TOO_LARGE', `${what} exceeds ${maxBytes} bytes`)
@@ -39,7 +40,8 @@ export function parseDocument(input: DocumentInput, maxBytes: number, what: stri
     try {
       size = Buffer.byteLength(canonicalize(input), 'utf8')
     } catch (error) {
-      if (error instanceof ProtocolError) throw new ProtocolError('SCHEMA', `${what}: ${error.message}`, { cause: error })
+      if (error instanceof ProtocolError)
+        throw new ProtocolError('SCHEMA', `${what}: ${error.message}`, { cause: error })
       throw error
     }
     if (size > maxBytes) throw new ProtocolError('TOO_LARGE', `${what} exceeds ${maxBytes} bytes`)
@@ -47,7 +49,8 @@ export function parseDocument(input: DocumentInput, maxBytes: number, what: stri
   } else {
     throw new ProtocolError('SCHEMA', `${what} must be JSON text, bytes or an object`)
   }
-  if (text.charCodeAt(0) === 0xfeff) throw new ProtocolError('INVALID_JSON', `${what} starts with a byte order mark`)
+  if (text.charCodeAt(0) === 0xfeff)
+    throw new ProtocolError('INVALID_JSON', `${what} starts with a byte order mark`)
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -58,10 +61,12 @@ export function parseDocument(input: DocumentInput, maxBytes: number, what: stri
   try {
     canonical = canonicalize(value)
   } catch (error) {
-    if (error instanceof ProtocolError) throw new ProtocolError('NOT_CANONICAL', `${what}: ${error.message}`, { cause: error })
+    if (error instanceof ProtocolError)
+      throw new ProtocolError('NOT_CANONICAL', `${what}: ${error.message}`, { cause: error })
     throw error
   }
-  if (text !== canonical) throw new ProtocolError('NOT_CANONICAL', `${what} is not in RFC 8785 canonical form`)
+  if (text !== canonical)
+    throw new ProtocolError('NOT_CANONICAL', `${what} is not in RFC 8785 canonical form`)
   return { value, fromBytes: true }
 }
 
@@ -70,7 +75,8 @@ export function parseSchema<T extends z.ZodType>(schema: T, value: unknown, what
   const result = schema.safeParse(value)
   if (!result.success) {
     const issue = result.error.issues[0]
-    const path = issue === undefined || issue.path.length === 0 ? '' : ` at ${issue.path.map(String).join('.')}`
+    const path =
+      issue === undefined || issue.path.length === 0 ? '' : ` at ${issue.path.map(String).join('.')}`
     throw new ProtocolError('SCHEMA', `${what}${path}: ${issue?.message ?? 'invalid'}`)
   }
   return result.data

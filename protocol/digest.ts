@@ -58,5 +58,6 @@ export function createStreamingDigest(): StreamingDigest {
 /** Throws DIGEST_MISMATCH unless `bytes` hash to `expected`. */
 export function assertDigest(bytes: Uint8Array, expected: string, what: string): void {
   if (!isDigest(expected)) throw new ProtocolError('SCHEMA', `${what}: expected digest is malformed`)
-  if (sha256Digest(bytes) !== expected) throw new ProtocolError('DIGEST_MISMATCH', `${what}: bytes do not match ${expected}`)
+  if (sha256Digest(bytes) !== expected)
+    throw new ProtocolError('DIGEST_MISMATCH', `${what}: bytes do not match ${expected}`)
 }

@@ -1,6 +1,11 @@
 // Routes any signed document to its verifier by content, for `coop verify <file>` and for
 // tools that receive documents of unknown kind. The kinds are a closed set.
-import { CHARTER_PAYLOAD_TYPE, CONTRIBUTION_PREDICATE_TYPE, IN_TOTO_PAYLOAD_TYPE, PROVENANCE_PREDICATE_TYPE } from './constants.ts'
+import {
+  CHARTER_PAYLOAD_TYPE,
+  CONTRIBUTION_PREDICATE_TYPE,
+  IN_TOTO_PAYLOAD_TYPE,
+  PROVENANCE_PREDICATE_TYPE,
+} from './constants.ts'
 import { MANIFEST_MAX_BYTES } from './constants.ts'
 import { type DocumentInput, parseDocument } from './decode.ts'
 import { fromBase64 } from './encoding.ts'
@@ -26,7 +31,11 @@ export function identifyDocument(input: DocumentInput): DocumentKind {
     if (envelope.payloadType === IN_TOTO_PAYLOAD_TYPE && typeof envelope.payload === 'string') {
       let predicateType: unknown
       try {
-        predicateType = (JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(envelope.payload, 'payload'))) as { predicateType?: unknown })?.predicateType
+        predicateType = (
+          JSON.parse(
+            new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(envelope.payload, 'payload')),
+          ) as { predicateType?: unknown }
+        )?.predicateType
       } catch (error) {
         if (error instanceof ProtocolError) throw error
         throw new ProtocolError('INVALID_JSON', 'envelope payload is not JSON', { cause: error })
@@ -35,5 +44,8 @@ export function identifyDocument(input: DocumentInput): DocumentKind {
       if (predicateType === PROVENANCE_PREDICATE_TYPE) return 'provenance'
     }
   }
-  throw new ProtocolError('UNKNOWN_TYPE', 'not a manifest, revocation, charter, contribution or provenance document')
+  throw new ProtocolError(
+    'UNKNOWN_TYPE',
+    'not a manifest, revocation, charter, contribution or provenance document',
+  )
 }

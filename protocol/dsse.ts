@@ -52,13 +52,21 @@ function compareCodeUnits(a: string, b: string): number {
 }
 
 /** Signs `payload` with each key and returns the envelope (signatures sorted by keyid). */
-export function createEnvelope(payloadType: string, payload: Uint8Array, signers: readonly Ed25519PrivateKey[]): DsseEnvelope {
+export function createEnvelope(
+  payloadType: string,
+  payload: Uint8Array,
+  signers: readonly Ed25519PrivateKey[],
+): DsseEnvelope {
   if (signers.length === 0) throw new ProtocolError('SCHEMA', 'a DSSE envelope needs at least one signer')
   const message = pae(payloadType, payload)
-  const signatures = signers.map((key) => ({ keyid: peerIdString(key.publicKey), sig: toBase64(sign(key, message)) }))
+  const signatures = signers.map((key) => ({
+    keyid: peerIdString(key.publicKey),
+    sig: toBase64(sign(key, message)),
+  }))
   signatures.sort((a, b) => compareCodeUnits(a.keyid, b.keyid))
   for (let i = 1; i < signatures.length; i++)
-    if ((signatures[i] as DsseSignature).keyid === (signatures[i - 1] as DsseSignature).keyid) throw new ProtocolError('SCHEMA', 'the same key signed twice')
+    if ((signatures[i] as DsseSignature).keyid === (signatures[i - 1] as DsseSignature).keyid)
+      throw new ProtocolError('SCHEMA', 'the same key signed twice')
   return { payload: toBase64(payload), payloadType, signatures }
 }
 
@@ -66,9 +74,12 @@ export function createEnvelope(payloadType: string, payload: Uint8Array, signers
 export function addSignature(envelope: DsseEnvelope, key: Ed25519PrivateKey): DsseEnvelope {
   const payload = fromBase64(envelope.payload, 'payload')
   const keyid = peerIdString(key.publicKey)
-  if (envelope.signatures.some((s) => s.keyid === keyid)) throw new ProtocolError('SCHEMA', 'this key already signed the envelope')
+  if (envelope.signatures.some((s) => s.keyid === keyid))
+    throw new ProtocolError('SCHEMA', 'this key already signed the envelope')
   const sig = toBase64(sign(key, pae(envelope.payloadType, payload)))
-  const signatures = [...envelope.signatures, { keyid, sig }].sort((a, b) => compareCodeUnits(a.keyid, b.keyid))
+  const signatures = [...envelope.signatures, { keyid, sig }].sort((a, b) =>
+    compareCodeUnits(a.keyid, b.keyid),
+  )
   return { payload: envelope.payload, payloadType: envelope.payloadType, signatures }
 }
 
@@ -98,10 +109,17 @@ export function openEnvelope(input: DocumentInput, maxBytes: number, what: strin
     if (i > 0 && compareCodeUnits((envelope.signatures[i - 1] as DsseSignature).keyid, keyid) >= 0)
       throw new ProtocolError('SCHEMA', `${what}: signatures must be sorted by keyid without duplicates`)
     const publicKey = publicKeyFromIdentity(keyid)
-    if (!verify(publicKey, message, fromBase64(sig, `${what} signature`))) throw new ProtocolError('BAD_SIGNATURE', `${what}: signature by ${keyid} does not verify`)
+    if (!verify(publicKey, message, fromBase64(sig, `${what} signature`)))
+      throw new ProtocolError('BAD_SIGNATURE', `${what}: signature by ${keyid} does not verify`)
     signers.push(keyid)
   }
-  return { envelope, payloadType: envelope.payloadType, payload, signers, payloadDigest: sha256Digest(payload) }
+  return {
+    envelope,
+    payloadType: envelope.payloadType,
+    payload,
+    signers,
+    payloadDigest: sha256Digest(payload),
+  }
 }
 
 /** The canonical bytes of an envelope, as written to files and sent on the wire. */

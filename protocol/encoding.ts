@@ -13,7 +13,8 @@ export function toBase64(bytes: Uint8Array): string {
 
 /** Strict RFC 4648 base64 decode: standard alphabet, padding required, no whitespace, zero pad bits. */
 export function fromBase64(text: string, what: string): Uint8Array {
-  if (typeof text !== 'string' || !BASE64_PATTERN.test(text)) throw new ProtocolError('BAD_ENCODING', `${what} is not canonical base64`)
+  if (typeof text !== 'string' || !BASE64_PATTERN.test(text))
+    throw new ProtocolError('BAD_ENCODING', `${what} is not canonical base64`)
   const bytes = new Uint8Array(Buffer.from(text, 'base64'))
   // Non-zero padding bits would give a second spelling of the same bytes.
   if (toBase64(bytes) !== text) throw new ProtocolError('BAD_ENCODING', `${what} is not canonical base64`)
@@ -26,13 +27,15 @@ export function toBase58btc(bytes: Uint8Array): string {
 }
 
 export function fromBase58btc(text: string, what: string): Uint8Array {
-  if (typeof text !== 'string' || !text.startsWith('z')) throw new ProtocolError('BAD_ENCODING', `${what} is not base58btc multibase`)
+  if (typeof text !== 'string' || !text.startsWith('z'))
+    throw new ProtocolError('BAD_ENCODING', `${what} is not base58btc multibase`)
   let bytes: Uint8Array
   try {
     bytes = base58btc.decode(text)
   } catch (error) {
     throw new ProtocolError('BAD_ENCODING', `${what} is not base58btc multibase`, { cause: error })
   }
-  if (toBase58btc(bytes) !== text) throw new ProtocolError('BAD_ENCODING', `${what} is not canonical base58btc`)
+  if (toBase58btc(bytes) !== text)
+    throw new ProtocolError('BAD_ENCODING', `${what} is not canonical base58btc`)
   return bytes
 }

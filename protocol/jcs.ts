@@ -34,7 +34,8 @@ function serialize(value: unknown, depth: number, seen: Set<object>): string {
     case 'boolean':
       return value ? 'true' : 'false'
     case 'number':
-      if (!Number.isFinite(value)) throw new ProtocolError('NOT_CANONICAL', 'NaN and Infinity have no JSON form')
+      if (!Number.isFinite(value))
+        throw new ProtocolError('NOT_CANONICAL', 'NaN and Infinity have no JSON form')
       // Number::toString; -0 serialises as "0" as the RFC requires.
       return Object.is(value, -0) ? '0' : String(value)
     case 'string':
@@ -52,11 +53,13 @@ function serialize(value: unknown, depth: number, seen: Set<object>): string {
         out = `[${parts.join(',')}]`
       } else {
         const proto = Object.getPrototypeOf(value)
-        if (proto !== Object.prototype && proto !== null) throw new ProtocolError('NOT_CANONICAL', 'only plain objects have a JSON form')
+        if (proto !== Object.prototype && proto !== null)
+          throw new ProtocolError('NOT_CANONICAL', 'only plain objects have a JSON form')
         const record = value as Record<string, unknown>
         const keys = Object.keys(record).sort(compareCodeUnits)
         const parts: string[] = []
-        for (const key of keys) parts.push(`${serializeString(key)}:${serialize(record[key], depth + 1, seen)}`)
+        for (const key of keys)
+          parts.push(`${serializeString(key)}:${serialize(record[key], depth + 1, seen)}`)
         out = `{${parts.join(',')}}`
       }
       seen.delete(value)

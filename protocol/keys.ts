@@ -2,19 +2,39 @@
 // its network identity), and rights holders are named by `did:key` (multicodec ed25519-pub
 // 0xed01, base58btc multibase). Signing and verification go through node:crypto (OpenSSL),
 // which is strict RFC 8032 verification and ~10x faster than a JS implementation.
-import { createPrivateKey, createPublicKey, randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
-import { privateKeyFromProtobuf, privateKeyFromRaw, privateKeyToProtobuf, publicKeyFromRaw } from '@libp2p/crypto/keys'
+import {
+  createPrivateKey,
+  createPublicKey,
+  randomBytes,
+  sign as nodeSign,
+  verify as nodeVerify,
+  type KeyObject,
+} from 'node:crypto'
+import {
+  privateKeyFromProtobuf,
+  privateKeyFromRaw,
+  privateKeyToProtobuf,
+  publicKeyFromRaw,
+} from '@libp2p/crypto/keys'
 import type { Ed25519PrivateKey, Ed25519PublicKey } from '@libp2p/interface'
 import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
 import { base58btc } from 'multiformats/bases/base58'
-import { ED25519_PUBLIC_KEY_BYTES, ED25519_SEED_BYTES, ED25519_SIGNATURE_BYTES, KEY_CACHE_SIZE, MULTICODEC_ED25519_PUB } from './constants.ts'
+import {
+  ED25519_PUBLIC_KEY_BYTES,
+  ED25519_SEED_BYTES,
+  ED25519_SIGNATURE_BYTES,
+  KEY_CACHE_SIZE,
+  MULTICODEC_ED25519_PUB,
+} from './constants.ts'
 import { ProtocolError } from './errors.ts'
 
 export type { Ed25519PrivateKey, Ed25519PublicKey }
 
 const DID_KEY_PREFIX = 'did:key:'
 // DER prefixes that wrap a raw 32-byte Ed25519 key as PKCS#8 / SPKI (RFC 8410).
-const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20])
+const PKCS8_PREFIX = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+])
 const SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00])
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -36,7 +56,11 @@ export function generateKey(seed?: Uint8Array): Ed25519PrivateKey {
   const secret = seed ?? new Uint8Array(randomBytes(ED25519_SEED_BYTES))
   if (!(secret instanceof Uint8Array) || secret.length !== ED25519_SEED_BYTES)
     throw new ProtocolError('BAD_KEY', `an Ed25519 seed is ${ED25519_SEED_BYTES} bytes`)
-  const keyObject = createPrivateKey({ key: Buffer.from(concat(PKCS8_PREFIX, secret)), format: 'der', type: 'pkcs8' })
+  const keyObject = createPrivateKey({
+    key: Buffer.from(concat(PKCS8_PREFIX, secret)),
+    format: 'der',
+    type: 'pkcs8',
+  })
   const spki = createPublicKey(keyObject).export({ format: 'der', type: 'spki' })
   const publicKey = new Uint8Array(spki.subarray(SPKI_PREFIX.length))
   // libp2p's raw private key form is seed || public key (64 bytes).
@@ -61,7 +85,8 @@ export function unmarshalPrivateKey(bytes: Uint8Array): Ed25519PrivateKey {
   if (key.type !== 'Ed25519') throw new ProtocolError('BAD_KEY', `expected an Ed25519 key, got ${key.type}`)
   // Re-derive from the seed so a file whose stored public half was altered is rejected.
   const rederived = generateKey(key.raw.subarray(0, ED25519_SEED_BYTES))
-  if (!rederived.publicKey.equals(key.publicKey)) throw new ProtocolError('BAD_KEY', 'stored public key does not match the private key')
+  if (!rederived.publicKey.equals(key.publicKey))
+    throw new ProtocolError('BAD_KEY', 'stored public key does not match the private key')
   return rederived
 }
 
@@ -91,7 +116,11 @@ function publicKeyFromDidKey(did: string): Ed25519PublicKey {
   } catch (error) {
     throw new ProtocolError('BAD_KEY', 'did:key is not base58btc multibase', { cause: error })
   }
-  if (decoded.length !== MULTICODEC_ED25519_PUB.length + ED25519_PUBLIC_KEY_BYTES || decoded[0] !== MULTICODEC_ED25519_PUB[0] || decoded[1] !== MULTICODEC_ED25519_PUB[1])
+  if (
+    decoded.length !== MULTICODEC_ED25519_PUB.length + ED25519_PUBLIC_KEY_BYTES ||
+    decoded[0] !== MULTICODEC_ED25519_PUB[0] ||
+    decoded[1] !== MULTICODEC_ED25519_PUB[1]
+  )
     throw new ProtocolError('BAD_KEY', 'did:key is not an ed25519-pub multicodec key')
   const raw = decoded.subarray(MULTICODEC_ED25519_PUB.length)
   // Canonical form only: base58 has a single encoding per byte string, so this rejects nothing valid.
@@ -103,7 +132,8 @@ function publicKeyFromDidKey(did: string): Ed25519PublicKey {
 
 /** The Ed25519 public key named by a `did:key` or a libp2p PeerId string; BAD_KEY otherwise. */
 export function publicKeyFromIdentity(identity: string): Ed25519PublicKey {
-  if (typeof identity !== 'string' || identity.length === 0 || identity.length > 128) throw new ProtocolError('BAD_KEY', 'identity must be a short string')
+  if (typeof identity !== 'string' || identity.length === 0 || identity.length > 128)
+    throw new ProtocolError('BAD_KEY', 'identity must be a short string')
   if (identity.startsWith(DID_KEY_PREFIX)) return publicKeyFromDidKey(identity)
   let peerId: ReturnType<typeof peerIdFromString>
   try {
@@ -111,8 +141,10 @@ export function publicKeyFromIdentity(identity: string): Ed25519PublicKey {
   } catch (error) {
     throw new ProtocolError('BAD_KEY', 'neither a did:key nor a PeerId', { cause: error })
   }
-  if (peerId.type !== 'Ed25519' || peerId.publicKey === undefined) throw new ProtocolError('BAD_KEY', 'PeerId is not an Ed25519 identity')
-  if (peerId.toString() !== identity) throw new ProtocolError('BAD_KEY', 'PeerId is not in canonical base58btc form')
+  if (peerId.type !== 'Ed25519' || peerId.publicKey === undefined)
+    throw new ProtocolError('BAD_KEY', 'PeerId is not an Ed25519 identity')
+  if (peerId.toString() !== identity)
+    throw new ProtocolError('BAD_KEY', 'PeerId is not in canonical base58btc form')
   return peerId.publicKey
 }
 
@@ -122,7 +154,8 @@ export function publicKeyFromVerificationMethod(url: string): Ed25519PublicKey {
   const hash = url.indexOf('#')
   if (hash < 0) throw new ProtocolError('BAD_KEY', 'verification method has no fragment')
   const key = publicKeyFromDidKey(url.slice(0, hash))
-  if (verificationMethodFor(key) !== url) throw new ProtocolError('BAD_KEY', 'verification method fragment does not match its did:key')
+  if (verificationMethodFor(key) !== url)
+    throw new ProtocolError('BAD_KEY', 'verification method fragment does not match its did:key')
   return key
 }
 
@@ -132,9 +165,17 @@ const publicKeyObjects = new Map<string, KeyObject>()
 function privateKeyObject(key: Ed25519PrivateKey): KeyObject {
   let object = privateKeyObjects.get(key)
   if (object === undefined) {
-    if (key?.type !== 'Ed25519' || !(key.raw instanceof Uint8Array) || key.raw.length !== 2 * ED25519_SEED_BYTES)
+    if (
+      key?.type !== 'Ed25519' ||
+      !(key.raw instanceof Uint8Array) ||
+      key.raw.length !== 2 * ED25519_SEED_BYTES
+    )
       throw new ProtocolError('BAD_KEY', 'not an Ed25519 private key')
-    object = createPrivateKey({ key: Buffer.from(concat(PKCS8_PREFIX, key.raw.subarray(0, ED25519_SEED_BYTES))), format: 'der', type: 'pkcs8' })
+    object = createPrivateKey({
+      key: Buffer.from(concat(PKCS8_PREFIX, key.raw.subarray(0, ED25519_SEED_BYTES))),
+      format: 'der',
+      type: 'pkcs8',
+    })
     privateKeyObjects.set(key, object)
   }
   return object
@@ -150,7 +191,8 @@ function publicKeyObject(raw: Uint8Array): KeyObject {
       throw new ProtocolError('BAD_KEY', 'not a valid Ed25519 public key', { cause: error })
     }
     // Bounded: verifiers see keys chosen by peers.
-    if (publicKeyObjects.size >= KEY_CACHE_SIZE) publicKeyObjects.delete(publicKeyObjects.keys().next().value as string)
+    if (publicKeyObjects.size >= KEY_CACHE_SIZE)
+      publicKeyObjects.delete(publicKeyObjects.keys().next().value as string)
     publicKeyObjects.set(id, object)
   }
   return object
@@ -162,7 +204,11 @@ export function sign(privateKey: Ed25519PrivateKey, bytes: Uint8Array): Uint8Arr
 }
 
 /** True iff `signature` is a valid Ed25519 signature of `bytes` by `publicKey`; never throws for bad signatures. */
-export function verify(publicKey: Ed25519PublicKey | Uint8Array, bytes: Uint8Array, signature: Uint8Array): boolean {
+export function verify(
+  publicKey: Ed25519PublicKey | Uint8Array,
+  bytes: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   const raw = rawPublicKey(publicKey)
   if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_BYTES) return false
   try {

@@ -25,13 +25,16 @@ function termText(node: { license: string; plus?: boolean; exception?: string })
 export function assertLicenseList(accepted: readonly string[]): void {
   for (const entry of accepted) {
     const node = parseLicense(entry)
-    if (!('license' in node) || termText(node) !== entry) throw new ProtocolError('INVALID_LICENSE', `accepted license must be a single SPDX term: ${entry}`)
+    if (!('license' in node) || termText(node) !== entry)
+      throw new ProtocolError('INVALID_LICENSE', `accepted license must be a single SPDX term: ${entry}`)
   }
 }
 
 function satisfiable(node: SpdxNode, accepted: ReadonlySet<string>): boolean {
   if ('license' in node) return accepted.has(termText(node))
-  return node.conjunction === 'or' ? satisfiable(node.left, accepted) || satisfiable(node.right, accepted) : satisfiable(node.left, accepted) && satisfiable(node.right, accepted)
+  return node.conjunction === 'or'
+    ? satisfiable(node.left, accepted) || satisfiable(node.right, accepted)
+    : satisfiable(node.left, accepted) && satisfiable(node.right, accepted)
 }
 
 /** True iff `expression` can be complied with using only `accepted` terms. */

@@ -3,7 +3,13 @@
 // train on the listed images, the license and attribution, the CAWG training-and-data-mining
 // usage entries, the scope, and the items with their RFC 6962 Merkle root.
 import { z } from 'zod'
-import { MANIFEST_MAX_BYTES, MANIFEST_MAX_ITEM_BYTES, MANIFEST_MAX_ITEMS, MANIFEST_MEDIA_TYPES, VC_V2_CONTEXT } from './constants.ts'
+import {
+  MANIFEST_MAX_BYTES,
+  MANIFEST_MAX_ITEM_BYTES,
+  MANIFEST_MAX_ITEMS,
+  MANIFEST_MEDIA_TYPES,
+  VC_V2_CONTEXT,
+} from './constants.ts'
 import { addProof, dataIntegrityProofSchema, verifyProof, type DataIntegrityProof } from './dataintegrity.ts'
 import { type DocumentInput, parseDocument, parseSchema } from './decode.ts'
 import { sha256Digest } from './digest.ts'
@@ -13,7 +19,18 @@ import { didKeyFromPublicKey, type Ed25519PrivateKey } from './keys.ts'
 import { licenseSatisfied, parseLicense } from './license.ts'
 import { merkleRoot } from './merkle.ts'
 import { verifyRevocation, type VerifiedRevocation } from './revocation.ts'
-import { attributionSchema, type Attribution, dateTimeSchema, didKeySchema, digestSchema, formatDateTime, longText, nonNegativeInt, peerIdSchema, positiveInt } from './schemas.ts'
+import {
+  attributionSchema,
+  type Attribution,
+  dateTimeSchema,
+  didKeySchema,
+  digestSchema,
+  formatDateTime,
+  longText,
+  nonNegativeInt,
+  peerIdSchema,
+  positiveInt,
+} from './schemas.ts'
 import { isSortedUnique } from './statement.ts'
 
 export const MANIFEST_TYPE = 'ConsentManifest'
@@ -30,7 +47,6 @@ export const usageSchema = z.strictObject({
   'cawg.ai_inference': usageEntrySchema.optional(),
   'cawg.data_mining': usageEntrySchema.optional(),
 })
-
 
 export const manifestItemSchema = z.strictObject({
   digest: digestSchema,
@@ -86,13 +102,15 @@ export interface CreateManifestInput {
 export function sortItems(items: readonly ManifestItem[]): ManifestItem[] {
   const sorted = [...items].sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0))
   for (let i = 1; i < sorted.length; i++)
-    if ((sorted[i] as ManifestItem).digest === (sorted[i - 1] as ManifestItem).digest) throw new ProtocolError('SCHEMA', `item ${(sorted[i] as ManifestItem).digest} is listed twice`)
+    if ((sorted[i] as ManifestItem).digest === (sorted[i - 1] as ManifestItem).digest)
+      throw new ProtocolError('SCHEMA', `item ${(sorted[i] as ManifestItem).digest} is listed twice`)
   return sorted
 }
 
 /** Builds, validates and signs a consent manifest. */
 export function createManifest(input: CreateManifestInput): ConsentManifest {
-  if (input.items.length > MANIFEST_MAX_ITEMS) throw new ProtocolError('TOO_LARGE', `a manifest lists at most ${MANIFEST_MAX_ITEMS} items`)
+  if (input.items.length > MANIFEST_MAX_ITEMS)
+    throw new ProtocolError('TOO_LARGE', `a manifest lists at most ${MANIFEST_MAX_ITEMS} items`)
   parseLicense(input.license)
   for (const item of input.items) if (item.license !== undefined) parseLicense(item.license)
   const items = sortItems(input.items)
@@ -115,7 +133,11 @@ export function createManifest(input: CreateManifestInput): ConsentManifest {
       items,
     },
   }
-  const manifest = addProof(unsecured, input.issuerKey, input.created === undefined ? validFrom : formatDateTime(input.created))
+  const manifest = addProof(
+    unsecured,
+    input.issuerKey,
+    input.created === undefined ? validFrom : formatDateTime(input.created),
+  )
   parseSchema(manifestSchema, manifest, 'manifest')
   return manifest as ConsentManifest
 }
@@ -150,7 +172,15 @@ export interface VerifiedManifest {
 }
 
 function isVerifiedRevocation(value: unknown): value is VerifiedRevocation {
-  return typeof value === 'object' && value !== null && 'revocation' in value && 'digest' in value && 'items' in value && 'manifest' in value && !('@context' in value)
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    'revocation' in value &&
+    'digest' in value &&
+    'items' in value &&
+    'manifest' in value &&
+    !('@context' in value)
+  )
 }
 
 /** True when a parsed JSON value claims to be a consent manifest (used to route documents). */
@@ -172,13 +202,22 @@ export function looksLikeManifest(value: unknown): boolean {
  *  9. licenses accepted (LICENSE_NOT_ACCEPTED); revocations (REVOKED if all items are revoked).
  */
 export function verifyManifest(input: DocumentInput, options: VerifyManifestOptions): VerifiedManifest {
-  if (!(options?.now instanceof Date) || !Number.isFinite(options.now.getTime())) throw new ProtocolError('SCHEMA', 'verifyManifest needs a valid `now`')
+  if (!(options?.now instanceof Date) || !Number.isFinite(options.now.getTime()))
+    throw new ProtocolError('SCHEMA', 'verifyManifest needs a valid `now`')
   const { value } = parseDocument(input, MANIFEST_MAX_BYTES, 'manifest')
   if (!looksLikeManifest(value)) throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentManifest credential')
   const record = value as Record<string, unknown>
   const proof = record.proof as Record<string, unknown> | undefined
-  if (proof !== undefined && typeof proof === 'object' && proof !== null && (proof.type !== 'DataIntegrityProof' || proof.cryptosuite !== 'eddsa-jcs-2022'))
-    throw new ProtocolError('UNSUPPORTED_CRYPTOSUITE', 'only DataIntegrityProof with eddsa-jcs-2022 is accepted')
+  if (
+    proof !== undefined &&
+    typeof proof === 'object' &&
+    proof !== null &&
+    (proof.type !== 'DataIntegrityProof' || proof.cryptosuite !== 'eddsa-jcs-2022')
+  )
+    throw new ProtocolError(
+      'UNSUPPORTED_CRYPTOSUITE',
+      'only DataIntegrityProof with eddsa-jcs-2022 is accepted',
+    )
   const manifest = parseSchema(manifestSchema, value, 'manifest') as ConsentManifest
   const subject = manifest.credentialSubject
   parseLicense(subject.license)
@@ -186,25 +225,40 @@ export function verifyManifest(input: DocumentInput, options: VerifyManifestOpti
   verifyProof(record, manifest.issuer)
 
   const digests = subject.items.map((item) => item.digest)
-  if (!isSortedUnique(digests)) throw new ProtocolError('MERKLE_MISMATCH', 'items must be sorted by digest and unique')
-  if (subject.itemCount !== digests.length) throw new ProtocolError('MERKLE_MISMATCH', `itemCount ${subject.itemCount} but ${digests.length} items listed`)
-  if (merkleRoot(digests) !== subject.merkleRoot) throw new ProtocolError('MERKLE_MISMATCH', 'merkleRoot does not match the items')
+  if (!isSortedUnique(digests))
+    throw new ProtocolError('MERKLE_MISMATCH', 'items must be sorted by digest and unique')
+  if (subject.itemCount !== digests.length)
+    throw new ProtocolError(
+      'MERKLE_MISMATCH',
+      `itemCount ${subject.itemCount} but ${digests.length} items listed`,
+    )
+  if (merkleRoot(digests) !== subject.merkleRoot)
+    throw new ProtocolError('MERKLE_MISMATCH', 'merkleRoot does not match the items')
 
   const now = options.now.getTime()
-  if (Date.parse(manifest.validFrom) > now) throw new ProtocolError('NOT_YET_VALID', `valid from ${manifest.validFrom}`)
-  if (manifest.validUntil !== undefined && Date.parse(manifest.validUntil) <= now) throw new ProtocolError('EXPIRED', `expired at ${manifest.validUntil}`)
-  if (Date.parse(manifest.validUntil ?? manifest.validFrom) < Date.parse(manifest.validFrom)) throw new ProtocolError('SCHEMA', 'validUntil precedes validFrom')
+  if (Date.parse(manifest.validFrom) > now)
+    throw new ProtocolError('NOT_YET_VALID', `valid from ${manifest.validFrom}`)
+  if (manifest.validUntil !== undefined && Date.parse(manifest.validUntil) <= now)
+    throw new ProtocolError('EXPIRED', `expired at ${manifest.validUntil}`)
+  if (Date.parse(manifest.validUntil ?? manifest.validFrom) < Date.parse(manifest.validFrom))
+    throw new ProtocolError('SCHEMA', 'validUntil precedes validFrom')
 
   // `constrained` carries free-text conditions no machine can check: treated as not allowed.
   const generative = subject.usage['cawg.ai_generative_training'].use
-  if (generative !== 'allowed') throw new ProtocolError('USAGE_NOT_ALLOWED', `generative training is ${generative}`)
-  if (options.custodian !== undefined && subject.custodian !== options.custodian) throw new ProtocolError('CUSTODIAN_MISMATCH', `manifest names custodian ${subject.custodian}`)
+  if (generative !== 'allowed')
+    throw new ProtocolError('USAGE_NOT_ALLOWED', `generative training is ${generative}`)
+  if (options.custodian !== undefined && subject.custodian !== options.custodian)
+    throw new ProtocolError('CUSTODIAN_MISMATCH', `manifest names custodian ${subject.custodian}`)
 
   if (options.acceptedLicenses !== undefined) {
-    if (!licenseSatisfied(subject.license, options.acceptedLicenses)) throw new ProtocolError('LICENSE_NOT_ACCEPTED', `license ${subject.license} is not accepted`)
+    if (!licenseSatisfied(subject.license, options.acceptedLicenses))
+      throw new ProtocolError('LICENSE_NOT_ACCEPTED', `license ${subject.license} is not accepted`)
     for (const item of subject.items)
       if (item.license !== undefined && !licenseSatisfied(item.license, options.acceptedLicenses))
-        throw new ProtocolError('LICENSE_NOT_ACCEPTED', `item ${item.digest} license ${item.license} is not accepted`)
+        throw new ProtocolError(
+          'LICENSE_NOT_ACCEPTED',
+          `item ${item.digest} license ${item.license} is not accepted`,
+        )
   }
 
   const digest = sha256Digest(canonicalBytes(value))
@@ -221,7 +275,8 @@ export function verifyManifest(input: DocumentInput, options: VerifyManifestOpti
   for (const candidate of options.revocations ?? []) {
     const revocation = isVerifiedRevocation(candidate) ? candidate : verifyRevocation(candidate)
     if (revocation.manifest !== digest) continue
-    if (revocation.issuer !== manifest.issuer) throw new ProtocolError('ISSUER_MISMATCH', 'a revocation for this manifest is signed by another issuer')
+    if (revocation.issuer !== manifest.issuer)
+      throw new ProtocolError('ISSUER_MISMATCH', 'a revocation for this manifest is signed by another issuer')
     verified.appliedRevocations.push(revocation.digest)
     const listed = new Set(digests)
     const revoked = revocation.items === 'all' ? digests : revocation.items.filter((item) => listed.has(item))

@@ -37,7 +37,10 @@ function leafLevelFromDigests(itemDigests: readonly string[]): Level {
     const digest = itemDigests[i] as string
     if (!isDigest(digest)) throw new ProtocolError('SCHEMA', `item ${i} is not a sha256:<64 hex> digest`)
     input.write(digest.slice(DIGEST_PREFIX.length), 1, 'hex')
-    createHash('sha256').update(input).digest().copy(level, i * HASH_BYTES)
+    createHash('sha256')
+      .update(input)
+      .digest()
+      .copy(level, i * HASH_BYTES)
   }
   return level
 }
@@ -55,7 +58,10 @@ function nextLevel(level: Level): Level {
   input[0] = 0x01
   for (let i = 0; i + 1 < size; i += 2) {
     level.copy(input, 1, i * HASH_BYTES, (i + 2) * HASH_BYTES)
-    createHash('sha256').update(input).digest().copy(next, (i >> 1) * HASH_BYTES)
+    createHash('sha256')
+      .update(input)
+      .digest()
+      .copy(next, (i >> 1) * HASH_BYTES)
   }
   // An unpaired last node is promoted unchanged (RFC 6962's split puts it in the right subtree).
   if (size % 2 === 1) level.copy(next, next.length - HASH_BYTES, (size - 1) * HASH_BYTES)
@@ -64,12 +70,15 @@ function nextLevel(level: Level): Level {
 
 function topOf(levels: Level[]): Uint8Array {
   const top = levels[levels.length - 1] as Level
-  return top.length === 0 ? new Uint8Array(createHash('sha256').digest()) : new Uint8Array(top.subarray(0, HASH_BYTES))
+  return top.length === 0
+    ? new Uint8Array(createHash('sha256').digest())
+    : new Uint8Array(top.subarray(0, HASH_BYTES))
 }
 
 function buildLevels(leafLevel: Level): Level[] {
   const levels = [leafLevel]
-  while (levelSize(levels[levels.length - 1] as Level) > 1) levels.push(nextLevel(levels[levels.length - 1] as Level))
+  while (levelSize(levels[levels.length - 1] as Level) > 1)
+    levels.push(nextLevel(levels[levels.length - 1] as Level))
   return levels
 }
 
@@ -120,7 +129,8 @@ export class MerkleTree {
       const level = this.#levels[depth] as Level
       const sibling = index ^ 1
       // The last node of an odd level has no sibling at this level: it is promoted unchanged.
-      if (sibling < levelSize(level)) path.push(bytesToDigest(level.subarray(sibling * HASH_BYTES, (sibling + 1) * HASH_BYTES)))
+      if (sibling < levelSize(level))
+        path.push(bytesToDigest(level.subarray(sibling * HASH_BYTES, (sibling + 1) * HASH_BYTES)))
       index >>= 1
     }
     return { leafIndex, treeSize: this.size, path }
@@ -139,7 +149,14 @@ export function inclusionProof(itemDigests: readonly string[], leafIndex: number
  */
 export function verifyInclusion(itemDigest: string, proof: InclusionProof, root: string): void {
   const { leafIndex, treeSize, path } = proof
-  if (!Number.isSafeInteger(treeSize) || !Number.isSafeInteger(leafIndex) || leafIndex < 0 || leafIndex >= treeSize || !Array.isArray(path) || path.length > 64)
+  if (
+    !Number.isSafeInteger(treeSize) ||
+    !Number.isSafeInteger(leafIndex) ||
+    leafIndex < 0 ||
+    leafIndex >= treeSize ||
+    !Array.isArray(path) ||
+    path.length > 64
+  )
     throw new ProtocolError('SCHEMA', 'malformed inclusion proof')
   const rootBytes = digestToBytes(root)
   let fn = leafIndex
@@ -157,10 +174,11 @@ export function verifyInclusion(itemDigest: string, proof: InclusionProof, root:
     if (sn === 0) throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof longer than the tree is deep')
     if (fn % 2 === 1 || fn === sn) {
       r = hashPair(sibling, r)
-      if (fn % 2 === 0) while (fn % 2 === 0 && fn !== 0) {
-        fn = Math.floor(fn / 2)
-        sn = Math.floor(sn / 2)
-      }
+      if (fn % 2 === 0)
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2)
+          sn = Math.floor(sn / 2)
+        }
     } else {
       r = hashPair(r, sibling)
     }
@@ -168,5 +186,6 @@ export function verifyInclusion(itemDigest: string, proof: InclusionProof, root:
     sn = Math.floor(sn / 2)
   }
   if (sn !== 0) throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof shorter than the tree is deep')
-  if (!Buffer.from(r).equals(Buffer.from(rootBytes))) throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof does not lead to the root')
+  if (!Buffer.from(r).equals(Buffer.from(rootBytes)))
+    throw new ProtocolError('MERKLE_MISMATCH', 'inclusion proof does not lead to the root')
 }

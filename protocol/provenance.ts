@@ -18,14 +18,21 @@ import { ProtocolError } from './errors.ts'
 import type { Ed25519PrivateKey } from './keys.ts'
 import { parseLicense } from './license.ts'
 import { attributionSchema, digestSchema, nonNegativeInt, peerIdSchema } from './schemas.ts'
-import { isSortedUnique, readStatement, signStatement, subjectDigest, subjectFor, statementSchema, type Statement } from './statement.ts'
+import {
+  isSortedUnique,
+  readStatement,
+  signStatement,
+  subjectDigest,
+  subjectFor,
+  statementSchema,
+  type Statement,
+} from './statement.ts'
 
 const sortedDigests = (max: number) =>
   z
     .array(digestSchema)
     .max(max)
     .refine((list) => isSortedUnique(list), 'must be sorted and unique')
-
 
 export const provenancePredicateSchema = z
   .strictObject({
@@ -34,16 +41,34 @@ export const provenancePredicateSchema = z
     phase: z.enum(['autoencoder', 'unet']),
     parent: z.strictObject({ checkpoint: digestSchema, provenance: digestSchema }).nullable(),
     contributions: z
-      .array(z.strictObject({ statement: digestSchema, contributor: peerIdSchema, delta: digestSchema, manifests: sortedDigests(CONTRIBUTION_MAX_MANIFESTS) }))
+      .array(
+        z.strictObject({
+          statement: digestSchema,
+          contributor: peerIdSchema,
+          delta: digestSchema,
+          manifests: sortedDigests(CONTRIBUTION_MAX_MANIFESTS),
+        }),
+      )
       .max(PROVENANCE_MAX_CONTRIBUTIONS),
     manifests: sortedDigests(PROVENANCE_MAX_LIST),
     revocations: sortedDigests(PROVENANCE_MAX_LIST),
     excludedItems: sortedDigests(PROVENANCE_MAX_LIST),
-    components: z.array(z.strictObject({ role: z.literal('autoencoder'), checkpoint: digestSchema, provenance: digestSchema })).max(1),
+    components: z
+      .array(
+        z.strictObject({
+          role: z.literal('autoencoder'),
+          checkpoint: digestSchema,
+          provenance: digestSchema,
+        }),
+      )
+      .max(1),
     license: z.string().min(1).max(1024),
     attribution: z.array(attributionSchema).max(PROVENANCE_MAX_LIST),
   })
-  .refine((p) => isSortedUnique(p.contributions.map((c) => c.statement)), { message: 'contributions must be sorted by statement digest and unique', path: ['contributions'] })
+  .refine((p) => isSortedUnique(p.contributions.map((c) => c.statement)), {
+    message: 'contributions must be sorted by statement digest and unique',
+    path: ['contributions'],
+  })
   .refine(
     (p) => {
       // The manifest list is exactly the union of what the contributions used.
@@ -55,10 +80,14 @@ export const provenancePredicateSchema = z
 
 export type ProvenancePredicate = z.output<typeof provenancePredicateSchema>
 
-const provenanceStatementSchema = statementSchema(PROVENANCE_PREDICATE_TYPE, provenancePredicateSchema, PROVENANCE_MAX_FILES).refine(
-  (s) => isSortedUnique(s.subject.map((f) => f.name)),
-  { message: 'checkpoint files must be sorted by name and unique', path: ['subject'] },
-)
+const provenanceStatementSchema = statementSchema(
+  PROVENANCE_PREDICATE_TYPE,
+  provenancePredicateSchema,
+  PROVENANCE_MAX_FILES,
+).refine((s) => isSortedUnique(s.subject.map((f) => f.name)), {
+  message: 'checkpoint files must be sorted by name and unique',
+  path: ['subject'],
+})
 
 export type CheckpointProvenance = Statement<ProvenancePredicate>
 
@@ -68,16 +97,22 @@ export interface CreateProvenanceInput extends ProvenancePredicate {
 }
 
 /** Builds the statement and signs it with each publisher key given. */
-export function createProvenance(input: CreateProvenanceInput, signers: readonly Ed25519PrivateKey[]): DsseEnvelope {
+export function createProvenance(
+  input: CreateProvenanceInput,
+  signers: readonly Ed25519PrivateKey[],
+): DsseEnvelope {
   const { files, ...predicate } = input
   const names = Object.keys(files).sort()
-  for (const name of names) if (!isDigest(files[name])) throw new ProtocolError('SCHEMA', `file ${name} needs a sha256 digest`)
+  for (const name of names)
+    if (!isDigest(files[name])) throw new ProtocolError('SCHEMA', `file ${name} needs a sha256 digest`)
   parseLicense(predicate.license)
   const sorted = (values: readonly string[]) => [...new Set(values)].sort()
   // Sets are written in their canonical order, so callers need not sort them.
   const normalized: ProvenancePredicate = {
     ...predicate,
-    contributions: [...predicate.contributions].map((c) => ({ ...c, manifests: sorted(c.manifests) })).sort((a, b) => (a.statement < b.statement ? -1 : a.statement > b.statement ? 1 : 0)),
+    contributions: [...predicate.contributions]
+      .map((c) => ({ ...c, manifests: sorted(c.manifests) }))
+      .sort((a, b) => (a.statement < b.statement ? -1 : a.statement > b.statement ? 1 : 0)),
     manifests: sorted(predicate.manifests),
     revocations: sorted(predicate.revocations),
     excludedItems: sorted(predicate.excludedItems),
@@ -117,14 +152,34 @@ export interface VerifyProvenanceOptions {
  * publishers signed (THRESHOLD_NOT_MET), coop matches (SCHEMA).
  */
 export function verifyProvenance(input: DocumentInput, options: VerifyProvenanceOptions): VerifiedProvenance {
-  if (!Number.isSafeInteger(options.threshold) || options.threshold < 1) throw new ProtocolError('SCHEMA', 'threshold must be a positive integer')
+  if (!Number.isSafeInteger(options.threshold) || options.threshold < 1)
+    throw new ProtocolError('SCHEMA', 'threshold must be a positive integer')
   const opened = openEnvelope(input, PROVENANCE_MAX_BYTES, 'provenance')
-  const statement = readStatement(opened, PROVENANCE_PREDICATE_TYPE, provenanceStatementSchema, PROVENANCE_MAX_BYTES, 'provenance') as CheckpointProvenance
+  const statement = readStatement(
+    opened,
+    PROVENANCE_PREDICATE_TYPE,
+    provenanceStatementSchema,
+    PROVENANCE_MAX_BYTES,
+    'provenance',
+  ) as CheckpointProvenance
   parseLicense(statement.predicate.license)
   const publishers = new Set(options.publishers)
-  for (const signer of opened.signers) if (!publishers.has(signer)) throw new ProtocolError('ISSUER_MISMATCH', `provenance signed by ${signer}, who is not a publisher`)
-  if (opened.signers.length < options.threshold) throw new ProtocolError('THRESHOLD_NOT_MET', `${opened.signers.length} of ${options.threshold} publisher signatures`)
-  if (options.coopId !== undefined && statement.predicate.coop !== options.coopId) throw new ProtocolError('SCHEMA', 'provenance is for another coop')
+  for (const signer of opened.signers)
+    if (!publishers.has(signer))
+      throw new ProtocolError('ISSUER_MISMATCH', `provenance signed by ${signer}, who is not a publisher`)
+  if (opened.signers.length < options.threshold)
+    throw new ProtocolError(
+      'THRESHOLD_NOT_MET',
+      `${opened.signers.length} of ${options.threshold} publisher signatures`,
+    )
+  if (options.coopId !== undefined && statement.predicate.coop !== options.coopId)
+    throw new ProtocolError('SCHEMA', 'provenance is for another coop')
   const files = new Map(statement.subject.map((s) => [s.name, subjectDigest(s)] as const))
-  return { statement, predicate: statement.predicate, files, signers: opened.signers, digest: opened.payloadDigest }
+  return {
+    statement,
+    predicate: statement.predicate,
+    files,
+    signers: opened.signers,
+    digest: opened.payloadDigest,
+  }
 }

@@ -88,11 +88,20 @@ export function looksLikeRevocation(value: unknown): boolean {
  */
 export function verifyRevocation(input: DocumentInput): VerifiedRevocation {
   const { value } = parseDocument(input, REVOCATION_MAX_BYTES, 'revocation')
-  if (!looksLikeRevocation(value)) throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentRevocation credential')
+  if (!looksLikeRevocation(value))
+    throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentRevocation credential')
   const record = value as Record<string, unknown>
   const proof = record.proof as Record<string, unknown> | undefined
-  if (proof !== undefined && typeof proof === 'object' && proof !== null && (proof.type !== 'DataIntegrityProof' || proof.cryptosuite !== 'eddsa-jcs-2022'))
-    throw new ProtocolError('UNSUPPORTED_CRYPTOSUITE', 'only DataIntegrityProof with eddsa-jcs-2022 is accepted')
+  if (
+    proof !== undefined &&
+    typeof proof === 'object' &&
+    proof !== null &&
+    (proof.type !== 'DataIntegrityProof' || proof.cryptosuite !== 'eddsa-jcs-2022')
+  )
+    throw new ProtocolError(
+      'UNSUPPORTED_CRYPTOSUITE',
+      'only DataIntegrityProof with eddsa-jcs-2022 is accepted',
+    )
   const revocation = parseSchema(revocationSchema, value, 'revocation') as RevocationNotice
   verifyProof(record, revocation.issuer)
   return {

@@ -72,7 +72,8 @@ function littleEndianBytes(data: TensorEntry['data']): Uint8Array {
   if (LITTLE_ENDIAN_HOST || data.BYTES_PER_ELEMENT === 1) return view
   const out = new Uint8Array(view.length)
   const width = data.BYTES_PER_ELEMENT
-  for (let i = 0; i < view.length; i += width) for (let j = 0; j < width; j++) out[i + j] = view[i + width - 1 - j] as number
+  for (let i = 0; i < view.length; i += width)
+    for (let j = 0; j < width; j++) out[i + j] = view[i + width - 1 - j] as number
   return out
 }
 
@@ -93,13 +94,24 @@ function validateEntryForEncoding(entry: TensorEntry): void {
     throw new ProtocolError('SCHEMA', `invalid tensor name ${JSON.stringify(entry.name)}`)
   if (Buffer.byteLength(entry.name, 'utf8') > SAFETENSORS_MAX_NAME_BYTES)
     throw new ProtocolError('TOO_LARGE', `tensor name longer than ${SAFETENSORS_MAX_NAME_BYTES} bytes`)
-  if (!DTYPES.includes(entry.dtype)) throw new ProtocolError('UNKNOWN_TYPE', `unsupported dtype ${String(entry.dtype)} for ${entry.name}`)
-  if (!Array.isArray(entry.shape) || entry.shape.length > SAFETENSORS_MAX_RANK || !entry.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+  if (!DTYPES.includes(entry.dtype))
+    throw new ProtocolError('UNKNOWN_TYPE', `unsupported dtype ${String(entry.dtype)} for ${entry.name}`)
+  if (
+    !Array.isArray(entry.shape) ||
+    entry.shape.length > SAFETENSORS_MAX_RANK ||
+    !entry.shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+  )
     throw new ProtocolError('SCHEMA', `invalid shape for ${entry.name}`)
   if (entry.data?.constructor?.name !== expectedArrayType(entry.dtype))
-    throw new ProtocolError('SCHEMA', `${entry.name}: dtype ${entry.dtype} needs a ${expectedArrayType(entry.dtype)}`)
+    throw new ProtocolError(
+      'SCHEMA',
+      `${entry.name}: dtype ${entry.dtype} needs a ${expectedArrayType(entry.dtype)}`,
+    )
   if (entry.data.length !== elementCount(entry.shape))
-    throw new ProtocolError('SCHEMA', `${entry.name}: ${entry.data.length} elements for shape [${entry.shape.join(',')}]`)
+    throw new ProtocolError(
+      'SCHEMA',
+      `${entry.name}: ${entry.data.length} elements for shape [${entry.shape.join(',')}]`,
+    )
 }
 
 /** Deterministic safetensors bytes for `tensors` (any order in, sorted by name out). */
@@ -110,7 +122,8 @@ export function encodeSafetensors(tensors: TensorEntry[], metadata?: Record<stri
   for (let i = 0; i < sorted.length; i++) {
     const entry = sorted[i] as TensorEntry
     validateEntryForEncoding(entry)
-    if (i > 0 && (sorted[i - 1] as TensorEntry).name === entry.name) throw new ProtocolError('SCHEMA', `duplicate tensor name ${entry.name}`)
+    if (i > 0 && (sorted[i - 1] as TensorEntry).name === entry.name)
+      throw new ProtocolError('SCHEMA', `duplicate tensor name ${entry.name}`)
     const end = offset + entry.data.byteLength
     header.push([entry.name, { dtype: entry.dtype, shape: entry.shape, data_offsets: [offset, end] }])
     offset = end
@@ -119,14 +132,16 @@ export function encodeSafetensors(tensors: TensorEntry[], metadata?: Record<stri
     const sortedMetadata: Record<string, string> = {}
     for (const key of Object.keys(metadata).sort(compareCodeUnits)) {
       const value = metadata[key]
-      if (typeof value !== 'string') throw new ProtocolError('SCHEMA', `metadata value for ${key} must be a string`)
+      if (typeof value !== 'string')
+        throw new ProtocolError('SCHEMA', `metadata value for ${key} must be a string`)
       defineOwn(sortedMetadata, key, value)
     }
     header.push([METADATA_KEY, sortedMetadata])
   }
   const json = Buffer.from(headerJson(header), 'utf8')
   const headerLength = Math.ceil(json.length / 8) * 8
-  if (headerLength > SAFETENSORS_MAX_HEADER_BYTES) throw new ProtocolError('TOO_LARGE', 'safetensors header too large')
+  if (headerLength > SAFETENSORS_MAX_HEADER_BYTES)
+    throw new ProtocolError('TOO_LARGE', 'safetensors header too large')
   const out = new Uint8Array(8 + headerLength + offset)
   new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true)
   out.set(json, 8)
@@ -172,19 +187,24 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   const maxBytes = limits.maxBytes ?? SAFETENSORS_DEFAULT_MAX_BYTES
   const maxTensors = limits.maxTensors ?? SAFETENSORS_DEFAULT_MAX_TENSORS
   if (!(bytes instanceof Uint8Array)) throw new ProtocolError('SCHEMA', 'safetensors input must be bytes')
-  if (bytes.length > maxBytes) throw new ProtocolError('TOO_LARGE', `safetensors file of ${bytes.length} bytes exceeds ${maxBytes}`)
-  if (bytes.length < 8) throw new ProtocolError('TRUNCATED', 'safetensors file shorter than its 8-byte header length')
+  if (bytes.length > maxBytes)
+    throw new ProtocolError('TOO_LARGE', `safetensors file of ${bytes.length} bytes exceeds ${maxBytes}`)
+  if (bytes.length < 8)
+    throw new ProtocolError('TRUNCATED', 'safetensors file shorter than its 8-byte header length')
   const declared = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true)
-  if (declared > BigInt(SAFETENSORS_MAX_HEADER_BYTES)) throw new ProtocolError('TOO_LARGE', `safetensors header of ${declared} bytes exceeds the limit`)
+  if (declared > BigInt(SAFETENSORS_MAX_HEADER_BYTES))
+    throw new ProtocolError('TOO_LARGE', `safetensors header of ${declared} bytes exceeds the limit`)
   const headerLength = Number(declared)
-  if (8 + headerLength > bytes.length) throw new ProtocolError('TRUNCATED', 'safetensors file ends inside its header')
+  if (8 + headerLength > bytes.length)
+    throw new ProtocolError('TRUNCATED', 'safetensors file ends inside its header')
   let text: string
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength))
   } catch (error) {
     throw new ProtocolError('INVALID_JSON', 'safetensors header is not UTF-8', { cause: error })
   }
-  if (!text.startsWith('{')) throw new ProtocolError('INVALID_JSON', 'safetensors header must be a JSON object')
+  if (!text.startsWith('{'))
+    throw new ProtocolError('INVALID_JSON', 'safetensors header must be a JSON object')
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
@@ -196,7 +216,8 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   const metadata: Record<string, string> = {}
   const rawMetadata = parsed[METADATA_KEY]
   if (rawMetadata !== undefined) {
-    if (!isPlainObject(rawMetadata)) throw new ProtocolError('SCHEMA', '__metadata__ must be an object of strings')
+    if (!isPlainObject(rawMetadata))
+      throw new ProtocolError('SCHEMA', '__metadata__ must be an object of strings')
     for (const [key, value] of Object.entries(rawMetadata)) {
       if (typeof value !== 'string') throw new ProtocolError('SCHEMA', `__metadata__.${key} must be a string`)
       defineOwn(metadata, key, value)
@@ -204,26 +225,39 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   }
 
   const names = Object.keys(parsed).filter((key) => key !== METADATA_KEY)
-  if (names.length > maxTensors) throw new ProtocolError('TOO_LARGE', `${names.length} tensors exceed the limit of ${maxTensors}`)
+  if (names.length > maxTensors)
+    throw new ProtocolError('TOO_LARGE', `${names.length} tensors exceed the limit of ${maxTensors}`)
   const dataStart = 8 + headerLength
   const dataLength = bytes.length - dataStart
   const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = []
   for (const name of names) {
-    if (name.length === 0 || Buffer.byteLength(name, 'utf8') > SAFETENSORS_MAX_NAME_BYTES) throw new ProtocolError('SCHEMA', 'invalid tensor name')
+    if (name.length === 0 || Buffer.byteLength(name, 'utf8') > SAFETENSORS_MAX_NAME_BYTES)
+      throw new ProtocolError('SCHEMA', 'invalid tensor name')
     const info = parsed[name]
     if (!isPlainObject(info)) throw new ProtocolError('SCHEMA', `${name}: tensor info must be an object`)
     for (const key of Object.keys(info))
-      if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets') throw new ProtocolError('SCHEMA', `${name}: unknown field ${key}`)
+      if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets')
+        throw new ProtocolError('SCHEMA', `${name}: unknown field ${key}`)
     const { dtype, shape, data_offsets: offsets } = info
     if (typeof dtype !== 'string') throw new ProtocolError('SCHEMA', `${name}: dtype must be a string`)
-    if (!DTYPES.includes(dtype as DType)) throw new ProtocolError('UNKNOWN_TYPE', `${name}: unsupported dtype ${dtype}`)
-    if (!Array.isArray(shape) || shape.length > SAFETENSORS_MAX_RANK || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    if (!DTYPES.includes(dtype as DType))
+      throw new ProtocolError('UNKNOWN_TYPE', `${name}: unsupported dtype ${dtype}`)
+    if (
+      !Array.isArray(shape) ||
+      shape.length > SAFETENSORS_MAX_RANK ||
+      !shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+    )
       throw new ProtocolError('SCHEMA', `${name}: invalid shape`)
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0))
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
+    )
       throw new ProtocolError('SCHEMA', `${name}: invalid data_offsets`)
     const [begin, end] = offsets as [number, number]
     if (end < begin) throw new ProtocolError('SCHEMA', `${name}: data_offsets end before begin`)
-    if (end > dataLength) throw new ProtocolError('TRUNCATED', `${name}: data extends past the end of the file`)
+    if (end > dataLength)
+      throw new ProtocolError('TRUNCATED', `${name}: data extends past the end of the file`)
     const count = elementCount(shape as number[])
     if (count * BYTES_PER_ELEMENT[dtype as DType] !== end - begin)
       throw new ProtocolError('SCHEMA', `${name}: shape does not match its ${end - begin} data bytes`)
@@ -234,10 +268,12 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   const byOffset = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end)
   let cursor = 0
   for (const entry of byOffset) {
-    if (entry.begin !== cursor) throw new ProtocolError('SCHEMA', `${entry.name}: data ranges overlap or leave a gap`)
+    if (entry.begin !== cursor)
+      throw new ProtocolError('SCHEMA', `${entry.name}: data ranges overlap or leave a gap`)
     cursor = entry.end
   }
-  if (cursor !== dataLength) throw new ProtocolError('SCHEMA', `${dataLength - cursor} unaccounted bytes after the last tensor`)
+  if (cursor !== dataLength)
+    throw new ProtocolError('SCHEMA', `${dataLength - cursor} unaccounted bytes after the last tensor`)
 
   const tensors = new Map<string, TensorEntry>()
   for (const entry of entries) {
@@ -269,7 +305,10 @@ export function float32ToFloat16Bits(value: number): number {
     const halfMantissa = full >>> shift
     const remainder = full & ((1 << shift) - 1)
     const halfway = 1 << (shift - 1)
-    const rounded = remainder > halfway || (remainder === halfway && (halfMantissa & 1) === 1) ? halfMantissa + 1 : halfMantissa
+    const rounded =
+      remainder > halfway || (remainder === halfway && (halfMantissa & 1) === 1)
+        ? halfMantissa + 1
+        : halfMantissa
     return sign | rounded
   }
   const halfMantissa = mantissa >>> 13

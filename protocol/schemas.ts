@@ -17,9 +17,13 @@ export const dateTimeSchema = z
   }, 'not a real calendar date-time')
 
 /** A libp2p PeerId string (key correctness is checked when the key is used). */
-export const peerIdSchema = z.string().regex(/^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$/, 'expected an Ed25519 libp2p PeerId (12D3KooW...)')
+export const peerIdSchema = z
+  .string()
+  .regex(/^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$/, 'expected an Ed25519 libp2p PeerId (12D3KooW...)')
 
-export const didKeySchema = z.string().regex(/^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$/, 'expected an Ed25519 did:key (did:key:z6Mk...)')
+export const didKeySchema = z
+  .string()
+  .regex(/^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$/, 'expected an Ed25519 did:key (did:key:z6Mk...)')
 
 export const nonNegativeInt = z.int().nonnegative()
 export const positiveInt = z.int().positive()
@@ -27,10 +31,18 @@ export const positiveInt = z.int().positive()
 /** Plain text fields: bounded so a document's size is bounded field by field. */
 export const shortText = z.string().min(1).max(1024)
 export const longText = z.string().min(1).max(8192)
-export const uriText = z.string().min(1).max(2048).regex(/^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$/, 'expected an absolute URI')
+export const uriText = z
+  .string()
+  .min(1)
+  .max(2048)
+  .regex(/^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$/, 'expected an absolute URI')
 
 /** Credit a license requires: who, where, and the exact notice text. */
-export const attributionSchema = z.strictObject({ name: shortText, uri: uriText.optional(), text: longText.optional() })
+export const attributionSchema = z.strictObject({
+  name: shortText,
+  uri: uriText.optional(),
+  text: longText.optional(),
+})
 export type Attribution = z.output<typeof attributionSchema>
 
 /** Seconds-precision UTC timestamp for `date`, as dateTimeSchema accepts. */

@@ -22,9 +22,16 @@ export interface Statement<P> {
   predicate: P
 }
 
-export const resourceDescriptorSchema = z.strictObject({ name: shortText, digest: z.strictObject({ sha256: hexSha256Schema }) })
+export const resourceDescriptorSchema = z.strictObject({
+  name: shortText,
+  digest: z.strictObject({ sha256: hexSha256Schema }),
+})
 
-export function statementSchema<P extends z.ZodType>(predicateType: string, predicate: P, maxSubjects: number) {
+export function statementSchema<P extends z.ZodType>(
+  predicateType: string,
+  predicate: P,
+  maxSubjects: number,
+) {
   return z.strictObject({
     _type: z.literal(IN_TOTO_STATEMENT_TYPE),
     subject: z.array(resourceDescriptorSchema).min(1).max(maxSubjects),
@@ -42,7 +49,10 @@ export function subjectDigest(subject: ResourceDescriptor): string {
   return `sha256:${subject.digest.sha256}`
 }
 
-export function signStatement<P>(statement: Statement<P>, signers: readonly Ed25519PrivateKey[]): DsseEnvelope {
+export function signStatement<P>(
+  statement: Statement<P>,
+  signers: readonly Ed25519PrivateKey[],
+): DsseEnvelope {
   return createEnvelope(IN_TOTO_PAYLOAD_TYPE, canonicalBytes(statement), signers)
 }
 
@@ -50,17 +60,27 @@ export function signStatement<P>(statement: Statement<P>, signers: readonly Ed25
  * Parses the statement in an opened envelope: payloadType must be in-toto's, `_type` the v1
  * URI and `predicateType` the expected one (UNKNOWN_TYPE otherwise); then the closed schema.
  */
-export function readStatement<S extends z.ZodType>(opened: OpenedEnvelope, predicateType: string, schema: S, maxBytes: number, what: string): z.output<S> {
-  if (opened.payloadType !== IN_TOTO_PAYLOAD_TYPE) throw new ProtocolError('UNKNOWN_TYPE', `${what}: payloadType must be ${IN_TOTO_PAYLOAD_TYPE}`)
+export function readStatement<S extends z.ZodType>(
+  opened: OpenedEnvelope,
+  predicateType: string,
+  schema: S,
+  maxBytes: number,
+  what: string,
+): z.output<S> {
+  if (opened.payloadType !== IN_TOTO_PAYLOAD_TYPE)
+    throw new ProtocolError('UNKNOWN_TYPE', `${what}: payloadType must be ${IN_TOTO_PAYLOAD_TYPE}`)
   const { value } = parseDocument(opened.payload, maxBytes, `${what} statement`)
   const header = value as { _type?: unknown; predicateType?: unknown }
-  if (typeof value !== 'object' || value === null || header._type !== IN_TOTO_STATEMENT_TYPE) throw new ProtocolError('UNKNOWN_TYPE', `${what}: not an in-toto Statement v1`)
-  if (header.predicateType !== predicateType) throw new ProtocolError('UNKNOWN_TYPE', `${what}: predicateType must be ${predicateType}`)
+  if (typeof value !== 'object' || value === null || header._type !== IN_TOTO_STATEMENT_TYPE)
+    throw new ProtocolError('UNKNOWN_TYPE', `${what}: not an in-toto Statement v1`)
+  if (header.predicateType !== predicateType)
+    throw new ProtocolError('UNKNOWN_TYPE', `${what}: predicateType must be ${predicateType}`)
   return parseSchema(schema, value, what)
 }
 
 /** Checks a list is sorted by UTF-16 code units with no duplicates (canonical set order). */
 export function isSortedUnique(values: readonly string[]): boolean {
-  for (let i = 1; i < values.length; i++) if (!((values[i - 1] as string) < (values[i] as string))) return false
+  for (let i = 1; i < values.length; i++)
+    if (!((values[i - 1] as string) < (values[i] as string))) return false
   return true
 }

@@ -1,7 +1,17 @@
 // The consent CLI end to end, as a user runs it: real key files, real Twemoji PNGs from
 // node_modules, real child processes of `coop`.
 import { execFile } from 'node:child_process'
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -16,7 +26,9 @@ const twemoji = join(root, 'node_modules', 'emoji-datasource-twitter', 'img', 't
 
 async function coop(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(nodeBin, [join(root, 'node', 'cli', 'main.ts'), ...args], { env: { ...process.env, COOP_LOG_LEVEL: 'silent' } })
+    const { stdout, stderr } = await run(nodeBin, [join(root, 'node', 'cli', 'main.ts'), ...args], {
+      env: { ...process.env, COOP_LOG_LEVEL: 'silent' },
+    })
     return { code: 0, stdout, stderr }
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string }
@@ -61,12 +73,37 @@ describe('coop consent on real Twemoji PNGs', () => {
 
     const images = join(dir, 'emoji')
     mkdirSync(join(images, 'faces'), { recursive: true })
-    const pngs = readdirSync(twemoji).filter((f) => f.endsWith('.png')).sort().slice(0, 40)
-    pngs.forEach((name, i) => copyFileSync(join(twemoji, name), join(i % 2 === 0 ? images : join(images, 'faces'), name)))
+    const pngs = readdirSync(twemoji)
+      .filter((f) => f.endsWith('.png'))
+      .sort()
+      .slice(0, 40)
+    pngs.forEach((name, i) =>
+      copyFileSync(join(twemoji, name), join(i % 2 === 0 ? images : join(images, 'faces'), name)),
+    )
     writeFileSync(join(images, 'notes.txt'), 'not an image')
 
     const manifest = join(dir, 'manifest.json')
-    const made = await coop('consent', 'create', images, '--key', artistKey, '--license', 'CC-BY-4.0', '--attribution-name', 'Twemoji', '--attribution-uri', 'https://github.com/twitter/twemoji', '--attribution-text', 'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0', '--custodian', peerId, '--valid-until', '2099-01-01', '--out', manifest)
+    const made = await coop(
+      'consent',
+      'create',
+      images,
+      '--key',
+      artistKey,
+      '--license',
+      'CC-BY-4.0',
+      '--attribution-name',
+      'Twemoji',
+      '--attribution-uri',
+      'https://github.com/twitter/twemoji',
+      '--attribution-text',
+      'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0',
+      '--custodian',
+      peerId,
+      '--valid-until',
+      '2099-01-01',
+      '--out',
+      manifest,
+    )
     expect(made.code, made.stderr).toBe(0)
     expect(made.stdout).toMatch(/items\s+40 /)
     expect(made.stdout).toContain('skipped   1 files')
@@ -89,7 +126,10 @@ describe('coop consent on real Twemoji PNGs', () => {
 
     // One byte of the manifest changes: the signature no longer verifies.
     const tampered = join(dir, 'tampered.json')
-    writeFileSync(tampered, readFileSync(manifest, 'utf8').replace('"commercialUse":false', '"commercialUse":true'))
+    writeFileSync(
+      tampered,
+      readFileSync(manifest, 'utf8').replace('"commercialUse":false', '"commercialUse":true'),
+    )
     const forged = await coop('verify', tampered)
     expect(forged.code).toBe(1)
     expect(forged.stderr).toContain('BAD_SIGNATURE')
@@ -101,7 +141,9 @@ describe('coop consent on real Twemoji PNGs', () => {
     const after = await coop('consent', 'verify', manifest, '--revocations', revocation)
     expect(after.code).toBe(1)
     expect(after.stderr).toContain('REVOKED')
-    expect((await coop('consent', 'revoke', manifest, '--key', nodeKey, '--out', join(dir, 'r2.json'))).stderr).toContain('ISSUER_MISMATCH')
+    expect(
+      (await coop('consent', 'revoke', manifest, '--key', nodeKey, '--out', join(dir, 'r2.json'))).stderr,
+    ).toContain('ISSUER_MISMATCH')
   })
 
   it('reports bad command lines as usage errors (exit 2) and bad files by code', async () => {
@@ -112,8 +154,17 @@ describe('coop consent on real Twemoji PNGs', () => {
     expect(garbage.code).toBe(1)
     expect(garbage.stderr).toContain('INVALID_JSON')
     const vectors = join(root, 'test', 'vectors')
-    for (const [file, code] of [['charter.valid.json', 0], ['contribution.valid.json', 0], ['provenance.one-signature.json', 1]] as const) {
-      const result = await coop('verify', join(vectors, file), '--charter', join(vectors, 'charter.valid.json'))
+    for (const [file, code] of [
+      ['charter.valid.json', 0],
+      ['contribution.valid.json', 0],
+      ['provenance.one-signature.json', 1],
+    ] as const) {
+      const result = await coop(
+        'verify',
+        join(vectors, file),
+        '--charter',
+        join(vectors, 'charter.valid.json'),
+      )
       expect(result.code, `${file}: ${result.stderr}`).toBe(code)
     }
   })

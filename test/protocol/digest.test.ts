@@ -1,11 +1,21 @@
 import { describe, expect, it } from 'vitest'
-import { bytesToDigest, createStreamingDigest, digestToBytes, isDigest, sha256Digest } from '../../protocol/digest.ts'
+import {
+  bytesToDigest,
+  createStreamingDigest,
+  digestToBytes,
+  isDigest,
+  sha256Digest,
+} from '../../protocol/digest.ts'
 import { ProtocolError } from '../../protocol/errors.ts'
 
 describe('digests', () => {
   it('names bytes by sha256:<hex> with the FIPS 180-2 test values', () => {
-    expect(sha256Digest(new TextEncoder().encode('abc'))).toBe('sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
-    expect(sha256Digest(new Uint8Array(0))).toBe('sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
+    expect(sha256Digest(new TextEncoder().encode('abc'))).toBe(
+      'sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+    )
+    expect(sha256Digest(new Uint8Array(0))).toBe(
+      'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    )
   })
 
   it('streams to the same digest as one-shot hashing', () => {

@@ -19,7 +19,15 @@ export function charterContent(overrides: Partial<CoopCharter> = {}): CoopCharte
   return {
     name: 'emoji coop',
     model: { name: 'tiny', image: { size: 32, channels: 3 }, unet: { channels: [32, 64] } },
-    rounds: { innerSteps: 50, outerLr: 0.7, outerMomentum: 0.9, aggregator: { kind: 'trimmed', fraction: 0.2 }, compression: { kind: 'int8' }, quorum: 2, deadlineSeconds: 120 },
+    rounds: {
+      innerSteps: 50,
+      outerLr: 0.7,
+      outerMomentum: 0.9,
+      aggregator: { kind: 'trimmed', fraction: 0.2 },
+      compression: { kind: 'int8' },
+      quorum: 2,
+      deadlineSeconds: 120,
+    },
     publishers,
     threshold: 2,
     admission: { mode: 'open' },
@@ -63,13 +71,28 @@ export function makeProvenance(coop: string, contributionDigest: string) {
       round: 3,
       phase: 'unet',
       parent: { checkpoint: digestOf('base'), provenance: digestOf('base provenance') },
-      contributions: [{ statement: contributionDigest, contributor: peerIdString(nodeKey.publicKey), delta: digestOf('delta bytes'), manifests }],
+      contributions: [
+        {
+          statement: contributionDigest,
+          contributor: peerIdString(nodeKey.publicKey),
+          delta: digestOf('delta bytes'),
+          manifests,
+        },
+      ],
       manifests,
       revocations: [digestOf('revocation')],
       excludedItems: [digestOf('item 7')],
-      components: [{ role: 'autoencoder', checkpoint: digestOf('ae'), provenance: digestOf('ae provenance') }],
+      components: [
+        { role: 'autoencoder', checkpoint: digestOf('ae'), provenance: digestOf('ae provenance') },
+      ],
       license: 'CC-BY-4.0 AND CC0-1.0',
-      attribution: [{ name: 'Twemoji', uri: 'https://github.com/twitter/twemoji', text: 'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0' }],
+      attribution: [
+        {
+          name: 'Twemoji',
+          uri: 'https://github.com/twitter/twemoji',
+          text: 'Twemoji graphics by Twitter, Inc and other contributors, licensed under CC-BY 4.0',
+        },
+      ],
     },
     [publisherA, publisherB],
   )
@@ -79,14 +102,22 @@ import { createManifest, type ManifestItem } from '../../protocol/manifest.ts'
 import { createRevocation } from '../../protocol/revocation.ts'
 
 export const custodianKey = nodeKey
-export const manifestItems: ManifestItem[] = Array.from({ length: 5 }, (_, i) => ({ digest: digestOf(`image ${i}`), mediaType: 'image/png' as const, byteLength: 1000 + i }))
+export const manifestItems: ManifestItem[] = Array.from({ length: 5 }, (_, i) => ({
+  digest: digestOf(`image ${i}`),
+  mediaType: 'image/png' as const,
+  byteLength: 1000 + i,
+}))
 
 export function makeManifest(overrides: Partial<Parameters<typeof createManifest>[0]> = {}) {
   return createManifest({
     issuerKey: rightsHolder,
     custodian: peerIdString(custodianKey.publicKey),
     license: 'CC-BY-4.0',
-    attribution: { name: 'Ada Artist', uri: 'https://example.org/ada', text: 'Images by Ada Artist, CC-BY 4.0' },
+    attribution: {
+      name: 'Ada Artist',
+      uri: 'https://example.org/ada',
+      text: 'Images by Ada Artist, CC-BY 4.0',
+    },
     scope: { commercialUse: false, weightRedistribution: true },
     items: manifestItems,
     validFrom: new Date('2026-01-01T00:00:00Z'),
@@ -96,5 +127,11 @@ export function makeManifest(overrides: Partial<Parameters<typeof createManifest
 }
 
 export function makeRevocation(manifest: string, items: string[] | 'all') {
-  return createRevocation({ issuerKey: rightsHolder, manifest, items, revokedAt: new Date('2026-06-01T00:00:00Z'), reason: 'changed my mind' })
+  return createRevocation({
+    issuerKey: rightsHolder,
+    manifest,
+    items,
+    revokedAt: new Date('2026-06-01T00:00:00Z'),
+    reason: 'changed my mind',
+  })
 }

@@ -30,7 +30,12 @@ const verifiers: Record<string, { file: string; verify: (input: DocumentInput) =
   contribution: { file: 'contribution.valid.json', verify: (input) => verifyContribution(input) },
   provenance: {
     file: 'provenance.valid.json',
-    verify: (input) => verifyProvenance(input, { publishers: charter.charter.publishers, threshold: charter.charter.threshold, coopId: charter.coopId }),
+    verify: (input) =>
+      verifyProvenance(input, {
+        publishers: charter.charter.publishers,
+        threshold: charter.charter.threshold,
+        coopId: charter.coopId,
+      }),
   },
 }
 
@@ -51,11 +56,13 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 function paths(value: Json, prefix: (string | number)[] = []): (string | number)[][] {
   const out: (string | number)[][] = [prefix]
   if (Array.isArray(value)) value.forEach((v, i) => out.push(...paths(v, [...prefix, i])))
-  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) out.push(...paths(v, [...prefix, k]))
+  else if (value !== null && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) out.push(...paths(v, [...prefix, k]))
   return out
 }
 
-type Mutation = { kind: 'replace'; value: Json } | { kind: 'delete' } | { kind: 'add'; key: string; value: Json }
+type Mutation =
+  { kind: 'replace'; value: Json } | { kind: 'delete' } | { kind: 'add'; key: string; value: Json }
 
 function mutate(document: Json, path: (string | number)[], mutation: Mutation): Json {
   const copy = JSON.parse(JSON.stringify(document)) as Json
@@ -69,16 +76,29 @@ function mutate(document: Json, path: (string | number)[], mutation: Mutation): 
     else delete parent[last]
   } else {
     const target = parent[last]
-    if (target !== null && typeof target === 'object' && !Array.isArray(target)) Object.defineProperty(target, mutation.key, { value: mutation.value, enumerable: true, writable: true, configurable: true })
+    if (target !== null && typeof target === 'object' && !Array.isArray(target))
+      Object.defineProperty(target, mutation.key, {
+        value: mutation.value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      })
     else if (Array.isArray(target)) target.push(mutation.value)
   }
   return copy
 }
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('replace' as const), value: fc.jsonValue({ maxDepth: 2 }) as fc.Arbitrary<Json> }),
+  fc.record({
+    kind: fc.constant('replace' as const),
+    value: fc.jsonValue({ maxDepth: 2 }) as fc.Arbitrary<Json>,
+  }),
   fc.record({ kind: fc.constant('delete' as const) }),
-  fc.record({ kind: fc.constant('add' as const), key: fc.string({ maxLength: 8 }), value: fc.jsonValue({ maxDepth: 1 }) as fc.Arbitrary<Json> }),
+  fc.record({
+    kind: fc.constant('add' as const),
+    key: fc.string({ maxLength: 8 }),
+    value: fc.jsonValue({ maxDepth: 1 }) as fc.Arbitrary<Json>,
+  }),
 )
 
 describe.each(Object.entries(verifiers))('%s verifier under arbitrary input', (_kind, { file, verify }) => {
@@ -93,29 +113,52 @@ describe.each(Object.entries(verifiers))('%s verifier under arbitrary input', (_
   })
 
   it('rejects arbitrary bytes, strings and values with a ProtocolError', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
-      expect(outcome(() => verify(bytes))).not.toBe('accepted')
-    }), { numRuns: 200 })
-    fc.assert(fc.property(fc.json({ maxDepth: 3 }), (text) => {
-      expect(outcome(() => verify(text))).not.toBe('accepted')
-    }), { numRuns: 200 })
-    fc.assert(fc.property(fc.anything({ maxDepth: 3 }), (value) => {
-      expect(outcome(() => verify(value as DocumentInput))).not.toBe('accepted')
-    }), { numRuns: 200 })
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
+        expect(outcome(() => verify(bytes))).not.toBe('accepted')
+      }),
+      { numRuns: 200 },
+    )
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 3 }), (text) => {
+        expect(outcome(() => verify(text))).not.toBe('accepted')
+      }),
+      { numRuns: 200 },
+    )
+    fc.assert(
+      fc.property(fc.anything({ maxDepth: 3 }), (value) => {
+        expect(outcome(() => verify(value as DocumentInput))).not.toBe('accepted')
+      }),
+      { numRuns: 200 },
+    )
   })
 
   it('rejects every byte-level mutation (flip, insert, delete, truncate)', () => {
     fc.assert(
-      fc.property(fc.nat(originalBytes.length - 1), fc.integer({ min: 1, max: 255 }), fc.integer({ min: 0, max: 3 }), (position, byte, op) => {
-        let mutated: Uint8Array
-        if (op === 0) {
-          mutated = Uint8Array.from(originalBytes)
-          mutated[position] ^= byte
-        } else if (op === 1) mutated = Uint8Array.from([...originalBytes.subarray(0, position), byte, ...originalBytes.subarray(position)])
-        else if (op === 2) mutated = Uint8Array.from([...originalBytes.subarray(0, position), ...originalBytes.subarray(position + 1)])
-        else mutated = originalBytes.subarray(0, position)
-        expect(outcome(() => verify(mutated))).not.toBe('accepted')
-      }),
+      fc.property(
+        fc.nat(originalBytes.length - 1),
+        fc.integer({ min: 1, max: 255 }),
+        fc.integer({ min: 0, max: 3 }),
+        (position, byte, op) => {
+          let mutated: Uint8Array
+          if (op === 0) {
+            mutated = Uint8Array.from(originalBytes)
+            mutated[position] ^= byte
+          } else if (op === 1)
+            mutated = Uint8Array.from([
+              ...originalBytes.subarray(0, position),
+              byte,
+              ...originalBytes.subarray(position),
+            ])
+          else if (op === 2)
+            mutated = Uint8Array.from([
+              ...originalBytes.subarray(0, position),
+              ...originalBytes.subarray(position + 1),
+            ])
+          else mutated = originalBytes.subarray(0, position)
+          expect(outcome(() => verify(mutated))).not.toBe('accepted')
+        },
+      ),
       { numRuns: 400 },
     )
   })

@@ -36,7 +36,11 @@ describe('JCS (RFC 8785)', () => {
   })
 
   it('reproduces the RFC 3.2.4 UTF-8 bytes of the 3.2.2 example', () => {
-    const input = { numbers: [333333333.3333333, 1e30, 4.5, 0.002, 1e-27], string: "€$\u000f\nA'B\"\\\\\"/", literals: [null, true, false] }
+    const input = {
+      numbers: [333333333.3333333, 1e30, 4.5, 0.002, 1e-27],
+      string: '€$\u000f\nA\'B"\\\\"/',
+      literals: [null, true, false],
+    }
     const hex = Buffer.from(canonicalBytes(input)).toString('hex').match(/../g)!.join(' ')
     expect(hex).toBe(
       '7b 22 6c 69 74 65 72 61 6c 73 22 3a 5b 6e 75 6c 6c 2c 74 72 75 65 2c 66 61 6c 73 65 5d 2c 22 6e 75 6d 62 65 72 73 22 3a 5b 33 33 33 33 33 33 33 33 33 2e 33 33 33 33 33 33 33 2c 31 65 2b 33 30 2c 34 2e 35 2c 30 2e 30 30 32 2c 31 65 2d 32 37 5d 2c 22 73 74 72 69 6e 67 22 3a 22 e2 82 ac 24 5c 75 30 30 30 66 5c 6e 41 27 42 5c 22 5c 5c 5c 5c 5c 22 2f 22 7d',
@@ -79,7 +83,19 @@ describe('JCS (RFC 8785)', () => {
   it('rejects values with no canonical JSON form with NOT_CANONICAL', () => {
     const cyclic: Record<string, unknown> = {}
     cyclic.self = cyclic
-    for (const bad of [Number.NaN, Infinity, undefined, () => 1, 1n, new Date(0), '\ud800', { '\udc00': 1 }, [1, , 2], cyclic, { a: undefined }]) {
+    for (const bad of [
+      Number.NaN,
+      Infinity,
+      undefined,
+      () => 1,
+      1n,
+      new Date(0),
+      '\ud800',
+      { '\udc00': 1 },
+      [1, , 2],
+      cyclic,
+      { a: undefined },
+    ]) {
       try {
         canonicalize(bad)
         throw new Error(`accepted ${String(bad)}`)

@@ -7,7 +7,15 @@ import { didKeyFromPublicKey, generateKey, peerIdString, sign } from '../../prot
 import { manifestDigest, verifyManifest } from '../../protocol/manifest.ts'
 import { inclusionProof, verifyInclusion } from '../../protocol/merkle.ts'
 import { verifyRevocation } from '../../protocol/revocation.ts'
-import { custodianKey, digestOf, makeManifest, makeRevocation, manifestItems, outsider, rightsHolder } from './fixtures.ts'
+import {
+  custodianKey,
+  digestOf,
+  makeManifest,
+  makeRevocation,
+  manifestItems,
+  outsider,
+  rightsHolder,
+} from './fixtures.ts'
 
 const now = new Date('2026-03-01T00:00:00Z')
 
@@ -23,7 +31,9 @@ function codeOf(fn: () => unknown): string {
 
 describe('eddsa-jcs-2022 against the W3C published test vector (w3c/vc-di-eddsa TestVectors/)', () => {
   // keyPair.json: privateKeyMultibase is multicodec ed25519-priv (0x8026) + 32-byte seed.
-  const key = generateKey(fromBase58btc('z3u2en7t5LR2WtQH5PfFqMqwVHBeXouLzo6haApm8XHqvjxq', 'key').subarray(2))
+  const key = generateKey(
+    fromBase58btc('z3u2en7t5LR2WtQH5PfFqMqwVHBeXouLzo6haApm8XHqvjxq', 'key').subarray(2),
+  )
   const document = JSON.parse(
     '{"@context":["https://www.w3.org/ns/credentials/v2","https://www.w3.org/ns/credentials/examples/v2"],"credentialSubject":{"alumniOf":"The School of Examples","id":"did:example:abcdefgh"},"description":"A minimum viable example of an Alumni Credential.","id":"urn:uuid:58172aac-d8ba-11ed-83dd-0b3aef56cc33","issuer":"https://vc.example/issuers/5678","name":"Alumni Credential","type":["VerifiableCredential","AlumniCredential"],"validFrom":"2023-01-01T00:00:00Z"}',
   )
@@ -37,11 +47,14 @@ describe('eddsa-jcs-2022 against the W3C published test vector (w3c/vc-di-eddsa 
   })
 
   it('derives the published public key', () => {
-    expect(didKeyFromPublicKey(key.publicKey)).toBe('did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2')
+    expect(didKeyFromPublicKey(key.publicKey)).toBe(
+      'did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2',
+    )
   })
 
   it('reproduces canonDocJCS.txt, combinedHashJCS.txt and the proofValue of signedJCS.json', () => {
-    const didVm = 'did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2#z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2'
+    const didVm =
+      'did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2#z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2'
     expect(canonicalize(proofConfig(didVm))).toBe(
       '{"@context":["https://www.w3.org/ns/credentials/v2","https://www.w3.org/ns/credentials/examples/v2"],"created":"2023-02-24T23:36:38Z","cryptosuite":"eddsa-jcs-2022","proofPurpose":"assertionMethod","type":"DataIntegrityProof","verificationMethod":"did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2#z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2"}',
     )
@@ -62,7 +75,11 @@ describe('ConsentManifest', () => {
     expect(manifest.proof.cryptosuite).toBe('eddsa-jcs-2022')
     expect(manifest.proof.proofValue.startsWith('z')).toBe(true)
     expect(manifest.issuer).toBe(didKeyFromPublicKey(rightsHolder.publicKey))
-    const verified = verifyManifest(canonicalBytes(manifest), { now, acceptedLicenses: ['CC-BY-4.0'], custodian: peerIdString(custodianKey.publicKey) })
+    const verified = verifyManifest(canonicalBytes(manifest), {
+      now,
+      acceptedLicenses: ['CC-BY-4.0'],
+      custodian: peerIdString(custodianKey.publicKey),
+    })
     expect(verified.digest).toBe(manifestDigest(manifest))
     expect(verified.items.map((i) => i.digest)).toEqual(manifestItems.map((i) => i.digest).sort())
     // Any listed item can be proven a member of the manifest by its Merkle root.
@@ -72,18 +89,28 @@ describe('ConsentManifest', () => {
 
   it('enforces time, usage, custodian and license rules with their codes', () => {
     const bytes = canonicalBytes(makeManifest())
-    expect(codeOf(() => verifyManifest(bytes, { now: new Date('2025-12-31T23:59:59Z') }))).toBe('NOT_YET_VALID')
+    expect(codeOf(() => verifyManifest(bytes, { now: new Date('2025-12-31T23:59:59Z') }))).toBe(
+      'NOT_YET_VALID',
+    )
     expect(codeOf(() => verifyManifest(bytes, { now: new Date('2027-01-01T00:00:00Z') }))).toBe('EXPIRED')
-    expect(codeOf(() => verifyManifest(bytes, { now, custodian: peerIdString(outsider.publicKey) }))).toBe('CUSTODIAN_MISMATCH')
-    expect(codeOf(() => verifyManifest(bytes, { now, acceptedLicenses: ['CC0-1.0'] }))).toBe('LICENSE_NOT_ACCEPTED')
-    const constrained = makeManifest({ usage: { 'cawg.ai_generative_training': { use: 'constrained', constraint_info: 'only on Sundays' } } })
+    expect(codeOf(() => verifyManifest(bytes, { now, custodian: peerIdString(outsider.publicKey) }))).toBe(
+      'CUSTODIAN_MISMATCH',
+    )
+    expect(codeOf(() => verifyManifest(bytes, { now, acceptedLicenses: ['CC0-1.0'] }))).toBe(
+      'LICENSE_NOT_ACCEPTED',
+    )
+    const constrained = makeManifest({
+      usage: { 'cawg.ai_generative_training': { use: 'constrained', constraint_info: 'only on Sundays' } },
+    })
     expect(codeOf(() => verifyManifest(constrained, { now }))).toBe('USAGE_NOT_ALLOWED')
     const notAllowed = makeManifest({ usage: { 'cawg.ai_generative_training': { use: 'notAllowed' } } })
     expect(codeOf(() => verifyManifest(notAllowed, { now }))).toBe('USAGE_NOT_ALLOWED')
     const either = makeManifest({ license: 'CC-BY-4.0 OR MIT' })
     expect(verifyManifest(either, { now, acceptedLicenses: ['MIT'] }).digest).toMatch(/^sha256:/)
     const both = makeManifest({ license: 'CC-BY-4.0 AND MIT' })
-    expect(codeOf(() => verifyManifest(both, { now, acceptedLicenses: ['MIT'] }))).toBe('LICENSE_NOT_ACCEPTED')
+    expect(codeOf(() => verifyManifest(both, { now, acceptedLicenses: ['MIT'] }))).toBe(
+      'LICENSE_NOT_ACCEPTED',
+    )
     expect(codeOf(() => makeManifest({ license: 'Not A License' }))).toBe('INVALID_LICENSE')
   })
 
@@ -105,7 +132,9 @@ describe('ConsentManifest', () => {
     const result = verifyManifest(manifest, { now, revocations: [canonicalBytes(some)] })
     expect([...result.revokedItems]).toEqual([manifestItems[1]!.digest])
     expect(result.appliedRevocations).toEqual([verifiedSome.digest])
-    expect(codeOf(() => verifyManifest(manifest, { now, revocations: [makeRevocation(digest, 'all')] }))).toBe('REVOKED')
+    expect(
+      codeOf(() => verifyManifest(manifest, { now, revocations: [makeRevocation(digest, 'all')] })),
+    ).toBe('REVOKED')
     const unrelated = makeRevocation(digestOf('other manifest'), 'all')
     expect(verifyManifest(manifest, { now, revocations: [unrelated] }).revokedItems.size).toBe(0)
     const byOutsider = { ...makeRevocation(digest, 'all') }

@@ -3,7 +3,13 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { ProtocolError } from '../../protocol/errors.ts'
-import { inclusionProof, MerkleTree, merkleRoot, verifyInclusion, type InclusionProof } from '../../protocol/merkle.ts'
+import {
+  inclusionProof,
+  MerkleTree,
+  merkleRoot,
+  verifyInclusion,
+  type InclusionProof,
+} from '../../protocol/merkle.ts'
 
 const h = (...parts: Uint8Array[]) => {
   const hash = createHash('sha256')
@@ -20,7 +26,8 @@ function referenceRoot(leaves: Uint8Array[]): Uint8Array {
   return h(Uint8Array.of(1), referenceRoot(leaves.slice(0, k)), referenceRoot(leaves.slice(k)))
 }
 
-const items = (n: number) => Array.from({ length: n }, (_, i) => sha256Digest(Uint8Array.of(i & 0xff, i >> 8)))
+const items = (n: number) =>
+  Array.from({ length: n }, (_, i) => sha256Digest(Uint8Array.of(i & 0xff, i >> 8)))
 const raw = (d: string) => Uint8Array.from(Buffer.from(d.slice(7), 'hex'))
 
 function expectMismatch(fn: () => void): void {
@@ -74,7 +81,8 @@ describe('RFC 6962 Merkle tree', () => {
         // Every leaf gets two alterations, rotating through the kinds so all kinds hit all sizes.
         for (const [item, bad, r] of [variants[i % variants.length]!, variants[(i + 3) % variants.length]!]) {
           // In a 1-leaf tree "the other leaf" is the same leaf: that variant is not an alteration.
-          const unaltered = item === d[i] && r === root && bad.leafIndex === i && bad.path.join() === proof.path.join()
+          const unaltered =
+            item === d[i] && r === root && bad.leafIndex === i && bad.path.join() === proof.path.join()
           if (unaltered) continue
           expectMismatch(() => verifyInclusion(item, bad, r))
         }
@@ -84,19 +92,25 @@ describe('RFC 6962 Merkle tree', () => {
 
   it('property: random trees and leaves verify; any single-bit change to a path element fails', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 2, max: 1000 }), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 255 }), (n, leafSeed, elementSeed, bit) => {
-        const d = items(n)
-        const i = leafSeed % n
-        const proof = inclusionProof(d, i)
-        const root = merkleRoot(d)
-        verifyInclusion(d[i]!, proof, root)
-        const path = [...proof.path]
-        const j = elementSeed % path.length
-        const bytes = raw(path[j]!)
-        bytes[bit >> 3]! ^= 1 << (bit & 7)
-        path[j] = `sha256:${Buffer.from(bytes).toString('hex')}`
-        expectMismatch(() => verifyInclusion(d[i]!, { ...proof, path }, root))
-      }),
+      fc.property(
+        fc.integer({ min: 2, max: 1000 }),
+        fc.nat(),
+        fc.nat(),
+        fc.integer({ min: 0, max: 255 }),
+        (n, leafSeed, elementSeed, bit) => {
+          const d = items(n)
+          const i = leafSeed % n
+          const proof = inclusionProof(d, i)
+          const root = merkleRoot(d)
+          verifyInclusion(d[i]!, proof, root)
+          const path = [...proof.path]
+          const j = elementSeed % path.length
+          const bytes = raw(path[j]!)
+          bytes[bit >> 3]! ^= 1 << (bit & 7)
+          path[j] = `sha256:${Buffer.from(bytes).toString('hex')}`
+          expectMismatch(() => verifyInclusion(d[i]!, { ...proof, path }, root))
+        },
+      ),
       { numRuns: 100 },
     )
   })

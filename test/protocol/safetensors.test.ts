@@ -63,7 +63,9 @@ describe('safetensors codec', () => {
     expect(w.shape).toEqual([2, 3])
     const q = header['delta.q']
     expect(q.dtype).toBe('I8')
-    expect(Array.from(new Int8Array(data.slice(q.data_offsets[0], q.data_offsets[1]).buffer))).toEqual([-128, -1, 0, 127])
+    expect(Array.from(new Int8Array(data.slice(q.data_offsets[0], q.data_offsets[1]).buffer))).toEqual([
+      -128, -1, 0, 127,
+    ])
   })
 
   it('round-trips every dtype and is deterministic regardless of input order', () => {
@@ -133,21 +135,64 @@ print(json.dumps(out))
       ['empty file', new Uint8Array(0), 'TRUNCATED'],
       ['7 bytes', new Uint8Array(7), 'TRUNCATED'],
       ['header length past end', good.subarray(0, 8 + n - 1), 'TRUNCATED'],
-      ['huge declared header', (() => { const b = new Uint8Array(16); new DataView(b.buffer).setBigUint64(0, 2n ** 60n, true); return b })(), 'TOO_LARGE'],
+      [
+        'huge declared header',
+        (() => {
+          const b = new Uint8Array(16)
+          new DataView(b.buffer).setBigUint64(0, 2n ** 60n, true)
+          return b
+        })(),
+        'TOO_LARGE',
+      ],
       ['data cut short', good.subarray(0, good.length - 1), 'TRUNCATED'],
       ['trailing byte', Uint8Array.from([...good, 0]), 'SCHEMA'],
       ['not json', withHeader('{nope'), 'INVALID_JSON'],
       ['array header', withHeader('[1]'), 'INVALID_JSON'],
-      ['invalid utf-8', withHeader('{"\xff":1}'.replace('\xff', '\uFFFF')).map((b, i) => (i === 10 ? 0xff : b)), 'INVALID_JSON'],
-      ['unknown dtype', withHeader('{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}', new Uint8Array(2)), 'UNKNOWN_TYPE'],
-      ['shape/bytes mismatch', withHeader('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', new Uint8Array(4)), 'SCHEMA'],
+      [
+        'invalid utf-8',
+        withHeader('{"\xff":1}'.replace('\xff', '\uFFFF')).map((b, i) => (i === 10 ? 0xff : b)),
+        'INVALID_JSON',
+      ],
+      [
+        'unknown dtype',
+        withHeader('{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}', new Uint8Array(2)),
+        'UNKNOWN_TYPE',
+      ],
+      [
+        'shape/bytes mismatch',
+        withHeader('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', new Uint8Array(4)),
+        'SCHEMA',
+      ],
       ['negative dim', withHeader('{"a":{"dtype":"I8","shape":[-1],"data_offsets":[0,0]}}'), 'SCHEMA'],
-      ['overlap', withHeader('{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"I8","shape":[2],"data_offsets":[1,3]}}', new Uint8Array(3)), 'SCHEMA'],
-      ['gap', withHeader('{"a":{"dtype":"I8","shape":[1],"data_offsets":[1,2]}}', new Uint8Array(2)), 'SCHEMA'],
-      ['offsets past end', withHeader('{"a":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}', new Uint8Array(2)), 'TRUNCATED'],
-      ['extra field', withHeader('{"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1],"x":1}}', new Uint8Array(1)), 'SCHEMA'],
+      [
+        'overlap',
+        withHeader(
+          '{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"I8","shape":[2],"data_offsets":[1,3]}}',
+          new Uint8Array(3),
+        ),
+        'SCHEMA',
+      ],
+      [
+        'gap',
+        withHeader('{"a":{"dtype":"I8","shape":[1],"data_offsets":[1,2]}}', new Uint8Array(2)),
+        'SCHEMA',
+      ],
+      [
+        'offsets past end',
+        withHeader('{"a":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}', new Uint8Array(2)),
+        'TRUNCATED',
+      ],
+      [
+        'extra field',
+        withHeader('{"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1],"x":1}}', new Uint8Array(1)),
+        'SCHEMA',
+      ],
       ['non-string metadata', withHeader('{"__metadata__":{"a":1}}'), 'SCHEMA'],
-      ['fractional offset', withHeader('{"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1.5]}}', new Uint8Array(1)), 'SCHEMA'],
+      [
+        'fractional offset',
+        withHeader('{"a":{"dtype":"I8","shape":[1],"data_offsets":[0,1.5]}}', new Uint8Array(1)),
+        'SCHEMA',
+      ],
     ]
     for (const [label, bytes, code] of table) {
       try {
@@ -163,10 +208,26 @@ print(json.dumps(out))
   })
 
   it('refuses to encode inconsistent tensors', () => {
-    expectCode(() => encodeSafetensors([{ name: 'a', dtype: 'F32', shape: [3], data: new Float32Array(2) }]), 'SCHEMA')
-    expectCode(() => encodeSafetensors([{ name: 'a', dtype: 'F16', shape: [2], data: new Float32Array(2) }]), 'SCHEMA')
-    expectCode(() => encodeSafetensors([{ name: 'a', dtype: 'I8', shape: [1], data: new Int8Array(1) }, { name: 'a', dtype: 'I8', shape: [1], data: new Int8Array(1) }]), 'SCHEMA')
-    expectCode(() => encodeSafetensors([{ name: '__metadata__', dtype: 'I8', shape: [1], data: new Int8Array(1) }]), 'SCHEMA')
+    expectCode(
+      () => encodeSafetensors([{ name: 'a', dtype: 'F32', shape: [3], data: new Float32Array(2) }]),
+      'SCHEMA',
+    )
+    expectCode(
+      () => encodeSafetensors([{ name: 'a', dtype: 'F16', shape: [2], data: new Float32Array(2) }]),
+      'SCHEMA',
+    )
+    expectCode(
+      () =>
+        encodeSafetensors([
+          { name: 'a', dtype: 'I8', shape: [1], data: new Int8Array(1) },
+          { name: 'a', dtype: 'I8', shape: [1], data: new Int8Array(1) },
+        ]),
+      'SCHEMA',
+    )
+    expectCode(
+      () => encodeSafetensors([{ name: '__metadata__', dtype: 'I8', shape: [1], data: new Int8Array(1) }]),
+      'SCHEMA',
+    )
   })
 
   it('property: decode(encode(x)) == x for arbitrary tensors', () => {
@@ -177,23 +238,38 @@ print(json.dumps(out))
       seed: fc.integer(),
     })
     fc.assert(
-      fc.property(fc.uniqueArray(tensor, { selector: (t) => t.name, maxLength: 6 }), fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }), (specs, metadata) => {
-        const tensors: TensorEntry[] = specs.map(({ name, shape, dtype, seed }) => {
-          const count = shape.reduce((a, b) => a * b, 1)
-          const values = Array.from({ length: count }, (_, i) => ((seed + i * 7919) % 256) - 128)
-          const data = dtype === 'F32' ? Float32Array.from(values, (v) => v / 3) : dtype === 'I8' ? Int8Array.from(values) : dtype === 'I32' ? Int32Array.from(values, (v) => v * 65537) : Uint16Array.from(values, (v) => v & 0x7bff)
-          return { name, dtype, shape, data }
-        })
-        const bytes = encodeSafetensors(tensors, metadata)
-        const decoded = decodeSafetensors(bytes)
-        expect(decoded.metadata).toEqual(metadata)
-        expect(decoded.tensors.size).toBe(tensors.length)
-        for (const t of tensors) {
-          const got = decoded.tensors.get(t.name)!
-          expect(got.shape).toEqual(t.shape)
-          expect(Buffer.from(got.data.buffer, got.data.byteOffset, got.data.byteLength).equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))).toBe(true)
-        }
-      }),
+      fc.property(
+        fc.uniqueArray(tensor, { selector: (t) => t.name, maxLength: 6 }),
+        fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }),
+        (specs, metadata) => {
+          const tensors: TensorEntry[] = specs.map(({ name, shape, dtype, seed }) => {
+            const count = shape.reduce((a, b) => a * b, 1)
+            const values = Array.from({ length: count }, (_, i) => ((seed + i * 7919) % 256) - 128)
+            const data =
+              dtype === 'F32'
+                ? Float32Array.from(values, (v) => v / 3)
+                : dtype === 'I8'
+                  ? Int8Array.from(values)
+                  : dtype === 'I32'
+                    ? Int32Array.from(values, (v) => v * 65537)
+                    : Uint16Array.from(values, (v) => v & 0x7bff)
+            return { name, dtype, shape, data }
+          })
+          const bytes = encodeSafetensors(tensors, metadata)
+          const decoded = decodeSafetensors(bytes)
+          expect(decoded.metadata).toEqual(metadata)
+          expect(decoded.tensors.size).toBe(tensors.length)
+          for (const t of tensors) {
+            const got = decoded.tensors.get(t.name)!
+            expect(got.shape).toEqual(t.shape)
+            expect(
+              Buffer.from(got.data.buffer, got.data.byteOffset, got.data.byteLength).equals(
+                Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+              ),
+            ).toBe(true)
+          }
+        },
+      ),
       { numRuns: 200 },
     )
   })
@@ -222,9 +298,22 @@ print(json.dumps(out))
 describe('float16 conversion', () => {
   it('matches IEEE round-to-nearest-even for representative values', () => {
     const cases: [number, number][] = [
-      [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [1e9, 0x7c00],
-      [2 ** -24, 0x0001], [2 ** -25, 0x0000], [3 * 2 ** -26, 0x0001], [2 ** -14, 0x0400], [Infinity, 0x7c00], [-Infinity, 0xfc00],
-      [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [0.1, 0x2e66],
+      [0, 0x0000],
+      [-0, 0x8000],
+      [1, 0x3c00],
+      [-2, 0xc000],
+      [65504, 0x7bff],
+      [65520, 0x7c00],
+      [1e9, 0x7c00],
+      [2 ** -24, 0x0001],
+      [2 ** -25, 0x0000],
+      [3 * 2 ** -26, 0x0001],
+      [2 ** -14, 0x0400],
+      [Infinity, 0x7c00],
+      [-Infinity, 0xfc00],
+      [1 + 2 ** -11, 0x3c00],
+      [1 + 3 * 2 ** -11, 0x3c02],
+      [0.1, 0x2e66],
     ]
     for (const [value, bits] of cases) expect(float32ToFloat16Bits(value), String(value)).toBe(bits)
     expect(Number.isNaN(float16BitsToFloat32(float32ToFloat16Bits(Number.NaN)))).toBe(true)

@@ -6,7 +6,17 @@ import { ProtocolError } from '../../protocol/errors.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
 import { peerIdString } from '../../protocol/keys.ts'
 import { verifyProvenance } from '../../protocol/provenance.ts'
-import { charterContent, digestOf, makeCharter, makeContribution, makeProvenance, nodeKey, outsider, publisherA, publisherB } from './fixtures.ts'
+import {
+  charterContent,
+  digestOf,
+  makeCharter,
+  makeContribution,
+  makeProvenance,
+  nodeKey,
+  outsider,
+  publisherA,
+  publisherB,
+} from './fixtures.ts'
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -23,7 +33,9 @@ const publishers = [peerIdString(publisherA.publicKey), peerIdString(publisherB.
 describe('DSSE', () => {
   it('encodes PAE exactly as the DSSE spec example', () => {
     // DSSE protocol.md: PAE("http://example.com/HelloWorld", "hello world")
-    const out = new TextDecoder().decode(pae('http://example.com/HelloWorld', new TextEncoder().encode('hello world')))
+    const out = new TextDecoder().decode(
+      pae('http://example.com/HelloWorld', new TextEncoder().encode('hello world')),
+    )
     expect(out).toBe('DSSEv1 29 http://example.com/HelloWorld 11 hello world')
   })
 
@@ -46,13 +58,32 @@ describe('CoopCharter', () => {
   it('rejects charters that break its rules with typed codes', () => {
     expect(codeOf(() => createCharter(charterContent(), [publisherA]))).toBe('THRESHOLD_NOT_MET')
     expect(codeOf(() => createCharter(charterContent(), [publisherA, outsider]))).toBe('ISSUER_MISMATCH')
-    expect(codeOf(() => createCharter(charterContent({ threshold: 3 }), [publisherA, publisherB]))).toBe('SCHEMA')
-    expect(codeOf(() => createCharter(charterContent({ acceptedLicenses: ['CC-BY-4.0', 'NotALicense'] }), [publisherA, publisherB]))).toBe('INVALID_LICENSE')
+    expect(codeOf(() => createCharter(charterContent({ threshold: 3 }), [publisherA, publisherB]))).toBe(
+      'SCHEMA',
+    )
+    expect(
+      codeOf(() =>
+        createCharter(charterContent({ acceptedLicenses: ['CC-BY-4.0', 'NotALicense'] }), [
+          publisherA,
+          publisherB,
+        ]),
+      ),
+    ).toBe('INVALID_LICENSE')
     // Sets are normalized: the same charter in any order has one coop id.
-    const reversed = createCharter(charterContent({ publishers: [...publishers].sort().reverse(), acceptedLicenses: ['CC0-1.0', 'CC-BY-4.0'] }), [publisherA, publisherB])
+    const reversed = createCharter(
+      charterContent({
+        publishers: [...publishers].sort().reverse(),
+        acceptedLicenses: ['CC0-1.0', 'CC-BY-4.0'],
+      }),
+      [publisherA, publisherB],
+    )
     expect(reversed.coopId).toBe(makeCharter().coopId)
-    expect(coopId(charterContent({ publishers: [...publishers].sort().reverse() }))).toBe(makeCharter().coopId)
-    expect(codeOf(() => createCharter({ ...charterContent(), extra: 1 } as never, [publisherA, publisherB]))).toBe('SCHEMA')
+    expect(coopId(charterContent({ publishers: [...publishers].sort().reverse() }))).toBe(
+      makeCharter().coopId,
+    )
+    expect(
+      codeOf(() => createCharter({ ...charterContent(), extra: 1 } as never, [publisherA, publisherB])),
+    ).toBe('SCHEMA')
   })
 })
 
@@ -63,19 +94,30 @@ describe('ContributionStatement', () => {
     expect(envelope.payloadType).toBe('application/vnd.in-toto+json')
     const statement = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8'))
     expect(statement._type).toBe('https://in-toto.io/Statement/v1')
-    expect(statement.subject).toEqual([{ name: 'delta.safetensors', digest: { sha256: digestOf('delta bytes').slice(7) } }])
-    const verified = verifyContribution(envelopeBytes(envelope), { coopId: coop, round: 3, deltaDigest: digestOf('delta bytes') })
+    expect(statement.subject).toEqual([
+      { name: 'delta.safetensors', digest: { sha256: digestOf('delta bytes').slice(7) } },
+    ])
+    const verified = verifyContribution(envelopeBytes(envelope), {
+      coopId: coop,
+      round: 3,
+      deltaDigest: digestOf('delta bytes'),
+    })
     expect(verified.contributor).toBe(peerIdString(nodeKey.publicKey))
     expect(verified.predicate.manifests).toEqual([digestOf('m1'), digestOf('m2')].sort())
     expect(codeOf(() => verifyContribution(envelope, { round: 4 }))).toBe('SCHEMA')
-    expect(codeOf(() => verifyContribution(envelope, { deltaDigest: digestOf('other') }))).toBe('DIGEST_MISMATCH')
+    expect(codeOf(() => verifyContribution(envelope, { deltaDigest: digestOf('other') }))).toBe(
+      'DIGEST_MISMATCH',
+    )
   })
 
   it('rejects a payload re-signed by another key under the original keyid', () => {
     const { coopId: coop } = makeCharter()
     const envelope = makeContribution(coop)
     const forged = createEnvelope(envelope.payloadType, Buffer.from(envelope.payload, 'base64'), [outsider])
-    const swapped: DsseEnvelope = { ...envelope, signatures: [{ keyid: envelope.signatures[0]!.keyid, sig: forged.signatures[0]!.sig }] }
+    const swapped: DsseEnvelope = {
+      ...envelope,
+      signatures: [{ keyid: envelope.signatures[0]!.keyid, sig: forged.signatures[0]!.sig }],
+    }
     expect(codeOf(() => verifyContribution(swapped))).toBe('BAD_SIGNATURE')
     expect(codeOf(() => verifyContribution(addSignature(envelope, outsider)))).toBe('SCHEMA')
   })
@@ -90,7 +132,9 @@ describe('CheckpointProvenance', () => {
     expect([...verified.files.keys()]).toEqual(['config.json', 'model.safetensors'])
     expect(verified.files.get('model.safetensors')).toBe(digestOf('model'))
     expect(verified.predicate.contributions[0]!.statement).toBe(contribution.digest)
-    expect(codeOf(() => verifyProvenance(envelope, { publishers: [publishers[0]!], threshold: 1 }))).toBe('ISSUER_MISMATCH')
+    expect(codeOf(() => verifyProvenance(envelope, { publishers: [publishers[0]!], threshold: 1 }))).toBe(
+      'ISSUER_MISMATCH',
+    )
     expect(codeOf(() => verifyProvenance(envelope, { publishers, threshold: 3 }))).toBe('THRESHOLD_NOT_MET')
   })
 })

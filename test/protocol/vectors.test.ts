@@ -12,14 +12,21 @@ import { buildVectors, type VectorExpectation } from '../vectors/generate.ts'
 
 const dir = join(import.meta.dirname, '..', 'vectors')
 const read = (file: string) => new Uint8Array(readFileSync(join(dir, file)))
-const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { verifyAt: string; vectors: VectorExpectation[] }
+const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as {
+  verifyAt: string
+  vectors: VectorExpectation[]
+}
 
 function verifyVector(vector: VectorExpectation): void {
   const bytes = read(vector.file)
   const now = new Date(expected.verifyAt)
   switch (vector.kind) {
     case 'manifest':
-      verifyManifest(bytes, { now, revocations: (vector.options?.revocations ?? []).map(read), ...(vector.options?.acceptedLicenses ? { acceptedLicenses: vector.options.acceptedLicenses } : {}) })
+      verifyManifest(bytes, {
+        now,
+        revocations: (vector.options?.revocations ?? []).map(read),
+        ...(vector.options?.acceptedLicenses ? { acceptedLicenses: vector.options.acceptedLicenses } : {}),
+      })
       return
     case 'revocation':
       verifyRevocation(bytes)
@@ -32,7 +39,11 @@ function verifyVector(vector: VectorExpectation): void {
       return
     case 'provenance': {
       const charter = verifyCharter(read(vector.options?.charter ?? 'charter.valid.json'))
-      verifyProvenance(bytes, { publishers: charter.charter.publishers, threshold: charter.charter.threshold, coopId: charter.coopId })
+      verifyProvenance(bytes, {
+        publishers: charter.charter.publishers,
+        threshold: charter.charter.threshold,
+        coopId: charter.coopId,
+      })
       return
     }
   }
@@ -47,7 +58,9 @@ describe('committed test vectors', () => {
   })
 
   it('has one valid file per document kind', () => {
-    const valid = expected.vectors.filter((v) => v.expect === 'VALID' && v.file.endsWith('.valid.json')).map((v) => v.kind)
+    const valid = expected.vectors
+      .filter((v) => v.expect === 'VALID' && v.file.endsWith('.valid.json'))
+      .map((v) => v.kind)
     expect(valid.sort()).toEqual(['charter', 'contribution', 'manifest', 'provenance', 'revocation'])
   })
 

@@ -5,12 +5,22 @@ import { open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promis
 import { createRequire } from 'node:module'
 import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
-import { MANIFEST_MAX_BYTES, MANIFEST_MAX_ITEM_BYTES, MANIFEST_MAX_ITEMS, REVOCATION_MAX_BYTES } from '../../../protocol/constants.ts'
+import {
+  MANIFEST_MAX_BYTES,
+  MANIFEST_MAX_ITEM_BYTES,
+  MANIFEST_MAX_ITEMS,
+  REVOCATION_MAX_BYTES,
+} from '../../../protocol/constants.ts'
 import { isDigest } from '../../../protocol/digest.ts'
 import { ProtocolError } from '../../../protocol/errors.ts'
 import { canonicalize } from '../../../protocol/jcs.ts'
 import { didKeyFromPublicKey, publicKeyFromIdentity } from '../../../protocol/keys.ts'
-import { createManifest, type ManifestItem, verifyManifest, type VerifiedManifest } from '../../../protocol/manifest.ts'
+import {
+  createManifest,
+  type ManifestItem,
+  verifyManifest,
+  type VerifiedManifest,
+} from '../../../protocol/manifest.ts'
 import { createRevocation, verifyRevocation } from '../../../protocol/revocation.ts'
 import { readKeyFile } from '../../keystore.ts'
 import { CliError, type Command, UsageError } from '../command.ts'
@@ -52,7 +62,17 @@ export interface FolderScan {
 
 function sniffMediaType(head: Uint8Array): ManifestItem['mediaType'] | undefined {
   const at = (i: number) => head[i] ?? -1
-  if (at(0) === 0x89 && at(1) === 0x50 && at(2) === 0x4e && at(3) === 0x47 && at(4) === 0x0d && at(5) === 0x0a && at(6) === 0x1a && at(7) === 0x0a) return 'image/png'
+  if (
+    at(0) === 0x89 &&
+    at(1) === 0x50 &&
+    at(2) === 0x4e &&
+    at(3) === 0x47 &&
+    at(4) === 0x0d &&
+    at(5) === 0x0a &&
+    at(6) === 0x1a &&
+    at(7) === 0x0a
+  )
+    return 'image/png'
   if (at(0) === 0xff && at(1) === 0xd8 && at(2) === 0xff) return 'image/jpeg'
   const ascii = Buffer.from(head.subarray(0, 12)).toString('latin1')
   if (ascii.startsWith('GIF87a') || ascii.startsWith('GIF89a')) return 'image/gif'
@@ -76,7 +96,10 @@ async function listFiles(dir: string): Promise<string[]> {
   return out
 }
 
-async function hashFile(path: string, buffer: Buffer): Promise<{ digest: string; head: Uint8Array; size: number }> {
+async function hashFile(
+  path: string,
+  buffer: Buffer,
+): Promise<{ digest: string; head: Uint8Array; size: number }> {
   const handle = await open(path, 'r')
   try {
     const hash = createHash('sha256')
@@ -87,7 +110,8 @@ async function hashFile(path: string, buffer: Buffer): Promise<{ digest: string;
       if (bytesRead === 0) break
       if (head === undefined) head = Uint8Array.from(buffer.subarray(0, Math.min(16, bytesRead)))
       size += bytesRead
-      if (size > MANIFEST_MAX_ITEM_BYTES) throw new CliError('TOO_LARGE', `${path} is larger than ${MANIFEST_MAX_ITEM_BYTES} bytes`)
+      if (size > MANIFEST_MAX_ITEM_BYTES)
+        throw new CliError('TOO_LARGE', `${path} is larger than ${MANIFEST_MAX_ITEM_BYTES} bytes`)
       hash.update(buffer.subarray(0, bytesRead))
     }
     return { digest: `sha256:${hash.digest('hex')}`, head: head ?? new Uint8Array(0), size }
@@ -105,14 +129,23 @@ interface ProgressBar {
 function createBar(total: number): ProgressBar | undefined {
   if (total < PROGRESS_MIN_FILES || !process.stderr.isTTY) return undefined
   const require = createRequire(import.meta.url)
-  const cliProgress = require('cli-progress') as { SingleBar: new (options: Record<string, unknown>) => ProgressBar }
-  const bar = new cliProgress.SingleBar({ format: 'hashing |{bar}| {value}/{total} files | ETA {eta_formatted}', stream: process.stderr, hideCursor: true })
+  const cliProgress = require('cli-progress') as {
+    SingleBar: new (options: Record<string, unknown>) => ProgressBar
+  }
+  const bar = new cliProgress.SingleBar({
+    format: 'hashing |{bar}| {value}/{total} files | ETA {eta_formatted}',
+    stream: process.stderr,
+    hideCursor: true,
+  })
   bar.start(total, 0)
   return bar
 }
 
 /** Hashes every regular file under `dir` (streaming, bounded concurrency) and sniffs image types. */
-export async function scanImageFolder(dir: string, options: { progress?: boolean } = {}): Promise<FolderScan> {
+export async function scanImageFolder(
+  dir: string,
+  options: { progress?: boolean } = {},
+): Promise<FolderScan> {
   let info: Awaited<ReturnType<typeof stat>>
   try {
     info = await stat(dir)
@@ -122,7 +155,9 @@ export async function scanImageFolder(dir: string, options: { progress?: boolean
   if (!info.isDirectory()) throw new CliError('NOT_FOUND', `${dir} is not a folder`)
   const files = await listFiles(dir)
   const bar = options.progress === false ? undefined : createBar(files.length)
-  const results: ({ path: string; digest: string; head: Uint8Array; size: number } | undefined)[] = new Array(files.length)
+  const results: ({ path: string; digest: string; head: Uint8Array; size: number } | undefined)[] = new Array(
+    files.length,
+  )
   let next = 0
   const worker = async (): Promise<void> => {
     const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES)
@@ -160,7 +195,8 @@ function yesNo(name: string, value: string | undefined, fallback: boolean): bool
 
 function parseDate(name: string, text: string): Date {
   const ms = Date.parse(text)
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || !Number.isFinite(ms)) throw new UsageError(`--${name} must be an ISO 8601 date, e.g. 2027-01-01 or 2027-01-01T00:00:00Z`)
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || !Number.isFinite(ms))
+    throw new UsageError(`--${name} must be an ISO 8601 date, e.g. 2027-01-01 or 2027-01-01T00:00:00Z`)
   return new Date(ms)
 }
 
@@ -187,7 +223,10 @@ async function readDocument(path: string, maxBytes: number): Promise<Uint8Array>
   return new Uint8Array(await readFile(path))
 }
 
-function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(argv: string[], options: T) {
+function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(
+  argv: string[],
+  options: T,
+) {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: true })
   } catch (error) {
@@ -212,9 +251,11 @@ async function create(argv: string[]): Promise<number> {
   for (const required of ['key', 'license', 'attribution-name', 'custodian', 'out'] as const)
     if (values[required] === undefined) throw new UsageError(`--${required} is required`)
   const custodian = values.custodian as string
-  if (custodian.startsWith('did:')) throw new UsageError('--custodian must be a node PeerId (12D3KooW...), not a did')
+  if (custodian.startsWith('did:'))
+    throw new UsageError('--custodian must be a node PeerId (12D3KooW...), not a did')
   publicKeyFromIdentity(custodian)
-  const validUntil = values['valid-until'] === undefined ? undefined : parseDate('valid-until', values['valid-until'])
+  const validUntil =
+    values['valid-until'] === undefined ? undefined : parseDate('valid-until', values['valid-until'])
   const commercialUse = yesNo('commercial', values.commercial, false)
   const weightRedistribution = yesNo('redistribute-weights', values['redistribute-weights'], true)
   const key = await readKeyFile(values.key as string)
@@ -222,10 +263,16 @@ async function create(argv: string[]): Promise<number> {
   const scan = await scanImageFolder(positionals[0] as string)
   const unique = new Map<string, ScannedImage>()
   for (const image of scan.images) if (!unique.has(image.digest)) unique.set(image.digest, image)
-  if (unique.size === 0) throw new CliError('NO_IMAGES', `no PNG, JPEG, GIF or WebP files under ${positionals[0]}`)
-  if (unique.size > MANIFEST_MAX_ITEMS) throw new ProtocolError('TOO_LARGE', `${unique.size} images; a manifest holds at most ${MANIFEST_MAX_ITEMS}: split the folder`)
+  if (unique.size === 0)
+    throw new CliError('NO_IMAGES', `no PNG, JPEG, GIF or WebP files under ${positionals[0]}`)
+  if (unique.size > MANIFEST_MAX_ITEMS)
+    throw new ProtocolError(
+      'TOO_LARGE',
+      `${unique.size} images; a manifest holds at most ${MANIFEST_MAX_ITEMS}: split the folder`,
+    )
   const now = new Date()
-  if (validUntil !== undefined && validUntil.getTime() <= now.getTime()) throw new UsageError('--valid-until must be in the future')
+  if (validUntil !== undefined && validUntil.getTime() <= now.getTime())
+    throw new UsageError('--valid-until must be in the future')
   const manifest = createManifest({
     issuerKey: key,
     custodian,
@@ -236,7 +283,11 @@ async function create(argv: string[]): Promise<number> {
       ...(values['attribution-text'] === undefined ? {} : { text: values['attribution-text'] }),
     },
     scope: { commercialUse, weightRedistribution },
-    items: [...unique.values()].map(({ digest, mediaType, byteLength }) => ({ digest, mediaType, byteLength })),
+    items: [...unique.values()].map(({ digest, mediaType, byteLength }) => ({
+      digest,
+      mediaType,
+      byteLength,
+    })),
     validFrom: now,
     ...(validUntil === undefined ? {} : { validUntil }),
   })
@@ -252,8 +303,12 @@ async function create(argv: string[]): Promise<number> {
     `license   ${manifest.credentialSubject.license}`,
     `hashed    ${scan.bytesHashed} bytes in ${seconds.toFixed(2)} s`,
   ]
-  if (scan.images.length > unique.size) lines.push(`duplicates ${scan.images.length - unique.size} identical files listed once`)
-  if (scan.skipped.length > 0) lines.push(`skipped   ${scan.skipped.length} files that are not images (first: ${relative(positionals[0] as string, scan.skipped[0] as string)})`)
+  if (scan.images.length > unique.size)
+    lines.push(`duplicates ${scan.images.length - unique.size} identical files listed once`)
+  if (scan.skipped.length > 0)
+    lines.push(
+      `skipped   ${scan.skipped.length} files that are not images (first: ${relative(positionals[0] as string, scan.skipped[0] as string)})`,
+    )
   process.stdout.write(`${lines.join('\n')}\n`)
   return 0
 }
@@ -265,13 +320,19 @@ async function verify(argv: string[]): Promise<number> {
     accept: { type: 'string' },
   })
   if (positionals.length !== 1) throw new UsageError('expected exactly one manifest file')
-  const revocations = await Promise.all((values.revocations ?? []).map((path) => readDocument(path, REVOCATION_MAX_BYTES)))
-  const acceptedLicenses = values.accept === undefined ? undefined : values.accept.split(',').map((s) => s.trim())
-  const verified: VerifiedManifest = verifyManifest(await readDocument(positionals[0] as string, MANIFEST_MAX_BYTES), {
-    now: new Date(),
-    revocations,
-    ...(acceptedLicenses === undefined ? {} : { acceptedLicenses }),
-  })
+  const revocations = await Promise.all(
+    (values.revocations ?? []).map((path) => readDocument(path, REVOCATION_MAX_BYTES)),
+  )
+  const acceptedLicenses =
+    values.accept === undefined ? undefined : values.accept.split(',').map((s) => s.trim())
+  const verified: VerifiedManifest = verifyManifest(
+    await readDocument(positionals[0] as string, MANIFEST_MAX_BYTES),
+    {
+      now: new Date(),
+      revocations,
+      ...(acceptedLicenses === undefined ? {} : { acceptedLicenses }),
+    },
+  )
   const subject = verified.manifest.credentialSubject
   const lines = [
     `valid     ConsentManifest ${verified.digest}`,
@@ -282,7 +343,10 @@ async function verify(argv: string[]): Promise<number> {
     `usage     generative training ${subject.usage['cawg.ai_generative_training'].use}; commercial use ${subject.scope.commercialUse ? 'yes' : 'no'}; weight redistribution ${subject.scope.weightRedistribution ? 'yes' : 'no'}`,
     `valid     from ${verified.manifest.validFrom}${verified.manifest.validUntil === undefined ? '' : ` until ${verified.manifest.validUntil}`}`,
   ]
-  if (verified.appliedRevocations.length > 0) lines.push(`revoked   ${verified.revokedItems.size} items by ${verified.appliedRevocations.length} revocation(s)`)
+  if (verified.appliedRevocations.length > 0)
+    lines.push(
+      `revoked   ${verified.revokedItems.size} items by ${verified.appliedRevocations.length} revocation(s)`,
+    )
   process.stdout.write(`${lines.join('\n')}\n`)
   if (values.dir === undefined) return 0
 
@@ -291,16 +355,25 @@ async function verify(argv: string[]): Promise<number> {
   const present = new Set(scan.images.map((image) => image.digest))
   const notInManifest = scan.images.filter((image) => !listed.has(image.digest))
   const missing = verified.items.filter((item) => !present.has(item.digest))
-  for (const image of notInManifest) process.stdout.write(`not in manifest: ${relative(values.dir, image.path)} (${image.digest})\n`)
+  for (const image of notInManifest)
+    process.stdout.write(`not in manifest: ${relative(values.dir, image.path)} (${image.digest})\n`)
   for (const item of missing) process.stdout.write(`missing from folder: ${item.digest}\n`)
   if (notInManifest.length > 0 || missing.length > 0)
-    throw new CliError('DIR_MISMATCH', `${notInManifest.length} image(s) in ${values.dir} not covered by the manifest, ${missing.length} manifest item(s) missing from it`)
+    throw new CliError(
+      'DIR_MISMATCH',
+      `${notInManifest.length} image(s) in ${values.dir} not covered by the manifest, ${missing.length} manifest item(s) missing from it`,
+    )
   process.stdout.write(`folder    all ${scan.images.length} images match the manifest\n`)
   return 0
 }
 
 async function revoke(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { key: { type: 'string' }, items: { type: 'string' }, reason: { type: 'string' }, out: { type: 'string' } })
+  const { values, positionals } = parse(argv, {
+    key: { type: 'string' },
+    items: { type: 'string' },
+    reason: { type: 'string' },
+    out: { type: 'string' },
+  })
   if (positionals.length !== 1) throw new UsageError('expected exactly one manifest file')
   if (values.key === undefined) throw new UsageError('--key is required')
   if (values.out === undefined) throw new UsageError('--out is required')
@@ -309,13 +382,15 @@ async function revoke(argv: string[]): Promise<number> {
   // Checked at its own validFrom: a manifest can be revoked after it has expired.
   let at = new Date()
   try {
-    const validFrom = (JSON.parse(new TextDecoder().decode(bytes)) as { validFrom?: unknown } | null)?.validFrom
+    const validFrom = (JSON.parse(new TextDecoder().decode(bytes)) as { validFrom?: unknown } | null)
+      ?.validFrom
     if (typeof validFrom === 'string' && Number.isFinite(Date.parse(validFrom))) at = new Date(validFrom)
   } catch {
     // Not JSON: verifyManifest below reports it with its typed code.
   }
   const verified = verifyManifest(bytes, { now: at })
-  if (didKeyFromPublicKey(key.publicKey) !== verified.issuer) throw new ProtocolError('ISSUER_MISMATCH', 'only the key that issued the manifest can revoke it')
+  if (didKeyFromPublicKey(key.publicKey) !== verified.issuer)
+    throw new ProtocolError('ISSUER_MISMATCH', 'only the key that issued the manifest can revoke it')
   let items: string[] | 'all' = 'all'
   if (values.items !== undefined) {
     items = values.items.split(',').map((s) => s.trim())
@@ -325,10 +400,17 @@ async function revoke(argv: string[]): Promise<number> {
       if (!listed.has(item)) throw new CliError('UNKNOWN_ITEM', `${item} is not an item of this manifest`)
     }
   }
-  const revocation = createRevocation({ issuerKey: key, manifest: verified.digest, items, ...(values.reason === undefined ? {} : { reason: values.reason }) })
+  const revocation = createRevocation({
+    issuerKey: key,
+    manifest: verified.digest,
+    items,
+    ...(values.reason === undefined ? {} : { reason: values.reason }),
+  })
   await writeDocument(values.out, revocation)
   const check = verifyRevocation(await readDocument(values.out, REVOCATION_MAX_BYTES))
-  process.stdout.write(`revocation ${values.out}\ndigest     ${check.digest}\nmanifest   ${check.manifest}\nitems      ${check.items === 'all' ? 'all' : check.items.length}\n`)
+  process.stdout.write(
+    `revocation ${values.out}\ndigest     ${check.digest}\nmanifest   ${check.manifest}\nitems      ${check.items === 'all' ? 'all' : check.items.length}\n`,
+  )
   return 0
 }
 

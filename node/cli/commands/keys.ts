@@ -13,7 +13,9 @@ The file holds a libp2p protobuf Ed25519 private key: use it as a node's --key (
 identity) and as a rights holder's signing key for \`coop consent\`.`
 
 function printIdentity(key: ReturnType<typeof generateKey>): void {
-  process.stdout.write(`did:key  ${didKeyFromPublicKey(key.publicKey)}\npeerId   ${peerIdString(key.publicKey)}\n`)
+  process.stdout.write(
+    `did:key  ${didKeyFromPublicKey(key.publicKey)}\npeerId   ${peerIdString(key.publicKey)}\n`,
+  )
 }
 
 export const command: Command = {
@@ -24,7 +26,12 @@ export const command: Command = {
     if (sub === 'new') {
       let values: { out?: string }
       try {
-        ;({ values } = parseArgs({ args: rest, options: { out: { type: 'string' } }, strict: true, allowPositionals: false }))
+        ;({ values } = parseArgs({
+          args: rest,
+          options: { out: { type: 'string' } },
+          strict: true,
+          allowPositionals: false,
+        }))
       } catch (error) {
         throw new UsageError((error as Error).message)
       }
@@ -32,7 +39,9 @@ export const command: Command = {
       const key = generateKey()
       await writeKeyFile(values.out, key)
       printIdentity(key)
-      process.stderr.write(`wrote ${values.out} (mode 0600). Keep it secret: it signs consent and is the node identity.\n`)
+      process.stderr.write(
+        `wrote ${values.out} (mode 0600). Keep it secret: it signs consent and is the node identity.\n`,
+      )
       return 0
     }
     if (sub === 'show') {

@@ -31,7 +31,8 @@ async function readBounded(path: string): Promise<Uint8Array> {
     throw new CliError('NOT_FOUND', `no file at ${path}`)
   }
   // The largest kind's limit, checked before reading; each verifier then applies its own.
-  if (size > MANIFEST_MAX_BYTES) throw new ProtocolError('TOO_LARGE', `${path} is larger than ${MANIFEST_MAX_BYTES} bytes`)
+  if (size > MANIFEST_MAX_BYTES)
+    throw new ProtocolError('TOO_LARGE', `${path} is larger than ${MANIFEST_MAX_BYTES} bytes`)
   return new Uint8Array(await readFile(path))
 }
 
@@ -59,24 +60,47 @@ export const command: Command = {
       case 'manifest': {
         const revocations = await Promise.all((values.revocations ?? []).map(readBounded))
         const v = verifyManifest(bytes, { now: new Date(), revocations })
-        out.push(`valid ConsentManifest ${v.digest}`, `issuer    ${v.issuer}`, `custodian ${v.custodian}`, `items     ${v.items.length} (merkle root ${v.merkleRoot})`)
+        out.push(
+          `valid ConsentManifest ${v.digest}`,
+          `issuer    ${v.issuer}`,
+          `custodian ${v.custodian}`,
+          `items     ${v.items.length} (merkle root ${v.merkleRoot})`,
+        )
         if (v.revokedItems.size > 0) out.push(`revoked   ${v.revokedItems.size} items`)
         break
       }
       case 'revocation': {
         const v = verifyRevocation(bytes)
-        out.push(`valid RevocationNotice ${v.digest}`, `issuer    ${v.issuer}`, `manifest  ${v.manifest}`, `items     ${v.items === 'all' ? 'all' : v.items.length}`, `revoked   ${v.revokedAt}`)
+        out.push(
+          `valid RevocationNotice ${v.digest}`,
+          `issuer    ${v.issuer}`,
+          `manifest  ${v.manifest}`,
+          `items     ${v.items === 'all' ? 'all' : v.items.length}`,
+          `revoked   ${v.revokedAt}`,
+        )
         break
       }
       case 'charter': {
         const v = verifyCharter(bytes)
-        out.push(`valid CoopCharter coop ${v.coopId}`, `publishers ${v.charter.publishers.length} (threshold ${v.charter.threshold}); signed by ${v.signers.join(', ')}`, `licenses  ${v.charter.acceptedLicenses.join(', ')}`, `admission ${v.charter.admission.mode}`)
+        out.push(
+          `valid CoopCharter coop ${v.coopId}`,
+          `publishers ${v.charter.publishers.length} (threshold ${v.charter.threshold}); signed by ${v.signers.join(', ')}`,
+          `licenses  ${v.charter.acceptedLicenses.join(', ')}`,
+          `admission ${v.charter.admission.mode}`,
+        )
         break
       }
       case 'contribution': {
         const v = verifyContribution(bytes)
         const p = v.predicate
-        out.push(`valid ContributionStatement ${v.digest}`, `contributor ${v.contributor}`, `coop      ${p.coop}`, `round     ${p.round} (${p.phase}), ${p.samples} samples, ${p.localSteps} steps, loss ${p.loss}`, `delta     ${v.delta} (${p.codec.kind})`, `manifests ${p.manifests.length}`)
+        out.push(
+          `valid ContributionStatement ${v.digest}`,
+          `contributor ${v.contributor}`,
+          `coop      ${p.coop}`,
+          `round     ${p.round} (${p.phase}), ${p.samples} samples, ${p.localSteps} steps, loss ${p.loss}`,
+          `delta     ${v.delta} (${p.codec.kind})`,
+          `manifests ${p.manifests.length}`,
+        )
         break
       }
       case 'provenance': {
@@ -90,16 +114,29 @@ export const command: Command = {
           coopId = charter.coopId
         } else {
           // Without a charter nobody says who may publish: check the signatures only, and say so.
-          const signatures = (JSON.parse(new TextDecoder().decode(bytes)) as { signatures?: unknown }).signatures
-          publishers = Array.isArray(signatures) ? signatures.map((s) => String((s as { keyid?: unknown })?.keyid)) : []
+          const signatures = (JSON.parse(new TextDecoder().decode(bytes)) as { signatures?: unknown })
+            .signatures
+          publishers = Array.isArray(signatures)
+            ? signatures.map((s) => String((s as { keyid?: unknown })?.keyid))
+            : []
           threshold = 1
         }
-        const v = verifyProvenance(bytes, { publishers, threshold, ...(coopId === undefined ? {} : { coopId }) })
+        const v = verifyProvenance(bytes, {
+          publishers,
+          threshold,
+          ...(coopId === undefined ? {} : { coopId }),
+        })
         const p = v.predicate
-        out.push(`valid CheckpointProvenance ${v.digest}`, `signed by ${v.signers.join(', ')}`, `coop      ${p.coop}`, `round     ${p.round} (${p.phase}), ${p.contributions.length} contributions, ${p.manifests.length} manifests`)
+        out.push(
+          `valid CheckpointProvenance ${v.digest}`,
+          `signed by ${v.signers.join(', ')}`,
+          `coop      ${p.coop}`,
+          `round     ${p.round} (${p.phase}), ${p.contributions.length} contributions, ${p.manifests.length} manifests`,
+        )
         for (const [name, digest] of v.files) out.push(`file      ${name} ${digest}`)
         out.push(`license   ${p.license}`)
-        if (values.charter === undefined) out.push('note      publisher authority not checked: pass --charter <charter.json>')
+        if (values.charter === undefined)
+          out.push('note      publisher authority not checked: pass --charter <charter.json>')
         break
       }
     }
