@@ -158,6 +158,8 @@ describe('coop consent on real Twemoji PNGs', () => {
       ['charter.valid.json', 0],
       ['contribution.valid.json', 0],
       ['provenance.one-signature.json', 1],
+      ['provenance.valid.json', 0],
+      ['revocation.valid.json', 0],
     ] as const) {
       const result = await coop(
         'verify',
