@@ -18,7 +18,7 @@ import { canonicalBytes } from './jcs.ts'
 import { didKeyFromPublicKey, type Ed25519PrivateKey } from './keys.ts'
 import { licenseSatisfied, parseLicense } from './license.ts'
 import { merkleRoot } from './merkle.ts'
-import { verifyRevocation, type VerifiedRevocation } from './revocation.ts'
+import { isVerifiedRevocation, verifyRevocation, type VerifiedRevocation } from './revocation.ts'
 import {
   attributionSchema,
   type Attribution,
@@ -171,18 +171,6 @@ export interface VerifiedManifest {
   appliedRevocations: string[]
 }
 
-function isVerifiedRevocation(value: unknown): value is VerifiedRevocation {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    'revocation' in value &&
-    'digest' in value &&
-    'items' in value &&
-    'manifest' in value &&
-    !('@context' in value)
-  )
-}
-
 /** True when a parsed JSON value claims to be a consent manifest (used to route documents). */
 export function looksLikeManifest(value: unknown): boolean {
   const type = (value as { type?: unknown } | null)?.type
@@ -273,7 +261,10 @@ export function verifyManifest(input: DocumentInput, options: VerifyManifestOpti
     appliedRevocations: [],
   }
   for (const candidate of options.revocations ?? []) {
-    const revocation = isVerifiedRevocation(candidate) ? candidate : verifyRevocation(candidate)
+    // Only results that verifyRevocation itself produced skip re-verification: a look-alike object does not.
+    const revocation = isVerifiedRevocation(candidate)
+      ? candidate
+      : verifyRevocation(candidate as DocumentInput)
     if (revocation.manifest !== digest) continue
     if (revocation.issuer !== manifest.issuer)
       throw new ProtocolError('ISSUER_MISMATCH', 'a revocation for this manifest is signed by another issuer')

@@ -75,6 +75,14 @@ export interface VerifiedRevocation {
   revokedAt: string
 }
 
+// Results of verifyRevocation, so they can be passed on without being verified twice and
+// without any look-alike object being taken as verified.
+const verifiedRevocations = new WeakSet<object>()
+
+export function isVerifiedRevocation(value: unknown): value is VerifiedRevocation {
+  return typeof value === 'object' && value !== null && verifiedRevocations.has(value)
+}
+
 export function looksLikeRevocation(value: unknown): boolean {
   const type = (value as { type?: unknown } | null)?.type
   return Array.isArray(type) && type.includes(REVOCATION_TYPE)
@@ -104,7 +112,7 @@ export function verifyRevocation(input: DocumentInput): VerifiedRevocation {
     )
   const revocation = parseSchema(revocationSchema, value, 'revocation') as RevocationNotice
   verifyProof(record, revocation.issuer)
-  return {
+  const verified: VerifiedRevocation = {
     revocation,
     digest: sha256Digest(canonicalBytes(value)),
     issuer: revocation.issuer,
@@ -112,4 +120,6 @@ export function verifyRevocation(input: DocumentInput): VerifiedRevocation {
     items: revocation.credentialSubject.items,
     revokedAt: revocation.validFrom,
   }
+  verifiedRevocations.add(verified)
+  return verified
 }

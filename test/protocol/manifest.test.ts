@@ -135,6 +135,10 @@ describe('ConsentManifest', () => {
     expect(
       codeOf(() => verifyManifest(manifest, { now, revocations: [makeRevocation(digest, 'all')] })),
     ).toBe('REVOKED')
+    // A verified result is reused; a look-alike object is not trusted, it is verified (and fails).
+    expect(verifyManifest(manifest, { now, revocations: [verifiedSome] }).revokedItems.size).toBe(1)
+    const lookAlike = { ...verifiedSome, items: manifestItems.map((i) => i.digest).sort() }
+    expect(codeOf(() => verifyManifest(manifest, { now, revocations: [lookAlike] }))).toBe('UNKNOWN_TYPE')
     const unrelated = makeRevocation(digestOf('other manifest'), 'all')
     expect(verifyManifest(manifest, { now, revocations: [unrelated] }).revokedItems.size).toBe(0)
     const byOutsider = { ...makeRevocation(digest, 'all') }
