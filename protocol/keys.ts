@@ -131,9 +131,22 @@ function publicKeyFromDidKey(did: string): Ed25519PublicKey {
 }
 
 /** The Ed25519 public key named by a `did:key` or a libp2p PeerId string; BAD_KEY otherwise. */
+// Identities already parsed, so a node verifying a stream of statements from the same peers
+// decodes each PeerId once. Bounded because peers choose the identities; only valid ones are kept.
+const identityKeys = new Map<string, Ed25519PublicKey>()
+
 export function publicKeyFromIdentity(identity: string): Ed25519PublicKey {
   if (typeof identity !== 'string' || identity.length === 0 || identity.length > 128)
     throw new ProtocolError('BAD_KEY', 'identity must be a short string')
+  const cached = identityKeys.get(identity)
+  if (cached !== undefined) return cached
+  const key = parseIdentity(identity)
+  if (identityKeys.size >= KEY_CACHE_SIZE) identityKeys.delete(identityKeys.keys().next().value as string)
+  identityKeys.set(identity, key)
+  return key
+}
+
+function parseIdentity(identity: string): Ed25519PublicKey {
   if (identity.startsWith(DID_KEY_PREFIX)) return publicKeyFromDidKey(identity)
   let peerId: ReturnType<typeof peerIdFromString>
   try {
