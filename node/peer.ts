@@ -123,15 +123,37 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     const trainers = async (phase: Phase, autoencoder: NamedTensor[] | undefined): Promise<RoundTrainer> =>
       await createTrainerSession({ config, phase, dataset, seed, ...(autoencoder === undefined ? {} : { autoencoder }), log: componentLogger('trainer', { phase }) })
 
+    // What this node uploads: blob bytes it serves (payloads, checkpoint files) and gossip it
+    // originates. Logged at stop; bench/rounds.bench.ts reports them per round.
+    const traffic = { blobServedBytes: 0, blobsServed: 0, gossipPublishedBytes: 0, gossipPublished: 0 }
     host = await createCoopHost({
       privateKey,
       listen: options.listen,
       bootstrap: options.bootstrap,
       coopId,
-      blobs: store,
+      blobs: {
+        async getBlob(digest) {
+          const bytes = await store.getBlob(digest)
+          if (bytes !== undefined) {
+            traffic.blobServedBytes += bytes.byteLength
+            traffic.blobsServed += 1
+          }
+          return bytes
+        },
+      },
+      peerRecords: store.peers,
       ...(options.mdns === undefined ? {} : { mdns: options.mdns }),
       log: componentLogger('p2p'),
     })
+    const rawHost = host
+    const countingHost: CoopHost = Object.assign(Object.create(rawHost) as CoopHost, {
+      publish: async (topic: Parameters<CoopHost['publish']>[0], bytes: Uint8Array) => {
+        traffic.gossipPublishedBytes += bytes.byteLength
+        traffic.gossipPublished += 1
+        return await rawHost.publish(topic, bytes)
+      },
+    })
+    host = countingHost
     const engine = new RoundEngine(
       {
         charter,
@@ -244,7 +266,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
           clearTimeout(grace)
           await liveHost.stop()
           await store.close()
-          log.info({ peer: liveHost.peerId }, 'node stopped')
+          log.info({ peer: liveHost.peerId, ...traffic }, 'node stopped')
         })()
         return stopped
       },

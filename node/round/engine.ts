@@ -568,11 +568,21 @@ export class RoundEngine {
     return CHECKPOINT_FILE_MAX_BYTES
   }
 
+  /**
+   * Who to ask for a blob, best first: the preferred holders we are connected to, then the
+   * publishers (they hold every payload they aggregated), then any connected peer, and only then
+   * preferred holders we would have to dial (in a star topology trainers do not see each other).
+   */
   #providers(preferred: string[] = []): string[] {
+    const connected = new Set(this.#host.connectedPeers())
     const out: string[] = []
-    for (const p of [...preferred, ...this.#options.charter.publishers, ...this.#host.connectedPeers()]) {
+    const add = (p: string) => {
       if (p !== this.#peerId && !out.includes(p)) out.push(p)
     }
+    for (const p of preferred) if (connected.has(p)) add(p)
+    for (const p of this.#options.charter.publishers) if (connected.has(p)) add(p)
+    for (const p of connected) add(p)
+    for (const p of [...preferred, ...this.#options.charter.publishers]) add(p)
     return out
   }
 
@@ -868,11 +878,14 @@ export class RoundEngine {
       return
     }
     const started = performance.now()
-    const payloads: ContributionPayload[] = []
-    for (const c of p.contributions) {
-      const samples = await this.#samplesOf(c.statement, p.round, [c.contributor, from, ...verified.signers])
-      payloads.push({ payloadDigest: c.delta, samples, payload: await this.#requireBlob(c.delta, [c.contributor, from, ...verified.signers], this.#payloadMaxBytes()) })
-    }
+    // The publisher that signed the checkpoint holds every payload it aggregated: ask it first, all in parallel.
+    const payloads: ContributionPayload[] = await Promise.all(
+      p.contributions.map(async (c) => ({
+        payloadDigest: c.delta,
+        samples: await this.#samplesOf(c.statement, p.round, [from, ...verified.signers, c.contributor]),
+        payload: await this.#requireBlob(c.delta, [from, ...verified.signers, c.contributor], this.#payloadMaxBytes()),
+      })),
+    )
     const parentWeights = decodeTensors(await this.#requireBlob(parent.files.model, []))
     const parentMomentum = decodeTensors(await this.#requireBlob(parent.files.momentum, []))
     const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, this.#outer())
