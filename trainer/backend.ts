@@ -12,6 +12,7 @@ import { registerHooks } from 'node:module'
 import type { Logger } from 'pino'
 import { AUTO_BACKEND_ORDER, NVIDIA_GPU_PROC_DIR, REQUESTED_BACKENDS } from './kernels/constants.ts'
 import { registerCpuKernelFixes } from './kernels/cpu.ts'
+import { registerGroupNormKernels } from './kernels/groupnorm.ts'
 import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
 
@@ -211,6 +212,7 @@ export async function initBackend(requested: string, log?: Logger): Promise<Back
   await import('@tensorflow/tfjs-backend-cpu')
   registerCpuKernelFixes()
   registerFusedOptimizerKernels()
+  registerGroupNormKernels()
   const skipped: { name: string; reason: string }[] = []
   for (const candidate of candidatesFor(requested)) {
     try {
