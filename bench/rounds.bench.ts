@@ -15,7 +15,14 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { decodeTensors } from '../node/round/tensors.ts'
 import { checkpointDir } from '../node/round/layout.ts'
-import { bootstrapAddr, createCluster, startNode, stopAll, type LogLine, type NodeProcess } from '../test/node/cluster-helpers/cluster.ts'
+import {
+  bootstrapAddr,
+  createCluster,
+  startNode,
+  stopAll,
+  type LogLine,
+  type NodeProcess,
+} from '../test/node/cluster-helpers/cluster.ts'
 
 const GOALS = { minBytesRatio: 1000, maxCloseSecondsAt16For10MB: 2 }
 
@@ -81,18 +88,25 @@ async function runOnce(config: string, peers: number): Promise<RunResult> {
       config,
       imagesPerPeer: Number(values.images),
       charterArgs: [
-        '--ae-rounds', '1',
-        '--unet-rounds', String(unetRounds),
-        '--inner-steps', String(innerSteps),
-        '--compress', values.compress as string,
-        '--quorum', String(peers),
-        '--deadline', '3600',
+        '--ae-rounds',
+        '1',
+        '--unet-rounds',
+        String(unetRounds),
+        '--inner-steps',
+        String(innerSteps),
+        '--compress',
+        values.compress as string,
+        '--quorum',
+        String(peers),
+        '--deadline',
+        '3600',
       ],
     })
     const publisher = startNode(cluster, cluster.peers[0]!, { extra: ['--linger', '5'] })
     nodes.push(publisher)
     const addr = await bootstrapAddr(cluster.peers[0]!)
-    for (const peer of cluster.peers.slice(1)) nodes.push(startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '5'] }))
+    for (const peer of cluster.peers.slice(1))
+      nodes.push(startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '5'] }))
     const poll = setInterval(() => {
       for (const n of nodes) {
         const pid = n.child.pid
@@ -104,16 +118,28 @@ async function runOnce(config: string, peers: number): Promise<RunResult> {
     }, 250)
     const exits = await Promise.all(nodes.map((n) => n.exited))
     clearInterval(poll)
-    if (exits.some((e) => e.code !== 0)) throw new Error(`a node failed: ${nodes.map((n) => `${n.peer.name}: ${n.tail(5)}`).join('\n')}`)
+    if (exits.some((e) => e.code !== 0))
+      throw new Error(`a node failed: ${nodes.map((n) => `${n.peer.name}: ${n.tail(5)}`).join('\n')}`)
 
     const total = 1 + unetRounds
-    const model = decodeTensors(new Uint8Array(await readFile(join(checkpointDir(cluster.peers[0]!.store, 'unet', total), 'model.safetensors'))))
+    const model = decodeTensors(
+      new Uint8Array(
+        await readFile(join(checkpointDir(cluster.peers[0]!.store, 'unet', total), 'model.safetensors')),
+      ),
+    )
     const parameters = model.reduce((n, t) => n + t.data.length, 0)
-    const modelBytes = (await readFile(join(checkpointDir(cluster.peers[0]!.store, 'unet', total), 'model.safetensors'))).byteLength
+    const modelBytes = (
+      await readFile(join(checkpointDir(cluster.peers[0]!.store, 'unet', total), 'model.safetensors'))
+    ).byteLength
     const unetRoundsList = Array.from({ length: unetRounds }, (_, i) => 2 + i)
-    const contributionBytes = nodes.flatMap((n) => n.lines.filter((l) => l.msg === 'contribution published' && unetRoundsList.includes(l.round as number)).map((l) => l.bytes as number))
+    const contributionBytes = nodes.flatMap((n) =>
+      n.lines
+        .filter((l) => l.msg === 'contribution published' && unetRoundsList.includes(l.round as number))
+        .map((l) => l.bytes as number),
+    )
     const traffic = (n: NodeProcess) => {
-      const line = n.lines.find((l) => l.msg === 'node stopped') as (LogLine & { blobServedBytes: number; gossipPublishedBytes: number }) | undefined
+      const line = n.lines.find((l) => l.msg === 'node stopped') as
+        (LogLine & { blobServedBytes: number; gossipPublishedBytes: number }) | undefined
       return line === undefined ? Number.NaN : line.blobServedBytes + line.gossipPublishedBytes
     }
     const measuredTrainers = nodes.slice(1).map((n) => traffic(n) / total)
@@ -122,7 +148,9 @@ async function runOnce(config: string, peers: number): Promise<RunResult> {
         (l) => (l.msg === 'contribution accepted' || l.msg === 'contribution published') && l.round === round,
       )
       const lastAccepted = Math.max(...accepted.map((l) => l.time as number))
-      const adopted = nodes.slice(1).map((n) => n.lines.find((l) => l.msg === 'checkpoint adopted' && l.round === round)?.time as number)
+      const adopted = nodes
+        .slice(1)
+        .map((n) => n.lines.find((l) => l.msg === 'checkpoint adopted' && l.round === round)?.time as number)
       return { round, seconds: (Math.max(...adopted) - lastAccepted) / 1000 }
     })
     const dense = innerSteps * 4 * parameters
@@ -144,7 +172,11 @@ async function runOnce(config: string, peers: number): Promise<RunResult> {
       publisherUploadBytesPerRound: Math.round(traffic(publisher) / total),
       roundCloseSeconds: closes,
       roundCloseSecondsMax: Math.max(...closes.map((c) => c.seconds)),
-      peakRssBytes: { min: Math.min(...rssValues), max: Math.max(...rssValues), mean: Math.round(mean(rssValues)) },
+      peakRssBytes: {
+        min: Math.min(...rssValues),
+        max: Math.max(...rssValues),
+        mean: Math.round(mean(rssValues)),
+      },
       wallSeconds: Math.round((performance.now() - started) / 100) / 10,
     }
   } finally {
@@ -155,8 +187,12 @@ async function runOnce(config: string, peers: number): Promise<RunResult> {
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`
 const results: RunResult[] = []
-process.stdout.write(`rounds bench: H=${innerSteps}, codec ${values.compress}, 1 autoencoder + ${unetRounds} U-Net rounds, ${cpus().length} CPUs, ${mb(totalmem())} RAM\n`)
-process.stdout.write('config   peers  params     contribution  dense/step-H   ratio   measured/round  ratio(meas)  close max  peak RSS max\n')
+process.stdout.write(
+  `rounds bench: H=${innerSteps}, codec ${values.compress}, 1 autoencoder + ${unetRounds} U-Net rounds, ${cpus().length} CPUs, ${mb(totalmem())} RAM\n`,
+)
+process.stdout.write(
+  'config   peers  params     contribution  dense/step-H   ratio   measured/round  ratio(meas)  close max  peak RSS max\n',
+)
 for (const config of (values.configs as string).split(',')) {
   for (const peers of (values.peers as string).split(',').map(Number)) {
     const r = await runOnce(config, peers)
@@ -174,7 +210,13 @@ await writeFile(
       bench: 'rounds',
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, memoryBytes: totalmem(), node: process.version },
-      settings: { innerSteps, codec: values.compress, autoencoderRounds: 1, unetRounds, imagesPerPeer: Number(values.images) },
+      settings: {
+        innerSteps,
+        codec: values.compress,
+        autoencoderRounds: 1,
+        unetRounds,
+        imagesPerPeer: Number(values.images),
+      },
       goals: GOALS,
       notes: [
         'contribution = the compressed U-Net pseudo-gradient payload one peer publishes per round (what DiLoCo ratios count)',

@@ -71,10 +71,16 @@ const INBOX_POLL_MS = 1000
 /** A document dropped into the inbox is bounded like the gossip message that will carry it. */
 const INBOX_MAX_BYTES = 512 * 1024
 
-export async function readCharterFile(path: string): Promise<{ charter: CoopCharter; coopId: string; envelope: DsseEnvelope }> {
+export async function readCharterFile(
+  path: string,
+): Promise<{ charter: CoopCharter; coopId: string; envelope: DsseEnvelope }> {
   const bytes = new Uint8Array(await readFile(path))
   const verified = verifyCharter(bytes)
-  return { charter: verified.charter, coopId: verified.coopId, envelope: JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope }
+  return {
+    charter: verified.charter,
+    coopId: verified.coopId,
+    envelope: JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope,
+  }
 }
 
 async function loadNodeKey(path: string, log: Logger): Promise<Ed25519PrivateKey> {
@@ -106,22 +112,55 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
   try {
     await writeFileAtomic(charterPath(options.store), canonicalBytes(envelope))
     const peerId = peerIdString(privateKey.publicKey)
-    const consent = new ConsentBook({ peerId, acceptedLicenses: charter.acceptedLicenses }, { store, log: componentLogger('consent') })
+    const consent = new ConsentBook(
+      { peerId, acceptedLicenses: charter.acceptedLicenses },
+      { store, log: componentLogger('consent') },
+    )
     await consent.load()
-    const documents = await Promise.all(options.consent.map(async (path) => ({ path, document: JSON.parse(await readFile(path, 'utf8')) as object })))
+    const documents = await Promise.all(
+      options.consent.map(async (path) => ({
+        path,
+        document: JSON.parse(await readFile(path, 'utf8')) as object,
+      })),
+    )
     const local = await consent.addLocalManifests(documents)
     const train = options.train ?? true
     const allowlist = consent.allowlist()
-    if (train && allowlist.size === 0) throw new RoundError('NO_CONSENT', 'no valid consent manifest names this node as custodian: nothing to train on')
+    if (train && allowlist.size === 0)
+      throw new RoundError(
+        'NO_CONSENT',
+        'no valid consent manifest names this node as custodian: nothing to train on',
+      )
 
     const backend = await initBackend(options.backend, componentLogger('backend'))
-    const dataset = await loadImageFolder({ dir: options.data, size: config.image.size, allowlist, log: componentLogger('data') })
-    if (train && dataset.items.length === 0) throw new RoundError('NO_CONSENT', `no consented image found under ${options.data}`)
-    log.info({ items: dataset.items.length, notAllowed: dataset.notAllowed, manifests: local.length, backend: backend.name }, 'consented dataset loaded')
+    const dataset = await loadImageFolder({
+      dir: options.data,
+      size: config.image.size,
+      allowlist,
+      log: componentLogger('data'),
+    })
+    if (train && dataset.items.length === 0)
+      throw new RoundError('NO_CONSENT', `no consented image found under ${options.data}`)
+    log.info(
+      {
+        items: dataset.items.length,
+        notAllowed: dataset.notAllowed,
+        manifests: local.length,
+        backend: backend.name,
+      },
+      'consented dataset loaded',
+    )
     const datasetItems = new Set(dataset.items.map((i) => i.sha256))
     const seed = seedOf(peerId)
     const trainers = async (phase: Phase, autoencoder: NamedTensor[] | undefined): Promise<RoundTrainer> =>
-      await createTrainerSession({ config, phase, dataset, seed, ...(autoencoder === undefined ? {} : { autoencoder }), log: componentLogger('trainer', { phase }) })
+      await createTrainerSession({
+        config,
+        phase,
+        dataset,
+        seed,
+        ...(autoencoder === undefined ? {} : { autoencoder }),
+        log: componentLogger('trainer', { phase }),
+      })
 
     // What this node uploads: blob bytes it serves (payloads, checkpoint files) and gossip it
     // originates. Logged at stop; bench/rounds.bench.ts reports them per round.
@@ -168,20 +207,43 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       { store, host, consent, trainers, log: componentLogger('round') },
     )
 
-    const consentValidator = createConsentValidator({ acceptedLicenses: charter.acceptedLicenses, admission: charter.admission }, consent)
+    const consentValidator = createConsentValidator(
+      { acceptedLicenses: charter.acceptedLicenses, admission: charter.admission },
+      consent,
+    )
     host.setValidator('consent', consentValidator)
-    host.setValidator('contributions', createContributionValidator({ coopId, admission: charter.admission, semantics: engine.contributionSemantics }))
-    host.setValidator('checkpoints', createCheckpointValidator({ coopId, publishers: charter.publishers, threshold: charter.threshold, semantics: engine.checkpointSemantics }))
+    host.setValidator(
+      'contributions',
+      createContributionValidator({
+        coopId,
+        admission: charter.admission,
+        semantics: engine.contributionSemantics,
+      }),
+    )
+    host.setValidator(
+      'checkpoints',
+      createCheckpointValidator({
+        coopId,
+        publishers: charter.publishers,
+        threshold: charter.threshold,
+        semantics: engine.checkpointSemantics,
+      }),
+    )
     host.onMessage('consent', async (msg) => {
       const accepted = consentValidator.verified(msg.data)
       if (accepted === undefined) return
       const document = JSON.parse(new TextDecoder().decode(msg.data.subarray(1))) as object
       if (accepted.kind === 'manifest') {
         const { added, verified } = await consent.addManifest(document, false)
-        if (added) log.info({ manifest: verified.digest, custodian: verified.custodian, items: verified.items.length }, 'manifest received')
+        if (added)
+          log.info(
+            { manifest: verified.digest, custodian: verified.custodian, items: verified.items.length },
+            'manifest received',
+          )
       } else if (accepted.kind === 'revocation') {
         const verified = await consent.addRevocation(document)
-        if (verified !== undefined) log.info({ revocation: verified.digest, manifest: verified.manifest }, 'revocation received')
+        if (verified !== undefined)
+          log.info({ revocation: verified.digest, manifest: verified.manifest }, 'revocation received')
       }
     })
 
@@ -189,10 +251,14 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     const announceConsent = async (): Promise<void> => {
       for (const { verified, local: mine } of consent.manifests()) {
         if (!mine) continue
-        await liveHost.publish('consent', encodeGossipMessage('manifest', verified.manifest)).catch((err: unknown) => log.debug({ err }, 'manifest announce failed'))
+        await liveHost
+          .publish('consent', encodeGossipMessage('manifest', verified.manifest))
+          .catch((err: unknown) => log.debug({ err }, 'manifest announce failed'))
       }
       for (const revocation of consent.revocations()) {
-        await liveHost.publish('consent', encodeGossipMessage('revocation', revocation.revocation)).catch((err: unknown) => log.debug({ err }, 'revocation announce failed'))
+        await liveHost
+          .publish('consent', encodeGossipMessage('revocation', revocation.revocation))
+          .catch((err: unknown) => log.debug({ err }, 'revocation announce failed'))
       }
     }
     const inbox = inboxDir(options.store)
@@ -202,7 +268,8 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
         const path = join(inbox, name)
         try {
           const info = await stat(path)
-          if (info.size > INBOX_MAX_BYTES) throw new RoundError('MANIFEST_INVALID', `${name} exceeds ${INBOX_MAX_BYTES} bytes`)
+          if (info.size > INBOX_MAX_BYTES)
+            throw new RoundError('MANIFEST_INVALID', `${name} exceeds ${INBOX_MAX_BYTES} bytes`)
           const document = JSON.parse(await readFile(path, 'utf8')) as object
           if (looksLikeRevocation(document)) {
             const verified = await consent.addRevocation(document)
@@ -225,7 +292,12 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
 
     await host.start()
     const addrs = host.multiaddrs()
-    await writeAddrs(options.store, { peerId: host.peerId, addrs, pid: process.pid, startedAt: new Date().toISOString() })
+    await writeAddrs(options.store, {
+      peerId: host.peerId,
+      addrs,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+    })
     log.info({ peer: host.peerId, coop: coopId, addrs, publisher: options.publisher }, 'listening')
     await engine.start()
 
@@ -242,7 +314,10 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       timers[0] = timer
     }
     scheduleAnnounce()
-    const inboxTimer = setInterval(() => void pollInbox().catch((err: unknown) => log.warn({ err }, 'inbox poll failed')), INBOX_POLL_MS)
+    const inboxTimer = setInterval(
+      () => void pollInbox().catch((err: unknown) => log.warn({ err }, 'inbox poll failed')),
+      INBOX_POLL_MS,
+    )
     inboxTimer.unref()
     timers.push(inboxTimer)
 
@@ -260,7 +335,10 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       stop() {
         stopped ??= (async () => {
           for (const t of timers) clearTimeout(t)
-          const grace = setTimeout(() => log.warn({}, 'stop is taking long: waiting for the current step'), STOP_GRACE_MS)
+          const grace = setTimeout(
+            () => log.warn({}, 'stop is taking long: waiting for the current step'),
+            STOP_GRACE_MS,
+          )
           grace.unref()
           await engine.stop()
           clearTimeout(grace)

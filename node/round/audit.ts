@@ -20,7 +20,8 @@ const HEX = /^sha256:([0-9a-f]{64})$/
 async function readBounded(path: string, maxBytes: number): Promise<Uint8Array | undefined> {
   try {
     const bytes = new Uint8Array(await readFile(path))
-    if (bytes.byteLength > maxBytes) throw new RoundError('BAD_CHECKPOINT', `${path} exceeds ${maxBytes} bytes`)
+    if (bytes.byteLength > maxBytes)
+      throw new RoundError('BAD_CHECKPOINT', `${path} exceeds ${maxBytes} bytes`)
     return bytes
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
@@ -29,7 +30,11 @@ async function readBounded(path: string, maxBytes: number): Promise<Uint8Array |
 }
 
 /** A blob from a store's blob folder, only if its bytes match the digest. */
-export async function readStoreBlob(storeDir: string, digest: string, maxBytes = CHECKPOINT_FILE_MAX_BYTES): Promise<Uint8Array | undefined> {
+export async function readStoreBlob(
+  storeDir: string,
+  digest: string,
+  maxBytes = CHECKPOINT_FILE_MAX_BYTES,
+): Promise<Uint8Array | undefined> {
   const match = HEX.exec(digest)
   if (match === null) return undefined
   const bytes = await readBounded(join(storeDir, 'blobs', 'sha256', match[1] as string), maxBytes)
@@ -46,21 +51,40 @@ export interface LoadedCheckpoint {
 }
 
 /** Verifies the charter copy and the provenance signature of a checkpoint directory. */
-export async function loadCheckpointDir(dir: string, charterOverride?: Uint8Array): Promise<LoadedCheckpoint> {
+export async function loadCheckpointDir(
+  dir: string,
+  charterOverride?: Uint8Array,
+): Promise<LoadedCheckpoint> {
   const provenanceBytes = await readBounded(join(dir, CHECKPOINT_FILES.provenance), CHECKPOINT_FILE_MAX_BYTES)
-  if (provenanceBytes === undefined) throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.provenance}`)
-  const charterBytes = charterOverride ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
-  if (charterBytes === undefined) throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.charter}; pass --charter`)
+  if (provenanceBytes === undefined)
+    throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.provenance}`)
+  const charterBytes =
+    charterOverride ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
+  if (charterBytes === undefined)
+    throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.charter}; pass --charter`)
   const charter = verifyCharter(charterBytes)
   let verified: VerifiedProvenance
   try {
-    verified = verifyProvenance(provenanceBytes, { publishers: charter.charter.publishers, threshold: charter.charter.threshold })
+    verified = verifyProvenance(provenanceBytes, {
+      publishers: charter.charter.publishers,
+      threshold: charter.charter.threshold,
+    })
   } catch (err) {
-    if (isProtocolError(err)) throw new RoundError('BAD_SIGNATURE', `provenance does not verify: ${err.code}: ${err.message}`, { cause: err })
+    if (isProtocolError(err))
+      throw new RoundError('BAD_SIGNATURE', `provenance does not verify: ${err.code}: ${err.message}`, {
+        cause: err,
+      })
     throw err
   }
-  if (verified.predicate.coop !== charter.coopId) throw new RoundError('WRONG_COOP', 'the provenance names another coop than the charter')
-  return { dir, verified, coopId: charter.coopId, publishers: charter.charter.publishers, threshold: charter.charter.threshold }
+  if (verified.predicate.coop !== charter.coopId)
+    throw new RoundError('WRONG_COOP', 'the provenance names another coop than the charter')
+  return {
+    dir,
+    verified,
+    coopId: charter.coopId,
+    publishers: charter.charter.publishers,
+    threshold: charter.charter.threshold,
+  }
 }
 
 export interface VerifyReport {
@@ -81,25 +105,38 @@ export interface VerifyReport {
  * Signature, file digests and (when the parent and the contributions are at hand, in `storeDir`
  * or in sibling checkpoint directories) the bit-exact recomputation.
  */
-export async function verifyCheckpointDir(dir: string, options: { storeDir?: string; charter?: Uint8Array } = {}): Promise<VerifyReport> {
+export async function verifyCheckpointDir(
+  dir: string,
+  options: { storeDir?: string; charter?: Uint8Array } = {},
+): Promise<VerifyReport> {
   const report: VerifyReport = { ok: false, files: [], recomputation: 'not-run', missing: [] }
   try {
     const loaded = await loadCheckpointDir(dir, options.charter)
     const { verified } = loaded
-    Object.assign(report, { checkpoint: verified.digest, coop: loaded.coopId, phase: verified.predicate.phase, round: verified.predicate.round, signers: verified.signers })
+    Object.assign(report, {
+      checkpoint: verified.digest,
+      coop: loaded.coopId,
+      phase: verified.predicate.phase,
+      round: verified.predicate.round,
+      signers: verified.signers,
+    })
     for (const [name, digest] of [...verified.files].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const bytes = await readBounded(join(dir, name), CHECKPOINT_FILE_MAX_BYTES)
       report.files.push({ name, digest, ok: bytes !== undefined && sha256Digest(bytes) === digest })
     }
     const bad = report.files.find((f) => !f.ok)
-    if (bad !== undefined) throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
+    if (bad !== undefined)
+      throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
     const p = verified.predicate
     if (p.parent === null) {
       report.recomputation = 'genesis'
       report.ok = true
       return report
     }
-    const find = async (digest: string, maxBytes = CHECKPOINT_FILE_MAX_BYTES): Promise<Uint8Array | undefined> => {
+    const find = async (
+      digest: string,
+      maxBytes = CHECKPOINT_FILE_MAX_BYTES,
+    ): Promise<Uint8Array | undefined> => {
       if (options.storeDir !== undefined) {
         const blob = await readStoreBlob(options.storeDir, digest, maxBytes)
         if (blob !== undefined) return blob
@@ -110,8 +147,10 @@ export async function verifyCheckpointDir(dir: string, options: { storeDir?: str
     const parentFiles = await findParentFiles(dir, p.parent.provenance, options.storeDir)
     const parentModel = parentFiles?.model ?? (await find(p.parent.checkpoint))
     const parentMomentum = parentFiles?.momentum
-    if (parentModel === undefined || sha256Digest(parentModel) !== p.parent.checkpoint) report.missing.push(`parent model ${p.parent.checkpoint}`)
-    if (parentMomentum === undefined) report.missing.push(`parent momentum (checkpoint ${p.parent.provenance})`)
+    if (parentModel === undefined || sha256Digest(parentModel) !== p.parent.checkpoint)
+      report.missing.push(`parent model ${p.parent.checkpoint}`)
+    if (parentMomentum === undefined)
+      report.missing.push(`parent momentum (checkpoint ${p.parent.provenance})`)
     const payloads: ContributionPayload[] = []
     for (const c of p.contributions) {
       const statement = await find(c.statement, STATEMENT_BLOB_MAX_BYTES)
@@ -121,7 +160,8 @@ export async function verifyCheckpointDir(dir: string, options: { storeDir?: str
       if (statement === undefined || payload === undefined) continue
       const parsed = JSON.parse(new TextDecoder().decode(statement)) as { predicate?: { samples?: unknown } }
       const samples = parsed.predicate?.samples
-      if (typeof samples !== 'number' || !Number.isSafeInteger(samples) || samples < 1) throw new RoundError('MISSING_CONTRIBUTION', `statement ${c.statement} has no sample count`)
+      if (typeof samples !== 'number' || !Number.isSafeInteger(samples) || samples < 1)
+        throw new RoundError('MISSING_CONTRIBUTION', `statement ${c.statement} has no sample count`)
       payloads.push({ payloadDigest: c.delta, samples, payload })
     }
     if (report.missing.length > 0 || parentModel === undefined || parentMomentum === undefined) {
@@ -129,16 +169,23 @@ export async function verifyCheckpointDir(dir: string, options: { storeDir?: str
       report.ok = true
       return report
     }
-    const charterBytes = options.charter ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
+    const charterBytes =
+      options.charter ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
     const rounds = verifyCharter(charterBytes as Uint8Array).charter.rounds
     const computed = computeCheckpoint(decodeTensors(parentModel), decodeTensors(parentMomentum), payloads, {
       aggregator: rounds.aggregator,
       outerLr: rounds.outerLr,
       outerMomentum: rounds.outerMomentum,
     })
-    if (computed.modelDigest !== verified.files.get(CHECKPOINT_FILES.model) || computed.momentumDigest !== verified.files.get(CHECKPOINT_FILES.momentum)) {
+    if (
+      computed.modelDigest !== verified.files.get(CHECKPOINT_FILES.model) ||
+      computed.momentumDigest !== verified.files.get(CHECKPOINT_FILES.momentum)
+    ) {
       report.recomputation = 'failed'
-      throw new RoundError('RECOMPUTE_MISMATCH', 'the recomputed weights do not match the signed file digests')
+      throw new RoundError(
+        'RECOMPUTE_MISMATCH',
+        'the recomputed weights do not match the signed file digests',
+      )
     }
     report.recomputation = 'passed'
     report.ok = true
@@ -151,7 +198,11 @@ export async function verifyCheckpointDir(dir: string, options: { storeDir?: str
   }
 }
 
-async function findParentFiles(dir: string, parentId: string, storeDir?: string): Promise<{ model: Uint8Array; momentum: Uint8Array } | undefined> {
+async function findParentFiles(
+  dir: string,
+  parentId: string,
+  storeDir?: string,
+): Promise<{ model: Uint8Array; momentum: Uint8Array } | undefined> {
   const candidates = new Set<string>()
   try {
     for (const name of await readdir(dirname(dir))) candidates.add(join(dirname(dir), name))
@@ -161,7 +212,10 @@ async function findParentFiles(dir: string, parentId: string, storeDir?: string)
   if (storeDir !== undefined) for (const d of await listCheckpointDirs(storeDir)) candidates.add(d)
   for (const candidate of candidates) {
     if (candidate === dir) continue
-    const provenance = await readBounded(join(candidate, CHECKPOINT_FILES.provenance), CHECKPOINT_FILE_MAX_BYTES).catch(() => undefined)
+    const provenance = await readBounded(
+      join(candidate, CHECKPOINT_FILES.provenance),
+      CHECKPOINT_FILE_MAX_BYTES,
+    ).catch(() => undefined)
     if (provenance === undefined) continue
     let statementDigest: string
     try {
@@ -180,7 +234,9 @@ async function findParentFiles(dir: string, parentId: string, storeDir?: string)
 }
 
 /** Every checkpoint directory of a store whose provenance verifies, as a lineage index with the manifests it references. */
-export async function loadLineage(storeDir: string): Promise<{ index: LineageIndex; checkpoints: LoadedCheckpoint[] }> {
+export async function loadLineage(
+  storeDir: string,
+): Promise<{ index: LineageIndex; checkpoints: LoadedCheckpoint[] }> {
   const loaded: LoadedCheckpoint[] = []
   for (const dir of await listCheckpointDirs(storeDir)) {
     try {
@@ -199,7 +255,14 @@ export async function loadLineage(storeDir: string): Promise<{ index: LineageInd
       round: p.round,
       parent: p.parent?.provenance ?? null,
       components: p.components.map((c) => c.provenance),
-      contributions: p.contributions.map((c) => ({ statement: c.statement, payload: c.delta, peer: c.contributor, round: p.round, manifests: c.manifests, samples: 0 })),
+      contributions: p.contributions.map((c) => ({
+        statement: c.statement,
+        payload: c.delta,
+        peer: c.contributor,
+        round: p.round,
+        manifests: c.manifests,
+        samples: 0,
+      })),
       revokedExcluded: p.excludedItems,
     }
   })
@@ -209,12 +272,18 @@ export async function loadLineage(storeDir: string): Promise<{ index: LineageInd
     if (bytes === undefined) continue
     const m = JSON.parse(new TextDecoder().decode(bytes)) as {
       issuer: string
-      credentialSubject: { custodian: string; license: string; attribution: { name: string; uri?: string; text?: string }; items: { digest: string; license?: string }[] }
+      credentialSubject: {
+        custodian: string
+        license: string
+        attribution: { name: string; uri?: string; text?: string }
+        items: { digest: string; license?: string }[]
+      }
     }
     // The blob's digest is the manifest id (sha256 of its canonical bytes), so its content is the signed one.
     if (sha256Digest(canonicalBytes(m)) !== id) continue
     const itemLicenses: Record<string, string> = {}
-    for (const item of m.credentialSubject.items) if (item.license !== undefined) itemLicenses[item.digest] = item.license
+    for (const item of m.credentialSubject.items)
+      if (item.license !== undefined) itemLicenses[item.digest] = item.license
     manifests.push({
       id,
       issuer: m.issuer,

@@ -62,10 +62,16 @@ export class ConsentBook {
     for (const [, value] of await this.#store.manifests.entries()) {
       const stored = value as StoredManifest
       try {
-        const verified = verifyManifest(stored.document as object, { now: new Date(), acceptedLicenses: this.#options.acceptedLicenses })
+        const verified = verifyManifest(stored.document as object, {
+          now: new Date(),
+          acceptedLicenses: this.#options.acceptedLicenses,
+        })
         this.#manifests.set(verified.digest, { verified, local: stored.local })
       } catch (err) {
-        this.#log.warn({ code: (err as { code?: string }).code }, 'stored manifest no longer verifies; ignored')
+        this.#log.warn(
+          { code: (err as { code?: string }).code },
+          'stored manifest no longer verifies; ignored',
+        )
       }
     }
   }
@@ -74,7 +80,10 @@ export class ConsentBook {
    * Verifies and records a manifest. `local` manifests come from this node's --consent files
    * and must name it as custodian. `added` is false for one already known.
    */
-  async addManifest(document: object, local: boolean): Promise<{ verified: VerifiedManifest; added: boolean }> {
+  async addManifest(
+    document: object,
+    local: boolean,
+  ): Promise<{ verified: VerifiedManifest; added: boolean }> {
     const verified = verifyManifest(document, {
       now: new Date(),
       acceptedLicenses: this.#options.acceptedLicenses,
@@ -95,9 +104,13 @@ export class ConsentBook {
     if (this.#revocations.has(verified.digest)) return undefined
     const manifest = this.#manifests.get(verified.manifest)
     // A revocation only counts when its issuer issued the manifest.
-    if (manifest !== undefined && manifest.verified.issuer !== verified.issuer) throw reject('NOT_ISSUER', 'revocation signed by someone other than the manifest issuer')
+    if (manifest !== undefined && manifest.verified.issuer !== verified.issuer)
+      throw reject('NOT_ISSUER', 'revocation signed by someone other than the manifest issuer')
     await this.#store.putBlob(canonicalBytes(document))
-    await this.#store.revocations.put(verified.digest, { document, receivedAt: new Date().toISOString() } satisfies StoredRevocation)
+    await this.#store.revocations.put(verified.digest, {
+      document,
+      receivedAt: new Date().toISOString(),
+    } satisfies StoredRevocation)
     this.#revocations.set(verified.digest, verified)
     const items = this.#itemsOf(verified)
     if (items.length > 0) for (const listener of this.#listeners) listener(items)
@@ -111,7 +124,8 @@ export class ConsentBook {
 
   #itemsOf(revocation: VerifiedRevocation): string[] {
     const manifest = this.#manifests.get(revocation.manifest)
-    if (revocation.items === 'all') return manifest === undefined ? [] : manifest.verified.items.map((i) => i.digest)
+    if (revocation.items === 'all')
+      return manifest === undefined ? [] : manifest.verified.items.map((i) => i.digest)
     if (manifest === undefined) return [...revocation.items]
     const listed = new Set(manifest.verified.items.map((i) => i.digest))
     return revocation.items.filter((i) => listed.has(i))
@@ -147,7 +161,10 @@ export class ConsentBook {
 
   /** What a checkpoint records as excluded: revocation digests and the items they withdraw. */
   revocationSummary(): { revocations: string[]; items: string[] } {
-    return { revocations: [...this.#revocations.keys()].sort(compareStrings), items: [...this.revokedItems()].sort(compareStrings) }
+    return {
+      revocations: [...this.#revocations.keys()].sort(compareStrings),
+      items: [...this.revokedItems()].sort(compareStrings),
+    }
   }
 
   /** True when the manifest is withdrawn entirely by the given revocations. */
@@ -206,17 +223,23 @@ export class ConsentBook {
    * revocation that arrived during the round does not invalidate that round's contributions;
    * the next checkpoint records it.
    */
-  checkManifestForContribution(manifestId: string, contributor: string, chainRevocations: ReadonlySet<string>): void {
+  checkManifestForContribution(
+    manifestId: string,
+    contributor: string,
+    chainRevocations: ReadonlySet<string>,
+  ): void {
     const known = this.#manifests.get(manifestId)
     // The manifest must be known; it may simply not have reached us yet, so this is not the sender's fault.
     if (known === undefined) throw ignore('UNKNOWN_MANIFEST', `manifest ${manifestId} is not known here`)
     const manifest = known.verified
     // Only the custodian a manifest names may train on its images.
-    if (manifest.custodian !== contributor) throw reject('FOREIGN_CUSTODIAN', 'contributor is not the custodian of a listed manifest')
+    if (manifest.custodian !== contributor)
+      throw reject('FOREIGN_CUSTODIAN', 'contributor is not the custodian of a listed manifest')
     // The manifest is still within its validity window.
     if (!this.#stillValid(manifest)) throw reject('EXPIRED', 'a listed manifest is not valid now')
     // It was not withdrawn entirely before the round started.
-    if (this.#fullyRevokedBy(manifestId, chainRevocations)) throw reject('REVOKED', 'a listed manifest was revoked before the round started')
+    if (this.#fullyRevokedBy(manifestId, chainRevocations))
+      throw reject('REVOKED', 'a listed manifest was revoked before the round started')
   }
 
   /** The SPDX expression covering a set of manifests: the conjunction of their (and their items') licenses. */
@@ -231,7 +254,9 @@ export class ConsentBook {
     // Random initial weights carry no one's rights: CC0 states that plainly.
     if (terms.size === 0) return 'CC0-1.0'
     const sorted = [...terms].sort(compareStrings)
-    return sorted.length === 1 ? (sorted[0] as string) : sorted.map((t) => (/\s/.test(t) ? `(${t})` : t)).join(' AND ')
+    return sorted.length === 1
+      ? (sorted[0] as string)
+      : sorted.map((t) => (/\s/.test(t) ? `(${t})` : t)).join(' AND ')
   }
 
   /** The attribution list the licenses of these manifests require, one entry per distinct attribution. */
@@ -240,9 +265,16 @@ export class ConsentBook {
     for (const id of manifestIds) {
       const m = this.#manifests.get(id)?.verified
       if (m === undefined) continue
-      const candidates: Attribution[] = [m.manifest.credentialSubject.attribution, ...m.items.flatMap((i) => (i.attribution === undefined ? [] : [i.attribution]))]
+      const candidates: Attribution[] = [
+        m.manifest.credentialSubject.attribution,
+        ...m.items.flatMap((i) => (i.attribution === undefined ? [] : [i.attribution])),
+      ]
       for (const a of candidates) {
-        const entry: Attribution = { name: a.name, ...(a.uri === undefined ? {} : { uri: a.uri }), ...(a.text === undefined ? {} : { text: a.text }) }
+        const entry: Attribution = {
+          name: a.name,
+          ...(a.uri === undefined ? {} : { uri: a.uri }),
+          ...(a.text === undefined ? {} : { text: a.text }),
+        }
         out.set(JSON.stringify(entry), entry)
       }
     }
@@ -256,8 +288,12 @@ export class ConsentBook {
       try {
         out.push((await this.addManifest(document, true)).verified)
       } catch (err) {
-        if (isProtocolError(err) && err.code === 'CUSTODIAN_MISMATCH') throw new RoundError('FOREIGN_CUSTODIAN', `${path}: the manifest names another node as custodian`, { cause: err })
-        if (isProtocolError(err)) throw new RoundError('MANIFEST_INVALID', `${path}: ${err.code}: ${err.message}`, { cause: err })
+        if (isProtocolError(err) && err.code === 'CUSTODIAN_MISMATCH')
+          throw new RoundError('FOREIGN_CUSTODIAN', `${path}: the manifest names another node as custodian`, {
+            cause: err,
+          })
+        if (isProtocolError(err))
+          throw new RoundError('MANIFEST_INVALID', `${path}: ${err.code}: ${err.message}`, { cause: err })
         throw err
       }
     }

@@ -14,13 +14,22 @@
 // Everything a restart needs is in the store: accepted contributions, adopted checkpoints, this
 // node's own finished contribution and the publisher's frozen close set.
 import { compressDelta, type Codec } from '../../protocol/compression.ts'
-import { createContribution, verifyContribution, type VerifiedContribution } from '../../protocol/contribution.ts'
+import {
+  createContribution,
+  verifyContribution,
+  type VerifiedContribution,
+} from '../../protocol/contribution.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { envelopeBytes, type DsseEnvelope } from '../../protocol/dsse.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
 import type { Ed25519PrivateKey } from '../../protocol/keys.ts'
 import { merkleRoot } from '../../protocol/merkle.ts'
-import { createProvenance, verifyProvenance, type ProvenancePredicate, type VerifiedProvenance } from '../../protocol/provenance.ts'
+import {
+  createProvenance,
+  verifyProvenance,
+  type ProvenancePredicate,
+  type VerifiedProvenance,
+} from '../../protocol/provenance.ts'
 import { encodeSafetensors } from '../../protocol/safetensors.ts'
 import type { CoopCharter } from '../../protocol/charter.ts'
 import type { Logger } from 'pino'
@@ -42,7 +51,14 @@ import {
 } from './constants.ts'
 import type { ConsentBook } from './consent.ts'
 import { RoundError } from './errors.ts'
-import { CHECKPOINT_FILES, checkpointDir, cleanCheckpointTemps, writeCheckpointDir, writeLatestPointers, type CheckpointPointer } from './layout.ts'
+import {
+  CHECKPOINT_FILES,
+  checkpointDir,
+  cleanCheckpointTemps,
+  writeCheckpointDir,
+  writeLatestPointers,
+  type CheckpointPointer,
+} from './layout.ts'
 import {
   checkpointIdKey,
   checkpointKey,
@@ -66,7 +82,10 @@ import { decodeTensors, encodeTensors, pseudoGradient, zerosLike, type NamedTens
 export interface RoundTrainer {
   getWeights(): NamedTensor[]
   setWeights(weights: NamedTensor[]): void
-  trainSteps(n: number, onStep?: (s: { step: number; loss: number; imgPerSec: number }) => void): Promise<{ lossMean: number; samples: number }>
+  trainSteps(
+    n: number,
+    onStep?: (s: { step: number; loss: number; imgPerSec: number }) => void,
+  ): Promise<{ lossMean: number; samples: number }>
   evalLoss(): Promise<number>
   excludeItems(sha256s: Iterable<string>): void
   dispose(): void
@@ -156,7 +175,10 @@ export class RoundEngine {
     if (options.publisher && !options.charter.publishers.includes(this.#peerId))
       throw new RoundError('NOT_A_PUBLISHER', `this node (${this.#peerId}) is not a publisher of the charter`)
     if (options.publisher && options.charter.threshold > 1)
-      throw new RoundError('UNSUPPORTED', 'publishing with a signing threshold above 1 needs co-signing, which this node does not implement')
+      throw new RoundError(
+        'UNSUPPORTED',
+        'publishing with a signing threshold above 1 needs co-signing, which this node does not implement',
+      )
     this.#untilRound = Math.min(options.untilRound ?? this.#plan.total, this.#plan.total)
   }
 
@@ -179,7 +201,12 @@ export class RoundEngine {
       this.#log.info({ items: items.length }, 'revoked items excluded from training')
       this.#notify()
     })
-    this.#timers.push(setInterval(() => void this.#reannounce(), Math.min(CHECKPOINT_REANNOUNCE_MS, CONTRIBUTION_REANNOUNCE_MS)))
+    this.#timers.push(
+      setInterval(
+        () => void this.#reannounce(),
+        Math.min(CHECKPOINT_REANNOUNCE_MS, CONTRIBUTION_REANNOUNCE_MS),
+      ),
+    )
     this.#timers.push(setInterval(() => void this.#writeStatus(), 1000))
     for (const t of this.#timers) t.unref()
     this.#running = this.#mainLoop().catch((err: unknown) => {
@@ -221,7 +248,14 @@ export class RoundEngine {
       if (await this.#store.hasBlob(record.delta)) this.#payloadsStored.add(record.delta)
     }
     const latest = this.latestCheckpoint()
-    this.#log.info({ checkpoints: this.#checkpoints.size, contributions: [...this.#contributions.values()].reduce((n, m) => n + m.size, 0), round: latest?.round ?? null }, 'round state loaded')
+    this.#log.info(
+      {
+        checkpoints: this.#checkpoints.size,
+        contributions: [...this.#contributions.values()].reduce((n, m) => n + m.size, 0),
+        round: latest?.round ?? null,
+      },
+      'round state loaded',
+    )
   }
 
   #rememberContribution(record: ContributionRecord): void {
@@ -242,7 +276,12 @@ export class RoundEngine {
     let best: CheckpointRecord | undefined
     for (const record of this.#checkpoints.values()) {
       if (phase !== undefined && record.phase !== phase) continue
-      if (best === undefined || record.round > best.round || (record.round === best.round && record.phase === 'unet')) best = record
+      if (
+        best === undefined ||
+        record.round > best.round ||
+        (record.round === best.round && record.phase === 'unet')
+      )
+        best = record
     }
     return best
   }
@@ -260,7 +299,9 @@ export class RoundEngine {
   }
 
   checkpoints(): CheckpointRecord[] {
-    return [...this.#checkpoints.values()].sort((a, b) => a.round - b.round || compareStrings(a.phase, b.phase))
+    return [...this.#checkpoints.values()].sort(
+      (a, b) => a.round - b.round || compareStrings(a.phase, b.phase),
+    )
   }
 
   #notify(): void {
@@ -294,7 +335,10 @@ export class RoundEngine {
         if (!this.#done) {
           this.#done = true
           this.#statusDirty = true
-          this.#log.info({ rounds: this.#untilRound, checkpoint: this.latestCheckpoint()?.id }, 'all rounds done')
+          this.#log.info(
+            { rounds: this.#untilRound, checkpoint: this.latestCheckpoint()?.id },
+            'all rounds done',
+          )
         }
         return
       }
@@ -311,7 +355,17 @@ export class RoundEngine {
         this.#statusDirty = true
       }
       if (this.#options.train && (await this.#store.rounds.get(localKey(round))) === undefined) {
-        await this.#trainRound(round, phase, base)
+        try {
+          await this.#trainRound(round, phase, base)
+        } catch (err) {
+          // A missing blob or a transient store/network failure must not end the node: log, back off, retry the round.
+          if (this.#stopping) return
+          this.#log.error(
+            { round, phase, err, code: (err as { code?: string }).code },
+            'local round failed; retrying',
+          )
+          await this.#waitForChange(FETCH_RETRY_MS * 4)
+        }
         continue
       }
       await this.#waitForChange(ROUND_POLL_MS * 10)
@@ -342,7 +396,8 @@ export class RoundEngine {
     // adopted U-Net checkpoint names it (model digest, signed by the publisher), fetch it by that.
     const unet = this.latestCheckpoint('unet')
     const component = unet?.predicate.components.find((c) => c.role === 'autoencoder')
-    if (unet === undefined || component === undefined) throw new RoundError('MISSING_PARENT', 'the U-Net phase needs the final autoencoder checkpoint')
+    if (unet === undefined || component === undefined)
+      throw new RoundError('MISSING_PARENT', 'the U-Net phase needs the final autoencoder checkpoint')
     return decodeTensors(await this.#requireBlob(component.checkpoint, unet.signers))
   }
 
@@ -358,7 +413,8 @@ export class RoundEngine {
     const roundsCfg = this.#options.charter.rounds
     if (this.#consent.localItemsInUse(this.#options.datasetItems).items.length === 0) {
       // Every local item was revoked: keep verifying and serving, but never train on nothing.
-      if (!this.#noConsentLogged) this.#log.warn({ round, code: 'NO_CONSENT' }, 'no consented item left; not contributing')
+      if (!this.#noConsentLogged)
+        this.#log.warn({ round, code: 'NO_CONSENT' }, 'no consented item left; not contributing')
       this.#noConsentLogged = true
       await this.#waitForChange(ROUND_POLL_MS * 10)
       return
@@ -388,18 +444,23 @@ export class RoundEngine {
     const delta = pseudoGradient(baseWeights, trainer.getWeights())
     const codec = roundsCfg.compression as Codec
     const residualRef = (await this.#store.rounds.get(residualKey(phase))) as { digest: string } | undefined
-    const residual = residualRef === undefined ? undefined : decodeTensors(await this.#requireBlob(residualRef.digest, []))
+    const residual =
+      residualRef === undefined ? undefined : decodeTensors(await this.#requireBlob(residualRef.digest, []))
     const compressed = compressDelta(delta, codec, codec.kind === 'topk' ? residual : undefined)
     const payload = encodeSafetensors(compressed.entries)
     const deltaDigest = await this.#store.putBlob(payload)
     this.#payloadsStored.add(deltaDigest)
-    const residualDigest = codec.kind === 'topk' ? await this.#store.putBlob(encodeTensors(compressed.residual)) : undefined
+    const residualDigest =
+      codec.kind === 'topk' ? await this.#store.putBlob(encodeTensors(compressed.residual)) : undefined
 
     // Revocations that arrived during the round were applied before later steps; the statement
     // names what is consented now.
     const used = this.#consent.localItemsInUse(this.#options.datasetItems)
     if (used.items.length === 0) {
-      this.#log.warn({ round, code: 'NO_CONSENT' }, 'consent withdrawn during the round; contribution dropped')
+      this.#log.warn(
+        { round, code: 'NO_CONSENT' },
+        'consent withdrawn during the round; contribution dropped',
+      )
       return
     }
     const envelope = createContribution(
@@ -435,10 +496,31 @@ export class RoundEngine {
     // restart republishes instead of retraining; before it, nothing of this round was published.
     await this.#persistContribution(verified, envelope, [
       { type: 'put', table: 'rounds', key: localKey(round), value: local },
-      ...(residualDigest === undefined ? [] : [{ type: 'put' as const, table: 'rounds' as const, key: residualKey(phase), value: { digest: residualDigest } }]),
+      ...(residualDigest === undefined
+        ? []
+        : [
+            {
+              type: 'put' as const,
+              table: 'rounds' as const,
+              key: residualKey(phase),
+              value: { digest: residualDigest },
+            },
+          ]),
     ])
     this.#recordLoss(round, phase, lossMean)
-    this.#log.info({ round, phase, samples: local.samples, loss: lossMean, contribution: verified.digest, delta: deltaDigest, bytes: payload.byteLength, itemCount: used.items.length }, 'contribution published')
+    this.#log.info(
+      {
+        round,
+        phase,
+        samples: local.samples,
+        loss: lossMean,
+        contribution: verified.digest,
+        delta: deltaDigest,
+        bytes: payload.byteLength,
+        itemCount: used.items.length,
+      },
+      'contribution published',
+    )
     await this.#publishContribution(envelope)
     this.#notify()
   }
@@ -462,7 +544,11 @@ export class RoundEngine {
     }
   }
 
-  async #persistContribution(verified: VerifiedContribution, envelope: DsseEnvelope, extra: BatchPut[] = []): Promise<ContributionRecord> {
+  async #persistContribution(
+    verified: VerifiedContribution,
+    envelope: DsseEnvelope,
+    extra: BatchPut[] = [],
+  ): Promise<ContributionRecord> {
     const bytes = envelopeBytes(envelope)
     const envelopeDigest = await this.#store.putBlob(bytes)
     // The statement bytes are a blob too: a peer that missed the gossip fetches them by the
@@ -476,10 +562,20 @@ export class RoundEngine {
       envelope: envelopeDigest,
       acceptedAt: new Date().toISOString(),
     }
-    const peer = ((await this.#store.rounds.get(peerKey(verified.contributor))) as PeerRecord | undefined) ?? { contributions: 0 }
-    const peerRecord: PeerRecord = { peerId: verified.contributor, lastSeen: record.acceptedAt, contributions: peer.contributions + 1 }
+    const peer = ((await this.#store.rounds.get(peerKey(verified.contributor))) as
+      PeerRecord | undefined) ?? { contributions: 0 }
+    const peerRecord: PeerRecord = {
+      peerId: verified.contributor,
+      lastSeen: record.acceptedAt,
+      contributions: peer.contributions + 1,
+    }
     await this.#store.batch([
-      { type: 'put', table: 'contributions', key: contributionKey(verified.predicate.round, verified.digest), value: record },
+      {
+        type: 'put',
+        table: 'contributions',
+        key: contributionKey(verified.predicate.round, verified.digest),
+        value: record,
+      },
       { type: 'put', table: 'rounds', key: peerKey(verified.contributor), value: peerRecord },
       ...extra,
     ])
@@ -494,49 +590,69 @@ export class RoundEngine {
    * Semantic stage for ContributionStatements (after size, decode, schema and signature).
    * `from` is the gossip author; the statement's signer must be that author.
    */
-  contributionSemantics = async (verified: VerifiedContribution, ctx: Pick<ChainContext, 'from'>): Promise<void> => {
+  contributionSemantics = async (
+    verified: VerifiedContribution,
+    ctx: Pick<ChainContext, 'from'>,
+  ): Promise<void> => {
     const p = verified.predicate
     // A contribution travels under its own author's gossip signature, never relayed as someone else's.
-    if (verified.contributor !== ctx.from) throw reject('SENDER_MISMATCH', 'statement signer is not the gossip author')
+    if (verified.contributor !== ctx.from)
+      throw reject('SENDER_MISMATCH', 'statement signer is not the gossip author')
     // It is for this cooperative.
     if (p.coop !== this.#options.coopId) throw reject('WRONG_COOP', 'contribution for another coop')
     // Admission: an allowlist charter accepts only its listed peers.
     const admission = this.#options.charter.admission
-    if (admission.mode === 'allowlist' && !admission.peers.includes(verified.contributor)) throw reject('ADMISSION_DENIED', 'contributor is not on the allowlist')
+    if (admission.mode === 'allowlist' && !admission.peers.includes(verified.contributor))
+      throw reject('ADMISSION_DENIED', 'contributor is not on the allowlist')
     // Its round exists in the charter and its phase is that round's phase.
-    if (p.round < 1 || p.round > this.#plan.total) throw reject('ROUND_OUT_OF_WINDOW', `round ${p.round} is outside the charter`)
-    if (phaseOfRound(this.#plan, p.round) !== p.phase) throw reject('SCHEMA', `round ${p.round} is not in phase ${p.phase}`)
+    if (p.round < 1 || p.round > this.#plan.total)
+      throw reject('ROUND_OUT_OF_WINDOW', `round ${p.round} is outside the charter`)
+    if (phaseOfRound(this.#plan, p.round) !== p.phase)
+      throw reject('SCHEMA', `round ${p.round} is not in phase ${p.phase}`)
     // The codec is the charter's.
-    if (JSON.stringify(p.codec) !== JSON.stringify(this.#options.charter.rounds.compression)) throw reject('SCHEMA', 'codec differs from the charter')
+    if (JSON.stringify(p.codec) !== JSON.stringify(this.#options.charter.rounds.compression))
+      throw reject('SCHEMA', 'codec differs from the charter')
     // Already known: nothing to do (re-announcements land here).
-    if (this.#contributions.get(p.round)?.has(verified.digest) === true) throw ignore('DUPLICATE', 'contribution already accepted')
+    if (this.#contributions.get(p.round)?.has(verified.digest) === true)
+      throw ignore('DUPLICATE', 'contribution already accepted')
     // Only the open round is accepted: a closed round is history, a future one cannot have a base yet.
-    if (this.checkpointAt(p.phase, p.round) !== undefined) throw ignore('ROUND_OUT_OF_WINDOW', `round ${p.round} is closed`)
+    if (this.checkpointAt(p.phase, p.round) !== undefined)
+      throw ignore('ROUND_OUT_OF_WINDOW', `round ${p.round} is closed`)
     const base = this.checkpointAt(p.phase, p.round - 1)
     if (base === undefined) throw ignore('UNKNOWN_BASE', `no checkpoint for round ${p.round - 1} yet`)
     // It trained from the round's base checkpoint.
-    if (base.id !== p.baseCheckpoint) throw reject('WRONG_BASE', 'contribution was not trained from the round base')
+    if (base.id !== p.baseCheckpoint)
+      throw reject('WRONG_BASE', 'contribution was not trained from the round base')
     // One contribution per peer per round: a second, different one is equivocation.
     for (const other of this.#contributions.get(p.round)?.values() ?? []) {
-      if (other.contributor === verified.contributor) throw reject('CONFLICT', 'a second contribution from the same peer for the round')
+      if (other.contributor === verified.contributor)
+        throw reject('CONFLICT', 'a second contribution from the same peer for the round')
     }
     // Each manifest is known, valid, held by the contributor, and not revoked before the round started.
     const chainRevocations = this.#chainRevocations(base)
-    for (const manifestId of p.manifests) this.#consent.checkManifestForContribution(manifestId, verified.contributor, chainRevocations)
+    for (const manifestId of p.manifests)
+      this.#consent.checkManifestForContribution(manifestId, verified.contributor, chainRevocations)
   }
 
   async #onContributionMessage(data: Uint8Array, from: string): Promise<void> {
     const envelope = JSON.parse(new TextDecoder().decode(data.subarray(1))) as DsseEnvelope
     const verified = verifyContribution(envelope, { coopId: this.#options.coopId })
     // Re-announcements validated while the first copy was being stored land here too.
-    if (this.#contributions.get(verified.predicate.round)?.has(verified.digest) === true || this.#storing.has(verified.digest)) return
+    if (
+      this.#contributions.get(verified.predicate.round)?.has(verified.digest) === true ||
+      this.#storing.has(verified.digest)
+    )
+      return
     this.#storing.add(verified.digest)
     try {
       await this.#persistContribution(verified, envelope)
     } finally {
       this.#storing.delete(verified.digest)
     }
-    this.#log.info({ round: verified.predicate.round, peer: from, contribution: verified.digest }, 'contribution accepted')
+    this.#log.info(
+      { round: verified.predicate.round, peer: from, contribution: verified.digest },
+      'contribution accepted',
+    )
     this.#notify()
     void this.#ensurePayload(verified.delta, [verified.contributor])
   }
@@ -553,7 +669,10 @@ export class RoundEngine {
         this.#notify()
         return true
       } catch (err) {
-        this.#log.warn({ delta: digest, code: (err as { code?: string }).code, err }, 'contribution payload unavailable')
+        this.#log.warn(
+          { delta: digest, code: (err as { code?: string }).code, err },
+          'contribution payload unavailable',
+        )
         return false
       } finally {
         this.#payloadFetches.delete(digest)
@@ -587,7 +706,11 @@ export class RoundEngine {
   }
 
   /** A blob from the store, or fetched from peers (verified against its digest) and stored. */
-  async #requireBlob(digest: string, preferred: string[], maxBytes = CHECKPOINT_FILE_MAX_BYTES): Promise<Uint8Array> {
+  async #requireBlob(
+    digest: string,
+    preferred: string[],
+    maxBytes = CHECKPOINT_FILE_MAX_BYTES,
+  ): Promise<Uint8Array> {
     const local = await this.#store.getBlob(digest)
     if (local !== undefined) return local
     let lastError: unknown
@@ -604,7 +727,9 @@ export class RoundEngine {
       }
       await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_MS))
     }
-    throw new RoundError('MISSING_PAYLOAD', `blob ${digest} is not available from any peer`, { cause: lastError })
+    throw new RoundError('MISSING_PAYLOAD', `blob ${digest} is not available from any peer`, {
+      cause: lastError,
+    })
   }
 
   // ---------------------------------------------------------------- publisher
@@ -633,8 +758,11 @@ export class RoundEngine {
     }
     let close = (await this.#store.rounds.get(closeKey(round))) as CloseRecord | undefined
     if (close === undefined) {
-      const ready = this.contributionsFor(round).filter((c) => c.predicate.baseCheckpoint === base.id && this.#payloadsStored.has(c.delta))
-      for (const c of this.contributionsFor(round)) if (!this.#payloadsStored.has(c.delta)) void this.#ensurePayload(c.delta, [c.contributor])
+      const ready = this.contributionsFor(round).filter(
+        (c) => c.predicate.baseCheckpoint === base.id && this.#payloadsStored.has(c.delta),
+      )
+      for (const c of this.contributionsFor(round))
+        if (!this.#payloadsStored.has(c.delta)) void this.#ensurePayload(c.delta, [c.contributor])
       const quorum = this.#options.charter.rounds.quorum
       const elapsed = (Date.now() - Date.parse(base.adoptedAt)) / 1000
       const deadlinePassed = elapsed >= this.#options.charter.rounds.deadlineSeconds
@@ -651,7 +779,15 @@ export class RoundEngine {
       }
       // Frozen before aggregating: a crash from here on re-aggregates exactly this set.
       await this.#store.rounds.put(closeKey(round), close)
-      this.#log.info({ round, phase, contributions: close.contributions, reason: ready.length >= quorum ? 'quorum' : 'deadline' }, 'round closing')
+      this.#log.info(
+        {
+          round,
+          phase,
+          contributions: close.contributions,
+          reason: ready.length >= quorum ? 'quorum' : 'deadline',
+        },
+        'round closing',
+      )
       crashPoint('after-close-frozen', round)
     }
     await this.#aggregateAndPublish(close, base)
@@ -660,7 +796,7 @@ export class RoundEngine {
   /** Revocations recorded by `base` and its ancestors (and the components they depend on). */
   #chainRevocations(base: CheckpointRecord): Set<string> {
     const out = new Set<string>()
-    for (let current: CheckpointRecord | undefined = base; current !== undefined; ) {
+    for (let current: CheckpointRecord | undefined = base; current !== undefined;) {
       for (const r of current.predicate.revocations) out.add(r)
       const parent: { provenance: string } | null = current.predicate.parent
       current = parent === null ? undefined : this.#checkpointsById.get(parent.provenance)
@@ -672,7 +808,7 @@ export class RoundEngine {
   #exclusionSince(base: CheckpointRecord): { items: string[]; revocations: string[] } {
     const recordedItems = new Set<string>()
     const recordedRevocations = new Set<string>()
-    for (let current: CheckpointRecord | undefined = base; current !== undefined; ) {
+    for (let current: CheckpointRecord | undefined = base; current !== undefined;) {
       for (const i of current.predicate.excludedItems) recordedItems.add(i)
       for (const r of current.predicate.revocations) recordedRevocations.add(r)
       const parent: { provenance: string } | null = current.predicate.parent
@@ -719,11 +855,20 @@ export class RoundEngine {
   async #aggregateAndPublish(close: CloseRecord, base: CheckpointRecord): Promise<void> {
     const records = close.contributions.map((id) => {
       const record = this.#contributions.get(close.round)?.get(id)
-      if (record === undefined) throw new RoundError('MISSING_CONTRIBUTION', `contribution ${id} of the close set is not in the store`)
+      if (record === undefined)
+        throw new RoundError(
+          'MISSING_CONTRIBUTION',
+          `contribution ${id} of the close set is not in the store`,
+        )
       return record
     })
     const payloads: ContributionPayload[] = []
-    for (const r of records) payloads.push({ payloadDigest: r.delta, samples: r.predicate.samples, payload: await this.#requireBlob(r.delta, [r.contributor]) })
+    for (const r of records)
+      payloads.push({
+        payloadDigest: r.delta,
+        samples: r.predicate.samples,
+        payload: await this.#requireBlob(r.delta, [r.contributor]),
+      })
     const parentWeights = decodeTensors(await this.#requireBlob(base.files.model, []))
     const parentMomentum = decodeTensors(await this.#requireBlob(base.files.momentum, []))
     const started = performance.now()
@@ -735,7 +880,12 @@ export class RoundEngine {
       round: close.round,
       phase: close.phase,
       parent: { checkpoint: base.files.model, provenance: base.id },
-      contributions: records.map((r) => ({ statement: r.id, contributor: r.contributor, delta: r.delta, manifests: [...r.predicate.manifests].sort(compareStrings) })),
+      contributions: records.map((r) => ({
+        statement: r.id,
+        contributor: r.contributor,
+        delta: r.delta,
+        manifests: [...r.predicate.manifests].sort(compareStrings),
+      })),
       manifests,
       revocations: close.revocations,
       excludedItems: close.excludedItems,
@@ -745,7 +895,13 @@ export class RoundEngine {
     }
     const record = await this.#signAndAdopt(predicate, computed)
     this.#log.info(
-      { round: close.round, phase: close.phase, contributions: records.length, checkpoint: record.id, aggregateMs: Math.round(performance.now() - started) },
+      {
+        round: close.round,
+        phase: close.phase,
+        contributions: records.length,
+        checkpoint: record.id,
+        aggregateMs: Math.round(performance.now() - started),
+      },
       'round closed',
     )
     void this.#evalAfterClose(record, computed.weights)
@@ -753,7 +909,7 @@ export class RoundEngine {
 
   #lineageManifests(base: CheckpointRecord): string[] {
     const out = new Set<string>()
-    for (let current: CheckpointRecord | undefined = base; current !== undefined; ) {
+    for (let current: CheckpointRecord | undefined = base; current !== undefined;) {
       for (const m of current.predicate.manifests) out.add(m)
       const parent: { provenance: string } | null = current.predicate.parent
       current = parent === null ? undefined : this.#checkpointsById.get(parent.provenance)
@@ -799,15 +955,30 @@ export class RoundEngine {
       },
       [this.#options.privateKey],
     )
-    const verified = verifyProvenance(envelope, { publishers: this.#options.charter.publishers, threshold: this.#options.charter.threshold, coopId: this.#options.coopId })
-    const record = await this.#adopt(verified, envelope, { model: files.modelBytes, momentum: files.momentumBytes, config }, 'published')
+    const verified = verifyProvenance(envelope, {
+      publishers: this.#options.charter.publishers,
+      threshold: this.#options.charter.threshold,
+      coopId: this.#options.coopId,
+    })
+    const record = await this.#adopt(
+      verified,
+      envelope,
+      { model: files.modelBytes, momentum: files.momentumBytes, config },
+      'published',
+    )
     await this.#publishCheckpoint(envelope)
     return record
   }
 
   /** config.json: canonical JSON, so every peer writes the same bytes for the same checkpoint. */
   #configBytes(phase: Phase, round: number, components: ProvenancePredicate['components']): Uint8Array {
-    return canonicalBytes({ coop: this.#options.coopId, phase, round, model: this.#options.charter.model, components })
+    return canonicalBytes({
+      coop: this.#options.coopId,
+      phase,
+      round,
+      model: this.#options.charter.model,
+      components,
+    })
   }
 
   async #publishCheckpoint(envelope: DsseEnvelope): Promise<void> {
@@ -827,26 +998,40 @@ export class RoundEngine {
     if (p.coop !== this.#options.coopId) throw reject('WRONG_COOP', 'checkpoint for another coop')
     // Its round and phase exist in the charter.
     const genesis = genesisRound(this.#plan, p.phase)
-    if (p.round < genesis || p.round > lastRoundOf(this.#plan, p.phase)) throw reject('ROUND_OUT_OF_WINDOW', `round ${p.round} is outside phase ${p.phase}`)
+    if (p.round < genesis || p.round > lastRoundOf(this.#plan, p.phase))
+      throw reject('ROUND_OUT_OF_WINDOW', `round ${p.round} is outside phase ${p.phase}`)
     // Re-announcements of what we hold are dropped quietly.
     if (this.#checkpointsById.has(verified.digest)) throw ignore('DUPLICATE', 'checkpoint already adopted')
     // Two different checkpoints for one round is a publisher equivocating: keep the first.
-    if (this.checkpointAt(p.phase, p.round) !== undefined) throw reject('CONFLICT', `another checkpoint for ${p.phase} round ${p.round} is adopted`)
+    if (this.checkpointAt(p.phase, p.round) !== undefined)
+      throw reject('CONFLICT', `another checkpoint for ${p.phase} round ${p.round} is adopted`)
     // A genesis has no parent and no contributions; every other checkpoint has both.
-    if ((p.round === genesis) !== (p.parent === null) || (p.parent === null) !== (p.contributions.length === 0))
+    if (
+      (p.round === genesis) !== (p.parent === null) ||
+      (p.parent === null) !== (p.contributions.length === 0)
+    )
       throw reject('SCHEMA', 'genesis checkpoints, and only they, have no parent and no contributions')
   }
 
   async #onCheckpointMessage(data: Uint8Array, from: string): Promise<void> {
     const envelope = JSON.parse(new TextDecoder().decode(data.subarray(1))) as DsseEnvelope
-    const verified = verifyProvenance(envelope, { publishers: this.#options.charter.publishers, threshold: this.#options.charter.threshold, coopId: this.#options.coopId })
+    const verified = verifyProvenance(envelope, {
+      publishers: this.#options.charter.publishers,
+      threshold: this.#options.charter.threshold,
+      coopId: this.#options.coopId,
+    })
     this.#enqueueCheckpoint({ verified, envelope, from })
   }
 
   #enqueueCheckpoint(pending: PendingCheckpoint): void {
-    this.#adoptQueue = this.#adoptQueue.then(() => this.#verifyAndAdopt(pending)).catch((err: unknown) => {
-      this.#log.error({ err, code: (err as { code?: string }).code, checkpoint: pending.verified.digest }, 'checkpoint rejected')
-    })
+    this.#adoptQueue = this.#adoptQueue
+      .then(() => this.#verifyAndAdopt(pending))
+      .catch((err: unknown) => {
+        this.#log.error(
+          { err, code: (err as { code?: string }).code, checkpoint: pending.verified.digest },
+          'checkpoint rejected',
+        )
+      })
   }
 
   async #verifyAndAdopt(pending: PendingCheckpoint): Promise<void> {
@@ -860,9 +1045,22 @@ export class RoundEngine {
       const model = await this.#requireBlob(files.model, [from, ...verified.signers])
       const momentum = await this.#requireBlob(files.momentum, [from, ...verified.signers])
       const config = this.#configBytes(p.phase, p.round, p.components)
-      if (sha256Digest(config) !== files.config) throw new RoundError('FILE_DIGEST_MISMATCH', 'config.json of the genesis checkpoint differs from ours')
+      if (sha256Digest(config) !== files.config)
+        throw new RoundError(
+          'FILE_DIGEST_MISMATCH',
+          'config.json of the genesis checkpoint differs from ours',
+        )
       await this.#adopt(verified, envelope, { model, momentum, config }, 'genesis')
-      this.#log.info({ round: p.round, phase: p.phase, checkpoint: verified.digest, contributions: 0, verification: 'genesis' }, 'checkpoint adopted')
+      this.#log.info(
+        {
+          round: p.round,
+          phase: p.phase,
+          checkpoint: verified.digest,
+          contributions: 0,
+          verification: 'genesis',
+        },
+        'checkpoint adopted',
+      )
       return
     }
     const parent = this.#checkpointsById.get(p.parent.provenance)
@@ -872,8 +1070,12 @@ export class RoundEngine {
       const model = await this.#requireBlob(files.model, [from, ...verified.signers])
       const momentum = await this.#requireBlob(files.momentum, [from, ...verified.signers])
       const config = this.#configBytes(p.phase, p.round, p.components)
-      if (sha256Digest(config) !== files.config) throw new RoundError('FILE_DIGEST_MISMATCH', 'config.json differs from ours')
-      this.#log.warn({ round: p.round, phase: p.phase, checkpoint: verified.digest }, 'parent checkpoint unknown; adopted on signature and file digests')
+      if (sha256Digest(config) !== files.config)
+        throw new RoundError('FILE_DIGEST_MISMATCH', 'config.json differs from ours')
+      this.#log.warn(
+        { round: p.round, phase: p.phase, checkpoint: verified.digest },
+        'parent checkpoint unknown; adopted on signature and file digests',
+      )
       await this.#adopt(verified, envelope, { model, momentum, config }, 'signature')
       return
     }
@@ -883,7 +1085,11 @@ export class RoundEngine {
       p.contributions.map(async (c) => ({
         payloadDigest: c.delta,
         samples: await this.#samplesOf(c.statement, p.round, [from, ...verified.signers, c.contributor]),
-        payload: await this.#requireBlob(c.delta, [from, ...verified.signers, c.contributor], this.#payloadMaxBytes()),
+        payload: await this.#requireBlob(
+          c.delta,
+          [from, ...verified.signers, c.contributor],
+          this.#payloadMaxBytes(),
+        ),
       })),
     )
     const parentWeights = decodeTensors(await this.#requireBlob(parent.files.model, []))
@@ -891,12 +1097,33 @@ export class RoundEngine {
     const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, this.#outer())
     const config = this.#configBytes(p.phase, p.round, p.components)
     // Bit-exact check: the recomputed files must hash to what the publisher signed.
-    if (computed.modelDigest !== files.model || computed.momentumDigest !== files.momentum || sha256Digest(config) !== files.config) {
+    if (
+      computed.modelDigest !== files.model ||
+      computed.momentumDigest !== files.momentum ||
+      sha256Digest(config) !== files.config
+    ) {
       this.#host.penalize(from, 'CONFLICT')
-      throw new RoundError('RECOMPUTE_MISMATCH', `recomputed ${p.phase} round ${p.round} does not match the signed file digests`)
+      throw new RoundError(
+        'RECOMPUTE_MISMATCH',
+        `recomputed ${p.phase} round ${p.round} does not match the signed file digests`,
+      )
     }
-    await this.#adopt(verified, envelope, { model: computed.modelBytes, momentum: computed.momentumBytes, config }, 'recomputed')
-    this.#log.info({ round: p.round, phase: p.phase, checkpoint: verified.digest, contributions: p.contributions.length, verifyMs: Math.round(performance.now() - started) }, 'checkpoint adopted')
+    await this.#adopt(
+      verified,
+      envelope,
+      { model: computed.modelBytes, momentum: computed.momentumBytes, config },
+      'recomputed',
+    )
+    this.#log.info(
+      {
+        round: p.round,
+        phase: p.phase,
+        checkpoint: verified.digest,
+        contributions: p.contributions.length,
+        verifyMs: Math.round(performance.now() - started),
+      },
+      'checkpoint adopted',
+    )
   }
 
   /** The sample count a contribution claimed: from our record, or from its statement fetched by digest. */
@@ -904,10 +1131,20 @@ export class RoundEngine {
     const known = this.#contributions.get(round)?.get(statement)
     if (known !== undefined) return known.predicate.samples
     const bytes = await this.#requireBlob(statement, providers, STATEMENT_BLOB_MAX_BYTES)
-    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { predicate?: { samples?: unknown; round?: unknown } }
+    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as {
+      predicate?: { samples?: unknown; round?: unknown }
+    }
     const samples = parsed.predicate?.samples
-    if (typeof samples !== 'number' || !Number.isSafeInteger(samples) || samples < 1 || parsed.predicate?.round !== round)
-      throw new RoundError('MISSING_CONTRIBUTION', `statement ${statement} is not a contribution to round ${round}`)
+    if (
+      typeof samples !== 'number' ||
+      !Number.isSafeInteger(samples) ||
+      samples < 1 ||
+      parsed.predicate?.round !== round
+    )
+      throw new RoundError(
+        'MISSING_CONTRIBUTION',
+        `statement ${statement} is not a contribution to round ${round}`,
+      )
     return samples
   }
 
@@ -915,7 +1152,8 @@ export class RoundEngine {
     const model = verified.files.get(CHECKPOINT_FILES.model)
     const momentum = verified.files.get(CHECKPOINT_FILES.momentum)
     const config = verified.files.get(CHECKPOINT_FILES.config)
-    if (model === undefined || momentum === undefined || config === undefined) throw new RoundError('MISSING_FILE', 'provenance does not list model, momentum and config files')
+    if (model === undefined || momentum === undefined || config === undefined)
+      throw new RoundError('MISSING_FILE', 'provenance does not list model, momentum and config files')
     return { model, momentum, config }
   }
 
@@ -956,7 +1194,12 @@ export class RoundEngine {
     // The record is the commit point of an adoption; files and blobs were written first.
     await this.#store.batch([
       { type: 'put', table: 'checkpoints', key: checkpointKey(p.phase, p.round), value: record },
-      { type: 'put', table: 'checkpoints', key: checkpointIdKey(record.id), value: { phase: p.phase, round: p.round } },
+      {
+        type: 'put',
+        table: 'checkpoints',
+        key: checkpointIdKey(record.id),
+        value: { phase: p.phase, round: p.round },
+      },
     ])
     this.#checkpoints.set(checkpointKey(p.phase, p.round), record)
     this.#checkpointsById.set(record.id, record)
@@ -970,7 +1213,12 @@ export class RoundEngine {
     const pointers: Partial<Record<Phase, CheckpointPointer>> = {}
     for (const phase of ['autoencoder', 'unet'] as const) {
       const latest = this.latestCheckpoint(phase)
-      if (latest !== undefined) pointers[phase] = { id: latest.id, round: latest.round, dir: checkpointDir(this.#store.dir, phase, latest.round) }
+      if (latest !== undefined)
+        pointers[phase] = {
+          id: latest.id,
+          round: latest.round,
+          dir: checkpointDir(this.#store.dir, phase, latest.round),
+        }
     }
     await writeLatestPointers(this.#store.dir, pointers)
   }
@@ -985,7 +1233,8 @@ export class RoundEngine {
         const latest = this.latestCheckpoint()
         if (latest !== undefined) {
           const bytes = await this.#store.getBlob(latest.envelope)
-          if (bytes !== undefined) await this.#publishCheckpoint(JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope)
+          if (bytes !== undefined)
+            await this.#publishCheckpoint(JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope)
         }
       }
       // Trainers re-announce their contribution to the open round until it closes, so a
@@ -995,7 +1244,8 @@ export class RoundEngine {
         const local = (await this.#store.rounds.get(localKey(round))) as LocalRoundRecord | undefined
         if (local !== undefined) {
           const bytes = await this.#store.getBlob(local.envelope)
-          if (bytes !== undefined) await this.#publishContribution(JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope)
+          if (bytes !== undefined)
+            await this.#publishContribution(JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope)
         }
       }
     } catch (err) {
@@ -1017,8 +1267,23 @@ export class RoundEngine {
       phase: round === undefined ? null : phaseOfRound(this.#plan, round),
       totalRounds: this.#untilRound,
       contributionsThisRound: round === undefined ? 0 : this.contributionsFor(round).length,
-      latestCheckpoint: latest === undefined ? null : { id: latest.id, phase: latest.phase, round: latest.round, verification: latest.verification, dir: latest.dir },
-      checkpoints: this.checkpoints().map((c) => ({ id: c.id, phase: c.phase, round: c.round, contributions: c.predicate.contributions.length, verification: c.verification })),
+      latestCheckpoint:
+        latest === undefined
+          ? null
+          : {
+              id: latest.id,
+              phase: latest.phase,
+              round: latest.round,
+              verification: latest.verification,
+              dir: latest.dir,
+            },
+      checkpoints: this.checkpoints().map((c) => ({
+        id: c.id,
+        phase: c.phase,
+        round: c.round,
+        contributions: c.predicate.contributions.length,
+        verification: c.verification,
+      })),
       peers: this.#host.connectedPeers(),
       recentLosses: [...this.#recentLosses],
     }

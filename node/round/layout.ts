@@ -81,7 +81,12 @@ export async function readAddrs(storeDir: string): Promise<AddrsFile | undefined
  * temp directory which is renamed into place. An existing directory for the same checkpoint
  * id is kept (a restart that re-adopts writes the same bytes).
  */
-export async function writeCheckpointDir(storeDir: string, phase: Phase, round: number, files: Record<string, Uint8Array | string>): Promise<string> {
+export async function writeCheckpointDir(
+  storeDir: string,
+  phase: Phase,
+  round: number,
+  files: Record<string, Uint8Array | string>,
+): Promise<string> {
   const root = checkpointsRoot(storeDir)
   await mkdir(root, { recursive: true })
   const final = checkpointDir(storeDir, phase, round)
@@ -103,11 +108,21 @@ export async function cleanCheckpointTemps(storeDir: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
     throw err
   }
-  await Promise.all(names.filter((n) => n.startsWith('.tmp-')).map((n) => rm(join(root, n), { recursive: true, force: true })))
+  await Promise.all(
+    names
+      .filter((n) => n.startsWith('.tmp-'))
+      .map((n) => rm(join(root, n), { recursive: true, force: true })),
+  )
 }
 
-export async function writeLatestPointers(storeDir: string, pointers: Partial<Record<Phase, CheckpointPointer>>): Promise<void> {
-  await writeFileAtomic(join(checkpointsRoot(storeDir), 'latest.json'), `${JSON.stringify(pointers, null, 2)}\n`)
+export async function writeLatestPointers(
+  storeDir: string,
+  pointers: Partial<Record<Phase, CheckpointPointer>>,
+): Promise<void> {
+  await writeFileAtomic(
+    join(checkpointsRoot(storeDir), 'latest.json'),
+    `${JSON.stringify(pointers, null, 2)}\n`,
+  )
 }
 
 /** Every checkpoint directory under a store, in name order (phase, then round). */

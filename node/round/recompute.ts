@@ -11,7 +11,11 @@ import { CONTRIBUTION_PAYLOAD_MAX_BYTES, MAX_TENSORS } from './constants.ts'
 import { RoundError } from './errors.ts'
 import { assertSameLayout, encodeTensors, type NamedTensor } from './tensors.ts'
 
-export type Aggregator = { kind: 'mean' } | { kind: 'median' } | { kind: 'trimmed'; fraction: number } | { kind: 'clip'; norm: number }
+export type Aggregator =
+  | { kind: 'mean' }
+  | { kind: 'median' }
+  | { kind: 'trimmed'; fraction: number }
+  | { kind: 'clip'; norm: number }
 
 export interface OuterOptimizer {
   aggregator: Aggregator
@@ -39,8 +43,14 @@ export interface ComputedCheckpoint {
 const FILE_METADATA = { format: 'pt' }
 
 /** Decodes and decompresses one contribution payload and checks it fits the parent's layout. */
-export function decodeContributionPayload(payload: Uint8Array, parentWeights: readonly NamedTensor[]): NamedTensor[] {
-  const { tensors } = decodeSafetensors(payload, { maxBytes: CONTRIBUTION_PAYLOAD_MAX_BYTES, maxTensors: 4 * MAX_TENSORS })
+export function decodeContributionPayload(
+  payload: Uint8Array,
+  parentWeights: readonly NamedTensor[],
+): NamedTensor[] {
+  const { tensors } = decodeSafetensors(payload, {
+    maxBytes: CONTRIBUTION_PAYLOAD_MAX_BYTES,
+    maxTensors: 4 * MAX_TENSORS,
+  })
   const delta = decompressDelta(tensors)
     .map((t) => ({ name: t.name, shape: [...t.shape], data: t.data }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
@@ -49,10 +59,18 @@ export function decodeContributionPayload(payload: Uint8Array, parentWeights: re
   return delta
 }
 
-export function encodeCheckpointFiles(weights: readonly NamedTensor[], momentum: readonly NamedTensor[]): Omit<ComputedCheckpoint, 'weights' | 'momentum'> {
+export function encodeCheckpointFiles(
+  weights: readonly NamedTensor[],
+  momentum: readonly NamedTensor[],
+): Omit<ComputedCheckpoint, 'weights' | 'momentum'> {
   const modelBytes = encodeTensors(weights, FILE_METADATA)
   const momentumBytes = encodeTensors(momentum, FILE_METADATA)
-  return { modelBytes, momentumBytes, modelDigest: sha256Digest(modelBytes), momentumDigest: sha256Digest(momentumBytes) }
+  return {
+    modelBytes,
+    momentumBytes,
+    modelDigest: sha256Digest(modelBytes),
+    momentumDigest: sha256Digest(momentumBytes),
+  }
 }
 
 /**
@@ -66,14 +84,21 @@ export function computeCheckpoint(
   contributions: readonly ContributionPayload[],
   optimizer: OuterOptimizer,
 ): ComputedCheckpoint {
-  if (contributions.length === 0) throw new RoundError('MISSING_CONTRIBUTION', 'a checkpoint needs at least one contribution')
+  if (contributions.length === 0)
+    throw new RoundError('MISSING_CONTRIBUTION', 'a checkpoint needs at least one contribution')
   assertSameLayout(parentWeights, parentMomentum, 'parent momentum')
   const seen = new Set<string>()
   const deltas = contributions.map((c) => {
-    if (seen.has(c.payloadDigest)) throw new RoundError('BAD_CHECKPOINT', `contribution payload ${c.payloadDigest} is listed twice`)
+    if (seen.has(c.payloadDigest))
+      throw new RoundError('BAD_CHECKPOINT', `contribution payload ${c.payloadDigest} is listed twice`)
     seen.add(c.payloadDigest)
-    if (sha256Digest(c.payload) !== c.payloadDigest) throw new RoundError('MISSING_PAYLOAD', `payload bytes do not hash to ${c.payloadDigest}`)
-    return { digest: c.payloadDigest, samples: c.samples, delta: decodeContributionPayload(c.payload, parentWeights) }
+    if (sha256Digest(c.payload) !== c.payloadDigest)
+      throw new RoundError('MISSING_PAYLOAD', `payload bytes do not hash to ${c.payloadDigest}`)
+    return {
+      digest: c.payloadDigest,
+      samples: c.samples,
+      delta: decodeContributionPayload(c.payload, parentWeights),
+    }
   })
   const aggregated = aggregateDeltas(deltas, optimizer.aggregator)
   const stepped = outerStep(
@@ -88,5 +113,7 @@ export function computeCheckpoint(
 }
 
 function sortByName(tensors: readonly NamedTensor[]): NamedTensor[] {
-  return tensors.map((t) => ({ name: t.name, shape: [...t.shape], data: t.data })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  return tensors
+    .map((t) => ({ name: t.name, shape: [...t.shape], data: t.data }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
 }

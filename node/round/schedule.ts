@@ -9,7 +9,8 @@ export const PHASES: readonly Phase[] = ['autoencoder', 'unet']
 
 export interface PhaseCharter {
   phases: {
-    autoencoder: { mode: 'cooperative'; rounds: number } | { mode: 'component'; checkpoint: string; provenance: string }
+    autoencoder:
+      { mode: 'cooperative'; rounds: number } | { mode: 'component'; checkpoint: string; provenance: string }
     unet: { rounds: number }
   }
 }
@@ -25,15 +26,20 @@ export function roundPlan(charter: PhaseCharter): RoundPlan {
   const ae = charter.phases.autoencoder
   const autoencoderRounds = ae.mode === 'cooperative' ? ae.rounds : 0
   const unetRounds = charter.phases.unet.rounds
-  for (const [name, value] of [['phases.autoencoder.rounds', autoencoderRounds], ['phases.unet.rounds', unetRounds]] as const) {
-    if (!Number.isSafeInteger(value) || value < 0) throw new RoundError('BAD_CHARTER', `${name} must be a non-negative integer`)
+  for (const [name, value] of [
+    ['phases.autoencoder.rounds', autoencoderRounds],
+    ['phases.unet.rounds', unetRounds],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw new RoundError('BAD_CHARTER', `${name} must be a non-negative integer`)
   }
   return { autoencoderRounds, unetRounds, total: autoencoderRounds + unetRounds }
 }
 
 /** The phase of round `round` (1-based); RangeError outside 1..total. */
 export function phaseOfRound(plan: RoundPlan, round: number): Phase {
-  if (!Number.isSafeInteger(round) || round < 1 || round > plan.total) throw new RangeError(`round ${round} is outside 1..${plan.total}`)
+  if (!Number.isSafeInteger(round) || round < 1 || round > plan.total)
+    throw new RangeError(`round ${round} is outside 1..${plan.total}`)
   return round <= plan.autoencoderRounds ? 'autoencoder' : 'unet'
 }
 

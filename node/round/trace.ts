@@ -88,7 +88,9 @@ export class LineageIndex {
   }
 
   checkpoints(): TraceCheckpoint[] {
-    return [...this.#checkpoints.values()].sort((a, b) => a.round - b.round || (a.phase < b.phase ? -1 : a.phase > b.phase ? 1 : 0))
+    return [...this.#checkpoints.values()].sort(
+      (a, b) => a.round - b.round || (a.phase < b.phase ? -1 : a.phase > b.phase ? 1 : 0),
+    )
   }
 
   /** The same-phase chain from genesis to `id` (genesis first); stops at a missing parent. */
@@ -109,8 +111,21 @@ export class LineageIndex {
    * components, the chains it depends on. Items already revoked when a contribution's round
    * started are removed from what that contribution used.
    */
-  lineageUse(id: string, visited = new Set<string>()): { checkpoint: TraceCheckpoint; contribution: TraceContribution; manifest: string; items: Set<string> }[] {
-    const out: { checkpoint: TraceCheckpoint; contribution: TraceContribution; manifest: string; items: Set<string> }[] = []
+  lineageUse(
+    id: string,
+    visited = new Set<string>(),
+  ): {
+    checkpoint: TraceCheckpoint
+    contribution: TraceContribution
+    manifest: string
+    items: Set<string>
+  }[] {
+    const out: {
+      checkpoint: TraceCheckpoint
+      contribution: TraceContribution
+      manifest: string
+      items: Set<string>
+    }[] = []
     const chain = this.chain(id)
     const revokedSoFar = new Set<string>()
     for (const checkpoint of chain) {
@@ -138,8 +153,14 @@ export class LineageIndex {
     for (const checkpoint of this.checkpoints()) {
       const via = this.lineageUse(checkpoint.id)
         .filter((use) => use.items.has(imageDigest))
-        .map((use) => ({ round: use.contribution.round, peer: use.contribution.peer, statement: use.contribution.statement, manifest: use.manifest }))
-      if (via.length > 0) out.push({ checkpoint: checkpoint.id, phase: checkpoint.phase, round: checkpoint.round, via })
+        .map((use) => ({
+          round: use.contribution.round,
+          peer: use.contribution.peer,
+          statement: use.contribution.statement,
+          manifest: use.manifest,
+        }))
+      if (via.length > 0)
+        out.push({ checkpoint: checkpoint.id, phase: checkpoint.phase, round: checkpoint.round, via })
     }
     return out
   }
@@ -154,7 +175,10 @@ export class LineageIndex {
     const checkpoint = this.#checkpoints.get(id)
     if (checkpoint === undefined) throw new RangeError(`unknown checkpoint ${id}`)
     const uses = this.lineageUse(id)
-    const groups = new Map<string, { entry: AttributionEntry; items: Set<string>; manifests: Set<string>; contributors: Set<string> }>()
+    const groups = new Map<
+      string,
+      { entry: AttributionEntry; items: Set<string>; manifests: Set<string>; contributors: Set<string> }
+    >()
     const unknown = new Set<string>()
     const rounds = new Set<number>()
     const statements = new Set<string>()
@@ -194,8 +218,21 @@ export class LineageIndex {
       }
     }
     const entries = [...groups.values()]
-      .map((g) => ({ ...g.entry, items: g.items.size, manifests: [...g.manifests].sort(), contributors: [...g.contributors].sort() }))
+      .map((g) => ({
+        ...g.entry,
+        items: g.items.size,
+        manifests: [...g.manifests].sort(),
+        contributors: [...g.contributors].sort(),
+      }))
       .sort((a, b) => b.items - a.items || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    return { checkpoint: id, phase: checkpoint.phase, round: checkpoint.round, rounds: rounds.size, contributions: statements.size, entries, unknownManifests: [...unknown].sort() }
+    return {
+      checkpoint: id,
+      phase: checkpoint.phase,
+      round: checkpoint.round,
+      rounds: rounds.size,
+      contributions: statements.size,
+      entries,
+      unknownManifests: [...unknown].sort(),
+    }
   }
 }

@@ -10,7 +10,15 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { verifyProvenance } from '../../protocol/provenance.ts'
 import { listCheckpointDirs } from '../../node/round/layout.ts'
-import { bootstrapAddr, createCluster, runCoop, startNode, stopAll, type Cluster, type NodeProcess } from './cluster-helpers/cluster.ts'
+import {
+  bootstrapAddr,
+  createCluster,
+  runCoop,
+  startNode,
+  stopAll,
+  type Cluster,
+  type NodeProcess,
+} from './cluster-helpers/cluster.ts'
 
 const ROUNDS = 3
 
@@ -26,11 +34,27 @@ describe('a four-peer cooperative', () => {
       dir,
       peers: 4,
       imagesPerPeer: 12,
-      charterArgs: ['--ae-rounds', '1', '--unet-rounds', '2', '--inner-steps', '4', '--quorum', '4', '--deadline', '120'],
+      charterArgs: [
+        '--ae-rounds',
+        '1',
+        '--unet-rounds',
+        '2',
+        '--inner-steps',
+        '4',
+        '--quorum',
+        '4',
+        '--deadline',
+        '120',
+      ],
     })
     const publisher = startNode(cluster, cluster.peers[0]!, { extra: ['--linger', '3'] })
     const addr = await bootstrapAddr(cluster.peers[0]!)
-    nodes = [publisher, ...cluster.peers.slice(1).map((peer) => startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '3'] }))]
+    nodes = [
+      publisher,
+      ...cluster.peers
+        .slice(1)
+        .map((peer) => startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '3'] })),
+    ]
     exits = await Promise.all(nodes.map((n) => n.exited))
   }, 240_000)
 
@@ -47,7 +71,9 @@ describe('a four-peer cooperative', () => {
   it('every peer recomputed every non-genesis checkpoint bit-exactly before adopting it', () => {
     expect(nodes[0]!.count('round closed')).toBe(ROUNDS)
     for (const node of nodes.slice(1)) {
-      const adopted = node.lines.filter((l) => l.msg === 'checkpoint adopted' && (l.contributions as number) > 0)
+      const adopted = node.lines.filter(
+        (l) => l.msg === 'checkpoint adopted' && (l.contributions as number) > 0,
+      )
       expect(adopted.map((l) => l.round).sort()).toEqual([1, 2, 3])
       expect(node.count('checkpoint rejected')).toBe(0)
     }
@@ -57,13 +83,25 @@ describe('a four-peer cooperative', () => {
     for (const peer of cluster.peers) {
       const dirs = await listCheckpointDirs(peer.store)
       // genesis (autoencoder), round 1 (autoencoder), genesis (unet), rounds 2 and 3 (unet)
-      expect(dirs.map((d) => d.split('/').pop())).toEqual(['autoencoder-r000000', 'autoencoder-r000001', 'unet-r000001', 'unet-r000002', 'unet-r000003'])
-      const results = await Promise.all(dirs.map((d) => runCoop(['checkpoint', 'verify', d, '--store', peer.store, '--require-recompute', '--json'])))
+      expect(dirs.map((d) => d.split('/').pop())).toEqual([
+        'autoencoder-r000000',
+        'autoencoder-r000001',
+        'unet-r000001',
+        'unet-r000002',
+        'unet-r000003',
+      ])
+      const results = await Promise.all(
+        dirs.map((d) =>
+          runCoop(['checkpoint', 'verify', d, '--store', peer.store, '--require-recompute', '--json']),
+        ),
+      )
       results.forEach((result, i) => {
         const checkpointDir = dirs[i] as string
         const report = JSON.parse(result.stdout) as { ok: boolean; recomputation: string }
         expect(result.code, `${peer.name} ${checkpointDir}: ${result.stdout}`).toBe(0)
-        expect(report.recomputation).toBe(checkpointDir.endsWith('r000000') || checkpointDir.endsWith('unet-r000001') ? 'genesis' : 'passed')
+        expect(report.recomputation).toBe(
+          checkpointDir.endsWith('r000000') || checkpointDir.endsWith('unet-r000001') ? 'genesis' : 'passed',
+        )
       })
     }
   }, 120_000)
@@ -83,7 +121,10 @@ describe('a four-peer cooperative', () => {
     const manifestOf = new Map(cluster.peers.map((p) => [p.peerId, p.manifestId]))
     const firstStore = cluster.peers[1]!.store
     for (const checkpointDir of await listCheckpointDirs(firstStore)) {
-      const provenance = verifyProvenance(await readFile(join(checkpointDir, 'provenance.json')), { publishers: [publisher], threshold: 1 })
+      const provenance = verifyProvenance(await readFile(join(checkpointDir, 'provenance.json')), {
+        publishers: [publisher],
+        threshold: 1,
+      })
       const p = provenance.predicate
       expect(charter).toBeTruthy()
       const published = publishedByRound.get(p.round) ?? new Map()
@@ -106,29 +147,62 @@ describe('a four-peer cooperative', () => {
     const image = peer.images[0]!
     const result = await runCoop(['trace', '--store', cluster.peers[3]!.store, '--image', image, '--json'])
     expect(result.code, result.stderr).toBe(0)
-    const trace = JSON.parse(result.stdout) as { checkpoints: { phase: string; round: number; via: { peer: string; round: number }[] }[] }
+    const trace = JSON.parse(result.stdout) as {
+      checkpoints: { phase: string; round: number; via: { peer: string; round: number }[] }[]
+    }
     // Its first accepted contribution is round 1 (autoencoder): everything from there on, through
     // the U-Net's dependency on that autoencoder, but not the autoencoder genesis.
-    expect(trace.checkpoints.map((c) => `${c.phase}-${c.round}`)).toEqual(['autoencoder-1', 'unet-1', 'unet-2', 'unet-3'])
-    for (const c of trace.checkpoints) expect(new Set(c.via.map((v) => v.peer))).toEqual(new Set([peer.peerId]))
-    const other = await runCoop(['trace', '--store', cluster.peers[3]!.store, '--image', 'sha256:' + '0'.repeat(64), '--json'])
+    expect(trace.checkpoints.map((c) => `${c.phase}-${c.round}`)).toEqual([
+      'autoencoder-1',
+      'unet-1',
+      'unet-2',
+      'unet-3',
+    ])
+    for (const c of trace.checkpoints)
+      expect(new Set(c.via.map((v) => v.peer))).toEqual(new Set([peer.peerId]))
+    const other = await runCoop([
+      'trace',
+      '--store',
+      cluster.peers[3]!.store,
+      '--image',
+      'sha256:' + '0'.repeat(64),
+      '--json',
+    ])
     expect((JSON.parse(other.stdout) as { checkpoints: unknown[] }).checkpoints).toEqual([])
   })
 
   it('coop trace --checkpoint lists every rights holder with its license and item count', async () => {
-    const latest = JSON.parse(await readFile(join(cluster.peers[1]!.store, 'checkpoints', 'latest.json'), 'utf8')) as { unet: { id: string } }
-    const result = await runCoop(['trace', '--store', cluster.peers[1]!.store, '--checkpoint', latest.unet.id, '--json'])
+    const latest = JSON.parse(
+      await readFile(join(cluster.peers[1]!.store, 'checkpoints', 'latest.json'), 'utf8'),
+    ) as { unet: { id: string } }
+    const result = await runCoop([
+      'trace',
+      '--store',
+      cluster.peers[1]!.store,
+      '--checkpoint',
+      latest.unet.id,
+      '--json',
+    ])
     expect(result.code, result.stderr).toBe(0)
-    const attribution = JSON.parse(result.stdout) as { license: string; entries: { name: string; license: string; items: number }[] }
+    const attribution = JSON.parse(result.stdout) as {
+      license: string
+      entries: { name: string; license: string; items: number }[]
+    }
     expect(attribution.license).toBe('CC-BY-4.0')
-    expect(attribution.entries.map((e) => e.name).sort()).toEqual(cluster.peers.map((p) => `Rights holder of ${p.name}`).sort())
+    expect(attribution.entries.map((e) => e.name).sort()).toEqual(
+      cluster.peers.map((p) => `Rights holder of ${p.name}`).sort(),
+    )
     for (const entry of attribution.entries) expect(entry.items).toBe(12)
   })
 
   it('coop status reads the finished node without opening its database', async () => {
     const result = await runCoop(['status', '--store', cluster.peers[1]!.store, '--json'])
     expect(result.code, result.stderr).toBe(0)
-    const status = JSON.parse(result.stdout) as { round: number | null; latestCheckpoint: { phase: string; round: number }; running: boolean }
+    const status = JSON.parse(result.stdout) as {
+      round: number | null
+      latestCheckpoint: { phase: string; round: number }
+      running: boolean
+    }
     expect(status.round).toBeNull()
     expect(status.latestCheckpoint).toMatchObject({ phase: 'unet', round: 3 })
     expect(status.running).toBe(false)

@@ -7,7 +7,13 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { verifyProvenance } from '../../protocol/provenance.ts'
 import { checkpointDir, listCheckpointDirs } from '../../node/round/layout.ts'
 import { openStore } from '../../node/store/store.ts'
-import { bootstrapAddr, createCluster, startNode, stopAll, type NodeProcess } from './cluster-helpers/cluster.ts'
+import {
+  bootstrapAddr,
+  createCluster,
+  startNode,
+  stopAll,
+  type NodeProcess,
+} from './cluster-helpers/cluster.ts'
 
 async function provenanceOf(store: string, phase: 'autoencoder' | 'unet', round: number, publisher: string) {
   const bytes = await readFile(join(checkpointDir(store, phase, round), 'provenance.json'))
@@ -30,9 +36,25 @@ describe('crash recovery', () => {
       dir,
       peers: 4,
       imagesPerPeer: 8,
-      charterArgs: ['--ae-rounds', '1', '--unet-rounds', '2', '--inner-steps', '16', '--quorum', '3', '--deadline', '300'],
+      charterArgs: [
+        '--ae-rounds',
+        '1',
+        '--unet-rounds',
+        '2',
+        '--inner-steps',
+        '16',
+        '--quorum',
+        '3',
+        '--deadline',
+        '300',
+      ],
     })
-    const [p1, p2, p3, p4] = cluster.peers as [typeof cluster.peers[0] & object, typeof cluster.peers[0] & object, typeof cluster.peers[0] & object, typeof cluster.peers[0] & object]
+    const [p1, p2, p3, p4] = cluster.peers as [
+      (typeof cluster.peers)[0] & object,
+      (typeof cluster.peers)[0] & object,
+      (typeof cluster.peers)[0] & object,
+      (typeof cluster.peers)[0] & object,
+    ]
     const publisher = startNode(cluster, p1, { extra: ['--linger', '3'] })
     const addr = await bootstrapAddr(p1)
     const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
@@ -44,9 +66,15 @@ describe('crash recovery', () => {
     await n4.waitFor('training step', (l) => l.round === 2 && (l.step as number) >= 5, 180_000)
     n4.kill('SIGKILL')
     await n4.exited
-    const acceptedBefore = new Set(n4.lines.filter((l) => l.msg === 'contribution accepted').map((l) => l.contribution as string))
-    const adoptedBefore = new Set(n4.lines.filter((l) => l.msg === 'checkpoint adopted').map((l) => l.checkpoint as string))
-    const ownBefore = n4.lines.filter((l) => l.msg === 'contribution published').map((l) => l.contribution as string)
+    const acceptedBefore = new Set(
+      n4.lines.filter((l) => l.msg === 'contribution accepted').map((l) => l.contribution as string),
+    )
+    const adoptedBefore = new Set(
+      n4.lines.filter((l) => l.msg === 'checkpoint adopted').map((l) => l.checkpoint as string),
+    )
+    const ownBefore = n4.lines
+      .filter((l) => l.msg === 'contribution published')
+      .map((l) => l.contribution as string)
     expect(ownBefore).toHaveLength(1)
 
     // Round 2 still closes, at quorum, without peer-4.
@@ -71,15 +99,23 @@ describe('crash recovery', () => {
     await publisher.waitFor('round closed', (l) => l.round === 3, 120_000)
     const round3 = await provenanceOf(p1.store, 'unet', 3, p1.peerId)
     expect(round3.predicate.contributions.map((c) => c.statement)).toContain(published.contribution)
-    expect(round3.predicate.contributions.map((c) => c.contributor).sort()).toEqual([p1.peerId, p2.peerId, p4.peerId].sort())
+    expect(round3.predicate.contributions.map((c) => c.contributor).sort()).toEqual(
+      [p1.peerId, p2.peerId, p4.peerId].sort(),
+    )
 
     await Promise.all([publisher.exited, n2.exited, restarted.exited])
     // Everything peer-4 had accepted before the kill is still in its store.
     const store = await openStore(p4.store)
     try {
-      const contributions = new Set((await store.contributions.entries()).map(([, v]) => (v as { id: string }).id))
+      const contributions = new Set(
+        (await store.contributions.entries()).map(([, v]) => (v as { id: string }).id),
+      )
       for (const id of [...acceptedBefore, ...ownBefore]) expect(contributions.has(id), id).toBe(true)
-      const checkpoints = new Set((await store.checkpoints.entries()).filter(([k]) => !k.startsWith('id/')).map(([, v]) => (v as { id: string }).id))
+      const checkpoints = new Set(
+        (await store.checkpoints.entries())
+          .filter(([k]) => !k.startsWith('id/'))
+          .map(([, v]) => (v as { id: string }).id),
+      )
       for (const id of adoptedBefore) expect(checkpoints.has(id), id).toBe(true)
       expect(checkpoints.has(round2.digest) && checkpoints.has(round3.digest)).toBe(true)
     } finally {
@@ -93,16 +129,35 @@ describe('crash recovery', () => {
       dir,
       peers: 3,
       imagesPerPeer: 8,
-      charterArgs: ['--ae-rounds', '1', '--unet-rounds', '1', '--inner-steps', '4', '--quorum', '3', '--deadline', '300'],
+      charterArgs: [
+        '--ae-rounds',
+        '1',
+        '--unet-rounds',
+        '1',
+        '--inner-steps',
+        '4',
+        '--quorum',
+        '3',
+        '--deadline',
+        '300',
+      ],
     })
-    const [p1, p2, p3] = cluster.peers as [typeof cluster.peers[0] & object, typeof cluster.peers[0] & object, typeof cluster.peers[0] & object]
+    const [p1, p2, p3] = cluster.peers as [
+      (typeof cluster.peers)[0] & object,
+      (typeof cluster.peers)[0] & object,
+      (typeof cluster.peers)[0] & object,
+    ]
     // The publisher kills itself right after persisting round 2's frozen contribution set.
-    const crashing = startNode(cluster, p1, { env: { COOP_CRASH_AT: 'after-close-frozen:2' }, extra: ['--linger', '3'] })
+    const crashing = startNode(cluster, p1, {
+      env: { COOP_CRASH_AT: 'after-close-frozen:2' },
+      extra: ['--linger', '3'],
+    })
     const addr = await bootstrapAddr(p1)
     const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
     const n3 = startNode(cluster, p3, { bootstrap: [addr], extra: ['--linger', '3'] })
     nodes = [crashing, n2, n3]
-    const frozen = (await crashing.waitFor('round closing', (l) => l.round === 2, 180_000)).contributions as string[]
+    const frozen = (await crashing.waitFor('round closing', (l) => l.round === 2, 180_000))
+      .contributions as string[]
     expect((await crashing.exited).signal).toBe('SIGKILL')
     expect(crashing.count('round closed', (l) => l.round === 2)).toBe(0)
 
@@ -112,7 +167,10 @@ describe('crash recovery', () => {
     await n3.exited
 
     const publisher = startNode(cluster, p1, { extra: ['--linger', '3'] })
-    const trainer3 = startNode(cluster, p3, { bootstrap: [await bootstrapAddr(p2)], extra: ['--linger', '3'] })
+    const trainer3 = startNode(cluster, p3, {
+      bootstrap: [await bootstrapAddr(p2)],
+      extra: ['--linger', '3'],
+    })
     nodes.push(publisher, trainer3)
     const closed = await publisher.waitFor('round closed', (l) => l.round === 2, 120_000)
     expect(publisher.count('round closing', (l) => l.round === 2)).toBe(0)
@@ -131,7 +189,9 @@ describe('crash recovery', () => {
     for (const node of [n2, trainer3]) expect(node.count('checkpoint rejected')).toBe(0)
     const store = await openStore(p1.store)
     try {
-      const round2 = (await store.checkpoints.entries()).filter(([k, v]) => !k.startsWith('id/') && (v as { round: number; phase: string }).round === 2)
+      const round2 = (await store.checkpoints.entries()).filter(
+        ([k, v]) => !k.startsWith('id/') && (v as { round: number; phase: string }).round === 2,
+      )
       expect(round2).toHaveLength(1)
     } finally {
       await store.close()

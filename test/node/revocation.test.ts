@@ -11,7 +11,13 @@ import { verifyProvenance } from '../../protocol/provenance.ts'
 import { createRevocation, verifyRevocation } from '../../protocol/revocation.ts'
 import { inboxDir, listCheckpointDirs } from '../../node/round/layout.ts'
 import { openStore } from '../../node/store/store.ts'
-import { bootstrapAddr, createCluster, startNode, stopAll, type NodeProcess } from './cluster-helpers/cluster.ts'
+import {
+  bootstrapAddr,
+  createCluster,
+  startNode,
+  stopAll,
+  type NodeProcess,
+} from './cluster-helpers/cluster.ts'
 
 describe('revocation between rounds', () => {
   let dir: string
@@ -28,9 +34,24 @@ describe('revocation between rounds', () => {
       dir,
       peers: 3,
       imagesPerPeer: 10,
-      charterArgs: ['--ae-rounds', '1', '--unet-rounds', '2', '--inner-steps', '8', '--quorum', '3', '--deadline', '300'],
+      charterArgs: [
+        '--ae-rounds',
+        '1',
+        '--unet-rounds',
+        '2',
+        '--inner-steps',
+        '8',
+        '--quorum',
+        '3',
+        '--deadline',
+        '300',
+      ],
     })
-    const [p1, p2, p3] = cluster.peers as [typeof cluster.peers[0] & object, typeof cluster.peers[0] & object, typeof cluster.peers[0] & object]
+    const [p1, p2, p3] = cluster.peers as [
+      (typeof cluster.peers)[0] & object,
+      (typeof cluster.peers)[0] & object,
+      (typeof cluster.peers)[0] & object,
+    ]
     const publisher = startNode(cluster, p1, { extra: ['--linger', '3'] })
     const addr = await bootstrapAddr(p1)
     const custodian = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
@@ -40,13 +61,22 @@ describe('revocation between rounds', () => {
     // Between rounds 1 and 2: the rights holder of peer-2 withdraws three images.
     await custodian.waitFor('checkpoint adopted', (l) => l.round === 1 && l.phase === 'autoencoder', 180_000)
     const revokedItems = p2.images.slice(0, 3)
-    const notice = createRevocation({ issuerKey: p2.rightsKey, manifest: p2.manifestId, items: revokedItems, reason: 'test' })
+    const notice = createRevocation({
+      issuerKey: p2.rightsKey,
+      manifest: p2.manifestId,
+      items: revokedItems,
+      reason: 'test',
+    })
     const revocationId = verifyRevocation(notice).digest
     const temp = join(inboxDir(p2.store), '.revoke.tmp')
     await writeFile(temp, JSON.stringify(notice))
     await rename(temp, join(inboxDir(p2.store), 'revoke.json'))
 
-    const received = await publisher.waitFor('revocation received', (l) => l.revocation === revocationId, 60_000)
+    const received = await publisher.waitFor(
+      'revocation received',
+      (l) => l.revocation === revocationId,
+      60_000,
+    )
     const excluded = await custodian.waitFor('revoked items excluded from training', undefined, 60_000)
     expect(excluded.items).toBe(3)
     await Promise.all(nodes.map((n) => n.exited))
@@ -54,13 +84,19 @@ describe('revocation between rounds', () => {
     // Exactly one checkpoint records the revocation: the first one closed after the publisher received it.
     const recording: { round: number; excludedItems: string[] }[] = []
     for (const checkpointDir of await listCheckpointDirs(p1.store)) {
-      const p = verifyProvenance(await readFile(join(checkpointDir, 'provenance.json')), { publishers: [p1.peerId], threshold: 1 }).predicate
-      if (p.revocations.includes(revocationId)) recording.push({ round: p.round, excludedItems: p.excludedItems })
+      const p = verifyProvenance(await readFile(join(checkpointDir, 'provenance.json')), {
+        publishers: [p1.peerId],
+        threshold: 1,
+      }).predicate
+      if (p.revocations.includes(revocationId))
+        recording.push({ round: p.round, excludedItems: p.excludedItems })
     }
     expect(recording).toHaveLength(1)
     expect(recording[0]!.excludedItems).toEqual([...revokedItems].sort())
     // Closing (freezing the set) is when the publisher records the revocations it knows.
-    const closedAfter = publisher.lines.filter((l) => l.msg === 'round closing' && (l.time as number) >= (received.time as number))
+    const closedAfter = publisher.lines.filter(
+      (l) => l.msg === 'round closing' && (l.time as number) >= (received.time as number),
+    )
     expect(recording[0]!.round).toBe(closedAfter[0]!.round)
 
     // The custodian's contributions from then on name only the remaining items.
@@ -69,7 +105,9 @@ describe('revocation between rounds', () => {
     try {
       const ownLast = custodian.lines.filter((l) => l.msg === 'contribution published').at(-1)!
       expect(ownLast.round).toBe(3)
-      const record = (await store.contributions.entries()).map(([, v]) => v as { id: string; envelope: string }).find((r) => r.id === ownLast.contribution)!
+      const record = (await store.contributions.entries())
+        .map(([, v]) => v as { id: string; envelope: string })
+        .find((r) => r.id === ownLast.contribution)!
       const envelope = await store.getBlob(record.envelope)
       const statement = verifyContribution(envelope as Uint8Array)
       expect(statement.predicate.itemCount).toBe(remaining.length)

@@ -14,7 +14,13 @@ import { encodeSafetensors } from '../../protocol/safetensors.ts'
 import { ConsentBook } from '../../node/round/consent.ts'
 import { computeCheckpoint, type ContributionPayload } from '../../node/round/recompute.ts'
 import { genesisRound, lastRoundOf, phaseOfRound, roundPlan } from '../../node/round/schedule.ts'
-import { decodeTensors, encodeTensors, pseudoGradient, zerosLike, type NamedTensor } from '../../node/round/tensors.ts'
+import {
+  decodeTensors,
+  encodeTensors,
+  pseudoGradient,
+  zerosLike,
+  type NamedTensor,
+} from '../../node/round/tensors.ts'
 import { componentLogger } from '../../node/log.ts'
 import { openStore, type CoopStore } from '../../node/store/store.ts'
 import { GossipValidationError } from '../../node/validation/errors.ts'
@@ -41,7 +47,10 @@ const OUTER = { aggregator: { kind: 'mean' as const }, outerLr: 0.7, outerMoment
 describe('computeCheckpoint', () => {
   const parent = tensors(1)
   const momentum = zerosLike(parent)
-  const contributions = [payload(pseudoGradient(parent, tensors(2)), 32), payload(pseudoGradient(parent, tensors(3)), 16)]
+  const contributions = [
+    payload(pseudoGradient(parent, tensors(2)), 32),
+    payload(pseudoGradient(parent, tensors(3)), 16),
+  ]
 
   it('gives the same bytes whatever order the contributions arrive in', () => {
     const a = computeCheckpoint(parent, momentum, contributions, OUTER)
@@ -54,15 +63,24 @@ describe('computeCheckpoint', () => {
   it('changes when any input changes: a contribution, its weight, the parent momentum, the optimiser', () => {
     const base = computeCheckpoint(parent, momentum, contributions, OUTER).modelDigest
     expect(computeCheckpoint(parent, momentum, contributions.slice(0, 1), OUTER).modelDigest).not.toBe(base)
-    expect(computeCheckpoint(parent, momentum, [contributions[0]!, { ...contributions[1]!, samples: 17 }], OUTER).modelDigest).not.toBe(base)
+    expect(
+      computeCheckpoint(parent, momentum, [contributions[0]!, { ...contributions[1]!, samples: 17 }], OUTER)
+        .modelDigest,
+    ).not.toBe(base)
     const moved = momentum.map((t) => ({ ...t, data: t.data.map(() => 0.01) }))
     expect(computeCheckpoint(parent, moved, contributions, OUTER).modelDigest).not.toBe(base)
-    expect(computeCheckpoint(parent, momentum, contributions, { ...OUTER, outerLr: 0.5 }).modelDigest).not.toBe(base)
+    expect(
+      computeCheckpoint(parent, momentum, contributions, { ...OUTER, outerLr: 0.5 }).modelDigest,
+    ).not.toBe(base)
   })
 
   it('moves the weights against the mean pseudo-gradient on the first round (no momentum yet)', () => {
     const one = [payload(pseudoGradient(parent, tensors(2)), 8)]
-    const result = computeCheckpoint(parent, momentum, one, { aggregator: { kind: 'mean' }, outerLr: 1, outerMomentum: 0 })
+    const result = computeCheckpoint(parent, momentum, one, {
+      aggregator: { kind: 'mean' },
+      outerLr: 1,
+      outerMomentum: 0,
+    })
     // With lr 1 and no momentum, the new weights are the parent minus the (int8-rounded) delta: close to the local weights.
     const local = tensors(2)
     result.weights.forEach((t, i) => t.data.forEach((v, k) => expect(v).toBeCloseTo(local[i]!.data[k]!, 2)))
@@ -72,20 +90,43 @@ describe('computeCheckpoint', () => {
     const [first] = contributions as [ContributionPayload]
     const tampered = new Uint8Array(first.payload)
     tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 1
-    expect(() => computeCheckpoint(parent, momentum, [{ ...first, payload: tampered }], OUTER)).toThrow(expect.objectContaining({ code: 'MISSING_PAYLOAD' }))
-    expect(() => computeCheckpoint(parent, momentum, [first, first], OUTER)).toThrow(expect.objectContaining({ code: 'BAD_CHECKPOINT' }))
-    expect(() => computeCheckpoint(parent, momentum, [], OUTER)).toThrow(expect.objectContaining({ code: 'MISSING_CONTRIBUTION' }))
+    expect(() => computeCheckpoint(parent, momentum, [{ ...first, payload: tampered }], OUTER)).toThrow(
+      expect.objectContaining({ code: 'MISSING_PAYLOAD' }),
+    )
+    expect(() => computeCheckpoint(parent, momentum, [first, first], OUTER)).toThrow(
+      expect.objectContaining({ code: 'BAD_CHECKPOINT' }),
+    )
+    expect(() => computeCheckpoint(parent, momentum, [], OUTER)).toThrow(
+      expect.objectContaining({ code: 'MISSING_CONTRIBUTION' }),
+    )
     const foreign = payload([{ name: 'other', shape: [2], data: new Float32Array(2) }], 4)
-    expect(() => computeCheckpoint(parent, momentum, [foreign], OUTER)).toThrow(expect.objectContaining({ code: 'BAD_CHECKPOINT' }))
+    expect(() => computeCheckpoint(parent, momentum, [foreign], OUTER)).toThrow(
+      expect.objectContaining({ code: 'BAD_CHECKPOINT' }),
+    )
     const nonFinite = encodeTensors(parent.map((t) => ({ ...t, data: t.data.map(() => Number.NaN) })))
-    expect(() => computeCheckpoint(parent, momentum, [{ payloadDigest: sha256Digest(nonFinite), samples: 1, payload: nonFinite }], OUTER)).toThrow()
+    expect(() =>
+      computeCheckpoint(
+        parent,
+        momentum,
+        [{ payloadDigest: sha256Digest(nonFinite), samples: 1, payload: nonFinite }],
+        OUTER,
+      ),
+    ).toThrow()
   })
 })
 
 describe('round schedule', () => {
   it('numbers autoencoder rounds first, then U-Net rounds, each phase after its genesis', () => {
-    const plan = roundPlan({ phases: { autoencoder: { mode: 'cooperative', rounds: 2 }, unet: { rounds: 3 } } })
-    expect([1, 2, 3, 4, 5].map((r) => phaseOfRound(plan, r))).toEqual(['autoencoder', 'autoencoder', 'unet', 'unet', 'unet'])
+    const plan = roundPlan({
+      phases: { autoencoder: { mode: 'cooperative', rounds: 2 }, unet: { rounds: 3 } },
+    })
+    expect([1, 2, 3, 4, 5].map((r) => phaseOfRound(plan, r))).toEqual([
+      'autoencoder',
+      'autoencoder',
+      'unet',
+      'unet',
+      'unet',
+    ])
     expect([genesisRound(plan, 'autoencoder'), genesisRound(plan, 'unet')]).toEqual([0, 2])
     expect([lastRoundOf(plan, 'autoencoder'), lastRoundOf(plan, 'unet')]).toEqual([2, 5])
     expect(() => phaseOfRound(plan, 6)).toThrow(RangeError)
@@ -122,7 +163,11 @@ describe('ConsentBook', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  const book = () => new ConsentBook({ peerId: nodeId, acceptedLicenses: ['CC-BY-4.0'] }, { store, log: componentLogger('test') })
+  const book = () =>
+    new ConsentBook(
+      { peerId: nodeId, acceptedLicenses: ['CC-BY-4.0'] },
+      { store, log: componentLogger('test') },
+    )
 
   it('allowlists this node’s items minus revoked ones, survives a reopen, and tells listeners', async () => {
     const consent = book()
@@ -131,18 +176,27 @@ describe('ConsentBook', () => {
     expect([...consent.allowlist()].sort()).toEqual(items)
     const heard: string[][] = []
     consent.onRevocation((revoked) => heard.push(revoked))
-    await consent.addRevocation(createRevocation({ issuerKey: holder, manifest: manifestDigest(manifest), items: [items[0]!] }))
+    await consent.addRevocation(
+      createRevocation({ issuerKey: holder, manifest: manifestDigest(manifest), items: [items[0]!] }),
+    )
     expect(heard).toEqual([[items[0]]])
     expect([...consent.allowlist()].sort()).toEqual(items.slice(1))
     const reopened = book()
     await reopened.load()
     expect([...reopened.allowlist()].sort()).toEqual(items.slice(1))
-    expect(reopened.localItemsInUse(new Set(items.slice(0, 3)))).toEqual({ manifests: [manifestDigest(manifest)], items: items.slice(1, 3) })
+    expect(reopened.localItemsInUse(new Set(items.slice(0, 3)))).toEqual({
+      manifests: [manifestDigest(manifest)],
+      items: items.slice(1, 3),
+    })
   })
 
   it('refuses local manifests naming another custodian or an unaccepted license', async () => {
-    await expect(book().addLocalManifests([{ path: 'x.json', document: manifestFor(otherNode) }])).rejects.toMatchObject({ code: 'FOREIGN_CUSTODIAN' })
-    await expect(book().addLocalManifests([{ path: 'y.json', document: manifestFor(nodeId, 'CC-BY-NC-4.0') }])).rejects.toMatchObject({ code: 'MANIFEST_INVALID' })
+    await expect(
+      book().addLocalManifests([{ path: 'x.json', document: manifestFor(otherNode) }]),
+    ).rejects.toMatchObject({ code: 'FOREIGN_CUSTODIAN' })
+    await expect(
+      book().addLocalManifests([{ path: 'y.json', document: manifestFor(nodeId, 'CC-BY-NC-4.0') }]),
+    ).rejects.toMatchObject({ code: 'MANIFEST_INVALID' })
   })
 
   it('judges a contribution’s manifests: unknown IGNORE, foreign custodian REJECT, revoked before the round REJECT', async () => {
@@ -158,17 +212,29 @@ describe('ConsentBook', () => {
         expect(err).toMatchObject({ action, code })
       }
     }
-    expectCode(() => consent.checkManifestForContribution(id, otherNode, new Set()), 'IGNORE', 'UNKNOWN_MANIFEST')
+    expectCode(
+      () => consent.checkManifestForContribution(id, otherNode, new Set()),
+      'IGNORE',
+      'UNKNOWN_MANIFEST',
+    )
     await consent.addManifest(manifest, false)
     consent.checkManifestForContribution(id, otherNode, new Set())
-    expectCode(() => consent.checkManifestForContribution(id, nodeId, new Set()), 'REJECT', 'FOREIGN_CUSTODIAN')
+    expectCode(
+      () => consent.checkManifestForContribution(id, nodeId, new Set()),
+      'REJECT',
+      'FOREIGN_CUSTODIAN',
+    )
     const all = createRevocation({ issuerKey: holder, manifest: id, items: 'all' })
     await consent.addRevocation(all)
     const allId = verifyRevocation(all).digest
     // Revoked during the round (not yet recorded by the chain): that round's contribution stands.
     consent.checkManifestForContribution(id, otherNode, new Set())
     // Recorded by the base's chain: revoked before the round started.
-    expectCode(() => consent.checkManifestForContribution(id, otherNode, new Set([allId])), 'REJECT', 'REVOKED')
+    expectCode(
+      () => consent.checkManifestForContribution(id, otherNode, new Set([allId])),
+      'REJECT',
+      'REVOKED',
+    )
     expect(consent.revocationSummary()).toEqual({ revocations: [allId], items })
   })
 
@@ -176,7 +242,11 @@ describe('ConsentBook', () => {
     const consent = book()
     const manifest = manifestFor(otherNode)
     await consent.addManifest(manifest, false)
-    await expect(consent.addRevocation(createRevocation({ issuerKey: generateKey(), manifest: manifestDigest(manifest), items: 'all' }))).rejects.toMatchObject({ code: 'NOT_ISSUER' })
+    await expect(
+      consent.addRevocation(
+        createRevocation({ issuerKey: generateKey(), manifest: manifestDigest(manifest), items: 'all' }),
+      ),
+    ).rejects.toMatchObject({ code: 'NOT_ISSUER' })
   })
 
   it('writes the license conjunction and one attribution entry per rights holder', async () => {

@@ -9,7 +9,12 @@ import { parseCodec } from '../../../protocol/compression.ts'
 import { envelopeBytes } from '../../../protocol/dsse.ts'
 import { peerIdString } from '../../../protocol/keys.ts'
 import { readKeyFile } from '../../keystore.ts'
-import { DEFAULT_DEADLINE_SECONDS, DEFAULT_INNER_STEPS, DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM } from '../../round/constants.ts'
+import {
+  DEFAULT_DEADLINE_SECONDS,
+  DEFAULT_INNER_STEPS,
+  DEFAULT_OUTER_LR,
+  DEFAULT_OUTER_MOMENTUM,
+} from '../../round/constants.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
 
@@ -47,18 +52,21 @@ Options:
 
 function wholeNumber(flag: string, value: string | undefined, fallback: number, min = 0): number {
   if (value === undefined) return fallback
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) throw new UsageError(`--${flag} must be a whole number >= ${min}, got '${value}'`)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min)
+    throw new UsageError(`--${flag} must be a whole number >= ${min}, got '${value}'`)
   return Number(value)
 }
 
 function decimal(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback
   const n = Number(value)
-  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} must be a number, got '${value}'`)
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new UsageError(`--${flag} must be a number, got '${value}'`)
   return n
 }
 
-const sortedUnique = (values: string[]): string[] => [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+const sortedUnique = (values: string[]): string[] =>
+  [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 
 async function create(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -90,12 +98,16 @@ async function create(argv: string[]): Promise<number> {
   const publishers = sortedUnique(values.publisher ?? [])
   if (publishers.length === 0) throw new UsageError('at least one --publisher is required')
   const keyFiles = values.key ?? []
-  if (keyFiles.length === 0) throw new UsageError('at least one --key (a publisher node key) is required to sign the charter')
+  if (keyFiles.length === 0)
+    throw new UsageError('at least one --key (a publisher node key) is required to sign the charter')
   const admissionMode = values.admission ?? 'open'
-  if (admissionMode !== 'open' && admissionMode !== 'allowlist') throw new UsageError(`--admission must be open or allowlist, got '${admissionMode}'`)
+  if (admissionMode !== 'open' && admissionMode !== 'allowlist')
+    throw new UsageError(`--admission must be open or allowlist, got '${admissionMode}'`)
   const allow = sortedUnique(values.allow ?? [])
-  if (admissionMode === 'allowlist' && allow.length === 0) throw new UsageError('--admission allowlist needs at least one --allow <peerId>')
-  if (admissionMode === 'open' && allow.length > 0) throw new UsageError('--allow only applies to --admission allowlist')
+  if (admissionMode === 'allowlist' && allow.length === 0)
+    throw new UsageError('--admission allowlist needs at least one --allow <peerId>')
+  if (admissionMode === 'open' && allow.length > 0)
+    throw new UsageError('--allow only applies to --admission allowlist')
 
   let aggregator: CoopCharter['rounds']['aggregator']
   let compression: CoopCharter['rounds']['compression']
@@ -109,7 +121,11 @@ async function create(argv: string[]): Promise<number> {
   const keys = await Promise.all(keyFiles.map((path) => readKeyFile(path)))
   for (const [i, key] of keys.entries()) {
     const id = peerIdString(key.publicKey)
-    if (!publishers.includes(id)) throw new CliError('KEY_NOT_PUBLISHER', `${keyFiles[i]} is the key of ${id}, which is not a --publisher`)
+    if (!publishers.includes(id))
+      throw new CliError(
+        'KEY_NOT_PUBLISHER',
+        `${keyFiles[i]} is the key of ${id}, which is not a --publisher`,
+      )
   }
   const charter: CoopCharter = {
     ...(values.name === undefined ? {} : { name: values.name }),
@@ -128,13 +144,18 @@ async function create(argv: string[]): Promise<number> {
     admission: admissionMode === 'open' ? { mode: 'open' } : { mode: 'allowlist', peers: allow },
     acceptedLicenses: sortedUnique(values['accept-license'] ?? DEFAULT_LICENSES),
     phases: {
-      autoencoder: { mode: 'cooperative', rounds: wholeNumber('ae-rounds', values['ae-rounds'], DEFAULT_AE_ROUNDS) },
+      autoencoder: {
+        mode: 'cooperative',
+        rounds: wholeNumber('ae-rounds', values['ae-rounds'], DEFAULT_AE_ROUNDS),
+      },
       unet: { rounds: wholeNumber('unet-rounds', values['unet-rounds'], DEFAULT_UNET_ROUNDS) },
     },
     createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
   }
   if (charter.phases.autoencoder.mode === 'cooperative' && charter.phases.autoencoder.rounds === 0)
-    throw new UsageError('--ae-rounds must be at least 1: the U-Net trains on the cooperative autoencoder\'s latents')
+    throw new UsageError(
+      "--ae-rounds must be at least 1: the U-Net trains on the cooperative autoencoder's latents",
+    )
   const { envelope, coopId } = createCharter(charter, keys)
   await writeFile(values.out, envelopeBytes(envelope))
   process.stdout.write(`coop id: ${coopId}\nwrote ${values.out}\n`)
@@ -146,7 +167,8 @@ export const command: Command = {
   usage,
   async run(argv) {
     const [sub, ...rest] = argv
-    if (sub !== 'create') throw new UsageError(sub === undefined ? 'missing subcommand: create' : `unknown subcommand '${sub}'`)
+    if (sub !== 'create')
+      throw new UsageError(sub === undefined ? 'missing subcommand: create' : `unknown subcommand '${sub}'`)
     return await create(rest)
   },
 }

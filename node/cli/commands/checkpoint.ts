@@ -29,12 +29,18 @@ export const command: Command = {
   usage,
   async run(argv) {
     const [sub, ...rest] = argv
-    if (sub !== 'verify') throw new UsageError(sub === undefined ? 'missing subcommand: verify' : `unknown subcommand '${sub}'`)
+    if (sub !== 'verify')
+      throw new UsageError(sub === undefined ? 'missing subcommand: verify' : `unknown subcommand '${sub}'`)
     const { values, positionals } = parseArgs({
       args: rest,
       strict: true,
       allowPositionals: true,
-      options: { store: { type: 'string' }, charter: { type: 'string' }, 'require-recompute': { type: 'boolean' }, json: { type: 'boolean' } },
+      options: {
+        store: { type: 'string' },
+        charter: { type: 'string' },
+        'require-recompute': { type: 'boolean' },
+        json: { type: 'boolean' },
+      },
     })
     if (positionals.length !== 1) throw new UsageError('give exactly one checkpoint directory')
     const charter = values.charter === undefined ? undefined : new Uint8Array(await readFile(values.charter))
@@ -46,9 +52,13 @@ export const command: Command = {
       report.ok = false
       report.message = `recomputation unavailable: missing ${report.missing.join(', ')}`
     }
-    const code = report.ok ? undefined : report.code ?? (report.recomputation === 'unavailable' ? 'RECOMPUTE_UNAVAILABLE' : 'BAD_CHECKPOINT')
+    const code = report.ok
+      ? undefined
+      : (report.code ?? (report.recomputation === 'unavailable' ? 'RECOMPUTE_UNAVAILABLE' : 'BAD_CHECKPOINT'))
     if (values.json === true) {
-      process.stdout.write(`${JSON.stringify({ ...report, ...(code === undefined ? {} : { code }) }, null, 2)}\n`)
+      process.stdout.write(
+        `${JSON.stringify({ ...report, ...(code === undefined ? {} : { code }) }, null, 2)}\n`,
+      )
     } else {
       const lines = [
         `checkpoint ${report.checkpoint ?? '?'} (${report.phase ?? '?'} round ${report.round ?? '?'})`,

@@ -39,7 +39,8 @@ Options:
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
+    throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
   return Number(value)
 }
 
@@ -58,7 +59,9 @@ function progressLine(peer: CoopPeer): string {
     s.round === null ? 'all rounds done' : `round ${s.round}/${s.totalRounds} (${s.phase})`,
     `contributions ${s.contributionsThisRound}`,
     `peers ${s.peers.length}`,
-    s.latestCheckpoint === null ? 'no checkpoint yet' : `checkpoint ${s.latestCheckpoint.phase} r${s.latestCheckpoint.round}`,
+    s.latestCheckpoint === null
+      ? 'no checkpoint yet'
+      : `checkpoint ${s.latestCheckpoint.phase} r${s.latestCheckpoint.round}`,
     loss === undefined ? '' : `loss ${loss.loss.toFixed(4)}`,
   ]
   return parts.filter((p) => p.length > 0).join(' · ')
@@ -88,9 +91,11 @@ export const command: Command = {
         stay: { type: 'boolean' },
       },
     })
-    for (const flag of ['charter', 'store', 'data'] as const) if (values[flag] === undefined) throw new UsageError(`--${flag} is required`)
+    for (const flag of ['charter', 'store', 'data'] as const)
+      if (values[flag] === undefined) throw new UsageError(`--${flag} is required`)
     const train = values['no-train'] !== true
-    if (train && (values.consent ?? []).length === 0) throw new UsageError('at least one --consent manifest is required to train (or --no-train)')
+    if (train && (values.consent ?? []).length === 0)
+      throw new UsageError('at least one --consent manifest is required to train (or --no-train)')
     const backend = values.backend ?? 'auto'
     if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}`)
     const rounds = wholeNumber('rounds', values.rounds)

@@ -42,14 +42,21 @@ export const command: Command = {
   summary: "show a node's peers, round, latest checkpoint and losses",
   usage,
   async run(argv) {
-    const { values } = parseArgs({ args: argv, strict: true, options: { store: { type: 'string' }, json: { type: 'boolean' } } })
+    const { values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: { store: { type: 'string' }, json: { type: 'boolean' } },
+    })
     if (values.store === undefined) throw new UsageError('--store is required')
     const snapshot = (await readSnapshot(values.store, 'status')) as StatusSnapshot | undefined
-    if (snapshot === undefined) throw new CliError('NO_STATUS', `no status snapshot in ${values.store}: the node has not run there yet`)
+    if (snapshot === undefined)
+      throw new CliError('NO_STATUS', `no status snapshot in ${values.store}: the node has not run there yet`)
     const addrs = await readAddrs(values.store)
     const running = snapshot.state === 'running' || snapshot.state === 'done' ? alive(snapshot.pid) : false
     if (values.json === true) {
-      process.stdout.write(`${JSON.stringify({ ...snapshot, running, addrs: addrs?.addrs ?? [] }, null, 2)}\n`)
+      process.stdout.write(
+        `${JSON.stringify({ ...snapshot, running, addrs: addrs?.addrs ?? [] }, null, 2)}\n`,
+      )
       return 0
     }
     const lines = [

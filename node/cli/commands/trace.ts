@@ -22,31 +22,51 @@ export const command: Command = {
   summary: 'trace an image to checkpoints, or list what a checkpoint must attribute',
   usage,
   async run(argv) {
-    const { values } = parseArgs({ args: argv, strict: true, options: { store: { type: 'string' }, image: { type: 'string' }, checkpoint: { type: 'string' }, json: { type: 'boolean' } } })
+    const { values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        store: { type: 'string' },
+        image: { type: 'string' },
+        checkpoint: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+    })
     if (values.store === undefined) throw new UsageError('--store is required')
-    if ((values.image === undefined) === (values.checkpoint === undefined)) throw new UsageError('give exactly one of --image or --checkpoint')
+    if ((values.image === undefined) === (values.checkpoint === undefined))
+      throw new UsageError('give exactly one of --image or --checkpoint')
     const { index, checkpoints } = await loadLineage(values.store)
     if (values.image !== undefined) {
-      const image = DIGEST.test(values.image) ? values.image : sha256Digest(new Uint8Array(await readFile(values.image)))
+      const image = DIGEST.test(values.image)
+        ? values.image
+        : sha256Digest(new Uint8Array(await readFile(values.image)))
       const entries = index.traceImage(image)
       const manifests = index.manifestsWithImage(image).map((m) => m.id)
       if (values.json === true) {
         process.stdout.write(`${JSON.stringify({ image, manifests, checkpoints: entries }, null, 2)}\n`)
         return 0
       }
-      const lines = [`image ${image}`, `in manifests: ${manifests.length === 0 ? 'none known here' : manifests.join(', ')}`]
+      const lines = [
+        `image ${image}`,
+        `in manifests: ${manifests.length === 0 ? 'none known here' : manifests.join(', ')}`,
+      ]
       if (entries.length === 0) lines.push('no checkpoint in this store learned from it')
       for (const e of entries) {
         const rounds = [...new Set(e.via.map((v) => v.round))].sort((a, b) => a - b)
         const peers = [...new Set(e.via.map((v) => v.peer))].sort()
-        lines.push(`${e.phase} round ${e.round} ${e.checkpoint}  via rounds ${rounds.join(',')} from ${peers.join(', ')}`)
+        lines.push(
+          `${e.phase} round ${e.round} ${e.checkpoint}  via rounds ${rounds.join(',')} from ${peers.join(', ')}`,
+        )
       }
       process.stdout.write(`${lines.join('\n')}\n`)
       return 0
     }
     const wanted = values.checkpoint as string
     if (!DIGEST.test(wanted)) throw new UsageError('--checkpoint takes a sha256:<64 hex> digest')
-    const match = checkpoints.find((c) => c.verified.digest === wanted || c.verified.files.get('model.safetensors') === wanted) ??
+    const match =
+      checkpoints.find(
+        (c) => c.verified.digest === wanted || c.verified.files.get('model.safetensors') === wanted,
+      ) ??
       (await (async () => {
         for (const c of checkpoints) {
           const bytes = new Uint8Array(await readFile(`${c.dir}/provenance.json`))
@@ -54,7 +74,8 @@ export const command: Command = {
         }
         return undefined
       })())
-    if (match === undefined) throw new CliError('UNKNOWN_CHECKPOINT', `no verified checkpoint ${wanted} in ${values.store}`)
+    if (match === undefined)
+      throw new CliError('UNKNOWN_CHECKPOINT', `no verified checkpoint ${wanted} in ${values.store}`)
     const attribution = index.attribution(match.verified.digest)
     const license = match.verified.predicate.license
     if (values.json === true) {
@@ -67,9 +88,13 @@ export const command: Command = {
       `lineage    ${attribution.contributions} contributions over ${attribution.rounds} rounds`,
       '',
       'attribution:',
-      ...attribution.entries.map((e) => `  ${e.name} (${e.license}) - ${e.items} item(s)${e.uri === undefined ? '' : ` - ${e.uri}`}${e.text === undefined ? '' : `\n    "${e.text}"`}\n    issuer ${e.issuer}; trained by ${e.contributors.join(', ')}`),
+      ...attribution.entries.map(
+        (e) =>
+          `  ${e.name} (${e.license}) - ${e.items} item(s)${e.uri === undefined ? '' : ` - ${e.uri}`}${e.text === undefined ? '' : `\n    "${e.text}"`}\n    issuer ${e.issuer}; trained by ${e.contributors.join(', ')}`,
+      ),
     ]
-    if (attribution.unknownManifests.length > 0) lines.push('', `manifests not available in this store: ${attribution.unknownManifests.join(', ')}`)
+    if (attribution.unknownManifests.length > 0)
+      lines.push('', `manifests not available in this store: ${attribution.unknownManifests.join(', ')}`)
     process.stdout.write(`${lines.join('\n')}\n`)
     return 0
   },

@@ -54,14 +54,32 @@ export interface ClusterOptions {
 }
 
 /** Categories handed out one per peer: non-IID by construction. */
-const CATEGORIES = ['smileys-emotion', 'animals-nature', 'food-drink', 'flags', 'objects', 'travel-places', 'symbols', 'activities', 'people-body']
+const CATEGORIES = [
+  'smileys-emotion',
+  'animals-nature',
+  'food-drink',
+  'flags',
+  'objects',
+  'travel-places',
+  'symbols',
+  'activities',
+  'people-body',
+]
 
-export function runCoop(args: string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string; code: number }> {
+export function runCoop(
+  args: string[],
+  timeoutMs = 120_000,
+): Promise<{ stdout: string; stderr: string; code: number }> {
   return new Promise((resolve) => {
-    execFile(NODE, [COOP_MAIN, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, COOP_LOG_LEVEL: 'warn' } }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1
-      resolve({ stdout, stderr, code })
-    })
+    execFile(
+      NODE,
+      [COOP_MAIN, ...args],
+      { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, COOP_LOG_LEVEL: 'warn' } },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1
+        resolve({ stdout, stderr, code })
+      },
+    )
   })
 }
 
@@ -99,7 +117,11 @@ export async function createCluster(options: ClusterOptions): Promise<Cluster> {
       issuerKey: rightsKey,
       custodian: peerId,
       license: 'CC-BY-4.0',
-      attribution: { name: `Rights holder of ${name}`, uri: 'https://creativecommons.org/licenses/by/4.0/', text: TWEMOJI_ATTRIBUTION },
+      attribution: {
+        name: `Rights holder of ${name}`,
+        uri: 'https://creativecommons.org/licenses/by/4.0/',
+        text: TWEMOJI_ATTRIBUTION,
+      },
       scope: { commercialUse: false, weightRedistribution: true },
       items: files.map((f) => ({ digest: f.digest, mediaType: 'image/png', byteLength: f.byteLength })),
       validFrom: new Date(Date.now() - 60_000),
@@ -159,7 +181,10 @@ export class NodeProcess {
   constructor(peer: ClusterPeer, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}) {
     this.peer = peer
     this.#log = createWriteStream(logFile, { flags: 'a' })
-    this.child = spawn(NODE, [COOP_MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, COOP_LOG_LEVEL: 'info', ...env } })
+    this.child = spawn(NODE, [COOP_MAIN, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, COOP_LOG_LEVEL: 'info', ...env },
+    })
     const reader = createInterface({ input: this.child.stderr as NodeJS.ReadableStream })
     reader.on('line', (line) => {
       this.#log.write(`${line}\n`)
@@ -172,7 +197,9 @@ export class NodeProcess {
       for (const l of [...this.#listeners]) l()
     })
     const closed = new Promise<void>((resolve) => reader.once('close', () => resolve()))
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })))
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      this.child.once('exit', (code, signal) => resolve({ code, signal })),
+    )
     this.exited = Promise.all([exit, closed]).then(([result]) => {
       this.#log.end()
       for (const l of [...this.#listeners]) l()
@@ -189,7 +216,11 @@ export class NodeProcess {
   }
 
   /** Waits for a log line with this message (and predicate); fails with the node's last lines on timeout or exit. */
-  waitFor(msg: string, predicate: (l: LogLine) => boolean = () => true, timeoutMs = 120_000): Promise<LogLine> {
+  waitFor(
+    msg: string,
+    predicate: (l: LogLine) => boolean = () => true,
+    timeoutMs = 120_000,
+  ): Promise<LogLine> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
         const hit = this.lines.find((l) => l.msg === msg && predicate(l))
@@ -222,7 +253,10 @@ export class NodeProcess {
   tail(n = 15): string {
     return this.lines
       .slice(-n)
-      .map((l) => `${l.level} ${l.msg} ${JSON.stringify({ ...l, msg: undefined, level: undefined, time: undefined, pid: undefined, hostname: undefined }).slice(0, 300)}`)
+      .map(
+        (l) =>
+          `${l.level} ${l.msg} ${JSON.stringify({ ...l, msg: undefined, level: undefined, time: undefined, pid: undefined, hostname: undefined }).slice(0, 300)}`,
+      )
       .join('\n')
   }
 
