@@ -124,6 +124,63 @@ interface RunRecord {
   result: SimulationResult
   seconds: number
 }
+function summarise(run: RunRecord) {
+  const { knob, result, seconds } = run
+  return {
+    knob,
+    config: result.settings.config,
+    peers: result.settings.peers,
+    rounds: result.settings.rounds,
+    innerSteps: result.settings.innerSteps,
+    split: result.settings.split,
+    aggregator: result.settings.aggregator,
+    compress: result.settings.compress,
+    outerLr: result.settings.outerLr,
+    outerMomentum: result.settings.outerMomentum,
+    sampleSteps: result.rounds[result.rounds.length - 1]?.baselineSampleSteps ?? 0,
+    federatedEvalLoss: result.final.federatedEvalLoss,
+    baselineEvalLoss: result.final.baselineEvalLoss,
+    gapPercent: result.final.gapPercent,
+    bytesRatio: result.final.bytesRatio,
+    bytesPerPeerPerRound: result.rounds[1]?.bytesPerPeer ?? 0,
+    parameters: result.parameters,
+    seconds: Math.round(seconds),
+    perRound: result.rounds.map((r) => ({
+      round: r.round,
+      federated: r.federatedEvalLoss,
+      baseline: r.baselineEvalLoss,
+      gapPercent: r.gapPercent,
+    })),
+  }
+}
+
+/** Written after every run, so an interrupted sweep still leaves its finished runs. */
+async function writeReport(runs: RunRecord[], complete: boolean): Promise<void> {
+  const rows = runs.map(summarise)
+  const head = rows[0] as ReturnType<typeof summarise>
+  const met =
+    head.gapPercent !== null && head.gapPercent <= GOAL.maxGapPercent && head.bytesRatio > GOAL.minBytesRatio
+  const report = {
+    complete,
+    benchmark: 'federated',
+    date: new Date().toISOString(),
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      loadAverage1m: loadavg()[0],
+      backend: backend.name,
+    },
+    data: { source: values.data ?? 'twemoji', images: dataset.items.length },
+    autoencoder: { steps: autoencoderSteps, evalLoss: autoencoderEvalLoss, seconds: Math.round(aeSeconds) },
+    goal: GOAL,
+    headline: { gapPercent: head.gapPercent, bytesRatio: head.bytesRatio, met },
+    runs: rows,
+  }
+  await mkdir(join(values.out, '..'), { recursive: true })
+  await writeFile(values.out, `${JSON.stringify(report, null, 2)}\n`)
+}
+
 const runs: RunRecord[] = []
 for (const { knob, options } of variants) {
   process.stdout.write(
@@ -136,63 +193,20 @@ for (const { knob, options } of variants) {
   const seconds = (performance.now() - started) / 1000
   for (const line of summaryLines(result)) process.stdout.write(`${line}\n`)
   runs.push({ knob, result, seconds })
+  await writeReport(runs, runs.length === variants.length)
 }
+process.stdout.write(`wrote ${values.out}\n`)
 
-const rows = runs.map(({ knob, result, seconds }) => ({
-  knob,
-  config: result.settings.config,
-  peers: result.settings.peers,
-  rounds: result.settings.rounds,
-  innerSteps: result.settings.innerSteps,
-  split: result.settings.split,
-  aggregator: result.settings.aggregator,
-  compress: result.settings.compress,
-  outerLr: result.settings.outerLr,
-  outerMomentum: result.settings.outerMomentum,
-  sampleSteps: result.rounds[result.rounds.length - 1]?.baselineSampleSteps ?? 0,
-  federatedEvalLoss: result.final.federatedEvalLoss,
-  baselineEvalLoss: result.final.baselineEvalLoss,
-  gapPercent: result.final.gapPercent,
-  bytesRatio: result.final.bytesRatio,
-  bytesPerPeerPerRound: result.rounds[1]?.bytesPerPeer ?? 0,
-  parameters: result.parameters,
-  seconds: Math.round(seconds),
-  perRound: result.rounds.map((r) => ({
-    round: r.round,
-    federated: r.federatedEvalLoss,
-    baseline: r.baselineEvalLoss,
-    gapPercent: r.gapPercent,
-  })),
-}))
+const rows = runs.map(summarise)
 
 process.stdout.write('\nknob                          gap %    bytes ratio   fed loss   base loss   time s\n')
 for (const row of rows)
   process.stdout.write(
     `${row.knob.padEnd(28)}  ${(row.gapPercent === null ? 'diverged' : row.gapPercent.toFixed(1)).padStart(7)}  ${`${Math.round(row.bytesRatio)}x`.padStart(12)}  ${String(row.federatedEvalLoss?.toPrecision(4) ?? '-').padStart(9)}  ${row.baselineEvalLoss.toPrecision(4).padStart(10)}  ${String(row.seconds).padStart(7)}\n`,
   )
-const head = rows[0] as (typeof rows)[number]
+const head = rows[0] as ReturnType<typeof summarise>
 const met =
   head.gapPercent !== null && head.gapPercent <= GOAL.maxGapPercent && head.bytesRatio > GOAL.minBytesRatio
 process.stdout.write(
   `\nheadline: gap ${head.gapPercent?.toFixed(2) ?? 'diverged'}% at ${Math.round(head.bytesRatio)}x fewer bytes (${formatTick(head.bytesPerPeerPerRound)}B per peer per round); goal gap <= ${GOAL.maxGapPercent}% at > ${GOAL.minBytesRatio}x: ${met ? 'met' : 'not met'}\n`,
 )
-
-const report = {
-  benchmark: 'federated',
-  date: new Date().toISOString(),
-  machine: {
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    loadAverage1m: loadavg()[0],
-    backend: backend.name,
-  },
-  data: { source: values.data ?? 'twemoji', images: dataset.items.length },
-  autoencoder: { steps: autoencoderSteps, evalLoss: autoencoderEvalLoss, seconds: Math.round(aeSeconds) },
-  goal: GOAL,
-  headline: { gapPercent: head.gapPercent, bytesRatio: head.bytesRatio, met },
-  runs: rows,
-}
-await mkdir(join(values.out, '..'), { recursive: true })
-await writeFile(values.out, `${JSON.stringify(report, null, 2)}\n`)
-process.stdout.write(`wrote ${values.out}\n`)
