@@ -4,7 +4,7 @@
 // Run: npm run bench:protocol   (goals: >= 5,000 verifications/s; 10k-image manifest < 3 s)
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { cpus, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { crc32, deflateSync } from 'node:zlib'
 import { scanImageFolder } from '../node/cli/commands/consent.ts'
@@ -76,6 +76,8 @@ function noisePng(seed: number, size: number): Uint8Array {
   ])
 }
 
+// Shared machines distort timings: the load average is recorded next to every figure.
+const loadBefore = loadavg()
 const rows: [string, string, string][] = []
 const results: Record<string, unknown> = {}
 
@@ -216,7 +218,7 @@ results.merkle = { leaves: MERKLE_LEAVES, medianSeconds: median(merkleRuns), run
 // --- Report ---------------------------------------------------------------------------------
 const width = [Math.max(...rows.map((r) => r[0].length)), Math.max(...rows.map((r) => r[1].length))]
 process.stdout.write(
-  `protocol benchmark (node ${process.version}, ${cpus().length} cpus, ${cpus()[0]?.model ?? 'unknown cpu'})\n`,
+  `protocol benchmark (node ${process.version}, ${cpus().length} cpus, ${cpus()[0]?.model ?? 'unknown cpu'}, load average ${loadBefore[0]?.toFixed(1)} -> ${loadavg()[0]?.toFixed(1)})\n`,
 )
 for (const [name, value, note] of rows)
   process.stdout.write(
@@ -225,5 +227,19 @@ for (const [name, value, note] of rows)
 await mkdir(new URL('./results/', import.meta.url), { recursive: true })
 await writeFile(
   new URL('./results/protocol.json', import.meta.url),
-  `${JSON.stringify({ bench: 'protocol', node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, repeats: REPEATS, goals: { verificationsPerSecond: 5000, manifest10kSeconds: 3 }, ...results, date: new Date().toISOString() }, null, 2)}\n`,
+  `${JSON.stringify(
+    {
+      bench: 'protocol',
+      node: process.version,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      repeats: REPEATS,
+      goals: { verificationsPerSecond: 5000, manifest10kSeconds: 3 },
+      loadAverage: { before: loadBefore, after: loadavg() },
+      ...results,
+      date: new Date().toISOString(),
+    },
+    null,
+    2,
+  )}\n`,
 )
