@@ -138,3 +138,34 @@ describe('CheckpointProvenance', () => {
     expect(codeOf(() => verifyProvenance(envelope, { publishers, threshold: 3 }))).toBe('THRESHOLD_NOT_MET')
   })
 })
+
+describe('size limits', () => {
+  it('reject oversized input before parsing it, for every document kind', async () => {
+    const { verifyManifest } = await import('../../protocol/manifest.ts')
+    const { verifyRevocation } = await import('../../protocol/revocation.ts')
+    const limits = await import('../../protocol/constants.ts')
+    const cases: [string, number, (input: Uint8Array | string) => unknown][] = [
+      ['manifest', limits.MANIFEST_MAX_BYTES, (i) => verifyManifest(i, { now: new Date() })],
+      ['revocation', limits.REVOCATION_MAX_BYTES, (i) => verifyRevocation(i)],
+      ['charter', limits.CHARTER_MAX_BYTES, (i) => verifyCharter(i)],
+      ['contribution', limits.CONTRIBUTION_MAX_BYTES, (i) => verifyContribution(i)],
+      ['provenance', limits.PROVENANCE_MAX_BYTES, (i) => verifyProvenance(i, { publishers, threshold: 1 })],
+    ]
+    for (const [kind, limit, verify] of cases) {
+      // Not JSON at all: only a size check that runs first can give TOO_LARGE here.
+      const bytes = new Uint8Array(limit + 1).fill(0xff)
+      expect(
+        codeOf(() => verify(bytes)),
+        kind,
+      ).toBe('TOO_LARGE')
+      expect(
+        codeOf(() => verify('\u00e9'.repeat(Math.ceil((limit + 1) / 2)))),
+        kind,
+      ).toBe('TOO_LARGE')
+      expect(
+        codeOf(() => verify(new Uint8Array(limit).fill(0xff))),
+        kind,
+      ).toBe('INVALID_JSON')
+    }
+  })
+})
