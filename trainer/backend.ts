@@ -122,13 +122,13 @@ async function probeWebGpu(): Promise<void> {
   const gpu = webgpu.create([])
   const adapter = await gpu.requestAdapter()
   if (adapter === null || adapter === undefined) throw new CandidateUnavailable('Dawn found no GPU adapter')
-  // tfjs-backend-webgpu looks for the browser globals; Dawn provides the same objects for Node.
+  // tfjs-backend-webgpu looks for the browser globals; Dawn provides the same objects for Node. Node 21+
+  // has a `navigator` whose getters need the real object, so `gpu` is added to it rather than copying it.
   Object.assign(globalThis, webgpu.globals)
-  Object.defineProperty(globalThis, 'navigator', {
-    value: { ...(globalThis.navigator ?? {}), gpu },
-    configurable: true,
-    writable: true,
-  })
+  if (globalThis.navigator === undefined) {
+    Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true })
+  }
+  Object.defineProperty(globalThis.navigator, 'gpu', { value: gpu, configurable: true })
   await importOptional('@tensorflow/tfjs-backend-webgpu')
   await activate('webgpu')
 }
