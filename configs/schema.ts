@@ -45,6 +45,11 @@ export const DiffusionConfigSchema = z.strictObject({
   betaEnd: z.number().positive().max(1),
   /** What the network predicts: the noise (epsilon, DDPM) or v = sqrt(abar) eps - sqrt(1-abar) x0 (Salimans & Ho). */
   prediction: z.enum(['epsilon', 'v']),
+  /** Per-timestep loss weighting in training: 'uniform' (DDPM's simple loss) or Min-SNR-gamma. */
+  // Defaults keep configurations written before these fields existed meaning what they meant (uniform).
+  lossWeighting: z.enum(['uniform', 'min_snr']).default('uniform'),
+  /** gamma of Min-SNR weighting (5 in the paper). */
+  minSnrGamma: z.number().positive().max(1000).default(5),
   samplingSteps: positiveInt(100_000),
   guidance: z.number().min(0).max(100),
 })

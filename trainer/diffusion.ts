@@ -47,7 +47,29 @@ export function predictionTarget(
   ) as tf.Tensor4D
 }
 
-/** MSE between the denoiser's prediction at (x_t, t, label) and its target. */
+/**
+ * Per-sample loss weights for the configured weighting. `min_snr` is Min-SNR-gamma (Hang et al. 2023):
+ * weight = min(SNR, gamma) / SNR for epsilon, / (SNR + 1) for v, so the many nearly-clean timesteps
+ * stop dominating the gradient; it converges several times faster on small budgets.
+ */
+export function lossWeights(
+  config: CoopConfig,
+  schedule: NoiseSchedule,
+  timesteps: readonly number[],
+): number[] {
+  const { lossWeighting, minSnrGamma, prediction } = config.diffusion
+  if (lossWeighting === 'uniform') return timesteps.map(() => 1)
+  return timesteps.map((t) => {
+    const abar = schedule.alphasCumprod[t] as number
+    const snr = abar / (1 - abar)
+    return Math.min(snr, minSnrGamma) / (prediction === 'epsilon' ? snr : snr + 1)
+  })
+}
+
+/**
+ * Mean squared error between the denoiser's prediction and its target; with `weighted`, each sample's
+ * error is scaled by the configured loss weighting (training), otherwise plain MSE (evaluation).
+ */
 export function loss(
   p: ParamStore,
   config: CoopConfig,
@@ -56,15 +78,14 @@ export function loss(
   timesteps: readonly number[],
   noise: tf.Tensor4D,
   labels: readonly number[],
+  options: { weighted?: boolean } = {},
 ): tf.Scalar {
   const xt = qSample(schedule, x0, timesteps, noise)
   const predicted = unetForward(p, config, xt, timesteps, labels)
-  return tf.mean(
-    tf.squaredDifference(
-      predicted,
-      predictionTarget(config.diffusion.prediction, schedule, x0, timesteps, noise),
-    ),
-  ) as tf.Scalar
+  const target = predictionTarget(config.diffusion.prediction, schedule, x0, timesteps, noise)
+  const perSample = tf.mean(tf.squaredDifference(predicted, target), [1, 2, 3])
+  if (!options.weighted) return tf.mean(perSample) as tf.Scalar
+  return tf.mean(tf.mul(perSample, tf.tensor1d(lossWeights(config, schedule, timesteps)))) as tf.Scalar
 }
 
 /** From a network output at noise level abar: the implied noise and clean sample. */

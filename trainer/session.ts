@@ -346,7 +346,10 @@ class Session implements TrainerSession {
         const x0 = tf.tensor4d(gatherRows(this.inputs, h * w * c, indices), [batchSize, h, w, c])
         const noise = tf.tensor4d(noiseValues, [batchSize, h, w, c])
         return tf.variableGrads(
-          () => diffusionLoss(this.store, this.config, this.schedule, x0, timesteps, noise, labels),
+          () =>
+            diffusionLoss(this.store, this.config, this.schedule, x0, timesteps, noise, labels, {
+              weighted: true,
+            }),
           trainable,
         )
       })

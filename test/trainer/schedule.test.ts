@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../configs/index.ts'
 import { initBackend } from '../../trainer/backend.ts'
-import { ddimStep, epsilonAndX0, predictionTarget, qSample } from '../../trainer/diffusion.ts'
+import { ddimStep, epsilonAndX0, lossWeights, predictionTarget, qSample } from '../../trainer/diffusion.ts'
 import { betaSchedule, ddimTimesteps, makeSchedule } from '../../trainer/schedule.ts'
 
 // python3: b = np.linspace(1e-4, 0.02, 1000); ac = np.cumprod(1 - b)  (and likewise below)
@@ -144,5 +144,35 @@ describe('diffusion process maths', () => {
       expect(out.eps[i]).toBeCloseTo(epsValues[i] as number, 4)
       expect(out.x0[i]).toBeCloseTo(x, 4)
     })
+  })
+
+  it('Min-SNR-5 weights: min(SNR, 5)/SNR for epsilon, min(SNR, 5)/(SNR + 1) for v; uniform is all ones', () => {
+    const base = loadConfig('tiny')
+    const snr = (t: number) =>
+      (schedule.alphasCumprod[t] as number) / (1 - (schedule.alphasCumprod[t] as number))
+    // t = 10: nearly clean (SNR ~ 2000), down-weighted; t = 700: noisy (SNR < 1), full weight for epsilon.
+    expect(snr(10)).toBeGreaterThan(5)
+    expect(snr(700)).toBeLessThan(5)
+    const eps = lossWeights(
+      { ...base, diffusion: { ...base.diffusion, lossWeighting: 'min_snr', prediction: 'epsilon' } },
+      schedule,
+      [10, 700],
+    )
+    expect(eps[0]).toBeCloseTo(5 / snr(10), 10)
+    expect(eps[1]).toBe(1)
+    const v = lossWeights(
+      { ...base, diffusion: { ...base.diffusion, lossWeighting: 'min_snr', prediction: 'v' } },
+      schedule,
+      [10, 700],
+    )
+    expect(v[0]).toBeCloseTo(5 / (snr(10) + 1), 10)
+    expect(v[1]).toBeCloseTo(snr(700) / (snr(700) + 1), 10)
+    expect(
+      lossWeights(
+        { ...base, diffusion: { ...base.diffusion, lossWeighting: 'uniform' } },
+        schedule,
+        [10, 700],
+      ),
+    ).toEqual([1, 1])
   })
 })
