@@ -96,7 +96,7 @@ export interface VerifyContributionOptions {
 
 /**
  * Verifies a contribution envelope. Order: size, canonical JSON, envelope schema, every
- * signature, exactly one signer, payloadType/_type/predicateType, statement schema, subject
+ * signature, payloadType/_type/predicateType, statement schema, exactly one signer, subject
  * name, then the caller's expectations (another coop or round: SCHEMA; delta bytes that do
  * not match the subject: DIGEST_MISMATCH).
  */
@@ -105,9 +105,6 @@ export function verifyContribution(
   options: VerifyContributionOptions = {},
 ): VerifiedContribution {
   const opened = openEnvelope(input, CONTRIBUTION_MAX_BYTES, 'contribution')
-  // Exactly one signer: a contribution is one node's claim about its own work.
-  if (opened.signers.length !== 1)
-    throw new ProtocolError('SCHEMA', 'a contribution has exactly one signature')
   const statement = readStatement(
     opened,
     CONTRIBUTION_PREDICATE_TYPE,
@@ -115,6 +112,9 @@ export function verifyContribution(
     CONTRIBUTION_MAX_BYTES,
     'contribution',
   ) as ContributionStatement
+  // Exactly one signer: a contribution is one node's claim about its own work.
+  if (opened.signers.length !== 1)
+    throw new ProtocolError('SCHEMA', 'a contribution has exactly one signature')
   const subject = statement.subject[0] as ContributionStatement['subject'][number]
   if (subject.name !== DELTA_SUBJECT_NAME)
     throw new ProtocolError('SCHEMA', `contribution subject must be named ${DELTA_SUBJECT_NAME}`)

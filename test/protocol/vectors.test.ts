@@ -1,3 +1,4 @@
+import { execFileSync, spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -78,4 +79,15 @@ describe('committed test vectors', () => {
       if (vector.expect === 'VALID') expect(identifyDocument(read(vector.file))).toBe(vector.kind)
     })
   }
+
+  // A second implementation, in Python from docs/PROTOCOL.md alone, must reach the same verdicts.
+  const hasPythonCrypto =
+    spawnSync('python3', ['-c', 'import cryptography'], { stdio: 'ignore' }).status === 0
+  it.skipIf(!hasPythonCrypto)(
+    'an independent Python verifier reaches the same verdict on every vector',
+    () => {
+      const out = execFileSync('python3', [join(dir, 'independent_verify.py'), dir], { encoding: 'utf8' })
+      expect(out).toContain(`${expected.vectors.length}/${expected.vectors.length} vectors agree`)
+    },
+  )
 })
