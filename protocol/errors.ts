@@ -61,13 +61,3 @@ export class ProtocolError extends Error {
 export function isProtocolError(error: unknown): error is ProtocolError {
   return error instanceof ProtocolError
 }
-
-/** Runs `fn`; any non-ProtocolError it throws becomes a ProtocolError with `code`. */
-export function rethrowAs<T>(code: ProtocolErrorCode, message: string, fn: () => T): T {
-  try {
-    return fn()
-  } catch (error) {
-    if (error instanceof ProtocolError) throw error
-    throw new ProtocolError(code, message, { cause: error })
-  }
-}

@@ -41,17 +41,3 @@ function satisfiable(node: SpdxNode, accepted: ReadonlySet<string>): boolean {
 export function licenseSatisfied(expression: string, accepted: readonly string[]): boolean {
   return satisfiable(parseLicense(expression), new Set(accepted))
 }
-
-/** All license terms named anywhere in the expression (for attribution and reports). */
-export function licenseTerms(expression: string): string[] {
-  const terms = new Set<string>()
-  const walk = (node: SpdxNode): void => {
-    if ('license' in node) terms.add(termText(node))
-    else {
-      walk(node.left)
-      walk(node.right)
-    }
-  }
-  walk(parseLicense(expression))
-  return [...terms].sort()
-}

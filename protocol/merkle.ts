@@ -10,15 +10,10 @@ import { bytesToDigest, DIGEST_PREFIX, digestToBytes, isDigest } from './digest.
 import { ProtocolError } from './errors.ts'
 
 const LEAF_PREFIX = Uint8Array.of(0x00)
-const NODE_PREFIX = Uint8Array.of(0x01)
 const HASH_BYTES = 32
 
 export function leafHash(data: Uint8Array): Uint8Array {
   return createHash('sha256').update(LEAF_PREFIX).update(data).digest()
-}
-
-export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest()
 }
 
 // Levels are kept as one contiguous buffer of 32-byte hashes: a million-leaf tree is then a few
@@ -42,12 +37,6 @@ function leafLevelFromDigests(itemDigests: readonly string[]): Level {
       .digest()
       .copy(level, i * HASH_BYTES)
   }
-  return level
-}
-
-function leafLevelFromData(leaves: readonly Uint8Array[]): Level {
-  const level = Buffer.allocUnsafe(leaves.length * HASH_BYTES)
-  for (let i = 0; i < leaves.length; i++) level.set(leafHash(leaves[i] as Uint8Array), i * HASH_BYTES)
   return level
 }
 
@@ -80,14 +69,6 @@ function buildLevels(leafLevel: Level): Level[] {
   while (levelSize(levels[levels.length - 1] as Level) > 1)
     levels.push(nextLevel(levels[levels.length - 1] as Level))
   return levels
-}
-
-/** RFC 6962 Merkle Tree Hash over raw leaf data (each leaf hashed with the 0x00 prefix). */
-export function merkleRootOfLeaves(leaves: readonly Uint8Array[]): Uint8Array {
-  let level = leafLevelFromData(leaves)
-  if (leaves.length === 0) return topOf([level])
-  while (levelSize(level) > 1) level = nextLevel(level)
-  return topOf([level])
 }
 
 /** The Merkle root, as a `sha256:` digest, of item digests in the given order. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
+  assertDigest,
   bytesToDigest,
   createStreamingDigest,
   digestToBytes,
@@ -35,5 +36,16 @@ describe('digests', () => {
     expect(isDigest(42)).toBe(false)
     expect(bytesToDigest(digestToBytes(d))).toBe(d)
     expect(() => digestToBytes('sha256:xyz')).toThrow(ProtocolError)
+  })
+
+  it('assertDigest names the mismatch with DIGEST_MISMATCH', () => {
+    const bytes = new Uint8Array([1, 2, 3])
+    assertDigest(bytes, sha256Digest(bytes), 'payload')
+    try {
+      assertDigest(Uint8Array.of(1, 2, 4), sha256Digest(bytes), 'payload')
+      throw new Error('accepted')
+    } catch (error) {
+      expect((error as ProtocolError).code).toBe('DIGEST_MISMATCH')
+    }
   })
 })
