@@ -1,12 +1,16 @@
 // Routes any signed document to its verifier by content, for `coop verify <file>` and for
 // tools that receive documents of unknown kind. The kinds are a closed set.
 import {
+  CHARTER_MAX_BYTES,
   CHARTER_PAYLOAD_TYPE,
+  CONTRIBUTION_MAX_BYTES,
   CONTRIBUTION_PREDICATE_TYPE,
   IN_TOTO_PAYLOAD_TYPE,
+  MANIFEST_MAX_BYTES,
+  PROVENANCE_MAX_BYTES,
   PROVENANCE_PREDICATE_TYPE,
+  REVOCATION_MAX_BYTES,
 } from './constants.ts'
-import { MANIFEST_MAX_BYTES } from './constants.ts'
 import { type DocumentInput, parseDocument } from './decode.ts'
 import { fromBase64 } from './encoding.ts'
 import { ProtocolError } from './errors.ts'
@@ -16,13 +20,24 @@ import { looksLikeRevocation } from './revocation.ts'
 export const DOCUMENT_KINDS = ['manifest', 'revocation', 'charter', 'contribution', 'provenance'] as const
 export type DocumentKind = (typeof DOCUMENT_KINDS)[number]
 
+/** Largest accepted encoding of each kind, checked before parsing (reasons in constants.ts). */
+export const DOCUMENT_MAX_BYTES: Record<DocumentKind, number> = {
+  manifest: MANIFEST_MAX_BYTES,
+  revocation: REVOCATION_MAX_BYTES,
+  charter: CHARTER_MAX_BYTES,
+  contribution: CONTRIBUTION_MAX_BYTES,
+  provenance: PROVENANCE_MAX_BYTES,
+}
+
+const LARGEST_DOCUMENT = Math.max(...Object.values(DOCUMENT_MAX_BYTES))
+
 /**
  * Names the kind of a document from its content, without verifying it. UNKNOWN_TYPE when it is
  * none of the five; the usual decoding errors when it is not canonical JSON at all.
  */
 export function identifyDocument(input: DocumentInput): DocumentKind {
   // The largest kind's limit: the kind-specific verifier then applies the tighter one.
-  const { value } = parseDocument(input, MANIFEST_MAX_BYTES, 'document')
+  const { value } = parseDocument(input, LARGEST_DOCUMENT, 'document')
   if (looksLikeManifest(value)) return 'manifest'
   if (looksLikeRevocation(value)) return 'revocation'
   const envelope = value as { payloadType?: unknown; payload?: unknown } | null
