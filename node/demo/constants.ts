@@ -54,9 +54,9 @@ export const LIVE_VIEW_REDRAW_MS = 250
 
 /** Guidance scale for the sample grids: classifier-free guidance of 3 gives clearer classes at 32x32. */
 export const SAMPLE_GUIDANCE = 3
-/** Images per category row of the sample grids. */
-export const SAMPLES_PER_CLASS = 8
-/** DDIM steps for the grids: enough for clean 32x32 samples, cheap enough to render each round. */
-export const SAMPLE_STEPS = 25
+/** Images per category row of the sample grids: enough to see a row's variety, few enough to render every round. */
+export const SAMPLES_PER_CLASS = 6
+/** DDIM steps for the grids: 20 are visually indistinguishable from 50 at 32x32 and cost 40% as much. */
+export const SAMPLE_STEPS = 20
 /** Fixed sampling seed so that grids of different rounds differ only by the model. */
 export const SAMPLE_SEED = 7

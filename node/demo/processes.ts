@@ -47,13 +47,21 @@ function pushTail(tail: string[], line: string): void {
   if (tail.length > LOG_TAIL_LINES) tail.shift()
 }
 
+/**
+ * The live view is built from the nodes' info-level records, so they log at least at info even
+ * when the demo itself runs quieter (or under a test runner, which silences logs by default).
+ */
+export function nodeLogLevel(requested: string | undefined): string {
+  return requested === 'debug' || requested === 'trace' ? requested : 'info'
+}
+
 export function spawnPeer(options: PeerProcessOptions): PeerProcess {
   // Own process group: a terminal's Ctrl-C reaches only the demo, which forwards one SIGINT to
   // each peer, instead of every process receiving it twice.
   const child: ChildProcess = spawn(process.execPath, [options.entry ?? COOP_MAIN, ...options.args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...options.env, COOP_LOG_LEVEL: nodeLogLevel(process.env.COOP_LOG_LEVEL) },
   })
   const tail: string[] = []
   let running = true

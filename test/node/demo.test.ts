@@ -1,0 +1,154 @@
+// `coop demo --smoke` end to end, through the real CLI: four real `coop start` processes on
+// loopback train the tiny config. The run is interrupted with SIGINT after its first round and
+// resumed with the same command, which is how a user would meet both paths.
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { didKeyFromPublicKey } from '../../protocol/keys.ts'
+import { readKeyFile } from '../../node/keystore.ts'
+
+const MAIN = 'node/cli/main.ts'
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function coop(args: string[], options: { interruptWhen?: RegExp } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    let interrupted = false
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+      if (options.interruptWhen !== undefined && !interrupted && options.interruptWhen.test(stdout)) {
+        interrupted = true
+        child.kill('SIGINT')
+      }
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+interface Metrics {
+  peers: { name: string; rightsHolder: string }[]
+  rounds: { round: number; phase: 'autoencoder' | 'unet'; genesis: boolean; evalLoss?: number; verified: boolean; sampleGrid?: string }[]
+}
+
+let out: string
+let interruptedRun: Run
+let resumedRun: Run
+let peerPids: number[]
+
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), 'coop-demo-'))
+  // A fresh folder name inside the temp dir: --out must be empty or a demo's.
+  out = join(out, 'demo-out')
+  interruptedRun = await coop(['demo', '--smoke', '--out', out], { interruptWhen: /round 1 closed/ })
+  peerPids = []
+  for (const name of await readdir(join(out, 'peers'))) {
+    const addrs = join(out, 'peers', name, 'store', 'addrs.json')
+    if (existsSync(addrs)) peerPids.push((JSON.parse(await readFile(addrs, 'utf8')) as { pid: number }).pid)
+  }
+  resumedRun = await coop(['demo', '--smoke', '--out', out])
+}, 300_000)
+
+afterAll(async () => {
+  await rm(join(out, '..'), { recursive: true, force: true })
+})
+
+describe('coop demo --smoke', () => {
+  it('stops every peer cleanly on Ctrl-C and says how to resume', async () => {
+    expect(interruptedRun.code).toBe(130)
+    expect(interruptedRun.stdout).toContain('Run the same command again to resume')
+    expect(peerPids.length).toBe(4)
+    for (const pid of peerPids) expect(alive(pid)).toBe(false)
+    const manifest = JSON.parse(await readFile(join(out, 'demo-run.json'), 'utf8'))
+    expect(manifest.attempts[0]).toMatchObject({ outcome: 'interrupted', detail: 'SIGINT' })
+  })
+
+  it('resumes the same run to completion and leaves every output', async () => {
+    expect(resumedRun.code, resumedRun.stderr.slice(-2000)).toBe(0)
+    expect(resumedRun.stdout).toContain('resuming the run')
+    const manifest = JSON.parse(await readFile(join(out, 'demo-run.json'), 'utf8'))
+    expect(manifest.state).toBe('complete')
+    for (const file of ['report.html', 'metrics.json', 'loss.svg']) expect(existsSync(join(out, file)), file).toBe(true)
+    const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
+    const trained = metrics.rounds.filter((r) => !r.genesis)
+    // --smoke: 2 autoencoder rounds, then 2 U-Net rounds, numbered globally.
+    expect(trained.map((r) => `${r.phase}:${r.round}`)).toEqual(['autoencoder:1', 'autoencoder:2', 'unet:3', 'unet:4'])
+    for (const r of trained) {
+      for (const file of ['model.safetensors', 'config.json', 'provenance.json']) expect(existsSync(join(out, 'checkpoints', String(r.round), file))).toBe(true)
+      if (r.phase === 'unet') {
+        const png = await readFile(join(out, 'samples', `${r.round}.png`))
+        expect(png.subarray(1, 4).toString()).toBe('PNG')
+      }
+    }
+    expect(await readFile(join(out, 'loss.svg'), 'utf8')).toMatch(/^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+  })
+
+  it('leaves checkpoints that each verify with coop checkpoint verify, recomputation included', async () => {
+    const publisherStore = join(out, 'peers', 'peer-1', 'store')
+    const dirs = (await readdir(join(out, 'checkpoints'))).sort()
+    expect(dirs).toEqual(['1', '2', '3', '4', 'autoencoder-genesis', 'unet-genesis'])
+    for (const dir of dirs) {
+      const args = ['checkpoint', 'verify', join(out, 'checkpoints', dir), '--store', publisherStore]
+      if (!dir.endsWith('genesis')) args.push('--require-recompute')
+      const result = await coop(args)
+      expect(result.code, `${dir}: ${result.stdout}${result.stderr}`).toBe(0)
+      expect(result.stdout).toContain('VALID')
+    }
+  })
+
+  it("credits every peer's rights holder in the report's attribution list", async () => {
+    const html = await readFile(join(out, 'report.html'), 'utf8')
+    const attribution = html.slice(html.indexOf('<section id="attribution">'))
+    expect(attribution.length).toBeGreaterThan(100)
+    expect(attribution).toContain('Twemoji graphics by Twitter, Inc and other contributors')
+    expect(attribution).toContain('CC-BY-4.0')
+    for (const peer of await readdir(join(out, 'peers'))) {
+      const key = await readKeyFile(join(out, 'peers', peer, 'rights-holder.key'))
+      expect(attribution, peer).toContain(didKeyFromPublicKey(key.publicKey))
+    }
+    // Self-contained: the grids are embedded, nothing is fetched.
+    expect(html).toContain('src="data:image/png;base64,')
+    expect(html).not.toMatch(/<script|<link /)
+  })
+
+  it('shows the eval loss falling from the first round to the last, in each phase', async () => {
+    const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
+    for (const phase of ['autoencoder', 'unet'] as const) {
+      const evals = metrics.rounds.filter((r) => r.phase === phase && !r.genesis).map((r) => r.evalLoss)
+      expect(evals.every((e) => typeof e === 'number' && Number.isFinite(e)), phase).toBe(true)
+      expect(evals.at(-1) as number, phase).toBeLessThan(evals[0] as number)
+    }
+  })
+
+  it('reports a finished run as complete when run again, and refuses other parameters', async () => {
+    const again = await coop(['demo', '--smoke', '--out', out])
+    expect(again.code).toBe(0)
+    expect(again.stdout).toContain('is complete')
+    const other = await coop(['demo', '--smoke', '--rounds', '3', '--out', out])
+    expect(other.code).toBe(1)
+    expect(other.stderr).toContain('PARAMS_MISMATCH')
+    expect(other.stderr).toContain('unetRounds (--rounds): recorded 2, requested 3')
+  })
+})
