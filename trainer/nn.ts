@@ -8,6 +8,8 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { GROUPNORM_EPSILON } from './constants.ts'
 import { TrainerError } from './errors.ts'
+import { groupNorm as fusedGroupNorm } from './kernels/groupnorm.ts'
+import { upsampleNearest2x } from './kernels/upsample.ts'
 import type { Rng } from './rng.ts'
 import type { NamedTensor } from './types.ts'
 
@@ -155,27 +157,17 @@ export function linear(
   return tf.add(tf.matMul(x, w as tf.Tensor2D), b)
 }
 
-/** GroupNorm (Wu & He 2018) over NHWC with a learned per-channel scale and shift. */
+/** GroupNorm (Wu & He 2018) over NHWC with a learned per-channel scale and shift (fused kernel on wasm/cpu). */
 export function groupNorm(p: ParamStore, name: string, x: tf.Tensor4D, groups: number): tf.Tensor4D {
-  const [n, h, w, c] = x.shape
-  const grouped = tf.reshape(x, [n, h, w, groups, c / groups])
-  const { mean, variance } = tf.moments(grouped, [1, 2, 4], true)
-  const normalized = tf.reshape(tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, GROUPNORM_EPSILON))), [
-    n,
-    h,
-    w,
-    c,
-  ])
+  const c = x.shape[3]
   const gamma = p.get(`${name}.weight`, [c], { kind: 'ones' })
   const beta = p.get(`${name}.bias`, [c], { kind: 'zeros' })
-  return tf.add(tf.mul(normalized, gamma), beta) as tf.Tensor4D
+  return fusedGroupNorm(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, groups, GROUPNORM_EPSILON)
 }
 
-/** Nearest-neighbour 2x upsampling by broadcasting, so its gradient is a plain sum on every backend. */
+/** Nearest-neighbour 2x upsampling (trainer/kernels/upsample.ts: gradient is 4x an average pool). */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
-  const [n, h, w, c] = x.shape
-  const expanded = tf.mul(tf.reshape(x, [n, h, 1, w, 1, c]), tf.ones([1, 1, 2, 1, 2, 1]))
-  return tf.reshape(expanded, [n, h * 2, w * 2, c])
+  return upsampleNearest2x(x)
 }
 
 /**

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, EMA_WARMUP_OFFSET, GRAD_CLIP_NORM } from './constants.ts'
 import { TrainerError } from './errors.ts'
+import { fusedAdam, fusedEma, fusedSquaredNorm } from './kernels/optimizer.ts'
 import type { ParamStore } from './nn.ts'
 import type { NamedTensor } from './types.ts'
 
@@ -59,31 +60,33 @@ export class Adam {
   /** Applies one update from `grads` (by parameter name); returns the pre-clip global gradient norm. */
   apply(grads: Record<string, tf.Tensor>): number {
     this.step++
-    const t = this.step
-    const correction1 = 1 - ADAM_BETA1 ** t
-    const correction2 = 1 - ADAM_BETA2 ** t
-    return tf.tidy(() => {
-      const names = [...this.m.keys()]
-      const squares = names.map((n) => tf.sum(tf.square(grads[n] as tf.Tensor)))
-      const norm = Math.sqrt((tf.addN(squares).dataSync() as Float32Array)[0] as number)
-      const scale = norm > GRAD_CLIP_NORM ? GRAD_CLIP_NORM / norm : 1
-      for (const name of names) {
-        const g = scale === 1 ? (grads[name] as tf.Tensor) : tf.mul(grads[name] as tf.Tensor, scale)
-        const m = this.m.get(name) as tf.Variable
-        const v = this.v.get(name) as tf.Variable
-        const w = this.store.variables.get(name) as tf.Variable
-        const mNext = tf.add(tf.mul(m, ADAM_BETA1), tf.mul(g, 1 - ADAM_BETA1))
-        const vNext = tf.add(tf.mul(v, ADAM_BETA2), tf.mul(tf.square(g), 1 - ADAM_BETA2))
-        m.assign(mNext)
-        v.assign(vNext)
-        const update = tf.div(
-          tf.mul(mNext, this.lr / correction1),
-          tf.add(tf.sqrt(tf.div(vNext, correction2)), ADAM_EPSILON),
-        )
-        w.assign(tf.sub(w, update))
-      }
-      return norm
+    const names = [...this.m.keys()]
+    // One fused kernel per stage for all parameters (trainer/kernels/optimizer.ts; per-op fallback elsewhere).
+    const norm = Math.sqrt(fusedSquaredNorm(names.map((n) => grads[n] as tf.Tensor)))
+    const scale = norm > GRAD_CLIP_NORM ? GRAD_CLIP_NORM / norm : 1
+    tf.tidy(() => {
+      const slots = names.map((n) => ({
+        param: this.store.variables.get(n) as tf.Variable,
+        grad: grads[n] as tf.Tensor,
+        m: this.m.get(n) as tf.Variable,
+        v: this.v.get(n) as tf.Variable,
+      }))
+      const out = fusedAdam(slots, {
+        learningRate: this.lr,
+        beta1: ADAM_BETA1,
+        beta2: ADAM_BETA2,
+        epsilon: ADAM_EPSILON,
+        step: this.step,
+        gradientScale: scale,
+      })
+      slots.forEach((slot, i) => {
+        const updated = out[i] as { param: tf.Tensor; m: tf.Tensor; v: tf.Tensor }
+        slot.param.assign(updated.param)
+        slot.m.assign(updated.m)
+        slot.v.assign(updated.v)
+      })
     })
+    return norm
   }
 
   exportState(): NamedTensor[] {
@@ -121,8 +124,14 @@ export class Ema {
   update(step: number): void {
     const decay = Math.min(this.decay, (1 + step) / (EMA_WARMUP_OFFSET + step))
     tf.tidy(() => {
-      for (const [name, s] of this.shadow)
-        s.assign(tf.add(tf.mul(s, decay), tf.mul(this.store.variables.get(name) as tf.Variable, 1 - decay)))
+      const names = [...this.shadow.keys()]
+      const shadows = names.map((n) => this.shadow.get(n) as tf.Variable)
+      const out = fusedEma(
+        shadows,
+        names.map((n) => this.store.variables.get(n) as tf.Variable),
+        decay,
+      )
+      shadows.forEach((s, i) => s.assign(out[i] as tf.Tensor))
     })
   }
 
