@@ -612,9 +612,10 @@ export class RoundEngine {
     // The codec is the charter's.
     if (JSON.stringify(p.codec) !== JSON.stringify(this.#options.charter.rounds.compression))
       throw reject('SCHEMA', 'codec differs from the charter')
-    // Already known: nothing to do (re-announcements land here).
-    if (this.#contributions.get(p.round)?.has(verified.digest) === true)
-      throw ignore('DUPLICATE', 'contribution already accepted')
+    // Already accepted: a re-announcement. It is ACCEPTed again so gossipsub relays it to peers that
+    // missed it (IGNORE would stop it here: a peer reachable only through us would never get it);
+    // the handler drops it. The signature stage already proved it is the same signed statement.
+    if (this.#contributions.get(p.round)?.has(verified.digest) === true) return
     // Only the open round is accepted: a closed round is history, a future one cannot have a base yet.
     if (this.checkpointAt(p.phase, p.round) !== undefined)
       throw ignore('ROUND_OUT_OF_WINDOW', `round ${p.round} is closed`)
@@ -788,7 +789,7 @@ export class RoundEngine {
         },
         'round closing',
       )
-      crashPoint('after-close-frozen', round)
+      await crashPoint('after-close-frozen', round)
     }
     await this.#aggregateAndPublish(close, base)
   }
@@ -960,14 +961,16 @@ export class RoundEngine {
       threshold: this.#options.charter.threshold,
       coopId: this.#options.coopId,
     })
-    const record = await this.#adopt(
+    // Announce first: peers recompute from the payloads (which we already hold), so they need
+    // nothing written here. A crash before the adoption below re-aggregates the frozen set into
+    // the same bytes (deterministic statement and Ed25519 signature), hence the same checkpoint id.
+    await this.#publishCheckpoint(envelope)
+    return await this.#adopt(
       verified,
       envelope,
       { model: files.modelBytes, momentum: files.momentumBytes, config },
       'published',
     )
-    await this.#publishCheckpoint(envelope)
-    return record
   }
 
   /** config.json: canonical JSON, so every peer writes the same bytes for the same checkpoint. */
@@ -1000,8 +1003,9 @@ export class RoundEngine {
     const genesis = genesisRound(this.#plan, p.phase)
     if (p.round < genesis || p.round > lastRoundOf(this.#plan, p.phase))
       throw reject('ROUND_OUT_OF_WINDOW', `round ${p.round} is outside phase ${p.phase}`)
-    // Re-announcements of what we hold are dropped quietly.
-    if (this.#checkpointsById.has(verified.digest)) throw ignore('DUPLICATE', 'checkpoint already adopted')
+    // A re-announcement of what we adopted: ACCEPTed so it reaches peers behind us that missed it
+    // (restarted or late peers catch up this way); the handler skips it.
+    if (this.#checkpointsById.has(verified.digest)) return
     // Two different checkpoints for one round is a publisher equivocating: keep the first.
     if (this.checkpointAt(p.phase, p.round) !== undefined)
       throw reject('CONFLICT', `another checkpoint for ${p.phase} round ${p.round} is adopted`)
@@ -1020,6 +1024,7 @@ export class RoundEngine {
       threshold: this.#options.charter.threshold,
       coopId: this.#options.coopId,
     })
+    if (this.#checkpointsById.has(verified.digest)) return
     this.#enqueueCheckpoint({ verified, envelope, from })
   }
 
@@ -1165,20 +1170,22 @@ export class RoundEngine {
   ): Promise<CheckpointRecord> {
     const p = verified.predicate
     const provenanceBytes = envelopeBytes(envelope)
-    const digests = {
-      model: await this.#store.putBlob(files.model),
-      momentum: await this.#store.putBlob(files.momentum),
-      config: await this.#store.putBlob(files.config),
-    }
-    const envelopeDigest = await this.#store.putBlob(provenanceBytes)
-    await this.#store.putBlob(statementBytes(envelope))
-    const dir = await writeCheckpointDir(this.#store.dir, p.phase, p.round, {
-      [CHECKPOINT_FILES.model]: files.model,
-      [CHECKPOINT_FILES.momentum]: files.momentum,
-      [CHECKPOINT_FILES.config]: files.config,
-      [CHECKPOINT_FILES.provenance]: provenanceBytes,
-      [CHECKPOINT_FILES.charter]: canonicalBytes(this.#options.charterEnvelope),
-    })
+    // Independent durable writes, issued together so their fsyncs overlap.
+    const [model, momentum, config, envelopeDigest, , dir] = await Promise.all([
+      this.#store.putBlob(files.model),
+      this.#store.putBlob(files.momentum),
+      this.#store.putBlob(files.config),
+      this.#store.putBlob(provenanceBytes),
+      this.#store.putBlob(statementBytes(envelope)),
+      writeCheckpointDir(this.#store.dir, p.phase, p.round, {
+        [CHECKPOINT_FILES.model]: files.model,
+        [CHECKPOINT_FILES.momentum]: files.momentum,
+        [CHECKPOINT_FILES.config]: files.config,
+        [CHECKPOINT_FILES.provenance]: provenanceBytes,
+        [CHECKPOINT_FILES.charter]: canonicalBytes(this.#options.charterEnvelope),
+      }),
+    ])
+    const digests = { model, momentum, config }
     const record: CheckpointRecord = {
       id: verified.digest,
       phase: p.phase,
@@ -1314,8 +1321,12 @@ export class RoundEngine {
  * deterministically. Unset in normal runs; the points are listed in CRASH_POINTS.
  */
 export const CRASH_POINTS = ['after-close-frozen'] as const
-function crashPoint(point: (typeof CRASH_POINTS)[number], round: number): void {
-  if (process.env.COOP_CRASH_AT === `${point}:${round}`) process.kill(process.pid, 'SIGKILL')
+/** Lets the asynchronous log destination write the lines before the crash, so tests see them. */
+const CRASH_LOG_FLUSH_MS = 200
+async function crashPoint(point: (typeof CRASH_POINTS)[number], round: number): Promise<void> {
+  if (process.env.COOP_CRASH_AT !== `${point}:${round}`) return
+  await new Promise((resolve) => setTimeout(resolve, CRASH_LOG_FLUSH_MS))
+  process.kill(process.pid, 'SIGKILL')
 }
 
 /** The exact signed statement bytes of an envelope: their digest is the statement's id. */

@@ -12,7 +12,7 @@
 //       config.json           { coop, phase, round, model, autoencoder? } canonical JSON
 //       provenance.json       the signed CheckpointProvenance (DSSE envelope)
 //       charter.json          the charter, so the directory verifies on its own
-import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises'
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { writeFileAtomic } from '../store/store.ts'
@@ -92,10 +92,32 @@ export async function writeCheckpointDir(
   const final = checkpointDir(storeDir, phase, round)
   const temp = join(root, `.tmp-${randomBytes(6).toString('hex')}`)
   await mkdir(temp)
-  for (const [name, bytes] of Object.entries(files)) await writeFileAtomic(join(temp, name), bytes)
+  // The temp directory is invisible until renamed: each file needs its own fsync, not a rename.
+  await Promise.all(Object.entries(files).map(([name, bytes]) => writeSynced(join(temp, name), bytes)))
+  await fsyncPath(temp)
   await rm(final, { recursive: true, force: true })
   await rename(temp, final)
+  await fsyncPath(root)
   return final
+}
+
+async function writeSynced(path: string, bytes: Uint8Array | string): Promise<void> {
+  const handle = await open(path, 'wx', 0o644)
+  try {
+    await handle.writeFile(bytes)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
 }
 
 /** Drops temp directories a crash left behind (they were never referenced). */

@@ -10,6 +10,7 @@ import { openStore } from '../../node/store/store.ts'
 import {
   bootstrapAddr,
   createCluster,
+  exitsWithin,
   startNode,
   stopAll,
   type NodeProcess,
@@ -27,7 +28,8 @@ describe('crash recovery', () => {
   afterEach(async () => {
     await stopAll(nodes.filter((n) => n.running))
     nodes = []
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+    if (dir !== undefined && process.env.COOP_TEST_KEEP === undefined)
+      await rm(dir, { recursive: true, force: true })
   })
 
   it('a trainer SIGKILLed mid-round: the round closes at quorum, the restarted trainer catches up, keeps its store and contributes again', async () => {
@@ -103,7 +105,7 @@ describe('crash recovery', () => {
       [p1.peerId, p2.peerId, p4.peerId].sort(),
     )
 
-    await Promise.all([publisher.exited, n2.exited, restarted.exited])
+    await exitsWithin([publisher, n2, restarted], 120_000)
     // Everything peer-4 had accepted before the kill is still in its store.
     const store = await openStore(p4.store)
     try {
@@ -174,7 +176,7 @@ describe('crash recovery', () => {
     nodes.push(publisher, trainer3)
     const closed = await publisher.waitFor('round closed', (l) => l.round === 2, 120_000)
     expect(publisher.count('round closing', (l) => l.round === 2)).toBe(0)
-    await Promise.all([publisher.exited, n2.exited, trainer3.exited])
+    await exitsWithin([publisher, n2, trainer3], 120_000)
     expect(trainer3.count('round started', (l) => l.round === 2)).toBe(0)
     expect(trainer3.count('checkpoint adopted', (l) => l.round === 2)).toBe(1)
 

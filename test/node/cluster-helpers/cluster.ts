@@ -177,6 +177,8 @@ export class NodeProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   readonly #listeners = new Set<() => void>()
   readonly #log: WriteStream
+  /** stderr fully read: only then can "it never logged X" be concluded. */
+  #drained = false
 
   constructor(peer: ClusterPeer, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}) {
     this.peer = peer
@@ -196,7 +198,12 @@ export class NodeProcess {
       }
       for (const l of [...this.#listeners]) l()
     })
-    const closed = new Promise<void>((resolve) => reader.once('close', () => resolve()))
+    const closed = new Promise<void>((resolve) =>
+      reader.once('close', () => {
+        this.#drained = true
+        resolve()
+      }),
+    )
     const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       this.child.once('exit', (code, signal) => resolve({ code, signal })),
     )
@@ -229,7 +236,7 @@ export class NodeProcess {
           resolve(hit)
           return true
         }
-        if (!this.running) {
+        if (this.#drained) {
           cleanup()
           reject(new Error(`${this.peer.name} exited before '${msg}':\n${this.tail()}`))
           return true
@@ -325,4 +332,27 @@ export async function stopAll(nodes: NodeProcess[]): Promise<void> {
   }, 15_000)
   await Promise.all(nodes.map((n) => n.exited))
   clearTimeout(timer)
+}
+
+/** Waits for the nodes to exit on their own; on timeout, fails with the tails of those still running. */
+export async function exitsWithin(
+  nodes: NodeProcess[],
+  timeoutMs: number,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }[]> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const stuck = nodes.filter((n) => n.running)
+      reject(
+        new Error(
+          `nodes still running after ${timeoutMs} ms:\n${stuck.map((n) => `${n.peer.name}:\n${n.tail()}`).join('\n')}`,
+        ),
+      )
+    }, timeoutMs)
+  })
+  try {
+    return await Promise.race([Promise.all(nodes.map((n) => n.exited)), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
 }
