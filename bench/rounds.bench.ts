@@ -72,6 +72,10 @@ interface RunResult {
   publisherUploadBytesPerRound: number
   roundCloseSeconds: { round: number; seconds: number }[]
   roundCloseSecondsMax: number
+  /** Publisher: decode + aggregate + outer step + encode, per U-Net round (ms). */
+  aggregateMs: number[]
+  /** Slowest peer's fetch + recomputation per U-Net round (ms): the close latency one peer on its own machine would see, minus gossip. */
+  verifyMsMax: number[]
   peakRssBytes: { min: number; max: number; mean: number }
   wallSeconds: number
 }
@@ -172,6 +176,21 @@ async function runOnce(config: string, peers: number): Promise<RunResult> {
       publisherUploadBytesPerRound: Math.round(traffic(publisher) / total),
       roundCloseSeconds: closes,
       roundCloseSecondsMax: Math.max(...closes.map((c) => c.seconds)),
+      aggregateMs: unetRoundsList.map(
+        (round) =>
+          publisher.lines.find((l) => l.msg === 'round closed' && l.round === round)?.aggregateMs as number,
+      ),
+      verifyMsMax: unetRoundsList.map((round) =>
+        Math.max(
+          ...nodes
+            .slice(1)
+            .map(
+              (n) =>
+                (n.lines.find((l) => l.msg === 'checkpoint adopted' && l.round === round)
+                  ?.verifyMs as number) ?? Number.NaN,
+            ),
+        ),
+      ),
       peakRssBytes: {
         min: Math.min(...rssValues),
         max: Math.max(...rssValues),
