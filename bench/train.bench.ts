@@ -89,6 +89,8 @@ interface Measurement {
   steps: number
   stepMsMedian: number
   imgPerSec: number
+  /** Images per second of this process's CPU time: stable on a shared machine, where wall time is not. */
+  imgPerCpuSec: number
 }
 
 async function measure(backend: string, config: CoopConfig, phase: Phase): Promise<Measurement> {
@@ -102,14 +104,18 @@ async function measure(backend: string, config: CoopConfig, phase: Phase): Promi
     await session.trainSteps(slow ? SLOW_BACKEND_STEPS.warmup : WARMUP_STEPS)
     const minTimed = slow ? SLOW_BACKEND_STEPS.minTimed : MIN_TIMED_STEPS
     const stepMs: number[] = []
+    const cpuMs: number[] = []
     const started = performance.now()
     while (
       stepMs.length < minTimed ||
       (stepMs.length < MAX_TIMED_STEPS && performance.now() - started < secondsPerCase * 1000)
     ) {
       const stepStarted = performance.now()
+      const cpuStarted = process.cpuUsage()
       await session.trainSteps(1)
+      const cpu = process.cpuUsage(cpuStarted)
       stepMs.push(performance.now() - stepStarted)
+      cpuMs.push((cpu.user + cpu.system) / 1000)
     }
     const batch = phase === 'unet' ? config.unet.batchSize : config.autoencoder.batchSize
     const stepMsMedian = median(stepMs)
@@ -121,6 +127,7 @@ async function measure(backend: string, config: CoopConfig, phase: Phase): Promi
       steps: stepMs.length,
       stepMsMedian,
       imgPerSec: (batch * 1000) / stepMsMedian,
+      imgPerCpuSec: (batch * 1000) / median(cpuMs),
     }
   } finally {
     session.dispose()
@@ -174,6 +181,7 @@ interface Reference {
   batch: number
   stepMs: number
   imgPerSec: number
+  imgPerCpuSec: number
   torch: string
   parameters: number
 }
@@ -225,7 +233,7 @@ for (const backend of options.backends.split(',')) {
       const result = await measure(backend, config, phase)
       measurements.push(result)
       console.error(
-        `${backend} ${config.name} ${phase}: ${result.imgPerSec.toFixed(1)} img/s (${result.stepMsMedian.toFixed(1)} ms/step)`,
+        `${backend} ${config.name} ${phase}: ${result.imgPerSec.toFixed(1)} img/s (${result.stepMsMedian.toFixed(1)} ms/step), ${result.imgPerCpuSec.toFixed(1)} img/CPU-s`,
       )
     }
   }
@@ -274,12 +282,14 @@ function bestReference(config: string, phase: Phase): Reference | undefined {
 
 const rows = measurements.map((m) => {
   const reference = bestReference(m.config, m.phase)
+  const single = referenceFor(m.config, m.phase, 1)
+  const fraction = (value: number) => (value >= 1 ? value.toFixed(2) : `1/${(1 / value).toFixed(1)}`)
   let ratio = '-'
   if (reference !== undefined) {
-    const value = m.imgPerSec / reference.imgPerSec
     const threads = `${reference.threads} thread${reference.threads > 1 ? 's' : ''}`
-    ratio = `${value >= 1 ? value.toFixed(2) : `1/${(1 / value).toFixed(1)}`} (vs ${threads})`
+    ratio = `${fraction(m.imgPerSec / reference.imgPerSec)} (vs ${threads})`
   }
+  const cpuRatio = single === undefined ? '-' : fraction(m.imgPerCpuSec / single.imgPerCpuSec)
   return [
     m.backend,
     m.config,
@@ -287,17 +297,32 @@ const rows = measurements.map((m) => {
     String(m.batch),
     m.stepMsMedian.toFixed(1),
     m.imgPerSec.toFixed(1),
+    m.imgPerCpuSec.toFixed(1),
     ratio,
+    cpuRatio,
   ]
 })
 const output = [
-  table(['backend', 'config', 'phase', 'batch', 'ms/step (median)', 'img/s', 'ours ÷ fastest PyTorch'], rows),
+  table(
+    [
+      'backend',
+      'config',
+      'phase',
+      'batch',
+      'ms/step (median)',
+      'img/s',
+      'img/CPU-s',
+      'ours ÷ fastest PyTorch (img/s)',
+      'ours ÷ PyTorch 1 thread (img/CPU-s)',
+    ],
+    rows,
+  ),
 ]
 if (references.length > 0) {
   output.push(
     '',
     table(
-      ['PyTorch (CPU)', 'config', 'phase', 'threads', 'ms/step', 'img/s'],
+      ['PyTorch (CPU)', 'config', 'phase', 'threads', 'ms/step', 'img/s', 'img/CPU-s'],
       references.map((r) => [
         `torch ${r.torch}`,
         r.config,
@@ -305,6 +330,7 @@ if (references.length > 0) {
         String(r.threads),
         r.stepMs.toFixed(1),
         r.imgPerSec.toFixed(1),
+        r.imgPerCpuSec.toFixed(1),
       ]),
     ),
   )
@@ -350,6 +376,10 @@ writeFileSync(
           phase: m.phase,
           oursOverPytorch: reference === undefined ? null : m.imgPerSec / reference.imgPerSec,
           pytorchThreads: reference?.threads ?? null,
+          oursOverPytorchPerCpuSecond: (() => {
+            const single = referenceFor(m.config, m.phase, 1)
+            return single === undefined ? null : m.imgPerCpuSec / single.imgPerCpuSec
+          })(),
         }
       }),
       profile,
