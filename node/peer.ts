@@ -19,7 +19,7 @@ import { createTrainerSession } from '../trainer/session.ts'
 import { readKeyFile, writeKeyFile } from './keystore.ts'
 import { componentLogger } from './log.ts'
 import { createCoopHost, type CoopHost } from './p2p/host.ts'
-import { MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
+import { INBOX_MAX_BYTES, INBOX_POLL_MS, MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
 import { ConsentBook } from './round/consent.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
 import { RoundError } from './round/errors.ts'
@@ -67,9 +67,6 @@ export interface CoopPeer {
   stop(): Promise<void>
 }
 
-const INBOX_POLL_MS = 1000
-/** A document dropped into the inbox is bounded like the gossip message that will carry it. */
-const INBOX_MAX_BYTES = 512 * 1024
 
 export async function readCharterFile(
   path: string,

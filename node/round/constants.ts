@@ -14,8 +14,6 @@ export const CONTRIBUTION_PAYLOAD_MAX_BYTES = 256 * 1024 * 1024
 export const CHECKPOINT_FILE_MAX_BYTES = 256 * 1024 * 1024
 /** Signed statements and manifests fetched by digest are small; anything bigger is hostile. */
 export const STATEMENT_BLOB_MAX_BYTES = 1024 * 1024
-/** How far back a catching-up peer walks the checkpoint chain before giving up (a chain longer than this is not a coop we can verify on one machine). */
-export const MAX_CHAIN_WALK = 10_000
 /** Rounds of recent losses `coop status` shows. */
 export const STATUS_RECENT_LOSSES = 20
 /** Default local (inner) Adam steps per round when the charter does not say (DiLoCo uses 500; tiny tests use far fewer). */
@@ -34,3 +32,11 @@ export const FETCH_RETRY_MS = 500
 export const FETCH_ATTEMPTS = 10
 /** How long a graceful stop waits for an in-flight training step or aggregation to finish before closing the store. */
 export const STOP_GRACE_MS = 20_000
+/** How often a running node looks into <store>/inbox/ for revocations and manifests to publish. */
+export const INBOX_POLL_MS = 1000
+/** A document dropped into the inbox is bounded like the gossip message that will carry it (the consent kinds' limit). */
+export const INBOX_MAX_BYTES = 512 * 1024
+/** Lets the asynchronous log destination write its lines before a fault-injection crash, so tests see them. */
+export const CRASH_LOG_FLUSH_MS = 200
+/** After its last round a node keeps serving blobs this long, so slower peers can still fetch payloads to verify. */
+export const DEFAULT_LINGER_SECONDS = 10

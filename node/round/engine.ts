@@ -42,7 +42,9 @@ import type { ChainContext } from '../validation/chain.ts'
 import {
   CHECKPOINT_FILE_MAX_BYTES,
   CHECKPOINT_REANNOUNCE_MS,
+  CONTRIBUTION_PAYLOAD_MAX_BYTES,
   CONTRIBUTION_REANNOUNCE_MS,
+  CRASH_LOG_FLUSH_MS,
   FETCH_ATTEMPTS,
   FETCH_RETRY_MS,
   ROUND_POLL_MS,
@@ -683,9 +685,9 @@ export class RoundEngine {
     return fetching
   }
 
-  /** A payload can never be larger than a dense F32 copy of the largest model file we hold. */
+  /** The most bytes we accept for one contribution payload (constants.ts gives the reason). */
   #payloadMaxBytes(): number {
-    return CHECKPOINT_FILE_MAX_BYTES
+    return CONTRIBUTION_PAYLOAD_MAX_BYTES
   }
 
   /**
@@ -1308,11 +1310,6 @@ export class RoundEngine {
       this.#statusWriting = false
     }
   }
-
-  /** Tells a closer loop blocked in a wait to re-check now (tests, and the CLI on signals). */
-  poke(): void {
-    this.#notify()
-  }
 }
 
 /**
@@ -1321,8 +1318,6 @@ export class RoundEngine {
  * deterministically. Unset in normal runs; the points are listed in CRASH_POINTS.
  */
 export const CRASH_POINTS = ['after-close-frozen'] as const
-/** Lets the asynchronous log destination write the lines before the crash, so tests see them. */
-const CRASH_LOG_FLUSH_MS = 200
 async function crashPoint(point: (typeof CRASH_POINTS)[number], round: number): Promise<void> {
   if (process.env.COOP_CRASH_AT !== `${point}:${round}`) return
   await new Promise((resolve) => setTimeout(resolve, CRASH_LOG_FLUSH_MS))

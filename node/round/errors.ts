@@ -20,10 +20,7 @@ export const ROUND_ERROR_CODES = [
   'BAD_CHARTER',
   'NOT_A_PUBLISHER',
   'UNSUPPORTED',
-  'UNKNOWN_IMAGE',
   'UNKNOWN_CHECKPOINT',
-  'NOT_RUNNING',
-  'STOPPED',
 ] as const
 
 export type RoundErrorCode = (typeof ROUND_ERROR_CODES)[number]

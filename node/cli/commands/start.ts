@@ -4,12 +4,11 @@
 import { parseArgs } from 'node:util'
 import { startPeer, type CoopPeer } from '../../peer.ts'
 import { componentLogger } from '../../log.ts'
+import { DEFAULT_LINGER_SECONDS } from '../../round/constants.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 
 const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
-/** After its last round a node keeps serving blobs this long, so slower peers can still fetch payloads to verify. */
-const DEFAULT_LINGER_SECONDS = 10
 
 const usage = `Usage: coop start --charter <file> --store <dir> --data <dir> --consent <manifest.json>... [options]
 
