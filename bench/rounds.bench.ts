@@ -13,7 +13,11 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { decodeTensors } from '../node/round/tensors.ts'
+import { compressDelta, parseCodec } from '../protocol/compression.ts'
+import { sha256Digest } from '../protocol/digest.ts'
+import { encodeSafetensors } from '../protocol/safetensors.ts'
+import { computeCheckpoint } from '../node/round/recompute.ts'
+import { decodeTensors, zerosLike, type NamedTensor } from '../node/round/tensors.ts'
 import { checkpointDir } from '../node/round/layout.ts'
 import {
   bootstrapAddr,
@@ -37,6 +41,8 @@ const { values } = parseArgs({
     'unet-rounds': { type: 'string', default: '2' },
     images: { type: 'string', default: '8' },
     out: { type: 'string', default: 'bench/results/rounds.json' },
+    /** Skip the process runs: only the 10 MB close-compute measurement. */
+    'synthetic-only': { type: 'boolean', default: false },
   },
 })
 
@@ -205,22 +211,85 @@ async function runOnce(config: string, peers: number): Promise<RunResult> {
 }
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`
-const results: RunResult[] = []
-process.stdout.write(
-  `rounds bench: H=${innerSteps}, codec ${values.compress}, 1 autoencoder + ${unetRounds} U-Net rounds, ${cpus().length} CPUs, ${mb(totalmem())} RAM\n`,
-)
-process.stdout.write(
-  'config   peers  params     contribution  dense/step-H   ratio   measured/round  ratio(meas)  close max  peak RSS max\n',
-)
-for (const config of (values.configs as string).split(',')) {
-  for (const peers of (values.peers as string).split(',').map(Number)) {
-    const r = await runOnce(config, peers)
-    results.push(r)
-    process.stdout.write(
-      `${config.padEnd(8)} ${String(peers).padStart(5)}  ${String(r.parameters).padStart(9)}  ${mb(r.contributionBytesPerPeerPerRound).padStart(12)}  ${mb(r.denseBytesPerPeerPerRound).padStart(12)}  ${String(r.ratio).padStart(6)}x  ${mb(r.measuredUploadBytesPerTrainerPerRound).padStart(14)}  ${String(r.measuredRatio).padStart(10)}x  ${r.roundCloseSecondsMax.toFixed(2).padStart(8)} s  ${mb(r.peakRssBytes.max)}\n`,
-    )
+
+/**
+ * The compute part of closing a round for a 10 MB model (2.5 M float32 parameters in 64 tensors)
+ * with 16 contributions, in this process: what the publisher runs to aggregate and what every
+ * peer runs to verify. The process runs above cannot reach 10 MB models on a 2-core machine
+ * (training 16 such peers takes hours); this measures the part of close latency that grows with
+ * the model, separately from training.
+ */
+function syntheticClose(
+  codecText: string,
+  contributions: number,
+): {
+  codec: string
+  contributions: number
+  parameters: number
+  payloadBytes: number
+  computeSeconds: number
+} {
+  const parameters = 2_500_000
+  const tensorsCount = 64
+  const per = Math.floor(parameters / tensorsCount)
+  let seed = 1
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    return seed / 2147483648 - 0.5
+  }
+  const parent: NamedTensor[] = Array.from({ length: tensorsCount }, (_, i) => ({
+    name: `layer${String(i).padStart(2, '0')}.weight`,
+    shape: [per],
+    data: Float32Array.from({ length: per }, random),
+  }))
+  const codec = parseCodec(codecText)
+  const payloads = Array.from({ length: contributions }, () => {
+    const delta = parent.map((t) => ({ ...t, data: t.data.map(() => random() * 0.01) }))
+    const bytes = encodeSafetensors(compressDelta(delta, codec).entries)
+    return { payloadDigest: sha256Digest(bytes), samples: 32, payload: bytes }
+  })
+  const started = performance.now()
+  computeCheckpoint(parent, zerosLike(parent), payloads, {
+    aggregator: { kind: 'mean' },
+    outerLr: 0.7,
+    outerMomentum: 0.9,
+  })
+  return {
+    codec: codecText,
+    contributions,
+    parameters: per * tensorsCount,
+    payloadBytes: payloads[0]!.payload.byteLength,
+    computeSeconds: Math.round(performance.now() - started) / 1000,
   }
 }
+
+let results: RunResult[] = []
+if (values['synthetic-only'] === true) {
+  // Keep the process runs of an earlier full run; only the synthetic section is refreshed.
+  const previous = await readFile(values.out as string, 'utf8').catch(() => undefined)
+  if (previous !== undefined) results = (JSON.parse(previous) as { results?: RunResult[] }).results ?? []
+} else {
+  process.stdout.write(
+    `rounds bench: H=${innerSteps}, codec ${values.compress}, 1 autoencoder + ${unetRounds} U-Net rounds, ${cpus().length} CPUs, ${mb(totalmem())} RAM\n`,
+  )
+  process.stdout.write(
+    'config   peers  params     contribution  dense/step-H   ratio   measured/round  ratio(meas)  close max  peak RSS max\n',
+  )
+  for (const config of (values.configs as string).split(',')) {
+    for (const peers of (values.peers as string).split(',').map(Number)) {
+      const r = await runOnce(config, peers)
+      results.push(r)
+      process.stdout.write(
+        `${config.padEnd(8)} ${String(peers).padStart(5)}  ${String(r.parameters).padStart(9)}  ${mb(r.contributionBytesPerPeerPerRound).padStart(12)}  ${mb(r.denseBytesPerPeerPerRound).padStart(12)}  ${String(r.ratio).padStart(6)}x  ${mb(r.measuredUploadBytesPerTrainerPerRound).padStart(14)}  ${String(r.measuredRatio).padStart(10)}x  ${r.roundCloseSecondsMax.toFixed(2).padStart(8)} s  ${mb(r.peakRssBytes.max)}\n`,
+      )
+    }
+  }
+}
+const synthetic = ['topk:0.01', 'int8'].map((codec) => syntheticClose(codec, 16))
+for (const s of synthetic)
+  process.stdout.write(
+    `10 MB model, 16 contributions, ${s.codec}: payload ${mb(s.payloadBytes)}, aggregate + outer step (= recompute) ${s.computeSeconds.toFixed(2)} s\n`,
+  )
 await mkdir(join(values.out as string, '..'), { recursive: true })
 await writeFile(
   values.out as string,
@@ -240,9 +309,11 @@ await writeFile(
       notes: [
         'contribution = the compressed U-Net pseudo-gradient payload one peer publishes per round (what DiLoCo ratios count)',
         'measured = blob bytes a trainer actually served (its payload to every verifying peer, plus any file it relayed) + gossip it originated, averaged over all rounds including the autoencoder round',
-        'round close = publisher accepted the last contribution of the round -> the last peer adopted the recomputed checkpoint',
+        "round close = publisher accepted the last contribution of the round -> the last peer adopted the recomputed checkpoint; all N processes share this machine's CPUs",
+        'syntheticClose10MB = the model-size-dependent compute of closing (publisher) and verifying (every peer) a round of a 10 MB model with 16 contributions, one process',
       ],
       results,
+      syntheticClose10MB: synthetic,
     },
     null,
     2,
