@@ -14,6 +14,8 @@ export interface DemoParams {
   unetRounds: number
   innerSteps: number
   imagesPerCategory: number
+  /** Twemoji category slugs laid out (sorted); empty means all of them. */
+  categories: string[]
 }
 
 export type RunState = 'running' | 'interrupted' | 'failed' | 'complete'
@@ -46,6 +48,7 @@ const PARAM_KEYS: (keyof DemoParams)[] = [
   'unetRounds',
   'innerSteps',
   'imagesPerCategory',
+  'categories',
 ]
 
 function stableJson(value: unknown): string {
@@ -80,6 +83,7 @@ function parseParams(v: unknown): DemoParams {
   }
   if (typeof v.config !== 'string' || v.config.length === 0) throw new Error('params.config is not a name')
   if (!isRecord(v.configOverrides)) throw new Error('params.configOverrides is not an object')
+  if (!Array.isArray(v.categories) || !v.categories.every((c) => typeof c === 'string' && c.length > 0)) throw new Error('params.categories is not a list of names')
   const extra = Object.keys(v).filter((k) => !(PARAM_KEYS as string[]).includes(k))
   if (extra.length > 0) throw new Error(`params has unknown keys: ${extra.join(', ')}`)
   return v as unknown as DemoParams
@@ -145,6 +149,7 @@ function flagFor(key: string): string {
     autoencoderRounds: '--ae-rounds',
     innerSteps: '--inner-steps',
     imagesPerCategory: '--images-per-category',
+    categories: '--categories',
     configOverrides: '--smoke / --config',
   }
   return flags[key] ?? key

@@ -65,7 +65,8 @@ async function layoutData(layout: DemoLayout, params: DemoParams, note: Note): P
     note(`laying out Twemoji (CC-BY 4.0), ${params.imagesPerCategory} images per category...`)
     await mkdir(join(layout.twemojiDir, '..'), { recursive: true })
     await atomicFolder(layout.twemojiDir, async (temp) => {
-      await runCoop(['data', 'twemoji', '--out', temp, '--per-category', String(params.imagesPerCategory)])
+      const only = params.categories.length > 0 ? ['--categories', params.categories.join(',')] : []
+      await runCoop(['data', 'twemoji', '--out', temp, '--per-category', String(params.imagesPerCategory), ...only])
     })
   }
   const categories = await listCategories(layout.twemojiDir)

@@ -24,6 +24,7 @@ Options:
   --ae-rounds <n>             autoencoder rounds before them (default ${DEFAULT_RUN.autoencoderRounds}; smoke ${SMOKE_RUN.autoencoderRounds})
   --inner-steps <n>           local steps per round (default ${DEFAULT_RUN.innerSteps}; smoke ${SMOKE_RUN.innerSteps})
   --images-per-category <n>   images taken from each category (default ${DEFAULT_RUN.imagesPerCategory}; smoke ${SMOKE_RUN.imagesPerCategory})
+  --categories <list>         comma-separated Twemoji categories, or 'all' (default ${DEFAULT_RUN.categories.join(',')})
   --backend <name>            ${BACKENDS.join('|')} (default auto)
   --plain                     plain progress lines even on a terminal`
 
@@ -33,6 +34,14 @@ function positiveInt(name: string, value: string | undefined, min: number, max: 
   const n = Number.parseInt(value, 10)
   if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`)
   return n
+}
+
+function parseCategories(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined
+  if (value === 'all') return []
+  const list = [...new Set(value.split(',').map((c) => c.trim()).filter((c) => c.length > 0))].sort()
+  if (list.length === 0) throw new UsageError("--categories needs at least one category, or 'all'")
+  return list
 }
 
 export const command: Command = {
@@ -63,6 +72,7 @@ export const command: Command = {
         unetRounds: positiveInt('rounds', values.rounds, 1, 1000) ?? preset.unetRounds,
         autoencoderRounds: positiveInt('ae-rounds', values['ae-rounds'], 1, 1000) ?? preset.autoencoderRounds,
         innerSteps: positiveInt('inner-steps', values['inner-steps'], 1, 100_000) ?? preset.innerSteps,
+        categories: parseCategories(values.categories) ?? [...preset.categories],
         imagesPerCategory: positiveInt('images-per-category', values['images-per-category'], 1, 10_000) ?? preset.imagesPerCategory,
       },
     })
@@ -83,6 +93,7 @@ function parse(argv: string[]) {
       'inner-steps': { type: 'string' },
       'images-per-category': { type: 'string' },
       backend: { type: 'string' },
+      categories: { type: 'string' },
       plain: { type: 'boolean' },
     },
   })

@@ -15,6 +15,7 @@ const params: DemoParams = {
   unetRounds: 2,
   innerSteps: 8,
   imagesPerCategory: 12,
+  categories: ['flags', 'smileys-emotion'],
 }
 
 let dir: string
