@@ -9,7 +9,7 @@
 
 import * as tf from '@tensorflow/tfjs-core'
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -91,6 +91,8 @@ interface Measurement {
   imgPerSec: number
   /** Images per second of this process's CPU time: stable on a shared machine, where wall time is not. */
   imgPerCpuSec: number
+  /** When it was measured: a run with --backends keeps the other backends' earlier figures. */
+  measuredAt: string
 }
 
 async function measure(backend: string, config: CoopConfig, phase: Phase): Promise<Measurement> {
@@ -128,6 +130,7 @@ async function measure(backend: string, config: CoopConfig, phase: Phase): Promi
       stepMsMedian,
       imgPerSec: (batch * 1000) / stepMsMedian,
       imgPerCpuSec: (batch * 1000) / median(cpuMs),
+      measuredAt: new Date().toISOString(),
     }
   } finally {
     session.dispose()
@@ -142,7 +145,15 @@ interface KernelShare {
 }
 
 /** Where one U-Net step's time goes, per tfjs kernel, on the active backend. */
-async function profileUnetStep(config: CoopConfig): Promise<{ totalMs: number; kernels: KernelShare[] }> {
+/**
+ * Where one U-Net step's CPU time goes, per tfjs kernel, on the active backend. Each registered kernel is
+ * wrapped to add up the process CPU time it uses (not wall time: on a shared machine a preempted kernel
+ * would look slow); the rest of the step (tape, engine bookkeeping, JS of the model) is reported as
+ * "outside kernels". Composite kernels call their parts directly, so nothing is counted twice.
+ */
+async function profileUnetStep(
+  config: CoopConfig,
+): Promise<{ stepCpuMs: number; outsideKernelsMs: number; kernels: KernelShare[] }> {
   const autoencoderStore = createAutoencoder(config, 1)
   const session = await createTrainerSession({
     config,
@@ -152,24 +163,44 @@ async function profileUnetStep(config: CoopConfig): Promise<{ totalMs: number; k
     autoencoder: autoencoderStore.read(),
   })
   autoencoderStore.dispose()
+  const backendName = tf.getBackend()
+  const originals = tf.getKernelsForBackend(backendName)
+  const byKernel = new Map<string, { calls: number; ms: number }>()
   try {
     await session.trainSteps(WARMUP_STEPS)
-    const info = await tf.profile(async () => {
-      await session.trainSteps(1)
-    })
-    const byKernel = new Map<string, { calls: number; ms: number }>()
-    for (const kernel of info.kernels) {
-      const entry = byKernel.get(kernel.name) ?? { calls: 0, ms: 0 }
-      entry.calls++
-      entry.ms += typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0
-      byKernel.set(kernel.name, entry)
+    for (const config of originals) {
+      tf.unregisterKernel(config.kernelName, backendName)
+      tf.registerKernel({
+        ...config,
+        setupFunc: undefined,
+        kernelFunc: (args) => {
+          const started = process.cpuUsage()
+          try {
+            return config.kernelFunc(args)
+          } finally {
+            const used = process.cpuUsage(started)
+            const entry = byKernel.get(config.kernelName) ?? { calls: 0, ms: 0 }
+            entry.calls++
+            entry.ms += (used.user + used.system) / 1000
+            byKernel.set(config.kernelName, entry)
+          }
+        },
+      })
     }
-    const totalMs = [...byKernel.values()].reduce((sum, entry) => sum + entry.ms, 0)
+    const stepStarted = process.cpuUsage()
+    await session.trainSteps(1)
+    const step = process.cpuUsage(stepStarted)
+    const stepCpuMs = (step.user + step.system) / 1000
+    const inKernels = [...byKernel.values()].reduce((sum, entry) => sum + entry.ms, 0)
     const kernels = [...byKernel]
-      .map(([kernel, entry]) => ({ kernel, calls: entry.calls, ms: entry.ms, share: entry.ms / totalMs }))
+      .map(([kernel, entry]) => ({ kernel, calls: entry.calls, ms: entry.ms, share: entry.ms / stepCpuMs }))
       .sort((a, b) => b.ms - a.ms)
-    return { totalMs, kernels }
+    return { stepCpuMs, outsideKernelsMs: stepCpuMs - inKernels, kernels }
   } finally {
+    for (const config of originals) {
+      tf.unregisterKernel(config.kernelName, backendName)
+      tf.registerKernel(config)
+    }
     session.dispose()
   }
 }
@@ -215,11 +246,26 @@ function table(headers: string[], rows: string[][]): string {
 }
 
 const configs = options.configs.split(',').map((name) => loadConfig(name))
-const measurements: Measurement[] = []
+const requestedBackends = options.backends.split(',')
+/** Figures of backends not measured in this run are carried over from the previous results file. */
+function earlierMeasurements(): Measurement[] {
+  if (!existsSync(RESULTS_PATH)) return []
+  try {
+    const previous = JSON.parse(readFileSync(RESULTS_PATH, 'utf8')) as { measurements?: Measurement[] }
+    return (previous.measurements ?? []).filter(
+      (m) => typeof m.measuredAt === 'string' && !requestedBackends.includes(m.backend),
+    )
+  } catch {
+    return []
+  }
+}
+const measurements: Measurement[] = earlierMeasurements()
 const unavailable: { backend: string; reason: string }[] = []
-let profile: { backend: string; config: string; totalMs: number; kernels: KernelShare[] } | undefined
+let profile:
+  | { backend: string; config: string; stepCpuMs: number; outsideKernelsMs: number; kernels: KernelShare[] }
+  | undefined
 
-for (const backend of options.backends.split(',')) {
+for (const backend of requestedBackends) {
   try {
     await initBackend(backend)
   } catch (error) {
@@ -280,6 +326,13 @@ function bestReference(config: string, phase: Phase): Reference | undefined {
     .sort((a, b) => b.imgPerSec - a.imgPerSec)[0]
 }
 
+const configOrder = configs.map((config) => config.name)
+measurements.sort(
+  (a, b) =>
+    ALL_BACKENDS.indexOf(a.backend) - ALL_BACKENDS.indexOf(b.backend) ||
+    configOrder.indexOf(a.config) - configOrder.indexOf(b.config) ||
+    PHASES.indexOf(a.phase) - PHASES.indexOf(b.phase),
+)
 const rows = measurements.map((m) => {
   const reference = bestReference(m.config, m.phase)
   const single = referenceFor(m.config, m.phase, 1)
@@ -338,7 +391,7 @@ if (references.length > 0) {
 if (profile !== undefined) {
   output.push(
     '',
-    `Per-kernel time of one ${profile.config} U-Net training step on ${profile.backend} (tf.profile, ${profile.totalMs.toFixed(1)} ms in kernels):`,
+    `CPU time of one ${profile.config} U-Net training step on ${profile.backend}, per tfjs kernel (${profile.stepCpuMs.toFixed(1)} ms in all; ${profile.outsideKernelsMs.toFixed(1)} ms outside kernels: tape, engine, model JS):`,
     '',
     table(
       ['kernel', 'calls', 'ms', 'share'],
