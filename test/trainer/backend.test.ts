@@ -6,6 +6,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { BackendError, initBackend } from '../../trainer/backend.ts'
+import { WASM_TRAINING_KERNELS } from '../../trainer/kernels/wasm.ts'
 
 function capturingLogger() {
   const lines: Record<string, unknown>[] = []
@@ -67,6 +68,13 @@ describe('initBackend', () => {
     await expect(attempt).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' })
     await expect(attempt).rejects.toThrow(/tfjs-node/)
     expect(tf.getBackend()).toBe('wasm')
+  })
+
+  it('wasm gets the training kernels upstream lacks, including Conv2DBackpropFilter (tfjs#8474)', async () => {
+    await initBackend('wasm')
+    for (const kernel of [...WASM_TRAINING_KERNELS, 'CoopGroupNorm', 'CoopGroupNormGrad', 'CoopFusedAdam']) {
+      expect(tf.getKernel(kernel, 'wasm'), kernel).toBeDefined()
+    }
   })
 
   it('explicit wasm and cpu both train: a gradient step through conv2d runs on the chosen backend', async () => {

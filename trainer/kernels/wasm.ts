@@ -32,7 +32,7 @@ import type {
 
 const BACKEND = 'wasm'
 
-/** Kernels this module registers for `wasm`, in registration order; exported so tests and logs can name them. */
+/** Kernels this module registers (or replaces) for `wasm`. */
 export const WASM_TRAINING_KERNELS = [
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
