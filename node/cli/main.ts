@@ -20,9 +20,13 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   verify: () => import('./commands/verify.ts'),
 }
 
-function printHelp(): void {
+async function printHelp(): Promise<void> {
   const lines = ['Usage: coop <command> [options]', '', 'Commands:']
-  for (const name of Object.keys(commands).sort()) lines.push(`  ${name}`)
+  const names = Object.keys(commands).sort()
+  // Help is the one place that loads every command module, to show each one's summary.
+  const summaries = await Promise.all(names.map(async (name) => (await commands[name]!()).command.summary))
+  const width = Math.max(...names.map((name) => name.length))
+  names.forEach((name, i) => lines.push(`  ${name.padEnd(width)}  ${summaries[i]}`))
   lines.push('', 'Run `coop <command> --help` for the options of one command.')
   process.stdout.write(`${lines.join('\n')}\n`)
 }
@@ -30,13 +34,13 @@ function printHelp(): void {
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    printHelp()
+    await printHelp()
     return name === undefined ? 2 : 0
   }
   const load = commands[name]
   if (load === undefined) {
     process.stderr.write(`coop: unknown command '${name}'\n`)
-    printHelp()
+    await printHelp()
     return 2
   }
   const { command } = await load()
