@@ -59,7 +59,12 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`coop ${name}: ${error.code}: ${error.message}\n`)
       return error.exitCode
     }
-    if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.length > 0) {
+    if (
+      error instanceof Error &&
+      'code' in error &&
+      typeof error.code === 'string' &&
+      error.code.length > 0
+    ) {
       // Typed errors from protocol/, trainer/ and node/ carry a code: show it, not a stack.
       process.stderr.write(`coop ${name}: ${error.code}: ${error.message}\n`)
       return 1
