@@ -24,7 +24,8 @@ Options:
   --ae-rounds <n>             autoencoder rounds before them (default ${DEFAULT_RUN.autoencoderRounds}; smoke ${SMOKE_RUN.autoencoderRounds})
   --inner-steps <n>           local steps per round (default ${DEFAULT_RUN.innerSteps}; smoke ${SMOKE_RUN.innerSteps})
   --images-per-category <n>   images taken from each category (default ${DEFAULT_RUN.imagesPerCategory}; smoke ${SMOKE_RUN.imagesPerCategory})
-  --categories <list>         comma-separated Twemoji categories, or 'all' (default ${DEFAULT_RUN.categories.join(',')})
+  --categories <list>         comma-separated Twemoji category slugs (e.g. flags,smileys-emotion),
+                              or 'all' (default all; the peers need one category each at least)
   --backend <name>            ${BACKENDS.join('|')} (default auto)
   --plain                     plain progress lines even on a terminal`
 
