@@ -50,14 +50,23 @@ export function checkpointFolderName(phase: 'autoencoder' | 'unet', round: numbe
 }
 
 /** Every checkpoint in the publisher's store, verified against the charter, in chain order. */
-export async function readCheckpoints(store: string, charter: CoopCharter, coopId: string): Promise<CollectedCheckpoint[]> {
+export async function readCheckpoints(
+  store: string,
+  charter: CoopCharter,
+  coopId: string,
+): Promise<CollectedCheckpoint[]> {
   const out: CollectedCheckpoint[] = []
   for (const dir of await listCheckpointDirs(store)) {
     const bytes = new Uint8Array(await readFile(join(dir, CHECKPOINT_FILES.provenance)))
-    const verified = verifyProvenance(bytes, { publishers: charter.publishers, threshold: charter.threshold, coopId })
+    const verified = verifyProvenance(bytes, {
+      publishers: charter.publishers,
+      threshold: charter.threshold,
+      coopId,
+    })
     const p = verified.predicate
     const modelDigest = verified.files.get(CHECKPOINT_FILES.model)
-    if (modelDigest === undefined) throw new DemoError('CHECKPOINT_MISSING', `${dir}: provenance lists no ${CHECKPOINT_FILES.model}`)
+    if (modelDigest === undefined)
+      throw new DemoError('CHECKPOINT_MISSING', `${dir}: provenance lists no ${CHECKPOINT_FILES.model}`)
     out.push({
       name: checkpointFolderName(p.phase, p.round, p.parent === null),
       phase: p.phase,
@@ -65,7 +74,12 @@ export async function readCheckpoints(store: string, charter: CoopCharter, coopI
       id: verified.digest,
       modelDigest,
       parentId: p.parent?.provenance ?? null,
-      contributions: p.contributions.map((c) => ({ statement: c.statement, contributor: c.contributor, delta: c.delta, manifests: c.manifests })),
+      contributions: p.contributions.map((c) => ({
+        statement: c.statement,
+        contributor: c.contributor,
+        delta: c.delta,
+        manifests: c.manifests,
+      })),
       excludedItems: p.excludedItems.length,
       ...(p.components[0] === undefined ? {} : { autoencoderId: p.components[0].provenance }),
       predicate: p,
@@ -79,17 +93,23 @@ export async function readCheckpoints(store: string, charter: CoopCharter, coopI
  * Fills in each contribution's samples and loss from its signed statement, read from the
  * publisher's store (which must not be open by a running node).
  */
-export async function readContributionStats(storeDir: string, checkpoints: CollectedCheckpoint[]): Promise<void> {
+export async function readContributionStats(
+  storeDir: string,
+  checkpoints: CollectedCheckpoint[],
+): Promise<void> {
   const store = await openStore(storeDir)
   try {
     for (const checkpoint of checkpoints) {
       for (const contribution of checkpoint.contributions) {
-        const record = (await store.contributions.get(contributionKey(checkpoint.round, contribution.statement))) as ContributionRecord | undefined
+        const record = (await store.contributions.get(
+          contributionKey(checkpoint.round, contribution.statement),
+        )) as ContributionRecord | undefined
         if (record === undefined) continue
         const envelope = await store.getBlob(record.envelope)
         if (envelope === undefined) continue
         const verified = verifyContribution(envelope, { round: checkpoint.round })
-        if (verified.digest !== contribution.statement || verified.contributor !== contribution.contributor) continue
+        if (verified.digest !== contribution.statement || verified.contributor !== contribution.contributor)
+          continue
         contribution.samples = verified.predicate.samples
         contribution.loss = verified.predicate.loss
       }
@@ -100,18 +120,28 @@ export async function readContributionStats(storeDir: string, checkpoints: Colle
 }
 
 /** Copies a checkpoint folder into <out>/checkpoints/<name>/ (through a temp folder, so it is whole or absent). */
-export async function exportCheckpoint(checkpoint: CollectedCheckpoint, checkpointsDir: string): Promise<string> {
+export async function exportCheckpoint(
+  checkpoint: CollectedCheckpoint,
+  checkpointsDir: string,
+): Promise<string> {
   const final = join(checkpointsDir, checkpoint.name)
   const marker = join(final, CHECKPOINT_FILES.provenance)
   if (existsSync(marker)) {
     // Same folder name, same provenance bytes: already exported. Different: another chain, never mixed.
-    const [a, b] = await Promise.all([readFile(marker), readFile(join(checkpoint.storeDir, CHECKPOINT_FILES.provenance))])
+    const [a, b] = await Promise.all([
+      readFile(marker),
+      readFile(join(checkpoint.storeDir, CHECKPOINT_FILES.provenance)),
+    ])
     if (a.equals(b)) return final
-    throw new DemoError('PARAMS_MISMATCH', `${final} holds another checkpoint than the publisher's round ${checkpoint.round}`)
+    throw new DemoError(
+      'PARAMS_MISMATCH',
+      `${final} holds another checkpoint than the publisher's round ${checkpoint.round}`,
+    )
   }
   const temp = `${final}.partial`
   await mkdir(temp, { recursive: true })
-  for (const name of await readdir(checkpoint.storeDir)) await copyFile(join(checkpoint.storeDir, name), join(temp, name))
+  for (const name of await readdir(checkpoint.storeDir))
+    await copyFile(join(checkpoint.storeDir, name), join(temp, name))
   await rename(temp, final)
   return final
 }
@@ -128,7 +158,12 @@ export interface VerifyOutcome {
  */
 export async function verifyExportedCheckpoint(dir: string, store: string): Promise<VerifyOutcome> {
   const report = await verifyCheckpointDir(dir, { storeDir: store })
-  if (!report.ok) return { ok: false, code: report.code ?? 'BAD_CHECKPOINT', detail: report.message ?? 'verification failed' }
+  if (!report.ok)
+    return {
+      ok: false,
+      code: report.code ?? 'BAD_CHECKPOINT',
+      detail: report.message ?? 'verification failed',
+    }
   const files = report.files.length
   const recompute =
     report.recomputation === 'passed'
@@ -136,7 +171,10 @@ export async function verifyExportedCheckpoint(dir: string, store: string): Prom
       : report.recomputation === 'genesis'
         ? 'genesis checkpoint (no contributions to recompute)'
         : `recomputation ${report.recomputation}${report.missing.length > 0 ? ` (missing ${report.missing.join(', ')})` : ''}`
-  return { ok: true, detail: `signed by ${(report.signers ?? []).length} publisher(s); ${files} file digests match; ${recompute}` }
+  return {
+    ok: true,
+    detail: `signed by ${(report.signers ?? []).length} publisher(s); ${files} file digests match; ${recompute}`,
+  }
 }
 
 export interface ManifestOwner {
@@ -151,11 +189,17 @@ export interface ManifestOwner {
 }
 
 /** Reads and verifies each peer's consent manifest: digest -> who holds the rights to what. */
-export async function readManifests(peers: { name: string; peerId: string; consent: string }[], now = new Date()): Promise<Map<string, ManifestOwner>> {
+export async function readManifests(
+  peers: { name: string; peerId: string; consent: string }[],
+  now = new Date(),
+): Promise<Map<string, ManifestOwner>> {
   const out = new Map<string, ManifestOwner>()
   for (const peer of peers) {
     const verified = verifyManifest(new Uint8Array(await readFile(peer.consent)), { now })
-    const subject = verified.manifest.credentialSubject as { license: string; attribution: { name: string; uri?: string } }
+    const subject = verified.manifest.credentialSubject as {
+      license: string
+      attribution: { name: string; uri?: string }
+    }
     out.set(verified.digest, {
       digest: verified.digest,
       peerName: peer.name,

@@ -18,19 +18,33 @@ export function lastLines(text: string, n: number): string {
   return text.trimEnd().split('\n').slice(-n).join('\n')
 }
 
-export function runCoop(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CoopResult> {
+export function runCoop(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CoopResult> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       [COOP_MAIN, ...args],
-      { env: { ...process.env, ...options.env }, cwd: options.cwd, timeout: SETUP_COMMAND_TIMEOUT_MS, maxBuffer: SETUP_COMMAND_MAX_OUTPUT },
+      {
+        env: { ...process.env, ...options.env },
+        cwd: options.cwd,
+        timeout: SETUP_COMMAND_TIMEOUT_MS,
+        maxBuffer: SETUP_COMMAND_MAX_OUTPUT,
+      },
       (error, stdout, stderr) => {
         if (error === null) {
           resolve({ stdout, stderr })
           return
         }
         const status = error.killed ? 'timed out' : `exited with ${error.code ?? error.signal}`
-        reject(new DemoError('SETUP_FAILED', `coop ${args.slice(0, 2).join(' ')} ${status}:\n${lastLines(stderr || stdout, 8)}`, { cause: error }))
+        reject(
+          new DemoError(
+            'SETUP_FAILED',
+            `coop ${args.slice(0, 2).join(' ')} ${status}:\n${lastLines(stderr || stdout, 8)}`,
+            { cause: error },
+          ),
+        )
       },
     )
   })

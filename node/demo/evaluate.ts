@@ -41,7 +41,11 @@ export async function createEvaluator(options: {
   log?: Logger
 }): Promise<Evaluator> {
   const choice = await initBackend(options.backend, options.log)
-  const dataset: ImageDataset = await loadImageFolder({ dir: options.dataDir, size: options.config.image.size, ...(options.log ? { log: options.log } : {}) })
+  const dataset: ImageDataset = await loadImageFolder({
+    dir: options.dataDir,
+    size: options.config.image.size,
+    ...(options.log ? { log: options.log } : {}),
+  })
   const byId = new Map(options.checkpoints.map((c) => [c.id, c]))
   const sessions = new Map<string, TrainerSession>()
   const autoencoderWeights = new Map<string, NamedTensor[]>()
@@ -49,7 +53,8 @@ export async function createEvaluator(options: {
   const autoencoderOf = async (checkpoint: CollectedCheckpoint): Promise<NamedTensor[]> => {
     const id = checkpoint.autoencoderId
     const ae = id === undefined ? undefined : byId.get(id)
-    if (ae === undefined) throw new Error(`U-Net checkpoint of round ${checkpoint.round} names no known autoencoder checkpoint`)
+    if (ae === undefined)
+      throw new Error(`U-Net checkpoint of round ${checkpoint.round} names no known autoencoder checkpoint`)
     let weights = autoencoderWeights.get(ae.id)
     if (weights === undefined) {
       weights = await weightsOf(ae)

@@ -17,7 +17,14 @@ export type NodeEvent =
   | { kind: 'round-started'; round: number; phase?: string; steps?: number }
   | { kind: 'step'; round?: number; step: number; steps?: number; loss: number; imgPerSec?: number }
   | { kind: 'contributed'; round: number; samples?: number; loss?: number }
-  | { kind: 'round-closed'; round: number; phase?: string; contributions?: number; digest?: string; evalLoss?: number }
+  | {
+      kind: 'round-closed'
+      round: number
+      phase?: string
+      contributions?: number
+      digest?: string
+      evalLoss?: number
+    }
   | { kind: 'checkpoint-adopted'; round: number; digest?: string }
   | { kind: 'eval'; round: number; evalLoss: number }
   | { kind: 'finished' }
@@ -61,28 +68,46 @@ type Interpreter = (fields: Record<string, unknown>) => NodeEvent | undefined
  * messages; a message missing here is simply not shown live.
  */
 const INTERPRETERS: Record<string, Interpreter> = {
-  listening: (f) => ({ kind: 'listening', addrs: Array.isArray(f.addrs) ? f.addrs.filter((a): a is string => typeof a === 'string') : [] }),
+  listening: (f) => ({
+    kind: 'listening',
+    addrs: Array.isArray(f.addrs) ? f.addrs.filter((a): a is string => typeof a === 'string') : [],
+  }),
   'consented dataset loaded': (f) => {
     const items = num(f, 'items')
-    return items === undefined ? undefined : { kind: 'dataset', items, ...(str(f, 'backend') === undefined ? {} : { backend: str(f, 'backend') }) }
+    return items === undefined
+      ? undefined
+      : { kind: 'dataset', items, ...(str(f, 'backend') === undefined ? {} : { backend: str(f, 'backend') }) }
   },
   'phase started': (f) => {
     const phase = str(f, 'phase')
-    return phase === undefined ? undefined : { kind: 'phase', phase, ...(num(f, 'round') !== undefined ? { round: num(f, 'round') } : {}) }
+    return phase === undefined
+      ? undefined
+      : { kind: 'phase', phase, ...(num(f, 'round') !== undefined ? { round: num(f, 'round') } : {}) }
   },
   'round started': (f) => {
     const round = num(f, 'round')
-    return round === undefined ? undefined : { kind: 'round-started', round, phase: str(f, 'phase'), steps: num(f, 'steps', 'innerSteps') }
+    return round === undefined
+      ? undefined
+      : { kind: 'round-started', round, phase: str(f, 'phase'), steps: num(f, 'steps', 'innerSteps') }
   },
   'training step': (f) => {
     const step = num(f, 'step')
     const loss = num(f, 'loss')
     if (step === undefined || loss === undefined) return undefined
-    return { kind: 'step', round: num(f, 'round'), step, steps: num(f, 'steps', 'innerSteps'), loss, imgPerSec: num(f, 'imgPerSec') }
+    return {
+      kind: 'step',
+      round: num(f, 'round'),
+      step,
+      steps: num(f, 'steps', 'innerSteps'),
+      loss,
+      imgPerSec: num(f, 'imgPerSec'),
+    }
   },
   'contribution published': (f) => {
     const round = num(f, 'round')
-    return round === undefined ? undefined : { kind: 'contributed', round, samples: num(f, 'samples'), loss: num(f, 'loss', 'lossMean') }
+    return round === undefined
+      ? undefined
+      : { kind: 'contributed', round, samples: num(f, 'samples'), loss: num(f, 'loss', 'lossMean') }
   },
   'round closed': (f) => {
     const round = num(f, 'round')
@@ -98,7 +123,9 @@ const INTERPRETERS: Record<string, Interpreter> = {
   },
   'checkpoint adopted': (f) => {
     const round = num(f, 'round')
-    return round === undefined ? undefined : { kind: 'checkpoint-adopted', round, digest: str(f, 'checkpoint', 'digest') }
+    return round === undefined
+      ? undefined
+      : { kind: 'checkpoint-adopted', round, digest: str(f, 'checkpoint', 'digest') }
   },
   'eval loss': (f) => {
     const round = num(f, 'round')
@@ -115,8 +142,16 @@ export function interpretRecord(record: LogRecord): NodeEvent | undefined {
   const interpreter = INTERPRETERS[record.msg]
   if (interpreter !== undefined) return interpreter(record.fields)
   if (record.level >= WARN) {
-    const detail = str(record.fields, 'code') ?? (typeof record.fields.err === 'object' && record.fields.err !== null ? str(record.fields.err as Record<string, unknown>, 'message') : undefined)
-    return { kind: 'problem', level: record.level >= ERROR ? 'error' : 'warn', message: detail === undefined ? record.msg : `${record.msg} (${detail})` }
+    const detail =
+      str(record.fields, 'code') ??
+      (typeof record.fields.err === 'object' && record.fields.err !== null
+        ? str(record.fields.err as Record<string, unknown>, 'message')
+        : undefined)
+    return {
+      kind: 'problem',
+      level: record.level >= ERROR ? 'error' : 'warn',
+      message: detail === undefined ? record.msg : `${record.msg} (${detail})`,
+    }
   }
   return undefined
 }

@@ -47,7 +47,15 @@ function peerRow(p: PeerProgress): string {
 export function renderTable(progress: DemoProgress, nowMs = Date.now(), width = 100): string[] {
   const lines = [
     `coop demo  ${elapsed(progress, nowMs)} elapsed  (* = publisher)`,
-    [pad('peer', 9), pad('state', 9), pad('phase', 12), padLeft('round', 5), padLeft('step', 9), padLeft('loss', 9), padLeft('img/s', 8)].join(' '),
+    [
+      pad('peer', 9),
+      pad('state', 9),
+      pad('phase', 12),
+      padLeft('round', 5),
+      padLeft('step', 9),
+      padLeft('loss', 9),
+      padLeft('img/s', 8),
+    ].join(' '),
     ...progress.peers.map(peerRow),
     '',
   ]
@@ -64,7 +72,10 @@ export function renderTable(progress: DemoProgress, nowMs = Date.now(), width = 
 }
 
 /** Redraws the table in place, throttled; notes are printed above it. */
-export function createTtyView(out: Writable & { columns?: number }, redrawMs = LIVE_VIEW_REDRAW_MS): ProgressView {
+export function createTtyView(
+  out: Writable & { columns?: number },
+  redrawMs = LIVE_VIEW_REDRAW_MS,
+): ProgressView {
   let drawnLines = 0
   let lastDraw = 0
   let pending: ReturnType<typeof setTimeout> | undefined

@@ -21,7 +21,9 @@ export interface PeerLaunch {
   addrsFile: string
 }
 
-export type RunOutcome = { kind: 'finished'; progress: DemoProgress } | { kind: 'interrupted'; signal: NodeJS.Signals; progress: DemoProgress }
+export type RunOutcome =
+  | { kind: 'finished'; progress: DemoProgress }
+  | { kind: 'interrupted'; signal: NodeJS.Signals; progress: DemoProgress }
 
 export interface OrchestrateOptions {
   launches: PeerLaunch[]
@@ -41,7 +43,10 @@ export function parseAddrs(text: string): string[] {
   if (trimmed.startsWith('[') || trimmed.startsWith('{')) {
     try {
       const json = JSON.parse(trimmed) as unknown
-      list = Array.isArray(json) ? json : (json as { addrs?: unknown; multiaddrs?: unknown }).addrs ?? (json as { multiaddrs?: unknown }).multiaddrs
+      list = Array.isArray(json)
+        ? json
+        : ((json as { addrs?: unknown; multiaddrs?: unknown }).addrs ??
+          (json as { multiaddrs?: unknown }).multiaddrs)
     } catch {
       return []
     }
@@ -117,7 +122,9 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
       return
     }
     interruptedBy = signal
-    view.note(`\n${signal}: stopping ${running.filter((p) => p.isRunning()).length} peers cleanly (Ctrl-C again to kill them)...`)
+    view.note(
+      `\n${signal}: stopping ${running.filter((p) => p.isRunning()).length} peers cleanly (Ctrl-C again to kill them)...`,
+    )
     wakeUp()
   }
   const killOnExit = (): void => {
@@ -152,7 +159,10 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
       bootstrap = listened.get(first.peer.index) ?? (await readAddrs(first.addrsFile))
       if (bootstrap.length > 0) break
       if (Date.now() > deadline) {
-        failure = new DemoError('NODE_START_TIMEOUT', `${first.peer.name} did not report a listen address within ${Math.round((options.startTimeoutMs ?? NODE_START_TIMEOUT_MS) / 1000)} s; see ${first.peer.log}`)
+        failure = new DemoError(
+          'NODE_START_TIMEOUT',
+          `${first.peer.name} did not report a listen address within ${Math.round((options.startTimeoutMs ?? NODE_START_TIMEOUT_MS) / 1000)} s; see ${first.peer.log}`,
+        )
         break
       }
       await waitForChange(200)
@@ -167,7 +177,10 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
     while (running.some((p) => p.isRunning())) {
       if (interruptedBy !== undefined || failure !== undefined) break
       if (Date.now() - lastActivity > stallMs) {
-        failure = new DemoError('STALLED', `no peer logged anything for ${Math.round(stallMs / 1000)} s; logs are in ${launches.map((l) => l.peer.log).join(', ')}`)
+        failure = new DemoError(
+          'STALLED',
+          `no peer logged anything for ${Math.round(stallMs / 1000)} s; logs are in ${launches.map((l) => l.peer.log).join(', ')}`,
+        )
         break
       }
       await waitForChange(1000)

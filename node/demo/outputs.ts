@@ -10,10 +10,23 @@ import type { CoopConfig } from '../../configs/index.ts'
 import { verifyCharter } from '../../protocol/charter.ts'
 import type { CoopCharter } from '../../protocol/charter.ts'
 import { renderReportHtml } from '../report/html.ts'
-import type { AttributionEntry, DemoReportModel, ReportCharterSummary, ReportCheckpoint } from '../report/model.ts'
+import type {
+  AttributionEntry,
+  DemoReportModel,
+  ReportCharterSummary,
+  ReportCheckpoint,
+} from '../report/model.ts'
 import { linePlotSvg } from '../report/svg-plot.ts'
 import type { PlotSeries } from '../report/svg-plot.ts'
-import { exportCheckpoint, readCheckpoints, readContributionStats, readManifests, relativeTo, verifyExportedCheckpoint, writeFileAtomic } from './collect.ts'
+import {
+  exportCheckpoint,
+  readCheckpoints,
+  readContributionStats,
+  readManifests,
+  relativeTo,
+  verifyExportedCheckpoint,
+  writeFileAtomic,
+} from './collect.ts'
 import type { CollectedCheckpoint, ManifestOwner, VerifyOutcome } from './collect.ts'
 import { createEvaluator } from './evaluate.ts'
 import type { DemoLayout } from './layout.ts'
@@ -41,7 +54,14 @@ export interface DemoMetrics {
   backend: string
   wallSeconds: number
   attempts: number
-  peers: { name: string; peerId: string; publisher: boolean; rightsHolder: string; categories: string[]; items: number }[]
+  peers: {
+    name: string
+    peerId: string
+    publisher: boolean
+    rightsHolder: string
+    categories: string[]
+    items: number
+  }[]
   rounds: RoundMetrics[]
 }
 
@@ -84,7 +104,10 @@ function charterSummary(charter: CoopCharter, coopId: string): ReportCharterSumm
     config: model.name ?? 'custom',
     publishers: charter.publishers,
     threshold: charter.threshold,
-    admission: charter.admission.mode === 'open' ? 'open to any peer with valid consent' : `allowlist of ${charter.admission.peers.length} peers`,
+    admission:
+      charter.admission.mode === 'open'
+        ? 'open to any peer with valid consent'
+        : `allowlist of ${charter.admission.peers.length} peers`,
     acceptedLicenses: charter.acceptedLicenses,
     innerSteps: charter.rounds.innerSteps,
     outerLr: charter.rounds.outerLr,
@@ -93,13 +116,17 @@ function charterSummary(charter: CoopCharter, coopId: string): ReportCharterSumm
     compression: describeCompression(charter.rounds.compression),
     quorum: charter.rounds.quorum,
     phases:
-      (ae.mode === 'cooperative' ? `autoencoder: ${ae.rounds} cooperative rounds` : `autoencoder: component ${ae.checkpoint}`) +
-      `; U-Net: ${charter.phases.unet.rounds} rounds`,
+      (ae.mode === 'cooperative'
+        ? `autoencoder: ${ae.rounds} cooperative rounds`
+        : `autoencoder: component ${ae.checkpoint}`) + `; U-Net: ${charter.phases.unet.rounds} rounds`,
     createdAt: charter.createdAt,
   }
 }
 
-function attributionList(checkpoints: CollectedCheckpoint[], owners: Map<string, ManifestOwner>): AttributionEntry[] {
+function attributionList(
+  checkpoints: CollectedCheckpoint[],
+  owners: Map<string, ManifestOwner>,
+): AttributionEntry[] {
   // Every manifest any published checkpoint's lineage used: what the licences oblige us to credit.
   const used = new Set(checkpoints.flatMap((c) => c.predicate.manifests))
   const entries: AttributionEntry[] = []
@@ -121,25 +148,44 @@ function attributionList(checkpoints: CollectedCheckpoint[], owners: Map<string,
 const PANEL = { width: 640, height: 360 }
 
 /** One panel per phase: the autoencoder's and the U-Net's losses are on different scales and must not be joined. */
-function phasePanel(rounds: RoundMetrics[], peers: { name: string }[], phase: 'autoencoder' | 'unet'): string {
+function phasePanel(
+  rounds: RoundMetrics[],
+  peers: { name: string }[],
+  phase: 'autoencoder' | 'unet',
+): string {
   const inPhase = rounds.filter((r) => r.phase === phase && !r.genesis)
   const series: PlotSeries[] = peers.map((peer) => ({
     name: `${peer.name} training loss`,
-    points: inPhase.flatMap((r) => r.contributions.filter((c) => c.peer === peer.name && c.loss !== undefined).map((c) => [r.round, c.loss as number] as [number, number])),
+    points: inPhase.flatMap((r) =>
+      r.contributions
+        .filter((c) => c.peer === peer.name && c.loss !== undefined)
+        .map((c) => [r.round, c.loss as number] as [number, number]),
+    ),
   }))
   series.push({
     name: 'averaged model, eval loss',
     color: '#000000',
     dashed: true,
-    points: inPhase.filter((r) => r.evalLoss !== undefined).map((r) => [r.round, r.evalLoss as number] as [number, number]),
+    points: inPhase
+      .filter((r) => r.evalLoss !== undefined)
+      .map((r) => [r.round, r.evalLoss as number] as [number, number]),
   })
   const name = phase === 'unet' ? 'U-Net (denoising loss)' : 'Autoencoder (reconstruction + KL loss)'
-  return linePlotSvg({ title: `${name} per round`, xLabel: 'round', yLabel: 'loss (log scale)', logY: true, series, ...PANEL })
+  return linePlotSvg({
+    title: `${name} per round`,
+    xLabel: 'round',
+    yLabel: 'loss (log scale)',
+    logY: true,
+    series,
+    ...PANEL,
+  })
 }
 
 /** loss.svg: the two phase panels stacked in one standalone SVG document. */
 export function lossPlot(rounds: RoundMetrics[], peers: { name: string }[]): string {
-  const phases = (['autoencoder', 'unet'] as const).filter((phase) => rounds.some((r) => r.phase === phase && !r.genesis))
+  const phases = (['autoencoder', 'unet'] as const).filter((phase) =>
+    rounds.some((r) => r.phase === phase && !r.genesis),
+  )
   const panels = phases.map((phase, i) =>
     phasePanel(rounds, peers, phase)
       .replace(/^\s*<\?xml[^>]*\?>\s*/, '')
@@ -158,7 +204,9 @@ async function readJsonCache(path: string): Promise<Record<string, number>> {
   try {
     const value = JSON.parse(await readFile(path, 'utf8')) as unknown
     if (value === null || typeof value !== 'object' || Array.isArray(value)) return {}
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => typeof v === 'number' && Number.isFinite(v))) as Record<string, number>
+    return Object.fromEntries(
+      Object.entries(value).filter(([, v]) => typeof v === 'number' && Number.isFinite(v)),
+    ) as Record<string, number>
   } catch {
     return {}
   }
@@ -199,15 +247,24 @@ export async function buildOutputs(options: {
   const rows = setup.classes.filter((c) => setup.peers.some((p) => p.categories.includes(c)))
   let backendName = options.backend
   if (needsEval.length > 0 || needsSamples.length > 0) {
-    options.note(`evaluating ${needsEval.length} checkpoints on a fixed batch of the pooled data, rendering ${needsSamples.length} sample grids...`)
-    const evaluator = await createEvaluator({ config, dataDir: layout.twemojiDir, backend: options.backend, checkpoints, ...(options.log ? { log: options.log } : {}) })
+    options.note(
+      `evaluating ${needsEval.length} checkpoints on a fixed batch of the pooled data, rendering ${needsSamples.length} sample grids...`,
+    )
+    const evaluator = await createEvaluator({
+      config,
+      dataDir: layout.twemojiDir,
+      backend: options.backend,
+      checkpoints,
+      ...(options.log ? { log: options.log } : {}),
+    })
     backendName = evaluator.backend
     try {
       for (const checkpoint of needsEval) {
         evalCache[checkpoint.id] = await evaluator.evalLoss(checkpoint)
         await writeFileAtomic(evalCachePath, `${JSON.stringify(evalCache, null, 2)}\n`)
       }
-      for (const checkpoint of needsSamples) await evaluator.sampleGrid(checkpoint, join(layout.samplesDir, `${checkpoint.round}.png`), rows)
+      for (const checkpoint of needsSamples)
+        await evaluator.sampleGrid(checkpoint, join(layout.samplesDir, `${checkpoint.round}.png`), rows)
     } finally {
       evaluator.dispose()
     }
@@ -260,7 +317,9 @@ export async function buildOutputs(options: {
   const svg = lossPlot(rounds, peers)
   await writeFileAtomic(layout.lossSvg, svg)
 
-  const owners = await readManifests(setup.peers.map((p) => ({ name: p.peer.name, peerId: p.peerId, consent: p.peer.consent })))
+  const owners = await readManifests(
+    setup.peers.map((p) => ({ name: p.peer.name, peerId: p.peerId, consent: p.peer.consent })),
+  )
   const manifestIdOf = new Map([...owners.values()].map((o) => [o.peerId, o.digest]))
   const reportCheckpoints: ReportCheckpoint[] = checkpoints.map((c) => {
     const v = verification.get(c.id) as VerifyOutcome
@@ -276,7 +335,9 @@ export async function buildOutputs(options: {
         ...(k.loss === undefined ? {} : { loss: k.loss }),
       })),
       excludedItems: c.excludedItems,
-      verification: v.ok ? { ok: true, detail: v.detail } : { ok: false, ...(v.code === undefined ? {} : { code: v.code }), detail: v.detail },
+      verification: v.ok
+        ? { ok: true, detail: v.detail }
+        : { ok: false, ...(v.code === undefined ? {} : { code: v.code }), detail: v.detail },
       ...(evalCache[c.id] === undefined ? {} : { evalLoss: evalCache[c.id] }),
       path: relativeTo(layout.out, exported.get(c.id) as string),
     }

@@ -36,7 +36,10 @@ export interface DemoProgress {
   rounds: RoundProgress[]
 }
 
-export function createProgress(peers: { name: string; publisher: boolean }[], nowMs = Date.now()): DemoProgress {
+export function createProgress(
+  peers: { name: string; publisher: boolean }[],
+  nowMs = Date.now(),
+): DemoProgress {
   return {
     startedAtMs: nowMs,
     peers: peers.map((p) => ({ ...p, activity: 'starting', roundLoss: new Map() })),
@@ -58,7 +61,12 @@ function upsertRound(progress: DemoProgress, round: number, nowMs: number): Roun
 }
 
 /** Applies one event from peer `index`; returns a line worth printing when not on a TTY. */
-export function applyEvent(progress: DemoProgress, index: number, event: NodeEvent, nowMs = Date.now()): ProgressChange {
+export function applyEvent(
+  progress: DemoProgress,
+  index: number,
+  event: NodeEvent,
+  nowMs = Date.now(),
+): ProgressChange {
   const peer = progress.peers[index]
   if (peer === undefined) return { notable: false }
   switch (event.kind) {
@@ -67,7 +75,10 @@ export function applyEvent(progress: DemoProgress, index: number, event: NodeEve
       return { notable: true, line: `${peer.name}: listening on ${event.addrs[0] ?? '?'}` }
     case 'dataset':
       if (event.backend !== undefined) peer.backend = event.backend
-      return { notable: true, line: `${peer.name}: ${event.items} consented images loaded${event.backend === undefined ? '' : `, training on ${event.backend}`}` }
+      return {
+        notable: true,
+        line: `${peer.name}: ${event.items} consented images loaded${event.backend === undefined ? '' : `, training on ${event.backend}`}`,
+      }
     case 'phase':
       peer.phase = event.phase
       return { notable: true, line: `${peer.name}: phase ${event.phase}` }
@@ -118,7 +129,9 @@ export function applyEvent(progress: DemoProgress, index: number, event: NodeEve
       return { notable: true, line: `${peer.name}: all rounds done` }
     case 'problem':
       peer.lastProblem = event.message
-      return event.level === 'error' ? { notable: true, line: `${peer.name}: ${event.message}` } : { notable: false }
+      return event.level === 'error'
+        ? { notable: true, line: `${peer.name}: ${event.message}` }
+        : { notable: false }
   }
 }
 

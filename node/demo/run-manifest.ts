@@ -61,7 +61,10 @@ function stableJson(value: unknown): string {
 }
 
 /** Names of the parameters that differ, with both values, in a fixed order. */
-export function diffParams(recorded: DemoParams, requested: DemoParams): { key: string; recorded: string; requested: string }[] {
+export function diffParams(
+  recorded: DemoParams,
+  requested: DemoParams,
+): { key: string; recorded: string; requested: string }[] {
   const out: { key: string; recorded: string; requested: string }[] = []
   for (const key of PARAM_KEYS) {
     const a = stableJson(recorded[key])
@@ -79,11 +82,13 @@ function parseParams(v: unknown): DemoParams {
   if (!isRecord(v)) throw new Error('params is not an object')
   const intKeys = ['peers', 'autoencoderRounds', 'unetRounds', 'innerSteps', 'imagesPerCategory'] as const
   for (const k of intKeys) {
-    if (!Number.isSafeInteger(v[k]) || (v[k] as number) < 0) throw new Error(`params.${k} is not a non-negative integer`)
+    if (!Number.isSafeInteger(v[k]) || (v[k] as number) < 0)
+      throw new Error(`params.${k} is not a non-negative integer`)
   }
   if (typeof v.config !== 'string' || v.config.length === 0) throw new Error('params.config is not a name')
   if (!isRecord(v.configOverrides)) throw new Error('params.configOverrides is not an object')
-  if (!Array.isArray(v.categories) || !v.categories.every((c) => typeof c === 'string' && c.length > 0)) throw new Error('params.categories is not a list of names')
+  if (!Array.isArray(v.categories) || !v.categories.every((c) => typeof c === 'string' && c.length > 0))
+    throw new Error('params.categories is not a list of names')
   const extra = Object.keys(v).filter((k) => !(PARAM_KEYS as string[]).includes(k))
   if (extra.length > 0) throw new Error(`params has unknown keys: ${extra.join(', ')}`)
   return v as unknown as DemoParams
@@ -114,7 +119,10 @@ export async function readRunManifest(outDir: string): Promise<RunManifest | und
     try {
       const { size } = await handle.stat()
       if (size > RUN_MANIFEST_MAX_BYTES) {
-        throw new DemoError('RUN_MANIFEST_INVALID', `${path}: ${size} bytes, more than ${RUN_MANIFEST_MAX_BYTES}`)
+        throw new DemoError(
+          'RUN_MANIFEST_INVALID',
+          `${path}: ${size} bytes, more than ${RUN_MANIFEST_MAX_BYTES}`,
+        )
       }
       text = await handle.readFile('utf8')
     } finally {
@@ -128,7 +136,9 @@ export async function readRunManifest(outDir: string): Promise<RunManifest | und
   try {
     json = JSON.parse(text)
   } catch (error) {
-    throw new DemoError('RUN_MANIFEST_INVALID', `${path}: not JSON (${(error as Error).message})`, { cause: error })
+    throw new DemoError('RUN_MANIFEST_INVALID', `${path}: not JSON (${(error as Error).message})`, {
+      cause: error,
+    })
   }
   return parseRunManifest(json, path)
 }
@@ -159,7 +169,12 @@ function flagFor(key: string): string {
  * Decides what to do with --out: a new run in a missing or empty folder, a resume when the
  * recorded parameters equal the requested ones, and a clear refusal otherwise.
  */
-export async function openRun(outDir: string, params: DemoParams, backend: string, now = new Date()): Promise<OpenRunResult> {
+export async function openRun(
+  outDir: string,
+  params: DemoParams,
+  backend: string,
+  now = new Date(),
+): Promise<OpenRunResult> {
   let entries: string[] = []
   try {
     // The lock is taken before this check, so it does not count as foreign content.
@@ -189,7 +204,9 @@ export async function openRun(outDir: string, params: DemoParams, backend: strin
   }
   const differences = diffParams(existing.params, params)
   if (differences.length > 0) {
-    const lines = differences.map((d) => `  ${d.key} (${flagFor(d.key)}): recorded ${d.recorded}, requested ${d.requested}`)
+    const lines = differences.map(
+      (d) => `  ${d.key} (${flagFor(d.key)}): recorded ${d.recorded}, requested ${d.requested}`,
+    )
     throw new DemoError(
       'PARAMS_MISMATCH',
       `${outDir} holds a run made with other parameters; refusing to mix two runs.\n${lines.join('\n')}\n` +
@@ -216,7 +233,13 @@ export async function finishAttempt(
 ): Promise<RunManifest> {
   const attempts = manifest.attempts.slice()
   const last = attempts.at(-1)
-  if (last !== undefined) attempts[attempts.length - 1] = { ...last, endedAt: now.toISOString(), outcome, ...(detail ? { detail } : {}) }
+  if (last !== undefined)
+    attempts[attempts.length - 1] = {
+      ...last,
+      endedAt: now.toISOString(),
+      outcome,
+      ...(detail ? { detail } : {}),
+    }
   const next: RunManifest = { ...manifest, state: outcome, attempts }
   await writeRunManifest(outDir, next)
   return next

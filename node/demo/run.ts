@@ -34,20 +34,33 @@ export interface DemoRunOptions {
 /** Exit status of a run stopped by Ctrl-C: 128 + SIGINT, as shells report it. */
 const EXIT_INTERRUPTED = 130
 
-function startArgs(layout: DemoLayout, setup: DemoSetup, index: number, backend: string, bootstrap: string[]): string[] {
+function startArgs(
+  layout: DemoLayout,
+  setup: DemoSetup,
+  index: number,
+  backend: string,
+  bootstrap: string[],
+): string[] {
   const peer = layout.peers[index]
   if (peer === undefined) throw new RangeError(`no peer ${index}`)
   return [
     'start',
-    '--charter', layout.charter,
-    '--store', peer.store,
-    '--data', peer.dataDir,
-    '--consent', peer.consent,
-    '--key', peer.nodeKey,
-    '--listen', '/ip4/127.0.0.1/tcp/0',
+    '--charter',
+    layout.charter,
+    '--store',
+    peer.store,
+    '--data',
+    peer.dataDir,
+    '--consent',
+    peer.consent,
+    '--key',
+    peer.nodeKey,
+    '--listen',
+    '/ip4/127.0.0.1/tcp/0',
     ...bootstrap.flatMap((addr) => ['--bootstrap', addr]),
     ...(peer.publisher ? ['--publisher'] : []),
-    '--backend', backend,
+    '--backend',
+    backend,
   ]
 }
 
@@ -78,7 +91,9 @@ function summary(out: string, built: BuiltOutputs, seconds: number): string {
     const first = evals[0]
     const last = evals.at(-1)
     if (first !== undefined && last !== undefined) {
-      lines.push(`eval loss, ${phase === 'unet' ? 'U-Net' : 'autoencoder'}: round ${first.round} ${first.evalLoss?.toFixed(4)} -> round ${last.round} ${last.evalLoss?.toFixed(4)}`)
+      lines.push(
+        `eval loss, ${phase === 'unet' ? 'U-Net' : 'autoencoder'}: round ${first.round} ${first.evalLoss?.toFixed(4)} -> round ${last.round} ${last.evalLoss?.toFixed(4)}`,
+      )
     }
   }
   lines.push(
@@ -108,7 +123,10 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
           : `coop demo: the run in ${out} is complete; rebuilding its report`,
     )
     const setup = await prepareDemo(layout, options.params, note)
-    for (const p of setup.peers) note(`  ${p.peer.name}${p.peer.publisher ? ' (publisher)' : ''}: ${p.items} images of ${p.categories.join(', ')}; node ${p.peerId}`)
+    for (const p of setup.peers)
+      note(
+        `  ${p.peer.name}${p.peer.publisher ? ' (publisher)' : ''}: ${p.items} images of ${p.categories.join(', ')}; node ${p.peerId}`,
+      )
     note(`  coop id ${setup.coopId}`)
 
     // Evaluate on the backend the peers trained on, so the numbers match theirs.
@@ -121,11 +139,15 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
         args: (bootstrap) => startArgs(layout, setup, peer.index, options.backend, bootstrap),
         addrsFile: addrsPath(peer.store),
       }))
-      note(`starting ${launches.length} peers (coop start) on loopback${tty ? '' : '; logs in peers/<name>/node.log'}...`)
+      note(
+        `starting ${launches.length} peers (coop start) on loopback${tty ? '' : '; logs in peers/<name>/node.log'}...`,
+      )
       const outcome = await runPeers({ launches, view })
       if (outcome.kind === 'interrupted') {
         manifest = await finishAttempt(out, manifest, 'interrupted', outcome.signal)
-        note(`stopped by ${outcome.signal}; every peer flushed its store. Run the same command again to resume.`)
+        note(
+          `stopped by ${outcome.signal}; every peer flushed its store. Run the same command again to resume.`,
+        )
         return EXIT_INTERRUPTED
       }
       backend = outcome.progress.peers[PUBLISHER_INDEX]?.backend ?? backend

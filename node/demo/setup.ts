@@ -60,21 +60,37 @@ async function atomicFolder(final: string, fill: (temp: string) => Promise<void>
   await rename(temp, final)
 }
 
-async function layoutData(layout: DemoLayout, params: DemoParams, note: Note): Promise<{ category: string; files: string[] }[]> {
+async function layoutData(
+  layout: DemoLayout,
+  params: DemoParams,
+  note: Note,
+): Promise<{ category: string; files: string[] }[]> {
   if (!existsSync(layout.twemojiDir)) {
     note(`laying out Twemoji (CC-BY 4.0), ${params.imagesPerCategory} images per category...`)
     await mkdir(join(layout.twemojiDir, '..'), { recursive: true })
     await atomicFolder(layout.twemojiDir, async (temp) => {
       const only = params.categories.length > 0 ? ['--categories', params.categories.join(',')] : []
-      await runCoop(['data', 'twemoji', '--out', temp, '--per-category', String(params.imagesPerCategory), ...only])
+      await runCoop([
+        'data',
+        'twemoji',
+        '--out',
+        temp,
+        '--per-category',
+        String(params.imagesPerCategory),
+        ...only,
+      ])
     })
   }
   const categories = await listCategories(layout.twemojiDir)
-  if (categories.length === 0) throw new DemoError('SETUP_FAILED', `no Twemoji category folders under ${layout.twemojiDir}`)
+  if (categories.length === 0)
+    throw new DemoError('SETUP_FAILED', `no Twemoji category folders under ${layout.twemojiDir}`)
   return categories
 }
 
-async function splitData(layout: DemoLayout, categories: { category: string; files: string[] }[]): Promise<{ categories: string[]; items: number }[]> {
+async function splitData(
+  layout: DemoLayout,
+  categories: { category: string; files: string[] }[],
+): Promise<{ categories: string[]; items: number }[]> {
   let shares: ReturnType<typeof splitByCategory>
   try {
     shares = splitByCategory(categories, layout.peers.length, { minImages: 1 })
@@ -89,7 +105,8 @@ async function splitData(layout: DemoLayout, categories: { category: string; fil
       for (const category of share.categories) {
         await mkdir(join(temp, category))
         const files = categories.find((c) => c.category === category)?.files ?? []
-        for (const file of files) await linkOrCopy(join(layout.twemojiDir, category, file), join(temp, category, file))
+        for (const file of files)
+          await linkOrCopy(join(layout.twemojiDir, category, file), join(temp, category, file))
       }
     })
   }
@@ -106,7 +123,8 @@ export async function prepareDemo(layout: DemoLayout, params: DemoParams, note: 
   const shares = await splitData(layout, categories)
 
   const missingKeys = layout.peers.some((p) => !existsSync(p.nodeKey) || !existsSync(p.rightsKey))
-  if (missingKeys) note(`creating a node key and a rights-holder key for each of ${layout.peers.length} peers...`)
+  if (missingKeys)
+    note(`creating a node key and a rights-holder key for each of ${layout.peers.length} peers...`)
   // Sequential: each `coop` start costs a Node boot, and the machine may have only two cores.
   for (const peer of layout.peers) {
     await mkdir(peer.dir, { recursive: true })
@@ -118,47 +136,80 @@ export async function prepareDemo(layout: DemoLayout, params: DemoParams, note: 
     const share = shares[i] as (typeof shares)[number]
     const nodeKey = await readKeyFile(peer.nodeKey)
     const rightsKey = await readKeyFile(peer.rightsKey)
-    peers.push({ peer, peerId: peerIdString(nodeKey.publicKey), rightsHolder: didKeyFromPublicKey(rightsKey.publicKey), categories: share.categories, items: share.items })
+    peers.push({
+      peer,
+      peerId: peerIdString(nodeKey.publicKey),
+      rightsHolder: didKeyFromPublicKey(rightsKey.publicKey),
+      categories: share.categories,
+      items: share.items,
+    })
   }
 
   const missingConsent = peers.filter((p) => !existsSync(p.peer.consent))
-  if (missingConsent.length > 0) note(`signing ${missingConsent.length} consent manifests (${TWEMOJI_CONSENT.license}, custodian = each peer's node)...`)
+  if (missingConsent.length > 0)
+    note(
+      `signing ${missingConsent.length} consent manifests (${TWEMOJI_CONSENT.license}, custodian = each peer's node)...`,
+    )
   for (const p of missingConsent) {
     await runCoop([
-      'consent', 'create', p.peer.dataDir,
-      '--key', p.peer.rightsKey,
-      '--license', TWEMOJI_CONSENT.license,
-      '--attribution-name', TWEMOJI_CONSENT.attributionName,
-      '--attribution-uri', TWEMOJI_CONSENT.attributionUri,
-      '--custodian', p.peerId,
-      '--out', p.peer.consent,
+      'consent',
+      'create',
+      p.peer.dataDir,
+      '--key',
+      p.peer.rightsKey,
+      '--license',
+      TWEMOJI_CONSENT.license,
+      '--attribution-name',
+      TWEMOJI_CONSENT.attributionName,
+      '--attribution-uri',
+      TWEMOJI_CONSENT.attributionUri,
+      '--custodian',
+      p.peerId,
+      '--out',
+      p.peer.consent,
     ])
   }
 
   const publisher = peers.find((p) => p.peer.publisher)
   if (publisher === undefined) throw new DemoError('SETUP_FAILED', 'no publisher among the peers')
   if (!existsSync(layout.charter)) {
-    note(`writing the charter (${params.config}, ${params.autoencoderRounds} autoencoder + ${params.unetRounds} U-Net rounds, publisher ${publisher.peer.name})...`)
+    note(
+      `writing the charter (${params.config}, ${params.autoencoderRounds} autoencoder + ${params.unetRounds} U-Net rounds, publisher ${publisher.peer.name})...`,
+    )
     let configArg = params.config
     if (Object.keys(params.configOverrides).length > 0) {
       // The charter embeds the full resolved config; overrides travel as a config file.
       configArg = join(layout.out, 'setup', 'model-config.json')
-      await writeFile(configArg, `${JSON.stringify(loadConfig(params.config, params.configOverrides), null, 2)}\n`)
+      await writeFile(
+        configArg,
+        `${JSON.stringify(loadConfig(params.config, params.configOverrides), null, 2)}\n`,
+      )
     }
     const temp = `${layout.charter}.partial`
     await runCoop([
-      'charter', 'create',
-      '--config', configArg,
-      '--publisher', publisher.peerId,
-      '--key', publisher.peer.nodeKey,
-      '--accept-license', TWEMOJI_CONSENT.license,
-      '--inner-steps', String(params.innerSteps),
-      '--ae-rounds', String(params.autoencoderRounds),
-      '--unet-rounds', String(params.unetRounds),
+      'charter',
+      'create',
+      '--config',
+      configArg,
+      '--publisher',
+      publisher.peerId,
+      '--key',
+      publisher.peer.nodeKey,
+      '--accept-license',
+      TWEMOJI_CONSENT.license,
+      '--inner-steps',
+      String(params.innerSteps),
+      '--ae-rounds',
+      String(params.autoencoderRounds),
+      '--unet-rounds',
+      String(params.unetRounds),
       // Every peer's contribution in every round: a round closes when all have contributed.
-      '--quorum', String(params.peers),
-      '--name', 'diffusion-coop demo (Twemoji)',
-      '--out', temp,
+      '--quorum',
+      String(params.peers),
+      '--name',
+      'diffusion-coop demo (Twemoji)',
+      '--out',
+      temp,
     ])
     await rename(temp, layout.charter)
   }

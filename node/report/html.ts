@@ -1,6 +1,12 @@
 // Renders the demo report: one self-contained HTML file (no external requests; images as data
 // URIs, the loss plot inline) that opens from disk and carries the attribution CC-BY requires.
-import type { AttributionEntry, DemoReportModel, ReportCheckpoint, ReportPeer, ReportSample } from './model.ts'
+import type {
+  AttributionEntry,
+  DemoReportModel,
+  ReportCheckpoint,
+  ReportPeer,
+  ReportSample,
+} from './model.ts'
 
 const LICENSE_URLS: Record<string, string> = {
   'CC-BY-4.0': 'https://creativecommons.org/licenses/by/4.0/',
@@ -10,7 +16,10 @@ const LICENSE_URLS: Record<string, string> = {
 
 /** Escapes text for element content and double-quoted attributes. */
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c)
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+  )
 }
 
 const esc = escapeHtml
@@ -62,7 +71,10 @@ function charterSection(model: DemoReportModel): string {
     ['Aggregator', esc(c.aggregator)],
     ['Delta compression', esc(c.compression)],
     ['Quorum', String(c.quorum)],
-    ['Publishers', c.publishers.map((p) => `${esc(peerName(model.peers, p))} ${code(shortDigest(p), p)}`).join('<br>')],
+    [
+      'Publishers',
+      c.publishers.map((p) => `${esc(peerName(model.peers, p))} ${code(shortDigest(p), p)}`).join('<br>'),
+    ],
     ['Signing threshold', String(c.threshold)],
     ['Admission', esc(c.admission)],
     ['Licenses accepted for training', c.acceptedLicenses.map(licenseLink).join(', ')],
@@ -89,7 +101,10 @@ signed by its own rights-holder key, naming that node as the only custodian allo
 
 function checkpointRow(model: DemoReportModel, cp: ReportCheckpoint): string {
   const contributions = cp.contributions
-    .map((c) => `${esc(peerName(model.peers, c.peerId))}: ${c.samples} samples, loss ${formatLoss(c.loss)} ${code(shortDigest(c.digest), c.digest)}`)
+    .map(
+      (c) =>
+        `${esc(peerName(model.peers, c.peerId))}: ${c.samples} samples, loss ${formatLoss(c.loss)} ${code(shortDigest(c.digest), c.digest)}`,
+    )
     .join('<br>')
   const verified = cp.verification.ok
     ? `<span class="ok" title="${esc(cp.verification.detail)}">✔ verified</span>`
@@ -120,7 +135,8 @@ function sampleFigure(sample: ReportSample): string {
 }
 
 function samplesSection(model: DemoReportModel): string {
-  if (model.samples.length === 0) return '<section id="samples"><h2>Samples</h2><p>No U-Net round has closed yet.</p></section>'
+  if (model.samples.length === 0)
+    return '<section id="samples"><h2>Samples</h2><p>No U-Net round has closed yet.</p></section>'
   const ordered = [...model.samples].sort((a, b) => b.round - a.round)
   return `<section id="samples"><h2>Samples</h2>
 <p>Class-conditional samples of the averaged model after each U-Net round, with classifier-free guidance, from the same
@@ -130,7 +146,9 @@ ${ordered.map(sampleFigure).join('\n')}</section>`
 
 function attributionSection(model: DemoReportModel): string {
   const items = model.attribution.map(
-    (a: AttributionEntry) => `<li><strong>${esc(a.attribution)}</strong>${a.uri ? `, <a href="${esc(a.uri)}">${esc(a.uri)}</a>` : ''},
+    (
+      a: AttributionEntry,
+    ) => `<li><strong>${esc(a.attribution)}</strong>${a.uri ? `, <a href="${esc(a.uri)}">${esc(a.uri)}</a>` : ''},
 licensed under ${licenseLink(a.license)}. ${a.items} images, rights holder ${code(a.rightsHolder)}, held by ${esc(a.peers.join(', '))}.</li>`,
   )
   return `<section id="attribution"><h2>Attribution</h2>
@@ -159,7 +177,8 @@ function inlineSvg(svg: string): string {
 /** The whole report as one HTML document. */
 export function renderReportHtml(model: DemoReportModel): string {
   const last = model.checkpoints.at(-1)
-  const summary = `${model.peers.length} peers, ${model.checkpoints.length} checkpoints, ${formatDuration(model.wallSeconds)} on the ${esc(model.backend)} backend` +
+  const summary =
+    `${model.peers.length} peers, ${model.checkpoints.length} checkpoints, ${formatDuration(model.wallSeconds)} on the ${esc(model.backend)} backend` +
     (last?.evalLoss !== undefined ? `, final eval loss ${formatLoss(last.evalLoss)}` : '')
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

@@ -50,7 +50,14 @@ function alive(pid: number): boolean {
 
 interface Metrics {
   peers: { name: string; rightsHolder: string }[]
-  rounds: { round: number; phase: 'autoencoder' | 'unet'; genesis: boolean; evalLoss?: number; verified: boolean; sampleGrid?: string }[]
+  rounds: {
+    round: number
+    phase: 'autoencoder' | 'unet'
+    genesis: boolean
+    evalLoss?: number
+    verified: boolean
+    sampleGrid?: string
+  }[]
 }
 
 let out: string
@@ -90,19 +97,28 @@ describe('coop demo --smoke', () => {
     expect(resumedRun.stdout).toContain('resuming the run')
     const manifest = JSON.parse(await readFile(join(out, 'demo-run.json'), 'utf8'))
     expect(manifest.state).toBe('complete')
-    for (const file of ['report.html', 'metrics.json', 'loss.svg']) expect(existsSync(join(out, file)), file).toBe(true)
+    for (const file of ['report.html', 'metrics.json', 'loss.svg'])
+      expect(existsSync(join(out, file)), file).toBe(true)
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
     const trained = metrics.rounds.filter((r) => !r.genesis)
     // --smoke: 2 autoencoder rounds, then 2 U-Net rounds, numbered globally.
-    expect(trained.map((r) => `${r.phase}:${r.round}`)).toEqual(['autoencoder:1', 'autoencoder:2', 'unet:3', 'unet:4'])
+    expect(trained.map((r) => `${r.phase}:${r.round}`)).toEqual([
+      'autoencoder:1',
+      'autoencoder:2',
+      'unet:3',
+      'unet:4',
+    ])
     for (const r of trained) {
-      for (const file of ['model.safetensors', 'config.json', 'provenance.json']) expect(existsSync(join(out, 'checkpoints', String(r.round), file))).toBe(true)
+      for (const file of ['model.safetensors', 'config.json', 'provenance.json'])
+        expect(existsSync(join(out, 'checkpoints', String(r.round), file))).toBe(true)
       if (r.phase === 'unet') {
         const png = await readFile(join(out, 'samples', `${r.round}.png`))
         expect(png.subarray(1, 4).toString()).toBe('PNG')
       }
     }
-    expect(await readFile(join(out, 'loss.svg'), 'utf8')).toMatch(/^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+    expect(await readFile(join(out, 'loss.svg'), 'utf8')).toMatch(
+      /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/,
+    )
   })
 
   it('leaves checkpoints that each verify with coop checkpoint verify, recomputation included', async () => {
@@ -137,7 +153,10 @@ describe('coop demo --smoke', () => {
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
     for (const phase of ['autoencoder', 'unet'] as const) {
       const evals = metrics.rounds.filter((r) => r.phase === phase && !r.genesis).map((r) => r.evalLoss)
-      expect(evals.every((e) => typeof e === 'number' && Number.isFinite(e)), phase).toBe(true)
+      expect(
+        evals.every((e) => typeof e === 'number' && Number.isFinite(e)),
+        phase,
+      ).toBe(true)
       expect(evals.at(-1) as number, phase).toBeLessThan(evals[0] as number)
     }
   })

@@ -40,7 +40,14 @@ function positiveInt(name: string, value: string | undefined, min: number, max: 
 function parseCategories(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined
   if (value === 'all') return []
-  const list = [...new Set(value.split(',').map((c) => c.trim()).filter((c) => c.length > 0))].sort()
+  const list = [
+    ...new Set(
+      value
+        .split(',')
+        .map((c) => c.trim())
+        .filter((c) => c.length > 0),
+    ),
+  ].sort()
   if (list.length === 0) throw new UsageError("--categories needs at least one category, or 'all'")
   return list
 }
@@ -58,7 +65,8 @@ export const command: Command = {
     }
     const { values } = parsed
     const backend = values.backend ?? 'auto'
-    if (!(BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    if (!(BACKENDS as readonly string[]).includes(backend))
+      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
     const preset = values.smoke ? SMOKE_RUN : DEFAULT_RUN
     const { runDemo } = await import('../../demo/run.ts')
     return runDemo({
@@ -74,7 +82,9 @@ export const command: Command = {
         autoencoderRounds: positiveInt('ae-rounds', values['ae-rounds'], 1, 1000) ?? preset.autoencoderRounds,
         innerSteps: positiveInt('inner-steps', values['inner-steps'], 1, 100_000) ?? preset.innerSteps,
         categories: parseCategories(values.categories) ?? [...preset.categories],
-        imagesPerCategory: positiveInt('images-per-category', values['images-per-category'], 1, 10_000) ?? preset.imagesPerCategory,
+        imagesPerCategory:
+          positiveInt('images-per-category', values['images-per-category'], 1, 10_000) ??
+          preset.imagesPerCategory,
       },
     })
   },

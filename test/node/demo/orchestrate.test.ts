@@ -43,7 +43,10 @@ describe('demo orchestration of peer processes', () => {
     expect(outcome.kind).toBe('finished')
     const publisherAddr = JSON.parse(await readFile(join(ls[0]!.peer.dir, 'addrs.json'), 'utf8'))[0]
     expect(JSON.parse(await readFile(join(ls[0]!.peer.dir, 'argv.json'), 'utf8')).bootstrap).toEqual([])
-    for (const l of ls.slice(1)) expect(JSON.parse(await readFile(join(l.peer.dir, 'argv.json'), 'utf8')).bootstrap).toEqual([publisherAddr])
+    for (const l of ls.slice(1))
+      expect(JSON.parse(await readFile(join(l.peer.dir, 'argv.json'), 'utf8')).bootstrap).toEqual([
+        publisherAddr,
+      ])
     expect(outcome.progress.rounds).toEqual([expect.objectContaining({ round: 1, contributions: 2 })])
     expect(outcome.progress.peers.map((p) => p.activity)).toEqual(['stopped', 'stopped', 'stopped'])
     expect(lines.some((l) => l.includes('peer-1: round 1 closed (unet) with 2 contributions'))).toBe(true)
@@ -59,7 +62,8 @@ describe('demo orchestration of peer processes', () => {
     expect((error as DemoError).code).toBe('NODE_EXITED')
     expect((error as DemoError).message).toContain('peer-2 exited with code 3')
     expect((error as DemoError).message).toContain('scripted failure')
-    for (const i of [0, 2]) expect(await readFile(join(ls[i]!.peer.dir, 'signals.txt'), 'utf8')).toBe('SIGINT\n')
+    for (const i of [0, 2])
+      expect(await readFile(join(ls[i]!.peer.dir, 'signals.txt'), 'utf8')).toBe('SIGINT\n')
   })
 
   it('forwards one SIGINT to each peer on Ctrl-C and reports the run as interrupted', async () => {
@@ -79,14 +83,22 @@ describe('demo orchestration of peer processes', () => {
   it('gives up with a clear error when the publisher never listens', async () => {
     const { view } = collectingView()
     const ls = await launches(['finish'])
-    const silent: PeerLaunch = { ...ls[0]!, entry: fileURLToPath(new URL('./fixtures/silent-node.ts', import.meta.url)), args: () => [] }
+    const silent: PeerLaunch = {
+      ...ls[0]!,
+      entry: fileURLToPath(new URL('./fixtures/silent-node.ts', import.meta.url)),
+      args: () => [],
+    }
     const error = await runPeers({ launches: [silent], view, startTimeoutMs: 500 }).catch((e: unknown) => e)
     expect((error as DemoError).code).toBe('NODE_START_TIMEOUT')
   })
 
   it('reads addrs files as JSON lists or lines, keeping only dialable /p2p/ addresses', () => {
-    expect(parseAddrs('["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA","/ip4/127.0.0.1/tcp/1"]')).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA'])
-    expect(parseAddrs('/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA\n\n')).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA'])
+    expect(parseAddrs('["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA","/ip4/127.0.0.1/tcp/1"]')).toEqual([
+      '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA',
+    ])
+    expect(parseAddrs('/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA\n\n')).toEqual([
+      '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWA',
+    ])
     expect(parseAddrs('{"addrs":["/ip4/127.0.0.1/tcp/1/p2p/X"]}')).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/X'])
     expect(parseAddrs('{broken')).toEqual([])
   })

@@ -7,15 +7,32 @@ const line = (o: Record<string, unknown>): string => JSON.stringify({ level: 30,
 
 describe('node log parsing', () => {
   it('skips what is not a pino record of a node', () => {
-    for (const bad of ['', 'plain text', '{"level":30}', '{"msg":"x"}', '[1,2]', '{"level":30,"msg":', `{"level":30,"msg":"${'x'.repeat(70_000)}"}`]) {
+    for (const bad of [
+      '',
+      'plain text',
+      '{"level":30}',
+      '{"msg":"x"}',
+      '[1,2]',
+      '{"level":30,"msg":',
+      `{"level":30,"msg":"${'x'.repeat(70_000)}"}`,
+    ]) {
       expect(parseLogLine(bad)).toBeUndefined()
     }
   })
 
   it('turns a training step into a step event with its numbers', () => {
-    const record = parseLogLine(line({ msg: 'training step', round: 3, step: 12, steps: 40, loss: 0.25, imgPerSec: 31.5 }))
+    const record = parseLogLine(
+      line({ msg: 'training step', round: 3, step: 12, steps: 40, loss: 0.25, imgPerSec: 31.5 }),
+    )
     expect(record).toBeDefined()
-    expect(interpretRecord(record!)).toEqual({ kind: 'step', round: 3, step: 12, steps: 40, loss: 0.25, imgPerSec: 31.5 })
+    expect(interpretRecord(record!)).toEqual({
+      kind: 'step',
+      round: 3,
+      step: 12,
+      steps: 40,
+      loss: 0.25,
+      imgPerSec: 31.5,
+    })
   })
 
   it('ignores a known message whose fields are missing or mistyped', () => {
@@ -24,7 +41,11 @@ describe('node log parsing', () => {
   })
 
   it('surfaces errors from unknown messages as problems, and drops unknown info lines', () => {
-    expect(interpretRecord(parseLogLine(line({ level: 50, msg: 'contribution rejected', code: 'BAD_SIGNATURE' }))!)).toEqual({
+    expect(
+      interpretRecord(
+        parseLogLine(line({ level: 50, msg: 'contribution rejected', code: 'BAD_SIGNATURE' }))!,
+      ),
+    ).toEqual({
       kind: 'problem',
       level: 'error',
       message: 'contribution rejected (BAD_SIGNATURE)',
@@ -42,16 +63,37 @@ describe('demo progress and views', () => {
   it('folds steps, contributions and round closes into the table', () => {
     const progress = createProgress(peers, 0)
     applyEvent(progress, 1, { kind: 'step', round: 2, step: 5, steps: 40, loss: 0.5, imgPerSec: 12 }, 1000)
-    const contributed = applyEvent(progress, 1, { kind: 'contributed', round: 2, loss: 0.42, samples: 320 }, 2000)
-    expect(contributed).toEqual({ notable: true, line: 'peer-2: round 2 contribution published, loss 0.4200' })
-    const closed = applyEvent(progress, 0, { kind: 'round-closed', round: 2, phase: 'unet', contributions: 2, digest: `sha256:${'ab'.repeat(32)}` }, 3000)
+    const contributed = applyEvent(
+      progress,
+      1,
+      { kind: 'contributed', round: 2, loss: 0.42, samples: 320 },
+      2000,
+    )
+    expect(contributed).toEqual({
+      notable: true,
+      line: 'peer-2: round 2 contribution published, loss 0.4200',
+    })
+    const closed = applyEvent(
+      progress,
+      0,
+      {
+        kind: 'round-closed',
+        round: 2,
+        phase: 'unet',
+        contributions: 2,
+        digest: `sha256:${'ab'.repeat(32)}`,
+      },
+      3000,
+    )
     expect(closed.notable && closed.line).toBe('peer-1: round 2 closed (unet) with 2 contributions')
     applyEvent(progress, 0, { kind: 'eval', round: 2, evalLoss: 0.3 }, 3500)
     const table = renderTable(progress, 65_000).join('\n')
     expect(table).toContain('1:05 elapsed')
     expect(table).toMatch(/peer-1\*/)
     expect(table).toMatch(/peer-2\s+waiting\s+\s*2\s+5\/40\s+0\.5000\s+12\.0/)
-    expect(table).toContain(`round  2  unet         aggregated 2 contributions  -> ${'ab'.repeat(6)}  eval loss 0.3000`)
+    expect(table).toContain(
+      `round  2  unet         aggregated 2 contributions  -> ${'ab'.repeat(6)}  eval loss 0.3000`,
+    )
     expect(progress.peers[1]?.roundLoss.get(2)).toBe(0.42)
   })
 

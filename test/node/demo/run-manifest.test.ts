@@ -68,7 +68,9 @@ describe('demo run manifest', () => {
 
   it('refuses a nested override difference', async () => {
     await openRun(dir, params, 'wasm')
-    expect(await codeOf(openRun(dir, { ...params, configOverrides: { train: { batchSize: 16 } } }, 'wasm'))).toBe('PARAMS_MISMATCH')
+    expect(
+      await codeOf(openRun(dir, { ...params, configOverrides: { train: { batchSize: 16 } } }, 'wasm')),
+    ).toBe('PARAMS_MISMATCH')
   })
 
   it('refuses a non-empty folder that no demo wrote', async () => {
@@ -84,7 +86,14 @@ describe('demo run manifest', () => {
     expect(await codeOf(openRun(dir, params, 'wasm'))).toBe('RUN_MANIFEST_INVALID')
     await writeFile(
       join(dir, 'demo-run.json'),
-      JSON.stringify({ kind: 'diffusion-coop/demo-run', version: 1, createdAt: 'x', state: 'running', attempts: [], params: { ...params, peers: -1 } }),
+      JSON.stringify({
+        kind: 'diffusion-coop/demo-run',
+        version: 1,
+        createdAt: 'x',
+        state: 'running',
+        attempts: [],
+        params: { ...params, peers: -1 },
+      }),
     )
     expect(await codeOf(openRun(dir, params, 'wasm'))).toBe('RUN_MANIFEST_INVALID')
   })

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { splitByCategory } from '../../../node/demo/split.ts'
 
-const category = (name: string, n: number) => ({ category: name, files: Array.from({ length: n }, (_, i) => `${name}-${i}.png`) })
+const category = (name: string, n: number) => ({
+  category: name,
+  files: Array.from({ length: n }, (_, i) => `${name}-${i}.png`),
+})
 // Twemoji's category sizes (emoji-datasource-twitter 16).
 const twemoji = [
   category('activities', 85),
@@ -33,7 +36,9 @@ describe('non-IID split by category', () => {
   })
 
   it('is deterministic whatever the input order', () => {
-    expect(splitByCategory([...twemoji].reverse(), 4, { minImages: 40 })).toEqual(splitByCategory(twemoji, 4, { minImages: 40 }))
+    expect(splitByCategory([...twemoji].reverse(), 4, { minImages: 40 })).toEqual(
+      splitByCategory(twemoji, 4, { minImages: 40 }),
+    )
   })
 
   it('refuses more peers than usable categories', () => {

@@ -6,7 +6,11 @@ import type { DemoReportModel } from '../../../node/report/model.ts'
 const digest = (c: string): string => `sha256:${c.repeat(64)}`
 
 async function model(): Promise<DemoReportModel> {
-  const png = new Uint8Array(await sharp({ create: { width: 64, height: 32, channels: 3, background: '#f0c000' } }).png().toBuffer())
+  const png = new Uint8Array(
+    await sharp({ create: { width: 64, height: 32, channels: 3, background: '#f0c000' } })
+      .png()
+      .toBuffer(),
+  )
   return {
     title: 'diffusion-coop demo',
     generatedAt: '2026-11-23T21:00:00.000Z',
@@ -30,8 +34,24 @@ async function model(): Promise<DemoReportModel> {
     },
     charterJson: { note: '<script>alert(1)</script>' },
     peers: [
-      { name: 'peer-1', peerId: '12D3KooWPublisher', publisher: true, rightsHolder: 'did:key:z6MkAlice', categories: ['Smileys & Emotion'], items: 120, manifestId: 'urn:uuid:1' },
-      { name: 'peer-2', peerId: '12D3KooWTrainer', publisher: false, rightsHolder: 'did:key:z6MkBob', categories: ['Flags'], items: 118, manifestId: 'urn:uuid:2' },
+      {
+        name: 'peer-1',
+        peerId: '12D3KooWPublisher',
+        publisher: true,
+        rightsHolder: 'did:key:z6MkAlice',
+        categories: ['Smileys & Emotion'],
+        items: 120,
+        manifestId: 'urn:uuid:1',
+      },
+      {
+        name: 'peer-2',
+        peerId: '12D3KooWTrainer',
+        publisher: false,
+        rightsHolder: 'did:key:z6MkBob',
+        categories: ['Flags'],
+        items: 118,
+        manifestId: 'urn:uuid:2',
+      },
     ],
     checkpoints: [
       {
@@ -67,7 +87,8 @@ async function model(): Promise<DemoReportModel> {
       },
     ],
     samples: [{ round: 1, png, rows: ['Smileys & Emotion'] }],
-    lossSvg: '<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><title>loss</title></svg>',
+    lossSvg:
+      '<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><title>loss</title></svg>',
   }
 }
 
@@ -89,7 +110,9 @@ describe('demo report HTML', () => {
 
   it('inlines the loss plot without its XML prolog', async () => {
     const html = renderReportHtml(await model())
-    expect(html).toContain('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><title>loss</title></svg>')
+    expect(html).toContain(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><title>loss</title></svg>',
+    )
     expect(html).not.toContain('<?xml')
   })
 
