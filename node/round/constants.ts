@@ -40,3 +40,5 @@ export const INBOX_MAX_BYTES = 512 * 1024
 export const CRASH_LOG_FLUSH_MS = 200
 /** After its last round a node keeps serving blobs this long, so slower peers can still fetch payloads to verify. */
 export const DEFAULT_LINGER_SECONDS = 10
+/** A manifest fetched by digest is bounded like a manifest on the consent topic (node/constants.ts MANIFEST_MAX_BYTES). */
+export const MANIFEST_BLOB_MAX_BYTES = 512 * 1024

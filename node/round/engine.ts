@@ -47,6 +47,7 @@ import {
   CRASH_LOG_FLUSH_MS,
   FETCH_ATTEMPTS,
   FETCH_RETRY_MS,
+  MANIFEST_BLOB_MAX_BYTES,
   ROUND_POLL_MS,
   STATEMENT_BLOB_MAX_BYTES,
   STATUS_RECENT_LOSSES,
@@ -148,6 +149,8 @@ export class RoundEngine {
   readonly #contributions = new Map<number, Map<string, ContributionRecord>>()
   /** Payloads (by delta digest) known to be in the store. */
   readonly #payloadsStored = new Set<string>()
+  /** Manifests being fetched from their custodian. */
+  readonly #manifestFetches = new Set<string>()
   /** Contributions whose handler is storing them right now. */
   readonly #storing = new Set<string>()
   readonly #payloadFetches = new Map<string, Promise<boolean>>()
@@ -633,8 +636,38 @@ export class RoundEngine {
     }
     // Each manifest is known, valid, held by the contributor, and not revoked before the round started.
     const chainRevocations = this.#chainRevocations(base)
-    for (const manifestId of p.manifests)
-      this.#consent.checkManifestForContribution(manifestId, verified.contributor, chainRevocations)
+    for (const manifestId of p.manifests) {
+      try {
+        this.#consent.checkManifestForContribution(manifestId, verified.contributor, chainRevocations)
+      } catch (err) {
+        // Its custodian serves every manifest it trains on by digest: fetch it, so the next
+        // re-announcement of this contribution finds it (gossip of manifests may have missed us).
+        if ((err as { code?: string }).code === 'UNKNOWN_MANIFEST')
+          void this.#fetchManifest(manifestId, verified.contributor)
+        throw err
+      }
+    }
+  }
+
+  async #fetchManifest(manifestId: string, custodian: string): Promise<void> {
+    if (this.#manifestFetches.has(manifestId)) return
+    this.#manifestFetches.add(manifestId)
+    try {
+      const bytes = await this.#requireBlob(manifestId, [custodian], MANIFEST_BLOB_MAX_BYTES)
+      const { verified, added } = await this.#consent.addManifest(
+        JSON.parse(new TextDecoder().decode(bytes)) as object,
+        false,
+      )
+      if (added)
+        this.#log.info({ manifest: verified.digest, custodian: verified.custodian }, 'manifest fetched')
+    } catch (err) {
+      this.#log.warn(
+        { manifest: manifestId, code: (err as { code?: string }).code, err },
+        'manifest fetch failed',
+      )
+    } finally {
+      this.#manifestFetches.delete(manifestId)
+    }
   }
 
   async #onContributionMessage(data: Uint8Array, from: string): Promise<void> {

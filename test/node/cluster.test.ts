@@ -4,11 +4,13 @@
 // recomputation on every peer, provenance lists exactly the accepted contributions and their
 // manifests, and `coop trace` follows one peer's image to exactly the checkpoints after its
 // first accepted contribution.
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { verifyProvenance } from '../../protocol/provenance.ts'
+import { sha256Digest } from '../../protocol/digest.ts'
+import { envelopeBytes } from '../../protocol/dsse.ts'
+import { createProvenance, verifyProvenance } from '../../protocol/provenance.ts'
 import { listCheckpointDirs } from '../../node/round/layout.ts'
 import {
   bootstrapAddr,
@@ -105,6 +107,48 @@ describe('a four-peer cooperative', () => {
       })
     }
   }, 120_000)
+
+  it('coop checkpoint verify catches a changed file and a signed checkpoint that does not recompute', async () => {
+    const peer = cluster.peers[1]!
+    const source = join(peer.store, 'checkpoints', 'unet-r000002')
+    // Siblings are where verify looks for the parent, so the copies sit next to a copy of it.
+    const copies = await mkdtemp(join(dir, 'copies-'))
+    await cp(join(peer.store, 'checkpoints', 'unet-r000001'), join(copies, 'unet-r000001'), {
+      recursive: true,
+    })
+    const changed = join(copies, 'changed')
+    await cp(source, changed, { recursive: true })
+    const model = new Uint8Array(await readFile(join(changed, 'model.safetensors')))
+    model[model.length - 1] = model[model.length - 1]! ^ 0x01
+    await writeFile(join(changed, 'model.safetensors'), model)
+    const result = await runCoop(['checkpoint', 'verify', changed, '--store', peer.store, '--json'])
+    expect(result.code).toBe(1)
+    expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, code: 'FILE_DIGEST_MISMATCH' })
+
+    // A publisher signs weights that are not what its listed contributions produce.
+    const forged = join(copies, 'forged')
+    await cp(source, forged, { recursive: true })
+    await writeFile(join(forged, 'model.safetensors'), model)
+    const original = verifyProvenance(await readFile(join(source, 'provenance.json')), {
+      publishers: [cluster.peers[0]!.peerId],
+      threshold: 1,
+    })
+    const files = Object.fromEntries(original.files)
+    files['model.safetensors'] = sha256Digest(model)
+    await writeFile(
+      join(forged, 'provenance.json'),
+      envelopeBytes(createProvenance({ ...original.predicate, files }, [cluster.peers[0]!.nodeKey])),
+    )
+    const forgedResult = await runCoop(['checkpoint', 'verify', forged, '--store', peer.store, '--json'])
+    expect(forgedResult.code).toBe(1)
+    expect(JSON.parse(forgedResult.stdout)).toMatchObject({
+      ok: false,
+      code: 'RECOMPUTE_MISMATCH',
+      recomputation: 'failed',
+    })
+    const honest = await runCoop(['checkpoint', 'verify', join(copies, 'unet-r000001'), '--json'])
+    expect(honest.code, honest.stdout).toBe(0)
+  })
 
   it('each provenance lists exactly the accepted contributions and the manifests they used', async () => {
     const publishedByRound = new Map<number, Map<string, string>>()
