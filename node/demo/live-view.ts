@@ -65,10 +65,15 @@ export function renderTable(progress: DemoProgress, nowMs = Date.now(), width = 
     const parts = [`round ${padLeft(String(r.round), 2)}`, pad(r.phase ?? '', 11)]
     parts.push(r.contributions === undefined ? 'closed' : `aggregated ${r.contributions} contributions`)
     if (r.digest !== undefined) parts.push(`-> ${r.digest.replace(/^sha256:/, '').slice(0, 12)}`)
-    if (r.evalLoss !== undefined) parts.push(`eval loss ${r.evalLoss.toFixed(4)}`)
+    if (r.evalLoss !== undefined) parts.push(`publisher eval loss ${r.evalLoss.toFixed(4)}`)
     lines.push(parts.join('  '))
   }
   return lines.map((l) => (l.length > width ? l.slice(0, width) : l))
+}
+
+/** Columns to draw in; a pseudo-terminal may report 0 columns, which means "unknown", not "none". */
+export function terminalWidth(columns: number | undefined): number {
+  return columns !== undefined && columns > 0 ? Math.max(40, columns - 1) : 100
 }
 
 /** Redraws the table in place, throttled; notes are printed above it. */
@@ -84,7 +89,7 @@ export function createTtyView(
   const draw = (): void => {
     pending = undefined
     if (latest === undefined) return
-    const lines = renderTable(latest, Date.now(), Math.max(40, (out.columns ?? 100) - 1))
+    const lines = renderTable(latest, Date.now(), terminalWidth(out.columns))
     out.write(`${clear()}${lines.join('\n')}\n`)
     drawnLines = lines.length
     lastDraw = Date.now()

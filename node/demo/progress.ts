@@ -87,6 +87,8 @@ export function applyEvent(
       peer.round = event.round
       if (event.phase !== undefined) peer.phase = event.phase
       peer.step = 0
+      // The previous round's (or phase's) loss would read as this round's.
+      delete peer.loss
       if (event.steps !== undefined) peer.steps = event.steps
       return { notable: false }
     case 'step':
@@ -113,7 +115,7 @@ export function applyEvent(
       const parts = [`round ${event.round} closed`]
       if (event.phase !== undefined) parts.push(`(${event.phase})`)
       if (event.contributions !== undefined) parts.push(`with ${event.contributions} contributions`)
-      if (event.evalLoss !== undefined) parts.push(`eval loss ${event.evalLoss.toFixed(4)}`)
+      if (event.evalLoss !== undefined) parts.push(`publisher eval loss ${event.evalLoss.toFixed(4)}`)
       return { notable: true, line: `${peer.name}: ${parts.join(' ')}` }
     }
     case 'checkpoint-adopted':
@@ -122,7 +124,7 @@ export function applyEvent(
     case 'eval': {
       const round = upsertRound(progress, event.round, nowMs)
       round.evalLoss = event.evalLoss
-      return { notable: true, line: `round ${event.round}: eval loss ${event.evalLoss.toFixed(4)}` }
+      return { notable: true, line: `round ${event.round}: publisher eval loss ${event.evalLoss.toFixed(4)}` }
     }
     case 'finished':
       peer.activity = 'stopping'

@@ -92,9 +92,17 @@ describe('demo progress and views', () => {
     expect(table).toMatch(/peer-1\*/)
     expect(table).toMatch(/peer-2\s+waiting\s+\s*2\s+5\/40\s+0\.5000\s+12\.0/)
     expect(table).toContain(
-      `round  2  unet         aggregated 2 contributions  -> ${'ab'.repeat(6)}  eval loss 0.3000`,
+      `round  2  unet         aggregated 2 contributions  -> ${'ab'.repeat(6)}  publisher eval loss 0.3000`,
     )
     expect(progress.peers[1]?.roundLoss.get(2)).toBe(0.42)
+  })
+
+  it("clears a peer's loss when its next round starts, so a stale loss is never shown as current", () => {
+    const progress = createProgress(peers, 0)
+    applyEvent(progress, 1, { kind: 'step', round: 1, step: 8, steps: 8, loss: 0.25 })
+    applyEvent(progress, 1, { kind: 'round-started', round: 2, phase: 'unet', steps: 8 })
+    expect(progress.peers[1]).toMatchObject({ round: 2, step: 0, phase: 'unet' })
+    expect(progress.peers[1]?.loss).toBeUndefined()
   })
 
   it('prints only notable changes, with elapsed time, when not on a TTY', () => {
