@@ -178,7 +178,7 @@ function inlineSvg(svg: string): string {
 export function renderReportHtml(model: DemoReportModel): string {
   const last = model.checkpoints.at(-1)
   const summary =
-    `${model.peers.length} peers, ${model.checkpoints.length} checkpoints, ${formatDuration(model.wallSeconds)} on the ${esc(model.backend)} backend` +
+    `${model.peers.length} peers, ${model.checkpoints.length} checkpoints, ${formatDuration(model.wallSeconds)} from setup to the last checkpoint on the ${esc(model.backend)} backend` +
     (last?.evalLoss !== undefined ? `, final eval loss ${formatLoss(last.evalLoss)}` : '')
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

@@ -84,6 +84,7 @@ export interface ReportCharterSummary {
 export interface DemoReportModel {
   title: string
   generatedAt: string
+  /** Seconds from the first attempt's start to the last checkpoint (all attempts summed), before the report was built. */
   wallSeconds: number
   backend: string
   charter: ReportCharterSummary
