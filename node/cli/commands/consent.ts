@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto'
 import { open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { join, relative } from 'node:path'
-import { parseArgs } from 'node:util'
 import {
   MANIFEST_MAX_BYTES,
   MANIFEST_MAX_ITEM_BYTES,
@@ -23,6 +22,7 @@ import {
 } from '../../../protocol/manifest.ts'
 import { createRevocation, verifyRevocation } from '../../../protocol/revocation.ts'
 import { readKeyFile } from '../../keystore.ts'
+import { parseCommandArgs, requireFlags, singlePositional } from '../args.ts'
 import { CliError, type Command, UsageError } from '../command.ts'
 
 const usage = `Usage:
@@ -223,34 +223,26 @@ async function readDocument(path: string, maxBytes: number): Promise<Uint8Array>
   return new Uint8Array(await readFile(path))
 }
 
-function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(
-  argv: string[],
-  options: T,
-) {
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: true })
-  } catch (error) {
-    throw new UsageError((error as Error).message)
-  }
-}
-
 async function create(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    key: { type: 'string' },
-    license: { type: 'string' },
-    'attribution-name': { type: 'string' },
-    'attribution-uri': { type: 'string' },
-    'attribution-text': { type: 'string' },
-    custodian: { type: 'string' },
-    'valid-until': { type: 'string' },
-    commercial: { type: 'string' },
-    'redistribute-weights': { type: 'string' },
-    out: { type: 'string' },
-  })
-  if (positionals.length !== 1) throw new UsageError('expected exactly one folder')
-  for (const required of ['key', 'license', 'attribution-name', 'custodian', 'out'] as const)
-    if (values[required] === undefined) throw new UsageError(`--${required} is required`)
-  const custodian = values.custodian as string
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      key: { type: 'string' },
+      license: { type: 'string' },
+      'attribution-name': { type: 'string' },
+      'attribution-uri': { type: 'string' },
+      'attribution-text': { type: 'string' },
+      custodian: { type: 'string' },
+      'valid-until': { type: 'string' },
+      commercial: { type: 'string' },
+      'redistribute-weights': { type: 'string' },
+      out: { type: 'string' },
+    },
+    { allowPositionals: true },
+  )
+  const folder = singlePositional(positionals, 'folder')
+  requireFlags(values, ['key', 'license', 'attribution-name', 'custodian', 'out'])
+  const custodian = values.custodian
   if (custodian.startsWith('did:'))
     throw new UsageError('--custodian must be a node PeerId (12D3KooW...), not a did')
   publicKeyFromIdentity(custodian)
@@ -258,13 +250,12 @@ async function create(argv: string[]): Promise<number> {
     values['valid-until'] === undefined ? undefined : parseDate('valid-until', values['valid-until'])
   const commercialUse = yesNo('commercial', values.commercial, false)
   const weightRedistribution = yesNo('redistribute-weights', values['redistribute-weights'], true)
-  const key = await readKeyFile(values.key as string)
+  const key = await readKeyFile(values.key)
   const started = performance.now()
-  const scan = await scanImageFolder(positionals[0] as string)
+  const scan = await scanImageFolder(folder)
   const unique = new Map<string, ScannedImage>()
   for (const image of scan.images) if (!unique.has(image.digest)) unique.set(image.digest, image)
-  if (unique.size === 0)
-    throw new CliError('NO_IMAGES', `no PNG, JPEG, GIF or WebP files under ${positionals[0]}`)
+  if (unique.size === 0) throw new CliError('NO_IMAGES', `no PNG, JPEG, GIF or WebP files under ${folder}`)
   if (unique.size > MANIFEST_MAX_ITEMS)
     throw new ProtocolError(
       'TOO_LARGE',
@@ -276,9 +267,9 @@ async function create(argv: string[]): Promise<number> {
   const manifest = createManifest({
     issuerKey: key,
     custodian,
-    license: values.license as string,
+    license: values.license,
     attribution: {
-      name: values['attribution-name'] as string,
+      name: values['attribution-name'],
       ...(values['attribution-uri'] === undefined ? {} : { uri: values['attribution-uri'] }),
       ...(values['attribution-text'] === undefined ? {} : { text: values['attribution-text'] }),
     },
@@ -291,8 +282,8 @@ async function create(argv: string[]): Promise<number> {
     validFrom: now,
     ...(validUntil === undefined ? {} : { validUntil }),
   })
-  await writeDocument(values.out as string, manifest)
-  const verified = verifyManifest(await readDocument(values.out as string, MANIFEST_MAX_BYTES), { now })
+  await writeDocument(values.out, manifest)
+  const verified = verifyManifest(await readDocument(values.out, MANIFEST_MAX_BYTES), { now })
   const seconds = (performance.now() - started) / 1000
   const lines = [
     `manifest  ${values.out}`,
@@ -307,32 +298,29 @@ async function create(argv: string[]): Promise<number> {
     lines.push(`duplicates ${scan.images.length - unique.size} identical files listed once`)
   if (scan.skipped.length > 0)
     lines.push(
-      `skipped   ${scan.skipped.length} files that are not images (first: ${relative(positionals[0] as string, scan.skipped[0] as string)})`,
+      `skipped   ${scan.skipped.length} files that are not images (first: ${relative(folder, scan.skipped[0] as string)})`,
     )
   process.stdout.write(`${lines.join('\n')}\n`)
   return 0
 }
 
 async function verify(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    dir: { type: 'string' },
-    revocations: { type: 'string', multiple: true },
-    accept: { type: 'string' },
-  })
-  if (positionals.length !== 1) throw new UsageError('expected exactly one manifest file')
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    { dir: { type: 'string' }, revocations: { type: 'string', multiple: true }, accept: { type: 'string' } },
+    { allowPositionals: true },
+  )
+  const manifestPath = singlePositional(positionals, 'manifest file')
   const revocations = await Promise.all(
     (values.revocations ?? []).map((path) => readDocument(path, REVOCATION_MAX_BYTES)),
   )
   const acceptedLicenses =
     values.accept === undefined ? undefined : values.accept.split(',').map((s) => s.trim())
-  const verified: VerifiedManifest = verifyManifest(
-    await readDocument(positionals[0] as string, MANIFEST_MAX_BYTES),
-    {
-      now: new Date(),
-      revocations,
-      ...(acceptedLicenses === undefined ? {} : { acceptedLicenses }),
-    },
-  )
+  const verified: VerifiedManifest = verifyManifest(await readDocument(manifestPath, MANIFEST_MAX_BYTES), {
+    now: new Date(),
+    revocations,
+    ...(acceptedLicenses === undefined ? {} : { acceptedLicenses }),
+  })
   const subject = verified.manifest.credentialSubject
   const lines = [
     `valid     ConsentManifest ${verified.digest}`,
@@ -368,16 +356,19 @@ async function verify(argv: string[]): Promise<number> {
 }
 
 async function revoke(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    key: { type: 'string' },
-    items: { type: 'string' },
-    reason: { type: 'string' },
-    out: { type: 'string' },
-  })
-  if (positionals.length !== 1) throw new UsageError('expected exactly one manifest file')
-  if (values.key === undefined) throw new UsageError('--key is required')
-  if (values.out === undefined) throw new UsageError('--out is required')
-  const bytes = await readDocument(positionals[0] as string, MANIFEST_MAX_BYTES)
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      key: { type: 'string' },
+      items: { type: 'string' },
+      reason: { type: 'string' },
+      out: { type: 'string' },
+    },
+    { allowPositionals: true },
+  )
+  const manifestPath = singlePositional(positionals, 'manifest file')
+  requireFlags(values, ['key', 'out'])
+  const bytes = await readDocument(manifestPath, MANIFEST_MAX_BYTES)
   const key = await readKeyFile(values.key)
   // Checked at its own validFrom: a manifest can be revoked after it has expired.
   let at = new Date()

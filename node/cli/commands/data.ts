@@ -4,7 +4,7 @@
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { parseArgs } from 'node:util'
+import { parseCommandArgs, requireFlags, wholeNumberFlag } from '../args.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
 
@@ -111,35 +111,19 @@ Options:
   --per-category <n>    at most n images per category, spread over the category
   --categories <list>   comma-separated category slugs (e.g. smileys-emotion,flags)`
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { out: { type: 'string' }, 'per-category': { type: 'string' }, categories: { type: 'string' } },
-  })
-}
-
 export const command: Command = {
   summary: 'lay out licensed sample data (Twemoji) as an image folder',
   usage,
   async run(argv) {
-    let parsed: ReturnType<typeof parse>
-    try {
-      parsed = parse(argv)
-    } catch (error) {
-      throw new UsageError((error as Error).message)
-    }
-    const { values, positionals } = parsed
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { out: { type: 'string' }, 'per-category': { type: 'string' }, categories: { type: 'string' } },
+      { allowPositionals: true },
+    )
     if (positionals.length !== 1 || positionals[0] !== 'twemoji')
       throw new UsageError('the only data set is twemoji: coop data twemoji --out <dir>')
-    if (values.out === undefined) throw new UsageError('--out is required')
-    let perCategory: number | undefined
-    if (values['per-category'] !== undefined) {
-      if (!/^\d+$/.test(values['per-category']) || Number(values['per-category']) < 1)
-        throw new UsageError('--per-category must be a positive whole number')
-      perCategory = Number(values['per-category'])
-    }
+    requireFlags(values, ['out'])
+    const perCategory = wholeNumberFlag('per-category', values['per-category'], { min: 1 })
     const categories = values.categories
       ?.split(',')
       .map((c) => c.trim())

@@ -1,8 +1,8 @@
 // `coop keys new --out <file>` and `coop keys show <file>`: create or inspect an Ed25519 key
 // file. The same key is a rights holder's did:key and a node's libp2p PeerId.
-import { parseArgs } from 'node:util'
 import { didKeyFromPublicKey, generateKey, peerIdString } from '../../../protocol/keys.ts'
 import { readKeyFile, writeKeyFile } from '../../keystore.ts'
+import { parseCommandArgs, singlePositional } from '../args.ts'
 import { type Command, UsageError } from '../command.ts'
 
 const usage = `Usage:
@@ -24,17 +24,7 @@ export const command: Command = {
   async run(argv) {
     const [sub, ...rest] = argv
     if (sub === 'new') {
-      let values: { out?: string }
-      try {
-        ;({ values } = parseArgs({
-          args: rest,
-          options: { out: { type: 'string' } },
-          strict: true,
-          allowPositionals: false,
-        }))
-      } catch (error) {
-        throw new UsageError((error as Error).message)
-      }
+      const { values } = parseCommandArgs(rest, { out: { type: 'string' } })
       if (values.out === undefined) throw new UsageError('--out <file> is required')
       const key = generateKey()
       await writeKeyFile(values.out, key)
@@ -45,14 +35,8 @@ export const command: Command = {
       return 0
     }
     if (sub === 'show') {
-      let positionals: string[]
-      try {
-        ;({ positionals } = parseArgs({ args: rest, options: {}, strict: true, allowPositionals: true }))
-      } catch (error) {
-        throw new UsageError((error as Error).message)
-      }
-      if (positionals.length !== 1) throw new UsageError('expected exactly one key file')
-      printIdentity(await readKeyFile(positionals[0] as string))
+      const { positionals } = parseCommandArgs(rest, {}, { allowPositionals: true })
+      printIdentity(await readKeyFile(singlePositional(positionals, 'key file')))
       return 0
     }
     throw new UsageError(sub === undefined ? 'missing subcommand' : `unknown subcommand '${sub}'`)

@@ -2,12 +2,11 @@
 // The same checkpoint, options and seed give the same PNG bytes.
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { parseArgs } from 'node:util'
+import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { componentLogger } from '../../log.ts'
 
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
 /** Bounds a grid to what one process can sample in reasonable time and memory. */
 const MAX_SAMPLES = 1024
 
@@ -23,13 +22,13 @@ Options:
   --guidance <w>       guidance weight (default: the config's); 1 = none, 0 = unconditional
   --steps <n>          DDIM steps (default: the config's)
   --seed <n>           seed (default 0)
-  --backend <name>     ${BACKENDS.join('|')} (default auto)`
+  --backend <name>     ${REQUESTED_BACKENDS.join('|')} (default auto)`
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    options: {
+export const command: Command = {
+  summary: 'write a PNG grid of samples from a trained checkpoint',
+  usage,
+  async run(argv) {
+    const { values } = parseCommandArgs(argv, {
       checkpoint: { type: 'string' },
       out: { type: 'string' },
       n: { type: 'string' },
@@ -38,36 +37,11 @@ function parse(argv: string[]) {
       steps: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
-    },
-  })
-}
-
-function wholeNumber(flag: string, value: string | undefined, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined
-  const n = Number(value)
-  if (!/^\d+$/.test(value) || n < min || n > max)
-    throw new UsageError(`--${flag} must be a whole number in [${min}, ${max}], got '${value}'`)
-  return n
-}
-
-export const command: Command = {
-  summary: 'write a PNG grid of samples from a trained checkpoint',
-  usage,
-  async run(argv) {
-    let parsed: ReturnType<typeof parse>
-    try {
-      parsed = parse(argv)
-    } catch (error) {
-      throw new UsageError((error as Error).message)
-    }
-    const { values } = parsed
-    if (values.checkpoint === undefined) throw new UsageError('--checkpoint is required')
-    if (values.out === undefined) throw new UsageError('--out is required')
-    const backend = values.backend ?? 'auto'
-    if (!BACKENDS.includes(backend))
-      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
-    const n = wholeNumber('n', values.n, 1, MAX_SAMPLES) ?? 16
-    const seed = wholeNumber('seed', values.seed, 0, Number.MAX_SAFE_INTEGER) ?? 0
+    })
+    requireFlags(values, ['checkpoint', 'out'])
+    const backend = backendFlag(values.backend)
+    const n = wholeNumberFlag('n', values.n, { min: 1, max: MAX_SAMPLES }) ?? 16
+    const seed = wholeNumberFlag('seed', values.seed, { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? 0
     let guidance: number | undefined
     if (values.guidance !== undefined) {
       guidance = Number(values.guidance)
@@ -84,7 +58,8 @@ export const command: Command = {
     const unet = await loadCheckpoint(join(values.checkpoint, 'unet'))
     const config = unet.config
     const steps =
-      wholeNumber('steps', values.steps, 1, config.diffusion.timesteps) ?? config.diffusion.samplingSteps
+      wholeNumberFlag('steps', values.steps, { min: 1, max: config.diffusion.timesteps }) ??
+      config.diffusion.samplingSteps
     const nullLabel = config.classes.length
     let labels: number[]
     if (values.class !== undefined) {

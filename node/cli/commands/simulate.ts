@@ -3,7 +3,6 @@
 // The maths is the nodes' own (protocol/compression.ts, protocol/aggregation.ts, trainer/session.ts);
 // see node/simulate/run.ts.
 import { existsSync, readdirSync } from 'node:fs'
-import { parseArgs } from 'node:util'
 import { loadConfig } from '../../../configs/index.ts'
 import { parseAggregator } from '../../../protocol/aggregation.ts'
 import { parseCodec } from '../../../protocol/compression.ts'
@@ -20,10 +19,9 @@ import {
 } from '../../simulate/constants.ts'
 import { SimulateError } from '../../simulate/errors.ts'
 import { parseSplit } from '../../simulate/split.ts'
+import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
-
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
 
 const usage = `Usage: coop simulate --out <dir> [options]
 
@@ -52,42 +50,8 @@ Options:
   --eval-items <n>          held-out images scoring both models (default: the config's training.evalBatch)
   --data <dir>              image folder <dir>/<class>/*.png (default: all of Twemoji, laid out in a temp folder)
   --seed <n>                seed of the split, the initial weights and the training streams (default 0)
-  --backend <name>          ${BACKENDS.join('|')} (default auto)
+  --backend <name>          ${REQUESTED_BACKENDS.join('|')} (default auto)
   --out <dir>               output folder; must not exist or be empty`
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      peers: { type: 'string' },
-      rounds: { type: 'string' },
-      'inner-steps': { type: 'string' },
-      split: { type: 'string' },
-      aggregator: { type: 'string' },
-      compress: { type: 'string' },
-      byzantine: { type: 'string' },
-      config: { type: 'string' },
-      phase: { type: 'string' },
-      autoencoder: { type: 'string' },
-      'autoencoder-steps': { type: 'string' },
-      'outer-lr': { type: 'string' },
-      'outer-momentum': { type: 'string' },
-      'eval-items': { type: 'string' },
-      data: { type: 'string' },
-      seed: { type: 'string' },
-      backend: { type: 'string' },
-      out: { type: 'string' },
-    },
-  })
-}
-
-function wholeNumber(flag: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
-    throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
-  return Number(value)
-}
 
 function decimal(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback
@@ -112,19 +76,32 @@ export const command: Command = {
     'simulate federated training (splits, aggregators, compression, attacks) against a centralized baseline',
   usage,
   async run(argv) {
-    let parsed: ReturnType<typeof parse>
-    try {
-      parsed = parse(argv)
-    } catch (error) {
-      throw new UsageError((error as Error).message)
-    }
-    const { values } = parsed
-    if (values.out === undefined) throw new UsageError('--out is required')
+    const { values } = parseCommandArgs(argv, {
+      peers: { type: 'string' },
+      rounds: { type: 'string' },
+      'inner-steps': { type: 'string' },
+      split: { type: 'string' },
+      aggregator: { type: 'string' },
+      compress: { type: 'string' },
+      byzantine: { type: 'string' },
+      config: { type: 'string' },
+      phase: { type: 'string' },
+      autoencoder: { type: 'string' },
+      'autoencoder-steps': { type: 'string' },
+      'outer-lr': { type: 'string' },
+      'outer-momentum': { type: 'string' },
+      'eval-items': { type: 'string' },
+      data: { type: 'string' },
+      seed: { type: 'string' },
+      backend: { type: 'string' },
+      out: { type: 'string' },
+    })
+    requireFlags(values, ['out'])
     const out = values.out
-    const peers = wholeNumber('peers', values.peers, DEFAULT_PEERS)
-    const rounds = wholeNumber('rounds', values.rounds, DEFAULT_ROUNDS)
-    const innerSteps = wholeNumber('inner-steps', values['inner-steps'], DEFAULT_INNER_STEPS)
-    const seed = wholeNumber('seed', values.seed, 0)
+    const peers = wholeNumberFlag('peers', values.peers) ?? DEFAULT_PEERS
+    const rounds = wholeNumberFlag('rounds', values.rounds) ?? DEFAULT_ROUNDS
+    const innerSteps = wholeNumberFlag('inner-steps', values['inner-steps']) ?? DEFAULT_INNER_STEPS
+    const seed = wholeNumberFlag('seed', values.seed) ?? 0
     const split = option('split', () => parseSplit(values.split ?? 'iid'))
     const aggregator = option('aggregator', () => parseAggregator(values.aggregator ?? 'mean'))
     const codec = option('compress', () => parseCodec(values.compress ?? 'int8'))
@@ -135,18 +112,13 @@ export const command: Command = {
     const phase = values.phase ?? 'unet'
     if (phase !== 'unet' && phase !== 'autoencoder')
       throw new UsageError(`--phase must be unet or autoencoder, got '${phase}'`)
-    const backend = values.backend ?? 'auto'
-    if (!BACKENDS.includes(backend))
-      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    const backend = backendFlag(values.backend)
     const outerLr = decimal('outer-lr', values['outer-lr'], DEFAULT_SIM_OUTER_LR)
     const outerMomentum = decimal('outer-momentum', values['outer-momentum'], DEFAULT_SIM_OUTER_MOMENTUM)
     const config = loadConfig(values.config ?? 'tiny')
-    const evalItems = wholeNumber('eval-items', values['eval-items'], config.training.evalBatch)
-    const autoencoderSteps = wholeNumber(
-      'autoencoder-steps',
-      values['autoencoder-steps'],
-      config.autoencoder.steps,
-    )
+    const evalItems = wholeNumberFlag('eval-items', values['eval-items']) ?? config.training.evalBatch
+    const autoencoderSteps =
+      wholeNumberFlag('autoencoder-steps', values['autoencoder-steps']) ?? config.autoencoder.steps
     if (
       phase === 'autoencoder' &&
       (values.autoencoder !== undefined || values['autoencoder-steps'] !== undefined)

@@ -2,13 +2,11 @@
 // folder, with periodic checkpoints, metrics.jsonl and --resume (see trainer/train.ts).
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { loadConfig } from '../../../configs/index.ts'
+import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { componentLogger } from '../../log.ts'
-
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
 
 const usage = `Usage: coop train --config <name|path> --data <dir> --out <dir> [options]
 
@@ -23,35 +21,10 @@ Options:
   --out <dir>            output folder
   --ae-steps <n>         autoencoder steps (overrides autoencoder.steps)
   --unet-steps <n>       U-Net steps (overrides unet.steps)
-  --backend <name>       ${BACKENDS.join('|')} (default auto)
+  --backend <name>       ${REQUESTED_BACKENDS.join('|')} (default auto)
   --seed <n>             seed of the initial weights and the training stream (default 0)
   --resume               continue the run in --out from its last checkpoints
   --set <key=value>      any other config override, e.g. --set unet.lr=0.0005 (repeatable)`
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      config: { type: 'string' },
-      data: { type: 'string' },
-      out: { type: 'string' },
-      'ae-steps': { type: 'string' },
-      'unet-steps': { type: 'string' },
-      backend: { type: 'string' },
-      seed: { type: 'string' },
-      resume: { type: 'boolean' },
-      set: { type: 'string', multiple: true },
-    },
-  })
-}
-
-function wholeNumber(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
-    throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
-  return Number(value)
-}
 
 /** `key=value` with the value read as JSON when it parses (numbers, booleans, arrays), else as a string. */
 export function parseOverride(text: string): [string, unknown] {
@@ -90,25 +63,26 @@ export const command: Command = {
   summary: 'train the autoencoder then the U-Net on an image folder',
   usage,
   async run(argv) {
-    let parsed: ReturnType<typeof parse>
-    try {
-      parsed = parse(argv)
-    } catch (error) {
-      throw new UsageError((error as Error).message)
-    }
-    const { values } = parsed
-    for (const required of ['config', 'data', 'out'] as const)
-      if (values[required] === undefined) throw new UsageError(`--${required} is required`)
-    const backend = values.backend ?? 'auto'
-    if (!BACKENDS.includes(backend))
-      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
-    const seed = wholeNumber('seed', values.seed) ?? 0
+    const { values } = parseCommandArgs(argv, {
+      config: { type: 'string' },
+      data: { type: 'string' },
+      out: { type: 'string' },
+      'ae-steps': { type: 'string' },
+      'unet-steps': { type: 'string' },
+      backend: { type: 'string' },
+      seed: { type: 'string' },
+      resume: { type: 'boolean' },
+      set: { type: 'string', multiple: true },
+    })
+    requireFlags(values, ['config', 'data', 'out'])
+    const backend = backendFlag(values.backend)
+    const seed = wholeNumberFlag('seed', values.seed) ?? 0
     const overrides: Record<string, unknown> = Object.fromEntries((values.set ?? []).map(parseOverride))
-    const aeSteps = wholeNumber('ae-steps', values['ae-steps'])
-    const unetSteps = wholeNumber('unet-steps', values['unet-steps'])
+    const aeSteps = wholeNumberFlag('ae-steps', values['ae-steps'])
+    const unetSteps = wholeNumberFlag('unet-steps', values['unet-steps'])
     if (aeSteps !== undefined) overrides['autoencoder.steps'] = aeSteps
     if (unetSteps !== undefined) overrides['unet.steps'] = unetSteps
-    const config = loadConfig(values.config as string, overrides)
+    const config = loadConfig(values.config, overrides)
 
     const tty = process.stderr.isTTY === true
     const log = componentLogger('train')
@@ -119,7 +93,7 @@ export const command: Command = {
     const { runTraining } = await import('../../../trainer/train.ts')
     const choice = await initBackend(backend, log)
     const dataset = await loadImageFolder({
-      dir: values.data as string,
+      dir: values.data,
       size: config.image.size,
       log: trainerLog,
     })
@@ -127,7 +101,7 @@ export const command: Command = {
       process.stderr.write(
         `coop train: skipped ${dataset.skipped.length} unusable file(s); see the log lines above\n`,
       )
-    const out = values.out as string
+    const out = values.out
     const bar = tty ? createBar() : undefined
     let lastLogged = 0
     // Per-step rates jitter with the other work on the machine; the bar shows a moving average.

@@ -1,6 +1,5 @@
 // `coop verify <file>`: verifies any of the five signed document kinds, recognised by content.
 import { readFile, stat } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
 import { verifyCharter } from '../../../protocol/charter.ts'
 import { MANIFEST_MAX_BYTES } from '../../../protocol/constants.ts'
 import { verifyContribution } from '../../../protocol/contribution.ts'
@@ -9,7 +8,8 @@ import { ProtocolError } from '../../../protocol/errors.ts'
 import { verifyManifest } from '../../../protocol/manifest.ts'
 import { verifyProvenance } from '../../../protocol/provenance.ts'
 import { verifyRevocation } from '../../../protocol/revocation.ts'
-import { CliError, type Command, UsageError } from '../command.ts'
+import { parseCommandArgs, singlePositional } from '../args.ts'
+import { CliError, type Command } from '../command.ts'
 
 const usage = `Usage: coop verify <file> [--charter <charter.json>] [--revocations <file>]...
 
@@ -40,20 +40,12 @@ export const command: Command = {
   summary: 'verify any signed document: manifest, revocation, charter, contribution, provenance',
   usage,
   async run(argv) {
-    let values: { charter?: string; revocations?: string[] }
-    let positionals: string[]
-    try {
-      ;({ values, positionals } = parseArgs({
-        args: argv,
-        options: { charter: { type: 'string' }, revocations: { type: 'string', multiple: true } },
-        strict: true,
-        allowPositionals: true,
-      }))
-    } catch (error) {
-      throw new UsageError((error as Error).message)
-    }
-    if (positionals.length !== 1) throw new UsageError('expected exactly one file')
-    const bytes = await readBounded(positionals[0] as string)
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { charter: { type: 'string' }, revocations: { type: 'string', multiple: true } },
+      { allowPositionals: true },
+    )
+    const bytes = await readBounded(singlePositional(positionals, 'file'))
     const kind = identifyDocument(bytes)
     const out: string[] = []
     switch (kind) {
