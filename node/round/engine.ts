@@ -1125,11 +1125,15 @@ export class RoundEngine {
       p.contributions.map(async (c) => ({
         payloadDigest: c.delta,
         samples: await this.#samplesOf(c.statement, p.round, [from, ...verified.signers, c.contributor]),
-        payload: await this.#requireBlob(
-          c.delta,
-          [from, ...verified.signers, c.contributor],
-          this.#payloadMaxBytes(),
-        ),
+        // Joins a prefetch still in flight instead of starting a second transfer of the same bytes.
+        payload: (await this.#ensurePayload(c.delta, [from, ...verified.signers, c.contributor]))
+          ? ((await this.#store.getBlob(c.delta)) ??
+            (await this.#requireBlob(c.delta, [from, ...verified.signers], this.#payloadMaxBytes())))
+          : await this.#requireBlob(
+              c.delta,
+              [from, ...verified.signers, c.contributor],
+              this.#payloadMaxBytes(),
+            ),
       })),
     )
     const parentWeights = decodeTensors(await this.#requireBlob(parent.files.model, []))
