@@ -51,7 +51,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest)
   } catch (error) {
-    if (error instanceof UsageError) {
+    // node:util parseArgs throws ERR_PARSE_ARGS_* for unknown or malformed flags: a usage error too.
+    const isParseArgsError =
+      error instanceof Error && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')
+    if (error instanceof UsageError || isParseArgsError) {
       process.stderr.write(`coop ${name}: ${error.message}\n\n${command.usage}\n`)
       return 2
     }

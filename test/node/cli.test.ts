@@ -12,3 +12,14 @@ describe('coop CLI dispatcher', () => {
     expect(result.stdout).toContain('Usage: coop <command>')
   })
 })
+
+describe('coop CLI usage errors', () => {
+  it('turns an unknown flag of any command into exit code 2 with that command usage', async () => {
+    const result = await run(process.execPath, ['node/cli/main.ts', 'status', '--no-such-flag']).catch(
+      (e) => e,
+    )
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain("Unknown option '--no-such-flag'")
+    expect(result.stderr).toContain('coop status')
+  })
+})
