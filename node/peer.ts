@@ -20,6 +20,7 @@ import { readKeyFile, writeKeyFile } from './keystore.ts'
 import { componentLogger } from './log.ts'
 import { createCoopHost, type CoopHost } from './p2p/host.ts'
 import { INBOX_MAX_BYTES, INBOX_POLL_MS, MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
+import { assertCharterComponent, readAutoencoderComponent } from './round/component.ts'
 import { ConsentBook } from './round/consent.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
 import { RoundError } from './round/errors.ts'
@@ -50,6 +51,8 @@ export interface PeerOptions {
   mdns?: boolean
   /** Train and contribute (default true); a pure publisher may set false. */
   train?: boolean
+  /** A component autoencoder checkpoint directory (model.safetensors + provenance.json) the charter pins. */
+  autoencoder?: string
   log?: Logger
 }
 
@@ -102,6 +105,10 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
   const log = options.log ?? componentLogger('peer')
   const { charter, coopId, envelope } = await readCharterFile(options.charter)
   const config = CoopConfigSchema.parse(charter.model)
+  // Checked before anything is written: a directory the charter does not pin must leave no trace.
+  const autoencoderComponent =
+    options.autoencoder === undefined ? undefined : await readAutoencoderComponent(options.autoencoder)
+  if (autoencoderComponent !== undefined) assertCharterComponent(charter, autoencoderComponent)
   await mkdir(options.store, { recursive: true })
   const privateKey = await loadNodeKey(options.key ?? join(options.store, 'node.key'), log)
   const store = await openStore(options.store, { log: componentLogger('store') })
@@ -200,6 +207,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
         ...(options.rounds === undefined ? {} : { untilRound: options.rounds }),
         datasetItems,
         charterEnvelope: envelope,
+        ...(autoencoderComponent === undefined ? {} : { autoencoderComponent }),
       },
       { store, host, consent, trainers, log: componentLogger('round') },
     )

@@ -52,6 +52,7 @@ import {
   STATEMENT_BLOB_MAX_BYTES,
   STATUS_RECENT_LOSSES,
 } from './constants.ts'
+import { assertCharterComponent, type AutoencoderComponent } from './component.ts'
 import type { ConsentBook } from './consent.ts'
 import { RoundError } from './errors.ts'
 import {
@@ -111,6 +112,8 @@ export interface RoundEngineOptions {
   datasetItems: ReadonlySet<string>
   /** The signed charter (DSSE envelope), copied into every checkpoint directory. */
   charterEnvelope: DsseEnvelope
+  /** The component autoencoder the charter pins, read from a checkpoint directory (imported at start). */
+  autoencoderComponent?: AutoencoderComponent
 }
 
 export interface RoundEngineModules {
@@ -199,6 +202,18 @@ export class RoundEngine {
   async start(): Promise<void> {
     await cleanCheckpointTemps(this.#store.dir)
     await this.#loadState()
+    if (this.#options.autoencoderComponent !== undefined)
+      await this.#importComponent(this.#options.autoencoderComponent)
+    if (
+      this.#options.publisher &&
+      this.#options.charter.phases.autoencoder.mode === 'component' &&
+      this.#autoencoderComponent() === undefined &&
+      this.checkpointAt('unet', genesisRound(this.#plan, 'unet')) === undefined
+    )
+      throw new RoundError(
+        'MISSING_PARENT',
+        'the charter pins a component autoencoder: start the publisher with --autoencoder <checkpoint dir>',
+      )
     this.#host.onMessage('contributions', (msg) => this.#onContributionMessage(msg.data, msg.from))
     this.#host.onMessage('checkpoints', (msg) => this.#onCheckpointMessage(msg.data, msg.from))
     this.#consent.onRevocation((items) => {
@@ -404,6 +419,56 @@ export class RoundEngine {
     if (unet === undefined || component === undefined)
       throw new RoundError('MISSING_PARENT', 'the U-Net phase needs the final autoencoder checkpoint')
     return decodeTensors(await this.#requireBlob(component.checkpoint, unet.signers))
+  }
+
+  /**
+   * Stores the charter's component autoencoder as round 0 of the autoencoder phase: the model
+   * blob (served to peers that fetch it by digest), its foreign provenance, and a checkpoint
+   * directory. Its momentum and config are never needed (no autoencoder round follows), so the
+   * record names their signed digests without holding them.
+   */
+  async #importComponent(component: AutoencoderComponent): Promise<void> {
+    assertCharterComponent(this.#options.charter, component)
+    if (this.checkpointAt('autoencoder', 0)?.id === component.verified.digest) return
+    const files = this.#fileDigests(component.verified)
+    const provenanceBytes = envelopeBytes(component.envelope)
+    const [model, envelopeDigest, , dir] = await Promise.all([
+      this.#store.putBlob(component.model),
+      this.#store.putBlob(provenanceBytes),
+      this.#store.putBlob(statementBytes(component.envelope)),
+      writeCheckpointDir(this.#store.dir, 'autoencoder', 0, {
+        [CHECKPOINT_FILES.model]: component.model,
+        [CHECKPOINT_FILES.provenance]: provenanceBytes,
+      }),
+    ])
+    const record: CheckpointRecord = {
+      id: component.verified.digest,
+      phase: 'autoencoder',
+      round: 0,
+      files: { model, momentum: files.momentum, config: files.config },
+      envelope: envelopeDigest,
+      predicate: component.verified.predicate,
+      signers: component.verified.signers,
+      verification: 'component',
+      adoptedAt: new Date().toISOString(),
+      dir,
+    }
+    await this.#store.batch([
+      { type: 'put', table: 'checkpoints', key: checkpointKey('autoencoder', 0), value: record },
+      {
+        type: 'put',
+        table: 'checkpoints',
+        key: checkpointIdKey(record.id),
+        value: { phase: 'autoencoder', round: 0 },
+      },
+    ])
+    this.#checkpoints.set(checkpointKey('autoencoder', 0), record)
+    this.#checkpointsById.set(record.id, record)
+    await this.#writeLatest()
+    this.#log.info(
+      { checkpoint: record.id, model, signers: record.signers },
+      'component autoencoder imported',
+    )
   }
 
   #autoencoderComponent(): CheckpointRecord | undefined {
@@ -1050,6 +1115,16 @@ export class RoundEngine {
       (p.parent === null) !== (p.contributions.length === 0)
     )
       throw reject('SCHEMA', 'genesis checkpoints, and only they, have no parent and no contributions')
+    const ae = this.#options.charter.phases.autoencoder
+    if (ae.mode === 'component' && p.phase === 'unet') {
+      const named = p.components.filter((c) => c.role === 'autoencoder')
+      if (
+        named.length !== 1 ||
+        named[0]?.checkpoint !== ae.checkpoint ||
+        named[0]?.provenance !== ae.provenance
+      )
+        throw reject('SCHEMA', "a U-Net checkpoint must name the charter's component autoencoder")
+    }
   }
 
   async #onCheckpointMessage(data: Uint8Array, from: string): Promise<void> {
@@ -1277,7 +1352,8 @@ export class RoundEngine {
       // Publishers re-announce the newest checkpoint so restarted peers and joiners catch up.
       if (this.#options.publisher) {
         const latest = this.latestCheckpoint()
-        if (latest !== undefined) {
+        // A component's provenance is another cooperative's: our peers' validators would refuse it.
+        if (latest !== undefined && latest.verification !== 'component') {
           const bytes = await this.#store.getBlob(latest.envelope)
           if (bytes !== undefined)
             await this.#publishCheckpoint(JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope)

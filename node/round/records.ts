@@ -23,7 +23,8 @@ export interface ContributionRecord {
   acceptedAt: string
 }
 
-export type Verification = 'published' | 'recomputed' | 'genesis' | 'signature'
+/** 'component': an autoencoder of another cooperative, imported as the charter pins it. */
+export type Verification = 'published' | 'recomputed' | 'genesis' | 'signature' | 'component'
 
 export interface CheckpointRecord {
   /** Statement digest of the provenance: the checkpoint's id. */

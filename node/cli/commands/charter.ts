@@ -9,6 +9,7 @@ import { parseCodec } from '../../../protocol/compression.ts'
 import { envelopeBytes } from '../../../protocol/dsse.ts'
 import { peerIdString } from '../../../protocol/keys.ts'
 import { readKeyFile } from '../../keystore.ts'
+import { readAutoencoderComponent } from '../../round/component.ts'
 import {
   DEFAULT_DEADLINE_SECONDS,
   DEFAULT_INNER_STEPS,
@@ -44,6 +45,8 @@ Options:
   --aggregator <a>           mean | median | trimmed:<fraction> | clip:<norm> (default mean)
   --compress <c>             int8 | topk:<fraction> | none (default int8)
   --ae-rounds <n>            cooperative autoencoder rounds (default ${DEFAULT_AE_ROUNDS})
+  --autoencoder <dir>        adopt a published autoencoder checkpoint (model.safetensors +
+                             provenance.json) instead of training one; excludes --ae-rounds
   --unet-rounds <n>          U-Net rounds (default ${DEFAULT_UNET_ROUNDS})
   --quorum <n>               contributions that close a round (default ${DEFAULT_QUORUM})
   --deadline <seconds>       a round closes after this with >= 1 contribution (default ${DEFAULT_DEADLINE_SECONDS})
@@ -86,6 +89,7 @@ async function create(argv: string[]): Promise<number> {
       aggregator: { type: 'string' },
       compress: { type: 'string' },
       'ae-rounds': { type: 'string' },
+      autoencoder: { type: 'string' },
       'unet-rounds': { type: 'string' },
       quorum: { type: 'string' },
       deadline: { type: 'string' },
@@ -117,7 +121,13 @@ async function create(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err))
   }
+  if (values.autoencoder !== undefined && values['ae-rounds'] !== undefined)
+    throw new UsageError(
+      '--autoencoder and --ae-rounds exclude each other: a component autoencoder is not trained',
+    )
   const model = loadConfig(values.config)
+  const component =
+    values.autoencoder === undefined ? undefined : await readAutoencoderComponent(values.autoencoder)
   const keys = await Promise.all(keyFiles.map((path) => readKeyFile(path)))
   for (const [i, key] of keys.entries()) {
     const id = peerIdString(key.publicKey)
@@ -144,10 +154,10 @@ async function create(argv: string[]): Promise<number> {
     admission: admissionMode === 'open' ? { mode: 'open' } : { mode: 'allowlist', peers: allow },
     acceptedLicenses: sortedUnique(values['accept-license'] ?? DEFAULT_LICENSES),
     phases: {
-      autoencoder: {
-        mode: 'cooperative',
-        rounds: wholeNumber('ae-rounds', values['ae-rounds'], DEFAULT_AE_ROUNDS),
-      },
+      autoencoder:
+        component === undefined
+          ? { mode: 'cooperative', rounds: wholeNumber('ae-rounds', values['ae-rounds'], DEFAULT_AE_ROUNDS) }
+          : { mode: 'component', checkpoint: component.modelDigest, provenance: component.verified.digest },
       unet: { rounds: wholeNumber('unet-rounds', values['unet-rounds'], DEFAULT_UNET_ROUNDS) },
     },
     createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),

@@ -34,7 +34,9 @@ Options:
   --backend <name>        ${BACKENDS.join('|')} (default auto)
   --mdns                  discover peers on the LAN by multicast DNS
   --linger <seconds>      keep serving after the last round (default ${DEFAULT_LINGER_SECONDS}; 0 exits at once)
-  --stay                  keep running after the last round until signalled`
+  --stay                  keep running after the last round until signalled
+  --autoencoder <dir>     the component autoencoder checkpoint the charter pins (needed on the
+                          publisher; other peers fetch it by digest)`
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
@@ -88,6 +90,7 @@ export const command: Command = {
         mdns: { type: 'boolean' },
         linger: { type: 'string' },
         stay: { type: 'boolean' },
+        autoencoder: { type: 'string' },
       },
     })
     for (const flag of ['charter', 'store', 'data'] as const)
@@ -115,6 +118,7 @@ export const command: Command = {
       backend,
       mdns: values.mdns === true,
       train,
+      ...(values.autoencoder === undefined ? {} : { autoencoder: values.autoencoder }),
       log,
     })
 
