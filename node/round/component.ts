@@ -9,25 +9,39 @@ import { PROVENANCE_MAX_BYTES } from '../../protocol/constants.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
 import { verifyProvenance, type VerifiedProvenance } from '../../protocol/provenance.ts'
-import { CHECKPOINT_FILE_MAX_BYTES } from './constants.ts'
+import { CHECKPOINT_FILE_MAX_BYTES, COMPONENT_CONFIG_MAX_BYTES } from './constants.ts'
 import { RoundError } from './errors.ts'
 import { CHECKPOINT_FILES } from './layout.ts'
 import type { PhaseCharter } from './schedule.ts'
 
+/** The parts of a model configuration that decide the autoencoder's tensors and latent space. */
+interface AutoencoderShape {
+  image: { size: number }
+  autoencoder: { channels: number[]; latentChannels: number; groups: number }
+}
+
 export interface AutoencoderComponent {
   model: Uint8Array
   modelDigest: string
+  /** The model configuration from the directory's signed config.json, when the directory has one. */
+  config?: AutoencoderShape
   envelope: DsseEnvelope
   verified: VerifiedProvenance
 }
 
-async function readBounded(path: string, maxBytes: number): Promise<Uint8Array> {
+async function readBounded(
+  path: string,
+  maxBytes: number,
+  optional = false,
+): Promise<Uint8Array | undefined> {
   let size: number
   try {
     size = (await stat(path)).size
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (optional) return undefined
       throw new RoundError('MISSING_FILE', `${path} does not exist`)
+    }
     throw err
   }
   if (size > maxBytes) throw new RoundError('BAD_CHECKPOINT', `${path} exceeds ${maxBytes} bytes`)
@@ -36,8 +50,15 @@ async function readBounded(path: string, maxBytes: number): Promise<Uint8Array> 
 
 /** Reads and verifies a component autoencoder checkpoint directory (its own signers, its own files). */
 export async function readAutoencoderComponent(dir: string): Promise<AutoencoderComponent> {
-  const provenanceBytes = await readBounded(join(dir, CHECKPOINT_FILES.provenance), PROVENANCE_MAX_BYTES)
-  const model = await readBounded(join(dir, CHECKPOINT_FILES.model), CHECKPOINT_FILE_MAX_BYTES)
+  const provenanceBytes = (await readBounded(
+    join(dir, CHECKPOINT_FILES.provenance),
+    PROVENANCE_MAX_BYTES,
+  )) as Uint8Array
+  const model = (await readBounded(
+    join(dir, CHECKPOINT_FILES.model),
+    CHECKPOINT_FILE_MAX_BYTES,
+  )) as Uint8Array
+  const configBytes = await readBounded(join(dir, CHECKPOINT_FILES.config), COMPONENT_CONFIG_MAX_BYTES, true)
   let envelope: DsseEnvelope
   try {
     envelope = JSON.parse(new TextDecoder().decode(provenanceBytes)) as DsseEnvelope
@@ -72,7 +93,34 @@ export async function readAutoencoderComponent(dir: string): Promise<Autoencoder
       'FILE_DIGEST_MISMATCH',
       `${dir}/${CHECKPOINT_FILES.model} (${modelDigest}) is not the model its provenance signs`,
     )
-  return { model, modelDigest, envelope, verified }
+  if (configBytes === undefined) return { model, modelDigest, envelope, verified }
+  if (verified.files.get(CHECKPOINT_FILES.config) !== sha256Digest(configBytes))
+    throw new RoundError(
+      'FILE_DIGEST_MISMATCH',
+      `${dir}/${CHECKPOINT_FILES.config} is not the config its provenance signs`,
+    )
+  const config = (JSON.parse(new TextDecoder().decode(configBytes)) as { model?: AutoencoderShape }).model
+  if (config?.image === undefined || config.autoencoder === undefined)
+    throw new RoundError('BAD_CHECKPOINT', `${dir}/${CHECKPOINT_FILES.config} names no model configuration`)
+  return { model, modelDigest, config, envelope, verified }
+}
+
+/**
+ * A component must decode into the latent space our U-Net is built for: same image size and the
+ * same autoencoder architecture (training hyper-parameters may differ).
+ */
+export function assertComponentFits(model: AutoencoderShape, component: AutoencoderComponent): void {
+  const theirs = component.config
+  if (theirs === undefined) return
+  const shape = (m: AutoencoderShape): string =>
+    JSON.stringify([m.image.size, m.autoencoder.channels, m.autoencoder.latentChannels, m.autoencoder.groups])
+  if (shape(theirs) !== shape(model))
+    throw new RoundError(
+      'COMPONENT_MISMATCH',
+      `the component autoencoder (image ${theirs.image.size}px, channels ${theirs.autoencoder.channels.join('/')}, ` +
+        `latent ${theirs.autoencoder.latentChannels}) does not fit this model ` +
+        `(image ${model.image.size}px, channels ${model.autoencoder.channels.join('/')}, latent ${model.autoencoder.latentChannels})`,
+    )
 }
 
 /** The charter's component pin must name exactly this checkpoint (model digest and provenance). */

@@ -14,6 +14,8 @@ export const CONTRIBUTION_PAYLOAD_MAX_BYTES = 256 * 1024 * 1024
 export const CHECKPOINT_FILE_MAX_BYTES = 256 * 1024 * 1024
 /** Signed statements and manifests fetched by digest are small; anything bigger is hostile. */
 export const STATEMENT_BLOB_MAX_BYTES = 1024 * 1024
+/** A checkpoint's config.json is the model configuration in canonical JSON: kilobytes; 1 MiB is generous. */
+export const COMPONENT_CONFIG_MAX_BYTES = 1024 * 1024
 /** Rounds of recent losses `coop status` shows. */
 export const STATUS_RECENT_LOSSES = 20
 /** Default local (inner) Adam steps per round when the charter does not say (DiLoCo uses 500; tiny tests use far fewer). */

@@ -4,7 +4,7 @@
 // directory at start, the other peer fetches the model by the charter's digest, and both finish
 // two U-Net rounds whose provenance names the component. A charter that pins another checkpoint
 // makes `coop start --autoencoder` fail before anything is stored.
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -141,6 +141,38 @@ describe('a component autoencoder from another cooperative', () => {
       join(dir, 'never.json'),
     ])
     expect(result.code).toBe(2)
+    expect(await exists(join(dir, 'never.json'))).toBe(false)
+  })
+
+  it('charter create refuses a component that does not fit the model or whose model is not the signed one', async () => {
+    const peer = coop.peers[0]!
+    const create = (config: string, ae: string) =>
+      runCoop([
+        'charter',
+        'create',
+        '--config',
+        config,
+        '--publisher',
+        peer.peerId,
+        '--key',
+        peer.nodeKeyPath,
+        '--autoencoder',
+        ae,
+        '--out',
+        join(dir, 'never.json'),
+      ])
+    // emoji32 has 32 px images and a deeper autoencoder than the tiny one the source trained.
+    const unfit = await create('emoji32', aeDir)
+    expect(unfit.code).toBe(1)
+    expect(unfit.stderr).toContain('COMPONENT_MISMATCH')
+    const tampered = join(dir, 'tampered')
+    await cp(aeDir, tampered, { recursive: true })
+    const model = new Uint8Array(await readFile(join(tampered, 'model.safetensors')))
+    model[model.length - 1] = (model[model.length - 1]! + 1) % 256
+    await writeFile(join(tampered, 'model.safetensors'), model)
+    const forged = await create('tiny', tampered)
+    expect(forged.code).toBe(1)
+    expect(forged.stderr).toContain('FILE_DIGEST_MISMATCH')
     expect(await exists(join(dir, 'never.json'))).toBe(false)
   })
 

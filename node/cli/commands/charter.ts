@@ -9,7 +9,7 @@ import { parseCodec } from '../../../protocol/compression.ts'
 import { envelopeBytes } from '../../../protocol/dsse.ts'
 import { peerIdString } from '../../../protocol/keys.ts'
 import { readKeyFile } from '../../keystore.ts'
-import { readAutoencoderComponent } from '../../round/component.ts'
+import { assertComponentFits, readAutoencoderComponent } from '../../round/component.ts'
 import {
   DEFAULT_DEADLINE_SECONDS,
   DEFAULT_INNER_STEPS,
@@ -128,6 +128,7 @@ async function create(argv: string[]): Promise<number> {
   const model = loadConfig(values.config)
   const component =
     values.autoencoder === undefined ? undefined : await readAutoencoderComponent(values.autoencoder)
+  if (component !== undefined) assertComponentFits(model, component)
   const keys = await Promise.all(keyFiles.map((path) => readKeyFile(path)))
   for (const [i, key] of keys.entries()) {
     const id = peerIdString(key.publicKey)
