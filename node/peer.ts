@@ -70,7 +70,6 @@ export interface CoopPeer {
   stop(): Promise<void>
 }
 
-
 export async function readCharterFile(
   path: string,
 ): Promise<{ charter: CoopCharter; coopId: string; envelope: DsseEnvelope }> {
