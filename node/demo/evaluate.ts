@@ -15,7 +15,13 @@ import type { TrainerSession } from '../../trainer/session.ts'
 import { CHECKPOINT_FILES } from '../round/layout.ts'
 import { decodeTensors } from '../round/tensors.ts'
 import type { NamedTensor } from '../round/tensors.ts'
-import { SAMPLE_GUIDANCE, SAMPLE_SEED, SAMPLE_STEPS, SAMPLES_PER_CLASS } from './constants.ts'
+import {
+  SAMPLE_AVERAGE_ROUNDS,
+  SAMPLE_GUIDANCE,
+  SAMPLE_SEED,
+  SAMPLE_STEPS,
+  SAMPLES_PER_CLASS,
+} from './constants.ts'
 import type { CollectedCheckpoint } from './collect.ts'
 import { writeFileAtomic } from './collect.ts'
 
@@ -30,6 +36,45 @@ export interface Evaluator {
 
 async function weightsOf(checkpoint: CollectedCheckpoint): Promise<NamedTensor[]> {
   return decodeTensors(new Uint8Array(await readFile(join(checkpoint.storeDir, CHECKPOINT_FILES.model))))
+}
+
+/**
+ * The checkpoints whose mean the grid of `checkpoint` samples from: the non-genesis checkpoints of
+ * the same phase and autoencoder, in rounds (round - window, round], oldest first.
+ */
+export function samplingWindow(
+  checkpoints: readonly CollectedCheckpoint[],
+  checkpoint: CollectedCheckpoint,
+  window: number,
+): CollectedCheckpoint[] {
+  return checkpoints
+    .filter(
+      (c) =>
+        c.phase === checkpoint.phase &&
+        c.parentId !== null &&
+        c.autoencoderId === checkpoint.autoencoderId &&
+        c.round <= checkpoint.round &&
+        c.round > checkpoint.round - window,
+    )
+    .sort((a, b) => a.round - b.round)
+}
+
+/** Element-wise mean of same-layout weight sets, accumulated in float64. */
+export function meanWeights(sets: readonly NamedTensor[][]): NamedTensor[] {
+  const first = sets[0]
+  if (first === undefined) throw new Error('meanWeights needs at least one weight set')
+  return first.map((tensor, i) => {
+    const sum = new Float64Array(tensor.data.length)
+    for (const set of sets) {
+      const other = set[i]
+      if (other === undefined || other.name !== tensor.name || other.data.length !== tensor.data.length)
+        throw new Error(`weight sets differ at tensor '${tensor.name}'`)
+      for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) + (other.data[j] as number)
+    }
+    const data = new Float32Array(sum.length)
+    for (let j = 0; j < sum.length; j++) data[j] = (sum[j] as number) / sets.length
+    return { name: tensor.name, shape: [...tensor.shape], data }
+  })
 }
 
 export async function createEvaluator(options: {
@@ -93,7 +138,11 @@ export async function createEvaluator(options: {
       const png = await sampleGrid({
         config: options.config,
         autoencoder: await autoencoderOf(checkpoint),
-        unet: await weightsOf(checkpoint),
+        unet: meanWeights(
+          await Promise.all(
+            samplingWindow(options.checkpoints, checkpoint, SAMPLE_AVERAGE_ROUNDS).map(weightsOf),
+          ),
+        ),
         classes,
         perClass: SAMPLES_PER_CLASS,
         guidance: SAMPLE_GUIDANCE,
