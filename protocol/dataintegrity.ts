@@ -91,6 +91,21 @@ export function addProof<T extends { '@context': string[] }>(
  * equals the document's (SCHEMA), verification method is a did:key URL (BAD_KEY) naming the
  * expected issuer (ISSUER_MISMATCH), proofValue encoding (BAD_ENCODING), signature (BAD_SIGNATURE).
  */
+/**
+ * An unknown proof type or cryptosuite is its own error (UNSUPPORTED_CRYPTOSUITE), checked before
+ * the schema so that a verifier names the suite it cannot verify rather than a schema mismatch.
+ */
+export function assertSupportedProofSuite(securedDocument: Record<string, unknown>): void {
+  const proof = securedDocument.proof
+  if (typeof proof !== 'object' || proof === null) return
+  const { type, cryptosuite } = proof as Record<string, unknown>
+  if (type !== 'DataIntegrityProof' || cryptosuite !== 'eddsa-jcs-2022')
+    throw new ProtocolError(
+      'UNSUPPORTED_CRYPTOSUITE',
+      'only DataIntegrityProof with eddsa-jcs-2022 is accepted',
+    )
+}
+
 export function verifyProof(securedDocument: Record<string, unknown>, issuerDid: string): Ed25519PublicKey {
   const rawProof = securedDocument.proof
   if (typeof rawProof !== 'object' || rawProof === null || Array.isArray(rawProof))

@@ -10,7 +10,13 @@ import {
   MANIFEST_MEDIA_TYPES,
   VC_V2_CONTEXT,
 } from './constants.ts'
-import { addProof, dataIntegrityProofSchema, verifyProof, type DataIntegrityProof } from './dataintegrity.ts'
+import {
+  addProof,
+  assertSupportedProofSuite,
+  dataIntegrityProofSchema,
+  verifyProof,
+  type DataIntegrityProof,
+} from './dataintegrity.ts'
 import { type DocumentInput, parseDocument, parseSchema } from './decode.ts'
 import { sha256Digest } from './digest.ts'
 import { ProtocolError } from './errors.ts'
@@ -195,17 +201,7 @@ export function verifyManifest(input: DocumentInput, options: VerifyManifestOpti
   const { value } = parseDocument(input, MANIFEST_MAX_BYTES, 'manifest')
   if (!looksLikeManifest(value)) throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentManifest credential')
   const record = value as Record<string, unknown>
-  const proof = record.proof as Record<string, unknown> | undefined
-  if (
-    proof !== undefined &&
-    typeof proof === 'object' &&
-    proof !== null &&
-    (proof.type !== 'DataIntegrityProof' || proof.cryptosuite !== 'eddsa-jcs-2022')
-  )
-    throw new ProtocolError(
-      'UNSUPPORTED_CRYPTOSUITE',
-      'only DataIntegrityProof with eddsa-jcs-2022 is accepted',
-    )
+  assertSupportedProofSuite(record)
   const manifest = parseSchema(manifestSchema, value, 'manifest') as ConsentManifest
   const subject = manifest.credentialSubject
   parseLicense(subject.license)

@@ -2,7 +2,13 @@
 // withdrawing consent for some items of a manifest, or all of them. Kept forever.
 import { z } from 'zod'
 import { MANIFEST_MAX_ITEMS, REVOCATION_MAX_BYTES, VC_V2_CONTEXT } from './constants.ts'
-import { addProof, dataIntegrityProofSchema, verifyProof, type DataIntegrityProof } from './dataintegrity.ts'
+import {
+  addProof,
+  assertSupportedProofSuite,
+  dataIntegrityProofSchema,
+  verifyProof,
+  type DataIntegrityProof,
+} from './dataintegrity.ts'
 import { type DocumentInput, parseDocument, parseSchema } from './decode.ts'
 import { sha256Digest } from './digest.ts'
 import { ProtocolError } from './errors.ts'
@@ -99,17 +105,7 @@ export function verifyRevocation(input: DocumentInput): VerifiedRevocation {
   if (!looksLikeRevocation(value))
     throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentRevocation credential')
   const record = value as Record<string, unknown>
-  const proof = record.proof as Record<string, unknown> | undefined
-  if (
-    proof !== undefined &&
-    typeof proof === 'object' &&
-    proof !== null &&
-    (proof.type !== 'DataIntegrityProof' || proof.cryptosuite !== 'eddsa-jcs-2022')
-  )
-    throw new ProtocolError(
-      'UNSUPPORTED_CRYPTOSUITE',
-      'only DataIntegrityProof with eddsa-jcs-2022 is accepted',
-    )
+  assertSupportedProofSuite(record)
   const revocation = parseSchema(revocationSchema, value, 'revocation') as RevocationNotice
   verifyProof(record, revocation.issuer)
   const verified: VerifiedRevocation = {
