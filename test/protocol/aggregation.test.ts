@@ -1,5 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { expectCode } from './expect-code.ts'
 import {
   type Aggregator,
   aggregateDeltas,
@@ -9,19 +10,7 @@ import {
   parseAggregator,
 } from '../../protocol/aggregation.ts'
 import type { NamedTensor } from '../../protocol/compression.ts'
-import { ProtocolError } from '../../protocol/errors.ts'
 import { encodeSafetensors } from '../../protocol/safetensors.ts'
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProtocolError)
-    expect((error as ProtocolError).code).toBe(code)
-    return
-  }
-  throw new Error(`expected ProtocolError ${code}, nothing was thrown`)
-}
 
 const SHAPES: Record<string, number[]> = { 'b.bias': [3], 'a.weight': [2, 2] }
 

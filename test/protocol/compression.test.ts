@@ -1,5 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { expectCode } from './expect-code.ts'
 import {
   bytesPerRoundDense,
   compressDelta,
@@ -9,19 +10,7 @@ import {
   parseCodec,
   topkCount,
 } from '../../protocol/compression.ts'
-import { ProtocolError } from '../../protocol/errors.ts'
 import { decodeSafetensors, encodeSafetensors, type TensorEntry } from '../../protocol/safetensors.ts'
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProtocolError)
-    expect((error as ProtocolError).code).toBe(code)
-    return
-  }
-  throw new Error(`expected ProtocolError ${code}, nothing was thrown`)
-}
 
 const finite = fc.float({ min: -1e6, max: 1e6, noNaN: true, noDefaultInfinity: true })
 

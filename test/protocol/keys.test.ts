@@ -2,7 +2,7 @@ import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { ProtocolError } from '../../protocol/errors.ts'
+import { expectCode } from './expect-code.ts'
 import {
   didKeyFromPublicKey,
   generateKey,
@@ -15,17 +15,6 @@ import {
   verificationMethodFor,
   verify,
 } from '../../protocol/keys.ts'
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProtocolError)
-    expect((error as ProtocolError).code).toBe(code)
-    return
-  }
-  throw new Error(`expected ${code}`)
-}
 
 describe('keys and identities', () => {
   it('matches RFC 8032 test 1 (seed -> public key -> signature of the empty message)', () => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { expectCode } from './expect-code.ts'
 import { ProtocolError } from '../../protocol/errors.ts'
 import {
   decodeSafetensors,
@@ -18,17 +19,6 @@ function minimalRead(bytes: Uint8Array): { header: Record<string, any>; data: Ui
   const n = Number(Buffer.from(bytes).readBigUInt64LE(0))
   const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'))
   return { header, data: bytes.subarray(8 + n) }
-}
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProtocolError)
-    expect((error as ProtocolError).code).toBe(code)
-    return
-  }
-  throw new Error(`expected ProtocolError ${code}, nothing was thrown`)
 }
 
 const sample: TensorEntry[] = [
