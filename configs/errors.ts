@@ -1,5 +1,6 @@
 // Configuration failures carry a code from this closed set and the dotted key path at fault,
 // so `coop train --config x.json` says exactly which key to fix.
+import { CodedError } from '../protocol/coded-error.ts'
 
 export const CONFIG_ERROR_CODES = [
   /** A key that no configuration field has (a typo, or a field from another version). */
@@ -16,14 +17,11 @@ export const CONFIG_ERROR_CODES = [
 
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number]
 
-export class ConfigError extends Error {
-  override name = 'ConfigError'
-  readonly code: ConfigErrorCode
+export class ConfigError extends CodedError<ConfigErrorCode> {
   /** Dotted path of the offending key ('' for the whole document). */
   readonly path: string
   constructor(code: ConfigErrorCode, path: string, message: string) {
-    super(path.length > 0 ? `${path}: ${message}` : message)
-    this.code = code
+    super(code, path.length > 0 ? `${path}: ${message}` : message)
     this.path = path
   }
 }

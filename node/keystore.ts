@@ -3,10 +3,12 @@
 // file is a rights holder's signing key and a node's peer identity. Files are created with
 // mode 0600, never overwritten, and refused when readable by group or others (as ssh does).
 // Key bytes are never logged or put in error messages.
+import { CodedError } from '../protocol/coded-error.ts'
 import { constants } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { ProtocolError } from '../protocol/errors.ts'
 import { marshalPrivateKey, unmarshalPrivateKey, type Ed25519PrivateKey } from '../protocol/keys.ts'
+import { errorCode } from '../protocol/coded-error.ts'
 
 export const KEYSTORE_ERROR_CODES = [
   'KEY_FILE_EXISTS',
@@ -16,14 +18,7 @@ export const KEYSTORE_ERROR_CODES = [
 ] as const
 export type KeystoreErrorCode = (typeof KEYSTORE_ERROR_CODES)[number]
 
-export class KeystoreError extends Error {
-  override name = 'KeystoreError'
-  readonly code: KeystoreErrorCode
-  constructor(code: KeystoreErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
-}
+export class KeystoreError extends CodedError<KeystoreErrorCode> {}
 
 /** A libp2p Ed25519 protobuf key is 68 bytes; anything near 1 KiB is not a key file. */
 const KEY_FILE_MAX_BYTES = 1024
@@ -35,7 +30,7 @@ export async function writeKeyFile(path: string, key: Ed25519PrivateKey): Promis
   try {
     handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, KEY_FILE_MODE)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST')
+    if (errorCode(error) === 'EEXIST')
       throw new KeystoreError('KEY_FILE_EXISTS', `${path} already exists; refusing to overwrite a key`)
     throw error
   }
@@ -55,8 +50,7 @@ export async function readKeyFile(path: string): Promise<Ed25519PrivateKey> {
   try {
     info = await stat(path)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new KeystoreError('KEY_FILE_NOT_FOUND', `no key file at ${path}`)
+    if (errorCode(error) === 'ENOENT') throw new KeystoreError('KEY_FILE_NOT_FOUND', `no key file at ${path}`)
     throw error
   }
   if (!info.isFile()) throw new KeystoreError('KEY_FILE_INVALID', `${path} is not a regular file`)

@@ -27,10 +27,12 @@ import { RoundError } from './round/errors.ts'
 import { charterPath, inboxDir, writeAddrs } from './round/layout.ts'
 import type { Phase } from './round/schedule.ts'
 import type { NamedTensor } from './round/tensors.ts'
-import { openStore, writeFileAtomic, type CoopStore } from './store/store.ts'
+import { writeFileDurable } from './store/durable.ts'
+import { openStore, type CoopStore } from './store/store.ts'
 import { createConsentValidator } from './validation/consent.ts'
 import { encodeGossipMessage } from './validation/messages.ts'
 import { createCheckpointValidator, createContributionValidator } from './validation/statements.ts'
+import { errorCode } from '../protocol/coded-error.ts'
 
 export interface PeerOptions {
   /** Path of the signed charter (DSSE envelope JSON). */
@@ -86,7 +88,7 @@ async function loadNodeKey(path: string, log: Logger): Promise<Ed25519PrivateKey
   try {
     await stat(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    if (errorCode(err) !== 'ENOENT') throw err
     const key = generateKey()
     await writeKeyFile(path, key)
     log.info({ path }, 'node key created')
@@ -113,7 +115,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
   const store = await openStore(options.store, { log: componentLogger('store') })
   let host: CoopHost | undefined
   try {
-    await writeFileAtomic(charterPath(options.store), canonicalBytes(envelope))
+    await writeFileDurable(charterPath(options.store), canonicalBytes(envelope))
     const peerId = peerIdString(privateKey.publicKey)
     const consent = new ConsentBook(
       { peerId, acceptedLicenses: charter.acceptedLicenses },
@@ -288,7 +290,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
           }
           await rename(path, join(inbox, 'done', name))
         } catch (err) {
-          log.warn({ file: name, code: (err as { code?: string }).code, err }, 'inbox document refused')
+          log.warn({ file: name, code: errorCode(err), err }, 'inbox document refused')
           await rename(path, join(inbox, 'done', `${name}.refused`)).catch(() => undefined)
         }
       }

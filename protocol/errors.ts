@@ -1,6 +1,7 @@
 // Every rejection made by protocol/ is a ProtocolError whose `code` comes from this
 // closed set, so callers can label metrics, map gossip results and assert in tests
 // without parsing messages.
+import { CodedError } from './coded-error.ts'
 
 export const PROTOCOL_ERROR_CODES = [
   /** A signature does not verify against the named key. */
@@ -49,14 +50,7 @@ export const PROTOCOL_ERROR_CODES = [
 
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number]
 
-export class ProtocolError extends Error {
-  override name = 'ProtocolError'
-  readonly code: ProtocolErrorCode
-  constructor(code: ProtocolErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
-}
+export class ProtocolError extends CodedError<ProtocolErrorCode> {}
 
 export function isProtocolError(error: unknown): error is ProtocolError {
   return error instanceof ProtocolError

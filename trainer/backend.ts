@@ -5,6 +5,7 @@
 // loaded with a dynamic import and probed, best first. `wasm` is the floor for training: it gets the
 // gradient kernels it lacks from ./kernels/wasm.ts. The pure `cpu` backend (conv backprop ~0.05 GFLOP/s)
 // is only chosen when nothing else loads.
+import { CodedError } from '../protocol/coded-error.ts'
 
 import * as tf from '@tensorflow/tfjs-core'
 import { readdir } from 'node:fs/promises'
@@ -15,6 +16,7 @@ import { registerCpuKernelFixes } from './kernels/cpu.ts'
 import { registerGroupNormKernels } from './kernels/groupnorm.ts'
 import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
+import { errorCode } from '../protocol/coded-error.ts'
 
 export type RequestedBackend = (typeof REQUESTED_BACKENDS)[number]
 
@@ -39,14 +41,7 @@ export const BACKEND_ERROR_CODES = [
 
 export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number]
 
-export class BackendError extends Error {
-  override name = 'BackendError'
-  readonly code: BackendErrorCode
-  constructor(code: BackendErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
-}
+export class BackendError extends CodedError<BackendErrorCode> {}
 
 /** Raised inside a probe: the candidate cannot be used, for a reason worth one log line. */
 class CandidateUnavailable extends Error {
@@ -59,7 +54,7 @@ export function isRequestedBackend(value: string): value is RequestedBackend {
 
 function describe(error: unknown): string {
   if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code
+    const code = errorCode(error)
     // Module-resolution failures carry a long require stack; the first line says all a user needs.
     const firstLine = error.message.split('\n')[0] ?? error.message
     return typeof code === 'string' && code === 'ERR_MODULE_NOT_FOUND' ? 'package not installed' : firstLine

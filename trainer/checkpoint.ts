@@ -20,6 +20,7 @@ import { CHECKPOINT_JSON_MAX_BYTES, CHECKPOINT_MAX_BYTES } from './constants.ts'
 import { TrainerError } from './errors.ts'
 import type { SessionState, SessionStateJson } from './session.ts'
 import type { NamedTensor } from './types.ts'
+import { errorCode } from '../protocol/coded-error.ts'
 
 export const CHECKPOINT_FILES = {
   model: 'model.safetensors',
@@ -196,7 +197,7 @@ function decodeTensors(
   try {
     decoded = decodeSafetensors(bytes, { maxBytes: CHECKPOINT_MAX_BYTES })
   } catch (error) {
-    const code = (error as { code?: string }).code ?? 'ERROR'
+    const code = errorCode(error) ?? 'ERROR'
     throw new TrainerError('CHECKPOINT_CORRUPT', `${path}: ${code}: ${(error as Error).message}`, {
       cause: error,
     })

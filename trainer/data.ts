@@ -17,6 +17,7 @@ import {
 } from './constants.ts'
 import { TrainerError } from './errors.ts'
 import type { Logger } from './types.ts'
+import { errorCode } from '../protocol/coded-error.ts'
 
 export interface ImageItem {
   /** Path of the file as found under `dir`. */
@@ -71,7 +72,7 @@ async function listCandidates(dir: string): Promise<{ candidates: Candidate[]; c
     if (error instanceof TrainerError) throw error
     throw new TrainerError(
       'DATA_MISSING',
-      `data folder ${dir} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      `data folder ${dir} cannot be read: ${errorCode(error) ?? String(error)}`,
     )
   }
   const classDirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name)
@@ -147,7 +148,7 @@ export async function loadImageFolder(options: LoadImageFolderOptions): Promise<
       } catch (error) {
         skipped.push({
           path: candidate.path,
-          reason: `unreadable: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+          reason: `unreadable: ${errorCode(error) ?? String(error)}`,
         })
         continue
       }

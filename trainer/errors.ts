@@ -1,5 +1,6 @@
 // Every expected failure raised by trainer/ is a TrainerError whose `code` comes from
 // this closed set, so the CLI prints one clear line and tests assert codes, not messages.
+import { CodedError } from '../protocol/coded-error.ts'
 
 export const TRAINER_ERROR_CODES = [
   /** The data folder does not exist or is not a directory. */
@@ -30,14 +31,7 @@ export const TRAINER_ERROR_CODES = [
 
 export type TrainerErrorCode = (typeof TRAINER_ERROR_CODES)[number]
 
-export class TrainerError extends Error {
-  override name = 'TrainerError'
-  readonly code: TrainerErrorCode
-  constructor(code: TrainerErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
-}
+export class TrainerError extends CodedError<TrainerErrorCode> {}
 
 export function isTrainerError(error: unknown): error is TrainerError {
   return error instanceof TrainerError

@@ -1,4 +1,5 @@
 // The contract every `coop <command>` module implements. main.ts only dispatches.
+import { CodedError } from '../../protocol/coded-error.ts'
 
 export interface Command {
   /** One line for `coop --help`. */
@@ -18,13 +19,10 @@ export class UsageError extends Error {
  * Thrown by a command for an expected failure the user must see as one clear line
  * (missing folder, invalid manifest...). `code` is a stable machine-readable label.
  */
-export class CliError extends Error {
-  override name = 'CliError'
-  readonly code: string
+export class CliError extends CodedError {
   readonly exitCode: number
   constructor(code: string, message: string, exitCode = 1) {
-    super(message)
-    this.code = code
+    super(code, message)
     this.exitCode = exitCode
   }
 }

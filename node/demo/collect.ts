@@ -2,7 +2,7 @@
 // shown comes from signed documents: checkpoints from their provenance, per-peer losses from
 // the ContributionStatements they list, rights holders from the consent manifests they name.
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, rename } from 'node:fs/promises'
 import { basename, join, relative } from 'node:path'
 import type { CoopCharter } from '../../protocol/charter.ts'
 import { verifyContribution } from '../../protocol/contribution.ts'
@@ -219,12 +219,6 @@ export function lineageManifests(checkpoints: CollectedCheckpoint[]): Set<string
   const out = new Set<string>()
   for (const checkpoint of checkpoints) for (const m of checkpoint.predicate.manifests) out.add(m)
   return out
-}
-
-export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`
-  await writeFile(temp, bytes)
-  await rename(temp, path)
 }
 
 export function relativeTo(from: string, path: string): string {

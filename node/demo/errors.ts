@@ -1,5 +1,6 @@
 // Typed failures of `coop demo`. Each code names one thing a user can act on; the CLI prints
 // `code: message` without a stack.
+import { CodedError } from '../../protocol/coded-error.ts'
 
 export type DemoErrorCode =
   /** --out holds files that no demo run wrote: never overwrite a user's folder. */
@@ -23,11 +24,4 @@ export type DemoErrorCode =
   /** the publisher's store lacks a checkpoint the run closed. */
   | 'CHECKPOINT_MISSING'
 
-export class DemoError extends Error {
-  override name = 'DemoError'
-  readonly code: DemoErrorCode
-  constructor(code: DemoErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
-}
+export class DemoError extends CodedError<DemoErrorCode> {}

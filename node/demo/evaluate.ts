@@ -23,7 +23,7 @@ import {
   SAMPLES_PER_CLASS,
 } from './constants.ts'
 import type { CollectedCheckpoint } from './collect.ts'
-import { writeFileAtomic } from './collect.ts'
+import { writeFileDurable } from '../store/durable.ts'
 
 export interface Evaluator {
   backend: string
@@ -149,7 +149,7 @@ export async function createEvaluator(options: {
         steps: SAMPLE_STEPS,
         seed: SAMPLE_SEED,
       })
-      await writeFileAtomic(outPath, png)
+      await writeFileDurable(outPath, png)
       return outPath
     },
     dispose() {

@@ -10,6 +10,7 @@ import { spawnPeer, stopPeers } from './processes.ts'
 import type { PeerProcess } from './processes.ts'
 import type { NodeEvent } from './events.ts'
 import type { PeerLayout } from './layout.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 export interface PeerLaunch {
   peer: PeerLayout
@@ -61,7 +62,7 @@ async function readAddrs(path: string): Promise<string[]> {
   try {
     return parseAddrs(await readFile(path, 'utf8'))
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
+    if (errorCode(error) === 'ENOENT') return []
     throw error
   }
 }

@@ -1,6 +1,7 @@
 // Builds the demo's outputs from the publisher's store: checkpoints/, samples/, loss.svg,
 // metrics.json and report.html. Idempotent: checkpoints and grids already exported are kept,
 // and eval losses are cached by checkpoint id, so a resumed or repeated run only adds.
+import { writeFileDurable } from '../store/durable.ts'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -25,7 +26,6 @@ import {
   readManifests,
   relativeTo,
   verifyExportedCheckpoint,
-  writeFileAtomic,
 } from './collect.ts'
 import type { CollectedCheckpoint, ManifestOwner, VerifyOutcome } from './collect.ts'
 import { createEvaluator } from './evaluate.ts'
@@ -261,7 +261,7 @@ export async function buildOutputs(options: {
     try {
       for (const checkpoint of needsEval) {
         evalCache[checkpoint.id] = await evaluator.evalLoss(checkpoint)
-        await writeFileAtomic(evalCachePath, `${JSON.stringify(evalCache, null, 2)}\n`)
+        await writeFileDurable(evalCachePath, `${JSON.stringify(evalCache, null, 2)}\n`)
       }
       for (const checkpoint of needsSamples)
         await evaluator.sampleGrid(checkpoint, join(layout.samplesDir, `${checkpoint.round}.png`), rows)
@@ -313,9 +313,9 @@ export async function buildOutputs(options: {
     peers,
     rounds,
   }
-  await writeFileAtomic(layout.metrics, `${JSON.stringify(metrics, null, 2)}\n`)
+  await writeFileDurable(layout.metrics, `${JSON.stringify(metrics, null, 2)}\n`)
   const svg = lossPlot(rounds, peers)
-  await writeFileAtomic(layout.lossSvg, svg)
+  await writeFileDurable(layout.lossSvg, svg)
 
   const owners = await readManifests(
     setup.peers.map((p) => ({ name: p.peer.name, peerId: p.peerId, consent: p.peer.consent })),
@@ -368,7 +368,7 @@ export async function buildOutputs(options: {
     samples,
     lossSvg: svg,
   }
-  await writeFileAtomic(layout.report, renderReportHtml(model))
+  await writeFileDurable(layout.report, renderReportHtml(model))
   return {
     metrics,
     checkpoints: checkpoints.length,

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { LOG_TAIL_LINES, NODE_STOP_GRACE_MS } from './constants.ts'
 import { interpretRecord, parseLogLine } from './events.ts'
 import type { NodeEvent } from './events.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 /** The CLI entry point the peers run: the same `coop` the user has. */
 export const COOP_MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url))
@@ -110,7 +111,7 @@ export function spawnPeer(options: PeerProcessOptions): PeerProcess {
       try {
         process.kill(child.pid, signal)
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error
+        if (errorCode(error) !== 'ESRCH') throw error
       }
     },
   }

@@ -1,9 +1,11 @@
 // The run manifest (demo-run.json) ties an output folder to one set of demo parameters, so that
 // running `coop demo` again with the same --out resumes that run and never silently mixes two.
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { writeFileDurable } from '../store/durable.ts'
+import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DemoError } from './errors.ts'
 import { RUN_MANIFEST_FILE, RUN_LOCK_FILE, RUN_MANIFEST_MAX_BYTES } from './constants.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 /** The parameters that define a run's results: any difference means a different run. */
 export interface DemoParams {
@@ -129,7 +131,7 @@ export async function readRunManifest(outDir: string): Promise<RunManifest | und
       await handle.close()
     }
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (errorCode(error) === 'ENOENT') return undefined
     throw error
   }
   let json: unknown
@@ -146,9 +148,7 @@ export async function readRunManifest(outDir: string): Promise<RunManifest | und
 /** Atomic write: a crash leaves the old or the new manifest, never half of one. */
 export async function writeRunManifest(outDir: string, manifest: RunManifest): Promise<void> {
   const path = join(outDir, RUN_MANIFEST_FILE)
-  const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, `${JSON.stringify(manifest, null, 2)}\n`)
-  await rename(tmp, path)
+  await writeFileDurable(path, `${JSON.stringify(manifest, null, 2)}\n`)
 }
 
 function flagFor(key: string): string {
@@ -180,7 +180,7 @@ export async function openRun(
     // The lock is taken before this check, so it does not count as foreign content.
     entries = (await readdir(outDir)).filter((name) => name !== RUN_LOCK_FILE)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    if (errorCode(error) !== 'ENOENT') throw error
   }
   const existing = await readRunManifest(outDir)
   if (existing === undefined) {
@@ -250,7 +250,7 @@ function pidAlive(pid: number): boolean {
     process.kill(pid, 0)
     return true
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
+    return errorCode(error) === 'EPERM'
   }
 }
 
@@ -268,7 +268,7 @@ export async function acquireRunLock(outDir: string): Promise<() => Promise<void
         await rm(path, { force: true })
       }
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      if (errorCode(error) !== 'EEXIST') throw error
       const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
       if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
         throw new DemoError('OUT_IN_USE', `${outDir} is in use by another coop demo (pid ${holder}).`)

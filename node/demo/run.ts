@@ -19,6 +19,7 @@ import { acquireRunLock, finishAttempt, openRun } from './run-manifest.ts'
 import type { DemoParams, RunManifest } from './run-manifest.ts'
 import { prepareDemo } from './setup.ts'
 import type { DemoSetup } from './setup.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 export interface DemoRunOptions {
   out: string
@@ -166,7 +167,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
     return built.verified === built.checkpoints ? 0 : 1
   } catch (error) {
     if (manifest !== undefined) {
-      const code = error instanceof DemoError ? error.code : ((error as { code?: string }).code ?? 'ERROR')
+      const code = error instanceof DemoError ? error.code : (errorCode(error) ?? 'ERROR')
       manifest = await finishAttempt(out, manifest, 'failed', code).catch(() => manifest)
     }
     throw error

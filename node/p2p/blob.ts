@@ -7,6 +7,7 @@
 //                        of at most BLOB_CHUNK_BYTES until exactly <size> bytes, then close.
 // The requester never trusts the holder: it bounds every frame, times every chunk and the whole
 // transfer, and checks the SHA-256 of the bytes against the digest before returning them.
+import { CodedError } from '../../protocol/coded-error.ts'
 import { createHash } from 'node:crypto'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -50,15 +51,12 @@ export const BLOB_ERROR_CODES = [
 ] as const
 export type BlobErrorCode = (typeof BLOB_ERROR_CODES)[number]
 
-export class BlobTransferError extends Error {
-  readonly code: BlobErrorCode
+export class BlobTransferError extends CodedError<BlobErrorCode> {
   /** For ALL_PROVIDERS_FAILED: why each provider failed, in the order tried. */
   readonly attempts: { provider: string; code: BlobErrorCode; message: string }[]
 
   constructor(code: BlobErrorCode, message: string, attempts: BlobTransferError['attempts'] = []) {
-    super(message)
-    this.name = 'BlobTransferError'
-    this.code = code
+    super(code, message)
     this.attempts = attempts
   }
 }

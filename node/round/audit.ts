@@ -14,6 +14,7 @@ import { CHECKPOINT_FILES, listCheckpointDirs } from './layout.ts'
 import { computeCheckpoint, type ContributionPayload } from './recompute.ts'
 import { decodeTensors } from './tensors.ts'
 import { LineageIndex, type TraceCheckpoint, type TraceManifest } from './trace.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 const HEX = /^sha256:([0-9a-f]{64})$/
 
@@ -24,7 +25,7 @@ async function readBounded(path: string, maxBytes: number): Promise<Uint8Array |
       throw new RoundError('BAD_CHECKPOINT', `${path} exceeds ${maxBytes} bytes`)
     return bytes
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (errorCode(err) === 'ENOENT') return undefined
     throw err
   }
 }
@@ -192,7 +193,7 @@ export async function verifyCheckpointDir(
     return report
   } catch (err) {
     report.ok = false
-    report.code = (err as { code?: RoundErrorCode }).code ?? 'BAD_CHECKPOINT'
+    report.code = err instanceof RoundError ? err.code : 'BAD_CHECKPOINT'
     report.message = err instanceof Error ? err.message : String(err)
     return report
   }

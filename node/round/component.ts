@@ -13,6 +13,7 @@ import { CHECKPOINT_FILE_MAX_BYTES, COMPONENT_CONFIG_MAX_BYTES } from './constan
 import { RoundError } from './errors.ts'
 import { CHECKPOINT_FILES } from './layout.ts'
 import type { PhaseCharter } from './schedule.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 /** The parts of a model configuration that decide the autoencoder's tensors and latent space. */
 interface AutoencoderShape {
@@ -38,7 +39,7 @@ async function readBounded(
   try {
     size = (await stat(path)).size
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    if (errorCode(err) === 'ENOENT') {
       if (optional) return undefined
       throw new RoundError('MISSING_FILE', `${path} does not exist`)
     }

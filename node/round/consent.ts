@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import type { CoopStore } from '../store/store.ts'
 import { ignore, reject } from '../validation/errors.ts'
 import { RoundError } from './errors.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 interface StoredManifest {
   document: unknown
@@ -68,10 +69,7 @@ export class ConsentBook {
         })
         this.#manifests.set(verified.digest, { verified, local: stored.local })
       } catch (err) {
-        this.#log.warn(
-          { code: (err as { code?: string }).code },
-          'stored manifest no longer verifies; ignored',
-        )
+        this.#log.warn({ code: errorCode(err) }, 'stored manifest no longer verifies; ignored')
       }
     }
   }

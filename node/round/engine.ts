@@ -78,6 +78,7 @@ import {
   type PeerRecord,
   type Verification,
 } from './records.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 import { computeCheckpoint, encodeCheckpointFiles, type ContributionPayload } from './recompute.ts'
 import { genesisRound, lastRoundOf, phaseOfRound, roundPlan, type Phase, type RoundPlan } from './schedule.ts'
 import { decodeTensors, encodeTensors, pseudoGradient, zerosLike, type NamedTensor } from './tensors.ts'
@@ -157,7 +158,6 @@ export class RoundEngine {
   /** Contributions whose handler is storing them right now. */
   readonly #storing = new Set<string>()
   readonly #payloadFetches = new Map<string, Promise<boolean>>()
-  readonly #pendingCheckpoints: PendingCheckpoint[] = []
   #adoptQueue: Promise<void> = Promise.resolve()
   readonly #trainers_ = new Map<Phase, RoundTrainer>()
   readonly #waiters = new Set<Waiter>()
@@ -380,10 +380,7 @@ export class RoundEngine {
         } catch (err) {
           // A missing blob or a transient store/network failure must not end the node: log, back off, retry the round.
           if (this.#stopping) return
-          this.#log.error(
-            { round, phase, err, code: (err as { code?: string }).code },
-            'local round failed; retrying',
-          )
+          this.#log.error({ round, phase, err, code: errorCode(err) }, 'local round failed; retrying')
           await this.#waitForChange(FETCH_RETRY_MS * 4)
         }
         continue
@@ -707,8 +704,7 @@ export class RoundEngine {
       } catch (err) {
         // Its custodian serves every manifest it trains on by digest: fetch it, so the next
         // re-announcement of this contribution finds it (gossip of manifests may have missed us).
-        if ((err as { code?: string }).code === 'UNKNOWN_MANIFEST')
-          void this.#fetchManifest(manifestId, verified.contributor)
+        if (errorCode(err) === 'UNKNOWN_MANIFEST') void this.#fetchManifest(manifestId, verified.contributor)
         throw err
       }
     }
@@ -726,10 +722,7 @@ export class RoundEngine {
       if (added)
         this.#log.info({ manifest: verified.digest, custodian: verified.custodian }, 'manifest fetched')
     } catch (err) {
-      this.#log.warn(
-        { manifest: manifestId, code: (err as { code?: string }).code, err },
-        'manifest fetch failed',
-      )
+      this.#log.warn({ manifest: manifestId, code: errorCode(err), err }, 'manifest fetch failed')
     } finally {
       this.#manifestFetches.delete(manifestId)
     }
@@ -770,10 +763,7 @@ export class RoundEngine {
         this.#notify()
         return true
       } catch (err) {
-        this.#log.warn(
-          { delta: digest, code: (err as { code?: string }).code, err },
-          'contribution payload unavailable',
-        )
+        this.#log.warn({ delta: digest, code: errorCode(err), err }, 'contribution payload unavailable')
         return false
       } finally {
         this.#payloadFetches.delete(digest)
@@ -840,7 +830,7 @@ export class RoundEngine {
       try {
         await this.#closeStep()
       } catch (err) {
-        this.#log.error({ err, code: (err as { code?: string }).code }, 'closing the round failed; retrying')
+        this.#log.error({ err, code: errorCode(err) }, 'closing the round failed; retrying')
         await this.#waitForChange(FETCH_RETRY_MS * 4)
       }
       if (this.openRound() === undefined && this.#done) return
@@ -1143,7 +1133,7 @@ export class RoundEngine {
       .then(() => this.#verifyAndAdopt(pending))
       .catch((err: unknown) => {
         this.#log.error(
-          { err, code: (err as { code?: string }).code, checkpoint: pending.verified.digest },
+          { err, code: errorCode(err), checkpoint: pending.verified.digest },
           'checkpoint rejected',
         )
       })

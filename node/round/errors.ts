@@ -1,5 +1,6 @@
 // Typed errors of the round engine and the commands built on it. Codes are a closed set so
 // that logs, exit codes and tests can name them.
+import { CodedError } from '../../protocol/coded-error.ts'
 
 export const ROUND_ERROR_CODES = [
   // checkpoint verification
@@ -26,12 +27,4 @@ export const ROUND_ERROR_CODES = [
 
 export type RoundErrorCode = (typeof ROUND_ERROR_CODES)[number]
 
-export class RoundError extends Error {
-  readonly code: RoundErrorCode
-
-  constructor(code: RoundErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'RoundError'
-    this.code = code
-  }
-}
+export class RoundError extends CodedError<RoundErrorCode> {}

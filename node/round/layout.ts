@@ -12,11 +12,11 @@
 //       config.json           { coop, phase, round, model, autoencoder? } canonical JSON
 //       provenance.json       the signed CheckpointProvenance (DSSE envelope)
 //       charter.json          the charter, so the directory verifies on its own
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
-import { writeFileAtomic } from '../store/store.ts'
+import { removeTempEntries, writeDirDurable, writeFileDurable } from '../store/durable.ts'
 import type { Phase } from './schedule.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 export const CHECKPOINT_FILES = {
   model: 'model.safetensors',
@@ -64,14 +64,14 @@ export function checkpointDir(storeDir: string, phase: Phase, round: number): st
 }
 
 export async function writeAddrs(storeDir: string, value: AddrsFile): Promise<void> {
-  await writeFileAtomic(addrsPath(storeDir), `${JSON.stringify(value, null, 2)}\n`)
+  await writeFileDurable(addrsPath(storeDir), `${JSON.stringify(value, null, 2)}\n`)
 }
 
 export async function readAddrs(storeDir: string): Promise<AddrsFile | undefined> {
   try {
     return JSON.parse(await readFile(addrsPath(storeDir), 'utf8')) as AddrsFile
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (errorCode(err) === 'ENOENT') return undefined
     throw err
   }
 }
@@ -87,61 +87,21 @@ export async function writeCheckpointDir(
   round: number,
   files: Record<string, Uint8Array | string>,
 ): Promise<string> {
-  const root = checkpointsRoot(storeDir)
-  await mkdir(root, { recursive: true })
   const final = checkpointDir(storeDir, phase, round)
-  const temp = join(root, `.tmp-${randomBytes(6).toString('hex')}`)
-  await mkdir(temp)
-  // The temp directory is invisible until renamed: each file needs its own fsync, not a rename.
-  await Promise.all(Object.entries(files).map(([name, bytes]) => writeSynced(join(temp, name), bytes)))
-  await fsyncPath(temp)
-  await rm(final, { recursive: true, force: true })
-  await rename(temp, final)
-  await fsyncPath(root)
+  await writeDirDurable(final, files)
   return final
-}
-
-async function writeSynced(path: string, bytes: Uint8Array | string): Promise<void> {
-  const handle = await open(path, 'wx', 0o644)
-  try {
-    await handle.writeFile(bytes)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }
 
 /** Drops temp directories a crash left behind (they were never referenced). */
 export async function cleanCheckpointTemps(storeDir: string): Promise<void> {
-  const root = checkpointsRoot(storeDir)
-  let names: string[]
-  try {
-    names = await readdir(root)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
-    throw err
-  }
-  await Promise.all(
-    names
-      .filter((n) => n.startsWith('.tmp-'))
-      .map((n) => rm(join(root, n), { recursive: true, force: true })),
-  )
+  await removeTempEntries(checkpointsRoot(storeDir))
 }
 
 export async function writeLatestPointers(
   storeDir: string,
   pointers: Partial<Record<Phase, CheckpointPointer>>,
 ): Promise<void> {
-  await writeFileAtomic(
+  await writeFileDurable(
     join(checkpointsRoot(storeDir), 'latest.json'),
     `${JSON.stringify(pointers, null, 2)}\n`,
   )
@@ -153,7 +113,7 @@ export async function listCheckpointDirs(storeDir: string): Promise<string[]> {
   try {
     names = await readdir(checkpointsRoot(storeDir))
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    if (errorCode(err) === 'ENOENT') return []
     throw err
   }
   return names

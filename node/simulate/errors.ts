@@ -1,5 +1,6 @@
 // Typed failures of the simulator. Each code names one thing a researcher can act on; the CLI
 // prints `code: message` without a stack.
+import { CodedError } from '../../protocol/coded-error.ts'
 
 export type SimulateErrorCode =
   /** An option has a value outside its domain (a split, attack or count that cannot work). */
@@ -15,11 +16,4 @@ export type SimulateErrorCode =
   /** Training diverged (non-finite loss or delta) in a peer or the baseline. */
   | 'DIVERGED'
 
-export class SimulateError extends Error {
-  override name = 'SimulateError'
-  readonly code: SimulateErrorCode
-  constructor(code: SimulateErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
-}
+export class SimulateError extends CodedError<SimulateErrorCode> {}

@@ -5,13 +5,16 @@
 // fsynced before the promise resolves), and every blob is written to a temp file, fsynced,
 // renamed into place and its directory fsynced. A SIGKILL at any point therefore loses at most
 // writes that were never acknowledged; a torn temp file is never visible under its digest.
+import { CodedError } from '../../protocol/coded-error.ts'
+import { commitTempFile, removeTempEntries, writeFileDurable, writeNewFileSynced } from './durable.ts'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { Level } from 'level'
 import type { Logger } from 'pino'
 import { BLOB_MAX_BYTES } from '../constants.ts'
 import { componentLogger } from '../log.ts'
+import { errorCode } from '../../protocol/coded-error.ts'
 
 export const STORE_ERROR_CODES = [
   'BAD_DIGEST',
@@ -23,15 +26,7 @@ export const STORE_ERROR_CODES = [
 ] as const
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number]
 
-export class StoreError extends Error {
-  readonly code: StoreErrorCode
-
-  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'StoreError'
-    this.code = code
-  }
-}
+export class StoreError extends CodedError<StoreErrorCode> {}
 
 export const TABLE_NAMES = [
   'manifests',
@@ -114,47 +109,6 @@ function sha256(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-/**
- * Writes a file so that, after a crash, the path holds either the old content or the complete
- * new content: temp file in the same directory, fsync, rename, fsync of the directory.
- */
-export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  const dir = dirname(path)
-  await mkdir(dir, { recursive: true })
-  const temp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`)
-  const handle = await open(temp, 'wx', 0o644)
-  try {
-    await handle.writeFile(bytes)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  try {
-    await rename(temp, path)
-  } catch (err) {
-    await rm(temp, { force: true })
-    throw err
-  }
-  await fsyncDir(dir)
-}
-
-/** Removes the `.tmp-*` files writeFileAtomic leaves in a directory when a crash interrupts it. */
-export async function removeTempFiles(dir: string): Promise<void> {
-  const names = await readdir(dir).catch(() => [] as string[])
-  await Promise.all(
-    names.filter((name) => name.startsWith('.tmp-')).map((name) => rm(join(dir, name), { force: true })),
-  )
-}
-
 // Every acknowledged write is synced: "acknowledged" must mean "on disk". classic-level reads
 // `sync` from the options that sublevels forward to it; abstract-level's types do not declare it.
 const SYNC: object = { sync: true }
@@ -169,7 +123,7 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
   // Temp files left by a crash were never acknowledged: drop them.
   await rm(tempDir, { recursive: true, force: true })
   await mkdir(tempDir, { recursive: true })
-  await removeTempFiles(join(dir, 'snapshots'))
+  await removeTempEntries(join(dir, 'snapshots'))
 
   const db = new Level<string, unknown>(join(dir, 'db'), { valueEncoding: 'json' })
   try {
@@ -263,15 +217,8 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
       const existing = await stat(path).catch(() => undefined)
       if (existing?.isFile() === true && existing.size === bytes.byteLength) return digest
       const temp = join(tempDir, `${hexOf(digest)}.${randomBytes(6).toString('hex')}`)
-      const handle = await open(temp, 'wx', 0o644)
-      try {
-        await handle.writeFile(bytes)
-        await handle.sync()
-      } finally {
-        await handle.close()
-      }
-      await rename(temp, path)
-      await fsyncDir(blobDir)
+      await writeNewFileSynced(temp, bytes)
+      await commitTempFile(temp, path)
       return digest
     },
 
@@ -281,7 +228,7 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
       try {
         bytes = new Uint8Array(await readFile(path))
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+        if (errorCode(err) === 'ENOENT') return undefined
         throw err
       }
       if (sha256(bytes) !== digest) {
@@ -298,7 +245,7 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
         const info = await stat(blobPath(digest))
         return info.isFile()
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+        if (errorCode(err) === 'ENOENT') return false
         throw err
       }
     },
@@ -327,7 +274,7 @@ const SNAPSHOT_NAME = /^[a-z][a-z0-9-]{0,63}$/
  */
 export async function writeSnapshot(dir: string, name: string, value: unknown): Promise<void> {
   if (!SNAPSHOT_NAME.test(name)) throw new StoreError('BAD_KEY', 'snapshot names are lowercase words')
-  await writeFileAtomic(join(dir, 'snapshots', `${name}.json`), `${JSON.stringify(value, null, 2)}\n`)
+  await writeFileDurable(join(dir, 'snapshots', `${name}.json`), `${JSON.stringify(value, null, 2)}\n`)
 }
 
 export async function readSnapshot(dir: string, name: string): Promise<unknown | undefined> {
@@ -335,7 +282,7 @@ export async function readSnapshot(dir: string, name: string): Promise<unknown |
   try {
     return JSON.parse(await readFile(join(dir, 'snapshots', `${name}.json`), 'utf8')) as unknown
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (errorCode(err) === 'ENOENT') return undefined
     throw err
   }
 }

@@ -1,5 +1,6 @@
 // The one error type gossip validators throw. Its action says what gossipsub does with the
 // message (IGNORE: drop quietly; REJECT: drop and charge the sender), its code says why.
+import { CodedError } from '../../protocol/coded-error.ts'
 
 export type GossipAction = 'IGNORE' | 'REJECT'
 
@@ -47,15 +48,12 @@ export const GOSSIP_ERROR_CODES = [
 
 export type GossipErrorCode = (typeof GOSSIP_ERROR_CODES)[number]
 
-export class GossipValidationError extends Error {
+export class GossipValidationError extends CodedError<GossipErrorCode> {
   readonly action: GossipAction
-  readonly code: GossipErrorCode
 
   constructor(action: GossipAction, code: GossipErrorCode, message?: string) {
-    super(message ?? `${action} ${code}`)
-    this.name = 'GossipValidationError'
+    super(code, message ?? `${action} ${code}`)
     this.action = action
-    this.code = code
   }
 }
 

@@ -91,10 +91,6 @@ class KernelScratch {
   }
 }
 
-function pair(value: number | [number, number]): [number, number] {
-  return typeof value === 'number' ? [value, value] : value
-}
-
 type SpatialPadding = [[number, number], [number, number]]
 
 /**

@@ -1,7 +1,8 @@
 // `coop consent create|verify|revoke`: a rights holder signs consent for an image folder,
 // anyone checks a manifest (optionally against the folder), and the issuer withdraws it.
+import { writeFileDurable } from '../../store/durable.ts'
 import { createHash } from 'node:crypto'
-import { open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { open, readdir, readFile, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { join, relative } from 'node:path'
 import {
@@ -205,9 +206,7 @@ function parseDate(name: string, text: string): Date {
  * No trailing newline: the canonical bytes are the only accepted encoding.
  */
 async function writeDocument(path: string, document: unknown): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`
-  await writeFile(temp, canonicalize(document))
-  await rename(temp, path)
+  await writeFileDurable(path, canonicalize(document))
 }
 
 async function readDocument(path: string, maxBytes: number): Promise<Uint8Array> {

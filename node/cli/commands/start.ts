@@ -7,6 +7,7 @@ import { componentLogger } from '../../log.ts'
 import { DEFAULT_LINGER_SECONDS } from '../../round/constants.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
+import { errorCode } from '../../../protocol/coded-error.ts'
 
 const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
 
@@ -153,7 +154,7 @@ export const command: Command = {
     try {
       code = await Promise.race([stopped, finished])
     } catch (err) {
-      log.error({ err, code: (err as { code?: string }).code }, 'node failed')
+      log.error({ err, code: errorCode(err) }, 'node failed')
       code = 1
     } finally {
       if (progress !== undefined) clearInterval(progress)

@@ -6,6 +6,7 @@ import { readAddrs } from '../../round/layout.ts'
 import { readSnapshot } from '../../store/store.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
+import { errorCode } from '../../../protocol/coded-error.ts'
 
 const usage = `Usage: coop status --store <dir> [--json]
 
@@ -34,7 +35,7 @@ function alive(pid: number): boolean {
     process.kill(pid, 0)
     return true
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
+    return errorCode(err) === 'EPERM'
   }
 }
 
