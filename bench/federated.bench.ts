@@ -71,7 +71,7 @@ process.stdout.write(
 const aeStarted = performance.now()
 const aeSession = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed })
 await aeSession.trainSteps(autoencoderSteps)
-const autoencoder = aeSession.getWeights()
+const autoencoder = await aeSession.getWeights()
 const autoencoderEvalLoss = await aeSession.evalLoss()
 aeSession.dispose()
 const aeSeconds = (performance.now() - aeStarted) / 1000

@@ -74,10 +74,13 @@ export interface SessionState {
 export interface TrainerSession {
   readonly phase: Phase
   readonly config: CoopConfig
-  /** Current (non-averaged) weights, sorted by name, as copies. */
-  getWeights(): NamedTensor[]
+  /**
+   * Current (non-averaged) weights, sorted by name, as copies. Weight transfer is asynchronous:
+   * a GPU backend reads buffers back without blocking, and the torch backend lives in a worker.
+   */
+  getWeights(): Promise<NamedTensor[]>
   /** Replaces the weights; optimizer moments, EMA, step and data position are kept. */
-  setWeights(weights: NamedTensor[]): void
+  setWeights(weights: NamedTensor[]): Promise<void>
   trainSteps(n: number, onStep?: (s: StepInfo) => void): Promise<{ lossMean: number; samples: number }>
   /** Deterministic held-out loss (fixed batch, timesteps and noise); `ema` evaluates the EMA weights. */
   evalLoss(options?: { ema?: boolean }): Promise<number>
@@ -87,9 +90,9 @@ export interface TrainerSession {
   /** Optimizer steps taken so far. */
   step(): number
   /** EMA weights, sorted by name (what sampling uses). */
-  getEmaWeights(): NamedTensor[]
-  exportState(): SessionState
-  importState(state: SessionState): void
+  getEmaWeights(): Promise<NamedTensor[]>
+  exportState(): Promise<SessionState>
+  importState(state: SessionState): Promise<void>
   dispose(): void
 }
 
@@ -271,17 +274,17 @@ class Session implements TrainerSession {
     if (this.disposed) throw new TrainerError('INVALID_ARGUMENT', 'trainer session used after dispose()')
   }
 
-  getWeights(): NamedTensor[] {
+  async getWeights(): Promise<NamedTensor[]> {
     this.assertLive()
     return this.store.read()
   }
 
-  setWeights(weights: NamedTensor[]): void {
+  async setWeights(weights: NamedTensor[]): Promise<void> {
     this.assertLive()
     this.store.write(weights)
   }
 
-  getEmaWeights(): NamedTensor[] {
+  async getEmaWeights(): Promise<NamedTensor[]> {
     this.assertLive()
     return this.ema.weights()
   }
@@ -447,7 +450,7 @@ class Session implements TrainerSession {
     }
   }
 
-  exportState(): SessionState {
+  async exportState(): Promise<SessionState> {
     this.assertLive()
     const params = this.store.read().map((t) => ({ ...t, name: `param/${t.name}` }))
     return {
@@ -466,7 +469,7 @@ class Session implements TrainerSession {
     }
   }
 
-  importState(state: SessionState): void {
+  async importState(state: SessionState): Promise<void> {
     this.assertLive()
     const { json } = state
     if (json.version !== 1 || json.phase !== this.phase)

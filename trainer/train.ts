@@ -100,9 +100,9 @@ async function savePhase(
   phase: Phase,
 ): Promise<void> {
   await saveCheckpoint(dir, {
-    weights: session.getEmaWeights(),
+    weights: await session.getEmaWeights(),
     config,
-    state: session.exportState(),
+    state: await session.exportState(),
     metadata: { phase, step: String(session.step()), weights: 'ema' },
   })
 }
@@ -135,7 +135,7 @@ async function runPhase(
           'RESUME_MISMATCH',
           `${dir} was trained with a different configuration (only step counts may change on --resume)`,
         )
-      session.importState(saved.state)
+      await session.importState(saved.state)
       resumedFrom = session.step()
       log?.info({ phase, step: resumedFrom }, 'resumed from checkpoint')
     }
@@ -188,7 +188,7 @@ async function writeProgressGrid(
   const png = await sampleGrid({
     config,
     autoencoder,
-    unet: session.getEmaWeights(),
+    unet: await session.getEmaWeights(),
     classes,
     perClass: PROGRESS_SAMPLES_PER_CLASS,
     guidance: config.diffusion.guidance,
@@ -213,7 +213,7 @@ async function writeReconstructionGrid(
     const index = Math.floor((i * dataset.items.length) / count)
     images.set(dataset.pixels.subarray(index * stride, (index + 1) * stride), i * stride)
   }
-  const png = await reconstructionGrid(config, session.getEmaWeights(), images, count)
+  const png = await reconstructionGrid(config, await session.getEmaWeights(), images, count)
   await mkdir(join(outDir, SAMPLES_DIR), { recursive: true })
   await writeFile(join(outDir, SAMPLES_DIR, `autoencoder-${String(step).padStart(7, '0')}.png`), png)
 }

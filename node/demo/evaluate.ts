@@ -129,7 +129,7 @@ export async function createEvaluator(options: {
     backend: choice.name,
     async evalLoss(checkpoint) {
       const session = await sessionFor(checkpoint)
-      session.setWeights(await weightsOf(checkpoint))
+      await session.setWeights(await weightsOf(checkpoint))
       return await session.evalLoss()
     },
     async sampleGrid(checkpoint, outPath, classes) {

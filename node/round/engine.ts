@@ -85,8 +85,8 @@ import { decodeTensors, encodeTensors, pseudoGradient, zerosLike, type NamedTens
 
 /** The part of trainer/session.ts's TrainerSession the engine drives. */
 export interface RoundTrainer {
-  getWeights(): NamedTensor[]
-  setWeights(weights: NamedTensor[]): void
+  getWeights(): Promise<NamedTensor[]>
+  setWeights(weights: NamedTensor[]): Promise<void>
   trainSteps(
     n: number,
     onStep?: (s: { step: number; loss: number; imgPerSec: number }) => void,
@@ -488,7 +488,7 @@ export class RoundEngine {
     }
     const trainer = await this.#trainerFor(phase)
     const baseWeights = decodeTensors(await this.#requireBlob(base.files.model, this.#providers()))
-    trainer.setWeights(baseWeights)
+    await trainer.setWeights(baseWeights)
     trainer.excludeItems(this.#consent.revokedItems())
     const steps = roundsCfg.innerSteps
     this.#log.info({ round, phase, steps, base: base.id }, 'round started')
@@ -508,7 +508,7 @@ export class RoundEngine {
     }
     if (this.checkpointAt(phase, round) !== undefined) return
     const lossMean = lossSum / steps
-    const delta = pseudoGradient(baseWeights, trainer.getWeights())
+    const delta = pseudoGradient(baseWeights, await trainer.getWeights())
     const codec = roundsCfg.compression as Codec
     const residualRef = (await this.#store.rounds.get(residualKey(phase))) as { digest: string } | undefined
     const residual =
@@ -916,7 +916,7 @@ export class RoundEngine {
     const components = phase === 'unet' ? this.#componentsForUnet() : []
     if (phase === 'unet' && components === undefined) return
     const trainer = await this.#trainerFor(phase)
-    const weights = trainer.getWeights()
+    const weights = await trainer.getWeights()
     const momentum = zerosLike(weights)
     const files = encodeCheckpointFiles(weights, momentum)
     const exclusion = this.#consent.revocationSummary()
@@ -1016,7 +1016,7 @@ export class RoundEngine {
     const trainer = this.#trainers_.get(record.phase)
     if (trainer === undefined || this.#stopping) return
     try {
-      trainer.setWeights(weights)
+      await trainer.setWeights(weights)
       const evalLoss = await trainer.evalLoss()
       this.#recordLoss(record.round, record.phase, Number.NaN, evalLoss)
       this.#log.info({ round: record.round, phase: record.phase, evalLoss }, 'eval loss')

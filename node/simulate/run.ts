@@ -199,7 +199,7 @@ function isDivergence(error: unknown): boolean {
 }
 
 async function scored(evaluator: TrainerSession, weights: NamedTensor[]): Promise<number> {
-  evaluator.setWeights(weights)
+  await evaluator.setWeights(weights)
   return evaluator.evalLoss()
 }
 
@@ -267,7 +267,7 @@ export async function runSimulation(
         })
         sessions.push(trainer)
         await trainer.trainSteps(source.steps)
-        autoencoder = trainer.getWeights()
+        autoencoder = await trainer.getWeights()
         const evaluator = await createTrainerSession({
           config,
           phase: 'autoencoder',
@@ -314,7 +314,7 @@ export async function runSimulation(
     }
 
     // Every peer and the baseline start from the same initial weights.
-    let weights = baseline.getWeights()
+    let weights = await baseline.getWeights()
     let momentum: NamedTensor[] | undefined
     const parameters = parameterCount(weights)
     const residuals: (NamedTensor[] | undefined)[] = new Array(peers).fill(undefined)
@@ -354,11 +354,11 @@ export async function runSimulation(
         const contributions: { digest: string; samples: number; delta: NamedTensor[] }[] = []
         for (let k = 0; k < peers; k++) {
           const session = peerSessions[k] as TrainerSession
-          session.setWeights(weights)
+          await session.setWeights(weights)
           const { lossMean, samples } = await session.trainSteps(innerSteps)
           peerTrainLoss[k] = lossMean
           federatedSampleSteps += samples
-          let delta = pseudoGradient(weights, session.getWeights())
+          let delta = pseudoGradient(weights, await session.getWeights())
           if (options.byzantine !== undefined && k < options.byzantine.count)
             delta = applyAttack(
               delta,
@@ -399,7 +399,7 @@ export async function runSimulation(
         log?.warn({ round, reason: diverged.reason }, 'federated model diverged')
       }
       await baseline.trainSteps(innerSteps * peers)
-      const baselineLoss = await scored(evaluator, baseline.getWeights())
+      const baselineLoss = await scored(evaluator, await baseline.getWeights())
       cumulativeBytes += roundBytes / peers
       cumulativeDense += denseBytesPerPeer
       const row: RoundResult = {

@@ -122,7 +122,7 @@ describe('Byzantine peers on tiny: 4 peers, 1 scale:50 attacker', () => {
     dataset = await loadImageFolder({ dir: dataDir, size: config.image.size })
     const trainer = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 0 })
     await trainer.trainSteps(40)
-    autoencoder = trainer.getWeights()
+    autoencoder = await trainer.getWeights()
     trainer.dispose()
   })
 

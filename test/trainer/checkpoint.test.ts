@@ -32,9 +32,9 @@ beforeAll(async () => {
   const session = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 9 })
   await session.trainSteps(2)
   contents = {
-    weights: session.getEmaWeights(),
+    weights: await session.getEmaWeights(),
     config,
-    state: session.exportState(),
+    state: await session.exportState(),
     metadata: { phase: 'autoencoder' },
   }
   session.dispose()

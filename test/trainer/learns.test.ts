@@ -26,7 +26,7 @@ describe('tiny on Twemoji', () => {
     const initial = await session.evalLoss()
     await session.trainSteps(STEPS)
     const final = await session.evalLoss()
-    autoencoder = session.getEmaWeights()
+    autoencoder = await session.getEmaWeights()
     session.dispose()
     console.log(
       `autoencoder held-out MSE ${initial.toFixed(4)} -> ${final.toFixed(4)} (${((final / initial) * 100).toFixed(1)}%)`,

@@ -42,7 +42,7 @@ describe('TrainerSession', () => {
       const session = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed })
       const losses: number[] = []
       await session.trainSteps(4, (s) => losses.push(s.loss))
-      const weights = session.getWeights()
+      const weights = await session.getWeights()
       session.dispose()
       return { losses, weights }
     }
@@ -56,31 +56,31 @@ describe('TrainerSession', () => {
 
   it('getWeights returns sorted copies; setWeights replaces exactly and rejects mismatched tensors', async () => {
     const session = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 1 })
-    const weights = session.getWeights()
+    const weights = await session.getWeights()
     expect(weights.map((w) => w.name)).toEqual([...weights.map((w) => w.name)].sort())
     ;(weights[0] as NamedTensor).data[0] = 1234 // a copy: the session is unaffected
-    expect(session.getWeights()[0]?.data[0]).not.toBe(1234)
+    expect((await session.getWeights())[0]?.data[0]).not.toBe(1234)
     const other = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 2 })
-    session.setWeights(other.getWeights())
-    expectSameWeights(session.getWeights(), other.getWeights())
-    const missing = other.getWeights().slice(1)
-    expect(() => session.setWeights(missing)).toThrow(TrainerError)
-    const wrongShape = other
-      .getWeights()
-      .map((w) => (w.shape.length === 4 ? { ...w, shape: [w.data.length], data: w.data } : w))
-    expect(() => session.setWeights(wrongShape)).toThrow(/shape/)
+    await session.setWeights(await other.getWeights())
+    expectSameWeights(await session.getWeights(), await other.getWeights())
+    const missing = (await other.getWeights()).slice(1)
+    await expect(session.setWeights(missing)).rejects.toThrow(TrainerError)
+    const wrongShape = (await other.getWeights()).map((w) =>
+      w.shape.length === 4 ? { ...w, shape: [w.data.length], data: w.data } : w,
+    )
+    await expect(session.setWeights(wrongShape)).rejects.toThrow(/shape/)
     session.dispose()
     other.dispose()
   })
 
   it('evalLoss is fixed: same weights -> same value, whatever the training stream did in between', async () => {
     const session = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 3 })
-    const start = session.getWeights()
+    const start = await session.getWeights()
     const before = await session.evalLoss()
     expect(await session.evalLoss()).toBe(before)
     await session.trainSteps(2)
     expect(await session.evalLoss()).not.toBe(before)
-    session.setWeights(start)
+    await session.setWeights(start)
     expect(await session.evalLoss()).toBe(before)
     session.dispose()
   })
@@ -92,7 +92,7 @@ describe('TrainerSession', () => {
     poisoned.pixels.fill(Number.NaN, 0, stride)
     const victim = (poisoned.items[0] as { sha256: string }).sha256
     const ae = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 5 })
-    const autoencoder = ae.getWeights()
+    const autoencoder = await ae.getWeights()
     ae.dispose()
     for (const phase of ['autoencoder', 'unet'] as const) {
       const clean = await createTrainerSession({ config, phase, dataset: poisoned, seed: 5, autoencoder })
@@ -109,7 +109,7 @@ describe('TrainerSession', () => {
   it('exportState/importState resume bit-exactly: k + k steps equal 2k uninterrupted (both phases)', async () => {
     const ae = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 11 })
     await ae.trainSteps(3)
-    const autoencoder = ae.getEmaWeights()
+    const autoencoder = await ae.getEmaWeights()
     ae.dispose()
     for (const phase of ['autoencoder', 'unet'] as const) {
       const options = { config, phase, dataset, seed: 4, autoencoder }
@@ -117,14 +117,14 @@ describe('TrainerSession', () => {
       await straight.trainSteps(6)
       const first = await createTrainerSession(options)
       await first.trainSteps(3)
-      const state = first.exportState()
+      const state = await first.exportState()
       first.dispose()
       const resumed = await createTrainerSession(options)
-      resumed.importState(state)
+      await resumed.importState(state)
       expect(resumed.step()).toBe(3)
       await resumed.trainSteps(3)
-      expectSameWeights(resumed.getWeights(), straight.getWeights())
-      expectSameWeights(resumed.getEmaWeights(), straight.getEmaWeights())
+      expectSameWeights(await resumed.getWeights(), await straight.getWeights())
+      expectSameWeights(await resumed.getEmaWeights(), await straight.getEmaWeights())
       expect(resumed.samplesSeen()).toBe(straight.samplesSeen())
       straight.dispose()
       resumed.dispose()
@@ -136,11 +136,11 @@ describe('TrainerSession', () => {
       code: 'AUTOENCODER_REQUIRED',
     })
     const a = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 1 })
-    const state = a.exportState()
+    const state = await a.exportState()
     a.dispose()
     const fewer = { ...dataset, items: dataset.items.slice(1), pixels: dataset.pixels.slice(16 * 16 * 3) }
     const b = await createTrainerSession({ config, phase: 'autoencoder', dataset: fewer, seed: 1 })
-    expect(() => b.importState(state)).toThrow(expect.objectContaining({ code: 'RESUME_MISMATCH' }))
+    await expect(b.importState(state)).rejects.toMatchObject({ code: 'RESUME_MISMATCH' })
     b.dispose()
   })
 
