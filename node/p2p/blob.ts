@@ -29,7 +29,7 @@ import {
   PENALTY_BLOB_BAD_BYTES,
   PENALTY_BLOB_PROTOCOL,
 } from '../constants.ts'
-import type { GossipErrorCode } from '../validation/errors.ts'
+import type { GossipErrorCode } from './gossip-errors.ts'
 
 /** Where the host finds the blobs it serves (the store implements it). */
 export interface BlobSource {

@@ -37,15 +37,15 @@ import {
   TOPIC_SCORE_CAP,
 } from '../constants.ts'
 import { componentLogger } from '../log.ts'
-import { type GossipErrorCode, GossipValidationError } from '../validation/errors.ts'
+import { type GossipErrorCode, GossipValidationError } from './gossip-errors.ts'
 import {
   type GossipValidator,
   toTopicValidatorFn,
   type TopicValidationStats,
   ValidationCounters,
-} from '../validation/gossip-validator.ts'
-import { PeerPenalties } from '../validation/penalties.ts'
-import { RateLimiter } from '../validation/rate-limit.ts'
+} from './gossip-validator.ts'
+import { PeerPenalties } from './penalties.ts'
+import { RateLimiter } from './rate-limit.ts'
 import { type BlobSource, BlobService, type BlobTimeouts, type FetchBlobOptions } from './blob.ts'
 import { TOPIC_NAMES, type TopicName, topicString } from './topics.ts'
 

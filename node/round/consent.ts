@@ -8,7 +8,7 @@ import { isProtocolError } from '../../protocol/errors.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
 import type { Logger } from 'pino'
 import type { CoopStore } from '../store/store.ts'
-import { ignore, reject } from '../validation/errors.ts'
+import { ignore, reject } from '../p2p/gossip-errors.ts'
 import { RoundError } from './errors.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 

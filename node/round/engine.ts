@@ -37,7 +37,7 @@ import type { CoopHost } from '../p2p/host.ts'
 import type { BatchPut, CoopStore } from '../store/store.ts'
 import { writeSnapshot } from '../store/store.ts'
 import { encodeGossipMessage } from '../validation/messages.ts'
-import { ignore, reject } from '../validation/errors.ts'
+import { ignore, reject } from '../p2p/gossip-errors.ts'
 import type { ChainContext } from '../validation/chain.ts'
 import {
   CHECKPOINT_FILE_MAX_BYTES,

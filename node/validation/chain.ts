@@ -3,8 +3,8 @@
 // (via reject()/ignore()) or returns; the first failure ends the chain.
 import { isProtocolError, type ProtocolError } from '../../protocol/index.ts'
 import type { TopicName } from '../p2p/topics.ts'
-import { type GossipErrorCode, GossipValidationError, ignore, reject } from './errors.ts'
-import type { GossipInput, GossipValidator } from './gossip-validator.ts'
+import { type GossipErrorCode, GossipValidationError, ignore, reject } from '../p2p/gossip-errors.ts'
+import type { GossipInput, GossipValidator } from '../p2p/gossip-validator.ts'
 import { checkSize, decodeBody, type GossipKind } from './messages.ts'
 
 export interface ChainContext {

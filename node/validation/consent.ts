@@ -18,7 +18,7 @@ import {
   type StagesByKind,
   viaProtocol,
 } from './chain.ts'
-import { reject } from './errors.ts'
+import { reject } from '../p2p/gossip-errors.ts'
 
 /** What the charter says about consent. */
 export interface ConsentPolicy {

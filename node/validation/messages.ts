@@ -11,7 +11,7 @@ import {
   REVOCATION_MAX_BYTES,
 } from '../constants.ts'
 import type { TopicName } from '../p2p/topics.ts'
-import { reject } from './errors.ts'
+import { reject } from '../p2p/gossip-errors.ts'
 
 export const GOSSIP_KINDS = {
   manifest: { tag: 1, topic: 'consent', minBytes: GOSSIP_MIN_MESSAGE_BYTES, maxBytes: MANIFEST_MAX_BYTES },

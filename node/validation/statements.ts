@@ -17,14 +17,14 @@ import {
   type KindStages,
   viaProtocol,
 } from './chain.ts'
-import { reject } from './errors.ts'
+import { reject } from '../p2p/gossip-errors.ts'
 
 export type SemanticStage<V> = (verified: V, ctx: ChainContext) => void | Promise<void>
 
 export interface ContributionChainOptions {
   coopId: string
   admission: CoopCharter['admission']
-  /** The round engine's checks; throw reject()/ignore() from node/validation/errors.ts. */
+  /** The round engine's checks; throw reject()/ignore() from node/p2p/gossip-errors.ts. */
   semantics?: SemanticStage<VerifiedContribution>
 }
 

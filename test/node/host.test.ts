@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore } from '../../node/store/store.ts'
 import { type CoopHost, mdnsServiceTag } from '../../node/p2p/host.ts'
 import { topicString, TOPIC_NAMES } from '../../node/p2p/topics.ts'
-import { reject } from '../../node/validation/errors.ts'
+import { reject } from '../../node/p2p/gossip-errors.ts'
 import { collect, connect, startHost, TEST_COOP_ID, waitFor } from './helpers/net.ts'
 
 describe('coop host: gossip between three real peers on loopback', () => {

@@ -23,7 +23,7 @@ import {
 } from '../../node/round/tensors.ts'
 import { componentLogger } from '../../node/log.ts'
 import { openStore, type CoopStore } from '../../node/store/store.ts'
-import { GossipValidationError } from '../../node/validation/errors.ts'
+import { GossipValidationError } from '../../node/p2p/gossip-errors.ts'
 
 function tensors(seed: number): NamedTensor[] {
   let x = seed

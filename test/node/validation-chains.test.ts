@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { type ConsentManifest, canonicalBytes, verifyRevocation } from '../../protocol/index.ts'
 import type { ChainValidator } from '../../node/validation/chain.ts'
 import { type ConsentPolicy, createConsentValidator } from '../../node/validation/consent.ts'
-import { ignore } from '../../node/validation/errors.ts'
+import { ignore } from '../../node/p2p/gossip-errors.ts'
 import { encodeGossipMessage, GOSSIP_KINDS, type GossipKind } from '../../node/validation/messages.ts'
 import { createCheckpointValidator, createContributionValidator } from '../../node/validation/statements.ts'
 import {

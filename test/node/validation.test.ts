@@ -7,11 +7,11 @@ import {
   PENALTY_REJECT,
 } from '../../node/constants.ts'
 import { createChainValidator } from '../../node/validation/chain.ts'
-import { GossipValidationError, ignore, reject } from '../../node/validation/errors.ts'
-import { type GossipInput, runValidator, ValidationCounters } from '../../node/validation/gossip-validator.ts'
+import { GossipValidationError, ignore, reject } from '../../node/p2p/gossip-errors.ts'
+import { type GossipInput, runValidator, ValidationCounters } from '../../node/p2p/gossip-validator.ts'
 import { checkSize, decodeBody, encodeGossipMessage, GOSSIP_KINDS } from '../../node/validation/messages.ts'
-import { PeerPenalties } from '../../node/validation/penalties.ts'
-import { RateLimiter } from '../../node/validation/rate-limit.ts'
+import { PeerPenalties } from '../../node/p2p/penalties.ts'
+import { RateLimiter } from '../../node/p2p/rate-limit.ts'
 
 function framed(tag: number, text: string | Uint8Array, padTo = 0): Uint8Array {
   const body = typeof text === 'string' ? new TextEncoder().encode(text) : text

@@ -2,7 +2,7 @@
 // message, a flood, a blob with wrong bytes) costs points that decay with a half-life, so a
 // peer that misbehaved once can recover while a persistent one stays graylisted.
 import { PENALTY_HALF_LIFE_MS, PENALTY_MAX_TRACKED_PEERS } from '../constants.ts'
-import type { GossipErrorCode } from './errors.ts'
+import type { GossipErrorCode } from './gossip-errors.ts'
 
 const MAX_TRACKED_PEERS = PENALTY_MAX_TRACKED_PEERS
 /** A penalty this small no longer moves a score across any threshold. */
