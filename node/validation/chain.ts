@@ -110,7 +110,8 @@ export async function viaProtocol<T>(fallback: GossipErrorCode, fn: () => T | Pr
   } catch (err) {
     if (err instanceof GossipValidationError) throw err
     if (isProtocolError(err)) throw reject(PROTOCOL_TO_GOSSIP[err.code] ?? fallback, err.message)
-    // A verifier that crashes on hostile input is still refusing it; never let it pass.
-    throw reject(fallback, err instanceof Error ? err.message : String(err))
+    // Anything else is a bug of ours, not a classified fault of the sender: refuse the message
+    // (it never passes) but charge no one, so our bugs never penalise honest relays.
+    throw ignore('INTERNAL', err instanceof Error ? err.message : String(err))
   }
 }

@@ -6,7 +6,8 @@ import {
   PENALTY_RATE_LIMITED,
   PENALTY_REJECT,
 } from '../../node/constants.ts'
-import { createChainValidator } from '../../node/validation/chain.ts'
+import { createChainValidator, viaProtocol } from '../../node/validation/chain.ts'
+import { ProtocolError } from '../../protocol/errors.ts'
 import { GossipValidationError, ignore, reject } from '../../node/p2p/gossip-errors.ts'
 import { type GossipInput, runValidator, ValidationCounters } from '../../node/p2p/gossip-validator.ts'
 import { checkSize, decodeBody, encodeGossipMessage, GOSSIP_KINDS } from '../../node/validation/messages.ts'
@@ -210,6 +211,38 @@ describe('the validator wrapper', () => {
     )
     expect(outcome).toEqual({ result: TopicValidatorResult.Ignore, code: 'INTERNAL' })
     expect(d.penalties.points('relay')).toBe(0)
+  })
+
+  it('lets only classified protocol failures REJECT: a bug inside a verifier is IGNORE INTERNAL', async () => {
+    const d = deps()
+    const classified = await runValidator(
+      () =>
+        viaProtocol('BAD_SIGNATURE', () => {
+          throw new ProtocolError('THRESHOLD_NOT_MET', 'one signer short')
+        }),
+      input,
+      d,
+    )
+    expect(classified).toEqual({ result: TopicValidatorResult.Reject, code: 'BAD_SIGNATURE' })
+    const unmapped = await runValidator(
+      () =>
+        viaProtocol('SCHEMA', () => {
+          throw new ProtocolError('CUSTODIAN_MISMATCH', 'a code this stage does not map')
+        }),
+      input,
+      d,
+    )
+    expect(unmapped).toEqual({ result: TopicValidatorResult.Reject, code: 'SCHEMA' })
+    const bug = await runValidator(
+      () =>
+        viaProtocol('BAD_SIGNATURE', () => {
+          throw new TypeError("Cannot read properties of undefined (reading 'length')")
+        }),
+      input,
+      d,
+    )
+    expect(bug).toEqual({ result: TopicValidatorResult.Ignore, code: 'INTERNAL' })
+    expect(d.penalties.counts('relay')).toEqual({ BAD_SIGNATURE: 1, SCHEMA: 1 })
   })
 
   it('throttles a flood per peer and topic and charges every throttled message', async () => {
