@@ -1,5 +1,11 @@
 // Limits and defaults of the peer (host, gossip validation, payload transfer, store).
 // Each value carries the reason it has that size; change them together with that reason.
+import {
+  CONTRIBUTION_MAX_BYTES,
+  MANIFEST_MAX_BYTES,
+  PROVENANCE_MAX_BYTES,
+  REVOCATION_MAX_BYTES,
+} from '../protocol/constants.ts'
 
 // ---- topics and protocols ----
 
@@ -18,14 +24,19 @@ export const GOSSIP_MAX_MESSAGE_BYTES = 1024 * 1024 - 1024
 export const GOSSIP_MAX_RPC_BYTES = 4 * GOSSIP_MAX_MESSAGE_BYTES
 /** A signed statement smaller than this cannot hold a signature plus its mandatory fields. */
 export const GOSSIP_MIN_MESSAGE_BYTES = 64
-/** A manifest lists items (about 200 bytes each): the whole gossip budget carries ~5000 images; issuers split larger sets. */
-export const MANIFEST_MAX_BYTES = GOSSIP_MAX_MESSAGE_BYTES
-/** A revocation names one manifest and at most a few thousand item digests (70 bytes each). */
-export const REVOCATION_MAX_BYTES = 512 * 1024
-/** protocol/'s own cap on a contribution envelope (CONTRIBUTION_MAX_BYTES there), plus the kind byte. */
-export const CONTRIBUTION_MAX_BYTES = 256 * 1024 + 1
-/** A provenance statement lists every contribution and manifest of a round: hundreds fit in the gossip budget. */
-export const CHECKPOINT_MAX_BYTES = GOSSIP_MAX_MESSAGE_BYTES
+// Each gossip kind's limit is its own name (GOSSIP_*), distinct from protocol/constants.ts's
+// document limits: a document may be larger than gossip can carry (then it moves as a blob).
+
+/** Manifests: the whole gossip budget (~5000 items of ~200 bytes); protocol/ admits up to MANIFEST_MAX_BYTES, issuers split larger sets for gossip. */
+export const GOSSIP_MANIFEST_MAX_BYTES = Math.min(GOSSIP_MAX_MESSAGE_BYTES, 1 + MANIFEST_MAX_BYTES)
+/** A revocation names one manifest and at most a few thousand item digests (70 bytes each); protocol/ admits up to REVOCATION_MAX_BYTES as a file. */
+export const GOSSIP_REVOCATION_MAX_BYTES = Math.min(512 * 1024, 1 + REVOCATION_MAX_BYTES)
+/** protocol/'s own cap on a contribution envelope (CONTRIBUTION_MAX_BYTES), plus the kind byte. */
+export const GOSSIP_CONTRIBUTION_MAX_BYTES = 1 + CONTRIBUTION_MAX_BYTES
+/** A provenance statement lists every contribution and manifest of a round: hundreds fit in the gossip budget (protocol/ admits up to PROVENANCE_MAX_BYTES as a file). */
+export const GOSSIP_CHECKPOINT_MAX_BYTES = Math.min(GOSSIP_MAX_MESSAGE_BYTES, 1 + PROVENANCE_MAX_BYTES)
+/** The largest consent document (manifest or revocation body) gossip can carry; inbox files and manifests fetched by digest are bounded by it. */
+export const CONSENT_DOCUMENT_MAX_BYTES = Math.max(GOSSIP_MANIFEST_MAX_BYTES, GOSSIP_REVOCATION_MAX_BYTES) - 1
 
 // ---- peer scoring ----
 

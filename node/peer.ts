@@ -19,7 +19,8 @@ import { createTrainerSession } from '../trainer/session.ts'
 import { readKeyFile, writeKeyFile } from './keystore.ts'
 import { componentLogger } from './log.ts'
 import { createCoopHost, type CoopHost } from './p2p/host.ts'
-import { INBOX_MAX_BYTES, INBOX_POLL_MS, MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
+import { CONSENT_DOCUMENT_MAX_BYTES } from './constants.ts'
+import { INBOX_POLL_MS, MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
 import { assertCharterComponent, readAutoencoderComponent } from './round/component.ts'
 import { ConsentBook } from './round/consent.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
@@ -274,16 +275,19 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
         const path = join(inbox, name)
         try {
           const info = await stat(path)
-          if (info.size > INBOX_MAX_BYTES)
-            throw new RoundError('MANIFEST_INVALID', `${name} exceeds ${INBOX_MAX_BYTES} bytes`)
+          if (info.size > CONSENT_DOCUMENT_MAX_BYTES)
+            throw new RoundError('MANIFEST_INVALID', `${name} exceeds ${CONSENT_DOCUMENT_MAX_BYTES} bytes`)
           const document = JSON.parse(await readFile(path, 'utf8')) as object
+          // Encoded first: a document gossip cannot carry (TOO_LARGE) is refused before it is recorded.
           if (looksLikeRevocation(document)) {
+            const message = encodeGossipMessage('revocation', document)
             const verified = await consent.addRevocation(document)
-            await liveHost.publish('consent', encodeGossipMessage('revocation', document))
+            await liveHost.publish('consent', message)
             log.info({ revocation: verified?.digest, file: name }, 'revocation published')
           } else if (looksLikeManifest(document)) {
+            const message = encodeGossipMessage('manifest', document)
             const { verified } = await consent.addManifest(document, false)
-            await liveHost.publish('consent', encodeGossipMessage('manifest', document))
+            await liveHost.publish('consent', message)
             log.info({ manifest: verified.digest, file: name }, 'manifest published')
           } else {
             throw new RoundError('MANIFEST_INVALID', `${name} is neither a manifest nor a revocation`)

@@ -16,13 +16,13 @@ import { validateConfig } from '../configs/index.ts'
 import type { CoopConfig } from '../configs/index.ts'
 import { decodeSafetensors, encodeSafetensors, float16ToFloat32Array } from '../protocol/safetensors.ts'
 import type { TensorEntry } from '../protocol/safetensors.ts'
-import { CHECKPOINT_JSON_MAX_BYTES, CHECKPOINT_MAX_BYTES } from './constants.ts'
+import { CHECKPOINT_JSON_MAX_BYTES, TRAINING_CHECKPOINT_MAX_BYTES } from './constants.ts'
 import { TrainerError } from './errors.ts'
 import type { SessionState, SessionStateJson } from './session.ts'
 import type { NamedTensor } from './types.ts'
 import { errorCode } from '../protocol/coded-error.ts'
 
-export const CHECKPOINT_FILES = {
+export const TRAINING_CHECKPOINT_FILES = {
   model: 'model.safetensors',
   config: 'config.json',
   stateJson: 'state.json',
@@ -97,18 +97,18 @@ function jsonBytes(value: unknown): Uint8Array {
 export async function saveCheckpoint(dir: string, contents: CheckpointContents): Promise<CheckpointManifest> {
   const files = new Map<string, Uint8Array>()
   files.set(
-    CHECKPOINT_FILES.model,
+    TRAINING_CHECKPOINT_FILES.model,
     encodeSafetensors(toEntries(contents.weights), {
       format: FORMAT,
       config: contents.config.name,
       ...contents.metadata,
     }),
   )
-  files.set(CHECKPOINT_FILES.config, jsonBytes(contents.config))
+  files.set(TRAINING_CHECKPOINT_FILES.config, jsonBytes(contents.config))
   if (contents.state !== undefined) {
-    files.set(CHECKPOINT_FILES.stateJson, jsonBytes(contents.state.json))
+    files.set(TRAINING_CHECKPOINT_FILES.stateJson, jsonBytes(contents.state.json))
     files.set(
-      CHECKPOINT_FILES.stateTensors,
+      TRAINING_CHECKPOINT_FILES.stateTensors,
       encodeSafetensors(toEntries(contents.state.tensors), { format: FORMAT }),
     )
   }
@@ -122,7 +122,7 @@ export async function saveCheckpoint(dir: string, contents: CheckpointContents):
   await rm(temporary, { recursive: true, force: true })
   await mkdir(temporary)
   for (const [name, bytes] of files) await writeDurably(join(temporary, name), bytes)
-  await writeDurably(join(temporary, CHECKPOINT_FILES.manifest), jsonBytes(manifest))
+  await writeDurably(join(temporary, TRAINING_CHECKPOINT_FILES.manifest), jsonBytes(manifest))
   await syncDirectory(temporary)
   if (await exists(dir)) {
     await rm(previous, { recursive: true, force: true })
@@ -167,10 +167,10 @@ function parseManifest(value: unknown, path: string): CheckpointManifest {
     throw fail('files must be an object')
   const out: CheckpointManifest = { format: FORMAT, files: {} }
   const allowed = new Set<string>([
-    CHECKPOINT_FILES.model,
-    CHECKPOINT_FILES.config,
-    CHECKPOINT_FILES.stateJson,
-    CHECKPOINT_FILES.stateTensors,
+    TRAINING_CHECKPOINT_FILES.model,
+    TRAINING_CHECKPOINT_FILES.config,
+    TRAINING_CHECKPOINT_FILES.stateJson,
+    TRAINING_CHECKPOINT_FILES.stateTensors,
   ])
   for (const [name, entry] of Object.entries(files)) {
     if (!allowed.has(name)) throw fail(`unexpected file ${JSON.stringify(name)}`)
@@ -184,7 +184,7 @@ function parseManifest(value: unknown, path: string): CheckpointManifest {
       throw fail(`bad entry for ${name}`)
     out.files[name] = { bytes: bytes as number, sha256 }
   }
-  for (const required of [CHECKPOINT_FILES.model, CHECKPOINT_FILES.config])
+  for (const required of [TRAINING_CHECKPOINT_FILES.model, TRAINING_CHECKPOINT_FILES.config])
     if (out.files[required] === undefined) throw fail(`does not list ${required}`)
   return out
 }
@@ -195,7 +195,7 @@ function decodeTensors(
 ): { tensors: NamedTensor[]; metadata: Record<string, string> } {
   let decoded
   try {
-    decoded = decodeSafetensors(bytes, { maxBytes: CHECKPOINT_MAX_BYTES })
+    decoded = decodeSafetensors(bytes, { maxBytes: TRAINING_CHECKPOINT_MAX_BYTES })
   } catch (error) {
     const code = errorCode(error) ?? 'ERROR'
     throw new TrainerError('CHECKPOINT_CORRUPT', `${path}: ${code}: ${(error as Error).message}`, {
@@ -222,7 +222,7 @@ function decodeTensors(
 async function readVerified(dir: string, manifest: CheckpointManifest, name: string): Promise<Uint8Array> {
   const expected = manifest.files[name] as { bytes: number; sha256: string }
   const path = join(dir, name)
-  const bytes = await readBounded(path, Math.min(CHECKPOINT_MAX_BYTES, expected.bytes), name)
+  const bytes = await readBounded(path, Math.min(TRAINING_CHECKPOINT_MAX_BYTES, expected.bytes), name)
   if (bytes.length !== expected.bytes)
     throw new TrainerError(
       'CHECKPOINT_CORRUPT',
@@ -231,7 +231,7 @@ async function readVerified(dir: string, manifest: CheckpointManifest, name: str
   if (sha256Hex(bytes) !== expected.sha256)
     throw new TrainerError(
       'CHECKPOINT_CORRUPT',
-      `${path} does not match its digest in ${CHECKPOINT_FILES.manifest}`,
+      `${path} does not match its digest in ${TRAINING_CHECKPOINT_FILES.manifest}`,
     )
   return bytes
 }
@@ -266,21 +266,21 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   let source = dir
   if (!(await exists(dir)) && (await exists(`${dir}.prev`))) source = `${dir}.prev`
   if (!(await exists(source))) throw new TrainerError('CHECKPOINT_MISSING', `no checkpoint at ${dir}`)
-  const manifestPath = join(source, CHECKPOINT_FILES.manifest)
+  const manifestPath = join(source, TRAINING_CHECKPOINT_FILES.manifest)
   const manifest = parseManifest(
     parseJson(await readBounded(manifestPath, CHECKPOINT_JSON_MAX_BYTES, 'manifest'), manifestPath),
     manifestPath,
   )
-  const modelPath = join(source, CHECKPOINT_FILES.model)
+  const modelPath = join(source, TRAINING_CHECKPOINT_FILES.model)
   const { tensors: weights, metadata } = decodeTensors(
-    await readVerified(source, manifest, CHECKPOINT_FILES.model),
+    await readVerified(source, manifest, TRAINING_CHECKPOINT_FILES.model),
     modelPath,
   )
-  const configPath = join(source, CHECKPOINT_FILES.config)
+  const configPath = join(source, TRAINING_CHECKPOINT_FILES.config)
   let config: CoopConfig
   try {
     config = validateConfig(
-      parseJson(await readVerified(source, manifest, CHECKPOINT_FILES.config), configPath),
+      parseJson(await readVerified(source, manifest, TRAINING_CHECKPOINT_FILES.config), configPath),
     )
   } catch (error) {
     if (error instanceof TrainerError) throw error
@@ -289,19 +289,19 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     })
   }
   let state: SessionState | undefined
-  const hasStateJson = manifest.files[CHECKPOINT_FILES.stateJson] !== undefined
-  const hasStateTensors = manifest.files[CHECKPOINT_FILES.stateTensors] !== undefined
+  const hasStateJson = manifest.files[TRAINING_CHECKPOINT_FILES.stateJson] !== undefined
+  const hasStateTensors = manifest.files[TRAINING_CHECKPOINT_FILES.stateTensors] !== undefined
   if (hasStateJson !== hasStateTensors)
     throw new TrainerError('CHECKPOINT_CORRUPT', `${manifestPath} lists only half of the training state`)
   if (hasStateJson) {
-    const statePath = join(source, CHECKPOINT_FILES.stateJson)
+    const statePath = join(source, TRAINING_CHECKPOINT_FILES.stateJson)
     const json = parseStateJson(
-      parseJson(await readVerified(source, manifest, CHECKPOINT_FILES.stateJson), statePath),
+      parseJson(await readVerified(source, manifest, TRAINING_CHECKPOINT_FILES.stateJson), statePath),
       statePath,
     )
-    const tensorsPath = join(source, CHECKPOINT_FILES.stateTensors)
+    const tensorsPath = join(source, TRAINING_CHECKPOINT_FILES.stateTensors)
     const { tensors } = decodeTensors(
-      await readVerified(source, manifest, CHECKPOINT_FILES.stateTensors),
+      await readVerified(source, manifest, TRAINING_CHECKPOINT_FILES.stateTensors),
       tensorsPath,
     )
     state = { json, tensors }

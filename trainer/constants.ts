@@ -37,6 +37,6 @@ export const EVAL_HOLDOUT_MIN_DATASET = 40
 /** Seed of the fixed noise, timesteps and batch of evalLoss: the same for every peer and every run. */
 export const EVAL_SEED = 0x5eed
 /** Checkpoint tensor files larger than this are refused before reading (gpu256 weights + Adam state are ~1.5 GB). */
-export const CHECKPOINT_MAX_BYTES = 4 * 1024 * 1024 * 1024
+export const TRAINING_CHECKPOINT_MAX_BYTES = 4 * 1024 * 1024 * 1024
 /** Checkpoint JSON files (config, state) are small; bound them before parsing. */
 export const CHECKPOINT_JSON_MAX_BYTES = 64 * 1024 * 1024

@@ -36,11 +36,7 @@ export const FETCH_ATTEMPTS = 10
 export const STOP_GRACE_MS = 20_000
 /** How often a running node looks into <store>/inbox/ for revocations and manifests to publish. */
 export const INBOX_POLL_MS = 1000
-/** A document dropped into the inbox is bounded like the gossip message that will carry it (the consent kinds' limit). */
-export const INBOX_MAX_BYTES = 512 * 1024
 /** Lets the asynchronous log destination write its lines before a fault-injection crash, so tests see them. */
 export const CRASH_LOG_FLUSH_MS = 200
 /** After its last round a node keeps serving blobs this long, so slower peers can still fetch payloads to verify. */
 export const DEFAULT_LINGER_SECONDS = 10
-/** A manifest fetched by digest is bounded like a manifest on the consent topic (node/constants.ts MANIFEST_MAX_BYTES). */
-export const MANIFEST_BLOB_MAX_BYTES = 512 * 1024

@@ -36,6 +36,7 @@ import type { Logger } from 'pino'
 import type { CoopHost } from '../p2p/host.ts'
 import type { BatchPut, CoopStore } from '../store/store.ts'
 import { writeSnapshot } from '../store/store.ts'
+import { CONSENT_DOCUMENT_MAX_BYTES } from '../constants.ts'
 import { encodeGossipMessage } from '../validation/messages.ts'
 import { ignore, reject } from '../p2p/gossip-errors.ts'
 import type { ChainContext } from '../validation/chain.ts'
@@ -47,7 +48,6 @@ import {
   CRASH_LOG_FLUSH_MS,
   FETCH_ATTEMPTS,
   FETCH_RETRY_MS,
-  MANIFEST_BLOB_MAX_BYTES,
   ROUND_POLL_MS,
   STATEMENT_BLOB_MAX_BYTES,
   STATUS_RECENT_LOSSES,
@@ -714,7 +714,7 @@ export class RoundEngine {
     if (this.#manifestFetches.has(manifestId)) return
     this.#manifestFetches.add(manifestId)
     try {
-      const bytes = await this.#requireBlob(manifestId, [custodian], MANIFEST_BLOB_MAX_BYTES)
+      const bytes = await this.#requireBlob(manifestId, [custodian], CONSENT_DOCUMENT_MAX_BYTES)
       const { verified, added } = await this.#consent.addManifest(
         JSON.parse(new TextDecoder().decode(bytes)) as object,
         false,

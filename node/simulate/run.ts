@@ -32,7 +32,7 @@ import { applyAttack, formatByzantine } from './byzantine.ts'
 import {
   EVAL_SPLIT_SEED,
   MAX_INNER_STEPS,
-  MAX_PEERS,
+  MAX_SIM_PEERS,
   MAX_ROUNDS,
   MIN_ITEMS_PER_PEER,
   RESULTS_VERSION,
@@ -145,7 +145,7 @@ function checkOptions(options: SimulationOptions): void {
     if (!(Number.isInteger(value) && value >= min && value <= max))
       throw new SimulateError('BAD_OPTION', `${name} must be an integer in [${min}, ${max}], got ${value}`)
   }
-  integer('peers', options.peers, 1, MAX_PEERS)
+  integer('peers', options.peers, 1, MAX_SIM_PEERS)
   integer('rounds', options.rounds, 1, MAX_ROUNDS)
   integer('inner steps', options.innerSteps, 1, MAX_INNER_STEPS)
   integer('seed', options.seed, 0, 2 ** 31 - 1)

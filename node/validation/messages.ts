@@ -3,35 +3,40 @@
 // lets the size stage check the kind's own bounds before a single byte of JSON is parsed.
 import { canonicalBytes } from '../../protocol/index.ts'
 import {
-  CHECKPOINT_MAX_BYTES,
-  CONTRIBUTION_MAX_BYTES,
+  GOSSIP_CHECKPOINT_MAX_BYTES,
+  GOSSIP_CONTRIBUTION_MAX_BYTES,
   GOSSIP_MAX_MESSAGE_BYTES,
   GOSSIP_MIN_MESSAGE_BYTES,
-  MANIFEST_MAX_BYTES,
-  REVOCATION_MAX_BYTES,
+  GOSSIP_MANIFEST_MAX_BYTES,
+  GOSSIP_REVOCATION_MAX_BYTES,
 } from '../constants.ts'
 import type { TopicName } from '../p2p/topics.ts'
 import { reject } from '../p2p/gossip-errors.ts'
 
 export const GOSSIP_KINDS = {
-  manifest: { tag: 1, topic: 'consent', minBytes: GOSSIP_MIN_MESSAGE_BYTES, maxBytes: MANIFEST_MAX_BYTES },
+  manifest: {
+    tag: 1,
+    topic: 'consent',
+    minBytes: GOSSIP_MIN_MESSAGE_BYTES,
+    maxBytes: GOSSIP_MANIFEST_MAX_BYTES,
+  },
   revocation: {
     tag: 2,
     topic: 'consent',
     minBytes: GOSSIP_MIN_MESSAGE_BYTES,
-    maxBytes: REVOCATION_MAX_BYTES,
+    maxBytes: GOSSIP_REVOCATION_MAX_BYTES,
   },
   contribution: {
     tag: 3,
     topic: 'contributions',
     minBytes: GOSSIP_MIN_MESSAGE_BYTES,
-    maxBytes: CONTRIBUTION_MAX_BYTES,
+    maxBytes: GOSSIP_CONTRIBUTION_MAX_BYTES,
   },
   checkpoint: {
     tag: 4,
     topic: 'checkpoints',
     minBytes: GOSSIP_MIN_MESSAGE_BYTES,
-    maxBytes: CHECKPOINT_MAX_BYTES,
+    maxBytes: GOSSIP_CHECKPOINT_MAX_BYTES,
   },
 } as const satisfies Record<string, { tag: number; topic: TopicName; minBytes: number; maxBytes: number }>
 

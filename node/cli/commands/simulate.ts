@@ -11,8 +11,8 @@ import { componentLogger } from '../../log.ts'
 import type { ByzantineSpec } from '../../simulate/byzantine.ts'
 import { parseByzantine } from '../../simulate/byzantine.ts'
 import {
-  DEFAULT_INNER_STEPS,
-  DEFAULT_PEERS,
+  DEFAULT_SIM_INNER_STEPS,
+  DEFAULT_SIM_PEERS,
   DEFAULT_ROUNDS,
   DEFAULT_SIM_OUTER_LR,
   DEFAULT_SIM_OUTER_MOMENTUM,
@@ -33,9 +33,9 @@ writes <out>/results.json, <out>/loss-vs-round.svg and <out>/loss-vs-bytes.svg.
 The same options and seed give the same results.json on the same backend.
 
 Options:
-  --peers <n>               simulated peers (default ${DEFAULT_PEERS})
+  --peers <n>               simulated peers (default ${DEFAULT_SIM_PEERS})
   --rounds <r>              rounds (default ${DEFAULT_ROUNDS})
-  --inner-steps <h>         local steps per round, H (default ${DEFAULT_INNER_STEPS})
+  --inner-steps <h>         local steps per round, H (default ${DEFAULT_SIM_INNER_STEPS})
   --split <mode>            iid | category | dirichlet:<alpha> (default iid)
   --aggregator <a>          mean | median | trimmed:<f> | clip:<norm> (default mean)
   --compress <c>            none | int8 | topk:<fraction> (default int8)
@@ -98,9 +98,9 @@ export const command: Command = {
     })
     requireFlags(values, ['out'])
     const out = values.out
-    const peers = wholeNumberFlag('peers', values.peers) ?? DEFAULT_PEERS
+    const peers = wholeNumberFlag('peers', values.peers) ?? DEFAULT_SIM_PEERS
     const rounds = wholeNumberFlag('rounds', values.rounds) ?? DEFAULT_ROUNDS
-    const innerSteps = wholeNumberFlag('inner-steps', values['inner-steps']) ?? DEFAULT_INNER_STEPS
+    const innerSteps = wholeNumberFlag('inner-steps', values['inner-steps']) ?? DEFAULT_SIM_INNER_STEPS
     const seed = wholeNumberFlag('seed', values.seed) ?? 0
     const split = option('split', () => parseSplit(values.split ?? 'iid'))
     const aggregator = option('aggregator', () => parseAggregator(values.aggregator ?? 'mean'))
