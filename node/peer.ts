@@ -3,7 +3,7 @@
 // in the right order. `coop start` is a thin CLI over startPeer; tests and the benchmark use it
 // through real `coop start` processes.
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises'
+import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { CoopConfigSchema } from '../configs/index.ts'
@@ -11,26 +11,24 @@ import { verifyCharter, type CoopCharter } from '../protocol/charter.ts'
 import type { DsseEnvelope } from '../protocol/dsse.ts'
 import { canonicalBytes } from '../protocol/jcs.ts'
 import { generateKey, peerIdString, type Ed25519PrivateKey } from '../protocol/keys.ts'
-import { looksLikeManifest } from '../protocol/manifest.ts'
-import { looksLikeRevocation } from '../protocol/revocation.ts'
 import { initBackend } from '../trainer/backend.ts'
 import { loadImageFolder } from '../trainer/data.ts'
 import { createTrainerSession } from '../trainer/session.ts'
 import { readKeyFile, writeKeyFile } from './keystore.ts'
 import { componentLogger } from './log.ts'
 import { createCoopHost, type CoopHost } from './p2p/host.ts'
-import { CONSENT_DOCUMENT_MAX_BYTES } from './constants.ts'
-import { INBOX_POLL_MS, MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
+import { MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
 import { assertCharterComponent, readAutoencoderComponent } from './round/component.ts'
-import { ConsentBook } from './round/consent.ts'
+import { ConsentBook } from './consent/book.ts'
+import { ConsentGossip } from './consent/gossip.ts'
+import { ConsentInbox } from './consent/inbox.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
 import { RoundError } from './round/errors.ts'
-import { charterPath, inboxDir, writeAddrs } from './round/layout.ts'
+import { charterPath, writeAddrs } from './round/layout.ts'
 import type { Phase } from './round/schedule.ts'
 import type { NamedTensor } from './round/tensors.ts'
 import { writeFileDurable } from './store/durable.ts'
 import { openStore, type CoopStore } from './store/store.ts'
-import { createConsentValidator } from './validation/consent.ts'
 import { encodeGossipMessage } from './validation/messages.ts'
 import { createCheckpointValidator, createContributionValidator } from './validation/statements.ts'
 import { errorCode } from '../protocol/coded-error.ts'
@@ -214,11 +212,10 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       { store, host, consent, trainers, log: componentLogger('round') },
     )
 
-    const consentValidator = createConsentValidator(
+    const consentGossip = new ConsentGossip(
       { acceptedLicenses: charter.acceptedLicenses, admission: charter.admission },
-      consent,
+      { consent, host, log },
     )
-    host.setValidator('consent', consentValidator)
     host.setValidator(
       'contributions',
       createContributionValidator({
@@ -236,23 +233,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
         semantics: engine.checkpointSemantics,
       }),
     )
-    host.onMessage('consent', async (msg) => {
-      const accepted = consentValidator.verified(msg.data)
-      if (accepted === undefined) return
-      const document = JSON.parse(new TextDecoder().decode(msg.data.subarray(1))) as object
-      if (accepted.kind === 'manifest') {
-        const { added, verified } = await consent.addManifest(document, false)
-        if (added)
-          log.info(
-            { manifest: verified.digest, custodian: verified.custodian, items: verified.items.length },
-            'manifest received',
-          )
-      } else if (accepted.kind === 'revocation') {
-        const verified = await consent.addRevocation(document)
-        if (verified !== undefined)
-          log.info({ revocation: verified.digest, manifest: verified.manifest }, 'revocation received')
-      }
-    })
+    consentGossip.start()
 
     const liveHost = host
     const announceConsent = async (): Promise<void> => {
@@ -268,37 +249,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
           .catch((err: unknown) => log.debug({ err }, 'revocation announce failed'))
       }
     }
-    const inbox = inboxDir(options.store)
-    await mkdir(join(inbox, 'done'), { recursive: true })
-    const pollInbox = async (): Promise<void> => {
-      for (const name of (await readdir(inbox)).filter((n) => n.endsWith('.json')).sort()) {
-        const path = join(inbox, name)
-        try {
-          const info = await stat(path)
-          if (info.size > CONSENT_DOCUMENT_MAX_BYTES)
-            throw new RoundError('MANIFEST_INVALID', `${name} exceeds ${CONSENT_DOCUMENT_MAX_BYTES} bytes`)
-          const document = JSON.parse(await readFile(path, 'utf8')) as object
-          // Encoded first: a document gossip cannot carry (TOO_LARGE) is refused before it is recorded.
-          if (looksLikeRevocation(document)) {
-            const message = encodeGossipMessage('revocation', document)
-            const verified = await consent.addRevocation(document)
-            await liveHost.publish('consent', message)
-            log.info({ revocation: verified?.digest, file: name }, 'revocation published')
-          } else if (looksLikeManifest(document)) {
-            const message = encodeGossipMessage('manifest', document)
-            const { verified } = await consent.addManifest(document, false)
-            await liveHost.publish('consent', message)
-            log.info({ manifest: verified.digest, file: name }, 'manifest published')
-          } else {
-            throw new RoundError('MANIFEST_INVALID', `${name} is neither a manifest nor a revocation`)
-          }
-          await rename(path, join(inbox, 'done', name))
-        } catch (err) {
-          log.warn({ file: name, code: errorCode(err), err }, 'inbox document refused')
-          await rename(path, join(inbox, 'done', `${name}.refused`)).catch(() => undefined)
-        }
-      }
-    }
+    const inbox = await ConsentInbox.open({ storeDir: options.store }, { consent, host: liveHost, log })
 
     await host.start()
     const addrs = host.multiaddrs()
@@ -324,12 +275,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       timers[0] = timer
     }
     scheduleAnnounce()
-    const inboxTimer = setInterval(
-      () => void pollInbox().catch((err: unknown) => log.warn({ err }, 'inbox poll failed')),
-      INBOX_POLL_MS,
-    )
-    inboxTimer.unref()
-    timers.push(inboxTimer)
+    inbox.start()
 
     let stopped: Promise<void> | undefined
     return {
@@ -345,6 +291,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       stop() {
         stopped ??= (async () => {
           for (const t of timers) clearTimeout(t)
+          inbox.stop()
           const grace = setTimeout(
             () => log.warn({}, 'stop is taking long: waiting for the current step'),
             STOP_GRACE_MS,
@@ -353,6 +300,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
           await engine.stop()
           clearTimeout(grace)
           await liveHost.stop()
+          consentGossip.stop()
           await store.close()
           log.info({ peer: liveHost.peerId, ...traffic }, 'node stopped')
         })()

@@ -34,8 +34,6 @@ export const FETCH_RETRY_MS = 500
 export const FETCH_ATTEMPTS = 10
 /** How long a graceful stop waits for an in-flight training step or aggregation to finish before closing the store. */
 export const STOP_GRACE_MS = 20_000
-/** How often a running node looks into <store>/inbox/ for revocations and manifests to publish. */
-export const INBOX_POLL_MS = 1000
 /** Lets the asynchronous log destination write its lines before a fault-injection crash, so tests see them. */
 export const CRASH_LOG_FLUSH_MS = 200
 /** After its last round a node keeps serving blobs this long, so slower peers can still fetch payloads to verify. */

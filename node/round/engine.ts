@@ -53,7 +53,7 @@ import {
   STATUS_RECENT_LOSSES,
 } from './constants.ts'
 import { assertCharterComponent, type AutoencoderComponent } from './component.ts'
-import type { ConsentBook } from './consent.ts'
+import type { ConsentBook } from '../consent/book.ts'
 import { RoundError } from './errors.ts'
 import {
   CHECKPOINT_FILES,

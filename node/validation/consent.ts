@@ -28,7 +28,7 @@ export interface ConsentPolicy {
   now?: () => Date
 }
 
-/** The consent state the chain reads (the round engine's ConsentBook, node/round/consent.ts, implements it). */
+/** The consent state the chain reads (node/consent/book.ts's ConsentBook implements it). */
 export interface ConsentLookup {
   /** Verified revocations naming the manifest, from any issuer (only the manifest's issuer's apply). */
   revocationsFor(manifestDigest: string): Promise<VerifiedRevocation[]>

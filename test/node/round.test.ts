@@ -11,7 +11,7 @@ import { generateKey, peerIdString } from '../../protocol/keys.ts'
 import { createManifest, manifestDigest } from '../../protocol/manifest.ts'
 import { createRevocation, verifyRevocation } from '../../protocol/revocation.ts'
 import { encodeSafetensors } from '../../protocol/safetensors.ts'
-import { ConsentBook } from '../../node/round/consent.ts'
+import { ConsentBook } from '../../node/consent/book.ts'
 import { computeCheckpoint, type ContributionPayload } from '../../node/round/recompute.ts'
 import { genesisRound, lastRoundOf, phaseOfRound, roundPlan } from '../../node/round/schedule.ts'
 import {

@@ -9,7 +9,7 @@ import { canonicalBytes } from '../../protocol/jcs.ts'
 import type { Logger } from 'pino'
 import type { CoopStore } from '../store/store.ts'
 import { ignore, reject } from '../p2p/gossip-errors.ts'
-import { RoundError } from './errors.ts'
+import { ConsentError } from './errors.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 
 interface StoredManifest {
@@ -87,8 +87,21 @@ export class ConsentBook {
       acceptedLicenses: this.#options.acceptedLicenses,
       ...(local ? { custodian: this.#options.peerId } : {}),
     })
+    return await this.addVerifiedManifest(verified, local)
+  }
+
+  /**
+   * Records a manifest the caller already verified as addManifest does (the consent topic's
+   * validator: signature, schema, validity window, usage and the charter's licenses), so a
+   * gossiped manifest is parsed and verified once.
+   */
+  async addVerifiedManifest(
+    verified: VerifiedManifest,
+    local: boolean,
+  ): Promise<{ verified: VerifiedManifest; added: boolean }> {
     const known = this.#manifests.get(verified.digest)
     if (known !== undefined && (known.local || !local)) return { verified: known.verified, added: false }
+    const document = verified.manifest
     await this.#store.putBlob(canonicalBytes(document))
     const stored: StoredManifest = { document, local, receivedAt: new Date().toISOString() }
     await this.#store.manifests.put(verified.digest, stored)
@@ -98,12 +111,17 @@ export class ConsentBook {
 
   /** Records a revocation; tells listeners which local items it withdraws. Undefined when already known. */
   async addRevocation(document: object): Promise<VerifiedRevocation | undefined> {
-    const verified = verifyRevocation(document)
+    return await this.addVerifiedRevocation(verifyRevocation(document))
+  }
+
+  /** Records a revocation the caller already verified (the consent topic's validator), as addRevocation does. */
+  async addVerifiedRevocation(verified: VerifiedRevocation): Promise<VerifiedRevocation | undefined> {
     if (this.#revocations.has(verified.digest)) return undefined
     const manifest = this.#manifests.get(verified.manifest)
     // A revocation only counts when its issuer issued the manifest.
     if (manifest !== undefined && manifest.verified.issuer !== verified.issuer)
-      throw reject('NOT_ISSUER', 'revocation signed by someone other than the manifest issuer')
+      throw new ConsentError('NOT_ISSUER', 'revocation signed by someone other than the manifest issuer')
+    const document = verified.revocation
     await this.#store.putBlob(canonicalBytes(document))
     await this.#store.revocations.put(verified.digest, {
       document,
@@ -287,11 +305,15 @@ export class ConsentBook {
         out.push((await this.addManifest(document, true)).verified)
       } catch (err) {
         if (isProtocolError(err) && err.code === 'CUSTODIAN_MISMATCH')
-          throw new RoundError('FOREIGN_CUSTODIAN', `${path}: the manifest names another node as custodian`, {
-            cause: err,
-          })
+          throw new ConsentError(
+            'FOREIGN_CUSTODIAN',
+            `${path}: the manifest names another node as custodian`,
+            {
+              cause: err,
+            },
+          )
         if (isProtocolError(err))
-          throw new RoundError('MANIFEST_INVALID', `${path}: ${err.code}: ${err.message}`, { cause: err })
+          throw new ConsentError('MANIFEST_INVALID', `${path}: ${err.code}: ${err.message}`, { cause: err })
         throw err
       }
     }

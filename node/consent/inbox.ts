@@ -1,0 +1,86 @@
+// <store>/inbox/: a running node's door for consent documents. A rights holder (or their tool)
+// drops a revocation or a manifest JSON file there; the node verifies it, records it in the
+// consent book and gossips it, then moves the file to inbox/done/ (or done/<name>.refused).
+import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { errorCode } from '../../protocol/coded-error.ts'
+import { looksLikeManifest } from '../../protocol/manifest.ts'
+import { looksLikeRevocation } from '../../protocol/revocation.ts'
+import { CONSENT_DOCUMENT_MAX_BYTES } from '../constants.ts'
+import type { CoopHost } from '../p2p/host.ts'
+import { inboxDir } from '../round/layout.ts'
+import { encodeGossipMessage } from '../validation/messages.ts'
+import type { ConsentBook } from './book.ts'
+import { INBOX_POLL_MS } from './constants.ts'
+import { ConsentError } from './errors.ts'
+
+export interface ConsentInboxModules {
+  consent: ConsentBook
+  host: Pick<CoopHost, 'publish'>
+  log: Logger
+}
+
+export class ConsentInbox {
+  readonly #dir: string
+  readonly #modules: ConsentInboxModules
+  #timer: NodeJS.Timeout | undefined
+
+  private constructor(dir: string, modules: ConsentInboxModules) {
+    this.#dir = dir
+    this.#modules = modules
+  }
+
+  /** Creates the folders at once, so users can drop files there while the node is still starting. */
+  static async open(options: { storeDir: string }, modules: ConsentInboxModules): Promise<ConsentInbox> {
+    const dir = inboxDir(options.storeDir)
+    await mkdir(join(dir, 'done'), { recursive: true })
+    return new ConsentInbox(dir, modules)
+  }
+
+  /** Starts polling; call it once the host can publish. */
+  start(): void {
+    this.#timer = setInterval(
+      () => void this.poll().catch((err: unknown) => this.#modules.log.warn({ err }, 'inbox poll failed')),
+      INBOX_POLL_MS,
+    )
+    this.#timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+
+  /** Handles every *.json file in the inbox, in name order. */
+  async poll(): Promise<void> {
+    const { consent, host, log } = this.#modules
+    for (const name of (await readdir(this.#dir)).filter((n) => n.endsWith('.json')).sort()) {
+      const path = join(this.#dir, name)
+      try {
+        const info = await stat(path)
+        if (info.size > CONSENT_DOCUMENT_MAX_BYTES)
+          throw new ConsentError('MANIFEST_INVALID', `${name} exceeds ${CONSENT_DOCUMENT_MAX_BYTES} bytes`)
+        const document = JSON.parse(await readFile(path, 'utf8')) as object
+        // Encoded first: a document gossip cannot carry (TOO_LARGE) is refused before it is recorded.
+        if (looksLikeRevocation(document)) {
+          const message = encodeGossipMessage('revocation', document)
+          const verified = await consent.addRevocation(document)
+          await host.publish('consent', message)
+          log.info({ revocation: verified?.digest, file: name }, 'revocation published')
+        } else if (looksLikeManifest(document)) {
+          const message = encodeGossipMessage('manifest', document)
+          const { verified } = await consent.addManifest(document, false)
+          await host.publish('consent', message)
+          log.info({ manifest: verified.digest, file: name }, 'manifest published')
+        } else {
+          throw new ConsentError('MANIFEST_INVALID', `${name} is neither a manifest nor a revocation`)
+        }
+        await rename(path, join(this.#dir, 'done', name))
+      } catch (err) {
+        log.warn({ file: name, code: errorCode(err), err }, 'inbox document refused')
+        await rename(path, join(this.#dir, 'done', `${name}.refused`)).catch(() => undefined)
+      }
+    }
+  }
+}
