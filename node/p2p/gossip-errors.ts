@@ -48,21 +48,34 @@ export const GOSSIP_ERROR_CODES = [
 
 export type GossipErrorCode = (typeof GOSSIP_ERROR_CODES)[number]
 
+/** What a refusal names for whoever acts on it after validation (e.g. the manifest to fetch). */
+export type GossipErrorDetail = Readonly<Record<string, string>>
+
 export class GossipValidationError extends CodedError<GossipErrorCode> {
   readonly action: GossipAction
+  readonly detail: GossipErrorDetail | undefined
 
-  constructor(action: GossipAction, code: GossipErrorCode, message?: string) {
+  constructor(action: GossipAction, code: GossipErrorCode, message?: string, detail?: GossipErrorDetail) {
     super(code, message ?? `${action} ${code}`)
     this.action = action
+    this.detail = detail
   }
 }
 
-export function reject(code: GossipErrorCode, message?: string): GossipValidationError {
-  return new GossipValidationError('REJECT', code, message)
+export function reject(
+  code: GossipErrorCode,
+  message?: string,
+  detail?: GossipErrorDetail,
+): GossipValidationError {
+  return new GossipValidationError('REJECT', code, message, detail)
 }
 
-export function ignore(code: GossipErrorCode, message?: string): GossipValidationError {
-  return new GossipValidationError('IGNORE', code, message)
+export function ignore(
+  code: GossipErrorCode,
+  message?: string,
+  detail?: GossipErrorDetail,
+): GossipValidationError {
+  return new GossipValidationError('IGNORE', code, message, detail)
 }
 
 export function isGossipValidationError(err: unknown): err is GossipValidationError {

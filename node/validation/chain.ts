@@ -30,17 +30,27 @@ export interface KindStages<S, V = S> {
 // biome-ignore lint/suspicious/noExplicitAny: heterogeneous per-kind document types
 export type StagesByKind = Partial<Record<GossipKind, KindStages<any, any>>>
 
+/** What a chain validator keeps of a message it accepted, for the topic's handler. */
+export interface AcceptedDocument {
+  kind: GossipKind
+  /** The schema stage's result: the decoded document, typed (for a statement, its DSSE envelope). */
+  message: unknown
+  /** The signature stage's result: the verified form. */
+  verified: unknown
+}
+
 export interface ChainValidator extends GossipValidator {
   /**
-   * The verified form (the signature stage's result) of a message this validator accepted,
-   * looked up by the message's data array, which gossipsub hands unchanged to the handlers.
+   * The decoded and verified forms of a message this validator accepted, looked up by the
+   * message's data array, which gossipsub hands unchanged to the handlers: handlers never parse
+   * or verify a message again.
    */
-  verified(data: Uint8Array): { kind: GossipKind; verified: unknown } | undefined
+  verified(data: Uint8Array): AcceptedDocument | undefined
 }
 
 export function createChainValidator(topic: TopicName, stagesByKind: StagesByKind): ChainValidator {
   // Weak keys: entries vanish with the message, so a flood cannot grow this map.
-  const accepted = new WeakMap<Uint8Array, { kind: GossipKind; verified: unknown }>()
+  const accepted = new WeakMap<Uint8Array, AcceptedDocument>()
   const validate = async (input: GossipInput): Promise<void> => {
     // size: kind byte and the kind's size window, before any parsing.
     const { kind, body } = checkSize(topic, input.data)
@@ -62,18 +72,9 @@ export function createChainValidator(topic: TopicName, stagesByKind: StagesByKin
     const verified = await stages.signature(message, ctx)
     // semantics: it makes sense now (state-dependent checks).
     if (stages.semantics !== undefined) await stages.semantics(verified, ctx)
-    accepted.set(input.data, { kind, verified })
+    accepted.set(input.data, { kind, message, verified })
   }
   return Object.assign(validate, { verified: (data: Uint8Array) => accepted.get(data) })
-}
-
-/** Parses an accepted message again for its handler (cheap: validation already proved it parses). */
-export function parseAcceptedMessage(
-  topic: TopicName,
-  data: Uint8Array,
-): { kind: GossipKind; document: Record<string, unknown> } {
-  const { kind, body } = checkSize(topic, data)
-  return { kind, document: decodeBody(body) }
 }
 
 /** How protocol/ rejection codes map to gossip codes (all REJECT: each is the author's fault). */
