@@ -1,0 +1,149 @@
+// Fetching what the round engine needs by digest: checkpoint files, contribution payloads,
+// statements and consent manifests, from the store or from peers over the blob protocol
+// (verified against the digest before use, then stored). Payload and manifest fetches are
+// single-flight: a second request for the same digest joins the one in flight.
+import type { Logger } from 'pino'
+import { errorCode } from '../../protocol/coded-error.ts'
+import type { ConsentBook } from '../consent/book.ts'
+import { CONSENT_DOCUMENT_MAX_BYTES } from '../constants.ts'
+import type { CoopHost } from '../p2p/host.ts'
+import {
+  CHECKPOINT_FILE_MAX_BYTES,
+  CONTRIBUTION_PAYLOAD_MAX_BYTES,
+  FETCH_ATTEMPTS,
+  FETCH_RETRY_MS,
+} from './constants.ts'
+import { RoundError } from './errors.ts'
+import type { RoundState } from './state.ts'
+
+export interface FetcherModules {
+  state: RoundState
+  host: Pick<CoopHost, 'connectedPeers' | 'fetchBlob'>
+  consent: ConsentBook
+  log: Logger
+}
+
+export class Fetcher {
+  readonly #state: RoundState
+  readonly #host: FetcherModules['host']
+  readonly #consent: ConsentBook
+  readonly #log: Logger
+  readonly #payloadFetches = new Map<string, Promise<boolean>>()
+  readonly #manifestFetches = new Set<string>()
+  #running = false
+
+  constructor(modules: FetcherModules) {
+    this.#state = modules.state
+    this.#host = modules.host
+    this.#consent = modules.consent
+    this.#log = modules.log
+  }
+
+  start(): void {
+    this.#running = true
+  }
+
+  /** Retries in flight end at their next attempt. */
+  stop(): void {
+    this.#running = false
+  }
+
+  /**
+   * Who to ask for a blob, best first: the preferred holders we are connected to, then the
+   * publishers (they hold every payload they aggregated), then any connected peer, and only then
+   * preferred holders we would have to dial (in a star topology trainers do not see each other).
+   */
+  providers(preferred: string[] = []): string[] {
+    const connected = new Set(this.#host.connectedPeers())
+    const publishers = this.#state.charter.publishers
+    const out: string[] = []
+    const add = (p: string): void => {
+      if (p !== this.#state.peerId && !out.includes(p)) out.push(p)
+    }
+    for (const p of preferred) if (connected.has(p)) add(p)
+    for (const p of publishers) if (connected.has(p)) add(p)
+    for (const p of connected) add(p)
+    for (const p of [...preferred, ...publishers]) add(p)
+    return out
+  }
+
+  /** A blob from the store, or fetched from peers (verified against its digest) and stored. */
+  async requireBlob(
+    digest: string,
+    preferred: string[],
+    maxBytes = CHECKPOINT_FILE_MAX_BYTES,
+  ): Promise<Uint8Array> {
+    const local = await this.#state.store.getBlob(digest)
+    if (local !== undefined) return local
+    let lastError: unknown
+    for (let attempt = 0; attempt < FETCH_ATTEMPTS && this.#running; attempt++) {
+      const providers = this.providers(preferred)
+      if (providers.length > 0) {
+        try {
+          const bytes = await this.#host.fetchBlob(digest, { providers, maxBytes })
+          await this.#state.store.putBlob(bytes, digest)
+          return bytes
+        } catch (err) {
+          lastError = err
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_MS))
+    }
+    throw new RoundError('MISSING_PAYLOAD', `blob ${digest} is not available from any peer`, {
+      cause: lastError,
+    })
+  }
+
+  /** Fetches and stores a contribution payload once; resolves to whether it is now in the store. */
+  ensurePayload(digest: string, preferred: string[]): Promise<boolean> {
+    if (this.#state.hasPayload(digest)) return Promise.resolve(true)
+    const running = this.#payloadFetches.get(digest)
+    if (running !== undefined) return running
+    const fetching = (async () => {
+      try {
+        await this.requireBlob(digest, preferred, CONTRIBUTION_PAYLOAD_MAX_BYTES)
+        this.#state.payloadStored(digest)
+        this.#state.changed()
+        return true
+      } catch (err) {
+        this.#log.warn({ delta: digest, code: errorCode(err), err }, 'contribution payload unavailable')
+        return false
+      } finally {
+        this.#payloadFetches.delete(digest)
+      }
+    })()
+    this.#payloadFetches.set(digest, fetching)
+    return fetching
+  }
+
+  /** A contribution payload's bytes, joining a prefetch still in flight instead of starting a second transfer. */
+  async payload(digest: string, preferred: string[]): Promise<Uint8Array> {
+    if (await this.ensurePayload(digest, preferred)) {
+      const stored = await this.#state.store.getBlob(digest)
+      if (stored !== undefined) return stored
+    }
+    return await this.requireBlob(digest, preferred, CONTRIBUTION_PAYLOAD_MAX_BYTES)
+  }
+
+  /**
+   * Fetches a consent manifest from its custodian, who serves every manifest it trains on by
+   * digest, and records it, so the next re-announcement of a contribution citing it validates.
+   */
+  async fetchManifest(manifestId: string, custodian: string): Promise<void> {
+    if (this.#manifestFetches.has(manifestId)) return
+    this.#manifestFetches.add(manifestId)
+    try {
+      const bytes = await this.requireBlob(manifestId, [custodian], CONSENT_DOCUMENT_MAX_BYTES)
+      const { verified, added } = await this.#consent.addManifest(
+        JSON.parse(new TextDecoder().decode(bytes)) as object,
+        false,
+      )
+      if (added)
+        this.#log.info({ manifest: verified.digest, custodian: verified.custodian }, 'manifest fetched')
+    } catch (err) {
+      this.#log.warn({ manifest: manifestId, code: errorCode(err), err }, 'manifest fetch failed')
+    } finally {
+      this.#manifestFetches.delete(manifestId)
+    }
+  }
+}
