@@ -36,6 +36,12 @@ export interface ConsentBookOptions {
   acceptedLicenses: readonly string[]
 }
 
+/** True when `now` (ms since the epoch) is inside the manifest's validity window. */
+export function manifestValidAt(verified: VerifiedManifest, now: number): boolean {
+  const m = verified.manifest
+  return Date.parse(m.validFrom) <= now && (m.validUntil === undefined || Date.parse(m.validUntil) > now)
+}
+
 export class ConsentBook {
   readonly #store: CoopStore
   readonly #log: Logger
@@ -183,8 +189,8 @@ export class ConsentBook {
     }
   }
 
-  /** True when the manifest is withdrawn entirely by the given revocations. */
-  #fullyRevokedBy(manifestId: string, revocationIds: ReadonlySet<string>): boolean {
+  /** True when the manifest is withdrawn entirely by the given revocations (those of its issuer count). */
+  fullyRevokedBy(manifestId: string, revocationIds: ReadonlySet<string>): boolean {
     const manifest = this.#manifests.get(manifestId)
     if (manifest === undefined) return false
     const revoked = new Set<string>()
@@ -211,9 +217,7 @@ export class ConsentBook {
   }
 
   #stillValid(verified: VerifiedManifest): boolean {
-    const now = Date.now()
-    const m = verified.manifest
-    return Date.parse(m.validFrom) <= now && (m.validUntil === undefined || Date.parse(m.validUntil) > now)
+    return manifestValidAt(verified, Date.now())
   }
 
   /** The manifests and items a local contribution trained on: allowlisted items the dataset holds. */
@@ -254,7 +258,7 @@ export class ConsentBook {
     // The manifest is still within its validity window.
     if (!this.#stillValid(manifest)) throw reject('EXPIRED', 'a listed manifest is not valid now')
     // It was not withdrawn entirely before the round started.
-    if (this.#fullyRevokedBy(manifestId, chainRevocations))
+    if (this.fullyRevokedBy(manifestId, chainRevocations))
       throw reject('REVOKED', 'a listed manifest was revoked before the round started')
   }
 
