@@ -4,6 +4,7 @@
 // accumulation in protocol/aggregation.ts), so the resulting file bytes, and therefore their
 // digests, must agree bit for bit.
 import { aggregateDeltas, outerStep } from '../../protocol/aggregation.ts'
+import type { CoopCharter } from '../../protocol/charter.ts'
 import { decompressDelta } from '../../protocol/compression.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { decodeSafetensors } from '../../protocol/safetensors.ts'
@@ -21,6 +22,12 @@ export interface OuterOptimizer {
   aggregator: Aggregator
   outerLr: number
   outerMomentum: number
+}
+
+/** The charter's outer optimiser: what every peer applies after aggregating a round. */
+export function outerOptimizer(charter: Pick<CoopCharter, 'rounds'>): OuterOptimizer {
+  const r = charter.rounds
+  return { aggregator: r.aggregator, outerLr: r.outerLr, outerMomentum: r.outerMomentum }
 }
 
 export interface ContributionPayload {
