@@ -6,6 +6,10 @@ export const CHECKPOINT_REANNOUNCE_MS = 3_000
 export const CONTRIBUTION_REANNOUNCE_MS = 3_000
 /** Peers re-announce their own consent manifests this often, so the publisher learns manifests published before it joined. */
 export const MANIFEST_REANNOUNCE_MS = 10_000
+/** The first consent announcements after start, one per CONSENT_EARLY_REANNOUNCE_MS: peers are still joining the mesh. */
+export const CONSENT_EARLY_ANNOUNCEMENTS = 10
+/** Pace of the early consent announcements: a joining mesh forms within seconds. */
+export const CONSENT_EARLY_REANNOUNCE_MS = 1000
 /** The publisher checks quorum and deadline this often; well under a second so closing adds little latency. */
 export const ROUND_POLL_MS = 100
 /** A contribution payload of the largest config (gpu256, fp32 delta) stays under this; compressed ones are 4x-100x smaller. */
@@ -18,6 +22,8 @@ export const STATEMENT_BLOB_MAX_BYTES = 1024 * 1024
 export const COMPONENT_CONFIG_MAX_BYTES = 1024 * 1024
 /** Rounds of recent losses `coop status` shows. */
 export const STATUS_RECENT_LOSSES = 20
+/** How often the status snapshot is rewritten when something changed: `coop status` and watchers poll about once a second. */
+export const STATUS_WRITE_MS = 1000
 /** Default local (inner) Adam steps per round when the charter does not say (DiLoCo uses 500; tiny tests use far fewer). */
 export const DEFAULT_INNER_STEPS = 50
 /** DiLoCo's outer learning rate (arXiv 2311.08105, section 3). */
