@@ -17,7 +17,7 @@ import { createTrainerSession } from '../trainer/session.ts'
 import { readKeyFile, writeKeyFile } from './keystore.ts'
 import { componentLogger } from './log.ts'
 import { createCoopHost, type CoopHost } from './p2p/host.ts'
-import { MANIFEST_REANNOUNCE_MS, STOP_GRACE_MS } from './round/constants.ts'
+import { STOP_GRACE_MS } from './round/constants.ts'
 import { assertCharterComponent, readAutoencoderComponent } from './round/component.ts'
 import { ConsentBook } from './consent/book.ts'
 import { ConsentGossip } from './consent/gossip.ts'
@@ -29,8 +29,6 @@ import type { Phase } from './round/schedule.ts'
 import type { NamedTensor } from './round/tensors.ts'
 import { writeFileDurable } from './store/durable.ts'
 import { openStore, type CoopStore } from './store/store.ts'
-import { encodeGossipMessage } from './validation/messages.ts'
-import { createCheckpointValidator, createContributionValidator } from './validation/statements.ts'
 import { errorCode } from '../protocol/coded-error.ts'
 
 export interface PeerOptions {
@@ -216,39 +214,9 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       { acceptedLicenses: charter.acceptedLicenses, admission: charter.admission },
       { consent, host, log },
     )
-    host.setValidator(
-      'contributions',
-      createContributionValidator({
-        coopId,
-        admission: charter.admission,
-        semantics: engine.contributionSemantics,
-      }),
-    )
-    host.setValidator(
-      'checkpoints',
-      createCheckpointValidator({
-        coopId,
-        publishers: charter.publishers,
-        threshold: charter.threshold,
-        semantics: engine.checkpointSemantics,
-      }),
-    )
     consentGossip.start()
 
     const liveHost = host
-    const announceConsent = async (): Promise<void> => {
-      for (const { verified, local: mine } of consent.manifests()) {
-        if (!mine) continue
-        await liveHost
-          .publish('consent', encodeGossipMessage('manifest', verified.manifest))
-          .catch((err: unknown) => log.debug({ err }, 'manifest announce failed'))
-      }
-      for (const revocation of consent.revocations()) {
-        await liveHost
-          .publish('consent', encodeGossipMessage('revocation', revocation.revocation))
-          .catch((err: unknown) => log.debug({ err }, 'revocation announce failed'))
-      }
-    }
     const inbox = await ConsentInbox.open({ storeDir: options.store }, { consent, host: liveHost, log })
 
     await host.start()
@@ -262,19 +230,6 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     log.info({ peer: host.peerId, coop: coopId, addrs, publisher: options.publisher }, 'listening')
     await engine.start()
 
-    const timers: NodeJS.Timeout[] = []
-    let announced = 0
-    // Announce consent early and often while peers are still joining, then at a calm pace.
-    const scheduleAnnounce = (): void => {
-      const delay = announced < 10 ? 1000 : MANIFEST_REANNOUNCE_MS
-      announced += 1
-      const timer = setTimeout(() => {
-        void announceConsent().finally(scheduleAnnounce)
-      }, delay)
-      timer.unref()
-      timers[0] = timer
-    }
-    scheduleAnnounce()
     inbox.start()
 
     let stopped: Promise<void> | undefined
@@ -290,7 +245,6 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       finished: engine.finished,
       stop() {
         stopped ??= (async () => {
-          for (const t of timers) clearTimeout(t)
           inbox.stop()
           const grace = setTimeout(
             () => log.warn({}, 'stop is taking long: waiting for the current step'),

@@ -8,7 +8,6 @@ import { isProtocolError } from '../../protocol/errors.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
 import type { Logger } from 'pino'
 import type { CoopStore } from '../store/store.ts'
-import { ignore, reject } from '../p2p/gossip-errors.ts'
 import { ConsentError } from './errors.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 
@@ -234,32 +233,6 @@ export class ConsentBook {
       }
     }
     return { manifests: [...manifests].sort(compareStrings), items: [...items].sort(compareStrings) }
-  }
-
-  /**
-   * Semantic check of one manifest a contribution lists. `chainRevocations` are the revocations
-   * recorded by the checkpoints up to the contribution's base: a manifest they withdraw entirely
-   * was revoked before the round started, so training on it is a violation (REJECT). A
-   * revocation that arrived during the round does not invalidate that round's contributions;
-   * the next checkpoint records it.
-   */
-  checkManifestForContribution(
-    manifestId: string,
-    contributor: string,
-    chainRevocations: ReadonlySet<string>,
-  ): void {
-    const known = this.#manifests.get(manifestId)
-    // The manifest must be known; it may simply not have reached us yet, so this is not the sender's fault.
-    if (known === undefined) throw ignore('UNKNOWN_MANIFEST', `manifest ${manifestId} is not known here`)
-    const manifest = known.verified
-    // Only the custodian a manifest names may train on its images.
-    if (manifest.custodian !== contributor)
-      throw reject('FOREIGN_CUSTODIAN', 'contributor is not the custodian of a listed manifest')
-    // The manifest is still within its validity window.
-    if (!this.#stillValid(manifest)) throw reject('EXPIRED', 'a listed manifest is not valid now')
-    // It was not withdrawn entirely before the round started.
-    if (this.fullyRevokedBy(manifestId, chainRevocations))
-      throw reject('REVOKED', 'a listed manifest was revoked before the round started')
   }
 
   /** The SPDX expression covering a set of manifests: the conjunction of their (and their items') licenses. */

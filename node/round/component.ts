@@ -7,12 +7,14 @@ import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PROVENANCE_MAX_BYTES } from '../../protocol/constants.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
-import type { DsseEnvelope } from '../../protocol/dsse.ts'
+import { envelopeBytes, type DsseEnvelope } from '../../protocol/dsse.ts'
 import { verifyProvenance, type VerifiedProvenance } from '../../protocol/provenance.ts'
 import { CHECKPOINT_FILE_MAX_BYTES, COMPONENT_CONFIG_MAX_BYTES } from './constants.ts'
 import { RoundError } from './errors.ts'
-import { CHECKPOINT_FILES } from './layout.ts'
+import { CHECKPOINT_FILES, writeCheckpointDir } from './layout.ts'
 import type { PhaseCharter } from './schedule.ts'
+import { signedFileDigests, statementBytes, type RoundState } from './state.ts'
+import type { Logger } from 'pino'
 import { errorCode } from '../../protocol/coded-error.ts'
 
 /** The parts of a model configuration that decide the autoencoder's tensors and latent space. */
@@ -138,4 +140,43 @@ export function assertCharterComponent(charter: PhaseCharter, component: Autoenc
       `the charter pins autoencoder ${ae.checkpoint} (provenance ${ae.provenance}); ` +
         `the directory holds ${component.modelDigest} (provenance ${component.verified.digest})`,
     )
+}
+
+/**
+ * Stores the charter's component autoencoder as round 0 of the autoencoder phase: the model
+ * blob (served to peers that fetch it by digest), its foreign provenance, and a checkpoint
+ * directory. Its momentum and config are never needed (no autoencoder round follows), so the
+ * record names their signed digests without holding them.
+ */
+export async function importComponent(
+  state: RoundState,
+  component: AutoencoderComponent,
+  log: Logger,
+): Promise<void> {
+  assertCharterComponent(state.charter, component)
+  if (state.checkpointAt('autoencoder', 0)?.id === component.verified.digest) return
+  const files = signedFileDigests(component.verified)
+  const provenanceBytes = envelopeBytes(component.envelope)
+  const [model, envelopeDigest, , dir] = await Promise.all([
+    state.store.putBlob(component.model),
+    state.store.putBlob(provenanceBytes),
+    state.store.putBlob(statementBytes(component.envelope)),
+    writeCheckpointDir(state.store.dir, 'autoencoder', 0, {
+      [CHECKPOINT_FILES.model]: component.model,
+      [CHECKPOINT_FILES.provenance]: provenanceBytes,
+    }),
+  ])
+  const record = await state.commitCheckpoint({
+    id: component.verified.digest,
+    phase: 'autoencoder',
+    round: 0,
+    files: { model, momentum: files.momentum, config: files.config },
+    envelope: envelopeDigest,
+    predicate: component.verified.predicate,
+    signers: component.verified.signers,
+    verification: 'component',
+    adoptedAt: new Date().toISOString(),
+    dir,
+  })
+  log.info({ checkpoint: record.id, model, signers: record.signers }, 'component autoencoder imported')
 }

@@ -12,6 +12,7 @@ import { createManifest, manifestDigest } from '../../protocol/manifest.ts'
 import { createRevocation, verifyRevocation } from '../../protocol/revocation.ts'
 import { encodeSafetensors } from '../../protocol/safetensors.ts'
 import { ConsentBook } from '../../node/consent/book.ts'
+import { validateContributionManifest } from '../../node/round/validate.ts'
 import { computeCheckpoint, type ContributionPayload } from '../../node/round/recompute.ts'
 import { genesisRound, lastRoundOf, phaseOfRound, roundPlan } from '../../node/round/schedule.ts'
 import {
@@ -213,14 +214,14 @@ describe('ConsentBook', () => {
       }
     }
     expectCode(
-      () => consent.checkManifestForContribution(id, otherNode, new Set()),
+      () => validateContributionManifest(consent, id, otherNode, new Set()),
       'IGNORE',
       'UNKNOWN_MANIFEST',
     )
     await consent.addManifest(manifest, false)
-    consent.checkManifestForContribution(id, otherNode, new Set())
+    validateContributionManifest(consent, id, otherNode, new Set())
     expectCode(
-      () => consent.checkManifestForContribution(id, nodeId, new Set()),
+      () => validateContributionManifest(consent, id, nodeId, new Set()),
       'REJECT',
       'FOREIGN_CUSTODIAN',
     )
@@ -228,10 +229,10 @@ describe('ConsentBook', () => {
     await consent.addRevocation(all)
     const allId = verifyRevocation(all).digest
     // Revoked during the round (not yet recorded by the chain): that round's contribution stands.
-    consent.checkManifestForContribution(id, otherNode, new Set())
+    validateContributionManifest(consent, id, otherNode, new Set())
     // Recorded by the base's chain: revoked before the round started.
     expectCode(
-      () => consent.checkManifestForContribution(id, otherNode, new Set([allId])),
+      () => validateContributionManifest(consent, id, otherNode, new Set([allId])),
       'REJECT',
       'REVOKED',
     )
