@@ -33,14 +33,11 @@ export const GOSSIP_ERROR_CODES = [
   'UNKNOWN_BASE',
   'WRONG_BASE',
   'NOT_PUBLISHER',
-  'MANIFEST_INVALID',
-  'DUPLICATE',
   'CONFLICT',
   // flow control
   'RATE_LIMITED',
   // blob transfer
   'BLOB_DIGEST_MISMATCH',
-  'BLOB_TOO_LARGE',
   'BLOB_PROTOCOL',
   // a validator failed in a way it did not classify: never the sender's fault by default
   'INTERNAL',

@@ -4,10 +4,6 @@ import { TOPIC_PREFIX, TOPIC_VERSION } from '../constants.ts'
 export const TOPIC_NAMES = ['consent', 'contributions', 'checkpoints'] as const
 export type TopicName = (typeof TOPIC_NAMES)[number]
 
-export function isTopicName(value: unknown): value is TopicName {
-  return typeof value === 'string' && (TOPIC_NAMES as readonly string[]).includes(value)
-}
-
 export function topicString(coopId: string, topic: TopicName): string {
   // The coop id goes into a path segment: refuse anything that could inject another segment.
   if (!/^[A-Za-z0-9:._-]{1,128}$/.test(coopId))

@@ -14,15 +14,12 @@ export const ROUND_ERROR_CODES = [
   'MISSING_CONTRIBUTION',
   'BAD_CHECKPOINT',
   'COMPONENT_MISMATCH',
-  // consent
+  // consent (the consent book's own codes are in node/consent/errors.ts)
   'NO_CONSENT',
-  'FOREIGN_CUSTODIAN',
-  'MANIFEST_INVALID',
   // configuration and state
   'BAD_CHARTER',
   'NOT_A_PUBLISHER',
   'UNSUPPORTED',
-  'UNKNOWN_CHECKPOINT',
 ] as const
 
 export type RoundErrorCode = (typeof ROUND_ERROR_CODES)[number]

@@ -51,7 +51,3 @@ export function genesisRound(plan: RoundPlan, phase: Phase): number {
 export function lastRoundOf(plan: RoundPlan, phase: Phase): number {
   return phase === 'autoencoder' ? plan.autoencoderRounds : plan.total
 }
-
-export function phaseHasRounds(plan: RoundPlan, phase: Phase): boolean {
-  return phase === 'autoencoder' ? plan.autoencoderRounds > 0 : plan.unetRounds > 0
-}

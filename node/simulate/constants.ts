@@ -22,7 +22,5 @@ export const DEFAULT_SIM_OUTER_MOMENTUM = DEFAULT_OUTER_MOMENTUM
 export const MIN_ITEMS_PER_PEER = 4
 /** Seed of the held-out evaluation set (independent of --seed, so runs with different seeds are scored on the same images). */
 export const EVAL_SPLIT_SEED = 0xe7a1
-/** Images per class `coop simulate` lays out from Twemoji when --data is not given: all of them (the largest class has ~390). */
-export const TWEMOJI_PER_CLASS = 10_000
 /** results.json schema version. */
 export const RESULTS_VERSION = 1
