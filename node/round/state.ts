@@ -15,6 +15,7 @@ import type { Logger } from 'pino'
 import type { BatchPut, CoopStore } from '../store/store.ts'
 import { RoundError } from './errors.ts'
 import { RoundEvents } from './events.ts'
+import { ancestors } from './lineage.ts'
 import {
   CHECKPOINT_FILES,
   checkpointDir,
@@ -193,14 +194,11 @@ export class RoundState {
    * `start` and its adopted ancestors, newest first, following `parent.provenance`; stops at the
    * first parent this node does not hold, and never loops.
    */
-  *ancestors(start: CheckpointRecord): Generator<CheckpointRecord> {
-    const seen = new Set<string>()
-    for (let current: CheckpointRecord | undefined = start; current !== undefined && !seen.has(current.id);) {
-      seen.add(current.id)
-      yield current
-      const parent: ProvenancePredicate['parent'] = current.predicate.parent
-      current = parent === null ? undefined : this.#checkpointsById.get(parent.provenance)
-    }
+  ancestors(start: CheckpointRecord): Generator<CheckpointRecord> {
+    return ancestors(start, (record) => {
+      const parent: ProvenancePredicate['parent'] = record.predicate.parent
+      return parent === null ? undefined : this.#checkpointsById.get(parent.provenance)
+    })
   }
 
   /** Revocations recorded by `base` and its ancestors. */

@@ -7,6 +7,7 @@
 // contribution trained from. A revocation that arrives mid-round is recorded by that round's
 // checkpoint, so that round's contributions still count as having (possibly) used the image:
 // the trainer saw it in the steps before the revocation arrived.
+import { ancestors } from './lineage.ts'
 import type { Phase } from './schedule.ts'
 
 export interface TraceContribution {
@@ -95,15 +96,10 @@ export class LineageIndex {
 
   /** The same-phase chain from genesis to `id` (genesis first); stops at a missing parent. */
   chain(id: string): TraceCheckpoint[] {
-    const out: TraceCheckpoint[] = []
-    const seen = new Set<string>()
-    let current = this.#checkpoints.get(id)
-    while (current !== undefined && !seen.has(current.id)) {
-      seen.add(current.id)
-      out.push(current)
-      current = current.parent === null ? undefined : this.#checkpoints.get(current.parent)
-    }
-    return out.reverse()
+    const chain = ancestors(this.#checkpoints.get(id), (c) =>
+      c.parent === null ? undefined : this.#checkpoints.get(c.parent),
+    )
+    return [...chain].reverse()
   }
 
   /**
