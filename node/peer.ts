@@ -1,6 +1,6 @@
-// The composition root of a coop peer: keystore, store, consent book, libp2p host with its three
-// validation chains, trainer sessions and the round engine, wired together and started/stopped
-// in the right order. `coop start` is a thin CLI over startPeer; tests and the benchmark use it
+// The composition root of a coop peer: keystore, store, consent (book, consent topic, inbox),
+// libp2p host, trainer sessions and the round engine (which installs the contributions and
+// checkpoints validators), wired together and started/stopped in the right order. `coop start` is a thin CLI over startPeer; tests and the benchmark use it
 // through real `coop start` processes.
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, stat } from 'node:fs/promises'
