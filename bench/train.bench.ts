@@ -72,6 +72,7 @@ function syntheticDataset(config: CoopConfig): ImageDataset {
     size,
     skipped: [],
     notAllowed: 0,
+    optedOut: [],
   }
 }
 

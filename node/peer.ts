@@ -147,6 +147,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       {
         items: dataset.items.length,
         notAllowed: dataset.notAllowed,
+        optedOut: dataset.optedOut.length,
         manifests: local.length,
         backend: backend.name,
       },

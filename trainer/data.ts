@@ -1,11 +1,15 @@
 // The image loader: a folder of PNG/JPEG/WebP files, decoded with sharp, composited on
 // white, resized, held as float32 in [-1, 1]. `<dir>/<class>/*` gives labels; a flat folder
 // is unconditional (label -1). With an allowlist, a file whose bytes' digest is not listed
-// is never decoded and never reaches a batch. Corrupt files are skipped, by path, not fatal.
+// is never decoded and never reaches a batch. A file whose own metadata forbids AI or
+// generative training (trainer/embedded-metadata.ts) is refused even when listed: the most
+// restrictive signal wins. Corrupt files are skipped, by path, not fatal.
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { extname, join } from 'node:path'
 import sharp from 'sharp'
+import { describeSignals } from '../protocol/data-mining.ts'
 import { sha256Digest } from '../protocol/digest.ts'
+import { readEmbeddedOptOut } from './embedded-metadata.ts'
 import {
   DATA_BACKGROUND,
   DATA_DECODE_CONCURRENCY,
@@ -41,6 +45,8 @@ export interface ImageDataset {
   skipped: { path: string; reason: string }[]
   /** Image files left out because their digest is not on the allowlist. */
   notAllowed: number
+  /** Files refused because their own metadata forbids AI or generative training, with the signals. */
+  optedOut: { path: string; sha256: string; reason: string }[]
 }
 
 export interface LoadImageFolderOptions {
@@ -130,6 +136,7 @@ export async function loadImageFolder(options: LoadImageFolderOptions): Promise<
   const { candidates, classes } = await listCandidates(dir)
   const decoded: ({ item: ImageItem; pixels: Float32Array } | undefined)[] = new Array(candidates.length)
   const skipped: { path: string; reason: string }[] = []
+  const optedOut: { path: string; sha256: string; reason: string }[] = []
   let notAllowed = 0
   let next = 0
   const worker = async () => {
@@ -159,6 +166,12 @@ export async function loadImageFolder(options: LoadImageFolderOptions): Promise<
         continue
       }
       try {
+        // The file's own word beats any manifest: it is read before the pixels are decoded.
+        const verdict = await readEmbeddedOptOut(bytes)
+        if (!verdict.allowed) {
+          optedOut.push({ path: candidate.path, sha256, reason: describeSignals(verdict.refusing) })
+          continue
+        }
         const pixels = await decodeImage(bytes, size)
         decoded[index] = { item: { path: candidate.path, sha256, label: candidate.label }, pixels }
       } catch (error) {
@@ -169,19 +182,30 @@ export async function loadImageFolder(options: LoadImageFolderOptions): Promise<
   await Promise.all(Array.from({ length: DATA_DECODE_CONCURRENCY }, worker))
   skipped.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
   for (const s of skipped) log?.warn({ path: s.path, reason: s.reason }, 'image skipped')
+  optedOut.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+  for (const o of optedOut)
+    log?.warn({ path: o.path, sha256: o.sha256, reason: o.reason }, 'image refused by its embedded opt-out')
   const loaded = decoded.filter((d) => d !== undefined)
   if (loaded.length === 0) {
     const detail = [`${candidates.length} image files found`]
     if (skipped.length > 0) detail.push(`${skipped.length} skipped as unusable`)
     if (notAllowed > 0) detail.push(`${notAllowed} not on the allowlist`)
+    if (optedOut.length > 0) detail.push(`${optedOut.length} refused by their embedded opt-out metadata`)
     throw new TrainerError('DATA_EMPTY', `no usable images in ${dir} (${detail.join(', ')})`)
   }
   const stride = size * size * 3
   const pixels = new Float32Array(loaded.length * stride)
   loaded.forEach((d, i) => pixels.set(d.pixels, i * stride))
   log?.info(
-    { dir, images: loaded.length, classes: classes.length, skipped: skipped.length, notAllowed },
+    {
+      dir,
+      images: loaded.length,
+      classes: classes.length,
+      skipped: skipped.length,
+      notAllowed,
+      optedOut: optedOut.length,
+    },
     'image folder loaded',
   )
-  return { items: loaded.map((d) => d.item), classes, pixels, size, skipped, notAllowed }
+  return { items: loaded.map((d) => d.item), classes, pixels, size, skipped, notAllowed, optedOut }
 }

@@ -50,6 +50,7 @@ export function subsetDataset(dataset: ImageDataset, indices: readonly number[])
     size: dataset.size,
     skipped: [],
     notAllowed: 0,
+    optedOut: [],
   }
 }
 

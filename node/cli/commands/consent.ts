@@ -22,6 +22,8 @@ import {
   type VerifiedManifest,
 } from '../../../protocol/manifest.ts'
 import { createRevocation, verifyRevocation } from '../../../protocol/revocation.ts'
+import { describeSignals } from '../../../protocol/data-mining.ts'
+import { readEmbeddedOptOut } from '../../../trainer/embedded-metadata.ts'
 import { readKeyFile } from '../../keystore.ts'
 import { parseCommandArgs, requireFlags, singlePositional } from '../args.ts'
 import { CliError, type Command, UsageError } from '../command.ts'
@@ -33,6 +35,9 @@ const usage = `Usage:
         --out <manifest.json>
       Hash every image under <dir> and sign a consent manifest (W3C VC 2.0, eddsa-jcs-2022)
       letting node <peerId> train on them. Defaults: --commercial no, --redistribute-weights yes.
+      A file whose own metadata forbids AI or generative training (XMP plus:DataMining
+      DMI-PROHIBITED-*, or a CAWG entry notAllowed/constrained) is left out and listed: the
+      most restrictive signal wins, and trainers refuse such files even when a manifest lists them.
   coop consent verify <manifest.json> [--dir <dir>] [--revocations <file>]... [--accept <SPDX,...>]
       Exit 0 with a summary when valid, 1 with the error code when not. With --dir, also list
       images in the folder that the manifest does not cover and items missing from the folder.
@@ -187,6 +192,26 @@ export async function scanImageFolder(
   return { images, skipped, bytesHashed }
 }
 
+/** Images whose own metadata forbids AI or generative training, with the signals that say so. */
+async function findOptedOut(images: ScannedImage[]): Promise<{ image: ScannedImage; reason: string }[]> {
+  const refused: { image: ScannedImage; reason: string }[] = []
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < images.length) {
+      const image = images[next++] as ScannedImage
+      try {
+        const verdict = await readEmbeddedOptOut(image.path)
+        if (!verdict.allowed) refused.push({ image, reason: describeSignals(verdict.refusing) })
+      } catch (error) {
+        // Not decodable: no trainer can use it either; it stays listed as its bytes are what was consented.
+        if (error instanceof CliError) throw error
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, images.length) }, worker))
+  return refused.sort((a, b) => (a.image.path < b.image.path ? -1 : a.image.path > b.image.path ? 1 : 0))
+}
+
 function yesNo(name: string, value: string | undefined, fallback: boolean): boolean {
   if (value === undefined) return fallback
   if (value === 'yes') return true
@@ -255,6 +280,18 @@ async function create(argv: string[]): Promise<number> {
   const unique = new Map<string, ScannedImage>()
   for (const image of scan.images) if (!unique.has(image.digest)) unique.set(image.digest, image)
   if (unique.size === 0) throw new CliError('NO_IMAGES', `no PNG, JPEG, GIF or WebP files under ${folder}`)
+  const optedOut = await findOptedOut([...unique.values()])
+  for (const refused of optedOut) {
+    unique.delete(refused.image.digest)
+    process.stderr.write(
+      `refused: ${relative(folder, refused.image.path)}: its metadata forbids AI training: ${refused.reason}\n`,
+    )
+  }
+  if (unique.size === 0)
+    throw new CliError(
+      'NO_IMAGES',
+      `every image under ${folder} forbids AI training in its own metadata (${optedOut.length} refused)`,
+    )
   if (unique.size > MANIFEST_MAX_ITEMS)
     throw new ProtocolError(
       'TOO_LARGE',
@@ -295,6 +332,10 @@ async function create(argv: string[]): Promise<number> {
   ]
   if (scan.images.length > unique.size)
     lines.push(`duplicates ${scan.images.length - unique.size} identical files listed once`)
+  if (optedOut.length > 0)
+    lines.push(
+      `refused   ${optedOut.length} image(s) whose embedded metadata forbids AI training (listed above)`,
+    )
   if (scan.skipped.length > 0)
     lines.push(
       `skipped   ${scan.skipped.length} files that are not images (first: ${relative(folder, scan.skipped[0] as string)})`,

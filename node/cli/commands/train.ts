@@ -101,6 +101,15 @@ export const command: Command = {
       process.stderr.write(
         `coop train: skipped ${dataset.skipped.length} unusable file(s); see the log lines above\n`,
       )
+    // Shown even on a terminal (where info logs are hidden): each refusal is the file owner's word.
+    for (const refused of dataset.optedOut)
+      process.stderr.write(
+        `coop train: refused ${refused.path}: its metadata forbids training: ${refused.reason}\n`,
+      )
+    if (dataset.optedOut.length > 0)
+      process.stderr.write(
+        `coop train: refused ${dataset.optedOut.length} file(s) whose embedded metadata forbids AI training\n`,
+      )
     const out = values.out
     const bar = tty ? createBar() : undefined
     let lastLogged = 0
