@@ -1,9 +1,11 @@
 // The public surface of protocol/: everything a third party needs to verify documents.
 export * from './aggregation.ts'
+export * from './audit.ts'
 export * from './charter.ts'
 export * from './compression.ts'
 export * from './constants.ts'
 export * from './contribution.ts'
+export * from './data-mining.ts'
 export * from './dataintegrity.ts'
 export * from './decode.ts'
 export * from './digest.ts'

@@ -5,6 +5,7 @@ import { CliError, UsageError } from './command.ts'
 
 const commands: Record<string, () => Promise<{ command: Command }>> = {
   // Each command module exports `command`. Keep this list sorted.
+  audit: () => import('./commands/audit.ts'),
   charter: () => import('./commands/charter.ts'),
   checkpoint: () => import('./commands/checkpoint.ts'),
   consent: () => import('./commands/consent.ts'),
