@@ -7,6 +7,7 @@
 import { z } from 'zod'
 import {
   AUDIT_MAX_BYTES,
+  AUDIT_MAX_HOLDERS,
   AUDIT_MAX_LIST,
   AUDIT_PREDICATE_TYPE,
   IN_TOTO_STATEMENT_TYPE,
@@ -75,7 +76,7 @@ export const auditPredicateSchema = z
     imagesRoot: digestSchema,
     /** Sorted digests of the images flagged as near-copies. */
     flagged: z.array(digestSchema).max(AUDIT_MAX_LIST),
-    holders: z.array(auditHolderSchema).max(AUDIT_MAX_LIST),
+    holders: z.array(auditHolderSchema).max(AUDIT_MAX_HOLDERS),
     /** sha256 of the audit.json bytes: the per-image table this statement summarises. */
     report: digestSchema,
     createdAt: dateTimeSchema,

@@ -73,6 +73,12 @@ export const charterSchema = z
       ]),
       unet: z.strictObject({ rounds: nonNegativeInt }),
     }),
+    /**
+     * Optional: the publishers audit every `every`-th U-Net round's checkpoint for memorization on
+     * their own images (`coop audit memorization`, `samplesPerClass` samples per class) and attach
+     * the signed audit to the checkpoint directory (§9b). Absent: no audits are required.
+     */
+    audit: z.strictObject({ every: positiveInt, samplesPerClass: positiveInt }).optional(),
     createdAt: dateTimeSchema,
   })
   // Sets are written sorted and unique so the same charter has one canonical form.

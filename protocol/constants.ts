@@ -40,10 +40,12 @@ export const CONTRIBUTION_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestati
 export const PROVENANCE_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v1'
 /** predicateType of a MemorizationAudit (docs/PROTOCOL.md §9b). */
 export const AUDIT_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/memorization-audit/v1'
-/** Largest MemorizationAudit envelope: up to AUDIT_MAX_LIST flagged digests (~75 B) and holders (~200 B) base64-wrapped; the per-image table stays in audit.json. */
-export const AUDIT_MAX_BYTES = 48 * 1024 * 1024
-/** Most flagged images, holders or sampled classes one audit lists: as many as a manifest's items. */
+/** Largest MemorizationAudit envelope: AUDIT_MAX_LIST flagged digests (~75 B) plus AUDIT_MAX_HOLDERS holders (~250 B), base64-wrapped, stay under it; the per-image table stays in audit.json. */
+export const AUDIT_MAX_BYTES = 16 * 1024 * 1024
+/** Most flagged images or sampled classes one audit lists: as many as a manifest's items. */
 export const AUDIT_MAX_LIST = 100_000
+/** Most rights holders one audit lists: a cooperative's membership, with room. */
+export const AUDIT_MAX_HOLDERS = 10_000
 /** DSSE payloadType of a CoopCharter (a plain JSON document, not an in-toto statement). */
 export const CHARTER_PAYLOAD_TYPE = 'application/vnd.diffusion-coop.charter+json'
 

@@ -1,6 +1,8 @@
 // Routes any signed document to its verifier by content, for `coop verify <file>` and for
 // tools that receive documents of unknown kind. The kinds are a closed set.
 import {
+  AUDIT_MAX_BYTES,
+  AUDIT_PREDICATE_TYPE,
   CHARTER_MAX_BYTES,
   CHARTER_PAYLOAD_TYPE,
   CONTRIBUTION_MAX_BYTES,
@@ -17,7 +19,14 @@ import { ProtocolError } from './errors.ts'
 import { looksLikeManifest } from './manifest.ts'
 import { looksLikeRevocation } from './revocation.ts'
 
-export const DOCUMENT_KINDS = ['manifest', 'revocation', 'charter', 'contribution', 'provenance'] as const
+export const DOCUMENT_KINDS = [
+  'manifest',
+  'revocation',
+  'charter',
+  'contribution',
+  'provenance',
+  'audit',
+] as const
 export type DocumentKind = (typeof DOCUMENT_KINDS)[number]
 
 /** Largest accepted encoding of each kind, checked before parsing (reasons in constants.ts). */
@@ -27,6 +36,7 @@ export const DOCUMENT_MAX_BYTES: Record<DocumentKind, number> = {
   charter: CHARTER_MAX_BYTES,
   contribution: CONTRIBUTION_MAX_BYTES,
   provenance: PROVENANCE_MAX_BYTES,
+  audit: AUDIT_MAX_BYTES,
 }
 
 const LARGEST_DOCUMENT = Math.max(...Object.values(DOCUMENT_MAX_BYTES))
@@ -57,10 +67,11 @@ export function identifyDocument(input: DocumentInput): DocumentKind {
       }
       if (predicateType === CONTRIBUTION_PREDICATE_TYPE) return 'contribution'
       if (predicateType === PROVENANCE_PREDICATE_TYPE) return 'provenance'
+      if (predicateType === AUDIT_PREDICATE_TYPE) return 'audit'
     }
   }
   throw new ProtocolError(
     'UNKNOWN_TYPE',
-    'not a manifest, revocation, charter, contribution or provenance document',
+    'not a manifest, revocation, charter, contribution, provenance or audit document',
   )
 }

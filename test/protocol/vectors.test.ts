@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { verifyAudit } from '../../protocol/audit.ts'
 import { verifyCharter } from '../../protocol/charter.ts'
 import { verifyContribution } from '../../protocol/contribution.ts'
 import { identifyDocument } from '../../protocol/document.ts'
@@ -47,6 +48,9 @@ function verifyVector(vector: VectorExpectation): void {
       })
       return
     }
+    case 'audit':
+      verifyAudit(bytes)
+      return
   }
 }
 
@@ -62,7 +66,7 @@ describe('committed test vectors', () => {
     const valid = expected.vectors
       .filter((v) => v.expect === 'VALID' && v.file.endsWith('.valid.json'))
       .map((v) => v.kind)
-    expect(valid.sort()).toEqual(['charter', 'contribution', 'manifest', 'provenance', 'revocation'])
+    expect(valid.sort()).toEqual(['audit', 'charter', 'contribution', 'manifest', 'provenance', 'revocation'])
   })
 
   for (const vector of expected.vectors) {

@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createAudit } from '../../protocol/audit.ts'
 import { createCharter, type CoopCharter } from '../../protocol/charter.ts'
 import { CHARTER_PAYLOAD_TYPE } from '../../protocol/constants.ts'
 import { createContribution } from '../../protocol/contribution.ts'
@@ -35,7 +36,7 @@ export const TEST_KEYS = {
 
 export const VERIFY_AT = '2026-06-15T12:00:00Z'
 
-export type VectorKind = 'manifest' | 'revocation' | 'charter' | 'contribution' | 'provenance'
+export type VectorKind = 'manifest' | 'revocation' | 'charter' | 'contribution' | 'provenance' | 'audit'
 
 export interface VectorExpectation {
   file: string
@@ -164,6 +165,7 @@ export function buildVectors(): { files: Map<string, string>; expectations: Vect
   add('charter.outsider-signature.json', 'charter', 'ISSUER_MISMATCH', 'an extra valid signature by a key that is not a publisher', text(addSignature(charter.envelope, outsider.key)))
   add('charter.payload-changed.json', 'charter', 'BAD_SIGNATURE', 'threshold changed to 1 in the payload after signing', text({ ...charter.envelope, payload: b64json({ ...charter.charter, threshold: 1 }) }))
   add('charter.payload-type-changed.json', 'charter', 'BAD_SIGNATURE', 'payloadType changed (PAE covers it)', text({ ...charter.envelope, payloadType: `${CHARTER_PAYLOAD_TYPE}x` }))
+  add('charter.with-audit.json', 'charter', 'VALID', 'the valid charter plus a memorization audit every 5 U-Net rounds, 16 samples per class', text(createCharter({ ...charterContent, audit: { every: 5, samplesPerClass: 16 } }, [publisherA.key, publisherB.key]).envelope))
   add('charter.threshold-too-high.json', 'charter', 'SCHEMA', 'validly signed, threshold 3 with 2 publishers', text(resignEnvelope(charter.envelope, (p) => (p.threshold = 3), [publisherA.key, publisherB.key])))
 
   // --- ContributionStatement ---------------------------------------------------------------
@@ -244,6 +246,45 @@ export function buildVectors(): { files: Map<string, string>; expectations: Vect
     const statement = JSON.parse(Buffer.from(provenance.payload, 'base64').toString('utf8'))
     add('provenance.signed-as-contribution-type.json', 'provenance', 'UNKNOWN_TYPE', 'validly signed, predicateType of a contribution on a provenance predicate', text(signStatement({ ...statement, predicateType: 'https://diffusion-coop.dev/attestation/contribution/v1' }, [publisherA.key, publisherB.key])), withCharter)
   }
+
+  // --- MemorizationAudit ---------------------------------------------------------------------
+  const flaggedImages = [digestOf('test image 2'), digestOf('test image 4')].sort()
+  const audit = createAudit(
+    {
+      files: { 'config.json': digestOf('test config'), 'model.safetensors': digestOf('test model') },
+      checkpoint: sha256Digest(Buffer.from(provenance.payload, 'base64')),
+      coop: charter.coopId,
+      round: 1,
+      method: {
+        sampler: { kind: 'ddim', steps: 25, guidance: 2, seed: 658711 },
+        classes: ['flags', 'symbols'],
+        samplesPerClass: 16,
+        samples: 32,
+        imageSize: 32,
+        pixelMetric: 'normalised-l2',
+        features: { extractor: 'autoencoder-latent-mean', dims: 256 },
+      },
+      thresholds: { l2: 0.15, ratio: 1 / 3 },
+      images: 5,
+      imagesRoot: manifest.credentialSubject.merkleRoot,
+      flagged: flaggedImages,
+      holders: [{ issuer: didKeyFromPublicKey(rightsHolder.key.publicKey), name: 'Test Artist', images: 5, flagged: 2, closestL2: 0.0625 }],
+      report: digestOf('test audit.json'),
+      createdAt: '2026-06-01T00:00:00Z',
+    },
+    publisherA.key,
+  )
+  add('audit.valid.json', 'audit', 'VALID', 'a memorization audit of provenance.valid.json by publisher A: 5 images, 2 flagged', text(audit))
+  {
+    const payload = JSON.parse(Buffer.from(audit.payload, 'base64').toString('utf8'))
+    payload.predicate.flagged = []
+    payload.predicate.holders[0].flagged = 0
+    add('audit.flags-removed.json', 'audit', 'BAD_SIGNATURE', 'flagged images removed after signing', text({ ...audit, payload: b64json(payload) }))
+  }
+  add('audit.counts-inconsistent.json', 'audit', 'SCHEMA', 'validly signed, the holder counts 1 flagged image where 2 are listed', text(resignEnvelope(audit, (p) => ((p.predicate as { holders: { flagged: number }[] }).holders[0]!.flagged = 1), [publisherA.key])))
+  add('audit.flagged-unsorted.json', 'audit', 'SCHEMA', 'validly signed, flagged digests not in sorted order', text(resignEnvelope(audit, (p) => (p.predicate as { flagged: string[] }).flagged.reverse(), [publisherA.key])))
+  add('audit.ratio-above-one.json', 'audit', 'SCHEMA', 'validly signed, a ratio threshold above 1 (a ratio test that passes everything)', text(resignEnvelope(audit, (p) => ((p.predicate as { thresholds: { ratio: number } }).thresholds.ratio = 1.5), [publisherA.key])))
+  add('audit.two-signatures.json', 'audit', 'SCHEMA', 'a second valid signature (an audit has exactly one signer)', text(addSignature(audit, outsider.key)))
 
   const keys = Object.fromEntries(
     Object.entries(TEST_KEYS).map(([name, { label, key }]) => [

@@ -38,6 +38,8 @@ IN_TOTO = 'application/vnd.in-toto+json'
 CHARTER_TYPE = 'application/vnd.diffusion-coop.charter+json'
 CONTRIBUTION = 'https://diffusion-coop.dev/attestation/contribution/v1'
 PROVENANCE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v1'
+AUDIT = 'https://diffusion-coop.dev/attestation/memorization-audit/v1'
+DIDKEY = re.compile(r'^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$')
 
 
 def b58decode(text):
@@ -333,7 +335,10 @@ def verify_charter(data):
     payload_type, body, signers = open_envelope(data, 1024 * 1024)
     need(payload_type == CHARTER_TYPE, 'UNKNOWN_TYPE')
     c = parse_canonical(body, 1024 * 1024)
-    closed(c, ['model', 'rounds', 'publishers', 'threshold', 'admission', 'acceptedLicenses', 'phases', 'createdAt'], ['name'])
+    closed(c, ['model', 'rounds', 'publishers', 'threshold', 'admission', 'acceptedLicenses', 'phases', 'createdAt'], ['name', 'audit'])
+    if 'audit' in c:
+        closed(c['audit'], ['every', 'samplesPerClass'])
+        need(all(type(c['audit'][k]) is int and c['audit'][k] >= 1 for k in ('every', 'samplesPerClass')))
     closed(c['rounds'], ['innerSteps', 'outerLr', 'outerMomentum', 'aggregator', 'compression', 'quorum', 'deadlineSeconds'])
     closed(c['phases'], ['autoencoder', 'unet'])
     publishers = c['publishers']
@@ -380,6 +385,40 @@ def verify_provenance(data, charter):
     need(p['coop'] == charter['coop'])
 
 
+def verify_audit(data):
+    payload_type, body, signers = open_envelope(data, 16 * 1024 * 1024)
+    st = read_statement(payload_type, body, AUDIT, 16 * 1024 * 1024)
+    need(len(signers) == 1)
+    names = [s['name'] for s in st['subject']]
+    need(names == sorted(set(names)))
+    p = st['predicate']
+    closed(p, ['checkpoint', 'coop', 'round', 'method', 'thresholds', 'images', 'imagesRoot', 'flagged', 'holders', 'report', 'createdAt'])
+    for key in ('checkpoint', 'coop'):
+        need(p[key] is None or DIGEST.match(p[key]))
+    need(p['round'] is None or (type(p['round']) is int and p['round'] >= 0))
+    m = p['method']
+    closed(m, ['sampler', 'classes', 'samplesPerClass', 'samples', 'imageSize', 'pixelMetric', 'features'])
+    closed(m['sampler'], ['kind', 'steps', 'guidance', 'seed'])
+    closed(m['features'], ['extractor', 'dims'])
+    need(m['sampler']['kind'] == 'ddim' and m['pixelMetric'] == 'normalised-l2')
+    t = p['thresholds']
+    closed(t, ['l2', 'ratio'])
+    need(t['l2'] > 0 and 0 < t['ratio'] <= 1)
+    need(DIGEST.match(p['imagesRoot']) and DIGEST.match(p['report']))
+    timestamp(p['createdAt'])
+    flagged = p['flagged']
+    need(all(DIGEST.match(f) for f in flagged) and flagged == sorted(set(flagged)))
+    need(type(p['images']) is int and len(flagged) <= p['images'])
+    holders = p['holders']
+    for h in holders:
+        closed(h, ['issuer', 'name', 'images', 'flagged', 'closestL2'])
+        need(h['issuer'] is None or (isinstance(h['issuer'], str) and DIDKEY.match(h['issuer'])))
+        need(type(h['images']) is int and type(h['flagged']) is int and 0 <= h['flagged'] <= h['images'])
+    keys = [h['issuer'] or '' for h in holders]
+    need(keys == sorted(set(keys)))
+    need(sum(h['images'] for h in holders) == p['images'] and sum(h['flagged'] for h in holders) == len(flagged))
+
+
 def main():
     folder = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     expected = json.load(open(os.path.join(folder, 'expected.json')))
@@ -399,6 +438,8 @@ def main():
                 verify_charter(data)
             elif kind == 'contribution':
                 verify_contribution(data)
+            elif kind == 'audit':
+                verify_audit(data)
             else:
                 verify_provenance(data, verify_charter(read(options.get('charter', 'charter.valid.json'))))
             verdict = 'VALID'

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from '../../../configs/index.ts'
 import { parseAggregator } from '../../../protocol/aggregation.ts'
 import { createCharter, type CoopCharter } from '../../../protocol/charter.ts'
+import { AUDIT_DEFAULT_SAMPLES_PER_CLASS } from '../../audit/constants.ts'
 import { parseCodec } from '../../../protocol/compression.ts'
 import { envelopeBytes } from '../../../protocol/dsse.ts'
 import { peerIdString } from '../../../protocol/keys.ts'
@@ -50,6 +51,9 @@ Options:
   --unet-rounds <n>          U-Net rounds (default ${DEFAULT_UNET_ROUNDS})
   --quorum <n>               contributions that close a round (default ${DEFAULT_QUORUM})
   --deadline <seconds>       a round closes after this with >= 1 contribution (default ${DEFAULT_DEADLINE_SECONDS})
+  --audit-every <n>          require a signed memorization audit of every n-th U-Net round's checkpoint
+                             by the publisher, on its own images (docs/PROTOCOL.md §9b)
+  --audit-samples-per-class <n>  samples per class of those audits (default ${AUDIT_DEFAULT_SAMPLES_PER_CLASS})
   --name <text>              a human-readable name
   --out <file>               where to write the charter (DSSE envelope JSON)`
 
@@ -94,6 +98,8 @@ async function create(argv: string[]): Promise<number> {
       quorum: { type: 'string' },
       deadline: { type: 'string' },
       name: { type: 'string' },
+      'audit-every': { type: 'string' },
+      'audit-samples-per-class': { type: 'string' },
       out: { type: 'string' },
     },
   })
@@ -161,8 +167,23 @@ async function create(argv: string[]): Promise<number> {
           : { mode: 'component', checkpoint: component.modelDigest, provenance: component.verified.digest },
       unet: { rounds: wholeNumber('unet-rounds', values['unet-rounds'], DEFAULT_UNET_ROUNDS) },
     },
+    ...(values['audit-every'] === undefined
+      ? {}
+      : {
+          audit: {
+            every: wholeNumber('audit-every', values['audit-every'], 1, 1),
+            samplesPerClass: wholeNumber(
+              'audit-samples-per-class',
+              values['audit-samples-per-class'],
+              AUDIT_DEFAULT_SAMPLES_PER_CLASS,
+              1,
+            ),
+          },
+        }),
     createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
   }
+  if (values['audit-samples-per-class'] !== undefined && values['audit-every'] === undefined)
+    throw new UsageError('--audit-samples-per-class needs --audit-every')
   if (charter.phases.autoencoder.mode === 'cooperative' && charter.phases.autoencoder.rounds === 0)
     throw new UsageError(
       "--ae-rounds must be at least 1: the U-Net trains on the cooperative autoencoder's latents",

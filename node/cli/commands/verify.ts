@@ -7,6 +7,7 @@ import { identifyDocument } from '../../../protocol/document.ts'
 import { ProtocolError } from '../../../protocol/errors.ts'
 import { verifyManifest } from '../../../protocol/manifest.ts'
 import { verifyProvenance } from '../../../protocol/provenance.ts'
+import { verifyAudit } from '../../../protocol/audit.ts'
 import { verifyRevocation } from '../../../protocol/revocation.ts'
 import { parseCommandArgs, singlePositional } from '../args.ts'
 import { CliError, type Command } from '../command.ts'
@@ -37,7 +38,7 @@ async function readBounded(path: string): Promise<Uint8Array> {
 }
 
 export const command: Command = {
-  summary: 'verify any signed document: manifest, revocation, charter, contribution, provenance',
+  summary: 'verify any signed document: manifest, revocation, charter, contribution, provenance, audit',
   usage,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(
@@ -129,6 +130,20 @@ export const command: Command = {
         out.push(`license   ${p.license}`)
         if (values.charter === undefined)
           out.push('note      publisher authority not checked: pass --charter <charter.json>')
+        break
+      }
+      case 'audit': {
+        const v = verifyAudit(bytes)
+        const p = v.predicate
+        out.push(
+          `valid MemorizationAudit ${v.digest}`,
+          `auditor   ${v.auditor}`,
+          `checkpoint ${p.checkpoint ?? '(local training output)'}${p.round === null ? '' : ` round ${p.round}`}`,
+          `images    ${p.images} audited, ${p.flagged.length} flagged (l2 < ${p.thresholds.l2}, ratio < ${p.thresholds.ratio})`,
+          `samples   ${p.method.samples}, features ${p.method.features.extractor}`,
+          `report    ${p.report} (sha256 of audit.json)`,
+        )
+        for (const [name, digest] of v.files) out.push(`file      ${name} ${digest}`)
         break
       }
     }
