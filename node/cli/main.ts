@@ -9,6 +9,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   charter: () => import('./commands/charter.ts'),
   checkpoint: () => import('./commands/checkpoint.ts'),
   consent: () => import('./commands/consent.ts'),
+  credit: () => import('./commands/credit.ts'),
   data: () => import('./commands/data.ts'),
   demo: () => import('./commands/demo.ts'),
   keys: () => import('./commands/keys.ts'),

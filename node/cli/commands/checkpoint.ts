@@ -7,7 +7,7 @@ import { verifyCheckpointDir } from '../../round/audit.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 
-const usage = `Usage: coop checkpoint verify <checkpoint dir> [--store <dir>] [--charter <file>] [--require-recompute] [--json]
+const usage = `Usage: coop checkpoint verify <checkpoint dir> [--store <dir>] [--charter <file>] [--require-recompute] [--credit] [--json]
 
 Verifies a checkpoint directory (model.safetensors, momentum.safetensors, config.json,
 provenance.json, charter.json):
@@ -22,6 +22,8 @@ Options:
   --store <dir>          a node store holding the parent and the contribution payloads
   --charter <file>       the charter to verify against (default: the directory's charter.json)
   --require-recompute    fail (RECOMPUTE_UNAVAILABLE) when the recomputation cannot run
+  --credit               also recompute the credit ledger (coop credit) from --store's signed
+                         provenance and contribution statements
   --json                 print the report as JSON`
 
 export const command: Command = {
@@ -39,6 +41,7 @@ export const command: Command = {
         store: { type: 'string' },
         charter: { type: 'string' },
         'require-recompute': { type: 'boolean' },
+        credit: { type: 'boolean' },
         json: { type: 'boolean' },
       },
     })
@@ -52,12 +55,20 @@ export const command: Command = {
       report.ok = false
       report.message = `recomputation unavailable: missing ${report.missing.join(', ')}`
     }
+    let credit: import('../../credit/ledger.ts').Ledger | undefined
+    if (values.credit === true) {
+      if (values.store === undefined) throw new UsageError('--credit needs --store')
+      if (report.ok) {
+        const { ledgerFromStore } = await import('../../credit/ledger.ts')
+        credit = await ledgerFromStore(values.store, positionals[0] as string)
+      }
+    }
     const code = report.ok
       ? undefined
       : (report.code ?? (report.recomputation === 'unavailable' ? 'RECOMPUTE_UNAVAILABLE' : 'BAD_CHECKPOINT'))
     if (values.json === true) {
       process.stdout.write(
-        `${JSON.stringify({ ...report, ...(code === undefined ? {} : { code }) }, null, 2)}\n`,
+        `${JSON.stringify({ ...report, ...(code === undefined ? {} : { code }), ...(credit === undefined ? {} : { credit }) }, null, 2)}\n`,
       )
     } else {
       const lines = [
@@ -66,6 +77,7 @@ export const command: Command = {
         `signed by  ${(report.signers ?? []).join(', ') || '-'}`,
         ...report.files.map((f) => `file       ${f.ok ? 'ok  ' : 'BAD '} ${f.name} ${f.digest}`),
         `recompute  ${report.recomputation}${report.missing.length > 0 ? ` (missing: ${report.missing.join('; ')})` : ''}`,
+        ...(credit === undefined ? [] : (await import('./credit.ts')).ledgerLines(credit).slice(1)),
         report.ok ? 'VALID' : `INVALID ${code}: ${report.message ?? ''}`,
       ]
       process.stdout.write(`${lines.join('\n')}\n`)
