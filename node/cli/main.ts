@@ -17,6 +17,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   simulate: () => import('./commands/simulate.ts'),
   start: () => import('./commands/start.ts'),
   status: () => import('./commands/status.ts'),
+  summary: () => import('./commands/summary.ts'),
   trace: () => import('./commands/trace.ts'),
   train: () => import('./commands/train.ts'),
   verify: () => import('./commands/verify.ts'),
