@@ -28,6 +28,7 @@ import {
   verifyExportedCheckpoint,
 } from './collect.ts'
 import type { CollectedCheckpoint, ManifestOwner, VerifyOutcome } from './collect.ts'
+import { auditAndLedger } from './audit-ledger.ts'
 import { createEvaluator } from './evaluate.ts'
 import type { DemoLayout } from './layout.ts'
 import type { DemoParams } from './run-manifest.ts'
@@ -67,6 +68,9 @@ export interface DemoMetrics {
 
 export interface BuiltOutputs {
   metrics: DemoMetrics
+  /** The memorization audit of the last U-Net checkpoint and its credit ledger. */
+  audit?: import('./audit-ledger.ts').AuditLedgerResult['audit']
+  ledger?: import('./audit-ledger.ts').AuditLedgerResult['ledger']
   checkpoints: number
   verified: number
   samples: string[]
@@ -347,6 +351,22 @@ export async function buildOutputs(options: {
     const path = join(layout.samplesDir, `${c.round}.png`)
     if (existsSync(path)) samples.push({ round: c.round, png: new Uint8Array(await readFile(path)), rows })
   }
+  // The audit and the credit ledger of the last U-Net checkpoint (node/demo/audit-ledger.ts).
+  const finalUnet = [...unetRounds].sort((a, b) => a.round - b.round).at(-1)
+  const artists =
+    finalUnet === undefined
+      ? undefined
+      : await auditAndLedger({
+          layout,
+          publisherIndex: publisher.peer.index,
+          final: { id: finalUnet.id, round: finalUnet.round },
+          ...(exported.get(finalUnet.id) === undefined
+            ? {}
+            : { exportedDir: exported.get(finalUnet.id) as string }),
+          backend: options.backend,
+          note: options.note,
+          ...(options.log ? { log: options.log } : {}),
+        })
   const model: DemoReportModel = {
     title: 'diffusion-coop demo: a cooperative on Twemoji',
     generatedAt: new Date().toISOString(),
@@ -367,10 +387,12 @@ export async function buildOutputs(options: {
     attribution: attributionList(checkpoints, owners),
     samples,
     lossSvg: svg,
+    ...(artists === undefined ? {} : { extraSections: artists.sections }),
   }
   await writeFileDurable(layout.report, renderReportHtml(model))
   return {
     metrics,
+    ...(artists === undefined ? {} : { audit: artists.audit, ledger: artists.ledger }),
     checkpoints: checkpoints.length,
     verified: [...verification.values()].filter((v) => v.ok).length,
     samples: samples.map((s) => join(layout.samplesDir, `${s.round}.png`)),

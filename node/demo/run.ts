@@ -97,8 +97,16 @@ function summary(out: string, built: BuiltOutputs, seconds: number): string {
       )
     }
   }
+  if (built.audit !== undefined)
+    lines.push(
+      `memorization audit of the last checkpoint (publisher's images): ${built.audit.flagged} of ${built.audit.images} flagged`,
+    )
+  if (built.ledger !== undefined)
+    lines.push(
+      `credit ledger: ${built.ledger.holders.map((h) => `${h.name} ${(h.share * 100).toFixed(1)} %`).join(', ')}`,
+    )
   lines.push(
-    `outputs in ${out}: report.html, metrics.json, loss.svg, samples/ (${built.samples.length} grids), checkpoints/ (${built.checkpoints})`,
+    `outputs in ${out}: report.html, metrics.json, loss.svg, credit.json, audit/, samples/ (${built.samples.length} grids), checkpoints/ (${built.checkpoints})`,
     `open ${resolve(out, 'report.html')}`,
   )
   return lines.join('\n')

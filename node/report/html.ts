@@ -174,6 +174,10 @@ function inlineSvg(svg: string): string {
   return svg.replace(/^\s*<\?xml[^>]*\?>\s*/, '').replace(/^\s*<!DOCTYPE[^>]*>\s*/i, '')
 }
 
+function extraNav(model: DemoReportModel): string {
+  return (model.extraSections ?? []).map((s) => ` · <a href="#${esc(s.id)}">${esc(s.title)}</a>`).join('')
+}
+
 /** The whole report as one HTML document. */
 export function renderReportHtml(model: DemoReportModel): string {
   const last = model.checkpoints.at(-1)
@@ -185,12 +189,13 @@ export function renderReportHtml(model: DemoReportModel): string {
 <title>${esc(model.title)}</title><style>${STYLE}</style></head>
 <body><h1>${esc(model.title)}</h1>
 <p class="summary">${summary}. Generated ${esc(model.generatedAt)}.</p>
-<nav><a href="#coop">Charter</a> · <a href="#peers">Peers</a> · <a href="#checkpoints">Checkpoints</a> · <a href="#samples">Samples</a> · <a href="#loss">Loss</a> · <a href="#attribution">Attribution</a></nav>
+<nav><a href="#coop">Charter</a> · <a href="#peers">Peers</a> · <a href="#checkpoints">Checkpoints</a> · <a href="#samples">Samples</a> · <a href="#loss">Loss</a>${extraNav(model)} · <a href="#attribution">Attribution</a></nav>
 ${charterSection(model)}
 ${peersSection(model)}
 ${checkpointsSection(model)}
 ${samplesSection(model)}
 <section id="loss"><h2>Loss</h2><p>Training loss reported by each peer per round, and the eval loss of the averaged model (fixed held-out batch).</p><div class="plot">${inlineSvg(model.lossSvg)}</div></section>
+${(model.extraSections ?? []).map((section) => section.html).join('\n')}
 ${attributionSection(model)}
 </body></html>
 `

@@ -96,4 +96,13 @@ export interface DemoReportModel {
   samples: ReportSample[]
   /** The loss plot as an SVG document, inlined. */
   lossSvg: string
+  /** Further sections (credit ledger, memorization audit, ...), rendered before the attribution. */
+  extraSections?: ReportSection[]
+}
+
+/** A self-contained section of the report: its anchor id, its title in the navigation, its HTML. */
+export interface ReportSection {
+  id: string
+  title: string
+  html: string
 }

@@ -149,6 +149,49 @@ describe('coop demo --smoke', () => {
     expect(html).not.toMatch(/<script|<link /)
   })
 
+  it('shows the credit ledger and the signed memorization audit of the last checkpoint', async () => {
+    const html = await readFile(join(out, 'report.html'), 'utf8')
+    const credit = JSON.parse(await readFile(join(out, 'credit.json'), 'utf8')) as {
+      round: number
+      holders: { did: string; share: number }[]
+    }
+    expect(credit.round).toBe(4)
+    expect(credit.holders.reduce((sum, h) => sum + h.share, 0)).toBeCloseTo(1, 9)
+    const ledger = html.slice(
+      html.indexOf('<section id="credit">'),
+      html.indexOf('<section id="memorization-audit">'),
+    )
+    for (const peer of await readdir(join(out, 'peers'))) {
+      const did = didKeyFromPublicKey(
+        (await readKeyFile(join(out, 'peers', peer, 'rights-holder.key'))).publicKey,
+      )
+      expect(
+        credit.holders.map((h) => h.did),
+        peer,
+      ).toContain(did)
+      expect(ledger, peer).toContain(did)
+    }
+    const audit = JSON.parse(await readFile(join(out, 'audit', 'audit.json'), 'utf8')) as {
+      summary: { images: number; flagged: number }
+    }
+    expect(audit.summary.images).toBeGreaterThan(0)
+    expect(html).toContain('<section id="memorization-audit">')
+    expect(html).toContain(`${audit.summary.flagged} of ${audit.summary.images} images flagged`)
+    const statement = await coop(['verify', join(out, 'audit', 'audit.dsse.json')])
+    expect(statement.stdout).toContain('valid MemorizationAudit')
+    const summary = await coop([
+      'summary',
+      '--checkpoint',
+      join(out, 'checkpoints', '4'),
+      '--store',
+      join(out, 'peers', 'peer-1', 'store'),
+      '--format',
+      'json',
+    ])
+    expect(summary.code, summary.stderr).toBe(0)
+    expect(JSON.parse(summary.stdout).processing.memorizationAudits).toHaveLength(1)
+  })
+
   it('shows the eval loss falling from the first round to the last, in each phase', async () => {
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
     for (const phase of ['autoencoder', 'unet'] as const) {
