@@ -3,9 +3,10 @@
 // (published 24 July 2025 under Article 53(1)(d) of the AI Act): 1. general information,
 // 2. list of data sources, 3. relevant data processing aspects. Every figure is read from the
 // signed lineage in a store (checkpoint directories and blobs, no LevelDB).
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { verifyAudit } from '../../protocol/audit.ts'
+import { AUDIT_MAX_BYTES } from '../../protocol/constants.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { verifyCharter } from '../../protocol/charter.ts'
 import { ledgerFromStore, type Ledger } from '../credit/ledger.ts'
@@ -91,6 +92,12 @@ async function readAudits(
   for (const { path, optional } of paths) {
     let bytes: Uint8Array
     try {
+      // Bounded before reading: the directory may hold anything.
+      if ((await stat(path)).size > AUDIT_MAX_BYTES)
+        throw new SummaryError(
+          'AUDIT_MISMATCH',
+          `${path} is larger than an audit may be (${AUDIT_MAX_BYTES} bytes)`,
+        )
       bytes = new Uint8Array(await readFile(path))
     } catch (err) {
       if (optional && errorCode(err) === 'ENOENT') continue

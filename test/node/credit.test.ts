@@ -49,6 +49,8 @@ describe('credit ledger, audit and summary of a two-process cooperative', () => 
         '2',
         '--deadline',
         '120',
+        '--audit-every',
+        '2',
       ],
     })
     const [peer1, peer2] = cluster.peers as [Cluster['peers'][0], Cluster['peers'][0]]
@@ -91,8 +93,13 @@ describe('credit ledger, audit and summary of a two-process cooperative', () => 
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('both nodes finish every round', () => {
+  it('both nodes finish every round of a charter that asks for audits', async () => {
     expect(exits.map((e) => e.code)).toEqual([0, 0])
+    const envelope = JSON.parse(await readFile(cluster.charter, 'utf8')) as { payload: string }
+    expect(JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')).audit).toEqual({
+      every: 2,
+      samplesPerClass: 16,
+    })
   })
 
   it('coop credit gives holder A 0.75 and holder B 0.25 of the sample-steps, autoencoder included', async () => {
