@@ -37,7 +37,7 @@ export async function auditSection(run: AuditRun): Promise<string> {
       )}</div>`
     }
     rows.push(
-      `<tr><td>${esc(holder.name)}<br><code>${esc(holder.issuer ?? 'no manifest')}</code></td><td>${holder.images}</td><td class="${holder.flagged > 0 ? 'bad' : 'ok'}">${holder.flagged}</td><td>${closest === null ? '–' : `${closest.l2.toFixed(3)} / ${closest.ratio.toFixed(2)}`}</td><td>${pair}</td></tr>`,
+      `<tr><td>${esc(holder.name)}${holder.issuer === null ? '' : `<br><code>${esc(holder.issuer)}</code>`}</td><td>${holder.images}</td><td class="${holder.flagged > 0 ? 'bad' : 'ok'}">${holder.flagged}</td><td>${closest === null ? '–' : `${closest.l2.toFixed(3)} / ${closest.ratio.toFixed(2)}`}</td><td>${pair}</td></tr>`,
     )
   }
   const flagged = report.images.filter((i) => i.flagged)
@@ -71,7 +71,6 @@ code{font-size:.85em}`
 export async function auditPage(run: AuditRun): Promise<string> {
   const c = run.report.checkpoint
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Memorization audit</title><style>${STYLE}</style></head><body>
-<h1>Memorization audit</h1>
 <p>Checkpoint <code>${esc(c.id ?? c.dir)}</code>${c.round === null ? '' : ` (round ${c.round})`}, audited ${esc(run.report.createdAt)}.</p>
 ${await auditSection(run)}
 </body></html>
