@@ -10,8 +10,8 @@
 // ExifReader names properties by their local name, so `DataMining` counts in any namespace
 // (the PLUS one in practice): a stricter reading would only let more files through.
 // Not read: C2PA/CAWG manifests inside JUMBF boxes (JPEG APP11, PNG caBX), because no library
-// that installs reproducibly here parses them (docs/PROTOCOL.md §4.5); IPTC IIM (APP13) and EXIF, because neither defines a
-// data-mining field (the IPTC property exists only as XMP).
+// that installs reproducibly here parses them (docs/PROTOCOL.md §4.5); IPTC IIM (APP13) and
+// EXIF, because neither defines a data-mining field (the IPTC property exists only as XMP).
 import { DOMParser, onErrorStopParsing } from '@xmldom/xmldom'
 import ExifReader from 'exifreader'
 import sharp from 'sharp'
