@@ -2,7 +2,7 @@
 // far past convergence on 4 Twemoji (one per class) and, as the control, on 32 (8 per class).
 // The audit must flag all 4 planted images and none of the 32, and give the same answer twice.
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rename, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -102,6 +102,42 @@ describe('memorization audit on a planted and a normal run', () => {
   it('flags none of the 32 images of the same recipe on more data', async () => {
     const report = await audit('normal', join(dir, 'normal.json'))
     expect(report.summary).toMatchObject({ images: 32, flagged: 0 })
+  }, 300_000)
+
+  it('refuses what does not fit, with one coded line: no checkpoint, classes the model lacks', async () => {
+    const fail = async (args: string[]) => {
+      try {
+        await coop(args)
+      } catch (error) {
+        return error as { code: number; stderr: string }
+      }
+      throw new Error(`coop ${args.join(' ')} succeeded`)
+    }
+    const empty = await fail([
+      'audit',
+      'memorization',
+      '--checkpoint',
+      join(dir, 'planted'),
+      '--data',
+      join(dir, 'planted'),
+    ])
+    expect(empty.code).toBe(1)
+    expect(empty.stderr).toMatch(/NOT_A_CHECKPOINT: .*neither provenance.json/)
+    await layoutTwemoji({ out: join(dir, 'other'), perCategory: 1, categories: ['flags'] })
+    await rename(join(dir, 'other', 'flags'), join(dir, 'other', 'not-a-class'))
+    const mismatch = await fail([
+      'audit',
+      'memorization',
+      '--checkpoint',
+      join(dir, 'planted-run'),
+      '--data',
+      join(dir, 'other'),
+      '--out',
+      join(dir, 'x.json'),
+    ])
+    expect(mismatch.stderr).toContain(
+      "DATA_MISMATCH: data class 'not-a-class' is not one of the model's classes",
+    )
   }, 300_000)
 
   it('gives the same per-image results when run again', async () => {
