@@ -11,7 +11,7 @@ import { AUDIT_L2_THRESHOLD, AUDIT_RATIO_THRESHOLD, AUDIT_SEED } from './constan
 import { AuditError } from './errors.ts'
 import { autoencoderFeatures, type FeatureExtractor } from './features.ts'
 import { loadHolders } from './holders.ts'
-import { distanceMatrix, nearestMatches } from './nearest.ts'
+import { nearestMatches, rowDistance } from './nearest.ts'
 import type { AuditSource } from './source.ts'
 
 export const AUDIT_REPORT_FORMAT = 'diffusion-coop-memorization-audit/1'
@@ -94,12 +94,6 @@ const THRESHOLD_SOURCES = [
   'nearest/second-nearest ratio < 1/3: the relative-distance test of Carlini et al. 2023 (section 5) in the form of Lowe (IJCV 2004)',
 ]
 
-function toUnit(pixels: Float32Array): Float32Array {
-  const out = new Float32Array(pixels.length)
-  for (let i = 0; i < pixels.length; i++) out[i] = ((pixels[i] as number) + 1) / 2
-  return out
-}
-
 export async function runAudit(options: RunAuditOptions): Promise<AuditRun> {
   const { source, log } = options
   const config = source.config
@@ -159,21 +153,17 @@ export async function runAudit(options: RunAuditOptions): Promise<AuditRun> {
   })
   const m = labels.length
   const n = dataset.items.length
-  const samplesUnit = new Float32Array(sampleBytes.length)
   const samplesSigned = new Float32Array(sampleBytes.length)
-  for (let i = 0; i < sampleBytes.length; i++) {
-    samplesUnit[i] = (sampleBytes[i] as number) / 255
-    samplesSigned[i] = (sampleBytes[i] as number) / 127.5 - 1
-  }
-  const imagesUnit = toUnit(dataset.pixels)
-  const pixelDistances = distanceMatrix(imagesUnit, n, samplesUnit, m, dims)
-  const pixelMatches = nearestMatches(pixelDistances, n, m)
+  for (let i = 0; i < sampleBytes.length; i++) samplesSigned[i] = (sampleBytes[i] as number) / 127.5 - 1
+  // Pixels are in [-1, 1]: half the distance is the normalised ℓ2 over [0, 1] pixels.
+  const PIXEL_SCALE = 0.5
+  const pixelMatches = nearestMatches(dataset.pixels, n, samplesSigned, m, dims, PIXEL_SCALE)
   const extractor = (options.features ?? ((s) => autoencoderFeatures(s.config, s.autoencoder)))(source)
   let featureMatches
   try {
     const imageFeatures = extractor.extract(dataset.pixels, n)
     const sampleFeatures = extractor.extract(samplesSigned, m)
-    featureMatches = nearestMatches(distanceMatrix(imageFeatures, n, sampleFeatures, m, extractor.dims), n, m)
+    featureMatches = nearestMatches(imageFeatures, n, sampleFeatures, m, extractor.dims)
   } finally {
     extractor.dispose()
   }
@@ -189,7 +179,7 @@ export async function runAudit(options: RunAuditOptions): Promise<AuditRun> {
   const images: AuditImage[] = dataset.items.map((item, i) => {
     const pixel = pixelMatches[i]!
     const feature = featureMatches[i]!
-    const featureL2 = pixelDistances[i * m + feature.sample] as number
+    const featureL2 = rowDistance(dataset.pixels, i, samplesSigned, feature.sample, dims, PIXEL_SCALE)
     const flagged =
       (pixel.distance < AUDIT_L2_THRESHOLD && pixel.ratio < AUDIT_RATIO_THRESHOLD) ||
       (featureL2 < AUDIT_L2_THRESHOLD && feature.ratio < AUDIT_RATIO_THRESHOLD)
@@ -272,8 +262,9 @@ export async function runAudit(options: RunAuditOptions): Promise<AuditRun> {
     holders: [...byHolder.values()].sort((a, b) => ((a.issuer ?? '') < (b.issuer ?? '') ? -1 : 1)),
     images,
   }
-  const imageBytes = new Uint8Array(imagesUnit.length)
-  for (let i = 0; i < imagesUnit.length; i++) imageBytes[i] = Math.round((imagesUnit[i] as number) * 255)
+  const imageBytes = new Uint8Array(dataset.pixels.length)
+  for (let i = 0; i < dataset.pixels.length; i++)
+    imageBytes[i] = Math.round(((dataset.pixels[i] as number) + 1) * 127.5)
   log?.info({ images: n, flagged: report.summary.flagged, samples: m }, 'audit done')
   return { report, samples: sampleBytes, images: imageBytes, size }
 }
