@@ -17,8 +17,13 @@ async function thumbnail(pixels: Uint8Array, index: number, size: number): Promi
   return `data:image/png;base64,${png.toString('base64')}`
 }
 
+// Inline styles: the section is embedded in pages (the demo report) whose stylesheet is not ours.
+const PAIR_STYLE = 'display:flex;gap:.5em;align-items:flex-start'
+const FIGURE_STYLE = 'margin:0;text-align:center;font-size:.8em;color:#555'
+const IMG_STYLE = 'image-rendering:pixelated;border:1px solid #ddd;display:block'
+
 function figure(src: string, caption: string): string {
-  return `<figure><img src="${src}" width="${AUDIT_THUMBNAIL_PX}" height="${AUDIT_THUMBNAIL_PX}" alt="${esc(caption)}"><figcaption>${esc(caption)}</figcaption></figure>`
+  return `<figure style="${FIGURE_STYLE}"><img style="${IMG_STYLE}" src="${src}" width="${AUDIT_THUMBNAIL_PX}" height="${AUDIT_THUMBNAIL_PX}" alt="${esc(caption)}">${esc(caption)}</figure>`
 }
 
 /** The audit as an HTML section (no page chrome), for audit.html and the demo report. */
@@ -31,7 +36,7 @@ export async function auditSection(run: AuditRun): Promise<string> {
     let pair = '–'
     if (closest !== null) {
       const imageIndex = indexOf.get(closest.sha256) ?? 0
-      pair = `<div class="pair">${figure(await thumbnail(run.images, imageIndex, run.size), 'their image')}${figure(
+      pair = `<div style="${PAIR_STYLE}">${figure(await thumbnail(run.images, imageIndex, run.size), 'their image')}${figure(
         await thumbnail(run.samples, closest.sample, run.size),
         `sample ${closest.sample}`,
       )}</div>`
@@ -45,7 +50,7 @@ export async function auditSection(run: AuditRun): Promise<string> {
   for (const image of flagged) {
     const index = indexOf.get(image.sha256) ?? 0
     flaggedRows.push(
-      `<tr><td><code>${esc(image.sha256.slice(7, 19))}…</code> ${esc(image.class ?? '')}</td><td>${image.nearest.l2.toFixed(3)}</td><td>${image.ratio.toFixed(2)}</td><td><div class="pair">${figure(await thumbnail(run.images, index, run.size), 'training image')}${figure(await thumbnail(run.samples, image.nearest.sample, run.size), `sample ${image.nearest.sample}`)}</div></td></tr>`,
+      `<tr><td><code>${esc(image.sha256.slice(7, 19))}…</code> ${esc(image.class ?? '')}</td><td>${image.nearest.l2.toFixed(3)}</td><td>${image.ratio.toFixed(2)}</td><td><div style="${PAIR_STYLE}">${figure(await thumbnail(run.images, index, run.size), 'training image')}${figure(await thumbnail(run.samples, image.nearest.sample, run.size), `sample ${image.nearest.sample}`)}</div></td></tr>`,
     )
   }
   const m = report.method
@@ -63,8 +68,7 @@ ${flagged.length === 0 ? '<p>No image is flagged.</p>' : `<h3>Flagged images</h3
 
 const STYLE = `body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.4em .6em;text-align:left;vertical-align:middle}
-.pair{display:flex;gap:.5em}figure{margin:0;text-align:center}figcaption{font-size:.8em;color:#555}
-img{image-rendering:pixelated;border:1px solid #ddd}.bad{color:#b00;font-weight:bold}.ok{color:#070}.sources{font-size:.85em;color:#555}
+.bad{color:#b00;font-weight:bold}.ok{color:#070}.sources{font-size:.85em;color:#555}
 code{font-size:.85em}`
 
 /** A whole page: audit.html next to audit.json. */

@@ -31,10 +31,10 @@ export interface AuditLedgerResult {
   audit: { images: number; flagged: number; seconds: number; statement: string }
 }
 
-function ledgerSection(ledger: Ledger): ReportSection {
+function ledgerSection(ledger: Ledger, peerOf: ReadonlyMap<string, string>): ReportSection {
   const rows = ledger.holders.map(
     (h) =>
-      `<tr><td>${esc(h.name)}</td><td><code>${esc(h.did ?? 'unknown')}</code></td><td>${esc(h.license)}</td><td class="num">${Math.round(h.sampleSteps)}</td><td class="num">${(h.share * 100).toFixed(2)} %</td></tr>`,
+      `<tr><td>${esc(h.name)}</td><td><code>${esc(h.did ?? 'unknown')}</code></td><td>${esc((h.did === null ? undefined : peerOf.get(h.did)) ?? '–')}</td><td>${esc(h.license)}</td><td class="num">${Math.round(h.sampleSteps)}</td><td class="num" style="white-space:nowrap">${(h.share * 100).toFixed(2)} %</td></tr>`,
   )
   return {
     id: 'credit',
@@ -42,7 +42,7 @@ function ledgerSection(ledger: Ledger): ReportSection {
     html: `<section id="credit"><h2>Credit ledger</h2>
 <p>Each rights holder's share of what the final checkpoint (round ${ledger.round}) learned, counted in sample-steps through its whole lineage, autoencoder included:
 ${ledger.contributions} signed contributions, ${ledger.sampleSteps} sample-steps. Rule: ${esc(ledger.rule)}. Recompute it with <code>coop credit</code>.</p>
-<table><thead><tr><th>Rights holder</th><th>did:key</th><th>License</th><th>Sample-steps</th><th>Share</th></tr></thead>
+<table><thead><tr><th>Rights holder</th><th>did:key</th><th>Their images are on</th><th>License</th><th>Sample-steps</th><th>Share</th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table></section>`,
   }
 }
@@ -52,6 +52,8 @@ export async function auditAndLedger(options: {
   publisherIndex: number
   /** Id and round of the last U-Net checkpoint. */
   final: { id: string; round: number }
+  /** Rights holder did:key -> the peer holding their images, for the ledger's table. */
+  peerOf?: ReadonlyMap<string, string>
   /** Where the demo exported that checkpoint: the signed audit is attached there too. */
   exportedDir?: string
   backend: string
@@ -127,7 +129,7 @@ export async function auditAndLedger(options: {
     await copyFile(paths.statement, join(options.exportedDir, 'audit.dsse.json'))
   return {
     sections: [
-      ledgerSection(ledger),
+      ledgerSection(ledger, options.peerOf ?? new Map()),
       {
         id: 'memorization-audit',
         title: 'Memorization audit',

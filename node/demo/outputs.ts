@@ -359,6 +359,7 @@ export async function buildOutputs(options: {
       : await auditAndLedger({
           layout,
           publisherIndex: publisher.peer.index,
+          peerOf: new Map(setup.peers.map((p) => [p.rightsHolder, p.peer.name])),
           final: { id: finalUnet.id, round: finalUnet.round },
           ...(exported.get(finalUnet.id) === undefined
             ? {}

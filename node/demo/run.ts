@@ -103,7 +103,7 @@ function summary(out: string, built: BuiltOutputs, seconds: number): string {
     )
   if (built.ledger !== undefined)
     lines.push(
-      `credit ledger: ${built.ledger.holders.map((h) => `${h.name} ${(h.share * 100).toFixed(1)} %`).join(', ')}`,
+      `credit ledger (share of sample-steps): ${built.ledger.holders.map((h) => `${h.did === null ? 'unknown' : `${h.did.slice(0, 16)}…`} ${(h.share * 100).toFixed(1)} %`).join(', ')}`,
     )
   lines.push(
     `outputs in ${out}: report.html, metrics.json, loss.svg, credit.json, audit/, samples/ (${built.samples.length} grids), checkpoints/ (${built.checkpoints})`,
