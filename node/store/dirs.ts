@@ -1,0 +1,67 @@
+// Creating the store's folder with an error that names the real cause. Node's
+// `mkdir(path, {recursive: true})` spins forever where the kernel answers ENOENT for a folder
+// whose parent exists (under /proc), and its messages repeat the code ("ENOENT: ENOENT: ...");
+// so the missing components are created one by one, each with a plain mkdir.
+import { mkdir, stat } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
+import { errorCode } from '../../protocol/coded-error.ts'
+import { describeFsError } from '../fs-errors.ts'
+import { StoreError } from './store.ts'
+
+/**
+ * Makes sure `path` is a folder, creating what is missing; throws StoreError NOT_WRITABLE naming
+ * the cause. Returns whether it created the folder (so a failed start can remove what it made).
+ */
+export async function ensureFolder(path: string, what = 'store'): Promise<{ created: string | undefined }> {
+  const target = resolve(path)
+  const missing: string[] = []
+  let existing = target
+  for (;;) {
+    try {
+      const info = await stat(existing)
+      if (!info.isDirectory())
+        throw new StoreError(
+          'NOT_WRITABLE',
+          `cannot create the ${what} folder ${path}: ${existing} is a file`,
+        )
+      break
+    } catch (err) {
+      if (err instanceof StoreError) throw err
+      const code = errorCode(err)
+      if (code !== 'ENOENT')
+        throw new StoreError(
+          'NOT_WRITABLE',
+          `cannot use the ${what} folder ${path}: ${describeFsError(err)}`,
+          {
+            cause: err,
+          },
+        )
+      missing.unshift(existing)
+      const parent = dirname(existing)
+      if (parent === existing) break
+      existing = parent
+    }
+  }
+  for (const folder of missing) {
+    try {
+      await mkdir(folder)
+    } catch (err) {
+      if (errorCode(err) === 'EEXIST') continue
+      // The parent exists (it was just checked or made), so ENOENT means the file system refuses the name.
+      if (errorCode(err) === 'ENOENT')
+        throw new StoreError(
+          'NOT_WRITABLE',
+          `cannot create the ${what} folder ${path}: this file system does not allow new folders there (a virtual file system such as /proc?)`,
+          { cause: err },
+        )
+      throw new StoreError(
+        'NOT_WRITABLE',
+        `cannot create the ${what} folder ${path}: ${describeFsError(err)}`,
+        {
+          cause: err,
+        },
+      )
+    }
+  }
+  return { created: missing[0] }
+}
