@@ -57,6 +57,9 @@ export async function sniffFileKind(path: string): Promise<FileKind> {
   if (KEY_FILE_PREFIX.every((byte, i) => head[i] === byte) && size === 68) return 'key file'
   if (head[0] === 0x89 && head.subarray(1, 4).toString('latin1') === 'PNG') return 'image'
   if (head[0] === 0xff && head[1] === 0xd8) return 'image'
+  const magic = head.subarray(0, 12).toString('latin1')
+  if (magic.startsWith('GIF87a') || magic.startsWith('GIF89a')) return 'image'
+  if (magic.startsWith('RIFF') && magic.slice(8, 12) === 'WEBP') return 'image'
   const text = head.toString('utf8').trimStart()
   if (text.startsWith('{') || text.startsWith('[')) {
     try {

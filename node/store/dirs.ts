@@ -2,7 +2,7 @@
 // `mkdir(path, {recursive: true})` spins forever where the kernel answers ENOENT for a folder
 // whose parent exists (under /proc), and its messages repeat the code ("ENOENT: ENOENT: ...");
 // so the missing components are created one by one, each with a plain mkdir.
-import { mkdir, stat } from 'node:fs/promises'
+import { mkdir, readdir, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { describeFsError } from '../fs-errors.ts'
@@ -64,4 +64,30 @@ export async function ensureFolder(path: string, what = 'store'): Promise<{ crea
     }
   }
   return { created: missing[0] }
+}
+
+/** Entries only a coop store has: one of them marks a folder as a store. */
+const STORE_MARKERS = ['charter.json', 'db', 'snapshots', 'checkpoints', 'addrs.json']
+
+/**
+ * For the read-only commands (status, trace, checkpoint verify): `dir` must be an existing coop
+ * store. A typo must not read as "not used" or "not run yet".
+ */
+export async function assertStoreFolder(dir: string): Promise<void> {
+  let names: string[]
+  try {
+    if (!(await stat(dir)).isDirectory())
+      throw new StoreError('NOT_A_STORE', `--store ${dir} is a file, not a store folder`)
+    names = await readdir(dir)
+  } catch (err) {
+    if (err instanceof StoreError) throw err
+    if (errorCode(err) === 'ENOENT')
+      throw new StoreError('NO_STORE', `--store ${dir}: no such folder (check the path)`)
+    throw new StoreError('NOT_A_STORE', `--store ${dir}: ${describeFsError(err)}`, { cause: err })
+  }
+  if (!STORE_MARKERS.some((marker) => names.includes(marker)))
+    throw new StoreError(
+      'NOT_A_STORE',
+      `--store ${dir} is not a coop store (no charter.json, db/ or checkpoints/): give the folder passed to coop start --store`,
+    )
 }

@@ -26,6 +26,10 @@ export const STORE_ERROR_CODES = [
   'OPEN_FAILED',
   /** The store's folder cannot be created or written (read-only file system, permissions...). */
   'NOT_WRITABLE',
+  /** A read-only command was given a store path that does not exist. */
+  'NO_STORE',
+  /** A read-only command was given a folder that is not a coop store. */
+  'NOT_A_STORE',
 ] as const
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number]
 
