@@ -23,22 +23,26 @@ import {
 } from '../../../protocol/manifest.ts'
 import { createRevocation, verifyRevocation } from '../../../protocol/revocation.ts'
 import { readKeyFile } from '../../keystore.ts'
+import { sniffFileKind, withArticle } from '../../file-kind.ts'
 import { parseCommandArgs, requireFlags, singlePositional } from '../args.ts'
+import { assertFileOutputFree } from '../outputs.ts'
 import { CliError, type Command, UsageError } from '../command.ts'
 
 const usage = `Usage:
   coop consent create <dir> --key <file> --license <SPDX> --attribution-name <s>
         [--attribution-uri <u>] [--attribution-text <t>] --custodian <peerId>
         [--valid-until <ISO date>] [--commercial yes|no] [--redistribute-weights yes|no]
-        --out <manifest.json>
+        --out <manifest.json> [--force]
       Hash every image under <dir> and sign a consent manifest (W3C VC 2.0, eddsa-jcs-2022)
       letting node <peerId> train on them. Defaults: --commercial no, --redistribute-weights yes.
   coop consent verify <manifest.json> [--dir <dir>] [--revocations <file>]... [--accept <SPDX,...>]
       Exit 0 with a summary when valid, 1 with the error code when not. With --dir, also list
       images in the folder that the manifest does not cover and items missing from the folder.
   coop consent revoke <manifest.json> --key <file> [--items <sha256:...,...>] [--reason <text>]
-        --out <revocation.json>
-      Withdraw consent for the listed items, or for all items when --items is omitted.`
+        --out <revocation.json> [--force]
+      Withdraw consent for the listed items, or for all items when --items is omitted.
+
+An existing --out is never overwritten unless --force is given.`
 
 /** Files larger than this are read in chunks; below it one read is faster and as bounded. */
 const READ_CHUNK_BYTES = 1024 * 1024
@@ -209,6 +213,17 @@ async function writeDocument(path: string, document: unknown): Promise<void> {
   await writeFileDurable(path, canonicalize(document))
 }
 
+/** The folder to sign for: a manifest or key given here by mistake is named, not hashed. */
+async function assertImageFolder(folder: string): Promise<void> {
+  const kind = await sniffFileKind(folder)
+  if (kind === 'missing') throw new CliError('NOT_FOUND', `no folder at ${folder}`)
+  if (kind !== 'folder')
+    throw new CliError(
+      'WRONG_FILE_KIND',
+      `${folder} is ${withArticle(kind)}, not a folder of images to sign for`,
+    )
+}
+
 async function readDocument(path: string, maxBytes: number): Promise<Uint8Array> {
   let info: Awaited<ReturnType<typeof stat>>
   try {
@@ -236,11 +251,15 @@ async function create(argv: string[]): Promise<number> {
       commercial: { type: 'string' },
       'redistribute-weights': { type: 'string' },
       out: { type: 'string' },
+      force: { type: 'boolean' },
     },
     { allowPositionals: true },
   )
   const folder = singlePositional(positionals, 'folder')
   requireFlags(values, ['key', 'license', 'attribution-name', 'custodian', 'out'])
+  // Before hashing anything: a second manifest written over the first changes its digest.
+  await assertFileOutputFree(values.out, values.force === true)
+  await assertImageFolder(folder)
   const custodian = values.custodian
   if (custodian.startsWith('did:'))
     throw new UsageError('--custodian must be a node PeerId (12D3KooW...), not a did')
@@ -362,11 +381,13 @@ async function revoke(argv: string[]): Promise<number> {
       items: { type: 'string' },
       reason: { type: 'string' },
       out: { type: 'string' },
+      force: { type: 'boolean' },
     },
     { allowPositionals: true },
   )
   const manifestPath = singlePositional(positionals, 'manifest file')
   requireFlags(values, ['key', 'out'])
+  await assertFileOutputFree(values.out, values.force === true)
   const bytes = await readDocument(manifestPath, MANIFEST_MAX_BYTES)
   const key = await readKeyFile(values.key)
   // Checked at its own validFrom: a manifest can be revoked after it has expired.

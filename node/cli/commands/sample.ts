@@ -3,6 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
+import { assertFileOutputFree } from '../outputs.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { componentLogger } from '../../log.ts'
@@ -22,7 +23,8 @@ Options:
   --guidance <w>       guidance weight (default: the config's); 1 = none, 0 = unconditional
   --steps <n>          DDIM steps (default: the config's)
   --seed <n>           seed (default 0)
-  --backend <name>     ${REQUESTED_BACKENDS.join('|')} (default auto)`
+  --backend <name>     ${REQUESTED_BACKENDS.join('|')} (default auto)
+  --force              overwrite an existing --out`
 
 export const command: Command = {
   summary: 'write a PNG grid of samples from a trained checkpoint',
@@ -37,8 +39,10 @@ export const command: Command = {
       steps: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
+      force: { type: 'boolean' },
     })
     requireFlags(values, ['checkpoint', 'out'])
+    await assertFileOutputFree(values.out, values.force === true)
     const backend = backendFlag(values.backend)
     const n = wholeNumberFlag('n', values.n, { min: 1, max: MAX_SAMPLES }) ?? 16
     const seed = wholeNumberFlag('seed', values.seed, { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? 0
