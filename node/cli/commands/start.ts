@@ -10,6 +10,9 @@ import { UsageError } from '../command.ts'
 import { errorCode } from '../../../protocol/coded-error.ts'
 import { rm } from 'node:fs/promises'
 import { createPeerWatch } from '../../p2p/peer-watch.ts'
+import { type Collector, createCollector } from '../../monitor/collector.ts'
+import { createNodeMetrics, type NodeMetrics } from '../../monitor/metrics.ts'
+import { parseHttpAddress, startStatusServer } from '../../monitor/server.ts'
 import { StartError } from '../../start/errors.ts'
 import { preflight } from '../../start/preflight.ts'
 import { ensureFolder } from '../../store/dirs.ts'
@@ -42,7 +45,9 @@ Options:
   --linger <seconds>      keep serving after the last round (default ${DEFAULT_LINGER_SECONDS}; 0 exits at once)
   --stay                  keep running after the last round until signalled
   --autoencoder <dir>     the component autoencoder checkpoint the charter pins (needed on the
-                          publisher; other peers fetch it by digest)`
+                          publisher; other peers fetch it by digest)
+  --http [host:]port      serve a status page (/), its data (/status.json) and Prometheus
+                          metrics (/metrics); host defaults to 127.0.0.1 (off by default)`
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
@@ -119,6 +124,7 @@ export const command: Command = {
         linger: { type: 'string' },
         stay: { type: 'boolean' },
         autoencoder: { type: 'string' },
+        http: { type: 'string' },
       },
     })
     for (const flag of ['charter', 'store', 'data'] as const)
@@ -147,6 +153,17 @@ export const command: Command = {
       publisher: values.publisher === true,
       train,
     })
+    const http = values.http === undefined ? undefined : parseHttpAddress(values.http)
+    // Bound before the store is created: a taken --http port leaves nothing behind.
+    let monitor: { metrics?: NodeMetrics; collector?: Collector } = {}
+    const server =
+      http === undefined
+        ? undefined
+        : await startStatusServer(http, {
+            registry: () => monitor.metrics?.registry,
+            view: () => monitor.collector?.view(),
+            log: componentLogger('http'),
+          })
     const { created } = await ensureFolder(values.store as string)
 
     let peer: CoopPeer
@@ -171,6 +188,7 @@ export const command: Command = {
       // A store this start created holds nothing worth keeping: remove it, so a retry starts clean.
       // An existing store keeps what it had (a retry reuses it: nothing here is half-written).
       if (!checked.storeExisted && created !== undefined) await rm(created, { recursive: true, force: true })
+      await server?.stop()
       throw listenError(err, listen) ?? err
     }
     const watch = createPeerWatch(
@@ -178,6 +196,11 @@ export const command: Command = {
       { libp2p: peer.host.libp2p, log: componentLogger('peers') },
     )
     watch.start()
+    if (server !== undefined) {
+      const metrics = createNodeMetrics({ coop: peer.coopId, peer: peer.peerId })
+      monitor = { metrics, collector: createCollector(peer, metrics.sink) }
+      monitor.collector?.start()
+    }
 
     const tty = process.stdout.isTTY === true
     const progress = tty
@@ -215,7 +238,9 @@ export const command: Command = {
     } finally {
       if (progress !== undefined) clearInterval(progress)
       watch.stop()
+      monitor.collector?.stop()
       await peer.stop()
+      await server?.stop()
       if (tty) process.stdout.write(`\r\x1b[2K${progressLine(peer)}\n`)
     }
     return code
