@@ -13,7 +13,8 @@ h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .04em; color: v
 main { padding: 16px 24px; display: grid; gap: 16px; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); }
 section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; min-width: 0; }
 .wide { grid-column: 1 / -1; }
-.big { font-size: 28px; font-weight: 600; }
+.big { font-size: 26px; font-weight: 600; }
+.mid { font-size: 18px; font-weight: 600; }
 .muted { color: var(--muted); }
 .mono { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; }
@@ -54,9 +55,7 @@ function plot(losses) {
     line.setAttribute('points', coords.join(' ')); line.setAttribute('fill', 'none'); line.setAttribute('stroke', color); line.setAttribute('stroke-width', '2');
     svg.append(line);
   }
-  const label = document.createElementNS('http://www.w3.org/2000/svg', 'text');
-  label.setAttribute('x', '0'); label.setAttribute('y', '12'); label.setAttribute('font-size', '11'); label.setAttribute('fill', 'currentColor');
-  label.textContent = max.toFixed(3); svg.append(label);
+  $('losses-note').textContent = points.length + ' round(s), scale ' + min.toFixed(3) + ' to ' + max.toFixed(3);
 }
 function render(s) {
   $('node').textContent = s.peerId + (s.publisher ? ' (publisher)' : '');
@@ -122,15 +121,15 @@ export function statusPageHtml(): string {
     <table><thead><tr><th>peer</th><th>gossip score</th></tr></thead><tbody id="peer-rows"></tbody></table>
   </section>
   <section><h2>Latest checkpoint</h2><div id="checkpoint" class="big">-</div><div id="checkpoint-detail" class="muted mono"></div></section>
-  <section><h2>Bandwidth</h2><div id="bandwidth" class="big">-</div><div id="rate" class="muted"></div></section>
+  <section><h2>Bandwidth</h2><div id="bandwidth" class="mid">-</div><div id="rate" class="muted"></div></section>
   <section class="wide"><h2>Losses by round</h2>
     <div class="legend muted"><span style="color:var(--accent)">&#9632; training loss</span><span style="color:var(--bad)">&#9632; eval loss (publisher)</span><span id="losses-note"></span></div>
     <svg id="losses" viewBox="0 0 600 180" preserveAspectRatio="none" role="img" aria-label="loss per round"></svg>
   </section>
-  <section><h2>Checkpoints</h2>
+  <section class="wide"><h2>Checkpoints (latest 12)</h2>
     <table><thead><tr><th>phase</th><th>round</th><th>contributions</th><th>verification</th></tr></thead><tbody id="checkpoint-rows"></tbody></table>
   </section>
-  <section><h2>Rejected gossip by code</h2><div id="rejections-note" class="muted"></div>
+  <section class="wide"><h2>Rejected gossip by code</h2><div id="rejections-note" class="muted"></div>
     <table><tbody id="rejection-rows"></tbody></table>
   </section>
 </main>
