@@ -14,7 +14,7 @@ import {
 import { isDigest } from '../../../protocol/digest.ts'
 import { ProtocolError } from '../../../protocol/errors.ts'
 import { canonicalize } from '../../../protocol/jcs.ts'
-import { didKeyFromPublicKey, publicKeyFromIdentity } from '../../../protocol/keys.ts'
+import { didKeyFromPublicKey, peerIdString, publicKeyFromIdentity } from '../../../protocol/keys.ts'
 import {
   createManifest,
   type ManifestItem,
@@ -401,7 +401,12 @@ async function revoke(argv: string[]): Promise<number> {
   }
   const verified = verifyManifest(bytes, { now: at })
   if (didKeyFromPublicKey(key.publicKey) !== verified.issuer)
-    throw new ProtocolError('ISSUER_MISMATCH', 'only the key that issued the manifest can revoke it')
+    throw new ProtocolError(
+      'ISSUER_MISMATCH',
+      peerIdString(key.publicKey) === verified.custodian
+        ? `--key ${values.key} is the node key of the custodian; only the rights holder's key that issued the manifest (${verified.issuer}) can revoke it`
+        : `only the key that issued the manifest (${verified.issuer}) can revoke it; --key ${values.key} is ${didKeyFromPublicKey(key.publicKey)}`,
+    )
   let items: string[] | 'all' = 'all'
   if (values.items !== undefined) {
     items = values.items.split(',').map((s) => s.trim())
