@@ -41,7 +41,7 @@ Options:
 /** Which kind of checkpoint folder `dir` is; anything else is named in the error. */
 async function resolveSource(dir: string, store?: string, autoencoder?: string): Promise<'coop' | 'train'> {
   const kind = await sniffFileKind(dir)
-  if (kind === 'missing') throw new CliError('NOT_FOUND', `--checkpoint ${dir}: no such folder`)
+  if (kind === 'missing') throw new CliError('CHECKPOINT_MISSING', `--checkpoint ${dir}: no such folder`)
   if (kind !== 'folder')
     throw new CliError(
       'WRONG_FILE_KIND',
