@@ -1,8 +1,8 @@
-// Feeds the metrics sink and the status page from what a running peer exposes today: its status
-// snapshot (round, checkpoints, losses), the host (peers, gossip scores, validation counters,
-// accepted gossip) and the traffic counters. Polled once a second; counters are turned into
-// deltas so the sink only ever sees increments. Events the round engine will stream (step times,
-// contributions as they arrive) plug into the same sink.
+// Feeds the metrics sink and the status page: the round engine's event stream (checkpoints
+// adopted, contributions accepted or refused, training steps) as it happens, and once a second
+// the status snapshot (round, checkpoints, losses), the host (peers, gossip scores, validation
+// counters, accepted gossip) and the traffic counters, turned into deltas so the sink only ever
+// sees increments.
 import type { CoopPeer } from '../peer.ts'
 import { TOPIC_NAMES } from '../p2p/topics.ts'
 import type { NodeMetricsSink } from './metrics.ts'
@@ -51,7 +51,6 @@ export interface Collector {
 }
 
 export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collector {
-  const seenCheckpoints = new Set<string>()
   const previousValidation = new Map<string, number>()
   const previousTraffic = { blobIn: 0, blobOut: 0, gossipOut: 0 }
   let gossipIn = 0
@@ -66,15 +65,6 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
 
   const collect = (): void => {
     const snapshot = peer.engine.statusSnapshot() as unknown as Snapshot
-    for (const c of snapshot.checkpoints) {
-      if (seenCheckpoints.has(c.id)) continue
-      seenCheckpoints.add(c.id)
-      sink.checkpointAdopted({ round: c.round, phase: c.phase, verification: c.verification })
-      if (c.contributions > 0) {
-        sink.roundClosed({ round: c.round, phase: c.phase, contributions: c.contributions })
-        sink.contributionAccepted(c.contributions)
-      }
-    }
     for (const [topic, stats] of Object.entries(peer.host.validationStats())) {
       const counts: [string, 'accept' | 'ignore' | 'reject', string | undefined, number][] = [
         [`${topic}/accept`, 'accept', undefined, stats.accept],
@@ -94,7 +84,6 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
         sink.gossipValidated(topic, outcome, code, delta)
         if (outcome === 'reject' && code !== undefined) {
           rejections[code] = (rejections[code] ?? 0) + delta
-          if (topic === 'contributions') sink.contributionRejected(code, delta)
         }
       }
     }
@@ -159,6 +148,27 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
   return {
     view: () => view,
     start() {
+      // The round engine's events, as they happen (counters count from this process's start).
+      const events = peer.engine.events
+      let lastStep: { round: number; phase: string; at: number } | undefined
+      unsubscribe.push(
+        events.on('checkpointAdopted', (e) => {
+          sink.checkpointAdopted({ round: e.round, phase: e.phase, verification: e.verification })
+          if (e.contributions > 0)
+            sink.roundClosed({ round: e.round, phase: e.phase, contributions: e.contributions })
+        }),
+        events.on('contributionAccepted', () => sink.contributionAccepted()),
+        events.on('contributionRefused', (e) => {
+          if (e.action === 'REJECT') sink.contributionRejected(e.code)
+        }),
+        events.on('trainingStep', (e) => {
+          const at = performance.now()
+          // The time between two steps of the same round is one step (the first step of a round has no predecessor).
+          if (lastStep !== undefined && lastStep.round === e.round && lastStep.phase === e.phase)
+            sink.stepTime((at - lastStep.at) / 1000)
+          lastStep = { round: e.round, phase: e.phase, at }
+        }),
+      )
       for (const topic of TOPIC_NAMES)
         unsubscribe.push(
           peer.host.onMessage(topic, (msg) => {
