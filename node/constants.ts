@@ -113,3 +113,10 @@ export const KNOWN_PEERS_DIALED_AT_START = 16
 export const MAX_ADDRESSES_PER_PEER_RECORD = 8
 /** Waiting for a graceful close of all connections at stop before tearing down. */
 export const STOP_TIMEOUT_MS = 5_000
+
+/** First retry of a failed bootstrap dial; doubles per failure (a restarting publisher is back in seconds). */
+export const BOOTSTRAP_BACKOFF_MIN_MS = 2_000
+/** Longest wait between bootstrap dials: a peer that went away for long is still retried each minute. */
+export const BOOTSTRAP_BACKOFF_MAX_MS = 60_000
+/** Alone this long: warn, since a node with no peers neither receives checkpoints nor publishes. */
+export const NO_PEERS_WARN_MS = 30_000

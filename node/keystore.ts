@@ -9,6 +9,7 @@ import { open, stat } from 'node:fs/promises'
 import { ProtocolError } from '../protocol/errors.ts'
 import { marshalPrivateKey, unmarshalPrivateKey, type Ed25519PrivateKey } from '../protocol/keys.ts'
 import { errorCode } from '../protocol/coded-error.ts'
+import { sniffFileKind, withArticle } from './file-kind.ts'
 
 export const KEYSTORE_ERROR_CODES = [
   'KEY_FILE_EXISTS',
@@ -54,6 +55,14 @@ export async function readKeyFile(path: string): Promise<Ed25519PrivateKey> {
     throw error
   }
   if (!info.isFile()) throw new KeystoreError('KEY_FILE_INVALID', `${path} is not a regular file`)
+  // Named before the permission check: a manifest or a charter passed as a key is the wrong file,
+  // and advising chmod 600 on it would be misleading.
+  const kind = await sniffFileKind(path)
+  if (kind !== 'key file' && kind !== 'file')
+    throw new KeystoreError(
+      'KEY_FILE_INVALID',
+      `${path} is ${withArticle(kind)}, not a key file (key files are made by coop keys new)`,
+    )
   if (process.platform !== 'win32' && (info.mode & 0o077) !== 0)
     throw new KeystoreError(
       'KEY_FILE_PERMISSIONS',

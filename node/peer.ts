@@ -55,6 +55,16 @@ export interface PeerOptions {
   log?: Logger
 }
 
+/** What a node uploaded and downloaded: blobs served and fetched, gossip it originated. */
+export interface PeerTraffic {
+  blobServedBytes: number
+  blobsServed: number
+  gossipPublishedBytes: number
+  gossipPublished: number
+  blobFetchedBytes: number
+  blobsFetched: number
+}
+
 export interface CoopPeer {
   readonly peerId: string
   readonly coopId: string
@@ -63,6 +73,8 @@ export interface CoopPeer {
   readonly host: CoopHost
   readonly engine: RoundEngine
   readonly consent: ConsentBook
+  /** Bytes this node moved so far (live counters, for metrics). */
+  readonly traffic: Readonly<PeerTraffic>
   addrs(): string[]
   /** Resolves when every round this node runs for has a checkpoint it adopted. */
   finished: Promise<void>
@@ -167,7 +179,14 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
 
     // What this node uploads: blob bytes it serves (payloads, checkpoint files) and gossip it
     // originates. Logged at stop; bench/rounds.bench.ts reports them per round.
-    const traffic = { blobServedBytes: 0, blobsServed: 0, gossipPublishedBytes: 0, gossipPublished: 0 }
+    const traffic: PeerTraffic = {
+      blobServedBytes: 0,
+      blobsServed: 0,
+      gossipPublishedBytes: 0,
+      gossipPublished: 0,
+      blobFetchedBytes: 0,
+      blobsFetched: 0,
+    }
     host = await createCoopHost({
       privateKey,
       listen: options.listen,
@@ -193,6 +212,12 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
         traffic.gossipPublishedBytes += bytes.byteLength
         traffic.gossipPublished += 1
         return await rawHost.publish(topic, bytes)
+      },
+      fetchBlob: async (digest: string, fetchOptions: Parameters<CoopHost['fetchBlob']>[1]) => {
+        const bytes = await rawHost.fetchBlob(digest, fetchOptions)
+        traffic.blobFetchedBytes += bytes.byteLength
+        traffic.blobsFetched += 1
+        return bytes
       },
     })
     host = countingHost
@@ -242,6 +267,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       host,
       engine,
       consent,
+      traffic,
       addrs: () => liveHost.multiaddrs(),
       finished: engine.finished,
       stop() {

@@ -128,6 +128,25 @@ async function probeWebGpu(): Promise<void> {
   await activate('webgpu')
 }
 
+/** Device nodes a GPU driver creates (DRM render nodes, NVIDIA's character devices). */
+async function gpuDevicePresent(): Promise<boolean> {
+  if ((await nvidiaGpuCount()) > 0) return true
+  const names = await readdir('/dev/dri').catch(() => [] as string[])
+  if (names.some((name) => name.startsWith('renderD'))) return true
+  return (await readdir('/dev').catch(() => [] as string[])).some((name) => /^nvidia\d+$/.test(name))
+}
+
+/**
+ * `auto` loads Dawn only where a GPU device exists: on a machine without one, Dawn's Vulkan probe
+ * writes driver warnings (XDG_RUNTIME_DIR, PhysicalDeviceVk) straight to stderr on every start.
+ * An explicit `--backend webgpu` still probes (a software Vulkan driver may serve it).
+ */
+async function probeWebGpuWhereGpu(): Promise<void> {
+  if (!(await gpuDevicePresent()))
+    throw new CandidateUnavailable('no GPU device (/dev/dri/renderD*, /dev/nvidia*): Dawn not loaded')
+  await probeWebGpu()
+}
+
 async function probeWasm(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm')
   await activate('wasm')
@@ -211,7 +230,7 @@ export async function initBackend(requested: string, log?: Logger): Promise<Back
   const skipped: { name: string; reason: string }[] = []
   for (const candidate of candidatesFor(requested)) {
     try {
-      await PROBES[candidate]()
+      await (requested === 'auto' && candidate === 'webgpu' ? probeWebGpuWhereGpu() : PROBES[candidate]())
     } catch (error) {
       skipped.push({ name: candidate, reason: describe(error) })
       continue

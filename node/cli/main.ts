@@ -2,6 +2,8 @@
 // `coop keys new` does not pay for loading tfjs or libp2p.
 import type { Command } from './command.ts'
 import { CliError, UsageError } from './command.ts'
+import { isSystemError, systemErrorLine } from '../fs-errors.ts'
+import { extractLogFlags, GLOBAL_OPTIONS_HELP } from './log-flags.ts'
 
 const commands: Record<string, () => Promise<{ command: Command }>> = {
   // Each command module exports `command`. Keep this list sorted.
@@ -30,12 +32,12 @@ async function printHelp(): Promise<void> {
   const summaries = await Promise.all(names.map(async (name) => (await commands[name]!()).command.summary))
   const width = Math.max(...names.map((name) => name.length))
   names.forEach((name, i) => lines.push(`  ${name.padEnd(width)}  ${summaries[i]}`))
-  lines.push('', 'Run `coop <command> --help` for the options of one command.')
+  lines.push('', GLOBAL_OPTIONS_HELP, '', 'Run `coop <command> --help` for the options of one command.')
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv
+  const [name, ...commandArgs] = argv
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     await printHelp()
     return name === undefined ? 2 : 0
@@ -47,11 +49,13 @@ async function main(argv: string[]): Promise<number> {
     return 2
   }
   const { command } = await load()
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(`${command.usage}\n`)
+  if (commandArgs.includes('--help') || commandArgs.includes('-h')) {
+    process.stdout.write(`${command.usage}\n\n${GLOBAL_OPTIONS_HELP}\n`)
     return 0
   }
   try {
+    // The logging options apply to every command; they are taken out before the command parses.
+    const rest = await extractLogFlags(commandArgs)
     return await command.run(rest)
   } catch (error) {
     // node:util parseArgs throws ERR_PARSE_ARGS_* for unknown or malformed flags: a usage error too.
@@ -65,6 +69,11 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`coop ${name}: ${error.code}: ${error.message}\n`)
       return error.exitCode
     }
+    if (isSystemError(error)) {
+      // A file-system or network error: its cause in words, the operation and the path, once.
+      process.stderr.write(`coop ${name}: ${error.code ?? 'ERROR'}: ${systemErrorLine(error)}\n`)
+      return 1
+    }
     if (
       error instanceof Error &&
       'code' in error &&
@@ -75,8 +84,16 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`coop ${name}: ${error.code}: ${error.message}\n`)
       return 1
     }
-    throw error
+    // A bug, not a user mistake: say so in one line, then the stack for the report.
+    process.stderr.write(
+      `coop ${name}: INTERNAL: ${error instanceof Error ? error.message : String(error)} (this is a bug; the stack follows)\n`,
+    )
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? '') : ''}\n`)
+    return EXIT_INTERNAL
   }
 }
+
+/** An unexpected exception (EX_SOFTWARE in sysexits.h): distinct from a refused input (1) or usage (2). */
+const EXIT_INTERNAL = 70
 
 process.exitCode = await main(process.argv.slice(2))

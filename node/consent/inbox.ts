@@ -25,6 +25,9 @@ export class ConsentInbox {
   readonly #dir: string
   readonly #modules: ConsentInboxModules
   #timer: NodeJS.Timeout | undefined
+  /** One poll at a time: a poll still publishing when the next tick fires would read the same
+   * file again and then fail to move it (the misleading "published" + "refused ... ENOENT" pair). */
+  #polling = false
 
   private constructor(dir: string, modules: ConsentInboxModules) {
     this.#dir = dir
@@ -54,6 +57,16 @@ export class ConsentInbox {
 
   /** Handles every *.json file in the inbox, in name order. */
   async poll(): Promise<void> {
+    if (this.#polling) return
+    this.#polling = true
+    try {
+      await this.#pollOnce()
+    } finally {
+      this.#polling = false
+    }
+  }
+
+  async #pollOnce(): Promise<void> {
     const { consent, host, log } = this.#modules
     for (const name of (await readdir(this.#dir)).filter((n) => n.endsWith('.json')).sort()) {
       const path = join(this.#dir, name)
@@ -67,7 +80,8 @@ export class ConsentInbox {
           const message = encodeGossipMessage('revocation', document)
           const verified = await consent.addRevocation(document)
           await host.publish('consent', message)
-          log.info({ revocation: verified?.digest, file: name }, 'revocation published')
+          if (verified === undefined) log.info({ file: name }, 'revocation already known; published again')
+          else log.info({ revocation: verified.digest, file: name }, 'revocation published')
         } else if (looksLikeManifest(document)) {
           const message = encodeGossipMessage('manifest', document)
           const { verified } = await consent.addManifest(document, false)

@@ -2,7 +2,8 @@
 // (data split, keys, consent, charter), runs its peers as real `coop start` processes on
 // loopback, and turns the publisher's signed record into checkpoints, sample grids, a loss plot,
 // metrics.json and a self-contained report.
-import { rm } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { readFile, rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { addrsPath } from '../round/layout.ts'
 import { PUBLISHER_INDEX } from './constants.ts'
@@ -14,7 +15,7 @@ import type { ProgressView } from './live-view.ts'
 import { runPeers } from './orchestrate.ts'
 import type { PeerLaunch } from './orchestrate.ts'
 import { buildOutputs } from './outputs.ts'
-import type { BuiltOutputs } from './outputs.ts'
+import type { BuiltOutputs, DemoMetrics } from './outputs.ts'
 import { acquireRunLock, finishAttempt, openRun } from './run-manifest.ts'
 import type { DemoParams, RunManifest } from './run-manifest.ts'
 import { prepareDemo } from './setup.ts'
@@ -112,6 +113,32 @@ function summary(out: string, built: BuiltOutputs, seconds: number): string {
   return lines.join('\n')
 }
 
+/** The metrics of a finished run, when both metrics.json and report.html are there. */
+async function readRecordedMetrics(
+  metricsPath: string,
+  reportPath: string,
+): Promise<DemoMetrics | undefined> {
+  if (!existsSync(reportPath)) return undefined
+  try {
+    const metrics = JSON.parse(await readFile(metricsPath, 'utf8')) as DemoMetrics
+    return metrics.kind === 'diffusion-coop/demo-metrics' && Array.isArray(metrics.rounds)
+      ? metrics
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function recordedSummary(out: string, metrics: DemoMetrics): string {
+  const verified = metrics.rounds.filter((r) => r.verified).length
+  return [
+    `coop demo: the run in ${out} is complete; its recorded figures are kept (nothing rewritten).`,
+    `recorded: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${metrics.params.unetRounds} U-Net rounds on ${metrics.backend}, ` +
+      `${formatSeconds(metrics.wallSeconds)} over ${metrics.attempts} attempt(s); checkpoints verified ${verified}/${metrics.rounds.length}`,
+    `open ${resolve(out, 'report.html')} (delete report.html or metrics.json to rebuild them; use another --out for a new run)`,
+  ].join('\n')
+}
+
 export async function runDemo(options: DemoRunOptions): Promise<number> {
   const stdout = options.stdout ?? process.stdout
   const out = resolve(options.out)
@@ -124,6 +151,16 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
     const opened = await openRun(out, options.params, options.backend)
     manifest = opened.manifest
     const layout = demoLayout(out, options.params.peers, PUBLISHER_INDEX)
+    if (opened.mode === 'complete') {
+      // A finished run is a record: report its figures and rewrite nothing (wall time, backend
+      // and the report stay what the run measured).
+      const recorded = await readRecordedMetrics(layout.metrics, layout.report)
+      if (recorded !== undefined) {
+        note(recordedSummary(options.out, recorded))
+        const verified = recorded.rounds.filter((r) => r.verified).length
+        return verified === recorded.rounds.length ? 0 : 1
+      }
+    }
     note(
       opened.mode === 'fresh'
         ? `coop demo: new run in ${out}`
@@ -161,6 +198,9 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       }
       backend = outcome.progress.peers[PUBLISHER_INDEX]?.backend ?? backend
     }
+    const complete = opened.mode === 'complete'
+    // Rebuilding the deleted outputs of a finished run: its own attempts and backend, no new attempt.
+    if (complete) backend = manifest.attempts.at(-1)?.backend ?? backend
     const built = await buildOutputs({
       layout,
       setup,
@@ -170,7 +210,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       attempts: manifest.attempts.length,
       note,
     })
-    manifest = await finishAttempt(out, manifest, 'complete')
+    if (!complete) manifest = await finishAttempt(out, manifest, 'complete')
     note(summary(options.out, built, attemptSeconds(manifest, Date.now())))
     return built.verified === built.checkpoints ? 0 : 1
   } catch (error) {

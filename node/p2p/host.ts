@@ -20,6 +20,8 @@ import {
   APP_SPECIFIC_WEIGHT,
   BLOB_MAX_STREAMS_PER_PEER,
   BLOB_PROTOCOL,
+  BOOTSTRAP_BACKOFF_MAX_MS,
+  BOOTSTRAP_BACKOFF_MIN_MS,
   BOOTSTRAP_REDIAL_MS,
   KNOWN_PEERS_DIALED_AT_START,
   MDNS_SERVICE_PREFIX,
@@ -128,6 +130,15 @@ export interface CoopHost {
  */
 export function mdnsServiceTag(coopId: string): string {
   return `_${MDNS_SERVICE_PREFIX}-${createHash('sha256').update(coopId).digest('hex').slice(0, 16)}._udp.local`
+}
+
+/** Why a dial failed, in one bounded line (libp2p wraps the socket error: connection refused, timeout, wrong peer). */
+function dialFailureReason(err: unknown): string {
+  if (!(err instanceof Error)) return String(err).slice(0, 200)
+  const inner = err instanceof AggregateError ? err.errors.find((e) => e instanceof Error) : undefined
+  const source = inner instanceof Error ? inner : err
+  const text = `${source.name === 'Error' ? '' : `${source.name}: `}${source.message}`
+  return text.slice(0, 200)
 }
 
 type GossipSubWithScore = GossipSub & { getScore(peerId: string): number }
@@ -288,18 +299,41 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
   }
 
   let redialTimer: NodeJS.Timeout | undefined
+  // Per bootstrap address: failed dials in a row and when the next try is due (exponential backoff).
+  const bootstrapState = new Map<string, { failures: number; nextAt: number; dialing: boolean }>()
   const dialBootstrap = async (): Promise<void> => {
     await Promise.all(
       bootstrap.map(async (address) => {
         const target = address.getComponents().findLast((c) => c.name === 'p2p')?.value
         if (target === peerId) return
+        const key = address.toString()
+        const state = bootstrapState.get(key) ?? { failures: 0, nextAt: 0, dialing: false }
+        bootstrapState.set(key, state)
         const connected = node.getConnections().some((c) => c.remotePeer.toString() === target)
-        if (connected) return
+        if (connected || state.dialing || Date.now() < state.nextAt) return
+        state.dialing = true
         try {
           await node.dial(address, { signal: AbortSignal.timeout(BOOTSTRAP_REDIAL_MS) })
-          log.info({ address: address.toString() }, 'connected to bootstrap peer')
+          log.info({ address: key, failedBefore: state.failures }, 'connected to bootstrap peer')
+          state.failures = 0
         } catch (err) {
-          log.debug({ address: address.toString(), err }, 'bootstrap dial failed')
+          state.failures += 1
+          const delay = Math.min(
+            BOOTSTRAP_BACKOFF_MAX_MS,
+            BOOTSTRAP_BACKOFF_MIN_MS * 2 ** (state.failures - 1),
+          )
+          state.nextAt = Date.now() + delay
+          log.warn(
+            {
+              address: key,
+              reason: dialFailureReason(err),
+              attempt: state.failures,
+              retryInSeconds: delay / 1000,
+            },
+            'bootstrap dial failed',
+          )
+        } finally {
+          state.dialing = false
         }
       }),
     )
@@ -324,9 +358,10 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
       await dialBootstrap()
       // Known peers are redialed in the background: a stale record must not delay start.
       dialKnownPeers().catch((err: unknown) => log.warn({ err }, 'redialing known peers failed'))
+      // Ticks often; each address is dialed only when its backoff is due.
       redialTimer = setInterval(() => {
         dialBootstrap().catch((err: unknown) => log.debug({ err }, 'bootstrap redial failed'))
-      }, BOOTSTRAP_REDIAL_MS)
+      }, BOOTSTRAP_BACKOFF_MIN_MS / 2)
       redialTimer.unref()
       log.info({ peer: peerId, addresses: host.multiaddrs() }, 'host started')
     },

@@ -14,6 +14,7 @@ import { Level } from 'level'
 import type { Logger } from 'pino'
 import { BLOB_MAX_BYTES } from '../constants.ts'
 import { componentLogger } from '../log.ts'
+import { describeFsError } from '../fs-errors.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 
 export const STORE_ERROR_CODES = [
@@ -23,6 +24,12 @@ export const STORE_ERROR_CODES = [
   'LOCKED',
   'TOO_LARGE',
   'OPEN_FAILED',
+  /** The store's folder cannot be created or written (read-only file system, permissions...). */
+  'NOT_WRITABLE',
+  /** A read-only command was given a store path that does not exist. */
+  'NO_STORE',
+  /** A read-only command was given a folder that is not a coop store. */
+  'NOT_A_STORE',
 ] as const
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number]
 
@@ -118,12 +125,18 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
   const blobDir = join(dir, 'blobs', 'sha256')
   const tempDir = join(dir, 'blobs', 'tmp')
   const quarantineDir = join(dir, 'blobs', 'corrupt')
-  await mkdir(blobDir, { recursive: true })
-  await mkdir(quarantineDir, { recursive: true })
-  // Temp files left by a crash were never acknowledged: drop them.
-  await rm(tempDir, { recursive: true, force: true })
-  await mkdir(tempDir, { recursive: true })
-  await removeTempEntries(join(dir, 'snapshots'))
+  try {
+    await mkdir(blobDir, { recursive: true })
+    await mkdir(quarantineDir, { recursive: true })
+    // Temp files left by a crash were never acknowledged: drop them.
+    await rm(tempDir, { recursive: true, force: true })
+    await mkdir(tempDir, { recursive: true })
+    await removeTempEntries(join(dir, 'snapshots'))
+  } catch (err) {
+    throw new StoreError('NOT_WRITABLE', `cannot write to store ${dir}: ${describeFsError(err)}`, {
+      cause: err,
+    })
+  }
 
   const db = new Level<string, unknown>(join(dir, 'db'), { valueEncoding: 'json' })
   try {
@@ -132,7 +145,9 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
     const cause = (err as { cause?: { code?: string } }).cause
     if (cause?.code === 'LEVEL_LOCKED')
       throw new StoreError('LOCKED', `store ${dir} is in use by another process`, { cause: err })
-    throw new StoreError('OPEN_FAILED', `cannot open store ${dir}`, { cause: err })
+    const reason =
+      cause instanceof Error ? describeFsError(cause) : err instanceof Error ? err.message : String(err)
+    throw new StoreError('OPEN_FAILED', `cannot open store ${dir}: ${reason}`, { cause: err })
   }
 
   const sublevels = new Map(

@@ -205,9 +205,15 @@ describe('coop demo --smoke', () => {
   })
 
   it('reports a finished run as complete when run again, and refuses other parameters', async () => {
+    const recorded = ['metrics.json', 'report.html', 'demo-run.json']
+    const before = await Promise.all(recorded.map((name) => readFile(join(out, name), 'utf8')))
     const again = await coop(['demo', '--smoke', '--out', out])
     expect(again.code).toBe(0)
     expect(again.stdout).toContain('is complete')
+    expect(again.stdout).toContain('nothing rewritten')
+    // The rerun reports the run; its measured figures (wall time, backend) and report stay as recorded.
+    const after = await Promise.all(recorded.map((name) => readFile(join(out, name), 'utf8')))
+    recorded.forEach((name, i) => expect(after[i], name).toBe(before[i]))
     const other = await coop(['demo', '--smoke', '--rounds', '3', '--out', out])
     expect(other.code).toBe(1)
     expect(other.stderr).toContain('PARAMS_MISMATCH')

@@ -218,9 +218,16 @@ describe('coop train and coop sample', () => {
     const meta = await sharp(readFileSync(a)).metadata()
     // 6 samples, one column per class (9 classes > 6): a single row of 32px cells with 2px gaps.
     expect([meta.width, meta.height]).toEqual([6 * 32 + 7 * 2, 32 + 2 * 2])
-    const unknown = await coop([...common, '--out', c, '--class', 'dinosaurs'])
+    const unknown = await coop([...common, '--out', join(root, 'd.png'), '--class', 'dinosaurs'])
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toMatch(/UNKNOWN_CLASS/)
+    // An existing grid is never overwritten without --force.
+    const again = await coop([...common, '--out', a, '--seed', '2'])
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(/OUTPUT_EXISTS/)
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true)
+    expect((await coop([...common, '--out', a, '--seed', '2', '--force'])).code).toBe(0)
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(false)
   })
 
   it('reports bad inputs as one clear line: unknown config key, empty folder, missing checkpoint', async () => {

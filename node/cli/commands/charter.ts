@@ -1,6 +1,5 @@
 // `coop charter create`: writes a cooperative's signed genesis document. Its digest is the coop id
 // every topic, statement and checkpoint of the cooperative is scoped by.
-import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../../../configs/index.ts'
 import { parseAggregator } from '../../../protocol/aggregation.ts'
@@ -17,6 +16,8 @@ import {
   DEFAULT_OUTER_LR,
   DEFAULT_OUTER_MOMENTUM,
 } from '../../round/constants.ts'
+import { writeFileDurable } from '../../store/durable.ts'
+import { assertFileOutputFree } from '../outputs.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
 
@@ -55,7 +56,8 @@ Options:
                              by the publisher, on its own images (docs/PROTOCOL.md §9b)
   --audit-samples-per-class <n>  samples per class of those audits (default ${AUDIT_DEFAULT_SAMPLES_PER_CLASS})
   --name <text>              a human-readable name
-  --out <file>               where to write the charter (DSSE envelope JSON)`
+  --out <file>               where to write the charter (DSSE envelope JSON); must not exist
+  --force                    overwrite an existing --out (this makes a new coop id)`
 
 function wholeNumber(flag: string, value: string | undefined, fallback: number, min = 0): number {
   if (value === undefined) return fallback
@@ -101,10 +103,13 @@ async function create(argv: string[]): Promise<number> {
       'audit-every': { type: 'string' },
       'audit-samples-per-class': { type: 'string' },
       out: { type: 'string' },
+      force: { type: 'boolean' },
     },
   })
   if (values.config === undefined) throw new UsageError('--config is required')
   if (values.out === undefined) throw new UsageError('--out is required')
+  // Refused before any work: overwriting a charter silently changes the coop id.
+  await assertFileOutputFree(values.out, values.force === true)
   const publishers = sortedUnique(values.publisher ?? [])
   if (publishers.length === 0) throw new UsageError('at least one --publisher is required')
   const keyFiles = values.key ?? []
@@ -189,7 +194,7 @@ async function create(argv: string[]): Promise<number> {
       "--ae-rounds must be at least 1: the U-Net trains on the cooperative autoencoder's latents",
     )
   const { envelope, coopId } = createCharter(charter, keys)
-  await writeFile(values.out, envelopeBytes(envelope))
+  await writeFileDurable(values.out, envelopeBytes(envelope))
   process.stdout.write(`coop id: ${coopId}\nwrote ${values.out}\n`)
   return 0
 }

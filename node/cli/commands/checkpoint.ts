@@ -3,9 +3,11 @@
 // parent checkpoint and the listed contributions are at hand, the bit-exact recomputation.
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { verifyCheckpointDir } from '../../round/audit.ts'
+import { type VerifyReport, verifyCheckpointDir } from '../../round/audit.ts'
+import { sniffFileKind, withArticle } from '../../file-kind.ts'
+import { assertStoreFolder } from '../../store/dirs.ts'
 import type { Command } from '../command.ts'
-import { UsageError } from '../command.ts'
+import { CliError, UsageError } from '../command.ts'
 
 const usage = `Usage: coop checkpoint verify <checkpoint dir> [--store <dir>] [--charter <file>] [--require-recompute] [--credit] [--json]
 
@@ -15,8 +17,15 @@ provenance.json, charter.json):
   2. every file against the digest the provenance signs;
   3. the recomputation: parent checkpoint + listed contributions -> the same bytes. The parent is
      looked up among sibling directories and in --store; contributions in --store's blobs.
-Exit 0 when valid (recomputation passed, or unavailable without --require-recompute),
-1 with an error code otherwise.
+The last line says what was checked: VALID (signature, digests, recomputation), or for a
+genesis checkpoint VALID (signature, digests; genesis: nothing to recompute), or when the parent
+or a contribution is not at hand VALID (signature, digests; recomputation not checked: ...).
+
+Exit codes:
+  0  valid, everything checked (recomputation passed, or genesis)
+  3  signature and digests valid, recomputation not checked (pass --store; see 'missing')
+  1  invalid (the error code says which check failed), or --require-recompute could not recompute
+  2  usage error
 
 Options:
   --store <dir>          a node store holding the parent and the contribution payloads
@@ -25,6 +34,21 @@ Options:
   --credit               also recompute the credit ledger (coop credit) from --store's signed
                          provenance and contribution statements
   --json                 print the report as JSON`
+
+/** Signature and file digests verified, recomputation not checked: not a failure, not a full pass. */
+export const EXIT_PARTIAL = 3
+
+/** What VALID covers, so that a partial check is never read as a full one. */
+function checkedSummary(report: VerifyReport, storeGiven: boolean): string {
+  switch (report.recomputation) {
+    case 'passed':
+      return 'signature, digests, recomputation'
+    case 'genesis':
+      return 'signature, digests; genesis: nothing to recompute'
+    default:
+      return `signature, digests; recomputation not checked: ${storeGiven ? 'the store lacks what is missing' : 'pass --store <the node store>'}`
+  }
+}
 
 export const command: Command = {
   summary: 'verify a checkpoint: signatures, file digests, recomputation',
@@ -46,8 +70,14 @@ export const command: Command = {
       },
     })
     if (positionals.length !== 1) throw new UsageError('give exactly one checkpoint directory')
+    const dir = positionals[0] as string
+    const kind = await sniffFileKind(dir)
+    if (kind === 'missing') throw new CliError('NOT_FOUND', `no checkpoint directory at ${dir}`)
+    if (kind !== 'folder')
+      throw new CliError('WRONG_FILE_KIND', `${dir} is ${withArticle(kind)}: give the checkpoint's directory`)
+    if (values.store !== undefined) await assertStoreFolder(values.store)
     const charter = values.charter === undefined ? undefined : new Uint8Array(await readFile(values.charter))
-    const report = await verifyCheckpointDir(positionals[0] as string, {
+    const report = await verifyCheckpointDir(dir, {
       ...(values.store === undefined ? {} : { storeDir: values.store }),
       ...(charter === undefined ? {} : { charter }),
     })
@@ -64,7 +94,9 @@ export const command: Command = {
       }
     }
     const code = report.ok
-      ? undefined
+      ? report.recomputation === 'unavailable'
+        ? 'RECOMPUTE_UNAVAILABLE'
+        : undefined
       : (report.code ?? (report.recomputation === 'unavailable' ? 'RECOMPUTE_UNAVAILABLE' : 'BAD_CHECKPOINT'))
     if (values.json === true) {
       process.stdout.write(
@@ -78,10 +110,13 @@ export const command: Command = {
         ...report.files.map((f) => `file       ${f.ok ? 'ok  ' : 'BAD '} ${f.name} ${f.digest}`),
         `recompute  ${report.recomputation}${report.missing.length > 0 ? ` (missing: ${report.missing.join('; ')})` : ''}`,
         ...(credit === undefined ? [] : (await import('./credit.ts')).ledgerLines(credit).slice(1)),
-        report.ok ? 'VALID' : `INVALID ${code}: ${report.message ?? ''}`,
+        report.ok
+          ? `VALID (${checkedSummary(report, values.store !== undefined)})`
+          : `INVALID ${code}: ${report.message ?? ''}`,
       ]
       process.stdout.write(`${lines.join('\n')}\n`)
     }
-    return report.ok ? 0 : 1
+    if (!report.ok) return 1
+    return report.recomputation === 'unavailable' ? EXIT_PARTIAL : 0
   },
 }

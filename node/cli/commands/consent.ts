@@ -14,7 +14,7 @@ import {
 import { isDigest } from '../../../protocol/digest.ts'
 import { ProtocolError } from '../../../protocol/errors.ts'
 import { canonicalize } from '../../../protocol/jcs.ts'
-import { didKeyFromPublicKey, publicKeyFromIdentity } from '../../../protocol/keys.ts'
+import { didKeyFromPublicKey, peerIdString, publicKeyFromIdentity } from '../../../protocol/keys.ts'
 import {
   createManifest,
   type ManifestItem,
@@ -25,14 +25,16 @@ import { createRevocation, verifyRevocation } from '../../../protocol/revocation
 import { describeSignals } from '../../../protocol/data-mining.ts'
 import { readEmbeddedOptOut } from '../../../trainer/embedded-metadata.ts'
 import { readKeyFile } from '../../keystore.ts'
+import { sniffFileKind, withArticle } from '../../file-kind.ts'
 import { parseCommandArgs, requireFlags, singlePositional } from '../args.ts'
+import { assertFileOutputFree } from '../outputs.ts'
 import { CliError, type Command, UsageError } from '../command.ts'
 
 const usage = `Usage:
   coop consent create <dir> --key <file> --license <SPDX> --attribution-name <s>
         [--attribution-uri <u>] [--attribution-text <t>] --custodian <peerId>
         [--valid-until <ISO date>] [--commercial yes|no] [--redistribute-weights yes|no]
-        --out <manifest.json>
+        --out <manifest.json> [--force]
       Hash every image under <dir> and sign a consent manifest (W3C VC 2.0, eddsa-jcs-2022)
       letting node <peerId> train on them. Defaults: --commercial no, --redistribute-weights yes.
       A file whose own metadata forbids AI or generative training (XMP plus:DataMining
@@ -42,8 +44,10 @@ const usage = `Usage:
       Exit 0 with a summary when valid, 1 with the error code when not. With --dir, also list
       images in the folder that the manifest does not cover and items missing from the folder.
   coop consent revoke <manifest.json> --key <file> [--items <sha256:...,...>] [--reason <text>]
-        --out <revocation.json>
-      Withdraw consent for the listed items, or for all items when --items is omitted.`
+        --out <revocation.json> [--force]
+      Withdraw consent for the listed items, or for all items when --items is omitted.
+
+An existing --out is never overwritten unless --force is given.`
 
 /** Files larger than this are read in chunks; below it one read is faster and as bounded. */
 const READ_CHUNK_BYTES = 1024 * 1024
@@ -234,6 +238,17 @@ async function writeDocument(path: string, document: unknown): Promise<void> {
   await writeFileDurable(path, canonicalize(document))
 }
 
+/** The folder to sign for: a manifest or key given here by mistake is named, not hashed. */
+async function assertImageFolder(folder: string): Promise<void> {
+  const kind = await sniffFileKind(folder)
+  if (kind === 'missing') throw new CliError('NOT_FOUND', `no folder at ${folder}`)
+  if (kind !== 'folder')
+    throw new CliError(
+      'WRONG_FILE_KIND',
+      `${folder} is ${withArticle(kind)}, not a folder of images to sign for`,
+    )
+}
+
 async function readDocument(path: string, maxBytes: number): Promise<Uint8Array> {
   let info: Awaited<ReturnType<typeof stat>>
   try {
@@ -261,11 +276,15 @@ async function create(argv: string[]): Promise<number> {
       commercial: { type: 'string' },
       'redistribute-weights': { type: 'string' },
       out: { type: 'string' },
+      force: { type: 'boolean' },
     },
     { allowPositionals: true },
   )
   const folder = singlePositional(positionals, 'folder')
   requireFlags(values, ['key', 'license', 'attribution-name', 'custodian', 'out'])
+  // Before hashing anything: a second manifest written over the first changes its digest.
+  await assertFileOutputFree(values.out, values.force === true)
+  await assertImageFolder(folder)
   const custodian = values.custodian
   if (custodian.startsWith('did:'))
     throw new UsageError('--custodian must be a node PeerId (12D3KooW...), not a did')
@@ -403,11 +422,13 @@ async function revoke(argv: string[]): Promise<number> {
       items: { type: 'string' },
       reason: { type: 'string' },
       out: { type: 'string' },
+      force: { type: 'boolean' },
     },
     { allowPositionals: true },
   )
   const manifestPath = singlePositional(positionals, 'manifest file')
   requireFlags(values, ['key', 'out'])
+  await assertFileOutputFree(values.out, values.force === true)
   const bytes = await readDocument(manifestPath, MANIFEST_MAX_BYTES)
   const key = await readKeyFile(values.key)
   // Checked at its own validFrom: a manifest can be revoked after it has expired.
@@ -421,7 +442,12 @@ async function revoke(argv: string[]): Promise<number> {
   }
   const verified = verifyManifest(bytes, { now: at })
   if (didKeyFromPublicKey(key.publicKey) !== verified.issuer)
-    throw new ProtocolError('ISSUER_MISMATCH', 'only the key that issued the manifest can revoke it')
+    throw new ProtocolError(
+      'ISSUER_MISMATCH',
+      peerIdString(key.publicKey) === verified.custodian
+        ? `--key ${values.key} is the node key of the custodian; only the rights holder's key that issued the manifest (${verified.issuer}) can revoke it`
+        : `only the key that issued the manifest (${verified.issuer}) can revoke it; --key ${values.key} is ${didKeyFromPublicKey(key.publicKey)}`,
+    )
   let items: string[] | 'all' = 'all'
   if (values.items !== undefined) {
     items = values.items.split(',').map((s) => s.trim())

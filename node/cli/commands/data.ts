@@ -1,9 +1,12 @@
 // `coop data twemoji`: lays out the Twemoji graphics shipped by the npm package
 // emoji-datasource-twitter (CC-BY 4.0) as <out>/<category>/<name>.png, the project's real,
 // licensed training data, with the attribution the license requires.
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { copyFile, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
+import { TEMP_PREFIX } from '../../store/durable.ts'
+import { assertFolderOutputFree } from '../outputs.ts'
 import { parseCommandArgs, requireFlags, wholeNumberFlag } from '../args.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
@@ -101,13 +104,31 @@ export async function layoutTwemoji(options: LayoutTwemojiOptions): Promise<Layo
   return { images, perCategory }
 }
 
-const usage = `Usage: coop data twemoji --out <dir> [--per-category N] [--categories a,b]
+/** Runs `fill` on a temp folder beside `out`, then renames it to `out` (which is missing or empty). */
+async function intoNewFolder<T>(out: string, fill: (dir: string) => Promise<T>): Promise<T> {
+  const parent = dirname(resolve(out))
+  await mkdir(parent, { recursive: true })
+  const temp = join(parent, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`)
+  try {
+    const result = await fill(temp)
+    // An empty folder at `out` (allowed) gives way; rename would refuse to replace it on some systems.
+    await rmdir(out).catch(() => undefined)
+    await rename(temp, out)
+    return result
+  } catch (err) {
+    await rm(temp, { recursive: true, force: true })
+    throw err
+  }
+}
+
+const usage = `Usage: coop data twemoji --out <dir> [--per-category N] [--categories a,b] [--force]
 
 Lays out the Twemoji images of the npm package emoji-datasource-twitter (CC-BY 4.0) as
 <dir>/<category>/<name>.png and writes <dir>/LICENSE-ATTRIBUTION.txt.
 
 Options:
-  --out <dir>           output folder (created)
+  --out <dir>           output folder: new or empty (created whole, or not at all)
+  --force               add to a folder that already has files
   --per-category <n>    at most n images per category, spread over the category
   --categories <list>   comma-separated category slugs (e.g. smileys-emotion,flags)`
 
@@ -117,7 +138,12 @@ export const command: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs(
       argv,
-      { out: { type: 'string' }, 'per-category': { type: 'string' }, categories: { type: 'string' } },
+      {
+        out: { type: 'string' },
+        'per-category': { type: 'string' },
+        categories: { type: 'string' },
+        force: { type: 'boolean' },
+      },
       { allowPositionals: true },
     )
     if (positionals.length !== 1 || positionals[0] !== 'twemoji')
@@ -128,11 +154,18 @@ export const command: Command = {
       ?.split(',')
       .map((c) => c.trim())
       .filter((c) => c.length > 0)
-    const result = await layoutTwemoji({
-      out: values.out,
-      ...(perCategory === undefined ? {} : { perCategory }),
-      ...(categories === undefined ? {} : { categories }),
-    })
+    const force = values.force === true
+    await assertFolderOutputFree(values.out, force)
+    const layout = (out: string) =>
+      layoutTwemoji({
+        out,
+        ...(perCategory === undefined ? {} : { perCategory }),
+        ...(categories === undefined ? {} : { categories }),
+      })
+    // A new folder appears complete or not at all (laid out beside it, then renamed); --force on a
+    // folder with files adds to it in place.
+    const fresh = (await readdir(values.out).catch(() => [] as string[])).length === 0
+    const result = fresh ? await intoNewFolder(values.out, layout) : await layout(values.out)
     process.stdout.write(
       `${result.images} Twemoji images in ${Object.keys(result.perCategory).length} categories written to ${values.out}\n`,
     )

@@ -3,26 +3,64 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
+import { assertFileOutputFree } from '../outputs.ts'
 import type { Command } from '../command.ts'
-import { UsageError } from '../command.ts'
+import { CliError, UsageError } from '../command.ts'
+import type { CoopConfig } from '../../../configs/index.ts'
+import { sniffFileKind, withArticle } from '../../file-kind.ts'
+import type { NamedTensor } from '../../round/tensors.ts'
+import { loadCoopSampleSource } from '../../sample/coop-checkpoint.ts'
+import { assertStoreFolder } from '../../store/dirs.ts'
 import { componentLogger } from '../../log.ts'
 
 /** Bounds a grid to what one process can sample in reasonable time and memory. */
 const MAX_SAMPLES = 1024
 
-const usage = `Usage: coop sample --checkpoint <out> --out <file.png> [options]
+const usage = `Usage: coop sample --checkpoint <dir> --out <file.png> [options]
 
-Samples images with the U-Net's EMA weights (DDIM, classifier-free guidance) and writes a grid.
+Samples images (DDIM, classifier-free guidance) and writes a grid, from either
+  - a \`coop train\` output folder (autoencoder/ and unet/; the U-Net's EMA weights), or
+  - a cooperative U-Net checkpoint (<store>/checkpoints/unet-rNNNNNN, or an exported demo
+    checkpoint such as demo-out/checkpoints/23): its provenance is verified against its charter,
+    its files against the signed digests, and the autoencoder it names is looked up beside it,
+    in --store, or taken from --autoencoder, and used only if its digests match.
 
 Options:
-  --checkpoint <dir>   a \`coop train\` output folder (holding autoencoder/ and unet/)
+  --checkpoint <dir>   a \`coop train\` output folder or a cooperative U-Net checkpoint directory
+  --store <dir>        the node store to find a cooperative checkpoint's autoencoder in
+  --autoencoder <dir>  the autoencoder checkpoint directory the U-Net checkpoint names
   --out <file.png>     the PNG to write
   --n <count>          number of samples (default 16)
   --class <label>      sample only this class; by default classes take turns
   --guidance <w>       guidance weight (default: the config's); 1 = none, 0 = unconditional
   --steps <n>          DDIM steps (default: the config's)
   --seed <n>           seed (default 0)
-  --backend <name>     ${REQUESTED_BACKENDS.join('|')} (default auto)`
+  --backend <name>     ${REQUESTED_BACKENDS.join('|')} (default auto)
+  --force              overwrite an existing --out`
+
+/** Which kind of checkpoint folder `dir` is; anything else is named in the error. */
+async function resolveSource(dir: string, store?: string, autoencoder?: string): Promise<'coop' | 'train'> {
+  const kind = await sniffFileKind(dir)
+  if (kind === 'missing') throw new CliError('CHECKPOINT_MISSING', `--checkpoint ${dir}: no such folder`)
+  if (kind !== 'folder')
+    throw new CliError(
+      'WRONG_FILE_KIND',
+      `--checkpoint ${dir} is ${withArticle(kind)}, not a checkpoint folder`,
+    )
+  if (store !== undefined) await assertStoreFolder(store)
+  if ((await sniffFileKind(join(dir, 'provenance.json'))) !== 'missing') return 'coop'
+  if ((await sniffFileKind(join(dir, 'unet'))) === 'folder') {
+    if (store !== undefined || autoencoder !== undefined)
+      throw new UsageError(
+        '--store and --autoencoder apply to cooperative checkpoints, not to a coop train folder',
+      )
+    return 'train'
+  }
+  throw new CliError(
+    'NOT_A_CHECKPOINT',
+    `--checkpoint ${dir} is neither a coop train output (autoencoder/, unet/) nor a cooperative checkpoint (provenance.json)`,
+  )
+}
 
 export const command: Command = {
   summary: 'write a PNG grid of samples from a trained checkpoint',
@@ -37,8 +75,12 @@ export const command: Command = {
       steps: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
+      force: { type: 'boolean' },
+      store: { type: 'string' },
+      autoencoder: { type: 'string' },
     })
     requireFlags(values, ['checkpoint', 'out'])
+    await assertFileOutputFree(values.out, values.force === true)
     const backend = backendFlag(values.backend)
     const n = wholeNumberFlag('n', values.n, { min: 1, max: MAX_SAMPLES }) ?? 16
     const seed = wholeNumberFlag('seed', values.seed, { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? 0
@@ -53,10 +95,26 @@ export const command: Command = {
     const { loadCheckpoint } = await import('../../../trainer/checkpoint.ts')
     const { sampleImages, renderGrid } = await import('../../../trainer/sample.ts')
     const { TrainerError } = await import('../../../trainer/errors.ts')
+    const source = await resolveSource(values.checkpoint, values.store, values.autoencoder)
     await initBackend(backend, log)
-    const autoencoder = await loadCheckpoint(join(values.checkpoint, 'autoencoder'))
-    const unet = await loadCheckpoint(join(values.checkpoint, 'unet'))
-    const config = unet.config
+    let config: CoopConfig
+    let weights: { autoencoder: NamedTensor[]; unet: NamedTensor[] }
+    let from: string
+    if (source === 'coop') {
+      const coop = await loadCoopSampleSource(values.checkpoint, {
+        ...(values.store === undefined ? {} : { store: values.store }),
+        ...(values.autoencoder === undefined ? {} : { autoencoder: values.autoencoder }),
+      })
+      config = coop.config
+      weights = { autoencoder: coop.autoencoder, unet: coop.unet }
+      from = `cooperative checkpoint ${coop.checkpoint} (U-Net round ${coop.round}; autoencoder from ${coop.autoencoderFrom}), provenance and digests verified`
+    } else {
+      const autoencoder = await loadCheckpoint(join(values.checkpoint, 'autoencoder'))
+      const unet = await loadCheckpoint(join(values.checkpoint, 'unet'))
+      config = unet.config
+      weights = { autoencoder: autoencoder.weights, unet: unet.weights }
+      from = `${values.checkpoint} (coop train)`
+    }
     const steps =
       wholeNumberFlag('steps', values.steps, { min: 1, max: config.diffusion.timesteps }) ??
       config.diffusion.samplingSteps
@@ -75,8 +133,8 @@ export const command: Command = {
     else labels = new Array(n).fill(nullLabel)
     const pixels = sampleImages({
       config,
-      autoencoder: autoencoder.weights,
-      unet: unet.weights,
+      autoencoder: weights.autoencoder,
+      unet: weights.unet,
       labels,
       guidance: guidance ?? config.diffusion.guidance,
       steps,
@@ -90,7 +148,7 @@ export const command: Command = {
     const png = await renderGrid(pixels, n, config.image.size, columns, 2)
     await mkdir(dirname(values.out), { recursive: true })
     await writeFile(values.out, png)
-    process.stdout.write(`${n} samples written to ${values.out}\n`)
+    process.stdout.write(`${n} samples written to ${values.out}\nfrom ${from}\n`)
     return 0
   },
 }

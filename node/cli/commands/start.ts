@@ -8,6 +8,14 @@ import { DEFAULT_LINGER_SECONDS } from '../../round/constants.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { errorCode } from '../../../protocol/coded-error.ts'
+import { rm } from 'node:fs/promises'
+import { createPeerWatch } from '../../p2p/peer-watch.ts'
+import { type Collector, createCollector } from '../../monitor/collector.ts'
+import { createNodeMetrics, type NodeMetrics } from '../../monitor/metrics.ts'
+import { parseHttpAddress, startStatusServer } from '../../monitor/server.ts'
+import { StartError } from '../../start/errors.ts'
+import { preflight } from '../../start/preflight.ts'
+import { ensureFolder } from '../../store/dirs.ts'
 
 const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
 
@@ -37,13 +45,37 @@ Options:
   --linger <seconds>      keep serving after the last round (default ${DEFAULT_LINGER_SECONDS}; 0 exits at once)
   --stay                  keep running after the last round until signalled
   --autoencoder <dir>     the component autoencoder checkpoint the charter pins (needed on the
-                          publisher; other peers fetch it by digest)`
+                          publisher; other peers fetch it by digest)
+  --http [host:]port      serve a status page (/), its data (/status.json) and Prometheus
+                          metrics (/metrics); host defaults to 127.0.0.1 (off by default)`
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
     throw new UsageError(`--${flag} must be a whole number, got '${value}'`)
   return Number(value)
+}
+
+/**
+ * libp2p reports a taken port as UnsupportedListenAddressesError (or the socket's EADDRINUSE):
+ * one StartError line instead of a stack. Undefined for any other error.
+ */
+function listenError(err: unknown, listen: string[]): StartError | undefined {
+  const name = err instanceof Error ? err.name : ''
+  const code = errorCode(err)
+  if (code === 'EADDRINUSE' || (err instanceof Error && /EADDRINUSE/.test(err.message)))
+    return new StartError(
+      'PORT_IN_USE',
+      `--listen ${listen.join(' ')}: the port is in use by another process`,
+      { cause: err },
+    )
+  if (name === 'UnsupportedListenAddressesError' || code === 'ERR_NO_VALID_ADDRESSES')
+    return new StartError(
+      'LISTEN_FAILED',
+      `cannot listen on ${listen.join(' ')} (in use, or not an address of this machine)`,
+      { cause: err },
+    )
+  return undefined
 }
 
 function progressLine(peer: CoopPeer): string {
@@ -92,6 +124,7 @@ export const command: Command = {
         linger: { type: 'string' },
         stay: { type: 'boolean' },
         autoencoder: { type: 'string' },
+        http: { type: 'string' },
       },
     })
     for (const flag of ['charter', 'store', 'data'] as const)
@@ -105,23 +138,69 @@ export const command: Command = {
     if (rounds === 0) throw new UsageError('--rounds must be at least 1')
     const linger = wholeNumber('linger', values.linger) ?? DEFAULT_LINGER_SECONDS
     const log = componentLogger('start')
-
-    const peer = await startPeer({
+    const listen = values.listen ?? ['/ip4/127.0.0.1/tcp/0']
+    const bootstrap = values.bootstrap ?? []
+    const consent = values.consent ?? []
+    // Everything given must fit together before anything is written (node/start/preflight.ts).
+    const checked = await preflight({
       charter: values.charter as string,
       store: values.store as string,
       data: values.data as string,
-      consent: values.consent ?? [],
+      consent,
       ...(values.key === undefined ? {} : { key: values.key }),
-      listen: values.listen ?? ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: values.bootstrap ?? [],
+      listen,
+      bootstrap,
       publisher: values.publisher === true,
-      ...(rounds === undefined ? {} : { rounds }),
-      backend,
-      mdns: values.mdns === true,
       train,
-      ...(values.autoencoder === undefined ? {} : { autoencoder: values.autoencoder }),
-      log,
     })
+    const http = values.http === undefined ? undefined : parseHttpAddress(values.http)
+    // Bound before the store is created: a taken --http port leaves nothing behind.
+    let monitor: { metrics?: NodeMetrics; collector?: Collector } = {}
+    const server =
+      http === undefined
+        ? undefined
+        : await startStatusServer(http, {
+            registry: () => monitor.metrics?.registry,
+            view: () => monitor.collector?.view(),
+            log: componentLogger('http'),
+          })
+    const { created } = await ensureFolder(values.store as string)
+
+    let peer: CoopPeer
+    try {
+      peer = await startPeer({
+        charter: values.charter as string,
+        store: values.store as string,
+        data: values.data as string,
+        consent,
+        ...(values.key === undefined ? {} : { key: values.key }),
+        listen,
+        bootstrap,
+        publisher: values.publisher === true,
+        ...(rounds === undefined ? {} : { rounds }),
+        backend,
+        mdns: values.mdns === true,
+        train,
+        ...(values.autoencoder === undefined ? {} : { autoencoder: values.autoencoder }),
+        log,
+      })
+    } catch (err) {
+      // A store this start created holds nothing worth keeping: remove it, so a retry starts clean.
+      // An existing store keeps what it had (a retry reuses it: nothing here is half-written).
+      if (!checked.storeExisted && created !== undefined) await rm(created, { recursive: true, force: true })
+      await server?.stop()
+      throw listenError(err, listen) ?? err
+    }
+    const watch = createPeerWatch(
+      { publishers: peer.charter.publishers, self: peer.peerId },
+      { libp2p: peer.host.libp2p, log: componentLogger('peers') },
+    )
+    watch.start()
+    if (server !== undefined) {
+      const metrics = createNodeMetrics({ coop: peer.coopId, peer: peer.peerId })
+      monitor = { metrics, collector: createCollector(peer, metrics.sink) }
+      monitor.collector?.start()
+    }
 
     const tty = process.stdout.isTTY === true
     const progress = tty
@@ -158,7 +237,10 @@ export const command: Command = {
       code = 1
     } finally {
       if (progress !== undefined) clearInterval(progress)
+      watch.stop()
+      monitor.collector?.stop()
       await peer.stop()
+      await server?.stop()
       if (tty) process.stdout.write(`\r\x1b[2K${progressLine(peer)}\n`)
     }
     return code

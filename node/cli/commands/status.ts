@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util'
 import { readAddrs } from '../../round/layout.ts'
 import { readSnapshot } from '../../store/store.ts'
+import { assertStoreFolder } from '../../store/dirs.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
 import { errorCode } from '../../../protocol/coded-error.ts'
@@ -49,6 +50,7 @@ export const command: Command = {
       options: { store: { type: 'string' }, json: { type: 'boolean' } },
     })
     if (values.store === undefined) throw new UsageError('--store is required')
+    await assertStoreFolder(values.store)
     const snapshot = (await readSnapshot(values.store, 'status')) as StatusSnapshot | undefined
     if (snapshot === undefined)
       throw new CliError('NO_STATUS', `no status snapshot in ${values.store}: the node has not run there yet`)

@@ -4,6 +4,8 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { sha256Digest } from '../../../protocol/digest.ts'
 import { loadLineage } from '../../round/audit.ts'
+import { sniffFileKind, withArticle } from '../../file-kind.ts'
+import { assertStoreFolder } from '../../store/dirs.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
 
@@ -35,8 +37,18 @@ export const command: Command = {
     if (values.store === undefined) throw new UsageError('--store is required')
     if ((values.image === undefined) === (values.checkpoint === undefined))
       throw new UsageError('give exactly one of --image or --checkpoint')
+    await assertStoreFolder(values.store)
     const { index, checkpoints } = await loadLineage(values.store)
     if (values.image !== undefined) {
+      if (!DIGEST.test(values.image)) {
+        const kind = await sniffFileKind(values.image)
+        if (kind === 'missing') throw new CliError('NOT_FOUND', `--image ${values.image}: no such file`)
+        if (kind !== 'image')
+          throw new CliError(
+            'WRONG_FILE_KIND',
+            `--image ${values.image} is ${withArticle(kind)}, not an image`,
+          )
+      }
       const image = DIGEST.test(values.image)
         ? values.image
         : sha256Digest(new Uint8Array(await readFile(values.image)))
@@ -50,7 +62,10 @@ export const command: Command = {
         `image ${image}`,
         `in manifests: ${manifests.length === 0 ? 'none known here' : manifests.join(', ')}`,
       ]
-      if (entries.length === 0) lines.push('no checkpoint in this store learned from it')
+      if (entries.length === 0)
+        lines.push(
+          `no checkpoint in this store learned from it (${checkpoints.length} verified checkpoint(s) searched)`,
+        )
       for (const e of entries) {
         const rounds = [...new Set(e.via.map((v) => v.round))].sort((a, b) => a - b)
         const peers = [...new Set(e.via.map((v) => v.peer))].sort()

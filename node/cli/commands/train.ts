@@ -26,6 +26,9 @@ Options:
   --resume               continue the run in --out from its last checkpoints
   --set <key=value>      any other config override, e.g. --set unet.lr=0.0005 (repeatable)`
 
+/** Exit status of a run stopped by Ctrl-C: 128 + SIGINT, as shells report it. */
+const EXIT_INTERRUPTED = 130
+
 /** `key=value` with the value read as JSON when it parses (numbers, booleans, arrays), else as a string. */
 export function parseOverride(text: string): [string, unknown] {
   const eq = text.indexOf('=')
@@ -112,6 +115,16 @@ export const command: Command = {
       )
     const out = values.out
     const bar = tty ? createBar() : undefined
+    // Ctrl-C: say how to continue. The periodic checkpoints are what --resume starts from.
+    const resumeCommand = `coop train ${argv.join(' ')}${values.resume === true ? '' : ' --resume'}`
+    process.once('SIGINT', () => {
+      bar?.stop()
+      process.stderr.write(
+        `\ncoop train: interrupted. ${out} keeps the checkpoints written every ${config.training.checkpointEvery} steps; ` +
+          `continue from the last one with:\n  ${resumeCommand}\n`,
+      )
+      process.exit(EXIT_INTERRUPTED)
+    })
     let lastLogged = 0
     // Per-step rates jitter with the other work on the machine; the bar shows a moving average.
     let smoothedRate = 0
