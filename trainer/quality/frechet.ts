@@ -21,7 +21,8 @@ export interface Gaussian {
 }
 
 function checkRows(features: Float32Array | Float64Array, dim: number): number {
-  if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`feature dimension must be positive, got ${dim}`)
+  if (!Number.isInteger(dim) || dim < 1)
+    throw new RangeError(`feature dimension must be positive, got ${dim}`)
   if (features.length % dim !== 0)
     throw new RangeError(`${features.length} values are not rows of ${dim} features`)
   return features.length / dim
@@ -64,7 +65,8 @@ export function gaussianOf(
     for (let j = 0; j < dim; j++) centred[j] = (features[row * dim + j] as number) - (mean[j] as number)
     for (let a = 0; a < dim; a++) {
       const ca = x * (centred[a] as number)
-      for (let b = a; b < dim; b++) covariance[a * dim + b] = (covariance[a * dim + b] as number) + ca * (centred[b] as number)
+      for (let b = a; b < dim; b++)
+        covariance[a * dim + b] = (covariance[a * dim + b] as number) + ca * (centred[b] as number)
     }
   }
   // Unbiased: Σw - Σw²/Σw (= n - 1 for unit weights).
@@ -91,8 +93,7 @@ function toMatrix(values: Float64Array, dim: number): Matrix {
 function symmetrize(m: Matrix): Matrix {
   const n = m.rows
   const out = new Matrix(n, n)
-  for (let a = 0; a < n; a++)
-    for (let b = 0; b < n; b++) out.set(a, b, (m.get(a, b) + m.get(b, a)) / 2)
+  for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) out.set(a, b, (m.get(a, b) + m.get(b, a)) / 2)
   return out
 }
 
@@ -108,7 +109,8 @@ export function sqrtPsd(m: Matrix): Matrix {
   const n = m.rows
   const scaled = new Matrix(n, n)
   for (let a = 0; a < n; a++)
-    for (let k = 0; k < n; k++) scaled.set(a, k, vectors.get(a, k) * Math.sqrt(Math.max(0, values[k] as number)))
+    for (let k = 0; k < n; k++)
+      scaled.set(a, k, vectors.get(a, k) * Math.sqrt(Math.max(0, values[k] as number)))
   return scaled.mmul(vectors.transpose())
 }
 
@@ -134,12 +136,19 @@ export function frechetDistance(x: Gaussian, y: Gaussian): number {
     meanTerm += d * d
   }
   let traces = 0
-  for (let j = 0; j < dim; j++) traces += (x.covariance[j * dim + j] as number) + (y.covariance[j * dim + j] as number)
+  for (let j = 0; j < dim; j++)
+    traces += (x.covariance[j * dim + j] as number) + (y.covariance[j * dim + j] as number)
   const cross = traceSqrtProduct(toMatrix(x.covariance, dim), toMatrix(y.covariance, dim))
   return Math.max(0, meanTerm + traces - 2 * cross)
 }
 
-function squaredDistances(a: Float32Array, aCount: number, b: Float32Array, bCount: number, dim: number): Float64Array {
+function squaredDistances(
+  a: Float32Array,
+  aCount: number,
+  b: Float32Array,
+  bCount: number,
+  dim: number,
+): Float64Array {
   const out = new Float64Array(aCount * bCount)
   for (let i = 0; i < aCount; i++)
     for (let j = 0; j < bCount; j++) {
@@ -168,7 +177,14 @@ function kthNeighbourRadii(features: Float32Array, count: number, dim: number, k
 }
 
 /** Share of rows of `queries` inside at least one k-NN ball of the `support` rows. */
-function coverage(queries: Float32Array, queryCount: number, support: Float32Array, supportCount: number, radii: Float64Array, dim: number): number {
+function coverage(
+  queries: Float32Array,
+  queryCount: number,
+  support: Float32Array,
+  supportCount: number,
+  radii: Float64Array,
+  dim: number,
+): number {
   const distances = squaredDistances(queries, queryCount, support, supportCount, dim)
   let inside = 0
   for (let i = 0; i < queryCount; i++) {

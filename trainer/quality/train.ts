@@ -28,7 +28,13 @@ export function learningRateAt(step: number, recipe: ClassifierRecipe): number {
 const BACKGROUND = 1
 
 /** One augmented copy of image `index`: optional half-resolution round trip, shift, horizontal flip. */
-function augment(data: LabelledImages, lowRes: Float32Array, index: number, rng: Rng, recipe: ClassifierRecipe): Float32Array {
+function augment(
+  data: LabelledImages,
+  lowRes: Float32Array,
+  index: number,
+  rng: Rng,
+  recipe: ClassifierRecipe,
+): Float32Array {
   const size = CLASSIFIER_IMAGE_SIZE
   const row = size * size * 3
   const useLowRes = rng.uniform() < recipe.lowResolutionProbability
@@ -44,7 +50,8 @@ function augment(data: LabelledImages, lowRes: Float32Array, index: number, rng:
       const sx0 = x - dx
       if (sx0 < 0 || sx0 >= size) continue
       const sx = flip ? size - 1 - sx0 : sx0
-      for (let c = 0; c < 3; c++) out[(y * size + x) * 3 + c] = source[index * row + (sy * size + sx) * 3 + c] as number
+      for (let c = 0; c < 3; c++)
+        out[(y * size + x) * 3 + c] = source[index * row + (sy * size + sx) * 3 + c] as number
     }
   }
   return out
@@ -92,7 +99,8 @@ export async function trainClassifier(
       const index = list[rng.int(list.length)] as number
       batch.set(augment(train, lowRes, index, rng, recipe), b * row)
       for (let c = 0; c < classCount; c++)
-        targets[b * classCount + c] = recipe.labelSmoothing / classCount + (c === label ? 1 - recipe.labelSmoothing : 0)
+        targets[b * classCount + c] =
+          recipe.labelSmoothing / classCount + (c === label ? 1 - recipe.labelSmoothing : 0)
     }
     const { value, grads } = tf.tidy(() => {
       const x = tf.tensor4d(batch, [recipe.batchSize, size, size, 3])
@@ -105,7 +113,8 @@ export async function trainClassifier(
     const loss = value.dataSync()[0] as number
     value.dispose()
     const byParam: Record<string, tf.Tensor> = {}
-    for (const name of store.trainableNames()) byParam[name] = grads[(store.variables.get(name) as tf.Variable).name] as tf.Tensor
+    for (const name of store.trainableNames())
+      byParam[name] = grads[(store.variables.get(name) as tf.Variable).name] as tf.Tensor
     adam.apply(byParam, learningRateAt(step, recipe))
     for (const g of Object.values(grads)) g.dispose()
     losses.push(loss)
@@ -127,7 +136,11 @@ export interface ClassifierAccuracy {
 }
 
 /** Top-1 accuracy of the most probable class against `labels`. */
-export function accuracyOf(probabilities: Float32Array, labels: readonly number[], classes: readonly string[]): ClassifierAccuracy {
+export function accuracyOf(
+  probabilities: Float32Array,
+  labels: readonly number[],
+  classes: readonly string[],
+): ClassifierAccuracy {
   const classCount = classes.length
   const correct = new Array<number>(classCount).fill(0)
   const total = new Array<number>(classCount).fill(0)
@@ -135,7 +148,8 @@ export function accuracyOf(probabilities: Float32Array, labels: readonly number[
   labels.forEach((label, i) => {
     let best = 0
     for (let c = 1; c < classCount; c++)
-      if ((probabilities[i * classCount + c] as number) > (probabilities[i * classCount + best] as number)) best = c
+      if ((probabilities[i * classCount + c] as number) > (probabilities[i * classCount + best] as number))
+        best = c
     total[label] = (total[label] as number) + 1
     if (best === label) {
       hits++
@@ -151,7 +165,12 @@ export function accuracyOf(probabilities: Float32Array, labels: readonly number[
     balanced += perClass[name]
     present++
   })
-  return { accuracy: labels.length === 0 ? 0 : hits / labels.length, balancedAccuracy: present === 0 ? 0 : balanced / present, perClass, count: labels.length }
+  return {
+    accuracy: labels.length === 0 ? 0 : hits / labels.length,
+    balancedAccuracy: present === 0 ? 0 : balanced / present,
+    perClass,
+    count: labels.length,
+  }
 }
 
 /** Accuracy of a trained classifier on labelled images at CLASSIFIER_IMAGE_SIZE. */

@@ -48,7 +48,10 @@ export function encodeClassifier(store: ParamStore, card: ClassifierCard): Uint8
     shape: t.shape,
     data: float32ArrayToFloat16(t.data),
   }))
-  return encodeSafetensors(entries, { format: 'diffusion-coop-quality-classifier/1', card: JSON.stringify(card) })
+  return encodeSafetensors(entries, {
+    format: 'diffusion-coop-quality-classifier/1',
+    card: JSON.stringify(card),
+  })
 }
 
 export interface LoadedClassifier {
@@ -58,7 +61,10 @@ export interface LoadedClassifier {
 }
 
 /** Decodes classifier bytes; `expectedDigest` (default: the committed one) must match unless null. */
-export function decodeClassifier(bytes: Uint8Array, expectedDigest: string | null = CLASSIFIER_WEIGHTS_SHA256): LoadedClassifier {
+export function decodeClassifier(
+  bytes: Uint8Array,
+  expectedDigest: string | null = CLASSIFIER_WEIGHTS_SHA256,
+): LoadedClassifier {
   const digest = sha256Digest(bytes)
   if (expectedDigest !== null && digest !== expectedDigest)
     throw new TrainerError(
@@ -68,8 +74,13 @@ export function decodeClassifier(bytes: Uint8Array, expectedDigest: string | nul
   const { tensors, metadata } = decodeSafetensors(bytes)
   const weights: NamedTensor[] = []
   for (const entry of tensors.values()) {
-    if (entry.dtype !== 'F16') throw new TrainerError('CHECKPOINT_CORRUPT', `classifier tensor ${entry.name} is not F16`)
-    weights.push({ name: entry.name, shape: [...entry.shape], data: float16ToFloat32Array(entry.data as Uint16Array) })
+    if (entry.dtype !== 'F16')
+      throw new TrainerError('CHECKPOINT_CORRUPT', `classifier tensor ${entry.name} is not F16`)
+    weights.push({
+      name: entry.name,
+      shape: [...entry.shape],
+      data: float16ToFloat32Array(entry.data as Uint16Array),
+    })
   }
   let card: ClassifierCard
   try {

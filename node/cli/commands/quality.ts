@@ -39,7 +39,8 @@ export const command: Command = {
     const [action] = positionals
     if (positionals.length !== 1 || (action !== 'train' && action !== 'info'))
       throw new UsageError('expected `coop quality train` or `coop quality info`')
-    const { loadCommittedClassifier, classifierWeightsPath } = await import('../../../trainer/quality/weights.ts')
+    const { loadCommittedClassifier, classifierWeightsPath } =
+      await import('../../../trainer/quality/weights.ts')
     if (action === 'info') {
       const { card, digest } = await loadCommittedClassifier()
       process.stdout.write(
@@ -69,7 +70,8 @@ export const command: Command = {
     process.stdout.write(
       `trained in ${seconds.toFixed(0)} s: held-out accuracy ${percent(result.test.accuracy)} (class-balanced ${percent(result.test.balancedAccuracy)}) on ${result.test.count} images\n`,
     )
-    for (const [name, value] of Object.entries(result.test.perClass)) process.stdout.write(`  ${name}: ${percent(value)}\n`)
+    for (const [name, value] of Object.entries(result.test.perClass))
+      process.stdout.write(`  ${name}: ${percent(value)}\n`)
     if (values.write) {
       await writeFile(classifierWeightsPath(), result.bytes)
       await writeFile(
