@@ -27,6 +27,8 @@ import { TrainerError } from '../../trainer/errors.ts'
 import type { TrainerSession } from '../../trainer/session.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import type { Logger, Phase } from '../../trainer/types.ts'
+import { loadQualityModel, scoreModel } from '../../trainer/quality/index.ts'
+import type { QualityModel } from '../../trainer/quality/index.ts'
 import type { ByzantineSpec } from './byzantine.ts'
 import { applyAttack, formatByzantine } from './byzantine.ts'
 import {
@@ -68,6 +70,31 @@ export interface SimulationOptions {
   autoencoder?: AutoencoderSource
   /** Held-out images that score both models; default config.training.evalBatch. */
   evalItems?: number
+  /** Sample quality of both models (U-Net phase, class-conditional configs); absent = eval loss only. */
+  quality?: SimulationQualityOptions
+  /** The tfjs backend the run uses, recorded in results.json (results are reproducible per backend). */
+  backend?: string
+}
+
+export interface SimulationQualityOptions {
+  /** Class-conditional samples per class for each score. */
+  perClass: number
+  /** Score every this-many rounds as well as after the last (0: after the last only). */
+  every: number
+  guidance: number
+  /** DDIM steps. */
+  steps: number
+  /** Sampling seed (the same for both models and every round, so scores differ only by the model). */
+  seed: number
+}
+
+/** Quality of one model (trainer/quality): see trainer/quality/README.md for how to read it. */
+export interface QualityFigures {
+  classAccuracy: number
+  frechetDistance: number
+  precision: number
+  recall: number
+  samples: number
 }
 
 export interface RoundResult {
@@ -90,6 +117,8 @@ export interface RoundResult {
   /** Images processed so far by all peers together, and by the baseline (equal by construction). */
   federatedSampleSteps: number
   baselineSampleSteps: number
+  /** Present on the rounds the quality was scored (federated null when it diverged). */
+  quality?: { federated: QualityFigures | null; baseline: QualityFigures }
 }
 
 export interface SimulationResult {
@@ -108,6 +137,9 @@ export interface SimulationResult {
     outerLr: number
     outerMomentum: number
     batchSize: number
+    evalItems: number
+    backend: string | null
+    quality: (SimulationQualityOptions & { classifier: string }) | null
   }
   data: {
     source: string
@@ -129,6 +161,8 @@ export interface SimulationResult {
     totalBytesPerPeer: number
     totalDenseBytesPerPeer: number
     diverged: { round: number; reason: string } | null
+    /** Quality after the last round (null when not scored). */
+    quality: { federated: QualityFigures | null; baseline: QualityFigures } | null
   }
 }
 
@@ -157,6 +191,14 @@ function checkOptions(options: SimulationOptions): void {
       'BAD_OPTION',
       `Byzantine peers must number between 1 and peers - 1, got ${options.byzantine.count}`,
     )
+  if (options.quality !== undefined) {
+    if (options.phase !== 'unet')
+      throw new SimulateError('BAD_OPTION', 'sample quality is measured on U-Net samples: use the U-Net phase')
+    integer('quality samples per class', options.quality.perClass, 2, 1024)
+    integer('quality interval', options.quality.every, 0, MAX_ROUNDS)
+    integer('quality sampling steps', options.quality.steps, 1, options.config.diffusion.timesteps)
+    integer('quality seed', options.quality.seed, 0, 2 ** 31 - 1)
+  }
   if (options.phase === 'unet' && options.autoencoder === undefined)
     throw new SimulateError(
       'BAD_OPTION',
@@ -246,6 +288,7 @@ export async function runSimulation(
   ).map((positions) => positions.map((p) => pool[p] as number))
   const poolData = subsetDataset(dataset, pool)
   const sessions: TrainerSession[] = []
+  let qualityModel: QualityModel | undefined
   try {
     let autoencoder: NamedTensor[] | undefined
     let autoencoderInfo: SimulationResult['autoencoder'] = null
@@ -312,6 +355,31 @@ export async function runSimulation(
       sessions.push(session)
       peerSessions.push(session)
     }
+
+    const qualityOptions = options.quality
+    if (qualityOptions !== undefined) qualityModel = await loadQualityModel()
+    // Samples of the classes the data holds, so the real reference holds the same classes.
+    const qualityClasses = dataset.classes.filter((name) => config.classes.includes(name))
+    const scoreQuality = async (unet: NamedTensor[]): Promise<QualityFigures> => {
+      const q = await scoreModel(qualityModel as QualityModel, {
+        config,
+        autoencoder: autoencoder as NamedTensor[],
+        unet,
+        classes: qualityClasses,
+        perClass: (qualityOptions as SimulationQualityOptions).perClass,
+        guidance: (qualityOptions as SimulationQualityOptions).guidance,
+        steps: (qualityOptions as SimulationQualityOptions).steps,
+        seed: (qualityOptions as SimulationQualityOptions).seed,
+      })
+      return {
+        classAccuracy: q.classAccuracy,
+        frechetDistance: q.frechetDistance,
+        precision: q.precision,
+        recall: q.recall,
+        samples: q.samples,
+      }
+    }
+    let finalQuality: SimulationResult['final']['quality'] = null
 
     // Every peer and the baseline start from the same initial weights.
     let weights = await baseline.getWeights()
@@ -416,6 +484,17 @@ export async function runSimulation(
         federatedSampleSteps,
         baselineSampleSteps: baseline.samplesSeen(),
       }
+      const lastRound = round === options.rounds || diverged !== null
+      if (
+        qualityOptions !== undefined &&
+        (lastRound || (qualityOptions.every > 0 && round % qualityOptions.every === 0))
+      ) {
+        row.quality = {
+          federated: federatedLoss === null ? null : await scoreQuality(weights),
+          baseline: await scoreQuality(await baseline.getWeights()),
+        }
+        if (lastRound) finalQuality = row.quality
+      }
       rounds.push(row)
       log?.info({ round, federated: federatedLoss, baseline: baselineLoss }, 'simulated round closed')
       hooks.onRound?.(row, (performance.now() - started) / 1000)
@@ -439,6 +518,12 @@ export async function runSimulation(
         outerLr: options.outerLr,
         outerMomentum: options.outerMomentum,
         batchSize,
+        evalItems: evaluation.length,
+        backend: options.backend ?? null,
+        quality:
+          qualityOptions === undefined
+            ? null
+            : { ...qualityOptions, classifier: (qualityModel as QualityModel).digest },
       },
       data: {
         source: options.dataSource,
@@ -459,9 +544,11 @@ export async function runSimulation(
         totalBytesPerPeer: cumulativeBytes,
         totalDenseBytesPerPeer: cumulativeDense,
         diverged,
+        quality: finalQuality,
       },
     }
   } finally {
     for (const session of sessions) session.dispose()
+    qualityModel?.dispose()
   }
 }

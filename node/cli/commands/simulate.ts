@@ -13,6 +13,9 @@ import { parseByzantine } from '../../simulate/byzantine.ts'
 import {
   DEFAULT_SIM_INNER_STEPS,
   DEFAULT_SIM_PEERS,
+  DEFAULT_QUALITY_PER_CLASS,
+  DEFAULT_QUALITY_SAMPLING_STEPS,
+  DEFAULT_QUALITY_SEED,
   DEFAULT_ROUNDS,
   DEFAULT_SIM_OUTER_LR,
   DEFAULT_SIM_OUTER_MOMENTUM,
@@ -50,6 +53,10 @@ Options:
   --eval-items <n>          held-out images scoring both models (default: the config's training.evalBatch)
   --data <dir>              image folder <dir>/<class>/*.png (default: all of Twemoji, laid out in a temp folder)
   --seed <n>                seed of the split, the initial weights and the training streams (default 0)
+  --quality-per-class <n>   sample quality (trainer/quality: class accuracy, Fréchet distance) of both
+                            models after the last round, from n samples per class (default ${DEFAULT_QUALITY_PER_CLASS})
+  --quality-every <r>       also score every r rounds (default 0: after the last only)
+  --no-quality              skip the quality scoring (U-Net phase of class-conditional configs only)
   --backend <name>          ${REQUESTED_BACKENDS.join('|')} (default auto)
   --out <dir>               output folder; must not exist or be empty`
 
@@ -95,6 +102,9 @@ export const command: Command = {
       seed: { type: 'string' },
       backend: { type: 'string' },
       out: { type: 'string' },
+      'quality-per-class': { type: 'string' },
+      'quality-every': { type: 'string' },
+      'no-quality': { type: 'boolean' },
     })
     requireFlags(values, ['out'])
     const out = values.out
@@ -124,6 +134,16 @@ export const command: Command = {
       (values.autoencoder !== undefined || values['autoencoder-steps'] !== undefined)
     )
       throw new UsageError('--autoencoder and --autoencoder-steps apply to the U-Net phase only')
+    const qualityPerClass =
+      wholeNumberFlag('quality-per-class', values['quality-per-class'], { min: 2, max: 1024 }) ??
+      DEFAULT_QUALITY_PER_CLASS
+    const qualityEvery = wholeNumberFlag('quality-every', values['quality-every']) ?? 0
+    const scoreQuality = values['no-quality'] !== true && phase === 'unet' && config.classes.length > 0
+    if (
+      values['no-quality'] === true &&
+      (values['quality-per-class'] !== undefined || values['quality-every'] !== undefined)
+    )
+      throw new UsageError('--no-quality excludes --quality-per-class and --quality-every')
     if (existsSync(out) && readdirSync(out).length > 0)
       throw new SimulateError(
         'OUT_NOT_EMPTY',
@@ -135,7 +155,7 @@ export const command: Command = {
     const { loadImageFolder } = await import('../../../trainer/data.ts')
     const { runSimulation } = await import('../../simulate/run.ts')
     const { ensureTwemoji } = await import('../../simulate/data.ts')
-    const { summaryLines, tableHeader, tableRow, writeSimulationReport } =
+    const { qualityLine, summaryLines, tableHeader, tableRow, writeSimulationReport } =
       await import('../../simulate/report.ts')
     const print = (line: string) => process.stdout.write(`${line}\n`)
 
@@ -204,6 +224,18 @@ export const command: Command = {
         dataSource,
         ...(autoencoder === undefined ? {} : { autoencoder }),
         evalItems,
+        backend: choice.name,
+        ...(scoreQuality
+          ? {
+              quality: {
+                perClass: qualityPerClass,
+                every: qualityEvery,
+                guidance: config.diffusion.guidance,
+                steps: Math.min(DEFAULT_QUALITY_SAMPLING_STEPS, config.diffusion.timesteps),
+                seed: DEFAULT_QUALITY_SEED,
+              },
+            }
+          : {}),
       },
       {
         log,
@@ -214,6 +246,8 @@ export const command: Command = {
             headerPrinted = true
           }
           print(tableRow(row, seconds))
+          const quality = qualityLine(row)
+          if (quality !== undefined) print(quality)
         },
       },
     )
