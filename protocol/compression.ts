@@ -7,6 +7,14 @@
 //   int8  : `<name>` I8 + `<name>.scale` F32[1]; value = q * scale, scale = maxabs / 127 (rounded up to F32)
 //   topk  : `<name>.idx` I32[k] (strictly ascending flat indices) + `<name>.val` F32[k]
 //           + `<name>.shape` I32[rank] (the dense shape, which idx/val cannot carry)
+//   topk, 2-bit values (SparseLoCo-style, arXiv 2508.15706): top-k per chunk of TOPK_CHUNK
+//           consecutive elements, `<name>.chunk` I32[2] = [TOPK_CHUNK, k per chunk],
+//           `<name>.idx` U8[kept] (each chunk's kept offsets, strictly ascending within the chunk,
+//           chunks in order; the last chunk keeps min(k, its length)), `<name>.val` U8[ceil(kept/4)]
+//           (2-bit codes, four per byte from the low bits up, unused high bits zero: bit 1 = sign
+//           (1 negative), bit 0 = level), `<name>.levels` F32[2] = [small, large] magnitudes
+//           (0 <= small <= large), `<name>.shape` I32[rank]. About 2.25 bytes per kept value
+//           against 8 for the I32/F32 layout.
 //
 // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): the caller keeps the residual
 // (what compression dropped) and passes it back next round, so dropped mass is sent later
@@ -21,7 +29,11 @@ export interface NamedTensor {
   data: Float32Array
 }
 
-export type Codec = { kind: 'none' } | { kind: 'int8' } | { kind: 'topk'; fraction: number }
+export type Codec =
+  | { kind: 'none' }
+  | { kind: 'int8' }
+  /** `values: '2bit'` selects the chunked 2-bit layout; absent = F32 values at I32 indices. */
+  | { kind: 'topk'; fraction: number; values?: '2bit' }
 
 /** Largest int8 magnitude used: symmetric range [-127, 127] so that -x encodes exactly as -q. */
 export const INT8_LEVELS = 127
@@ -32,7 +44,12 @@ export const DELTA_MAX_ELEMENTS_PER_TENSOR = 256 * 1024 * 1024
 /** Smallest top-k fraction accepted: 1e-6 keeps at least one value per million; below that a round carries no signal. */
 export const TOPK_MIN_FRACTION = 1e-6
 
+/** Chunk of the 2-bit top-k layout: 256 elements, so an offset fits one U8 byte (SparseLoCo chunks tensors the same way, with 4096). */
+export const TOPK_CHUNK = 256
+
 const SUFFIX_SCALE = '.scale'
+const SUFFIX_CHUNK = '.chunk'
+const SUFFIX_LEVELS = '.levels'
 const SUFFIX_IDX = '.idx'
 const SUFFIX_VAL = '.val'
 const SUFFIX_SHAPE = '.shape'
@@ -51,6 +68,8 @@ function checkCodec(codec: Codec): void {
         'SCHEMA',
         `top-k fraction must be in [${TOPK_MIN_FRACTION}, 1], got ${codec.fraction}`,
       )
+    if (codec.values !== undefined && codec.values !== '2bit')
+      throw new ProtocolError('SCHEMA', `top-k values must be '2bit' or absent, got ${String(codec.values)}`)
     return
   }
   throw new ProtocolError(
@@ -59,24 +78,30 @@ function checkCodec(codec: Codec): void {
   )
 }
 
-/** Parses the CLI/charter spelling `none`, `int8` or `topk:<fraction>`. */
+/** Parses the CLI/charter spelling `none`, `int8`, `topk:<fraction>` or `topk:<fraction>:2bit`. */
 export function parseCodec(text: string): Codec {
   if (text === 'none' || text === 'int8') return { kind: text }
-  const match = /^topk:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)$/.exec(text)
+  const match = /^topk:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(:2bit)?$/.exec(text)
   if (match !== null) {
-    const codec: Codec = { kind: 'topk', fraction: Number(match[1]) }
+    const codec: Codec = {
+      kind: 'topk',
+      fraction: Number(match[1]),
+      ...(match[2] === undefined ? {} : { values: '2bit' as const }),
+    }
     checkCodec(codec)
     return codec
   }
   throw new ProtocolError(
     'UNKNOWN_TYPE',
-    `unknown codec ${JSON.stringify(text)}: expected none, int8 or topk:<fraction>`,
+    `unknown codec ${JSON.stringify(text)}: expected none, int8, topk:<fraction> or topk:<fraction>:2bit`,
   )
 }
 
 /** The spelling `parseCodec` reads. */
 export function formatCodec(codec: Codec): string {
-  return codec.kind === 'topk' ? `topk:${codec.fraction}` : codec.kind
+  return codec.kind === 'topk'
+    ? `topk:${codec.fraction}${codec.values === '2bit' ? ':2bit' : ''}`
+    : codec.kind
 }
 
 function checkTensor(tensor: NamedTensor, what: string): void {
@@ -166,6 +191,92 @@ export function topkCount(elements: number, fraction: number): number {
   return Math.min(elements, Math.max(1, Math.ceil(fraction * elements)))
 }
 
+/**
+ * The two magnitudes of the 2-bit layout for the kept |values| (sorted ascending): a 1-D
+ * two-means (Lloyd) split, started at the median, a fixed 8 iterations so every machine does
+ * the same float64 operations. Returned rounded to float32, small <= large.
+ */
+function twoLevels(sortedMagnitudes: Float64Array): [number, number] {
+  const n = sortedMagnitudes.length
+  if (n === 0) return [0, 0]
+  let split = Math.floor(n / 2) // first index of the large group
+  let small = 0
+  let large = 0
+  for (let iteration = 0; iteration < 8; iteration++) {
+    let sumSmall = 0
+    for (let i = 0; i < split; i++) sumSmall += sortedMagnitudes[i] as number
+    let sumLarge = 0
+    for (let i = split; i < n; i++) sumLarge += sortedMagnitudes[i] as number
+    large = sumLarge / (n - split)
+    small = split === 0 ? large : sumSmall / split
+    const threshold = (small + large) / 2
+    let next = 0
+    while (next < n && (sortedMagnitudes[next] as number) < threshold) next++
+    if (next === n) next = n - 1
+    if (next === split) break
+    split = next
+  }
+  const a = Math.fround(small)
+  const b = Math.fround(large)
+  return a <= b ? [a, b] : [b, a]
+}
+
+/** 2-bit code of `value` against the levels: sign bit 1, level bit 0 (the nearer magnitude; ties to small). */
+function twoBitCode(value: number, levels: readonly [number, number]): number {
+  const magnitude = Math.abs(value)
+  const level = magnitude - levels[0] > levels[1] - magnitude ? 1 : 0
+  return ((value < 0 ? 1 : 0) << 1) | level
+}
+
+function twoBitValue(code: number, levels: readonly [number, number]): number {
+  const magnitude = levels[code & 1] as number
+  return code & 2 ? -magnitude : magnitude
+}
+
+/** Kept offsets of one chunk: the k largest |values| (ties: lower offset), ascending. */
+function chunkTopOffsets(values: Float32Array, start: number, length: number, k: number): number[] {
+  const offsets = Array.from({ length }, (_, i) => i)
+  offsets.sort(
+    (a, b) => Math.abs(values[start + b] as number) - Math.abs(values[start + a] as number) || a - b,
+  )
+  return offsets.slice(0, k).sort((a, b) => a - b)
+}
+
+function encodeTopk2bit(
+  name: string,
+  shape: number[],
+  values: Float32Array,
+  fraction: number,
+  left: Float32Array,
+): TensorEntry[] {
+  const k = topkCount(TOPK_CHUNK, fraction)
+  const flat: number[] = []
+  const offsets: number[] = []
+  for (let start = 0; start < values.length; start += TOPK_CHUNK) {
+    const length = Math.min(TOPK_CHUNK, values.length - start)
+    for (const offset of chunkTopOffsets(values, start, length, Math.min(k, length))) {
+      offsets.push(offset)
+      flat.push(start + offset)
+    }
+  }
+  const magnitudes = Float64Array.from(flat, (i) => Math.abs(values[i] as number)).sort()
+  const levels = twoLevels(magnitudes)
+  const packed = new Uint8Array(Math.ceil(flat.length / 4))
+  left.set(values)
+  flat.forEach((i, j) => {
+    const code = twoBitCode(values[i] as number, levels)
+    packed[j >> 2] = (packed[j >> 2] as number) | (code << ((j & 3) * 2))
+    left[i] = (values[i] as number) - Math.fround(twoBitValue(code, levels))
+  })
+  return [
+    { name: name + SUFFIX_CHUNK, dtype: 'I32', shape: [2], data: Int32Array.from([TOPK_CHUNK, k]) },
+    { name: name + SUFFIX_IDX, dtype: 'U8', shape: [offsets.length], data: Uint8Array.from(offsets) },
+    { name: name + SUFFIX_LEVELS, dtype: 'F32', shape: [2], data: Float32Array.from(levels) },
+    { name: name + SUFFIX_SHAPE, dtype: 'I32', shape: [shape.length], data: Int32Array.from(shape) },
+    { name: name + SUFFIX_VAL, dtype: 'U8', shape: [packed.length], data: packed },
+  ]
+}
+
 export interface CompressedDelta {
   /** Safetensors entries to encode with `encodeSafetensors` (sorted by name). */
   entries: TensorEntry[]
@@ -212,6 +323,8 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
       })
       for (let i = 0; i < values.length; i++)
         left[i] = (values[i] as number) - Math.fround((q[i] as number) * scale)
+    } else if (codec.values === '2bit') {
+      entries.push(...encodeTopk2bit(tensor.name, shape, values, codec.fraction, left))
     } else {
       const k = topkCount(values.length, codec.fraction)
       const idx = topIndices(values, k)
@@ -264,7 +377,7 @@ function checkDenseShape(name: string, shape: readonly number[]): number {
 export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
   let kind: Codec['kind'] = 'none'
   for (const entry of entries.values()) {
-    if (entry.dtype === 'I32' && entry.name.endsWith(SUFFIX_IDX)) return 'topk'
+    if ((entry.dtype === 'I32' || entry.dtype === 'U8') && entry.name.endsWith(SUFFIX_IDX)) return 'topk'
     if (entry.dtype === 'I8') kind = 'int8'
   }
   return kind
@@ -311,8 +424,18 @@ export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[
       out.push({ name, shape: [...entry.shape], data })
     }
   } else {
+    // One layout per payload: the dtype of the first tensor's indices decides it.
+    let layout: 'I32' | 'U8' | undefined
     for (const name of names) {
-      if (!name.endsWith(SUFFIX_IDX) || (entries.get(name) as TensorEntry).dtype !== 'I32') continue
+      const idxDtype = (entries.get(name) as TensorEntry).dtype
+      if (!name.endsWith(SUFFIX_IDX) || (idxDtype !== 'I32' && idxDtype !== 'U8')) continue
+      if (layout !== undefined && idxDtype !== layout)
+        throw new ProtocolError('SCHEMA', `${name}: top-k layouts mixed in one payload`)
+      layout = idxDtype
+      if (idxDtype === 'U8') {
+        out.push(decodeTopk2bit(entries, used, name.slice(0, -SUFFIX_IDX.length)))
+        continue
+      }
       const base = name.slice(0, -SUFFIX_IDX.length)
       const idx = take(entries, used, name, 'I32').data as Int32Array
       const val = take(entries, used, base + SUFFIX_VAL, 'F32').data as Float32Array
@@ -345,6 +468,56 @@ export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[
     if ((out[t - 1] as NamedTensor).name === (out[t] as NamedTensor).name)
       throw new ProtocolError('SCHEMA', `tensor ${(out[t] as NamedTensor).name} twice`)
   return out.sort((a, b) => compareCodeUnits(a.name, b.name))
+}
+
+/** Decodes one tensor of the chunked 2-bit top-k layout (see the module comment), strictly. */
+function decodeTopk2bit(entries: Map<string, TensorEntry>, used: Set<string>, base: string): NamedTensor {
+  const chunk = take(entries, used, base + SUFFIX_CHUNK, 'I32').data as Int32Array
+  const idx = take(entries, used, base + SUFFIX_IDX, 'U8').data as Uint8Array
+  const levelEntry = take(entries, used, base + SUFFIX_LEVELS, 'F32')
+  const shapeEntry = take(entries, used, base + SUFFIX_SHAPE, 'I32')
+  const val = take(entries, used, base + SUFFIX_VAL, 'U8').data as Uint8Array
+  if (chunk.length !== 2 || chunk[0] !== TOPK_CHUNK)
+    throw new ProtocolError('SCHEMA', `${base}${SUFFIX_CHUNK} must be [${TOPK_CHUNK}, k]`)
+  const k = chunk[1] as number
+  if (!(k >= 1 && k <= TOPK_CHUNK)) throw new ProtocolError('SCHEMA', `${base}: k per chunk out of range`)
+  if (shapeEntry.shape.length !== 1)
+    throw new ProtocolError('SCHEMA', `${base}${SUFFIX_SHAPE} must be a vector`)
+  const shape = Array.from(shapeEntry.data as Int32Array)
+  if (!shape.every((d) => d >= 0)) throw new ProtocolError('SCHEMA', `${base}: negative dimension`)
+  const count = checkDenseShape(base, shape)
+  const levels = levelEntry.data as Float32Array
+  if (
+    levels.length !== 2 ||
+    !(Number.isFinite(levels[0]) && Number.isFinite(levels[1])) ||
+    !((levels[0] as number) >= 0 && (levels[0] as number) <= (levels[1] as number))
+  )
+    throw new ProtocolError('SCHEMA', `${base}: levels must be two finite magnitudes, small <= large`)
+  const chunks = Math.ceil(count / TOPK_CHUNK)
+  const lastLength = count - (chunks - 1) * TOPK_CHUNK
+  const kept = chunks === 0 ? 0 : (chunks - 1) * k + Math.min(k, lastLength)
+  if (idx.length !== kept)
+    throw new ProtocolError('SCHEMA', `${base}: ${idx.length} offsets, ${kept} expected for k=${k}`)
+  if (val.length !== Math.ceil(kept / 4))
+    throw new ProtocolError('SCHEMA', `${base}: ${val.length} value bytes for ${kept} values`)
+  if (kept % 4 !== 0 && (val[val.length - 1] as number) >> ((kept % 4) * 2) !== 0)
+    throw new ProtocolError('SCHEMA', `${base}: unused value bits must be zero`)
+  const pair: [number, number] = [levels[0] as number, levels[1] as number]
+  const data = new Float32Array(count)
+  let j = 0
+  for (let c = 0; c < chunks; c++) {
+    const start = c * TOPK_CHUNK
+    const length = Math.min(TOPK_CHUNK, count - start)
+    let previous = -1
+    for (let n = 0; n < Math.min(k, length); n++, j++) {
+      const offset = idx[j] as number
+      if (!(offset > previous && offset < length))
+        throw new ProtocolError('SCHEMA', `${base}: offsets must ascend within each chunk`)
+      previous = offset
+      data[start + offset] = twoBitValue(((val[j >> 2] as number) >> ((j & 3) * 2)) & 3, pair)
+    }
+  }
+  return { name: base, shape, data }
 }
 
 /**

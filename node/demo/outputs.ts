@@ -96,7 +96,7 @@ function describeCompression(c: CoopCharter['rounds']['compression']): string {
     case 'int8':
       return 'int8 with a per-tensor scale'
     case 'topk':
-      return `top-k (${c.fraction} of coordinates) with error feedback`
+      return `top-k (${c.fraction} of coordinates${c.values === '2bit' ? ', 2-bit values' : ''}) with error feedback`
   }
 }
 

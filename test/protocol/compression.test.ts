@@ -8,6 +8,7 @@ import {
   int8Scale,
   type NamedTensor,
   parseCodec,
+  TOPK_CHUNK,
   topkCount,
 } from '../../protocol/compression.ts'
 import { decodeSafetensors, encodeSafetensors, type TensorEntry } from '../../protocol/safetensors.ts'
@@ -157,13 +158,122 @@ describe('compressDelta / decompressDelta', () => {
     expect(Array.from(roundTrip(next.entries)[0]!.data)).toEqual([0, 0, 0, 2, 0, 0])
   })
 
+  it('top-k 2-bit conserves mass with error feedback and keeps k per chunk of 256', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 700 }),
+        fc.double({ min: 0.001, max: 1, noNaN: true }),
+        fc.integer({ min: 0, max: 1000 }),
+        (size, fraction, seed) => {
+          const delta = [
+            {
+              name: 'w',
+              shape: [size],
+              data: Float32Array.from({ length: size }, (_, i) =>
+                Math.fround(Math.sin(seed * 7 + i * 1.3) * (1 + (i % 5))),
+              ),
+            },
+          ]
+          const oldResidual = [
+            {
+              name: 'w',
+              shape: [size],
+              data: Float32Array.from({ length: size }, (_, i) => Math.fround(Math.cos(seed + i) / 4)),
+            },
+          ]
+          const { entries, residual } = compressDelta(
+            delta,
+            { kind: 'topk', fraction, values: '2bit' },
+            oldResidual,
+          )
+          const sent = roundTrip(entries)[0]!
+          const k = topkCount(TOPK_CHUNK, fraction)
+          const lastLength = size - (Math.ceil(size / TOPK_CHUNK) - 1) * TOPK_CHUNK
+          const kept = (Math.ceil(size / TOPK_CHUNK) - 1) * k + Math.min(k, lastLength)
+          expect(entries.find((e) => e.name === 'w.idx')!.data.length).toBe(kept)
+          expect(sent.data.filter((v) => v !== 0).length).toBeLessThanOrEqual(kept)
+          // What was sent plus what is left is what there was to send, to float32 rounding of the residual.
+          for (let i = 0; i < size; i++) {
+            const input = Math.fround(delta[0]!.data[i]! + oldResidual[0]!.data[i]!)
+            const scale = Math.max(Math.abs(input), Math.abs(sent.data[i]!))
+            expect(Math.abs(sent.data[i]! + residual[0]!.data[i]! - input)).toBeLessThanOrEqual(
+              scale * 2 ** -23,
+            )
+          }
+          // Only two magnitudes travel, and the signs are kept.
+          const magnitudes = new Set(
+            Array.from(sent.data)
+              .filter((v) => v !== 0)
+              .map(Math.abs),
+          )
+          expect(magnitudes.size).toBeLessThanOrEqual(2)
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+
+  it('top-k 2-bit: layout, levels and codes of a small example', () => {
+    // One chunk, k = ceil(0.5 * 256) would keep everything: use a 2-element tensor per chunk logic.
+    const data = new Float32Array(300)
+    data[3] = -4
+    data[10] = 1
+    data[260] = 3
+    data[299] = -1.2
+    const { entries } = compressDelta([{ name: 'w', shape: [300], data }], {
+      kind: 'topk',
+      fraction: 2 / 256,
+      values: '2bit',
+    })
+    const get = (name: string) => Array.from(entries.find((e) => e.name === name)!.data)
+    expect(entries.map((e) => `${e.name}:${e.dtype}`)).toEqual([
+      'w.chunk:I32',
+      'w.idx:U8',
+      'w.levels:F32',
+      'w.shape:I32',
+      'w.val:U8',
+    ])
+    expect(get('w.chunk')).toEqual([256, 2])
+    expect(get('w.idx')).toEqual([3, 10, 4, 43]) // chunk 1 holds 260 and 299 at offsets 4 and 43
+    // Magnitudes 1, 1.2, 3, 4: two-means gives {1, 1.2} -> 1.1 and {3, 4} -> 3.5.
+    expect(get('w.levels')).toEqual([Math.fround(1.1), 3.5])
+    // Codes (sign<<1 | level): -4 -> 3, 1 -> 0, 3 -> 1, -1.2 -> 2; packed low bits first.
+    expect(get('w.val')).toEqual([3 | (0 << 2) | (1 << 4) | (2 << 6)])
+    const back = roundTrip(entries)[0]!
+    expect([back.data[3], back.data[10], back.data[260], back.data[299]]).toEqual([
+      -3.5,
+      Math.fround(1.1),
+      3.5,
+      -Math.fround(1.1),
+    ])
+  })
+
+  it('top-k 2-bit sends about 2.25 bytes per kept value', () => {
+    const data = Float32Array.from({ length: 256 * 64 }, (_, i) => Math.sin(i))
+    const bytes = encodeSafetensors(
+      compressDelta([{ name: 'w', shape: [256, 64], data }], {
+        kind: 'topk',
+        fraction: 1 / 64,
+        values: '2bit',
+      }).entries,
+    ).length
+    const kept = 64 * 4
+    expect(bytes).toBeLessThan(kept * 2.25 + 400)
+    expect(bytes).toBeGreaterThan(kept * 2.25)
+  })
+
   it('is deterministic: the same delta gives the same bytes', () => {
     fc.assert(
       fc.property(
         deltaArb,
-        fc.constantFrom<'none' | 'int8' | 'topk'>('none', 'int8', 'topk'),
+        fc.constantFrom<'none' | 'int8' | 'topk' | 'topk2'>('none', 'int8', 'topk', 'topk2'),
         (delta, kind) => {
-          const codec = kind === 'topk' ? { kind, fraction: 0.3 } : { kind }
+          const codec =
+            kind === 'topk2'
+              ? { kind: 'topk' as const, fraction: 0.3, values: '2bit' as const }
+              : kind === 'topk'
+                ? { kind, fraction: 0.3 }
+                : { kind }
           const a = encodeSafetensors(compressDelta(delta, codec).entries)
           const b = encodeSafetensors(compressDelta([...delta].reverse(), codec).entries)
           expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true)
@@ -207,7 +317,9 @@ describe('compressDelta / decompressDelta', () => {
           ? Int8Array.from(values)
           : dtype === 'I32'
             ? Int32Array.from(values)
-            : Uint16Array.from(values)
+            : dtype === 'U8'
+              ? Uint8Array.from(values)
+              : Uint16Array.from(values)
     return { name, dtype, shape, data }
   }
   const malformed: [string, TensorEntry[], string][] = [
@@ -293,6 +405,7 @@ describe('compressDelta / decompressDelta', () => {
       [entry('w.idx', 'I32', [1], [0]), entry('w.val', 'F32', [1], [NaN]), entry('w.shape', 'I32', [1], [3])],
       'SCHEMA',
     ],
+    ...twoBitMalformed(),
   ]
   for (const [what, entries, code] of malformed) {
     it(`rejects ${what}`, () => {
@@ -301,11 +414,87 @@ describe('compressDelta / decompressDelta', () => {
   }
 })
 
+/** A valid 2-bit top-k tensor of 300 elements (k = 2 per chunk), with one part replaced. */
+function twoBitMalformed(): [string, TensorEntry[], string][] {
+  const valid: Record<string, TensorEntry> = {
+    chunk: { name: 'w.chunk', dtype: 'I32', shape: [2], data: Int32Array.from([256, 2]) },
+    idx: { name: 'w.idx', dtype: 'U8', shape: [4], data: Uint8Array.from([3, 10, 4, 43]) },
+    levels: { name: 'w.levels', dtype: 'F32', shape: [2], data: Float32Array.from([1, 2]) },
+    shape: { name: 'w.shape', dtype: 'I32', shape: [1], data: Int32Array.from([300]) },
+    val: { name: 'w.val', dtype: 'U8', shape: [1], data: Uint8Array.from([0xff]) },
+  }
+  const variant = (
+    what: string,
+    part: string,
+    replacement: TensorEntry | undefined,
+    code = 'SCHEMA',
+  ): [string, TensorEntry[], string] => [
+    `top-k 2-bit ${what}`,
+    Object.entries(valid)
+      .filter(([key]) => key !== part || replacement !== undefined)
+      .map(([key, e]) => (key === part ? (replacement as TensorEntry) : e)),
+    code,
+  ]
+  const u8 = (name: string, values: number[]): TensorEntry => ({
+    name,
+    dtype: 'U8',
+    shape: [values.length],
+    data: Uint8Array.from(values),
+  })
+  const i32 = (name: string, values: number[]): TensorEntry => ({
+    name,
+    dtype: 'I32',
+    shape: [values.length],
+    data: Int32Array.from(values),
+  })
+  const f32 = (name: string, values: number[]): TensorEntry => ({
+    name,
+    dtype: 'F32',
+    shape: [values.length],
+    data: Float32Array.from(values),
+  })
+  return [
+    variant('without chunk', 'chunk', undefined),
+    variant('with another chunk size', 'chunk', i32('w.chunk', [128, 2])),
+    variant('with k = 0', 'chunk', i32('w.chunk', [256, 0])),
+    variant('with k above the chunk', 'chunk', i32('w.chunk', [256, 257])),
+    variant('with too few offsets', 'idx', u8('w.idx', [3, 10, 4])),
+    variant('with descending offsets in a chunk', 'idx', u8('w.idx', [10, 3, 4, 43])),
+    variant('with an offset past the last chunk', 'idx', u8('w.idx', [3, 10, 4, 44])),
+    variant('with levels out of order', 'levels', f32('w.levels', [2, 1])),
+    variant('with a negative level', 'levels', f32('w.levels', [-1, 2])),
+    variant('with a non-finite level', 'levels', f32('w.levels', [1, Number.POSITIVE_INFINITY])),
+    variant('with three levels', 'levels', f32('w.levels', [1, 2, 3])),
+    variant('with missing value bytes', 'val', u8('w.val', [])),
+    variant('with an extra value byte', 'val', u8('w.val', [0xff, 0])),
+    variant('with F32 values', 'val', f32('w.val', [1])),
+    variant('with a forged huge shape', 'shape', i32('w.shape', [1 << 20, 1 << 20]), 'TOO_LARGE'),
+    [
+      'top-k layouts mixed in one payload',
+      [...Object.values(valid), i32('x.idx', [0]), f32('x.val', [1]), i32('x.shape', [3])],
+      'SCHEMA',
+    ],
+    [
+      'top-k 2-bit with non-zero unused value bits',
+      [
+        { ...valid.chunk!, data: Int32Array.from([256, 3]) },
+        u8('w.idx', [0, 1, 2]),
+        valid.levels!,
+        i32('w.shape', [3]),
+        u8('w.val', [0xff]),
+      ],
+      'SCHEMA',
+    ],
+  ]
+}
+
 describe('parseCodec and bytesPerRoundDense', () => {
   it('parses the charter spellings and rejects others', () => {
     expect(parseCodec('none')).toEqual({ kind: 'none' })
     expect(parseCodec('int8')).toEqual({ kind: 'int8' })
     expect(parseCodec('topk:0.01')).toEqual({ kind: 'topk', fraction: 0.01 })
+    expect(parseCodec('topk:0.0156:2bit')).toEqual({ kind: 'topk', fraction: 0.0156, values: '2bit' })
+    expectCode(() => parseCodec('topk:0.01:4bit'), 'UNKNOWN_TYPE')
     expectCode(() => parseCodec('topk:0'), 'SCHEMA')
     expectCode(() => parseCodec('topk:1.5'), 'SCHEMA')
     expectCode(() => parseCodec('fp16'), 'UNKNOWN_TYPE')

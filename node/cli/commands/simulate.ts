@@ -41,7 +41,7 @@ Options:
   --inner-steps <h>         local steps per round, H (default ${DEFAULT_SIM_INNER_STEPS})
   --split <mode>            iid | category | dirichlet:<alpha> (default iid)
   --aggregator <a>          mean | median | trimmed:<f> | clip:<norm> (default mean)
-  --compress <c>            none | int8 | topk:<fraction> (default int8)
+  --compress <c>            none | int8 | topk:<fraction>[:2bit] (default int8)
   --byzantine <k>:<attack>  the first k peers attack: signflip | scale:<s> | noise:<sigma>
   --config <name|path>      tiny | emoji32 | gpu256 or a JSON file (default tiny)
   --phase <p>               unet | autoencoder (default unet)
