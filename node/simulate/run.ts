@@ -8,7 +8,10 @@
 //   2. its pseudo-gradient W - local is attacked (Byzantine peers only), compressed with error
 //      feedback, encoded as safetensors bytes and decoded again, as a publisher would receive it;
 //   3. the decoded deltas are aggregated in digest order and the outer Nesterov step updates W;
-//   4. the baseline takes peers * H steps with the same batch size on the pooled data;
+//   4. the baseline trains on the pooled data for the same sample-steps: 'sequential' takes
+//      peers * H steps with the peers' batch size; 'data-parallel' takes H steps with a batch
+//      peers times larger, which is what a per-step dense gradient exchange between the same
+//      peers would train (the bytes ratio's reference). Either can ride along as a second baseline;
 //   5. both models are scored on the same held-out images by the same evaluation session.
 import type { Aggregator } from '../../protocol/aggregation.ts'
 import { aggregateDeltas, formatAggregator, outerStep } from '../../protocol/aggregation.ts'
@@ -74,7 +77,14 @@ export interface SimulationOptions {
   quality?: SimulationQualityOptions
   /** The tfjs backend the run uses, recorded in results.json (results are reproducible per backend). */
   backend?: string
+  /** The baseline the gap is measured against (default 'sequential'). */
+  baseline?: BaselineMode
+  /** A second baseline trained and scored alongside, for comparison (absent: none). */
+  secondBaseline?: BaselineMode
 }
+
+export type BaselineMode = 'sequential' | 'data-parallel'
+export const BASELINE_MODES: readonly BaselineMode[] = ['sequential', 'data-parallel']
 
 export interface SimulationQualityOptions {
   /** Class-conditional samples per class for each score. */
@@ -118,7 +128,9 @@ export interface RoundResult {
   federatedSampleSteps: number
   baselineSampleSteps: number
   /** Present on the rounds the quality was scored (federated null when it diverged). */
-  quality?: { federated: QualityFigures | null; baseline: QualityFigures }
+  quality?: { federated: QualityFigures | null; baseline: QualityFigures; secondBaseline?: QualityFigures }
+  /** The second baseline's eval loss and the federated gap to it, when one runs. */
+  secondBaseline?: { mode: BaselineMode; evalLoss: number; gapPercent: number | null }
 }
 
 export interface SimulationResult {
@@ -138,6 +150,8 @@ export interface SimulationResult {
     outerMomentum: number
     batchSize: number
     evalItems: number
+    baseline: BaselineMode
+    secondBaseline: BaselineMode | null
     backend: string | null
     quality: (SimulationQualityOptions & { classifier: string }) | null
   }
@@ -162,7 +176,12 @@ export interface SimulationResult {
     totalDenseBytesPerPeer: number
     diverged: { round: number; reason: string } | null
     /** Quality after the last round (null when not scored). */
-    quality: { federated: QualityFigures | null; baseline: QualityFigures } | null
+    quality: {
+      federated: QualityFigures | null
+      baseline: QualityFigures
+      secondBaseline?: QualityFigures
+    } | null
+    secondBaseline: { mode: BaselineMode; evalLoss: number; gapPercent: number | null } | null
   }
 }
 
@@ -193,7 +212,10 @@ function checkOptions(options: SimulationOptions): void {
     )
   if (options.quality !== undefined) {
     if (options.phase !== 'unet')
-      throw new SimulateError('BAD_OPTION', 'sample quality is measured on U-Net samples: use the U-Net phase')
+      throw new SimulateError(
+        'BAD_OPTION',
+        'sample quality is measured on U-Net samples: use the U-Net phase',
+      )
     integer('quality samples per class', options.quality.perClass, 2, 1024)
     integer('quality interval', options.quality.every, 0, MAX_ROUNDS)
     integer('quality sampling steps', options.quality.steps, 1, options.config.diffusion.timesteps)
@@ -326,8 +348,19 @@ export async function runSimulation(
       }
     }
     const withAutoencoder = autoencoder === undefined ? {} : { autoencoder }
+    const baselineConfig = (mode: BaselineMode): CoopConfig =>
+      mode === 'sequential'
+        ? config
+        : phase === 'unet'
+          ? { ...config, unet: { ...config.unet, batchSize: config.unet.batchSize * peers } }
+          : {
+              ...config,
+              autoencoder: { ...config.autoencoder, batchSize: config.autoencoder.batchSize * peers },
+            }
+    const baselineMode = options.baseline ?? 'sequential'
+    const baselineSteps = (mode: BaselineMode) => (mode === 'sequential' ? innerSteps * peers : innerSteps)
     const baseline = await createTrainerSession({
-      config,
+      config: baselineConfig(baselineMode),
       phase,
       dataset: poolData,
       seed: options.seed,
@@ -335,6 +368,18 @@ export async function runSimulation(
       ...(log ? { log } : {}),
     })
     sessions.push(baseline)
+    const secondMode = options.secondBaseline
+    let second: TrainerSession | undefined
+    if (secondMode !== undefined) {
+      second = await createTrainerSession({
+        config: baselineConfig(secondMode),
+        phase,
+        dataset: poolData,
+        seed: options.seed,
+        ...withAutoencoder,
+      })
+      sessions.push(second)
+    }
     const evaluator = await createTrainerSession({
       config,
       phase,
@@ -383,6 +428,7 @@ export async function runSimulation(
 
     // Every peer and the baseline start from the same initial weights.
     let weights = await baseline.getWeights()
+    await second?.setWeights(weights)
     let momentum: NamedTensor[] | undefined
     const parameters = parameterCount(weights)
     const residuals: (NamedTensor[] | undefined)[] = new Array(peers).fill(undefined)
@@ -466,8 +512,13 @@ export async function runSimulation(
         diverged = { round, reason: (error as Error).message }
         log?.warn({ round, reason: diverged.reason }, 'federated model diverged')
       }
-      await baseline.trainSteps(innerSteps * peers)
+      await baseline.trainSteps(baselineSteps(baselineMode))
       const baselineLoss = await scored(evaluator, await baseline.getWeights())
+      let secondLoss: number | undefined
+      if (second !== undefined) {
+        await second.trainSteps(baselineSteps(secondMode as BaselineMode))
+        secondLoss = await scored(evaluator, await second.getWeights())
+      }
       cumulativeBytes += roundBytes / peers
       cumulativeDense += denseBytesPerPeer
       const row: RoundResult = {
@@ -483,6 +534,15 @@ export async function runSimulation(
         cumulativeDenseBytesPerPeer: cumulativeDense,
         federatedSampleSteps,
         baselineSampleSteps: baseline.samplesSeen(),
+        ...(secondLoss === undefined
+          ? {}
+          : {
+              secondBaseline: {
+                mode: secondMode as BaselineMode,
+                evalLoss: secondLoss,
+                gapPercent: federatedLoss === null ? null : ((federatedLoss - secondLoss) / secondLoss) * 100,
+              },
+            }),
       }
       const lastRound = round === options.rounds || diverged !== null
       if (
@@ -492,6 +552,7 @@ export async function runSimulation(
         row.quality = {
           federated: federatedLoss === null ? null : await scoreQuality(weights),
           baseline: await scoreQuality(await baseline.getWeights()),
+          ...(second === undefined ? {} : { secondBaseline: await scoreQuality(await second.getWeights()) }),
         }
         if (lastRound) finalQuality = row.quality
       }
@@ -519,6 +580,8 @@ export async function runSimulation(
         outerMomentum: options.outerMomentum,
         batchSize,
         evalItems: evaluation.length,
+        baseline: baselineMode,
+        secondBaseline: secondMode ?? null,
         backend: options.backend ?? null,
         quality:
           qualityOptions === undefined
@@ -545,6 +608,10 @@ export async function runSimulation(
         totalDenseBytesPerPeer: cumulativeDense,
         diverged,
         quality: finalQuality,
+        secondBaseline:
+          last.secondBaseline === undefined
+            ? null
+            : { ...last.secondBaseline, ...(diverged === null ? {} : { gapPercent: null }) },
       },
     }
   } finally {
