@@ -7,14 +7,20 @@
 //   int8  : `<name>` I8 + `<name>.scale` F32[1]; value = q * scale, scale = maxabs / 127 (rounded up to F32)
 //   topk  : `<name>.idx` I32[k] (strictly ascending flat indices) + `<name>.val` F32[k]
 //           + `<name>.shape` I32[rank] (the dense shape, which idx/val cannot carry)
-//   topk, 2-bit values (SparseLoCo-style, arXiv 2508.15706): top-k per chunk of TOPK_CHUNK
-//           consecutive elements, `<name>.chunk` I32[2] = [TOPK_CHUNK, k per chunk],
-//           `<name>.idx` U8[kept] (each chunk's kept offsets, strictly ascending within the chunk,
-//           chunks in order; the last chunk keeps min(k, its length)), `<name>.val` U8[ceil(kept/4)]
-//           (2-bit codes, four per byte from the low bits up, unused high bits zero: bit 1 = sign
-//           (1 negative), bit 0 = level), `<name>.levels` F32[2] = [small, large] magnitudes
-//           (0 <= small <= large), `<name>.shape` I32[rank]. About 2.25 bytes per kept value
-//           against 8 for the I32/F32 layout.
+//   topk, 2-bit values (SparseLoCo-style, arXiv 2508.15706): five entries for the whole model,
+//           so the header does not outweigh the data (a 150k-parameter U-Net has ~110 tensors).
+//           Tensors are taken in name order, each cut into chunks of TOPK_CHUNK consecutive
+//           elements (a tensor's last chunk may be shorter); every chunk keeps its k largest
+//           magnitudes (all of a chunk shorter than k):
+//             `@topk.chunk`  I32[2] = [TOPK_CHUNK, k]
+//             `@topk.count`  I32[T] = element count of each tensor (checked against the model's)
+//             `@topk.idx`    U8[kept] = each chunk's kept offsets, strictly ascending within the chunk
+//             `@topk.levels` F32[2T] = per tensor [small, large] magnitudes, 0 <= small <= large
+//             `@topk.val`    U8[ceil(kept/4)] = 2-bit codes, four per byte from the low bits up,
+//                            unused high bits zero: bit 1 = sign (1 negative), bit 0 = level
+//           About 1.25 bytes per kept value against 8 for the I32/F32 layout. Decoding needs the
+//           model's tensor names and shapes (the receiver's parent checkpoint), which the
+//           entries do not repeat.
 //
 // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): the caller keeps the residual
 // (what compression dropped) and passes it back next round, so dropped mass is sent later
@@ -48,8 +54,13 @@ export const TOPK_MIN_FRACTION = 1e-6
 export const TOPK_CHUNK = 256
 
 const SUFFIX_SCALE = '.scale'
-const SUFFIX_CHUNK = '.chunk'
-const SUFFIX_LEVELS = '.levels'
+/** Prefix of the 2-bit layout's entries: no model tensor name starts with '@'. */
+const FLAT_PREFIX = '@topk.'
+const FLAT_CHUNK = `${FLAT_PREFIX}chunk`
+const FLAT_COUNT = `${FLAT_PREFIX}count`
+const FLAT_IDX = `${FLAT_PREFIX}idx`
+const FLAT_LEVELS = `${FLAT_PREFIX}levels`
+const FLAT_VAL = `${FLAT_PREFIX}val`
 const SUFFIX_IDX = '.idx'
 const SUFFIX_VAL = '.val'
 const SUFFIX_SHAPE = '.shape'
@@ -242,38 +253,49 @@ function chunkTopOffsets(values: Float32Array, start: number, length: number, k:
   return offsets.slice(0, k).sort((a, b) => a - b)
 }
 
+/** The 2-bit layout's five entries for `tensors` (sorted by name); fills `left` per tensor. */
 function encodeTopk2bit(
-  name: string,
-  shape: number[],
-  values: Float32Array,
+  tensors: { values: Float32Array; left: Float32Array }[],
   fraction: number,
-  left: Float32Array,
 ): TensorEntry[] {
   const k = topkCount(TOPK_CHUNK, fraction)
-  const flat: number[] = []
   const offsets: number[] = []
-  for (let start = 0; start < values.length; start += TOPK_CHUNK) {
-    const length = Math.min(TOPK_CHUNK, values.length - start)
-    for (const offset of chunkTopOffsets(values, start, length, Math.min(k, length))) {
-      offsets.push(offset)
-      flat.push(start + offset)
+  const codes: number[] = []
+  const levels = new Float32Array(2 * tensors.length)
+  tensors.forEach(({ values, left }, t) => {
+    const kept: number[] = []
+    for (let start = 0; start < values.length; start += TOPK_CHUNK) {
+      const length = Math.min(TOPK_CHUNK, values.length - start)
+      for (const offset of chunkTopOffsets(values, start, length, Math.min(k, length))) {
+        offsets.push(offset)
+        kept.push(start + offset)
+      }
     }
-  }
-  const magnitudes = Float64Array.from(flat, (i) => Math.abs(values[i] as number)).sort()
-  const levels = twoLevels(magnitudes)
-  const packed = new Uint8Array(Math.ceil(flat.length / 4))
-  left.set(values)
-  flat.forEach((i, j) => {
-    const code = twoBitCode(values[i] as number, levels)
+    const pair = twoLevels(Float64Array.from(kept, (i) => Math.abs(values[i] as number)).sort())
+    levels[2 * t] = pair[0]
+    levels[2 * t + 1] = pair[1]
+    left.set(values)
+    for (const i of kept) {
+      const code = twoBitCode(values[i] as number, pair)
+      codes.push(code)
+      left[i] = (values[i] as number) - Math.fround(twoBitValue(code, pair))
+    }
+  })
+  const packed = new Uint8Array(Math.ceil(codes.length / 4))
+  codes.forEach((code, j) => {
     packed[j >> 2] = (packed[j >> 2] as number) | (code << ((j & 3) * 2))
-    left[i] = (values[i] as number) - Math.fround(twoBitValue(code, levels))
   })
   return [
-    { name: name + SUFFIX_CHUNK, dtype: 'I32', shape: [2], data: Int32Array.from([TOPK_CHUNK, k]) },
-    { name: name + SUFFIX_IDX, dtype: 'U8', shape: [offsets.length], data: Uint8Array.from(offsets) },
-    { name: name + SUFFIX_LEVELS, dtype: 'F32', shape: [2], data: Float32Array.from(levels) },
-    { name: name + SUFFIX_SHAPE, dtype: 'I32', shape: [shape.length], data: Int32Array.from(shape) },
-    { name: name + SUFFIX_VAL, dtype: 'U8', shape: [packed.length], data: packed },
+    { name: FLAT_CHUNK, dtype: 'I32', shape: [2], data: Int32Array.from([TOPK_CHUNK, k]) },
+    {
+      name: FLAT_COUNT,
+      dtype: 'I32',
+      shape: [tensors.length],
+      data: Int32Array.from(tensors, (t) => t.values.length),
+    },
+    { name: FLAT_IDX, dtype: 'U8', shape: [offsets.length], data: Uint8Array.from(offsets) },
+    { name: FLAT_LEVELS, dtype: 'F32', shape: [levels.length], data: levels },
+    { name: FLAT_VAL, dtype: 'U8', shape: [packed.length], data: packed },
   ]
 }
 
@@ -298,6 +320,7 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
   const sorted = [...delta].sort((a, b) => compareCodeUnits(a.name, b.name))
   const entries: TensorEntry[] = []
   const nextResidual: NamedTensor[] = []
+  const flat: { values: Float32Array; left: Float32Array }[] = []
   for (let t = 0; t < sorted.length; t++) {
     const tensor = sorted[t] as NamedTensor
     checkTensor(tensor, 'delta')
@@ -324,7 +347,9 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
       for (let i = 0; i < values.length; i++)
         left[i] = (values[i] as number) - Math.fround((q[i] as number) * scale)
     } else if (codec.values === '2bit') {
-      entries.push(...encodeTopk2bit(tensor.name, shape, values, codec.fraction, left))
+      if (tensor.name.startsWith('@'))
+        throw new ProtocolError('SCHEMA', `tensor name ${tensor.name} is reserved by the 2-bit layout`)
+      flat.push({ values, left })
     } else {
       const k = topkCount(values.length, codec.fraction)
       const idx = topIndices(values, k)
@@ -348,6 +373,7 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
   }
   if (residual !== undefined && residualByName.size !== sorted.length)
     throw new ProtocolError('SCHEMA', 'residual names do not match the delta')
+  if (codec.kind === 'topk' && codec.values === '2bit') entries.push(...encodeTopk2bit(flat, codec.fraction))
   entries.sort((a, b) => compareCodeUnits(a.name, b.name))
   return { entries, residual: nextResidual }
 }
@@ -377,7 +403,8 @@ function checkDenseShape(name: string, shape: readonly number[]): number {
 export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
   let kind: Codec['kind'] = 'none'
   for (const entry of entries.values()) {
-    if ((entry.dtype === 'I32' || entry.dtype === 'U8') && entry.name.endsWith(SUFFIX_IDX)) return 'topk'
+    if (entry.dtype === 'I32' && entry.name.endsWith(SUFFIX_IDX)) return 'topk'
+    if (entry.name.startsWith(FLAT_PREFIX)) return 'topk'
     if (entry.dtype === 'I8') kind = 'int8'
   }
   return kind
@@ -389,7 +416,15 @@ export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
  * entry that belongs to no tensor, a missing scale, indices out of range or not ascending,
  * a non-finite value or scale, a shape that disagrees with the data.
  */
-export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[] {
+export function decompressDelta(
+  entries: Map<string, TensorEntry>,
+  layout?: readonly { name: string; shape: readonly number[] }[],
+): NamedTensor[] {
+  if (entries.has(FLAT_CHUNK) || entries.has(FLAT_IDX)) {
+    if (layout === undefined)
+      throw new ProtocolError('SCHEMA', 'the 2-bit top-k layout decodes only against the model layout')
+    return decodeTopk2bit(entries, layout)
+  }
   const kind = detectCodec(entries)
   const used = new Set<string>()
   const out: NamedTensor[] = []
@@ -424,18 +459,8 @@ export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[
       out.push({ name, shape: [...entry.shape], data })
     }
   } else {
-    // One layout per payload: the dtype of the first tensor's indices decides it.
-    let layout: 'I32' | 'U8' | undefined
     for (const name of names) {
-      const idxDtype = (entries.get(name) as TensorEntry).dtype
-      if (!name.endsWith(SUFFIX_IDX) || (idxDtype !== 'I32' && idxDtype !== 'U8')) continue
-      if (layout !== undefined && idxDtype !== layout)
-        throw new ProtocolError('SCHEMA', `${name}: top-k layouts mixed in one payload`)
-      layout = idxDtype
-      if (idxDtype === 'U8') {
-        out.push(decodeTopk2bit(entries, used, name.slice(0, -SUFFIX_IDX.length)))
-        continue
-      }
+      if (!name.endsWith(SUFFIX_IDX) || (entries.get(name) as TensorEntry).dtype !== 'I32') continue
       const base = name.slice(0, -SUFFIX_IDX.length)
       const idx = take(entries, used, name, 'I32').data as Int32Array
       const val = take(entries, used, base + SUFFIX_VAL, 'F32').data as Float32Array
@@ -470,54 +495,77 @@ export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[
   return out.sort((a, b) => compareCodeUnits(a.name, b.name))
 }
 
-/** Decodes one tensor of the chunked 2-bit top-k layout (see the module comment), strictly. */
-function decodeTopk2bit(entries: Map<string, TensorEntry>, used: Set<string>, base: string): NamedTensor {
-  const chunk = take(entries, used, base + SUFFIX_CHUNK, 'I32').data as Int32Array
-  const idx = take(entries, used, base + SUFFIX_IDX, 'U8').data as Uint8Array
-  const levelEntry = take(entries, used, base + SUFFIX_LEVELS, 'F32')
-  const shapeEntry = take(entries, used, base + SUFFIX_SHAPE, 'I32')
-  const val = take(entries, used, base + SUFFIX_VAL, 'U8').data as Uint8Array
+/**
+ * Decodes the 2-bit layout (see the module comment) against `layout`, the model's tensor names
+ * and shapes; strict: exactly the five entries, counts equal to the layout's, every offset in
+ * range and ascending within its chunk, levels ordered and finite, no stray bits or bytes.
+ */
+function decodeTopk2bit(
+  entries: Map<string, TensorEntry>,
+  layout: readonly { name: string; shape: readonly number[] }[],
+): NamedTensor[] {
+  const used = new Set<string>()
+  const chunk = take(entries, used, FLAT_CHUNK, 'I32').data as Int32Array
+  const counts = take(entries, used, FLAT_COUNT, 'I32').data as Int32Array
+  const idx = take(entries, used, FLAT_IDX, 'U8').data as Uint8Array
+  const levels = take(entries, used, FLAT_LEVELS, 'F32').data as Float32Array
+  const val = take(entries, used, FLAT_VAL, 'U8').data as Uint8Array
+  for (const name of entries.keys())
+    if (!used.has(name))
+      throw new ProtocolError('SCHEMA', `entry ${name} does not belong to the 2-bit layout`)
   if (chunk.length !== 2 || chunk[0] !== TOPK_CHUNK)
-    throw new ProtocolError('SCHEMA', `${base}${SUFFIX_CHUNK} must be [${TOPK_CHUNK}, k]`)
+    throw new ProtocolError('SCHEMA', `${FLAT_CHUNK} must be [${TOPK_CHUNK}, k]`)
   const k = chunk[1] as number
-  if (!(k >= 1 && k <= TOPK_CHUNK)) throw new ProtocolError('SCHEMA', `${base}: k per chunk out of range`)
-  if (shapeEntry.shape.length !== 1)
-    throw new ProtocolError('SCHEMA', `${base}${SUFFIX_SHAPE} must be a vector`)
-  const shape = Array.from(shapeEntry.data as Int32Array)
-  if (!shape.every((d) => d >= 0)) throw new ProtocolError('SCHEMA', `${base}: negative dimension`)
-  const count = checkDenseShape(base, shape)
-  const levels = levelEntry.data as Float32Array
-  if (
-    levels.length !== 2 ||
-    !(Number.isFinite(levels[0]) && Number.isFinite(levels[1])) ||
-    !((levels[0] as number) >= 0 && (levels[0] as number) <= (levels[1] as number))
-  )
-    throw new ProtocolError('SCHEMA', `${base}: levels must be two finite magnitudes, small <= large`)
-  const chunks = Math.ceil(count / TOPK_CHUNK)
-  const lastLength = count - (chunks - 1) * TOPK_CHUNK
-  const kept = chunks === 0 ? 0 : (chunks - 1) * k + Math.min(k, lastLength)
+  if (!(k >= 1 && k <= TOPK_CHUNK)) throw new ProtocolError('SCHEMA', 'k per chunk out of range')
+  const sorted = [...layout].sort((a, b) => compareCodeUnits(a.name, b.name))
+  if (counts.length !== sorted.length || levels.length !== 2 * sorted.length)
+    throw new ProtocolError(
+      'SCHEMA',
+      `the payload covers ${counts.length} tensors, the model has ${sorted.length}`,
+    )
+  let kept = 0
+  const sizes = sorted.map((tensor, t) => {
+    const count = checkDenseShape(tensor.name, tensor.shape)
+    if (counts[t] !== count)
+      throw new ProtocolError(
+        'SCHEMA',
+        `${tensor.name}: ${counts[t]} elements in the payload, ${count} in the model`,
+      )
+    const small = levels[2 * t] as number
+    const large = levels[2 * t + 1] as number
+    if (!(Number.isFinite(small) && Number.isFinite(large) && small >= 0 && small <= large))
+      throw new ProtocolError('SCHEMA', `${tensor.name}: levels must be finite magnitudes, small <= large`)
+    const chunks = Math.ceil(count / TOPK_CHUNK)
+    kept +=
+      chunks === 0
+        ? 0
+        : (chunks - 1) * Math.min(k, TOPK_CHUNK) + Math.min(k, count - (chunks - 1) * TOPK_CHUNK)
+    return count
+  })
   if (idx.length !== kept)
-    throw new ProtocolError('SCHEMA', `${base}: ${idx.length} offsets, ${kept} expected for k=${k}`)
+    throw new ProtocolError('SCHEMA', `${idx.length} offsets, ${kept} expected for k=${k}`)
   if (val.length !== Math.ceil(kept / 4))
-    throw new ProtocolError('SCHEMA', `${base}: ${val.length} value bytes for ${kept} values`)
+    throw new ProtocolError('SCHEMA', `${val.length} value bytes for ${kept} values`)
   if (kept % 4 !== 0 && (val[val.length - 1] as number) >> ((kept % 4) * 2) !== 0)
-    throw new ProtocolError('SCHEMA', `${base}: unused value bits must be zero`)
-  const pair: [number, number] = [levels[0] as number, levels[1] as number]
-  const data = new Float32Array(count)
+    throw new ProtocolError('SCHEMA', 'unused value bits must be zero')
   let j = 0
-  for (let c = 0; c < chunks; c++) {
-    const start = c * TOPK_CHUNK
-    const length = Math.min(TOPK_CHUNK, count - start)
-    let previous = -1
-    for (let n = 0; n < Math.min(k, length); n++, j++) {
-      const offset = idx[j] as number
-      if (!(offset > previous && offset < length))
-        throw new ProtocolError('SCHEMA', `${base}: offsets must ascend within each chunk`)
-      previous = offset
-      data[start + offset] = twoBitValue(((val[j >> 2] as number) >> ((j & 3) * 2)) & 3, pair)
+  return sorted.map((tensor, t) => {
+    const count = sizes[t] as number
+    const pair: [number, number] = [levels[2 * t] as number, levels[2 * t + 1] as number]
+    const data = new Float32Array(count)
+    for (let start = 0; start < count; start += TOPK_CHUNK) {
+      const length = Math.min(TOPK_CHUNK, count - start)
+      let previous = -1
+      for (let n = 0; n < Math.min(k, length); n++, j++) {
+        const offset = idx[j] as number
+        if (!(offset > previous && offset < length))
+          throw new ProtocolError('SCHEMA', `${tensor.name}: offsets must ascend within each chunk`)
+        previous = offset
+        data[start + offset] = twoBitValue(((val[j >> 2] as number) >> ((j & 3) * 2)) & 3, pair)
+      }
     }
-  }
-  return { name: base, shape, data }
+    return { name: tensor.name, shape: [...tensor.shape], data }
+  })
 }
 
 /**

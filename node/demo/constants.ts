@@ -75,3 +75,7 @@ export const SAMPLE_STEPS = 20
 export const SAMPLE_AVERAGE_ROUNDS = 8
 /** Fixed sampling seed so that grids of different rounds differ only by the model. */
 export const SAMPLE_SEED = 7
+/** Samples per class behind metrics.json's quality (the final grid's model): issue 10's 16, 144 on Twemoji. */
+export const QUALITY_PER_CLASS = 16
+/** Seed of those samples: not the grid's, so the headline figure is not computed on the grid alone. */
+export const QUALITY_SEED = 11

@@ -493,7 +493,7 @@ export async function runSimulation(
           contributions.push({
             digest: sha256Digest(payload),
             samples,
-            delta: decompressDelta(decodeSafetensors(payload).tensors),
+            delta: decompressDelta(decodeSafetensors(payload).tensors, weights),
           })
         }
         const aggregated = aggregateDeltas(contributions, options.aggregator)
