@@ -15,6 +15,7 @@
 //             `@topk.chunk`  I32[2] = [TOPK_CHUNK, k]
 //             `@topk.count`  I32[T] = element count of each tensor (checked against the model's)
 //             `@topk.idx`    U8[kept] = each chunk's kept offsets, strictly ascending within the chunk
+//                            (empty when k = TOPK_CHUNK: every element is kept, dense 2-bit)
 //             `@topk.levels` F32[2T] = per tensor [small, large] magnitudes, 0 <= small <= large
 //             `@topk.val`    U8[ceil(kept/4)] = 2-bit codes, four per byte from the low bits up,
 //                            unused high bits zero: bit 1 = sign (1 negative), bit 0 = level
@@ -267,7 +268,8 @@ function encodeTopk2bit(
     for (let start = 0; start < values.length; start += TOPK_CHUNK) {
       const length = Math.min(TOPK_CHUNK, values.length - start)
       for (const offset of chunkTopOffsets(values, start, length, Math.min(k, length))) {
-        offsets.push(offset)
+        // k = TOPK_CHUNK keeps every element: dense 2-bit, the offsets are implied and not sent.
+        if (k < TOPK_CHUNK) offsets.push(offset)
         kept.push(start + offset)
       }
     }
@@ -542,8 +544,9 @@ function decodeTopk2bit(
         : (chunks - 1) * Math.min(k, TOPK_CHUNK) + Math.min(k, count - (chunks - 1) * TOPK_CHUNK)
     return count
   })
-  if (idx.length !== kept)
-    throw new ProtocolError('SCHEMA', `${idx.length} offsets, ${kept} expected for k=${k}`)
+  const dense = k === TOPK_CHUNK
+  if (idx.length !== (dense ? 0 : kept))
+    throw new ProtocolError('SCHEMA', `${idx.length} offsets, ${dense ? 0 : kept} expected for k=${k}`)
   if (val.length !== Math.ceil(kept / 4))
     throw new ProtocolError('SCHEMA', `${val.length} value bytes for ${kept} values`)
   if (kept % 4 !== 0 && (val[val.length - 1] as number) >> ((kept % 4) * 2) !== 0)
@@ -557,7 +560,7 @@ function decodeTopk2bit(
       const length = Math.min(TOPK_CHUNK, count - start)
       let previous = -1
       for (let n = 0; n < Math.min(k, length); n++, j++) {
-        const offset = idx[j] as number
+        const offset = dense ? n : (idx[j] as number)
         if (!(offset > previous && offset < length))
           throw new ProtocolError('SCHEMA', `${tensor.name}: offsets must ascend within each chunk`)
         previous = offset

@@ -80,7 +80,7 @@ describe('compressDelta / decompressDelta', () => {
 
   it('int8 stores one byte per value plus one F32 scale per tensor', () => {
     const delta = [
-      { name: 'w', shape: [1000], data: Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i)) },
+      { name: 'w', shape: [1000], data: Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i + 0.5)) },
     ]
     const bytes = encodeSafetensors(compressDelta(delta, { kind: 'int8' }).entries)
     const dense = encodeSafetensors(compressDelta(delta, { kind: 'none' }).entries)
@@ -189,7 +189,7 @@ describe('compressDelta / decompressDelta', () => {
             const chunks = Math.ceil(size / TOPK_CHUNK)
             kept += (chunks - 1) * k + Math.min(k, size - (chunks - 1) * TOPK_CHUNK)
           }
-          expect(entries.find((e) => e.name === '@topk.idx')!.data.length).toBe(kept)
+          expect(entries.find((e) => e.name === '@topk.idx')!.data.length).toBe(k === TOPK_CHUNK ? 0 : kept)
           sent.forEach((tensor, t) => {
             // What was sent plus what is left is what there was to send, to float32 rounding of the residual.
             for (let i = 0; i < tensor.data.length; i++) {
@@ -256,6 +256,18 @@ describe('compressDelta / decompressDelta', () => {
       () => roundTrip(entries, [delta[0]!, { name: 'b', shape: [3], data: new Float32Array(3) }]),
       'SCHEMA',
     )
+  })
+
+  it('top-k 2-bit with fraction 1 is dense 2-bit: no offsets, a quarter byte per value', () => {
+    const delta = [
+      { name: 'w', shape: [1000], data: Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i + 0.5)) },
+    ]
+    const { entries } = compressDelta(delta, { kind: 'topk', fraction: 1, values: '2bit' })
+    expect(entries.find((e) => e.name === '@topk.idx')!.data.length).toBe(0)
+    expect(entries.find((e) => e.name === '@topk.val')!.data.length).toBe(250)
+    const [w] = roundTrip(entries, delta)
+    expect(w!.data.every((v) => v !== 0)).toBe(true)
+    expect(w!.data.every((v, i) => Math.sign(v) === Math.sign(delta[0]!.data[i]!))).toBe(true)
   })
 
   it('top-k 2-bit sends about 1.25 bytes per kept value plus a fixed header', () => {
