@@ -56,6 +56,7 @@ const { values } = parseArgs({
     backend: { type: 'string', default: 'wasm' },
     data: { type: 'string' },
     sweep: { type: 'boolean', default: false },
+    sequential: { type: 'boolean', default: false },
     only: { type: 'string' },
     jobs: { type: 'string', default: '1' },
     /** Internal: run one variant (JSON) with the autoencoder in this file, write the result to --out. */
@@ -87,6 +88,10 @@ const headlineVariant: Variant = {
 function sweepVariants(h: Variant): Variant[] {
   const at = (knob: string, change: Partial<Variant>): Variant => ({ ...h, ...change, knob })
   return [
+    at('int8, H=16', { compress: 'int8', innerSteps: 16 }),
+    at('dense 2-bit, H=16', { compress: 'topk:1:2bit', innerSteps: 16 }),
+    at('int8, H=80', { compress: 'int8', innerSteps: 80 }),
+    at('dense 2-bit, H=80', { compress: 'topk:1:2bit', innerSteps: 80 }),
     at('issue 5 settings (int8, 4 rounds)', { compress: 'int8', rounds: 4 }),
     at('int8', { compress: 'int8' }),
     at('no compression', { compress: 'none' }),
@@ -135,7 +140,8 @@ function optionsFor(variant: Variant, autoencoder: SimulationOptions['autoencode
     ...(autoencoder === undefined ? {} : { autoencoder }),
     backend: backend.name,
     baseline: 'data-parallel',
-    secondBaseline: 'sequential',
+    // The sequential baseline costs as much as the federated run: the headline only (and --sequential).
+    ...(variant.knob === 'headline' || values.sequential ? { secondBaseline: 'sequential' as const } : {}),
     ...(qualityPerClass > 0
       ? {
           quality: {
