@@ -12,6 +12,7 @@
 //
 // --sweep adds one run per knob (see VARIANTS), so bench/README.md can say which knob moved what.
 // --jobs N runs that many variants at once in child processes (the autoencoder is trained once).
+// --only "knob|knob" runs the headline and only those sweep knobs.
 // --quality-per-class 0 skips the sample-quality scoring (eval loss and bytes only).
 //
 // Run: npm run bench:federated [-- --config tiny --sweep --jobs 2 --out bench/results/federated-sweep-tiny.json]
@@ -221,7 +222,7 @@ const autoencoder: SimulationOptions['autoencoder'] = {
 
 let variants: Variant[] = [headlineVariant, ...(values.sweep ? sweepVariants(headlineVariant) : [])]
 if (values.only !== undefined) {
-  const wanted = new Set(values.only.split(',').map((k) => k.trim()))
+  const wanted = new Set(values.only.split('|').map((k) => k.trim()))
   variants = variants.filter((v) => v.knob === 'headline' || wanted.has(v.knob))
 }
 
