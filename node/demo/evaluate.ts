@@ -9,7 +9,13 @@ import { initBackend } from '../../trainer/backend.ts'
 import { loadImageFolder } from '../../trainer/data.ts'
 import type { ImageDataset } from '../../trainer/data.ts'
 import { renderGrid, sampleImages } from '../../trainer/sample.ts'
-import { bytesToPixels, heldOutReference, loadQualityModel, scoreImages, scoreModel } from '../../trainer/quality/index.ts'
+import {
+  bytesToPixels,
+  heldOutReference,
+  loadQualityModel,
+  scoreImages,
+  scoreModel,
+} from '../../trainer/quality/index.ts'
 import type { QualityModel } from '../../trainer/quality/index.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import type { TrainerSession } from '../../trainer/session.ts'
@@ -118,7 +124,9 @@ export async function createEvaluator(options: {
   }
   const averagedUnet = async (checkpoint: CollectedCheckpoint): Promise<NamedTensor[]> =>
     meanWeights(
-      await Promise.all(samplingWindow(options.checkpoints, checkpoint, SAMPLE_AVERAGE_ROUNDS).map(weightsOf)),
+      await Promise.all(
+        samplingWindow(options.checkpoints, checkpoint, SAMPLE_AVERAGE_ROUNDS).map(weightsOf),
+      ),
     )
   const sessions = new Map<string, TrainerSession>()
   const autoencoderWeights = new Map<string, NamedTensor[]>()
@@ -163,7 +171,9 @@ export async function createEvaluator(options: {
     async sampleGrid(checkpoint, outPath, classes) {
       await mkdir(join(outPath, '..'), { recursive: true })
       const config = options.config
-      const labels = classes.flatMap((name) => new Array<number>(SAMPLES_PER_CLASS).fill(config.classes.indexOf(name)))
+      const labels = classes.flatMap((name) =>
+        new Array<number>(SAMPLES_PER_CLASS).fill(config.classes.indexOf(name)),
+      )
       const bytes = sampleImages({
         config,
         autoencoder: await autoencoderOf(checkpoint),

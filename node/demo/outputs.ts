@@ -73,6 +73,8 @@ export interface DemoMetrics {
    * Twemoji), from QUALITY_PER_CLASS samples per class; null before any U-Net round closed.
    */
   quality: (DemoQuality & { classifier: string; guidance: number; steps: number; seed: number }) | null
+  /** How the U-Net rounds were planned from a measured step time (node/demo/plan.ts); null when --rounds fixed them. */
+  plan: unknown
   rounds: RoundMetrics[]
 }
 
@@ -201,14 +203,25 @@ export function qualityPlot(rounds: RoundMetrics[], final: DemoQuality | null): 
   const point = (r: RoundMetrics, value: number) => [r.round, value] as [number, number]
   const samples = scored[0]?.quality?.samples ?? 0
   const finalPoint = (value: number | undefined) =>
-    final === null || value === undefined ? [] : [{ name: `final model, ${final.samples} samples`, color: '#000000', points: [[final.round, value] as [number, number]] }]
+    final === null || value === undefined
+      ? []
+      : [
+          {
+            name: `final model, ${final.samples} samples`,
+            color: '#000000',
+            points: [[final.round, value] as [number, number]],
+          },
+        ]
   const panels = [
     linePlotSvg({
       title: 'Class accuracy of the samples per round (chance 1/9)',
       xLabel: 'round',
       yLabel: 'class accuracy',
       series: [
-        { name: `grid samples (${samples})`, points: scored.map((r) => point(r, r.quality?.classAccuracy as number)) },
+        {
+          name: `grid samples (${samples})`,
+          points: scored.map((r) => point(r, r.quality?.classAccuracy as number)),
+        },
         ...finalPoint(final?.classAccuracy),
       ],
       ...PANEL,
@@ -218,7 +231,10 @@ export function qualityPlot(rounds: RoundMetrics[], final: DemoQuality | null): 
       xLabel: 'round',
       yLabel: 'Fréchet distance (classifier features)',
       series: [
-        { name: `grid samples (${samples})`, points: scored.map((r) => point(r, r.quality?.frechetDistance as number)) },
+        {
+          name: `grid samples (${samples})`,
+          points: scored.map((r) => point(r, r.quality?.frechetDistance as number)),
+        },
         ...finalPoint(final?.frechetDistance),
       ],
       ...PANEL,
@@ -423,6 +439,9 @@ export async function buildOutputs(options: {
             steps: SAMPLE_STEPS,
             seed: QUALITY_SEED,
           },
+    plan: await readFile(join(layout.out, 'setup', 'plan.json'), 'utf8')
+      .then((text) => JSON.parse(text) as unknown)
+      .catch(() => null),
     rounds,
   }
   await writeFileDurable(layout.metrics, `${JSON.stringify(metrics, null, 2)}\n`)
