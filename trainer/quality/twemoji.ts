@@ -6,6 +6,9 @@
 //     distance. `coop data twemoji --without-quality-holdout` (the demo and the simulator's
 //     default data) leaves these out, so the cooperative never trains on them;
 //   - training: the rest, which the classifier learns from.
+// Twemoji draws some emoji identically (family variants, flags of territories sharing a flag):
+// a held-out position whose image bytes equal a training image or an earlier held-out one is
+// left out of both sides ('duplicate'), so no held-out image is also seen in training.
 // Taking every n-th image in sort order stratifies the split over the subcategories (sort
 // order groups them: faces, hands, animals, ...), so the test set covers each category's range.
 import { readFile } from 'node:fs/promises'
@@ -28,6 +31,10 @@ export interface TwemojiRecord {
   position: number
   /** True for the quality hold-out (see the module comment). */
   heldOut: boolean
+  /** Which side of the split: 'duplicate' is a held-out position whose bytes occur elsewhere. */
+  split: 'train' | 'heldout' | 'duplicate'
+  /** 'sha256:<hex>' of the image file's bytes. */
+  sha256: string
 }
 
 interface RawRecord {
@@ -69,20 +76,35 @@ export async function twemojiRecords(): Promise<Map<string, TwemojiRecord[]>> {
     list.push(record)
     byCategory.set(slug, list)
   }
+  const dir = join(twemojiPackageDir(), TWEMOJI_IMAGE_DIR)
   const out = new Map<string, TwemojiRecord[]>()
   for (const slug of [...byCategory.keys()].sort()) {
     const sorted = (byCategory.get(slug) as RawRecord[]).slice().sort((a, b) => a.sort_order - b.sort_order)
-    out.set(
-      slug,
-      sorted.map((r, position) => ({
+    const records: TwemojiRecord[] = []
+    for (const [position, r] of sorted.entries())
+      records.push({
         shortName: r.short_name,
         image: r.image,
         category: slug,
         position,
-        heldOut: isQualityHoldout(position),
-      })),
-    )
+        heldOut: false,
+        split: isQualityHoldout(position) ? 'heldout' : 'train',
+        sha256: sha256Digest(new Uint8Array(await readFile(join(dir, r.image)))),
+      })
+    out.set(slug, records)
   }
+  const trainDigests = new Set<string>()
+  for (const list of out.values()) for (const r of list) if (r.split === 'train') trainDigests.add(r.sha256)
+  const heldDigests = new Set<string>()
+  for (const list of out.values())
+    for (const r of list) {
+      if (r.split !== 'heldout') continue
+      if (trainDigests.has(r.sha256) || heldDigests.has(r.sha256)) r.split = 'duplicate'
+      else {
+        heldDigests.add(r.sha256)
+        r.heldOut = true
+      }
+    }
   return out
 }
 
@@ -116,7 +138,7 @@ export async function loadTwemojiSplit(
   const labels: number[] = []
   classes.forEach((name, label) => {
     for (const record of records.get(name) ?? [])
-      if (record.heldOut === (split === 'heldout')) {
+      if (record.split === split) {
         chosen.push(record)
         labels.push(label)
       }

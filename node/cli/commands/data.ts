@@ -6,6 +6,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { parseCommandArgs, requireFlags, wholeNumberFlag } from '../args.ts'
 import type { Command } from '../command.ts'
+import { categorySlug, twemojiRecords } from '../../../trainer/quality/twemoji.ts'
 import { CliError, UsageError } from '../command.ts'
 
 export const TWEMOJI_ATTRIBUTION =
@@ -23,13 +24,7 @@ interface EmojiRecord {
   has_img_twitter: boolean
 }
 
-/** 'Smileys & Emotion' -> 'smileys-emotion'. */
-export function categorySlug(category: string): string {
-  return category
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-}
+export { categorySlug }
 
 function fileSafe(name: string): string {
   return name.replace(/[^A-Za-z0-9_+-]+/g, '_')
@@ -41,6 +36,11 @@ export interface LayoutTwemojiOptions {
   perCategory?: number
   /** Category slugs to include (default: all but 'component'). */
   categories?: string[]
+  /**
+   * Leave out the quality metric's held-out images (trainer/quality/twemoji.ts), so a model
+   * trained on the folder is scored on images it never saw. The demo and the simulator do.
+   */
+  withoutQualityHoldout?: boolean
 }
 
 export interface LayoutTwemojiResult {
@@ -60,6 +60,21 @@ export async function layoutTwemoji(options: LayoutTwemojiOptions): Promise<Layo
     const list = byCategory.get(slug) ?? []
     list.push(record)
     byCategory.set(slug, list)
+  }
+  if (options.withoutQualityHoldout === true) {
+    // By content: an image drawn identically under another name must go too.
+    const heldOut = new Set<string>()
+    const digestOf = new Map<string, string>()
+    for (const list of (await twemojiRecords()).values())
+      for (const record of list) {
+        digestOf.set(record.image, record.sha256)
+        if (record.heldOut) heldOut.add(record.sha256)
+      }
+    for (const [slug, list] of byCategory)
+      byCategory.set(
+        slug,
+        list.filter((r) => !heldOut.has(digestOf.get(r.image) ?? '')),
+      )
   }
   const wanted = options.categories ?? [...byCategory.keys()].filter((c) => !EXCLUDED_CATEGORIES.has(c))
   for (const category of wanted)
@@ -101,7 +116,7 @@ export async function layoutTwemoji(options: LayoutTwemojiOptions): Promise<Layo
   return { images, perCategory }
 }
 
-const usage = `Usage: coop data twemoji --out <dir> [--per-category N] [--categories a,b]
+const usage = `Usage: coop data twemoji --out <dir> [--per-category N] [--categories a,b] [--without-quality-holdout]
 
 Lays out the Twemoji images of the npm package emoji-datasource-twitter (CC-BY 4.0) as
 <dir>/<category>/<name>.png and writes <dir>/LICENSE-ATTRIBUTION.txt.
@@ -109,7 +124,10 @@ Lays out the Twemoji images of the npm package emoji-datasource-twitter (CC-BY 4
 Options:
   --out <dir>           output folder (created)
   --per-category <n>    at most n images per category, spread over the category
-  --categories <list>   comma-separated category slugs (e.g. smileys-emotion,flags)`
+  --categories <list>   comma-separated category slugs (e.g. smileys-emotion,flags)
+  --without-quality-holdout
+                        leave out the images the quality metric holds out (one in four per category),
+                        so models trained on the folder are scored on images they never saw`
 
 export const command: Command = {
   summary: 'lay out licensed sample data (Twemoji) as an image folder',
@@ -117,7 +135,12 @@ export const command: Command = {
   async run(argv) {
     const { values, positionals } = parseCommandArgs(
       argv,
-      { out: { type: 'string' }, 'per-category': { type: 'string' }, categories: { type: 'string' } },
+      {
+        out: { type: 'string' },
+        'per-category': { type: 'string' },
+        categories: { type: 'string' },
+        'without-quality-holdout': { type: 'boolean' },
+      },
       { allowPositionals: true },
     )
     if (positionals.length !== 1 || positionals[0] !== 'twemoji')
@@ -132,6 +155,7 @@ export const command: Command = {
       out: values.out,
       ...(perCategory === undefined ? {} : { perCategory }),
       ...(categories === undefined ? {} : { categories }),
+      withoutQualityHoldout: values['without-quality-holdout'] === true,
     })
     process.stdout.write(
       `${result.images} Twemoji images in ${Object.keys(result.perCategory).length} categories written to ${values.out}\n`,

@@ -165,7 +165,7 @@ export const command: Command = {
     if (dataDir === undefined) {
       const twemoji = await ensureTwemoji()
       dataDir = twemoji.dir
-      dataSource = 'twemoji (all categories but component, CC-BY 4.0)'
+      dataSource = 'twemoji (all categories but component, without the quality hold-out; CC-BY 4.0)'
       print(`data: Twemoji ${twemoji.laidOut ? 'laid out in' : 'from'} ${dataDir}`)
     }
     const dataset = await loadImageFolder({ dir: dataDir, size: config.image.size, log })
