@@ -48,6 +48,9 @@ Options:
   --autoencoder <dir>       autoencoder checkpoint for the U-Net phase (e.g. <coop train out>/autoencoder);
                             without it one is trained centrally first, for --autoencoder-steps
   --autoencoder-steps <n>   steps of that central autoencoder training (default: the config's autoencoder.steps)
+  --baseline <b>            sequential (peers x H steps at the peers' batch size) | data-parallel
+                            (H steps at a batch peers times larger: what per-step dense exchange
+                            trains); same sample-steps either way (default sequential)
   --outer-lr <x>            outer learning rate (default ${DEFAULT_SIM_OUTER_LR})
   --outer-momentum <x>      outer Nesterov momentum (default ${DEFAULT_SIM_OUTER_MOMENTUM})
   --eval-items <n>          held-out images scoring both models (default: the config's training.evalBatch)
@@ -102,6 +105,7 @@ export const command: Command = {
       seed: { type: 'string' },
       backend: { type: 'string' },
       out: { type: 'string' },
+      baseline: { type: 'string' },
       'quality-per-class': { type: 'string' },
       'quality-every': { type: 'string' },
       'no-quality': { type: 'boolean' },
@@ -123,6 +127,9 @@ export const command: Command = {
     if (phase !== 'unet' && phase !== 'autoencoder')
       throw new UsageError(`--phase must be unet or autoencoder, got '${phase}'`)
     const backend = backendFlag(values.backend)
+    const baselineMode = values.baseline ?? 'sequential'
+    if (baselineMode !== 'sequential' && baselineMode !== 'data-parallel')
+      throw new UsageError(`--baseline must be sequential or data-parallel, got '${baselineMode}'`)
     const outerLr = decimal('outer-lr', values['outer-lr'], DEFAULT_SIM_OUTER_LR)
     const outerMomentum = decimal('outer-momentum', values['outer-momentum'], DEFAULT_SIM_OUTER_MOMENTUM)
     const config = loadConfig(values.config ?? 'tiny')
@@ -224,6 +231,7 @@ export const command: Command = {
         dataSource,
         ...(autoencoder === undefined ? {} : { autoencoder }),
         evalItems,
+        baseline: baselineMode,
         backend: choice.name,
         ...(scoreQuality
           ? {
