@@ -100,7 +100,11 @@ describe('coop simulate', () => {
     expect(stdout).toMatch(/round\s+federated\s+baseline\s+gap %/)
     expect(stdout.split('\n').filter((line) => /^\s+[0-2]\s+\d/.test(line))).toHaveLength(3)
     // Quality of both models: numbers in range, from 4 samples of each of the 9 classes, per scored round.
-    expect(result.settings.quality).toMatchObject({ perClass: 4, every: 1, classifier: expect.stringMatching(/^sha256:/) })
+    expect(result.settings.quality).toMatchObject({
+      perClass: 4,
+      every: 1,
+      classifier: expect.stringMatching(/^sha256:/),
+    })
     expect(result.settings.backend).toBe('wasm')
     expect(result.settings.seed).toBe(3)
     expect(result.final.quality).not.toBeNull()
@@ -112,7 +116,9 @@ describe('coop simulate', () => {
       expect(Number.isFinite(figures?.frechetDistance)).toBe(true)
     }
     expect(result.rounds.filter((r) => r.quality !== undefined).map((r) => r.round)).toEqual([1, 2])
-    expect(stdout).toMatch(/sample quality \(36 class-conditional samples.*federated class accuracy [0-9.]+%, Fréchet distance/)
+    expect(stdout).toMatch(
+      /sample quality \(36 class-conditional samples.*federated class accuracy [0-9.]+%, Fréchet distance/,
+    )
   })
 
   it('refuses a non-empty --out and bad option values with a clear code', async () => {

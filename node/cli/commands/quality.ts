@@ -76,7 +76,7 @@ export const command: Command = {
       await writeFile(classifierWeightsPath(), result.bytes)
       await writeFile(
         join(classifierWeightsPath(), '..', 'digest.ts'),
-        `// The sha256 of the committed classifier weights (classifier.safetensors), checked on every load.\n// \`coop quality train --write\` rewrites both files together.\nexport const CLASSIFIER_WEIGHTS_SHA256 = '${result.digest}'\n`,
+        `// The sha256 of the committed classifier weights (classifier.safetensors), checked on every load.\n// \`coop quality train --write\` rewrites both files together.\nexport const CLASSIFIER_WEIGHTS_SHA256 =\n  '${result.digest}'\n`,
       )
       process.stdout.write(`wrote ${classifierWeightsPath()} (${result.digest})\n`)
     } else if (values.out !== undefined) {
