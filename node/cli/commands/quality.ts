@@ -15,7 +15,7 @@ train   retrains the quality classifier from its fixed recipe (seed, steps, lear
         augmentation in trainer/quality/constants.ts) on the training side of the Twemoji split,
         and reports its accuracy on the held-out side. --write replaces the committed weights
         (trainer/quality/classifier.safetensors and its digest); --out writes them elsewhere.
-        About 1,500 steps: ~20 CPU-minutes on one core (wasm).
+        1,500 steps at ~0.7 CPU-s each on one wasm core: ~18 CPU-minutes.
 info    prints the committed classifier's card: classes, recipe, test accuracy.`
 
 function percent(value: number): string {
