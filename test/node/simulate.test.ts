@@ -57,6 +57,7 @@ async function simulateCli(out: string, extra: string[]): Promise<string> {
 }
 
 describe('coop simulate', () => {
+  // Two CLI runs, each training, sampling and scoring samples: minutes on a loaded 2-core machine.
   it('gives byte-identical results.json for the same seed, with a table per round and both plots', async () => {
     const options = [
       '--peers',
@@ -119,7 +120,7 @@ describe('coop simulate', () => {
     expect(stdout).toMatch(
       /sample quality \(36 class-conditional samples.*federated class accuracy [0-9.]+%, Fréchet distance/,
     )
-  })
+  }, 600_000)
 
   it('refuses a non-empty --out and bad option values with a clear code', async () => {
     const used = join(work, 'run-a')
