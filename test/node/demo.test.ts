@@ -68,6 +68,7 @@ let interruptedRun: Run
 let resumedRun: Run
 let peerPids: number[]
 
+// Two smoke runs (interrupted, resumed) plus quality scoring: minutes, more on a loaded machine.
 beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'coop-demo-'))
   // A fresh folder name inside the temp dir: --out must be empty or a demo's.
@@ -79,7 +80,7 @@ beforeAll(async () => {
     if (existsSync(addrs)) peerPids.push((JSON.parse(await readFile(addrs, 'utf8')) as { pid: number }).pid)
   }
   resumedRun = await coop(['demo', '--smoke', '--out', out])
-}, 300_000)
+}, 900_000)
 
 afterAll(async () => {
   await rm(join(out, '..'), { recursive: true, force: true })
