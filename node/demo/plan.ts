@@ -73,6 +73,7 @@ function noiseDataset(config: CoopConfig, count: number): ImageDataset {
     size,
     skipped: [],
     notAllowed: 0,
+    optedOut: [],
   }
 }
 
