@@ -40,7 +40,8 @@ export const aggregatorSchema = z.discriminatedUnion('kind', [
 export const compressionSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('none') }),
   z.strictObject({ kind: z.literal('int8') }),
-  z.strictObject({ kind: z.literal('topk'), fraction }),
+  // values '2bit': the chunked 2-bit top-k layout of protocol/compression.ts (absent: F32 values).
+  z.strictObject({ kind: z.literal('topk'), fraction, values: z.literal('2bit').optional() }),
 ])
 
 export const charterSchema = z

@@ -7,6 +7,21 @@
 //   int8  : `<name>` I8 + `<name>.scale` F32[1]; value = q * scale, scale = maxabs / 127 (rounded up to F32)
 //   topk  : `<name>.idx` I32[k] (strictly ascending flat indices) + `<name>.val` F32[k]
 //           + `<name>.shape` I32[rank] (the dense shape, which idx/val cannot carry)
+//   topk, 2-bit values (SparseLoCo-style, arXiv 2508.15706): five entries for the whole model,
+//           so the header does not outweigh the data (a 150k-parameter U-Net has ~110 tensors).
+//           Tensors are taken in name order, each cut into chunks of TOPK_CHUNK consecutive
+//           elements (a tensor's last chunk may be shorter); every chunk keeps its k largest
+//           magnitudes (all of a chunk shorter than k):
+//             `@topk.chunk`  I32[2] = [TOPK_CHUNK, k]
+//             `@topk.count`  I32[T] = element count of each tensor (checked against the model's)
+//             `@topk.idx`    U8[kept] = each chunk's kept offsets, strictly ascending within the chunk
+//                            (empty when k = TOPK_CHUNK: every element is kept, dense 2-bit)
+//             `@topk.levels` F32[2T] = per tensor [small, large] magnitudes, 0 <= small <= large
+//             `@topk.val`    U8[ceil(kept/4)] = 2-bit codes, four per byte from the low bits up,
+//                            unused high bits zero: bit 1 = sign (1 negative), bit 0 = level
+//           About 1.25 bytes per kept value against 8 for the I32/F32 layout. Decoding needs the
+//           model's tensor names and shapes (the receiver's parent checkpoint), which the
+//           entries do not repeat.
 //
 // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): the caller keeps the residual
 // (what compression dropped) and passes it back next round, so dropped mass is sent later
@@ -21,7 +36,11 @@ export interface NamedTensor {
   data: Float32Array
 }
 
-export type Codec = { kind: 'none' } | { kind: 'int8' } | { kind: 'topk'; fraction: number }
+export type Codec =
+  | { kind: 'none' }
+  | { kind: 'int8' }
+  /** `values: '2bit'` selects the chunked 2-bit layout; absent = F32 values at I32 indices. */
+  | { kind: 'topk'; fraction: number; values?: '2bit' }
 
 /** Largest int8 magnitude used: symmetric range [-127, 127] so that -x encodes exactly as -q. */
 export const INT8_LEVELS = 127
@@ -32,7 +51,17 @@ export const DELTA_MAX_ELEMENTS_PER_TENSOR = 256 * 1024 * 1024
 /** Smallest top-k fraction accepted: 1e-6 keeps at least one value per million; below that a round carries no signal. */
 export const TOPK_MIN_FRACTION = 1e-6
 
+/** Chunk of the 2-bit top-k layout: 256 elements, so an offset fits one U8 byte (SparseLoCo chunks tensors the same way, with 4096). */
+export const TOPK_CHUNK = 256
+
 const SUFFIX_SCALE = '.scale'
+/** Prefix of the 2-bit layout's entries: no model tensor name starts with '@'. */
+const FLAT_PREFIX = '@topk.'
+const FLAT_CHUNK = `${FLAT_PREFIX}chunk`
+const FLAT_COUNT = `${FLAT_PREFIX}count`
+const FLAT_IDX = `${FLAT_PREFIX}idx`
+const FLAT_LEVELS = `${FLAT_PREFIX}levels`
+const FLAT_VAL = `${FLAT_PREFIX}val`
 const SUFFIX_IDX = '.idx'
 const SUFFIX_VAL = '.val'
 const SUFFIX_SHAPE = '.shape'
@@ -51,6 +80,8 @@ function checkCodec(codec: Codec): void {
         'SCHEMA',
         `top-k fraction must be in [${TOPK_MIN_FRACTION}, 1], got ${codec.fraction}`,
       )
+    if (codec.values !== undefined && codec.values !== '2bit')
+      throw new ProtocolError('SCHEMA', `top-k values must be '2bit' or absent, got ${String(codec.values)}`)
     return
   }
   throw new ProtocolError(
@@ -59,24 +90,30 @@ function checkCodec(codec: Codec): void {
   )
 }
 
-/** Parses the CLI/charter spelling `none`, `int8` or `topk:<fraction>`. */
+/** Parses the CLI/charter spelling `none`, `int8`, `topk:<fraction>` or `topk:<fraction>:2bit`. */
 export function parseCodec(text: string): Codec {
   if (text === 'none' || text === 'int8') return { kind: text }
-  const match = /^topk:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)$/.exec(text)
+  const match = /^topk:([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(:2bit)?$/.exec(text)
   if (match !== null) {
-    const codec: Codec = { kind: 'topk', fraction: Number(match[1]) }
+    const codec: Codec = {
+      kind: 'topk',
+      fraction: Number(match[1]),
+      ...(match[2] === undefined ? {} : { values: '2bit' as const }),
+    }
     checkCodec(codec)
     return codec
   }
   throw new ProtocolError(
     'UNKNOWN_TYPE',
-    `unknown codec ${JSON.stringify(text)}: expected none, int8 or topk:<fraction>`,
+    `unknown codec ${JSON.stringify(text)}: expected none, int8, topk:<fraction> or topk:<fraction>:2bit`,
   )
 }
 
 /** The spelling `parseCodec` reads. */
 export function formatCodec(codec: Codec): string {
-  return codec.kind === 'topk' ? `topk:${codec.fraction}` : codec.kind
+  return codec.kind === 'topk'
+    ? `topk:${codec.fraction}${codec.values === '2bit' ? ':2bit' : ''}`
+    : codec.kind
 }
 
 function checkTensor(tensor: NamedTensor, what: string): void {
@@ -166,6 +203,104 @@ export function topkCount(elements: number, fraction: number): number {
   return Math.min(elements, Math.max(1, Math.ceil(fraction * elements)))
 }
 
+/**
+ * The two magnitudes of the 2-bit layout for the kept |values| (sorted ascending): a 1-D
+ * two-means (Lloyd) split, started at the median, a fixed 8 iterations so every machine does
+ * the same float64 operations. Returned rounded to float32, small <= large.
+ */
+function twoLevels(sortedMagnitudes: Float64Array): [number, number] {
+  const n = sortedMagnitudes.length
+  if (n === 0) return [0, 0]
+  let split = Math.floor(n / 2) // first index of the large group
+  let small = 0
+  let large = 0
+  for (let iteration = 0; iteration < 8; iteration++) {
+    let sumSmall = 0
+    for (let i = 0; i < split; i++) sumSmall += sortedMagnitudes[i] as number
+    let sumLarge = 0
+    for (let i = split; i < n; i++) sumLarge += sortedMagnitudes[i] as number
+    large = sumLarge / (n - split)
+    small = split === 0 ? large : sumSmall / split
+    const threshold = (small + large) / 2
+    let next = 0
+    while (next < n && (sortedMagnitudes[next] as number) < threshold) next++
+    if (next === n) next = n - 1
+    if (next === split) break
+    split = next
+  }
+  const a = Math.fround(small)
+  const b = Math.fround(large)
+  return a <= b ? [a, b] : [b, a]
+}
+
+/** 2-bit code of `value` against the levels: sign bit 1, level bit 0 (the nearer magnitude; ties to small). */
+function twoBitCode(value: number, levels: readonly [number, number]): number {
+  const magnitude = Math.abs(value)
+  const level = magnitude - levels[0] > levels[1] - magnitude ? 1 : 0
+  return ((value < 0 ? 1 : 0) << 1) | level
+}
+
+function twoBitValue(code: number, levels: readonly [number, number]): number {
+  const magnitude = levels[code & 1] as number
+  return code & 2 ? -magnitude : magnitude
+}
+
+/** Kept offsets of one chunk: the k largest |values| (ties: lower offset), ascending. */
+function chunkTopOffsets(values: Float32Array, start: number, length: number, k: number): number[] {
+  const offsets = Array.from({ length }, (_, i) => i)
+  offsets.sort(
+    (a, b) => Math.abs(values[start + b] as number) - Math.abs(values[start + a] as number) || a - b,
+  )
+  return offsets.slice(0, k).sort((a, b) => a - b)
+}
+
+/** The 2-bit layout's five entries for `tensors` (sorted by name); fills `left` per tensor. */
+function encodeTopk2bit(
+  tensors: { values: Float32Array; left: Float32Array }[],
+  fraction: number,
+): TensorEntry[] {
+  const k = topkCount(TOPK_CHUNK, fraction)
+  const offsets: number[] = []
+  const codes: number[] = []
+  const levels = new Float32Array(2 * tensors.length)
+  tensors.forEach(({ values, left }, t) => {
+    const kept: number[] = []
+    for (let start = 0; start < values.length; start += TOPK_CHUNK) {
+      const length = Math.min(TOPK_CHUNK, values.length - start)
+      for (const offset of chunkTopOffsets(values, start, length, Math.min(k, length))) {
+        // k = TOPK_CHUNK keeps every element: dense 2-bit, the offsets are implied and not sent.
+        if (k < TOPK_CHUNK) offsets.push(offset)
+        kept.push(start + offset)
+      }
+    }
+    const pair = twoLevels(Float64Array.from(kept, (i) => Math.abs(values[i] as number)).sort())
+    levels[2 * t] = pair[0]
+    levels[2 * t + 1] = pair[1]
+    left.set(values)
+    for (const i of kept) {
+      const code = twoBitCode(values[i] as number, pair)
+      codes.push(code)
+      left[i] = (values[i] as number) - Math.fround(twoBitValue(code, pair))
+    }
+  })
+  const packed = new Uint8Array(Math.ceil(codes.length / 4))
+  codes.forEach((code, j) => {
+    packed[j >> 2] = (packed[j >> 2] as number) | (code << ((j & 3) * 2))
+  })
+  return [
+    { name: FLAT_CHUNK, dtype: 'I32', shape: [2], data: Int32Array.from([TOPK_CHUNK, k]) },
+    {
+      name: FLAT_COUNT,
+      dtype: 'I32',
+      shape: [tensors.length],
+      data: Int32Array.from(tensors, (t) => t.values.length),
+    },
+    { name: FLAT_IDX, dtype: 'U8', shape: [offsets.length], data: Uint8Array.from(offsets) },
+    { name: FLAT_LEVELS, dtype: 'F32', shape: [levels.length], data: levels },
+    { name: FLAT_VAL, dtype: 'U8', shape: [packed.length], data: packed },
+  ]
+}
+
 export interface CompressedDelta {
   /** Safetensors entries to encode with `encodeSafetensors` (sorted by name). */
   entries: TensorEntry[]
@@ -187,6 +322,7 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
   const sorted = [...delta].sort((a, b) => compareCodeUnits(a.name, b.name))
   const entries: TensorEntry[] = []
   const nextResidual: NamedTensor[] = []
+  const flat: { values: Float32Array; left: Float32Array }[] = []
   for (let t = 0; t < sorted.length; t++) {
     const tensor = sorted[t] as NamedTensor
     checkTensor(tensor, 'delta')
@@ -212,6 +348,10 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
       })
       for (let i = 0; i < values.length; i++)
         left[i] = (values[i] as number) - Math.fround((q[i] as number) * scale)
+    } else if (codec.values === '2bit') {
+      if (tensor.name.startsWith('@'))
+        throw new ProtocolError('SCHEMA', `tensor name ${tensor.name} is reserved by the 2-bit layout`)
+      flat.push({ values, left })
     } else {
       const k = topkCount(values.length, codec.fraction)
       const idx = topIndices(values, k)
@@ -235,6 +375,7 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
   }
   if (residual !== undefined && residualByName.size !== sorted.length)
     throw new ProtocolError('SCHEMA', 'residual names do not match the delta')
+  if (codec.kind === 'topk' && codec.values === '2bit') entries.push(...encodeTopk2bit(flat, codec.fraction))
   entries.sort((a, b) => compareCodeUnits(a.name, b.name))
   return { entries, residual: nextResidual }
 }
@@ -265,6 +406,7 @@ export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
   let kind: Codec['kind'] = 'none'
   for (const entry of entries.values()) {
     if (entry.dtype === 'I32' && entry.name.endsWith(SUFFIX_IDX)) return 'topk'
+    if (entry.name.startsWith(FLAT_PREFIX)) return 'topk'
     if (entry.dtype === 'I8') kind = 'int8'
   }
   return kind
@@ -276,7 +418,15 @@ export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
  * entry that belongs to no tensor, a missing scale, indices out of range or not ascending,
  * a non-finite value or scale, a shape that disagrees with the data.
  */
-export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[] {
+export function decompressDelta(
+  entries: Map<string, TensorEntry>,
+  layout?: readonly { name: string; shape: readonly number[] }[],
+): NamedTensor[] {
+  if (entries.has(FLAT_CHUNK) || entries.has(FLAT_IDX)) {
+    if (layout === undefined)
+      throw new ProtocolError('SCHEMA', 'the 2-bit top-k layout decodes only against the model layout')
+    return decodeTopk2bit(entries, layout)
+  }
   const kind = detectCodec(entries)
   const used = new Set<string>()
   const out: NamedTensor[] = []
@@ -345,6 +495,80 @@ export function decompressDelta(entries: Map<string, TensorEntry>): NamedTensor[
     if ((out[t - 1] as NamedTensor).name === (out[t] as NamedTensor).name)
       throw new ProtocolError('SCHEMA', `tensor ${(out[t] as NamedTensor).name} twice`)
   return out.sort((a, b) => compareCodeUnits(a.name, b.name))
+}
+
+/**
+ * Decodes the 2-bit layout (see the module comment) against `layout`, the model's tensor names
+ * and shapes; strict: exactly the five entries, counts equal to the layout's, every offset in
+ * range and ascending within its chunk, levels ordered and finite, no stray bits or bytes.
+ */
+function decodeTopk2bit(
+  entries: Map<string, TensorEntry>,
+  layout: readonly { name: string; shape: readonly number[] }[],
+): NamedTensor[] {
+  const used = new Set<string>()
+  const chunk = take(entries, used, FLAT_CHUNK, 'I32').data as Int32Array
+  const counts = take(entries, used, FLAT_COUNT, 'I32').data as Int32Array
+  const idx = take(entries, used, FLAT_IDX, 'U8').data as Uint8Array
+  const levels = take(entries, used, FLAT_LEVELS, 'F32').data as Float32Array
+  const val = take(entries, used, FLAT_VAL, 'U8').data as Uint8Array
+  for (const name of entries.keys())
+    if (!used.has(name))
+      throw new ProtocolError('SCHEMA', `entry ${name} does not belong to the 2-bit layout`)
+  if (chunk.length !== 2 || chunk[0] !== TOPK_CHUNK)
+    throw new ProtocolError('SCHEMA', `${FLAT_CHUNK} must be [${TOPK_CHUNK}, k]`)
+  const k = chunk[1] as number
+  if (!(k >= 1 && k <= TOPK_CHUNK)) throw new ProtocolError('SCHEMA', 'k per chunk out of range')
+  const sorted = [...layout].sort((a, b) => compareCodeUnits(a.name, b.name))
+  if (counts.length !== sorted.length || levels.length !== 2 * sorted.length)
+    throw new ProtocolError(
+      'SCHEMA',
+      `the payload covers ${counts.length} tensors, the model has ${sorted.length}`,
+    )
+  let kept = 0
+  const sizes = sorted.map((tensor, t) => {
+    const count = checkDenseShape(tensor.name, tensor.shape)
+    if (counts[t] !== count)
+      throw new ProtocolError(
+        'SCHEMA',
+        `${tensor.name}: ${counts[t]} elements in the payload, ${count} in the model`,
+      )
+    const small = levels[2 * t] as number
+    const large = levels[2 * t + 1] as number
+    if (!(Number.isFinite(small) && Number.isFinite(large) && small >= 0 && small <= large))
+      throw new ProtocolError('SCHEMA', `${tensor.name}: levels must be finite magnitudes, small <= large`)
+    const chunks = Math.ceil(count / TOPK_CHUNK)
+    kept +=
+      chunks === 0
+        ? 0
+        : (chunks - 1) * Math.min(k, TOPK_CHUNK) + Math.min(k, count - (chunks - 1) * TOPK_CHUNK)
+    return count
+  })
+  const dense = k === TOPK_CHUNK
+  if (idx.length !== (dense ? 0 : kept))
+    throw new ProtocolError('SCHEMA', `${idx.length} offsets, ${dense ? 0 : kept} expected for k=${k}`)
+  if (val.length !== Math.ceil(kept / 4))
+    throw new ProtocolError('SCHEMA', `${val.length} value bytes for ${kept} values`)
+  if (kept % 4 !== 0 && (val[val.length - 1] as number) >> ((kept % 4) * 2) !== 0)
+    throw new ProtocolError('SCHEMA', 'unused value bits must be zero')
+  let j = 0
+  return sorted.map((tensor, t) => {
+    const count = sizes[t] as number
+    const pair: [number, number] = [levels[2 * t] as number, levels[2 * t + 1] as number]
+    const data = new Float32Array(count)
+    for (let start = 0; start < count; start += TOPK_CHUNK) {
+      const length = Math.min(TOPK_CHUNK, count - start)
+      let previous = -1
+      for (let n = 0; n < Math.min(k, length); n++, j++) {
+        const offset = dense ? n : (idx[j] as number)
+        if (!(offset > previous && offset < length))
+          throw new ProtocolError('SCHEMA', `${tensor.name}: offsets must ascend within each chunk`)
+        previous = offset
+        data[start + offset] = twoBitValue(((val[j >> 2] as number) >> ((j & 3) * 2)) & 3, pair)
+      }
+    }
+    return { name: tensor.name, shape: [...tensor.shape], data }
+  })
 }
 
 /**

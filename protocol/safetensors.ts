@@ -15,16 +15,16 @@ import {
 } from './constants.ts'
 import { ProtocolError } from './errors.ts'
 
-export type DType = 'F32' | 'F16' | 'I8' | 'I32'
+export type DType = 'F32' | 'F16' | 'I8' | 'I32' | 'U8'
 
-export const DTYPES: readonly DType[] = ['F32', 'F16', 'I8', 'I32']
+export const DTYPES: readonly DType[] = ['F32', 'F16', 'I8', 'I32', 'U8']
 
 export interface TensorEntry {
   name: string
   dtype: DType
   shape: number[]
-  /** F32 -> Float32Array, F16 -> Uint16Array of IEEE half bits, I8 -> Int8Array, I32 -> Int32Array. */
-  data: Float32Array | Uint16Array | Int8Array | Int32Array
+  /** F32 -> Float32Array, F16 -> Uint16Array of IEEE half bits, I8 -> Int8Array, I32 -> Int32Array, U8 -> Uint8Array. */
+  data: Float32Array | Uint16Array | Int8Array | Int32Array | Uint8Array
 }
 
 export interface SafetensorsLimits {
@@ -39,7 +39,7 @@ export interface DecodedSafetensors {
 
 const METADATA_KEY = '__metadata__'
 
-const BYTES_PER_ELEMENT: Record<DType, number> = { F32: 4, F16: 2, I8: 1, I32: 4 }
+const BYTES_PER_ELEMENT: Record<DType, number> = { F32: 4, F16: 2, I8: 1, I32: 4, U8: 1 }
 
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
@@ -53,6 +53,8 @@ function expectedArrayType(dtype: DType): string {
       return 'Int8Array'
     case 'I32':
       return 'Int32Array'
+    case 'U8':
+      return 'Uint8Array'
   }
 }
 
@@ -175,6 +177,8 @@ function typedArrayFrom(dtype: DType, bytes: Uint8Array): TensorEntry['data'] {
       return new Int8Array(copy.buffer)
     case 'I32':
       return new Int32Array(copy.buffer)
+    case 'U8':
+      return copy
   }
 }
 

@@ -57,8 +57,11 @@ export class Adam {
     }
   }
 
-  /** Applies one update from `grads` (by parameter name); returns the pre-clip global gradient norm. */
-  apply(grads: Record<string, tf.Tensor>): number {
+  /**
+   * Applies one update from `grads` (by parameter name); returns the pre-clip global gradient norm.
+   * `learningRate` overrides the constructor's for this step (a schedule's value).
+   */
+  apply(grads: Record<string, tf.Tensor>, learningRate: number = this.lr): number {
     this.step++
     const names = [...this.m.keys()]
     // One fused kernel per stage for all parameters (trainer/kernels/optimizer.ts; per-op fallback elsewhere).
@@ -72,7 +75,7 @@ export class Adam {
         v: this.v.get(n) as tf.Variable,
       }))
       const out = fusedAdam(slots, {
-        learningRate: this.lr,
+        learningRate,
         beta1: ADAM_BETA1,
         beta2: ADAM_BETA2,
         epsilon: ADAM_EPSILON,

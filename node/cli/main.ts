@@ -15,6 +15,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   data: () => import('./commands/data.ts'),
   demo: () => import('./commands/demo.ts'),
   keys: () => import('./commands/keys.ts'),
+  quality: () => import('./commands/quality.ts'),
   sample: () => import('./commands/sample.ts'),
   simulate: () => import('./commands/simulate.ts'),
   start: () => import('./commands/start.ts'),

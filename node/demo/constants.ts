@@ -22,10 +22,12 @@ export const TWEMOJI_CONSENT = {
 } as const
 
 /**
- * Default run: 3 autoencoder rounds then 20 U-Net rounds of 50 local steps each, 120 images per
- * category; measured at 8 min 16 s on a 2-core CPU at low load (a fresh clone, 25/25 checkpoints
- * verified). The autoencoder reconstructs recognisably after ~135 steps; the U-Net gets the rest of
- * the 15-minute budget, which is what decides how emoji-like the final grid is.
+ * Default run: 3 autoencoder rounds then U-Net rounds of 50 local steps each, 120 images per
+ * category. The U-Net rounds are planned from a measured step time (node/demo/plan.ts) unless
+ * --rounds is given; `unetRounds` here is what --rounds defaults to when planning is off. 20
+ * rounds measured 8 min 16 s on a 2-core CPU at low load (a fresh clone, 25/25 checkpoints
+ * verified). The autoencoder reconstructs recognisably after ~135 steps; the U-Net gets the rest
+ * of the 15-minute budget, which is what decides how emoji-like the final grid is.
  */
 export const DEFAULT_RUN = {
   config: 'emoji32',
@@ -36,6 +38,21 @@ export const DEFAULT_RUN = {
   /** All nine categories (empty = all): measured, four categories (one per peer) gave no clearer grids in the same budget. */
   categories: [] as readonly string[],
 } as const
+
+/** The default demo's time budget: 15 minutes on a 2-core machine (issue 10), less a tenth for what the model of a run misses. */
+export const DEMO_BUDGET_SECONDS = 15 * 60 * 0.9
+/** Setup (data, keys, consent, charter), the calibration, the peers' start and the checkpoint checks: measured 60-90 s at low load. */
+export const DEMO_FIXED_SECONDS = 90
+/** Per round: gossip, aggregation, recomputation by every peer (0.5-0.7 s at 4 peers, bench:rounds), start and end of training. */
+export const DEMO_ROUND_OVERHEAD_SECONDS = 3
+/** Output work per U-Net round in training-step equivalents: the grid's 54 samples x 20 DDIM steps with guidance (~22), its checks and eval (~4). */
+export const DEMO_OUTPUT_STEPS_PER_ROUND = 26
+/** The final quality score: 144 samples x 20 DDIM steps with guidance, plus the classifier, in training-step equivalents. */
+export const DEMO_FINAL_QUALITY_STEPS = 65
+/** Fewest U-Net rounds a planned demo runs, however slow the machine: fewer show nothing but noise (it then takes longer than the budget, and says so). */
+export const DEMO_MIN_UNET_ROUNDS = 6
+/** Most U-Net rounds a planned demo runs: beyond this the averaged grid barely changes at this model size. */
+export const DEMO_MAX_UNET_ROUNDS = 60
 
 /** --smoke: the same path on the tiny config, about a minute end to end. */
 export const SMOKE_RUN = {
@@ -75,3 +92,7 @@ export const SAMPLE_STEPS = 20
 export const SAMPLE_AVERAGE_ROUNDS = 8
 /** Fixed sampling seed so that grids of different rounds differ only by the model. */
 export const SAMPLE_SEED = 7
+/** Samples per class behind metrics.json's quality (the final grid's model): issue 10's 16, 144 on Twemoji. */
+export const QUALITY_PER_CLASS = 16
+/** Seed of those samples: not the grid's, so the headline figure is not computed on the grid alone. */
+export const QUALITY_SEED = 11

@@ -1,7 +1,6 @@
 // Measures what the demo shows about the model itself: the eval loss of each averaged
 // checkpoint on one fixed batch of the pooled data (so every round is judged on the same
 // images, all categories included), and class-conditional sample grids of the U-Net rounds.
-import { existsSync } from 'node:fs'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -9,13 +8,23 @@ import type { CoopConfig } from '../../configs/index.ts'
 import { initBackend } from '../../trainer/backend.ts'
 import { loadImageFolder } from '../../trainer/data.ts'
 import type { ImageDataset } from '../../trainer/data.ts'
-import { sampleGrid } from '../../trainer/sample.ts'
+import { renderGrid, sampleImages } from '../../trainer/sample.ts'
+import {
+  bytesToPixels,
+  heldOutReference,
+  loadQualityModel,
+  scoreImages,
+  scoreModel,
+} from '../../trainer/quality/index.ts'
+import type { QualityModel } from '../../trainer/quality/index.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import type { TrainerSession } from '../../trainer/session.ts'
 import { CHECKPOINT_FILES } from '../round/layout.ts'
 import { decodeTensors } from '../round/tensors.ts'
 import type { NamedTensor } from '../round/tensors.ts'
 import {
+  QUALITY_PER_CLASS,
+  QUALITY_SEED,
   SAMPLE_AVERAGE_ROUNDS,
   SAMPLE_GUIDANCE,
   SAMPLE_SEED,
@@ -25,12 +34,28 @@ import {
 import type { CollectedCheckpoint } from './collect.ts'
 import { writeFileDurable } from '../store/durable.ts'
 
+/** Sample quality of one model (trainer/quality), as metrics.json records it. */
+export interface DemoQuality {
+  classAccuracy: number
+  frechetDistance: number
+  samples: number
+  round: number
+  precision?: number
+  recall?: number
+  perClassAccuracy?: Record<string, number>
+}
+
 export interface Evaluator {
   backend: string
   /** Eval loss of a checkpoint's weights; U-Net checkpoints are judged in their own autoencoder's latent space. */
   evalLoss(checkpoint: CollectedCheckpoint): Promise<number>
-  /** Writes samples/<round>.png for a U-Net checkpoint unless it exists; returns its path. */
-  sampleGrid(checkpoint: CollectedCheckpoint, outPath: string, classes: string[]): Promise<string>
+  /**
+   * Writes samples/<round>.png for a U-Net checkpoint (the averaged model of its window) and
+   * scores those same samples with the quality classifier: the per-round quality figure.
+   */
+  sampleGrid(checkpoint: CollectedCheckpoint, outPath: string, classes: string[]): Promise<DemoQuality>
+  /** Quality of the same averaged model from QUALITY_PER_CLASS fresh samples per class: metrics.json's headline. */
+  scoreFinal(checkpoint: CollectedCheckpoint, classes: string[]): Promise<DemoQuality>
   dispose(): void
 }
 
@@ -92,6 +117,17 @@ export async function createEvaluator(options: {
     ...(options.log ? { log: options.log } : {}),
   })
   const byId = new Map(options.checkpoints.map((c) => [c.id, c]))
+  let quality: QualityModel | undefined
+  const qualityModel = async (): Promise<QualityModel> => {
+    quality ??= await loadQualityModel()
+    return quality
+  }
+  const averagedUnet = async (checkpoint: CollectedCheckpoint): Promise<NamedTensor[]> =>
+    meanWeights(
+      await Promise.all(
+        samplingWindow(options.checkpoints, checkpoint, SAMPLE_AVERAGE_ROUNDS).map(weightsOf),
+      ),
+    )
   const sessions = new Map<string, TrainerSession>()
   const autoencoderWeights = new Map<string, NamedTensor[]>()
 
@@ -133,28 +169,59 @@ export async function createEvaluator(options: {
       return await session.evalLoss()
     },
     async sampleGrid(checkpoint, outPath, classes) {
-      if (existsSync(outPath)) return outPath
       await mkdir(join(outPath, '..'), { recursive: true })
-      const png = await sampleGrid({
-        config: options.config,
+      const config = options.config
+      const labels = classes.flatMap((name) =>
+        new Array<number>(SAMPLES_PER_CLASS).fill(config.classes.indexOf(name)),
+      )
+      const bytes = sampleImages({
+        config,
         autoencoder: await autoencoderOf(checkpoint),
-        unet: meanWeights(
-          await Promise.all(
-            samplingWindow(options.checkpoints, checkpoint, SAMPLE_AVERAGE_ROUNDS).map(weightsOf),
-          ),
-        ),
-        classes,
-        perClass: SAMPLES_PER_CLASS,
+        unet: await averagedUnet(checkpoint),
+        labels,
         guidance: SAMPLE_GUIDANCE,
         steps: SAMPLE_STEPS,
         seed: SAMPLE_SEED,
       })
+      const png = await renderGrid(bytes, labels.length, config.image.size, SAMPLES_PER_CLASS, 2)
       await writeFileDurable(outPath, png)
-      return outPath
+      const model = await qualityModel()
+      const reference = await heldOutReference(model, config.image.size, classes)
+      const names = classes.flatMap((name) => new Array<string>(SAMPLES_PER_CLASS).fill(name))
+      const score = scoreImages(model, reference, bytesToPixels(bytes), names, config.image.size)
+      return {
+        classAccuracy: score.classAccuracy,
+        frechetDistance: score.frechetDistance,
+        samples: score.samples,
+        round: checkpoint.round,
+      }
+    },
+    async scoreFinal(checkpoint, classes) {
+      const score = await scoreModel(await qualityModel(), {
+        config: options.config,
+        autoencoder: await autoencoderOf(checkpoint),
+        unet: await averagedUnet(checkpoint),
+        classes,
+        perClass: QUALITY_PER_CLASS,
+        guidance: SAMPLE_GUIDANCE,
+        steps: SAMPLE_STEPS,
+        seed: QUALITY_SEED,
+      })
+      return {
+        classAccuracy: score.classAccuracy,
+        frechetDistance: score.frechetDistance,
+        samples: score.samples,
+        round: checkpoint.round,
+        precision: score.precision,
+        recall: score.recall,
+        perClassAccuracy: score.perClassAccuracy,
+      }
     },
     dispose() {
       for (const session of sessions.values()) session.dispose()
       sessions.clear()
+      quality?.dispose()
+      quality = undefined
     },
   }
 }

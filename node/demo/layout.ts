@@ -27,6 +27,8 @@ export interface DemoLayout {
   checkpointsDir: string
   samplesDir: string
   lossSvg: string
+  /** Sample quality per round (class accuracy and Fréchet distance), beside the loss in the report. */
+  qualitySvg: string
   metrics: string
   report: string
 }
@@ -55,6 +57,7 @@ export function demoLayout(out: string, peers: number, publisherIndex: number): 
     checkpointsDir: join(out, 'checkpoints'),
     samplesDir: join(out, 'samples'),
     lossSvg: join(out, 'loss.svg'),
+    qualitySvg: join(out, 'quality.svg'),
     metrics: join(out, 'metrics.json'),
     report: join(out, 'report.html'),
   }

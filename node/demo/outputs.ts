@@ -30,6 +30,9 @@ import {
 import type { CollectedCheckpoint, ManifestOwner, VerifyOutcome } from './collect.ts'
 import { auditAndLedger } from './audit-ledger.ts'
 import { createEvaluator } from './evaluate.ts'
+import type { DemoQuality } from './evaluate.ts'
+import { CLASSIFIER_WEIGHTS_SHA256 } from '../../trainer/quality/digest.ts'
+import { QUALITY_SEED, SAMPLE_GUIDANCE, SAMPLE_STEPS } from './constants.ts'
 import type { DemoLayout } from './layout.ts'
 import type { DemoParams } from './run-manifest.ts'
 import type { DemoSetup } from './setup.ts'
@@ -45,6 +48,8 @@ export interface RoundMetrics {
   verification: string
   contributions: { peer: string; peerId: string; statement: string; samples?: number; loss?: number }[]
   sampleGrid?: string
+  /** Quality of the grid's samples (the averaged model after this round; SAMPLES_PER_CLASS per class). */
+  quality?: { classAccuracy: number; frechetDistance: number; samples: number }
 }
 
 export interface DemoMetrics {
@@ -63,6 +68,13 @@ export interface DemoMetrics {
     categories: string[]
     items: number
   }[]
+  /**
+   * Sample quality of the final grid's model (trainer/quality: in-domain classifier, held-out real
+   * Twemoji), from QUALITY_PER_CLASS samples per class; null before any U-Net round closed.
+   */
+  quality: (DemoQuality & { classifier: string; guidance: number; steps: number; seed: number }) | null
+  /** How the U-Net rounds were planned from a measured step time (node/demo/plan.ts); null when --rounds fixed them. */
+  plan: unknown
   rounds: RoundMetrics[]
 }
 
@@ -96,7 +108,7 @@ function describeCompression(c: CoopCharter['rounds']['compression']): string {
     case 'int8':
       return 'int8 with a per-tensor scale'
     case 'topk':
-      return `top-k (${c.fraction} of coordinates) with error feedback`
+      return `top-k (${c.fraction} of coordinates${c.values === '2bit' ? ', 2-bit values' : ''}) with error feedback`
   }
 }
 
@@ -185,6 +197,60 @@ function phasePanel(
   })
 }
 
+/** quality.svg: class accuracy and Fréchet distance of each U-Net round's grid, two stacked panels. */
+export function qualityPlot(rounds: RoundMetrics[], final: DemoQuality | null): string {
+  const scored = rounds.filter((r) => r.quality !== undefined)
+  const point = (r: RoundMetrics, value: number) => [r.round, value] as [number, number]
+  const samples = scored[0]?.quality?.samples ?? 0
+  const finalPoint = (value: number | undefined) =>
+    final === null || value === undefined
+      ? []
+      : [
+          {
+            name: `final model, ${final.samples} samples`,
+            color: '#000000',
+            points: [[final.round, value] as [number, number]],
+          },
+        ]
+  const panels = [
+    linePlotSvg({
+      title: 'Class accuracy of the samples per round (chance 1/9)',
+      xLabel: 'round',
+      yLabel: 'class accuracy',
+      series: [
+        {
+          name: `grid samples (${samples})`,
+          points: scored.map((r) => point(r, r.quality?.classAccuracy as number)),
+        },
+        ...finalPoint(final?.classAccuracy),
+      ],
+      ...PANEL,
+    }),
+    linePlotSvg({
+      title: 'Fréchet distance to held-out real Twemoji per round (lower is better)',
+      xLabel: 'round',
+      yLabel: 'Fréchet distance (classifier features)',
+      series: [
+        {
+          name: `grid samples (${samples})`,
+          points: scored.map((r) => point(r, r.quality?.frechetDistance as number)),
+        },
+        ...finalPoint(final?.frechetDistance),
+      ],
+      ...PANEL,
+    }),
+  ].map((panel, i) =>
+    panel.replace(/^\s*<\?xml[^>]*\?>\s*/, '').replace(/^<svg /, `<svg x="0" y="${i * PANEL.height}" `),
+  )
+  const height = 2 * PANEL.height
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${PANEL.width}" height="${height}" viewBox="0 0 ${PANEL.width} ${height}">`,
+    ...panels,
+    '</svg>',
+    '',
+  ].join('\n')
+}
+
 /** loss.svg: the two phase panels stacked in one standalone SVG document. */
 export function lossPlot(rounds: RoundMetrics[], peers: { name: string }[]): string {
   const phases = (['autoencoder', 'unet'] as const).filter((phase) =>
@@ -202,6 +268,24 @@ export function lossPlot(rounds: RoundMetrics[], peers: { name: string }[]): str
     '</svg>',
     '',
   ].join('\n')
+}
+
+async function readQualityCache(path: string): Promise<Record<string, DemoQuality>> {
+  try {
+    const value = JSON.parse(await readFile(path, 'utf8')) as unknown
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return {}
+    return Object.fromEntries(
+      Object.entries(value).filter(
+        ([, v]) =>
+          v !== null &&
+          typeof v === 'object' &&
+          Number.isFinite((v as DemoQuality).classAccuracy) &&
+          Number.isFinite((v as DemoQuality).frechetDistance),
+      ),
+    ) as Record<string, DemoQuality>
+  } catch {
+    return {}
+  }
 }
 
 async function readJsonCache(path: string): Promise<Record<string, number>> {
@@ -247,12 +331,22 @@ export async function buildOutputs(options: {
   const evalCache = await readJsonCache(evalCachePath)
   const needsEval = checkpoints.filter((c) => evalCache[c.id] === undefined)
   const unetRounds = checkpoints.filter((c) => c.phase === 'unet' && c.parentId !== null)
-  const needsSamples = unetRounds.filter((c) => !existsSync(join(layout.samplesDir, `${c.round}.png`)))
+  const qualityCachePath = join(layout.out, 'setup', 'quality.json')
+  const qualityCache = await readQualityCache(qualityCachePath)
+  const needsSamples = unetRounds.filter(
+    (c) => !existsSync(join(layout.samplesDir, `${c.round}.png`)) || qualityCache[c.id] === undefined,
+  )
+  const finalCheckpoint = unetRounds.reduce<CollectedCheckpoint | undefined>(
+    (last, c) => (last === undefined || c.round > last.round ? c : last),
+    undefined,
+  )
+  const finalKey = finalCheckpoint === undefined ? undefined : `final/${finalCheckpoint.id}`
+  const needsFinal = finalKey !== undefined && qualityCache[finalKey] === undefined
   const rows = setup.classes.filter((c) => setup.peers.some((p) => p.categories.includes(c)))
   let backendName = options.backend
-  if (needsEval.length > 0 || needsSamples.length > 0) {
+  if (needsEval.length > 0 || needsSamples.length > 0 || needsFinal) {
     options.note(
-      `evaluating ${needsEval.length} checkpoints on a fixed batch of the pooled data, rendering ${needsSamples.length} sample grids...`,
+      `evaluating ${needsEval.length} checkpoints on a fixed batch of the pooled data, rendering and scoring ${needsSamples.length} sample grids${needsFinal ? ', scoring the final model' : ''}...`,
     )
     const evaluator = await createEvaluator({
       config,
@@ -267,8 +361,18 @@ export async function buildOutputs(options: {
         evalCache[checkpoint.id] = await evaluator.evalLoss(checkpoint)
         await writeFileDurable(evalCachePath, `${JSON.stringify(evalCache, null, 2)}\n`)
       }
-      for (const checkpoint of needsSamples)
-        await evaluator.sampleGrid(checkpoint, join(layout.samplesDir, `${checkpoint.round}.png`), rows)
+      for (const checkpoint of needsSamples) {
+        qualityCache[checkpoint.id] = await evaluator.sampleGrid(
+          checkpoint,
+          join(layout.samplesDir, `${checkpoint.round}.png`),
+          rows,
+        )
+        await writeFileDurable(qualityCachePath, `${JSON.stringify(qualityCache, null, 2)}\n`)
+      }
+      if (needsFinal && finalCheckpoint !== undefined && finalKey !== undefined) {
+        qualityCache[finalKey] = await evaluator.scoreFinal(finalCheckpoint, rows)
+        await writeFileDurable(qualityCachePath, `${JSON.stringify(qualityCache, null, 2)}\n`)
+      }
     } finally {
       evaluator.dispose()
     }
@@ -296,8 +400,18 @@ export async function buildOutputs(options: {
         ...(k.loss === undefined ? {} : { loss: k.loss }),
       })),
       ...(hasGrid ? { sampleGrid: relativeTo(layout.out, grid) } : {}),
+      ...(qualityCache[c.id] === undefined
+        ? {}
+        : {
+            quality: {
+              classAccuracy: (qualityCache[c.id] as DemoQuality).classAccuracy,
+              frechetDistance: (qualityCache[c.id] as DemoQuality).frechetDistance,
+              samples: (qualityCache[c.id] as DemoQuality).samples,
+            },
+          }),
     }
   })
+  const finalQuality = finalKey === undefined ? undefined : qualityCache[finalKey]
   const peers = setup.peers.map((p) => ({
     name: p.peer.name,
     peerId: p.peerId,
@@ -315,11 +429,26 @@ export async function buildOutputs(options: {
     wallSeconds: Math.round(options.wallSeconds),
     attempts: options.attempts,
     peers,
+    quality:
+      finalQuality === undefined
+        ? null
+        : {
+            ...finalQuality,
+            classifier: CLASSIFIER_WEIGHTS_SHA256,
+            guidance: SAMPLE_GUIDANCE,
+            steps: SAMPLE_STEPS,
+            seed: QUALITY_SEED,
+          },
+    plan: await readFile(join(layout.out, 'setup', 'plan.json'), 'utf8')
+      .then((text) => JSON.parse(text) as unknown)
+      .catch(() => null),
     rounds,
   }
   await writeFileDurable(layout.metrics, `${JSON.stringify(metrics, null, 2)}\n`)
   const svg = lossPlot(rounds, peers)
   await writeFileDurable(layout.lossSvg, svg)
+  const qualitySvg = qualityPlot(rounds, finalQuality ?? null)
+  await writeFileDurable(layout.qualitySvg, qualitySvg)
 
   const owners = await readManifests(
     setup.peers.map((p) => ({ name: p.peer.name, peerId: p.peerId, consent: p.peer.consent })),
@@ -389,6 +518,8 @@ export async function buildOutputs(options: {
     samples,
     lossSvg: svg,
     ...(artists === undefined ? {} : { extraSections: artists.sections }),
+    qualitySvg,
+    ...(finalQuality === undefined ? {} : { quality: finalQuality }),
   }
   await writeFileDurable(layout.report, renderReportHtml(model))
   return {

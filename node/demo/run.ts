@@ -16,7 +16,13 @@ import { runPeers } from './orchestrate.ts'
 import type { PeerLaunch } from './orchestrate.ts'
 import { buildOutputs } from './outputs.ts'
 import type { BuiltOutputs, DemoMetrics } from './outputs.ts'
-import { acquireRunLock, finishAttempt, openRun } from './run-manifest.ts'
+import { acquireRunLock, finishAttempt, openRun, readRunManifest } from './run-manifest.ts'
+import { calibrateSteps, planUnetRounds } from './plan.ts'
+import type { DemoPlan } from './plan.ts'
+import { writeFileDurable } from '../store/durable.ts'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { loadConfig } from '../../configs/index.ts'
 import type { DemoParams, RunManifest } from './run-manifest.ts'
 import { prepareDemo } from './setup.ts'
 import type { DemoSetup } from './setup.ts'
@@ -25,6 +31,8 @@ import { errorCode } from '../../protocol/coded-error.ts'
 export interface DemoRunOptions {
   out: string
   smoke: boolean
+  /** Plan the U-Net rounds from a measured step time (a fresh run only; a resumed run keeps its rounds). */
+  planRounds?: boolean
   backend: string
   /** Plain lines even on a terminal. */
   plain: boolean
@@ -148,7 +156,30 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
   const release = await acquireRunLock(out)
   let manifest: RunManifest | undefined
   try {
-    const opened = await openRun(out, options.params, options.backend)
+    let params = options.params
+    let plan: DemoPlan | undefined
+    if (options.planRounds === true) {
+      const recorded = await readRunManifest(out)
+      if (recorded !== undefined) params = { ...params, unetRounds: recorded.params.unetRounds }
+      else {
+        note('measuring a training step on this machine to plan the U-Net rounds...')
+        const { initBackend } = await import('../../trainer/backend.ts')
+        const choice = await initBackend(options.backend)
+        const config = loadConfig(params.config, params.configOverrides)
+        plan = planUnetRounds({
+          calibration: await calibrateSteps(config, choice.name),
+          peers: params.peers,
+          innerSteps: params.innerSteps,
+          autoencoderRounds: params.autoencoderRounds,
+        })
+        params = { ...params, unetRounds: plan.unetRounds }
+        note(
+          `  ${choice.name}: ${plan.calibration.unetStepCpu.toFixed(2)} CPU-s per U-Net step, ${plan.calibration.autoencoderStepCpu.toFixed(2)} per autoencoder step, ` +
+            `${Math.round(plan.calibration.cpuShare * 100)}% of a core free: ${plan.note} (predicted ${Math.round(plan.predictedSeconds / 60)} min; --rounds N overrides)`,
+        )
+      }
+    }
+    const opened = await openRun(out, params, options.backend)
     manifest = opened.manifest
     const layout = demoLayout(out, options.params.peers, PUBLISHER_INDEX)
     if (opened.mode === 'complete') {
@@ -168,7 +199,11 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
           ? `coop demo: resuming the run in ${out} (attempt ${manifest.attempts.length}); peers continue from their stores`
           : `coop demo: the run in ${out} is complete; rebuilding its report`,
     )
-    const setup = await prepareDemo(layout, options.params, note)
+    const setup = await prepareDemo(layout, params, note)
+    if (plan !== undefined) {
+      await mkdir(join(out, 'setup'), { recursive: true })
+      await writeFileDurable(join(out, 'setup', 'plan.json'), `${JSON.stringify(plan, null, 2)}\n`)
+    }
     for (const p of setup.peers)
       note(
         `  ${p.peer.name}${p.peer.publisher ? ' (publisher)' : ''}: ${p.items} images of ${p.categories.join(', ')}; node ${p.peerId}`,
@@ -204,7 +239,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
     const built = await buildOutputs({
       layout,
       setup,
-      params: options.params,
+      params,
       backend,
       wallSeconds: attemptSeconds(manifest, Date.now()),
       attempts: manifest.attempts.length,

@@ -77,6 +77,8 @@ async function layoutData(
         temp,
         '--per-category',
         String(params.imagesPerCategory),
+        // The quality metric scores samples against these held-out images: never train on them.
+        '--without-quality-holdout',
         ...only,
       ])
     })

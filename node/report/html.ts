@@ -167,7 +167,23 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em}.tag{font-size:.
 .ok{color:#137333}.bad{color:#b3261e;font-weight:600}.summary{color:#555}
 figure.grid{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}figcaption{font-weight:600;margin-bottom:.3em}
 .gridbox{display:flex;gap:.5em}.labels{display:grid;font-size:.8em;color:#444}.labels span{display:flex;align-items:center;justify-content:flex-end;white-space:nowrap}
-.gridbox img{image-rendering:pixelated;image-rendering:crisp-edges}.plot svg{max-width:100%;height:auto}`
+.gridbox img{image-rendering:pixelated;image-rendering:crisp-edges}.plot svg{max-width:100%;height:auto}
+.plots{display:flex;flex-wrap:wrap;gap:1em}.plots .plot{flex:1 1 480px}`
+
+function lossSection(model: DemoReportModel): string {
+  const loss = `<div class="plot">${inlineSvg(model.lossSvg)}</div>`
+  if (model.qualitySvg === undefined)
+    return `<section id="loss"><h2>Loss</h2><p>Training loss reported by each peer per round, and the eval loss of the averaged model (fixed held-out batch).</p>${loss}</section>`
+  const final =
+    model.quality === undefined
+      ? ''
+      : ` The final grid's model (round ${model.quality.round}): class accuracy ${(model.quality.classAccuracy * 100).toFixed(1)}%, Fréchet distance ${model.quality.frechetDistance.toFixed(2)}, from ${model.quality.samples} samples.`
+  return `<section id="loss"><h2>Loss and sample quality</h2><p>Left: training loss reported by each peer per round, and the eval loss of the averaged model (fixed held-out batch).
+Right: sample quality of the averaged model per round, measured on its grid's samples by the project's in-domain classifier
+(class accuracy: share of samples classified as the row's category, chance 1/9; Fréchet distance between the classifier's features
+of the samples and of held-out real Twemoji, lower is better, comparable only at the same sample count).${final}</p>
+<div class="plots">${loss}<div class="plot">${inlineSvg(model.qualitySvg)}</div></div></section>`
+}
 
 /** An SVG document inlined in HTML must not carry its XML prolog or doctype. */
 function inlineSvg(svg: string): string {
@@ -183,18 +199,21 @@ export function renderReportHtml(model: DemoReportModel): string {
   const last = model.checkpoints.at(-1)
   const summary =
     `${model.peers.length} peers, ${model.checkpoints.length} checkpoints, ${formatDuration(model.wallSeconds)} from setup to the last checkpoint on the ${esc(model.backend)} backend` +
-    (last?.evalLoss !== undefined ? `, final eval loss ${formatLoss(last.evalLoss)}` : '')
+    (last?.evalLoss !== undefined ? `, final eval loss ${formatLoss(last.evalLoss)}` : '') +
+    (model.quality === undefined
+      ? ''
+      : `, final class accuracy ${(model.quality.classAccuracy * 100).toFixed(0)}% (chance 11%) on ${model.quality.samples} samples`)
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${esc(model.title)}</title><style>${STYLE}</style></head>
 <body><h1>${esc(model.title)}</h1>
 <p class="summary">${summary}. Generated ${esc(model.generatedAt)}.</p>
-<nav><a href="#coop">Charter</a> · <a href="#peers">Peers</a> · <a href="#checkpoints">Checkpoints</a> · <a href="#samples">Samples</a> · <a href="#loss">Loss</a>${extraNav(model)} · <a href="#attribution">Attribution</a></nav>
+<nav><a href="#coop">Charter</a> · <a href="#peers">Peers</a> · <a href="#checkpoints">Checkpoints</a> · <a href="#samples">Samples</a> · <a href="#loss">Loss and quality</a>${extraNav(model)} · <a href="#attribution">Attribution</a></nav>
 ${charterSection(model)}
 ${peersSection(model)}
 ${checkpointsSection(model)}
 ${samplesSection(model)}
-<section id="loss"><h2>Loss</h2><p>Training loss reported by each peer per round, and the eval loss of the averaged model (fixed held-out batch).</p><div class="plot">${inlineSvg(model.lossSvg)}</div></section>
+${lossSection(model)}
 ${(model.extraSections ?? []).map((section) => section.html).join('\n')}
 ${attributionSection(model)}
 </body></html>

@@ -96,6 +96,10 @@ export interface DemoReportModel {
   samples: ReportSample[]
   /** The loss plot as an SVG document, inlined. */
   lossSvg: string
+  /** Sample quality per round (class accuracy, Fréchet distance) as an SVG document, shown beside the loss. */
+  qualitySvg?: string
+  /** Quality of the final grid's model. */
+  quality?: { classAccuracy: number; frechetDistance: number; samples: number; round: number }
   /** Further sections (credit ledger, memorization audit, ...), rendered before the attribution. */
   extraSections?: ReportSection[]
 }

@@ -58,7 +58,7 @@ export function decodeContributionPayload(
     maxBytes: CONTRIBUTION_PAYLOAD_MAX_BYTES,
     maxTensors: 4 * MAX_TENSORS,
   })
-  const delta = decompressDelta(tensors)
+  const delta = decompressDelta(tensors, parentWeights)
     .map((t) => ({ name: t.name, shape: [...t.shape], data: t.data }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   // decompressDelta refuses non-finite values (ProtocolError SCHEMA); the layout is ours to check.

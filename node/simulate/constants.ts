@@ -22,5 +22,11 @@ export const DEFAULT_SIM_OUTER_MOMENTUM = DEFAULT_OUTER_MOMENTUM
 export const MIN_ITEMS_PER_PEER = 4
 /** Seed of the held-out evaluation set (independent of --seed, so runs with different seeds are scored on the same images). */
 export const EVAL_SPLIT_SEED = 0xe7a1
-/** results.json schema version. */
-export const RESULTS_VERSION = 1
+/** results.json schema version (2: settings record the eval items, backend and quality settings; quality per scored round). */
+export const RESULTS_VERSION = 2
+/** Class-conditional samples per class when `coop simulate` scores quality: the demo's 16, enough for a stable class accuracy (144 samples on Twemoji). */
+export const DEFAULT_QUALITY_PER_CLASS = 16
+/** DDIM steps of the quality samples: the demo grids' 20. */
+export const DEFAULT_QUALITY_SAMPLING_STEPS = 20
+/** Sampling seed of the quality samples: fixed, so runs with different training seeds are scored on the same noise. */
+export const DEFAULT_QUALITY_SEED = 7

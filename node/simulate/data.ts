@@ -11,9 +11,9 @@ import { layoutTwemoji } from '../cli/commands/data.ts'
 /** Written last by `layoutTwemoji`: its presence means the folder is complete. */
 const TWEMOJI_COMPLETE_MARKER = 'LICENSE-ATTRIBUTION.txt'
 
-/** Where `coop simulate` keeps its Twemoji copy when --data is not given. */
+/** Where `coop simulate` keeps its Twemoji copy (without the quality hold-out) when --data is not given. */
 export function defaultTwemojiDir(): string {
-  return join(tmpdir(), 'diffusion-coop-twemoji')
+  return join(tmpdir(), 'diffusion-coop-twemoji-train')
 }
 
 /**
@@ -26,7 +26,8 @@ export async function ensureTwemoji(
   if (existsSync(join(dir, TWEMOJI_COMPLETE_MARKER))) return { dir, laidOut: false }
   const staging = `${dir}.tmp-${process.pid}`
   await rm(staging, { recursive: true, force: true })
-  await layoutTwemoji({ out: staging })
+  // The quality metric's held-out images stay out, so the simulated models are scored on unseen images.
+  await layoutTwemoji({ out: staging, withoutQualityHoldout: true })
   try {
     await rename(staging, dir)
   } catch (error) {

@@ -3,7 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { formatTick, linePlotSvg } from '../report/svg-plot.ts'
-import type { RoundResult, SimulationResult } from './run.ts'
+import type { QualityFigures, RoundResult, SimulationResult } from './run.ts'
 
 export const RESULT_FILES = {
   results: 'results.json',
@@ -41,6 +41,19 @@ export function tableRow(row: RoundResult, seconds: number): string {
   return values.map((v, i) => cell(v, WIDTHS[i] as number)).join('  ')
 }
 
+function qualityText(q: QualityFigures | null): string {
+  return q === null
+    ? 'diverged'
+    : `class accuracy ${(q.classAccuracy * 100).toFixed(1)}%, Fréchet distance ${q.frechetDistance.toPrecision(4)}`
+}
+
+/** One line for a round whose samples were scored (trainer/quality), or undefined. */
+export function qualityLine(row: RoundResult): string | undefined {
+  if (row.quality === undefined) return undefined
+  const samples = row.quality.baseline.samples
+  return `  quality after round ${row.round} (${samples} samples each): federated ${qualityText(row.quality.federated)}; baseline ${qualityText(row.quality.baseline)}`
+}
+
 /** A short closing summary for the terminal. */
 export function summaryLines(result: SimulationResult): string[] {
   const { final } = result
@@ -51,6 +64,10 @@ export function summaryLines(result: SimulationResult): string[] {
         : ` (gap ${final.gapPercent >= 0 ? '+' : ''}${final.gapPercent.toFixed(2)}%)`),
     `bytes per peer: ${formatTick(final.totalBytesPerPeer)}B sent vs ${formatTick(final.totalDenseBytesPerPeer)}B for per-step dense fp32 exchange (${Math.round(final.bytesRatio)}x fewer)`,
   ]
+  if (final.quality !== null)
+    lines.push(
+      `sample quality (${final.quality.baseline.samples} class-conditional samples, in-domain classifier): federated ${qualityText(final.quality.federated)}; baseline ${qualityText(final.quality.baseline)}`,
+    )
   if (final.diverged !== null)
     lines.push(`the federated model diverged in round ${final.diverged.round}: ${final.diverged.reason}`)
   return lines

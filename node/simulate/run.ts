@@ -8,7 +8,10 @@
 //   2. its pseudo-gradient W - local is attacked (Byzantine peers only), compressed with error
 //      feedback, encoded as safetensors bytes and decoded again, as a publisher would receive it;
 //   3. the decoded deltas are aggregated in digest order and the outer Nesterov step updates W;
-//   4. the baseline takes peers * H steps with the same batch size on the pooled data;
+//   4. the baseline trains on the pooled data for the same sample-steps: 'sequential' takes
+//      peers * H steps with the peers' batch size; 'data-parallel' takes H steps with a batch
+//      peers times larger, which is what a per-step dense gradient exchange between the same
+//      peers would train (the bytes ratio's reference). Either can ride along as a second baseline;
 //   5. both models are scored on the same held-out images by the same evaluation session.
 import type { Aggregator } from '../../protocol/aggregation.ts'
 import { aggregateDeltas, formatAggregator, outerStep } from '../../protocol/aggregation.ts'
@@ -27,6 +30,8 @@ import { TrainerError } from '../../trainer/errors.ts'
 import type { TrainerSession } from '../../trainer/session.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import type { Logger, Phase } from '../../trainer/types.ts'
+import { loadQualityModel, scoreModel } from '../../trainer/quality/index.ts'
+import type { QualityModel } from '../../trainer/quality/index.ts'
 import type { ByzantineSpec } from './byzantine.ts'
 import { applyAttack, formatByzantine } from './byzantine.ts'
 import {
@@ -68,6 +73,38 @@ export interface SimulationOptions {
   autoencoder?: AutoencoderSource
   /** Held-out images that score both models; default config.training.evalBatch. */
   evalItems?: number
+  /** Sample quality of both models (U-Net phase, class-conditional configs); absent = eval loss only. */
+  quality?: SimulationQualityOptions
+  /** The tfjs backend the run uses, recorded in results.json (results are reproducible per backend). */
+  backend?: string
+  /** The baseline the gap is measured against (default 'sequential'). */
+  baseline?: BaselineMode
+  /** A second baseline trained and scored alongside, for comparison (absent: none). */
+  secondBaseline?: BaselineMode
+}
+
+export type BaselineMode = 'sequential' | 'data-parallel'
+export const BASELINE_MODES: readonly BaselineMode[] = ['sequential', 'data-parallel']
+
+export interface SimulationQualityOptions {
+  /** Class-conditional samples per class for each score. */
+  perClass: number
+  /** Score every this-many rounds as well as after the last (0: after the last only). */
+  every: number
+  guidance: number
+  /** DDIM steps. */
+  steps: number
+  /** Sampling seed (the same for both models and every round, so scores differ only by the model). */
+  seed: number
+}
+
+/** Quality of one model (trainer/quality): see trainer/quality/README.md for how to read it. */
+export interface QualityFigures {
+  classAccuracy: number
+  frechetDistance: number
+  precision: number
+  recall: number
+  samples: number
 }
 
 export interface RoundResult {
@@ -90,6 +127,10 @@ export interface RoundResult {
   /** Images processed so far by all peers together, and by the baseline (equal by construction). */
   federatedSampleSteps: number
   baselineSampleSteps: number
+  /** Present on the rounds the quality was scored (federated null when it diverged). */
+  quality?: { federated: QualityFigures | null; baseline: QualityFigures; secondBaseline?: QualityFigures }
+  /** The second baseline's eval loss and the federated gap to it, when one runs. */
+  secondBaseline?: { mode: BaselineMode; evalLoss: number; gapPercent: number | null }
 }
 
 export interface SimulationResult {
@@ -108,6 +149,11 @@ export interface SimulationResult {
     outerLr: number
     outerMomentum: number
     batchSize: number
+    evalItems: number
+    baseline: BaselineMode
+    secondBaseline: BaselineMode | null
+    backend: string | null
+    quality: (SimulationQualityOptions & { classifier: string }) | null
   }
   data: {
     source: string
@@ -129,6 +175,13 @@ export interface SimulationResult {
     totalBytesPerPeer: number
     totalDenseBytesPerPeer: number
     diverged: { round: number; reason: string } | null
+    /** Quality after the last round (null when not scored). */
+    quality: {
+      federated: QualityFigures | null
+      baseline: QualityFigures
+      secondBaseline?: QualityFigures
+    } | null
+    secondBaseline: { mode: BaselineMode; evalLoss: number; gapPercent: number | null } | null
   }
 }
 
@@ -157,6 +210,17 @@ function checkOptions(options: SimulationOptions): void {
       'BAD_OPTION',
       `Byzantine peers must number between 1 and peers - 1, got ${options.byzantine.count}`,
     )
+  if (options.quality !== undefined) {
+    if (options.phase !== 'unet')
+      throw new SimulateError(
+        'BAD_OPTION',
+        'sample quality is measured on U-Net samples: use the U-Net phase',
+      )
+    integer('quality samples per class', options.quality.perClass, 2, 1024)
+    integer('quality interval', options.quality.every, 0, MAX_ROUNDS)
+    integer('quality sampling steps', options.quality.steps, 1, options.config.diffusion.timesteps)
+    integer('quality seed', options.quality.seed, 0, 2 ** 31 - 1)
+  }
   if (options.phase === 'unet' && options.autoencoder === undefined)
     throw new SimulateError(
       'BAD_OPTION',
@@ -246,6 +310,7 @@ export async function runSimulation(
   ).map((positions) => positions.map((p) => pool[p] as number))
   const poolData = subsetDataset(dataset, pool)
   const sessions: TrainerSession[] = []
+  let qualityModel: QualityModel | undefined
   try {
     let autoencoder: NamedTensor[] | undefined
     let autoencoderInfo: SimulationResult['autoencoder'] = null
@@ -283,8 +348,19 @@ export async function runSimulation(
       }
     }
     const withAutoencoder = autoencoder === undefined ? {} : { autoencoder }
+    const baselineConfig = (mode: BaselineMode): CoopConfig =>
+      mode === 'sequential'
+        ? config
+        : phase === 'unet'
+          ? { ...config, unet: { ...config.unet, batchSize: config.unet.batchSize * peers } }
+          : {
+              ...config,
+              autoencoder: { ...config.autoencoder, batchSize: config.autoencoder.batchSize * peers },
+            }
+    const baselineMode = options.baseline ?? 'sequential'
+    const baselineSteps = (mode: BaselineMode) => (mode === 'sequential' ? innerSteps * peers : innerSteps)
     const baseline = await createTrainerSession({
-      config,
+      config: baselineConfig(baselineMode),
       phase,
       dataset: poolData,
       seed: options.seed,
@@ -292,6 +368,18 @@ export async function runSimulation(
       ...(log ? { log } : {}),
     })
     sessions.push(baseline)
+    const secondMode = options.secondBaseline
+    let second: TrainerSession | undefined
+    if (secondMode !== undefined) {
+      second = await createTrainerSession({
+        config: baselineConfig(secondMode),
+        phase,
+        dataset: poolData,
+        seed: options.seed,
+        ...withAutoencoder,
+      })
+      sessions.push(second)
+    }
     const evaluator = await createTrainerSession({
       config,
       phase,
@@ -313,8 +401,34 @@ export async function runSimulation(
       peerSessions.push(session)
     }
 
+    const qualityOptions = options.quality
+    if (qualityOptions !== undefined) qualityModel = await loadQualityModel()
+    // Samples of the classes the data holds, so the real reference holds the same classes.
+    const qualityClasses = dataset.classes.filter((name) => config.classes.includes(name))
+    const scoreQuality = async (unet: NamedTensor[]): Promise<QualityFigures> => {
+      const q = await scoreModel(qualityModel as QualityModel, {
+        config,
+        autoencoder: autoencoder as NamedTensor[],
+        unet,
+        classes: qualityClasses,
+        perClass: (qualityOptions as SimulationQualityOptions).perClass,
+        guidance: (qualityOptions as SimulationQualityOptions).guidance,
+        steps: (qualityOptions as SimulationQualityOptions).steps,
+        seed: (qualityOptions as SimulationQualityOptions).seed,
+      })
+      return {
+        classAccuracy: q.classAccuracy,
+        frechetDistance: q.frechetDistance,
+        precision: q.precision,
+        recall: q.recall,
+        samples: q.samples,
+      }
+    }
+    let finalQuality: SimulationResult['final']['quality'] = null
+
     // Every peer and the baseline start from the same initial weights.
     let weights = await baseline.getWeights()
+    await second?.setWeights(weights)
     let momentum: NamedTensor[] | undefined
     const parameters = parameterCount(weights)
     const residuals: (NamedTensor[] | undefined)[] = new Array(peers).fill(undefined)
@@ -379,7 +493,7 @@ export async function runSimulation(
           contributions.push({
             digest: sha256Digest(payload),
             samples,
-            delta: decompressDelta(decodeSafetensors(payload).tensors),
+            delta: decompressDelta(decodeSafetensors(payload).tensors, weights),
           })
         }
         const aggregated = aggregateDeltas(contributions, options.aggregator)
@@ -398,8 +512,13 @@ export async function runSimulation(
         diverged = { round, reason: (error as Error).message }
         log?.warn({ round, reason: diverged.reason }, 'federated model diverged')
       }
-      await baseline.trainSteps(innerSteps * peers)
+      await baseline.trainSteps(baselineSteps(baselineMode))
       const baselineLoss = await scored(evaluator, await baseline.getWeights())
+      let secondLoss: number | undefined
+      if (second !== undefined) {
+        await second.trainSteps(baselineSteps(secondMode as BaselineMode))
+        secondLoss = await scored(evaluator, await second.getWeights())
+      }
       cumulativeBytes += roundBytes / peers
       cumulativeDense += denseBytesPerPeer
       const row: RoundResult = {
@@ -415,6 +534,27 @@ export async function runSimulation(
         cumulativeDenseBytesPerPeer: cumulativeDense,
         federatedSampleSteps,
         baselineSampleSteps: baseline.samplesSeen(),
+        ...(secondLoss === undefined
+          ? {}
+          : {
+              secondBaseline: {
+                mode: secondMode as BaselineMode,
+                evalLoss: secondLoss,
+                gapPercent: federatedLoss === null ? null : ((federatedLoss - secondLoss) / secondLoss) * 100,
+              },
+            }),
+      }
+      const lastRound = round === options.rounds || diverged !== null
+      if (
+        qualityOptions !== undefined &&
+        (lastRound || (qualityOptions.every > 0 && round % qualityOptions.every === 0))
+      ) {
+        row.quality = {
+          federated: federatedLoss === null ? null : await scoreQuality(weights),
+          baseline: await scoreQuality(await baseline.getWeights()),
+          ...(second === undefined ? {} : { secondBaseline: await scoreQuality(await second.getWeights()) }),
+        }
+        if (lastRound) finalQuality = row.quality
       }
       rounds.push(row)
       log?.info({ round, federated: federatedLoss, baseline: baselineLoss }, 'simulated round closed')
@@ -439,6 +579,14 @@ export async function runSimulation(
         outerLr: options.outerLr,
         outerMomentum: options.outerMomentum,
         batchSize,
+        evalItems: evaluation.length,
+        baseline: baselineMode,
+        secondBaseline: secondMode ?? null,
+        backend: options.backend ?? null,
+        quality:
+          qualityOptions === undefined
+            ? null
+            : { ...qualityOptions, classifier: (qualityModel as QualityModel).digest },
       },
       data: {
         source: options.dataSource,
@@ -459,9 +607,15 @@ export async function runSimulation(
         totalBytesPerPeer: cumulativeBytes,
         totalDenseBytesPerPeer: cumulativeDense,
         diverged,
+        quality: finalQuality,
+        secondBaseline:
+          last.secondBaseline === undefined
+            ? null
+            : { ...last.secondBaseline, ...(diverged === null ? {} : { gapPercent: null }) },
       },
     }
   } finally {
     for (const session of sessions) session.dispose()
+    qualityModel?.dispose()
   }
 }

@@ -50,6 +50,8 @@ function alive(pid: number): boolean {
 
 interface Metrics {
   peers: { name: string; rightsHolder: string }[]
+  quality: { classAccuracy: unknown; frechetDistance: unknown; samples: unknown; round: unknown } | null
+  plan: unknown
   rounds: {
     round: number
     phase: 'autoencoder' | 'unet'
@@ -57,6 +59,7 @@ interface Metrics {
     evalLoss?: number
     verified: boolean
     sampleGrid?: string
+    quality?: { classAccuracy: unknown; frechetDistance: unknown; samples: unknown }
   }[]
 }
 
@@ -65,6 +68,7 @@ let interruptedRun: Run
 let resumedRun: Run
 let peerPids: number[]
 
+// Two smoke runs (interrupted, resumed) plus quality scoring: minutes, more on a loaded machine.
 beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'coop-demo-'))
   // A fresh folder name inside the temp dir: --out must be empty or a demo's.
@@ -76,7 +80,7 @@ beforeAll(async () => {
     if (existsSync(addrs)) peerPids.push((JSON.parse(await readFile(addrs, 'utf8')) as { pid: number }).pid)
   }
   resumedRun = await coop(['demo', '--smoke', '--out', out])
-}, 300_000)
+}, 900_000)
 
 afterAll(async () => {
   await rm(join(out, '..'), { recursive: true, force: true })
@@ -97,7 +101,7 @@ describe('coop demo --smoke', () => {
     expect(resumedRun.stdout).toContain('resuming the run')
     const manifest = JSON.parse(await readFile(join(out, 'demo-run.json'), 'utf8'))
     expect(manifest.state).toBe('complete')
-    for (const file of ['report.html', 'metrics.json', 'loss.svg'])
+    for (const file of ['report.html', 'metrics.json', 'loss.svg', 'quality.svg'])
       expect(existsSync(join(out, file)), file).toBe(true)
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
     const trained = metrics.rounds.filter((r) => !r.genesis)
@@ -202,6 +206,36 @@ describe('coop demo --smoke', () => {
       ).toBe(true)
       expect(evals.at(-1) as number, phase).toBeLessThan(evals[0] as number)
     }
+  })
+
+  it("scores the final grid's model and every round's grid with the quality metric", async () => {
+    const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
+    const quality = metrics.quality
+    expect(quality).not.toBeNull()
+    // 16 samples of each of the 9 categories, from the model of the last round's grid.
+    expect(quality?.samples).toBe(144)
+    expect(quality?.round).toBe(4)
+    for (const value of [quality?.classAccuracy, quality?.frechetDistance]) {
+      expect(typeof value).toBe('number')
+      expect(Number.isFinite(value)).toBe(true)
+    }
+    expect(quality?.classAccuracy as number).toBeGreaterThanOrEqual(0)
+    expect(quality?.classAccuracy as number).toBeLessThanOrEqual(1)
+    const unet = metrics.rounds.filter((r) => r.phase === 'unet' && !r.genesis)
+    expect(unet.length).toBe(2)
+    for (const r of unet) {
+      expect(typeof r.quality?.classAccuracy, `round ${r.round}`).toBe('number')
+      expect(typeof r.quality?.frechetDistance, `round ${r.round}`).toBe('number')
+      expect(r.quality?.samples).toBe(54)
+    }
+    // --smoke fixes its rounds: nothing was planned.
+    expect(metrics.plan).toBeNull()
+    expect(await readFile(join(out, 'quality.svg'), 'utf8')).toMatch(
+      /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/,
+    )
+    const html = await readFile(join(out, 'report.html'), 'utf8')
+    expect(html).toContain('Loss and sample quality')
+    expect(html).toMatch(/final class accuracy \d+% \(chance 11%\) on 144 samples/)
   })
 
   it('reports a finished run as complete when run again, and refuses other parameters', async () => {

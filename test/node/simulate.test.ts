@@ -57,6 +57,7 @@ async function simulateCli(out: string, extra: string[]): Promise<string> {
 }
 
 describe('coop simulate', () => {
+  // Two CLI runs, each training, sampling and scoring samples: minutes on a loaded 2-core machine.
   it('gives byte-identical results.json for the same seed, with a table per round and both plots', async () => {
     const options = [
       '--peers',
@@ -73,6 +74,11 @@ describe('coop simulate', () => {
       '20',
       '--seed',
       '3',
+      // Sample quality after round 1 and after the last (4 samples per class keeps it cheap).
+      '--quality-per-class',
+      '4',
+      '--quality-every',
+      '1',
     ]
     const first = join(work, 'run-a')
     const second = join(work, 'run-b')
@@ -94,7 +100,27 @@ describe('coop simulate', () => {
     expect(stdout).toMatch(/training an autoencoder centrally for 20 steps/)
     expect(stdout).toMatch(/round\s+federated\s+baseline\s+gap %/)
     expect(stdout.split('\n').filter((line) => /^\s+[0-2]\s+\d/.test(line))).toHaveLength(3)
-  })
+    // Quality of both models: numbers in range, from 4 samples of each of the 9 classes, per scored round.
+    expect(result.settings.quality).toMatchObject({
+      perClass: 4,
+      every: 1,
+      classifier: expect.stringMatching(/^sha256:/),
+    })
+    expect(result.settings.backend).toBe('wasm')
+    expect(result.settings.seed).toBe(3)
+    expect(result.final.quality).not.toBeNull()
+    for (const figures of [result.final.quality?.federated, result.final.quality?.baseline]) {
+      expect(figures?.samples).toBe(36)
+      expect(figures?.classAccuracy).toBeGreaterThanOrEqual(0)
+      expect(figures?.classAccuracy).toBeLessThanOrEqual(1)
+      expect(figures?.frechetDistance).toBeGreaterThan(0)
+      expect(Number.isFinite(figures?.frechetDistance)).toBe(true)
+    }
+    expect(result.rounds.filter((r) => r.quality !== undefined).map((r) => r.round)).toEqual([1, 2])
+    expect(stdout).toMatch(
+      /sample quality \(36 class-conditional samples.*federated class accuracy [0-9.]+%, Fréchet distance/,
+    )
+  }, 600_000)
 
   it('refuses a non-empty --out and bad option values with a clear code', async () => {
     const used = join(work, 'run-a')
@@ -107,6 +133,9 @@ describe('coop simulate', () => {
     })
     await expect(
       simulateCli(join(work, 'bad'), ['--peers', '4', '--byzantine', '4:signflip']),
+    ).rejects.toMatchObject({ code: 2 })
+    await expect(
+      simulateCli(join(work, 'bad'), ['--no-quality', '--quality-every', '2']),
     ).rejects.toMatchObject({ code: 2 })
     expect(existsSync(join(work, 'bad', 'results.json'))).toBe(false)
   })

@@ -8,6 +8,7 @@ import {
   int8Scale,
   type NamedTensor,
   parseCodec,
+  TOPK_CHUNK,
   topkCount,
 } from '../../protocol/compression.ts'
 import { decodeSafetensors, encodeSafetensors, type TensorEntry } from '../../protocol/safetensors.ts'
@@ -31,9 +32,9 @@ const deltaArb: fc.Arbitrary<NamedTensor[]> = fc
     ),
   )
 
-/** Through real safetensors bytes, as a peer receives it. */
-function roundTrip(entries: TensorEntry[]): NamedTensor[] {
-  return decompressDelta(decodeSafetensors(encodeSafetensors(entries)).tensors)
+/** Through real safetensors bytes, as a peer receives it (with the model layout, as a peer holds it). */
+function roundTrip(entries: TensorEntry[], layout?: NamedTensor[]): NamedTensor[] {
+  return decompressDelta(decodeSafetensors(encodeSafetensors(entries)).tensors, layout)
 }
 
 describe('compressDelta / decompressDelta', () => {
@@ -79,7 +80,7 @@ describe('compressDelta / decompressDelta', () => {
 
   it('int8 stores one byte per value plus one F32 scale per tensor', () => {
     const delta = [
-      { name: 'w', shape: [1000], data: Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i)) },
+      { name: 'w', shape: [1000], data: Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i + 0.5)) },
     ]
     const bytes = encodeSafetensors(compressDelta(delta, { kind: 'int8' }).entries)
     const dense = encodeSafetensors(compressDelta(delta, { kind: 'none' }).entries)
@@ -157,13 +158,144 @@ describe('compressDelta / decompressDelta', () => {
     expect(Array.from(roundTrip(next.entries)[0]!.data)).toEqual([0, 0, 0, 2, 0, 0])
   })
 
+  it('top-k 2-bit conserves mass with error feedback and keeps k per chunk of 256', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 4 }),
+        fc.double({ min: 0.001, max: 1, noNaN: true }),
+        fc.integer({ min: 0, max: 1000 }),
+        (sizes, fraction, seed) => {
+          const delta = sizes.map((size, t) => ({
+            name: `t${t}`,
+            shape: [size],
+            data: Float32Array.from({ length: size }, (_, i) =>
+              Math.fround(Math.sin(seed * 7 + i * 1.3 + t) * (1 + (i % 5)) * 10 ** t),
+            ),
+          }))
+          const oldResidual = delta.map((d) => ({
+            ...d,
+            data: Float32Array.from(d.data, (_, i) => Math.fround(Math.cos(seed + i) / 4)),
+          }))
+          const { entries, residual } = compressDelta(
+            delta,
+            { kind: 'topk', fraction, values: '2bit' },
+            oldResidual,
+          )
+          expect(entries).toHaveLength(5)
+          const sent = roundTrip(entries, delta)
+          const k = topkCount(TOPK_CHUNK, fraction)
+          let kept = 0
+          for (const size of sizes) {
+            const chunks = Math.ceil(size / TOPK_CHUNK)
+            kept += (chunks - 1) * k + Math.min(k, size - (chunks - 1) * TOPK_CHUNK)
+          }
+          expect(entries.find((e) => e.name === '@topk.idx')!.data.length).toBe(k === TOPK_CHUNK ? 0 : kept)
+          sent.forEach((tensor, t) => {
+            // What was sent plus what is left is what there was to send, to float32 rounding of the residual.
+            for (let i = 0; i < tensor.data.length; i++) {
+              const input = Math.fround(delta[t]!.data[i]! + oldResidual[t]!.data[i]!)
+              const scale = Math.max(Math.abs(input), Math.abs(tensor.data[i]!))
+              expect(Math.abs(tensor.data[i]! + residual[t]!.data[i]! - input)).toBeLessThanOrEqual(
+                scale * 2 ** -23,
+              )
+            }
+            // Only two magnitudes per tensor travel.
+            expect(
+              new Set(
+                Array.from(tensor.data)
+                  .filter((v) => v !== 0)
+                  .map(Math.abs),
+              ).size,
+            ).toBeLessThanOrEqual(2)
+          })
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+
+  it('top-k 2-bit: layout, levels and codes of a small example', () => {
+    const data = new Float32Array(300)
+    data[3] = -4
+    data[10] = 1
+    data[260] = 3
+    data[299] = -1.2
+    const bias = new Float32Array([0.5, -0.25])
+    const delta = [
+      { name: 'w', shape: [300], data },
+      { name: 'b', shape: [2], data: bias },
+    ]
+    const { entries } = compressDelta(delta, { kind: 'topk', fraction: 2 / 256, values: '2bit' })
+    const get = (name: string) => Array.from(entries.find((e) => e.name === name)!.data)
+    expect(entries.map((e) => `${e.name}:${e.dtype}`)).toEqual([
+      '@topk.chunk:I32',
+      '@topk.count:I32',
+      '@topk.idx:U8',
+      '@topk.levels:F32',
+      '@topk.val:U8',
+    ])
+    expect(get('@topk.chunk')).toEqual([256, 2])
+    expect(get('@topk.count')).toEqual([2, 300]) // tensors in name order: b, w
+    // b keeps both values; w's first chunk keeps offsets 3 and 10, its second 4 (260) and 43 (299).
+    expect(get('@topk.idx')).toEqual([0, 1, 3, 10, 4, 43])
+    // b: one value per level. w: magnitudes 1, 1.2, 3, 4 -> two-means {1, 1.2} -> 1.1 and {3, 4} -> 3.5.
+    expect(get('@topk.levels')).toEqual([0.25, 0.5, Math.fround(1.1), 3.5])
+    // Codes (sign<<1 | level), low bits first: b: 0.5 -> 1, -0.25 -> 2; w: -4 -> 3, 1 -> 0, 3 -> 1, -1.2 -> 2.
+    expect(get('@topk.val')).toEqual([1 | (2 << 2) | (3 << 4) | (0 << 6), 1 | (2 << 2)])
+    const [b, w] = roundTrip(entries, delta)
+    expect(Array.from(b!.data)).toEqual([0.5, -0.25])
+    expect([w!.data[3], w!.data[10], w!.data[260], w!.data[299]]).toEqual([
+      -3.5,
+      Math.fround(1.1),
+      3.5,
+      -Math.fround(1.1),
+    ])
+    expect(() => roundTrip(entries)).toThrow(/model layout/)
+    expectCode(() => roundTrip(entries, [delta[0]!]), 'SCHEMA')
+    expectCode(
+      () => roundTrip(entries, [delta[0]!, { name: 'b', shape: [3], data: new Float32Array(3) }]),
+      'SCHEMA',
+    )
+  })
+
+  it('top-k 2-bit with fraction 1 is dense 2-bit: no offsets, a quarter byte per value', () => {
+    const delta = [
+      { name: 'w', shape: [1000], data: Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i + 0.5)) },
+    ]
+    const { entries } = compressDelta(delta, { kind: 'topk', fraction: 1, values: '2bit' })
+    expect(entries.find((e) => e.name === '@topk.idx')!.data.length).toBe(0)
+    expect(entries.find((e) => e.name === '@topk.val')!.data.length).toBe(250)
+    const [w] = roundTrip(entries, delta)
+    expect(w!.data.every((v) => v !== 0)).toBe(true)
+    expect(w!.data.every((v, i) => Math.sign(v) === Math.sign(delta[0]!.data[i]!))).toBe(true)
+  })
+
+  it('top-k 2-bit sends about 1.25 bytes per kept value plus a fixed header', () => {
+    const delta = Array.from({ length: 20 }, (_, t) => ({
+      name: `layer${t}.weight`,
+      shape: [256, 16],
+      data: Float32Array.from({ length: 4096 }, (_, i) => Math.sin(i + t)),
+    }))
+    const bytes = encodeSafetensors(
+      compressDelta(delta, { kind: 'topk', fraction: 1 / 64, values: '2bit' }).entries,
+    ).length
+    const kept = 20 * 16 * 4
+    expect(bytes).toBeGreaterThan(kept * 1.25)
+    expect(bytes).toBeLessThan(kept * 1.25 + 20 * 12 + 400)
+  })
+
   it('is deterministic: the same delta gives the same bytes', () => {
     fc.assert(
       fc.property(
         deltaArb,
-        fc.constantFrom<'none' | 'int8' | 'topk'>('none', 'int8', 'topk'),
+        fc.constantFrom<'none' | 'int8' | 'topk' | 'topk2'>('none', 'int8', 'topk', 'topk2'),
         (delta, kind) => {
-          const codec = kind === 'topk' ? { kind, fraction: 0.3 } : { kind }
+          const codec =
+            kind === 'topk2'
+              ? { kind: 'topk' as const, fraction: 0.3, values: '2bit' as const }
+              : kind === 'topk'
+                ? { kind, fraction: 0.3 }
+                : { kind }
           const a = encodeSafetensors(compressDelta(delta, codec).entries)
           const b = encodeSafetensors(compressDelta([...delta].reverse(), codec).entries)
           expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true)
@@ -207,7 +339,9 @@ describe('compressDelta / decompressDelta', () => {
           ? Int8Array.from(values)
           : dtype === 'I32'
             ? Int32Array.from(values)
-            : Uint16Array.from(values)
+            : dtype === 'U8'
+              ? Uint8Array.from(values)
+              : Uint16Array.from(values)
     return { name, dtype, shape, data }
   }
   const malformed: [string, TensorEntry[], string][] = [
@@ -299,13 +433,96 @@ describe('compressDelta / decompressDelta', () => {
       expectCode(() => decompressDelta(new Map(entries.map((e) => [e.name, e]))), code)
     })
   }
+  for (const [what, entries, code] of twoBitMalformed()) {
+    it(`rejects ${what}`, () => {
+      expectCode(() => decompressDelta(new Map(entries.map((e) => [e.name, e])), TWO_BIT_LAYOUT), code)
+    })
+  }
+  it('accepts the valid 2-bit payload the malformed cases start from', () => {
+    const entries = twoBitMalformed()[0]![1]
+    const valid = [
+      ...entries,
+      { name: '@topk.chunk', dtype: 'I32' as const, shape: [2], data: Int32Array.from([256, 2]) },
+    ]
+    const [b, w] = decompressDelta(new Map(valid.map((e) => [e.name, e])), TWO_BIT_LAYOUT)
+    expect(Array.from(b!.data)).toEqual([-0.5, -0.5])
+    expect([w!.data[3], w!.data[10], w!.data[260], w!.data[299]]).toEqual([-2, -2, -2, -2])
+  })
 })
+
+/** The layout of the 2-bit malformed cases: tensors b [2] and w [300], k = 2 per chunk. */
+const TWO_BIT_LAYOUT = [
+  { name: 'w', shape: [300], data: new Float32Array(300) },
+  { name: 'b', shape: [2], data: new Float32Array(2) },
+]
+
+/** A valid 2-bit payload for TWO_BIT_LAYOUT, with one entry replaced or removed. */
+function twoBitMalformed(): [string, TensorEntry[], string][] {
+  const u8 = (name: string, values: number[]): TensorEntry => ({
+    name,
+    dtype: 'U8',
+    shape: [values.length],
+    data: Uint8Array.from(values),
+  })
+  const i32 = (name: string, values: number[]): TensorEntry => ({
+    name,
+    dtype: 'I32',
+    shape: [values.length],
+    data: Int32Array.from(values),
+  })
+  const f32 = (name: string, values: number[]): TensorEntry => ({
+    name,
+    dtype: 'F32',
+    shape: [values.length],
+    data: Float32Array.from(values),
+  })
+  const valid: Record<string, TensorEntry> = {
+    chunk: i32('@topk.chunk', [256, 2]),
+    count: i32('@topk.count', [2, 300]),
+    idx: u8('@topk.idx', [0, 1, 3, 10, 4, 43]),
+    levels: f32('@topk.levels', [0.25, 0.5, 1, 2]),
+    val: u8('@topk.val', [0xff, 0x0f]),
+  }
+  const variant = (what: string, part: string, replacement: TensorEntry | undefined, code = 'SCHEMA') =>
+    [
+      `top-k 2-bit ${what}`,
+      Object.entries(valid)
+        .filter(([key]) => key !== part || replacement !== undefined)
+        .map(([key, e]) => (key === part ? (replacement as TensorEntry) : e)),
+      code,
+    ] as [string, TensorEntry[], string]
+  return [
+    variant('without chunk', 'chunk', undefined),
+    variant('without counts', 'count', undefined),
+    variant('without offsets', 'idx', undefined),
+    variant('with another chunk size', 'chunk', i32('@topk.chunk', [128, 2])),
+    variant('with k = 0', 'chunk', i32('@topk.chunk', [256, 0])),
+    variant('with k above the chunk', 'chunk', i32('@topk.chunk', [256, 257])),
+    variant('with counts that differ from the model', 'count', i32('@topk.count', [2, 301])),
+    variant('with a tensor missing from the counts', 'count', i32('@topk.count', [300])),
+    variant('with too few offsets', 'idx', u8('@topk.idx', [0, 1, 3, 10, 4])),
+    variant('with descending offsets in a chunk', 'idx', u8('@topk.idx', [0, 1, 10, 3, 4, 43])),
+    variant('with a repeated offset', 'idx', u8('@topk.idx', [0, 0, 3, 10, 4, 43])),
+    variant('with an offset past the last chunk', 'idx', u8('@topk.idx', [0, 1, 3, 10, 4, 44])),
+    variant('with I32 offsets', 'idx', i32('@topk.idx', [0, 1, 3, 10, 4, 43])),
+    variant('with levels out of order', 'levels', f32('@topk.levels', [0.5, 0.25, 1, 2])),
+    variant('with a negative level', 'levels', f32('@topk.levels', [-1, 0.5, 1, 2])),
+    variant('with a non-finite level', 'levels', f32('@topk.levels', [0.25, 0.5, 1, Infinity])),
+    variant('with levels for one tensor', 'levels', f32('@topk.levels', [0.25, 0.5])),
+    variant('with missing value bytes', 'val', u8('@topk.val', [0xff])),
+    variant('with an extra value byte', 'val', u8('@topk.val', [0xff, 0x0f, 0])),
+    variant('with non-zero unused value bits', 'val', u8('@topk.val', [0xff, 0x1f])),
+    ['top-k 2-bit with a stray entry', [...Object.values(valid), f32('w', [1])], 'SCHEMA'],
+  ]
+}
 
 describe('parseCodec and bytesPerRoundDense', () => {
   it('parses the charter spellings and rejects others', () => {
     expect(parseCodec('none')).toEqual({ kind: 'none' })
     expect(parseCodec('int8')).toEqual({ kind: 'int8' })
     expect(parseCodec('topk:0.01')).toEqual({ kind: 'topk', fraction: 0.01 })
+    expect(parseCodec('topk:0.0156:2bit')).toEqual({ kind: 'topk', fraction: 0.0156, values: '2bit' })
+    expectCode(() => parseCodec('topk:0.01:4bit'), 'UNKNOWN_TYPE')
     expectCode(() => parseCodec('topk:0'), 'SCHEMA')
     expectCode(() => parseCodec('topk:1.5'), 'SCHEMA')
     expectCode(() => parseCodec('fp16'), 'UNKNOWN_TYPE')

@@ -45,7 +45,7 @@ Options:
   --outer-lr <lr>            outer Nesterov SGD learning rate (default ${DEFAULT_OUTER_LR})
   --outer-momentum <m>       outer momentum (default ${DEFAULT_OUTER_MOMENTUM})
   --aggregator <a>           mean | median | trimmed:<fraction> | clip:<norm> (default mean)
-  --compress <c>             int8 | topk:<fraction> | none (default int8)
+  --compress <c>             int8 | topk:<fraction>[:2bit] | none (default int8)
   --ae-rounds <n>            cooperative autoencoder rounds (default ${DEFAULT_AE_ROUNDS})
   --autoencoder <dir>        adopt a published autoencoder checkpoint (model.safetensors +
                              provenance.json) instead of training one; excludes --ae-rounds

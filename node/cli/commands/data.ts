@@ -9,6 +9,7 @@ import { TEMP_PREFIX } from '../../store/durable.ts'
 import { assertFolderOutputFree } from '../outputs.ts'
 import { parseCommandArgs, requireFlags, wholeNumberFlag } from '../args.ts'
 import type { Command } from '../command.ts'
+import { categorySlug, twemojiRecords } from '../../../trainer/quality/twemoji.ts'
 import { CliError, UsageError } from '../command.ts'
 
 export const TWEMOJI_ATTRIBUTION =
@@ -26,13 +27,7 @@ interface EmojiRecord {
   has_img_twitter: boolean
 }
 
-/** 'Smileys & Emotion' -> 'smileys-emotion'. */
-export function categorySlug(category: string): string {
-  return category
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-}
+export { categorySlug }
 
 function fileSafe(name: string): string {
   return name.replace(/[^A-Za-z0-9_+-]+/g, '_')
@@ -44,6 +39,11 @@ export interface LayoutTwemojiOptions {
   perCategory?: number
   /** Category slugs to include (default: all but 'component'). */
   categories?: string[]
+  /**
+   * Leave out the quality metric's held-out images (trainer/quality/twemoji.ts), so a model
+   * trained on the folder is scored on images it never saw. The demo and the simulator do.
+   */
+  withoutQualityHoldout?: boolean
 }
 
 export interface LayoutTwemojiResult {
@@ -63,6 +63,21 @@ export async function layoutTwemoji(options: LayoutTwemojiOptions): Promise<Layo
     const list = byCategory.get(slug) ?? []
     list.push(record)
     byCategory.set(slug, list)
+  }
+  if (options.withoutQualityHoldout === true) {
+    // By content: an image drawn identically under another name must go too.
+    const heldOut = new Set<string>()
+    const digestOf = new Map<string, string>()
+    for (const list of (await twemojiRecords()).values())
+      for (const record of list) {
+        digestOf.set(record.image, record.sha256)
+        if (record.heldOut) heldOut.add(record.sha256)
+      }
+    for (const [slug, list] of byCategory)
+      byCategory.set(
+        slug,
+        list.filter((r) => !heldOut.has(digestOf.get(r.image) ?? '')),
+      )
   }
   const wanted = options.categories ?? [...byCategory.keys()].filter((c) => !EXCLUDED_CATEGORIES.has(c))
   for (const category of wanted)
@@ -121,7 +136,7 @@ async function intoNewFolder<T>(out: string, fill: (dir: string) => Promise<T>):
   }
 }
 
-const usage = `Usage: coop data twemoji --out <dir> [--per-category N] [--categories a,b] [--force]
+const usage = `Usage: coop data twemoji --out <dir> [--per-category N] [--categories a,b] [--without-quality-holdout] [--force]
 
 Lays out the Twemoji images of the npm package emoji-datasource-twitter (CC-BY 4.0) as
 <dir>/<category>/<name>.png and writes <dir>/LICENSE-ATTRIBUTION.txt.
@@ -130,7 +145,10 @@ Options:
   --out <dir>           output folder: new or empty (created whole, or not at all)
   --force               add to a folder that already has files
   --per-category <n>    at most n images per category, spread over the category
-  --categories <list>   comma-separated category slugs (e.g. smileys-emotion,flags)`
+  --categories <list>   comma-separated category slugs (e.g. smileys-emotion,flags)
+  --without-quality-holdout
+                        leave out the images the quality metric holds out (one in four per category),
+                        so models trained on the folder are scored on images they never saw`
 
 export const command: Command = {
   summary: 'lay out licensed sample data (Twemoji) as an image folder',
@@ -143,6 +161,7 @@ export const command: Command = {
         'per-category': { type: 'string' },
         categories: { type: 'string' },
         force: { type: 'boolean' },
+        'without-quality-holdout': { type: 'boolean' },
       },
       { allowPositionals: true },
     )
@@ -161,6 +180,7 @@ export const command: Command = {
         out,
         ...(perCategory === undefined ? {} : { perCategory }),
         ...(categories === undefined ? {} : { categories }),
+        withoutQualityHoldout: values['without-quality-holdout'] === true,
       })
     // A new folder appears complete or not at all (laid out beside it, then renamed); --force on a
     // folder with files adds to it in place.

@@ -20,7 +20,8 @@ Options:
                               folder resumes the run, or refuses if the parameters differ.
   --smoke                     the same path on the tiny config, in about a minute
   --peers <n>                 number of peers, 2..${MAX_PEERS} (default ${DEFAULT_PEERS}); the first one publishes
-  --rounds <n>                U-Net rounds (default ${DEFAULT_RUN.unetRounds}; smoke ${SMOKE_RUN.unetRounds})
+  --rounds <n>                U-Net rounds (default: as many as fit 15 minutes, planned from a
+                              training step measured at the start; smoke ${SMOKE_RUN.unetRounds})
   --ae-rounds <n>             autoencoder rounds before them (default ${DEFAULT_RUN.autoencoderRounds}; smoke ${SMOKE_RUN.autoencoderRounds})
   --inner-steps <n>           local steps per round (default ${DEFAULT_RUN.innerSteps}; smoke ${SMOKE_RUN.innerSteps})
   --images-per-category <n>   images taken from each category (default ${DEFAULT_RUN.imagesPerCategory}; smoke ${SMOKE_RUN.imagesPerCategory})
@@ -72,6 +73,8 @@ export const command: Command = {
     return runDemo({
       out: values.out ?? 'demo-out',
       smoke: values.smoke ?? false,
+      // The default run fits its U-Net rounds to this machine's measured speed; --rounds fixes them.
+      planRounds: values.smoke !== true && values.rounds === undefined,
       backend: backend as BackendName,
       plain: values.plain ?? false,
       params: {

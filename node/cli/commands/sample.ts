@@ -35,6 +35,9 @@ Options:
   --guidance <w>       guidance weight (default: the config's); 1 = none, 0 = unconditional
   --steps <n>          DDIM steps (default: the config's)
   --seed <n>           seed (default 0)
+  --score              also score the samples with the in-domain quality metric (trainer/quality):
+                       class accuracy and Fréchet distance against held-out real Twemoji
+                       (Twemoji-category models only; use --n of at least 9 per class)
   --backend <name>     ${REQUESTED_BACKENDS.join('|')} (default auto)
   --force              overwrite an existing --out`
 
@@ -78,6 +81,7 @@ export const command: Command = {
       force: { type: 'boolean' },
       store: { type: 'string' },
       autoencoder: { type: 'string' },
+      score: { type: 'boolean' },
     })
     requireFlags(values, ['checkpoint', 'out'])
     await assertFileOutputFree(values.out, values.force === true)
@@ -149,6 +153,26 @@ export const command: Command = {
     await mkdir(dirname(values.out), { recursive: true })
     await writeFile(values.out, png)
     process.stdout.write(`${n} samples written to ${values.out}\nfrom ${from}\n`)
+    if (values.score === true) {
+      if (config.classes.length === 0)
+        throw new TrainerError('INVALID_ARGUMENT', '--score needs a class-conditional model')
+      const { bytesToPixels, heldOutReference, loadQualityModel, scoreImages } =
+        await import('../../../trainer/quality/index.ts')
+      const model = await loadQualityModel()
+      try {
+        const names = labels.map((label) => config.classes[label] as string)
+        const reference = await heldOutReference(model, config.image.size, [...new Set(names)].sort())
+        const score = scoreImages(model, reference, bytesToPixels(pixels), names, config.image.size)
+        process.stdout.write(
+          `quality of ${score.samples} samples (in-domain classifier, held-out real Twemoji; see trainer/quality/README.md):\n` +
+            `  class accuracy ${(score.classAccuracy * 100).toFixed(1)}% (chance ${(100 / config.classes.length).toFixed(1)}%)\n` +
+            `  Fréchet distance ${score.frechetDistance.toFixed(3)} (compare only at the same sample count)\n` +
+            `  precision ${score.precision.toFixed(3)}, recall ${score.recall.toFixed(3)}\n`,
+        )
+      } finally {
+        model.dispose()
+      }
+    }
     return 0
   },
 }

@@ -13,6 +13,9 @@ import { parseByzantine } from '../../simulate/byzantine.ts'
 import {
   DEFAULT_SIM_INNER_STEPS,
   DEFAULT_SIM_PEERS,
+  DEFAULT_QUALITY_PER_CLASS,
+  DEFAULT_QUALITY_SAMPLING_STEPS,
+  DEFAULT_QUALITY_SEED,
   DEFAULT_ROUNDS,
   DEFAULT_SIM_OUTER_LR,
   DEFAULT_SIM_OUTER_MOMENTUM,
@@ -38,18 +41,25 @@ Options:
   --inner-steps <h>         local steps per round, H (default ${DEFAULT_SIM_INNER_STEPS})
   --split <mode>            iid | category | dirichlet:<alpha> (default iid)
   --aggregator <a>          mean | median | trimmed:<f> | clip:<norm> (default mean)
-  --compress <c>            none | int8 | topk:<fraction> (default int8)
+  --compress <c>            none | int8 | topk:<fraction>[:2bit] (default int8)
   --byzantine <k>:<attack>  the first k peers attack: signflip | scale:<s> | noise:<sigma>
   --config <name|path>      tiny | emoji32 | gpu256 or a JSON file (default tiny)
   --phase <p>               unet | autoencoder (default unet)
   --autoencoder <dir>       autoencoder checkpoint for the U-Net phase (e.g. <coop train out>/autoencoder);
                             without it one is trained centrally first, for --autoencoder-steps
   --autoencoder-steps <n>   steps of that central autoencoder training (default: the config's autoencoder.steps)
+  --baseline <b>            sequential (peers x H steps at the peers' batch size) | data-parallel
+                            (H steps at a batch peers times larger: what per-step dense exchange
+                            trains); same sample-steps either way (default sequential)
   --outer-lr <x>            outer learning rate (default ${DEFAULT_SIM_OUTER_LR})
   --outer-momentum <x>      outer Nesterov momentum (default ${DEFAULT_SIM_OUTER_MOMENTUM})
   --eval-items <n>          held-out images scoring both models (default: the config's training.evalBatch)
   --data <dir>              image folder <dir>/<class>/*.png (default: all of Twemoji, laid out in a temp folder)
   --seed <n>                seed of the split, the initial weights and the training streams (default 0)
+  --quality-per-class <n>   sample quality (trainer/quality: class accuracy, Fréchet distance) of both
+                            models after the last round, from n samples per class (default ${DEFAULT_QUALITY_PER_CLASS})
+  --quality-every <r>       also score every r rounds (default 0: after the last only)
+  --no-quality              skip the quality scoring (U-Net phase of class-conditional configs only)
   --backend <name>          ${REQUESTED_BACKENDS.join('|')} (default auto)
   --out <dir>               output folder; must not exist or be empty`
 
@@ -95,6 +105,10 @@ export const command: Command = {
       seed: { type: 'string' },
       backend: { type: 'string' },
       out: { type: 'string' },
+      baseline: { type: 'string' },
+      'quality-per-class': { type: 'string' },
+      'quality-every': { type: 'string' },
+      'no-quality': { type: 'boolean' },
     })
     requireFlags(values, ['out'])
     const out = values.out
@@ -113,6 +127,9 @@ export const command: Command = {
     if (phase !== 'unet' && phase !== 'autoencoder')
       throw new UsageError(`--phase must be unet or autoencoder, got '${phase}'`)
     const backend = backendFlag(values.backend)
+    const baselineMode = values.baseline ?? 'sequential'
+    if (baselineMode !== 'sequential' && baselineMode !== 'data-parallel')
+      throw new UsageError(`--baseline must be sequential or data-parallel, got '${baselineMode}'`)
     const outerLr = decimal('outer-lr', values['outer-lr'], DEFAULT_SIM_OUTER_LR)
     const outerMomentum = decimal('outer-momentum', values['outer-momentum'], DEFAULT_SIM_OUTER_MOMENTUM)
     const config = loadConfig(values.config ?? 'tiny')
@@ -124,6 +141,16 @@ export const command: Command = {
       (values.autoencoder !== undefined || values['autoencoder-steps'] !== undefined)
     )
       throw new UsageError('--autoencoder and --autoencoder-steps apply to the U-Net phase only')
+    const qualityPerClass =
+      wholeNumberFlag('quality-per-class', values['quality-per-class'], { min: 2, max: 1024 }) ??
+      DEFAULT_QUALITY_PER_CLASS
+    const qualityEvery = wholeNumberFlag('quality-every', values['quality-every']) ?? 0
+    const scoreQuality = values['no-quality'] !== true && phase === 'unet' && config.classes.length > 0
+    if (
+      values['no-quality'] === true &&
+      (values['quality-per-class'] !== undefined || values['quality-every'] !== undefined)
+    )
+      throw new UsageError('--no-quality excludes --quality-per-class and --quality-every')
     if (existsSync(out) && readdirSync(out).length > 0)
       throw new SimulateError(
         'OUT_NOT_EMPTY',
@@ -135,7 +162,7 @@ export const command: Command = {
     const { loadImageFolder } = await import('../../../trainer/data.ts')
     const { runSimulation } = await import('../../simulate/run.ts')
     const { ensureTwemoji } = await import('../../simulate/data.ts')
-    const { summaryLines, tableHeader, tableRow, writeSimulationReport } =
+    const { qualityLine, summaryLines, tableHeader, tableRow, writeSimulationReport } =
       await import('../../simulate/report.ts')
     const print = (line: string) => process.stdout.write(`${line}\n`)
 
@@ -145,7 +172,7 @@ export const command: Command = {
     if (dataDir === undefined) {
       const twemoji = await ensureTwemoji()
       dataDir = twemoji.dir
-      dataSource = 'twemoji (all categories but component, CC-BY 4.0)'
+      dataSource = 'twemoji (all categories but component, without the quality hold-out; CC-BY 4.0)'
       print(`data: Twemoji ${twemoji.laidOut ? 'laid out in' : 'from'} ${dataDir}`)
     }
     const dataset = await loadImageFolder({ dir: dataDir, size: config.image.size, log })
@@ -204,6 +231,19 @@ export const command: Command = {
         dataSource,
         ...(autoencoder === undefined ? {} : { autoencoder }),
         evalItems,
+        baseline: baselineMode,
+        backend: choice.name,
+        ...(scoreQuality
+          ? {
+              quality: {
+                perClass: qualityPerClass,
+                every: qualityEvery,
+                guidance: config.diffusion.guidance,
+                steps: Math.min(DEFAULT_QUALITY_SAMPLING_STEPS, config.diffusion.timesteps),
+                seed: DEFAULT_QUALITY_SEED,
+              },
+            }
+          : {}),
       },
       {
         log,
@@ -214,6 +254,8 @@ export const command: Command = {
             headerPrinted = true
           }
           print(tableRow(row, seconds))
+          const quality = qualityLine(row)
+          if (quality !== undefined) print(quality)
         },
       },
     )

@@ -1,0 +1,172 @@
+// Plans the default demo's U-Net rounds from a measured training step, so the demo finishes in
+// its time budget on this machine, whatever its speed: a slower machine gets fewer rounds, a
+// faster one (or the 2-thread wasm backend) more. The plan is made once, before the charter is
+// signed (the charter fixes the rounds), and recorded in setup/plan.json and metrics.json.
+//
+// Model of a run, in seconds:
+//   setup + peers' start                                  DEMO_FIXED_SECONDS
+//   each autoencoder round   H * peers * aeStep  / cores  + DEMO_ROUND_OVERHEAD_SECONDS
+//   each U-Net round         H * peers * unetStep / cores + DEMO_ROUND_OVERHEAD_SECONDS
+//   outputs per U-Net round  DEMO_OUTPUT_STEPS_PER_ROUND * unetStep (grid sampling + scoring, verification)
+//   final quality            DEMO_FINAL_QUALITY_STEPS * unetStep
+// where a step's cost is the CPU time the calibration measured, `cores` the cores the peers can
+// use (at most one per peer), scaled down by how much of a core the calibration itself got
+// (other load on the machine).
+import { cpus } from 'node:os'
+import type { CoopConfig } from '../../configs/index.ts'
+import type { ImageDataset } from '../../trainer/data.ts'
+import { createTrainerSession } from '../../trainer/session.ts'
+import { Rng } from '../../trainer/rng.ts'
+import {
+  DEMO_BUDGET_SECONDS,
+  DEMO_FINAL_QUALITY_STEPS,
+  DEMO_FIXED_SECONDS,
+  DEMO_MAX_UNET_ROUNDS,
+  DEMO_MIN_UNET_ROUNDS,
+  DEMO_OUTPUT_STEPS_PER_ROUND,
+  DEMO_ROUND_OVERHEAD_SECONDS,
+} from './constants.ts'
+
+export interface StepCalibration {
+  /** CPU seconds of one autoencoder / U-Net training step (median of the timed steps). */
+  autoencoderStepCpu: number
+  unetStepCpu: number
+  /** CPU time / wall time during the calibration: 1 on an idle core, less when others load the machine. */
+  cpuShare: number
+  backend: string
+}
+
+export interface DemoPlan {
+  budgetSeconds: number
+  cores: number
+  /** Cores the model assumes the peers get: min(cores, peers) * cpuShare. */
+  usableCores: number
+  calibration: StepCalibration
+  autoencoderRoundSeconds: number
+  unetRoundSeconds: number
+  unetRounds: number
+  predictedSeconds: number
+  /** Why the number is what it is (clamped or not), for the user. */
+  note: string
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)] as number
+}
+
+/** A synthetic dataset of `count` noise images: a step's cost does not depend on pixel values. */
+function noiseDataset(config: CoopConfig, count: number): ImageDataset {
+  const size = config.image.size
+  const rng = new Rng(1)
+  const pixels = new Float32Array(count * size * size * 3)
+  for (let i = 0; i < pixels.length; i++) pixels[i] = rng.uniform() * 2 - 1
+  const classes = config.classes.length > 0 ? [config.classes[0] as string] : []
+  return {
+    items: Array.from({ length: count }, (_, i) => ({
+      path: `calibration-${i}`,
+      sha256: `sha256:${i.toString(16).padStart(64, '0')}`,
+      label: classes.length > 0 ? 0 : -1,
+    })),
+    classes,
+    pixels,
+    size,
+    skipped: [],
+    notAllowed: 0,
+    optedOut: [],
+  }
+}
+
+async function timeSteps(
+  session: { trainSteps(n: number): Promise<unknown> },
+  steps: number,
+): Promise<{ cpu: number; wall: number }> {
+  await session.trainSteps(1) // warm-up: kernel set-up and first allocations
+  const cpu: number[] = []
+  const wall: number[] = []
+  for (let i = 0; i < steps; i++) {
+    const c = process.cpuUsage()
+    const w = performance.now()
+    await session.trainSteps(1)
+    const used = process.cpuUsage(c)
+    cpu.push((used.user + used.system) / 1e6)
+    wall.push((performance.now() - w) / 1000)
+  }
+  return { cpu: median(cpu), wall: median(wall) }
+}
+
+/** Times a few training steps of each phase on the current tfjs backend (a few seconds). */
+export async function calibrateSteps(
+  config: CoopConfig,
+  backend: string,
+  steps = 3,
+): Promise<StepCalibration> {
+  const dataset = noiseDataset(config, Math.max(config.autoencoder.batchSize, config.unet.batchSize) * 2)
+  const ae = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 0 })
+  let aeTiming: { cpu: number; wall: number }
+  let autoencoder
+  try {
+    aeTiming = await timeSteps(ae, steps)
+    autoencoder = await ae.getWeights()
+  } finally {
+    ae.dispose()
+  }
+  const unet = await createTrainerSession({ config, phase: 'unet', dataset, seed: 0, autoencoder })
+  let unetTiming: { cpu: number; wall: number }
+  try {
+    unetTiming = await timeSteps(unet, steps)
+  } finally {
+    unet.dispose()
+  }
+  const cpuShare = Math.min(
+    1,
+    (aeTiming.cpu + unetTiming.cpu) / Math.max(1e-9, aeTiming.wall + unetTiming.wall),
+  )
+  return { autoencoderStepCpu: aeTiming.cpu, unetStepCpu: unetTiming.cpu, cpuShare, backend }
+}
+
+/** The number of U-Net rounds that fits the budget (see the module comment), clamped to sane bounds. */
+export function planUnetRounds(input: {
+  calibration: StepCalibration
+  peers: number
+  innerSteps: number
+  autoencoderRounds: number
+  budgetSeconds?: number
+  cores?: number
+}): DemoPlan {
+  const { calibration, peers, innerSteps, autoencoderRounds } = input
+  const budgetSeconds = input.budgetSeconds ?? DEMO_BUDGET_SECONDS
+  const cores = input.cores ?? cpus().length
+  // A peer is one process on one core; other load shrinks what the peers get.
+  const usableCores = Math.max(0.25, Math.min(cores, peers) * Math.max(0.1, calibration.cpuShare))
+  const round = (stepCpu: number) =>
+    (innerSteps * peers * stepCpu) / usableCores + DEMO_ROUND_OVERHEAD_SECONDS
+  const autoencoderRoundSeconds = round(calibration.autoencoderStepCpu)
+  const unetRoundSeconds = round(calibration.unetStepCpu)
+  // Outputs run in the demo's one process after training, on one core at the measured share.
+  const outputsPerRound =
+    (DEMO_OUTPUT_STEPS_PER_ROUND * calibration.unetStepCpu) / Math.max(0.1, calibration.cpuShare)
+  const finalQuality =
+    (DEMO_FINAL_QUALITY_STEPS * calibration.unetStepCpu) / Math.max(0.1, calibration.cpuShare)
+  const fixed = DEMO_FIXED_SECONDS + autoencoderRounds * autoencoderRoundSeconds + finalQuality
+  const fitting = Math.floor((budgetSeconds - fixed) / (unetRoundSeconds + outputsPerRound))
+  const unetRounds = Math.max(DEMO_MIN_UNET_ROUNDS, Math.min(DEMO_MAX_UNET_ROUNDS, fitting))
+  const predictedSeconds = fixed + unetRounds * (unetRoundSeconds + outputsPerRound)
+  const note =
+    fitting < DEMO_MIN_UNET_ROUNDS
+      ? `this machine is too slow for the ${Math.round(budgetSeconds / 60)}-minute budget: running the minimum of ${DEMO_MIN_UNET_ROUNDS} U-Net rounds (about ${Math.round(predictedSeconds / 60)} min)`
+      : fitting > DEMO_MAX_UNET_ROUNDS
+        ? `capped at ${DEMO_MAX_UNET_ROUNDS} U-Net rounds (the budget would allow ${fitting})`
+        : `${unetRounds} U-Net rounds fit the ${Math.round(budgetSeconds / 60)}-minute budget`
+  return {
+    budgetSeconds,
+    cores,
+    usableCores,
+    calibration,
+    autoencoderRoundSeconds,
+    unetRoundSeconds,
+    unetRounds,
+    predictedSeconds,
+    note,
+  }
+}
