@@ -97,14 +97,21 @@ export function probePython(python: string): Promise<ProbeResult> {
   })
 }
 
-let cached: Promise<ProbeResult[]> | undefined
+const cache = new Map<string, Promise<ProbeResult[]>>()
 
-/** Probes every candidate once per process (in order); later calls reuse the answers. */
+/** Probes the candidates once per process (in order, until one has CUDA); later calls reuse the answers. */
 export function probeTorch(): Promise<ProbeResult[]> {
   const explicit = process.env.COOP_PYTHON
   const candidates =
     explicit !== undefined && explicit !== '' ? [explicit] : [...new Set(TORCH_PYTHON_CANDIDATES)]
-  cached ??= (async () => {
+  const key = JSON.stringify([
+    candidates,
+    process.env.COOP_TORCH_DEVICE ?? '',
+    process.env.COOP_TORCH_THREADS ?? '',
+  ])
+  const cached = cache.get(key)
+  if (cached !== undefined) return cached
+  const probing = (async () => {
     const results: ProbeResult[] = []
     for (const python of candidates) {
       const result = await probePython(python)
@@ -114,7 +121,8 @@ export function probeTorch(): Promise<ProbeResult[]> {
     }
     return results
   })()
-  return cached
+  cache.set(key, probing)
+  return probing
 }
 
 /** One line that says what each candidate lacked, for errors and the backend log line. */

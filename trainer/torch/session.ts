@@ -50,6 +50,18 @@ interface StepReport {
   gradNorm: number
 }
 
+/** A step's inputs given by the caller instead of drawn from the session's stream (parity tests). */
+export interface ExplicitDraw {
+  /** Dataset item indices. */
+  indices: number[]
+  /** NHWC noise: latent-shaped for the autoencoder, input-shaped for the U-Net. */
+  noise: Float32Array
+  /** U-Net only. */
+  timesteps?: number[]
+  /** U-Net only: model class indices (after any dropout). */
+  labels?: number[]
+}
+
 interface SamplerSnapshot {
   rng: ReturnType<Rng['state']>
   order: number[]
@@ -265,6 +277,28 @@ class TorchSession implements TrainerSession {
     return wire
   }
 
+  #explicit(draw: ExplicitDraw): WireTensor[] {
+    const n = draw.indices.length
+    const [h, w, c] = this.#inputShape
+    const noiseShape =
+      this.phase === 'autoencoder'
+        ? [n, latentSize(this.config), latentSize(this.config), this.config.autoencoder.latentChannels]
+        : [n, h, w, c]
+    const wire: WireTensor[] = [
+      { name: 'indices', shape: [n], data: Int32Array.from(draw.indices) },
+      { name: 'noise', shape: noiseShape, data: draw.noise },
+    ]
+    if (this.phase === 'unet') {
+      const timesteps = draw.timesteps ?? []
+      wire.push(
+        { name: 'timesteps', shape: [n], data: Int32Array.from(timesteps) },
+        { name: 'labels', shape: [n], data: Int32Array.from(draw.labels ?? []) },
+        { name: 'coefficients', shape: [3, n], data: this.#coefficients(timesteps, true) },
+      )
+    }
+    return wire
+  }
+
   #snapshot(): SamplerSnapshot {
     return {
       rng: this.#rng.state(),
@@ -381,9 +415,13 @@ class TorchSession implements TrainerSession {
   }
 
   /** Loss and gradients of one drawn step without updating anything (the parity tests' view). */
-  lossAndGradients(): Promise<{ loss: number; gradients: NamedTensor[] }> {
+  lossAndGradients(draw?: ExplicitDraw): Promise<{ loss: number; gradients: NamedTensor[] }> {
     return this.#exclusive(async () => {
-      const reply = await this.worker.request('grads', {}, this.#drawStep())
+      const reply = await this.worker.request(
+        'grads',
+        {},
+        draw === undefined ? this.#drawStep() : this.#explicit(draw),
+      )
       const gradients = fromWire(reply.tensors).map((t) => ({ ...t, name: t.name.slice('grad/'.length) }))
       return { loss: reply.header.loss as number, gradients }
     })
@@ -493,8 +531,8 @@ async function sendPixels(worker: TorchWorker, dataset: ImageDataset): Promise<v
 export interface TorchSessionExtras {
   /** The worker, for tests and benchmarks that look inside (device, pid). */
   readonly worker: TorchWorker
-  /** One drawn step's loss and gradients, without an update (parity tests). */
-  lossAndGradients(): Promise<{ loss: number; gradients: NamedTensor[] }>
+  /** One step's loss and gradients (drawn, or `draw`), without an update (parity tests). */
+  lossAndGradients(draw?: ExplicitDraw): Promise<{ loss: number; gradients: NamedTensor[] }>
 }
 
 /**

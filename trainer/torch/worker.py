@@ -117,8 +117,11 @@ class Session:
         return self.lut[pixels.long()] if pixels.dtype == torch.uint8 else pixels
 
     def finish_data(self):
-        pixels = torch.cat(self.pixel_chunks).permute(0, 3, 1, 2).contiguous()
+        chunks = self.pixel_chunks
         self.pixel_chunks = []
+        if len({chunk.dtype for chunk in chunks}) > 1:  # some chunks were not exact bytes: all become floats
+            chunks = [self._to_float(chunk.to(self.lut.device)).cpu() for chunk in chunks]
+        pixels = torch.cat(chunks).permute(0, 3, 1, 2).contiguous()
         if self.phase == "unet":
             latents = []
             with torch.no_grad():
