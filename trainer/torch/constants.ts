@@ -32,3 +32,5 @@ export const TORCH_PYTHON_CANDIDATES = ['python3', '/usr/bin/python3']
 export const TORCH_INSTALL_HINT =
   'install PyTorch for python3: `apt-get install python3-torch` (Debian/Ubuntu, CPU only), or `pip install torch` ' +
   '(CUDA wheels for NVIDIA GPUs; see https://pytorch.org/get-started/locally/); or set COOP_PYTHON to a python that has torch'
+/** Samples per DDIM request (as trainer/sample.ts's chunks): bounds the worker's memory on big grids. */
+export const TORCH_SAMPLE_CHUNK = 64

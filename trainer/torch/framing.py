@@ -97,7 +97,8 @@ def encode_frame(header, tensors=(), max_bytes=None):
         entries.append({"name": name, "dtype": dtype, "shape": list(tensor.shape), "offset": offset})
         sources.append((offset, tensor))
         offset += _element_size(tensor.dtype) * tensor.numel()
-    head = json.dumps({**header, "tensors": entries}, separators=(",", ":")).encode("utf-8")
+    # allow_nan=False: NaN is not JSON, and the other side's parser would refuse the whole frame.
+    head = json.dumps({**header, "tensors": entries}, separators=(",", ":"), allow_nan=False).encode("utf-8")
     head += b" " * ((-(4 + len(head))) % ALIGN)
     length = 4 + len(head) + offset
     if max_bytes is not None and length > max_bytes:

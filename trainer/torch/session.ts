@@ -69,6 +69,18 @@ interface SamplerSnapshot {
   epoch: number
 }
 
+/** A step report from the worker; non-finite numbers arrive as 'NaN' / 'Infinity' strings (JSON has none). */
+function parseReport(raw: unknown): StepReport | null {
+  if (raw === null || raw === undefined) return null
+  const r = raw as Record<string, unknown>
+  if (!Number.isInteger(r.step) || typeof r.applied !== 'boolean')
+    throw new TrainerError(
+      'WORKER_FAILED',
+      `torch worker sent a malformed step report: ${JSON.stringify(raw)}`,
+    )
+  return { step: r.step as number, loss: Number(r.loss), applied: r.applied, gradNorm: Number(r.gradNorm) }
+}
+
 interface Layout {
   name: string
   shape: number[]
@@ -187,7 +199,11 @@ class TorchSession implements TrainerSession {
 
   /** Runs `operation` after every operation started before it (a getWeights during trainSteps waits for it). */
   #exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    this.#assertLive()
+    try {
+      this.#assertLive()
+    } catch (error) {
+      return Promise.reject(error)
+    }
     const result = this.#lock.then(operation, operation)
     this.#lock = result.catch(() => undefined)
     return result
@@ -357,7 +373,7 @@ class TorchSession implements TrainerSession {
         const before = this.#snapshot()
         const reply = await this.worker.request('step', {}, this.#drawStep())
         pending = true
-        const previous = reply.header.report as StepReport | null
+        const previous = parseReport(reply.header.report)
         if (previous !== null && !previous.applied) {
           pending = false
           this.#restore(before)
@@ -366,14 +382,14 @@ class TorchSession implements TrainerSession {
       }
       if (pending) {
         pending = false
-        report((await this.worker.request('flush')).header.report as StepReport | null)
+        report(parseReport((await this.worker.request('flush')).header.report))
       }
     } finally {
       // Only on an error (from onStep, say): settle the queued step so the counters stay true, and let the
       // original error through.
       if (pending) {
         const flushed = await this.worker.request('flush').catch(() => undefined)
-        const last = flushed?.header.report as StepReport | null | undefined
+        const last = flushed === undefined ? null : parseReport(flushed.header.report)
         if (last?.applied === true) this.#account(last)
       }
     }
@@ -411,7 +427,7 @@ class TorchSession implements TrainerSession {
       )
     }
     const reply = await this.worker.request('eval', { ema: options.ema === true }, wire)
-    return reply.header.loss as number
+    return Number(reply.header.loss)
   }
 
   /** Loss and gradients of one drawn step without updating anything (the parity tests' view). */
@@ -423,7 +439,7 @@ class TorchSession implements TrainerSession {
         draw === undefined ? this.#drawStep() : this.#explicit(draw),
       )
       const gradients = fromWire(reply.tensors).map((t) => ({ ...t, name: t.name.slice('grad/'.length) }))
-      return { loss: reply.header.loss as number, gradients }
+      return { loss: Number(reply.header.loss), gradients }
     })
   }
 

@@ -17,6 +17,7 @@ at start-up and file descriptor 1 is pointed at stderr (for stray prints from li
 """
 
 import argparse
+import math
 import os
 import sys
 import traceback
@@ -31,6 +32,15 @@ from flat_state import FlatState
 CHUNK = 64
 # Share of free GPU memory the training inputs may take before they are kept in host memory instead.
 DATA_ON_DEVICE_SHARE = 0.5
+
+
+def json_number(value):
+    """JSON has no NaN or Infinity: non-finite numbers travel as the strings JavaScript's Number() reads."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 class RequestError(Exception):
@@ -191,7 +201,7 @@ class Session:
         self._no_pending()
         loss, _, grads = self._grads(tensors)
         named = [(f"grad/{name}", nets.to_tfjs_layout(g).cpu()) for name, g in zip(self.state.trainable_names, grads)]
-        return {"loss": loss.item()}, named
+        return {"loss": json_number(loss.item())}, named
 
     def step(self, tensors):
         loss, batch_rms, grads = self._grads(tensors)
@@ -232,7 +242,7 @@ class Session:
             # That update and every one queued after it were no-ops on the device (flat_state.py).
             self.t = step - 1
             self.state.recover()
-            return {"step": step, "loss": loss, "applied": False, "gradNorm": norm}
+            return {"step": step, "loss": json_number(loss), "applied": False, "gradNorm": json_number(norm)}
         return {"step": step, "loss": loss, "applied": True, "gradNorm": norm}
 
     def flush(self):
@@ -247,7 +257,7 @@ class Session:
         params = nets.Params(self.state.ema_views if ema else self.state.group("param"))
         with torch.no_grad():
             loss, _ = self._loss(params, tensors, weighted=False)
-        return loss.item()
+        return json_number(loss.item())
 
     def read_group(self, which):
         self._no_pending()
@@ -262,17 +272,28 @@ class Session:
         self.t = int(step)
 
 
+def _params(device, tensors, prefix):
+    return nets.Params(
+        {name[len(prefix) :]: nets.to_torch_layout(t.to(torch.float32)).to(device) for name, t in tensors.items() if name.startswith(prefix)}
+    )
+
+
+_sampling_weights = {}
+
+
 def sample(device, header, tensors):
-    """DDIM samples decoded to RGB bytes [n, S, S, 3] (trainer/sample.ts sampleImages)."""
+    """DDIM samples decoded to RGB bytes [n, S, S, 3] (trainer/sample.ts sampleImages).
+
+    The weights come with a request's first chunk; later chunks without weights reuse them.
+    """
     cfg = header["config"]
     check_constants(header["constants"])
-
-    def params(prefix):
-        return nets.Params(
-            {name[len(prefix) :]: nets.to_torch_layout(t.to(torch.float32)).to(device) for name, t in tensors.items() if name.startswith(prefix)}
-        )
-
-    ae, unet = params("ae/"), params("unet/")
+    if any(name.startswith("unet/") for name in tensors):
+        _sampling_weights["ae"] = _params(device, tensors, "ae/")
+        _sampling_weights["unet"] = _params(device, tensors, "unet/")
+    if "unet" not in _sampling_weights:
+        raise RequestError("INVALID_ARGUMENT", "sample: no weights sent")
+    ae, unet = _sampling_weights["ae"], _sampling_weights["unet"]
     x = tensors["noise"].to(device).permute(0, 3, 1, 2).contiguous()
     labels = tensors["labels"].to(device).long()
     steps = [(int(t), float(a), float(b)) for t, a, b in header["steps"]]
@@ -287,7 +308,7 @@ def reconstruct(device, header, tensors):
     """Images and their reconstructions through the posterior mean, as RGB bytes (sample.ts reconstructionGrid)."""
     cfg = header["config"]
     check_constants(header["constants"])
-    ae = nets.Params({name[3:]: nets.to_torch_layout(t.to(torch.float32)).to(device) for name, t in tensors.items() if name.startswith("ae/")})
+    ae = _params(device, tensors, "ae/")
     x = tensors["images"].to(device).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
         both = torch.cat([x, nets.decode(ae, cfg["autoencoder"], nets.encode(ae, cfg["autoencoder"], x)[0])])
