@@ -64,7 +64,7 @@ describe('wholeNumberFlag', () => {
 })
 
 describe('backendFlag', () => {
-  it.each(['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'])('accepts %s', (name) => {
+  it.each(['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu', 'torch'])('accepts %s', (name) => {
     expect(backendFlag(name)).toBe(name)
   })
 
@@ -74,7 +74,7 @@ describe('backendFlag', () => {
 
   it.each(['', 'gpu', 'WASM', 'tensorflow-gpu', ' cpu'])('refuses %j and lists the choices', (name) => {
     expect(usageError(() => backendFlag(name)).message).toBe(
-      `--backend must be one of auto, tensorflow, wasm, cpu, webgpu, got '${name}'`,
+      `--backend must be one of auto, tensorflow, wasm, cpu, webgpu, torch, got '${name}'`,
     )
   })
 })
