@@ -2,7 +2,6 @@
 // Debian's /usr/bin/python3 (where `apt-get install python3-torch` puts torch). Each candidate runs
 // `worker.py --probe`, which imports torch the way the worker will and says whether CUDA is usable.
 import { execFile } from 'node:child_process'
-import { availableParallelism } from 'node:os'
 import {
   TORCH_PROBE_TIMEOUT_MS,
   TORCH_PROTOCOL_VERSION,
@@ -20,7 +19,11 @@ export interface TorchRuntime {
   cudaDevice: string | null
   /** Where sessions compute: COOP_TORCH_DEVICE (cpu|cuda) when set, else CUDA when present. */
   device: 'cpu' | 'cuda'
-  /** CPU threads per worker: COOP_TORCH_THREADS when set, else every available core. */
+  /**
+   * CPU threads per worker: COOP_TORCH_THREADS when set, else torch's own default (its count of physical
+   * cores). Not every logical core: on a busy machine OpenMP threads that outnumber the free cores spin
+   * and wait on each other (measured here, load 20 on 2 cores: 2 threads ran 10x slower than 1).
+   */
   threads: number
 }
 
@@ -33,6 +36,7 @@ interface ProbeOutput {
   python: string
   cuda: boolean
   cudaDevice: string | null
+  threads: number
 }
 
 function firstLine(text: string): string {
@@ -41,9 +45,9 @@ function firstLine(text: string): string {
   return (lines[lines.length - 1] ?? '').trim()
 }
 
-function threadsFromEnv(): number {
+function threadsFor(torchDefault: number): number {
   const value = Number(process.env.COOP_TORCH_THREADS)
-  return Number.isInteger(value) && value > 0 ? value : availableParallelism()
+  return Number.isInteger(value) && value > 0 ? value : torchDefault
 }
 
 function deviceFor(cuda: boolean): { device: 'cpu' | 'cuda' } | { problem: string } {
@@ -89,7 +93,7 @@ export function probePython(python: string): Promise<ProbeResult> {
             cuda: output.cuda,
             cudaDevice: output.cudaDevice,
             device: device.device,
-            threads: threadsFromEnv(),
+            threads: threadsFor(output.threads),
           },
         })
       },

@@ -368,6 +368,7 @@ def main():
         "python": sys.version.split()[0],
         "cuda": cuda,
         "cudaDevice": torch.cuda.get_device_name(0) if cuda else None,
+        "threads": torch.get_num_threads(),
     }
     if args.probe:
         import json
