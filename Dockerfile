@@ -9,6 +9,9 @@
 # The PyTorch base carries CUDA 12.8 and cuDNN 9 (Hopper and Blackwell included); PYTORCH_IMAGE picks
 # another tag. Not built or run in this project (no Docker engine here): see README.md for what was tested.
 
+# Declared before the first FROM so that the final FROM can use it.
+ARG PYTORCH_IMAGE=pytorch/pytorch:2.7.0-cuda12.8-cudnn9-runtime
+
 # Node 24 and the npm dependencies, built where npm is at home.
 FROM node:24-bookworm-slim AS build
 WORKDIR /opt/diffusion-coop
@@ -20,7 +23,6 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && rm -rf node_modules/@tensorflow/tfjs-node node_modules/@tensorflow/tfjs-node-gpu \
  && npm cache clean --force
 
-ARG PYTORCH_IMAGE=pytorch/pytorch:2.7.0-cuda12.8-cudnn9-runtime
 FROM ${PYTORCH_IMAGE}
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 WORKDIR /opt/diffusion-coop

@@ -5,7 +5,7 @@ batch already on the device, no host round-trip inside the timed loop.
 
 Benchmarks only. Run by the TypeScript harnesses as
   python3 bench/reference/train_step.py --config <resolved-config.json> --phase unet --threads 2 [--device cuda]
-and prints one JSON line {"phase", "device", "threads", "batch", "stepMs", "imgPerSec", "imgPerCpuSec", "torch",
+and prints one JSON line {"phase", "device", "threads", "batch", "steps", "stepMs", "imgPerSec", "imgPerCpuSec", "torch",
 "parameters"}; imgPerCpuSec uses this process's CPU time, which a shared machine's load disturbs far less.
 """
 
@@ -28,6 +28,7 @@ def main():
     parser.add_argument("--phase", choices=["unet", "autoencoder"], required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=0, help="time about this long instead of --steps steps")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
@@ -89,13 +90,22 @@ def main():
     if not math.isfinite(loss.item()):
         raise SystemExit("reference loss is not finite")
     synchronize()
+    steps = args.steps
+    if args.seconds > 0:
+        # A short calibration block sets the count, so the timed loop itself never syncs.
+        calibration = time.perf_counter()
+        for _ in range(5):
+            step()
+        synchronize()
+        per_step = (time.perf_counter() - calibration) / 5
+        steps = max(5, min(2000, round(args.seconds / per_step)))
     started = time.perf_counter()
     cpu_started = time.process_time()
-    for _ in range(args.steps):
+    for _ in range(steps):
         step()
     synchronize()
-    seconds = (time.perf_counter() - started) / args.steps
-    cpu_seconds = (time.process_time() - cpu_started) / args.steps
+    seconds = (time.perf_counter() - started) / steps
+    cpu_seconds = (time.process_time() - cpu_started) / steps
     print(
         json.dumps(
             {
@@ -103,6 +113,7 @@ def main():
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "threads": args.threads,
                 "batch": batch,
+                "steps": steps,
                 "stepMs": seconds * 1000,
                 "imgPerSec": batch / seconds,
                 "imgPerCpuSec": batch / cpu_seconds,
