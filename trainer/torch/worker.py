@@ -154,12 +154,13 @@ class Session:
 
     def _batch(self, indices):
         if self.inputs.device == self.device:
-            chosen = self.inputs.index_select(0, indices.to(self.device, torch.long))
+            chosen = self.inputs.index_select(0, self._upload(indices).long())
         else:
-            chosen = self.inputs.index_select(0, indices.long()).to(self.device, non_blocking=True)
+            chosen = self._upload(self.inputs.index_select(0, indices.long()))
         return self._to_float(chosen)
 
     def _upload(self, tensor):
+        # Pinned and non-blocking: a plain .to(cuda) waits for the whole stream, i.e. for the step still queued.
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
