@@ -177,7 +177,8 @@ async function probeTorchWorker(requested: RequestedBackend): Promise<TorchRunti
     throw new CandidateUnavailable(`no NVIDIA GPU listed in ${NVIDIA_GPU_PROC_DIR}`)
   const results = await probeTorch()
   const usable = results.flatMap((r) => ('runtime' in r ? [r.runtime] : []))
-  const runtime = requested === 'auto' ? usable.find((r) => r.device === 'cuda') : usable[0]
+  const cuda = usable.find((r) => r.device === 'cuda')
+  const runtime = requested === 'auto' ? cuda : (cuda ?? usable[0])
   if (runtime === undefined) {
     if (usable.length > 0)
       throw new CandidateUnavailable(`torch has no CUDA device (${describeProbes(results)})`)
