@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listCheckpointDirs } from '../../node/round/layout.ts'
-import { torchRuntime } from '../trainer/torch-helpers.ts'
+import { TORCH_TEST_TIMEOUT_MS, torchRuntime } from '../trainer/torch-helpers.ts'
 import {
   bootstrapAddr,
   createCluster,
@@ -30,13 +30,13 @@ beforeAll(async () => {
   env = { COOP_PYTHON: runtime.python, COOP_TORCH_DEVICE: 'cpu', COOP_TORCH_THREADS: '1' }
   process.env.COOP_TEST_BACKEND = 'torch'
   dir = await mkdtemp(join(tmpdir(), 'coop-torch-nodes-'))
-})
+}, TORCH_TEST_TIMEOUT_MS)
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-describe('two peers on --backend torch', () => {
+describe('two peers on --backend torch', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   let cluster: Cluster
   let nodes: NodeProcess[] = []
   let exits: { code: number | null }[] = []
@@ -66,7 +66,7 @@ describe('two peers on --backend torch', () => {
       startNode(cluster, cluster.peers[1]!, { bootstrap: [addr], extra: ['--linger', '3'], env }),
     ]
     exits = await Promise.all(nodes.map((n) => n.exited))
-  }, 300_000)
+  }, TORCH_TEST_TIMEOUT_MS)
 
   afterAll(async () => {
     await stopAll(nodes.filter((n) => n.running))
@@ -103,7 +103,7 @@ describe('two peers on --backend torch', () => {
   })
 })
 
-describe('coop simulate --backend torch', () => {
+describe('coop simulate --backend torch', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it('runs federated rounds on torch workers and reports the backend', async () => {
     const data = join(dir, 'twemoji')
     const { layoutTwemoji } = await import('../../node/cli/commands/data.ts')

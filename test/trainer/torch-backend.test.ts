@@ -12,6 +12,7 @@ import { initBackend } from '../../trainer/backend.ts'
 import { NVIDIA_GPU_PROC_DIR } from '../../trainer/kernels/constants.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import { smallConfig, twemojiDataset } from './helpers.ts'
+import { TORCH_TEST_TIMEOUT_MS } from './torch-helpers.ts'
 
 function capturingLogger() {
   const lines: Record<string, unknown>[] = []
@@ -39,7 +40,7 @@ afterEach(() => {
     else process.env[key] = value
 })
 
-describe('initBackend: torch', () => {
+describe('initBackend: torch', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it('explicit torch: one log line with python, torch, device and the tfjs helper; sessions train in a worker', async () => {
     process.env.COOP_TORCH_DEVICE = 'cpu'
     process.env.COOP_TORCH_THREADS = '1'

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import sharp from 'sharp'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { torchRuntime } from './torch-helpers.ts'
+import { TORCH_TEST_TIMEOUT_MS, torchRuntime } from './torch-helpers.ts'
 
 const execFileAsync = promisify(execFile)
 let env: NodeJS.ProcessEnv
@@ -69,71 +69,88 @@ beforeAll(async () => {
     'flags,food-drink,symbols',
   ])
   expect(result.code, result.stderr).toBe(0)
-})
+}, TORCH_TEST_TIMEOUT_MS)
 
-describe('coop train --backend torch, coop sample across backends', () => {
-  it('trains on torch into the same checkpoint layout, with progress grids drawn by the worker', async () => {
-    const out = join(root, 'torch-run')
-    const result = await coop(['train', ...TRAIN, ...SET, '--data', data, '--out', out, '--backend', 'torch'])
-    expect(result.code, result.stderr).toBe(0)
-    expect(result.stdout).toMatch(/backend torch/)
-    expect(readdirSync(join(out, 'unet')).sort()).toEqual([
-      'checkpoint.json',
-      'config.json',
-      'model.safetensors',
-      'state.json',
-      'state.safetensors',
-    ])
-    expect(readdirSync(join(out, 'samples')).sort()).toEqual(['autoencoder-0000010.png', 'unet-0000010.png'])
-  })
+describe(
+  'coop train --backend torch, coop sample across backends',
+  { timeout: TORCH_TEST_TIMEOUT_MS },
+  () => {
+    it('trains on torch into the same checkpoint layout, with progress grids drawn by the worker', async () => {
+      const out = join(root, 'torch-run')
+      const result = await coop([
+        'train',
+        ...TRAIN,
+        ...SET,
+        '--data',
+        data,
+        '--out',
+        out,
+        '--backend',
+        'torch',
+      ])
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout).toMatch(/backend torch/)
+      expect(readdirSync(join(out, 'unet')).sort()).toEqual([
+        'checkpoint.json',
+        'config.json',
+        'model.safetensors',
+        'state.json',
+        'state.safetensors',
+      ])
+      expect(readdirSync(join(out, 'samples')).sort()).toEqual([
+        'autoencoder-0000010.png',
+        'unet-0000010.png',
+      ])
+    })
 
-  it('a torch-trained checkpoint samples on wasm, a wasm-trained one on torch: the same images either way', async () => {
-    const tfjsRun = join(root, 'wasm-run')
-    const trained = await coop([
-      'train',
-      ...TRAIN,
-      ...SET,
-      '--data',
-      data,
-      '--out',
-      tfjsRun,
-      '--backend',
-      'wasm',
-    ])
-    expect(trained.code, trained.stderr).toBe(0)
-    for (const checkpoint of [join(root, 'torch-run'), tfjsRun]) {
-      const grids: Buffer[] = []
-      for (const backend of ['wasm', 'torch']) {
-        const png = join(
-          root,
-          `${backend}-${grids.length}-${checkpoint.endsWith('wasm-run') ? 'w' : 't'}.png`,
-        )
-        const sampled = await coop([
-          'sample',
-          '--checkpoint',
-          checkpoint,
-          '--out',
-          png,
-          '--n',
-          '6',
-          '--steps',
-          '8',
-          '--seed',
-          '5',
-          '--backend',
-          backend,
-        ])
-        expect(sampled.code, sampled.stderr).toBe(0)
-        grids.push(await pixels(png))
+    it('a torch-trained checkpoint samples on wasm, a wasm-trained one on torch: the same images either way', async () => {
+      const tfjsRun = join(root, 'wasm-run')
+      const trained = await coop([
+        'train',
+        ...TRAIN,
+        ...SET,
+        '--data',
+        data,
+        '--out',
+        tfjsRun,
+        '--backend',
+        'wasm',
+      ])
+      expect(trained.code, trained.stderr).toBe(0)
+      for (const checkpoint of [join(root, 'torch-run'), tfjsRun]) {
+        const grids: Buffer[] = []
+        for (const backend of ['wasm', 'torch']) {
+          const png = join(
+            root,
+            `${backend}-${grids.length}-${checkpoint.endsWith('wasm-run') ? 'w' : 't'}.png`,
+          )
+          const sampled = await coop([
+            'sample',
+            '--checkpoint',
+            checkpoint,
+            '--out',
+            png,
+            '--n',
+            '6',
+            '--steps',
+            '8',
+            '--seed',
+            '5',
+            '--backend',
+            backend,
+          ])
+          expect(sampled.code, sampled.stderr).toBe(0)
+          grids.push(await pixels(png))
+        }
+        const difference = meanAbsoluteDifference(grids[0] as Buffer, grids[1] as Buffer)
+        console.log(`${checkpoint}: mean |wasm - torch| over the grid's bytes ${difference.toFixed(4)}`)
+        // Same weights, same starting noise, deterministic DDIM: equal but for float rounding near .5 levels.
+        expect(difference).toBeLessThan(0.5)
       }
-      const difference = meanAbsoluteDifference(grids[0] as Buffer, grids[1] as Buffer)
-      console.log(`${checkpoint}: mean |wasm - torch| over the grid's bytes ${difference.toFixed(4)}`)
-      // Same weights, same starting noise, deterministic DDIM: equal but for float rounding near .5 levels.
-      expect(difference).toBeLessThan(0.5)
-    }
-    // And the bytes are not trivially equal because the grid is blank.
-    const grid = await pixels(join(root, 'wasm-0-t.png'))
-    expect(new Set(grid).size).toBeGreaterThan(50)
-    expect(readFileSync(join(root, 'torch-run', 'unet', 'config.json'), 'utf8')).toContain('"tiny"')
-  })
-})
+      // And the bytes are not trivially equal because the grid is blank.
+      const grid = await pixels(join(root, 'wasm-0-t.png'))
+      expect(new Set(grid).size).toBeGreaterThan(50)
+      expect(readFileSync(join(root, 'torch-run', 'unet', 'config.json'), 'utf8')).toContain('"tiny"')
+    })
+  },
+)

@@ -13,3 +13,9 @@ export async function torchRuntime(): Promise<TorchRuntime> {
     `the torch backend tests need a python3 with torch (${describeProbes(results)}); ${TORCH_INSTALL_HINT}`,
   )
 }
+
+/**
+ * Upper bound for one torch-backend test: each starts worker processes, and importing torch alone took
+ * 10 s per worker at load 20 on this 2-core machine (under 2 s when idle). A bound, not a speed claim.
+ */
+export const TORCH_TEST_TIMEOUT_MS = 900_000

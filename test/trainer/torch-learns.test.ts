@@ -9,7 +9,7 @@ import { createTorchSession } from '../../trainer/torch/session.ts'
 import type { TorchRuntime } from '../../trainer/torch/probe.ts'
 import type { NamedTensor } from '../../trainer/types.ts'
 import { twemojiDataset } from './helpers.ts'
-import { torchRuntime } from './torch-helpers.ts'
+import { TORCH_TEST_TIMEOUT_MS, torchRuntime } from './torch-helpers.ts'
 
 const config = loadConfig('tiny')
 const STEPS = 150
@@ -21,9 +21,9 @@ beforeAll(async () => {
   await initBackend('wasm')
   runtime = await torchRuntime()
   dataset = (await twemojiDataset(6, config.image.size)).dataset
-})
+}, TORCH_TEST_TIMEOUT_MS)
 
-describe('tiny on Twemoji, torch backend', () => {
+describe('tiny on Twemoji, torch backend', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it(`autoencoder: held-out reconstruction MSE < 1/4 of initial after ${STEPS} steps`, async () => {
     const session = await createTorchSession({ config, phase: 'autoencoder', dataset, seed: 1 }, runtime)
     const initial = await session.evalLoss()

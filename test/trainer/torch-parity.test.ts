@@ -22,7 +22,7 @@ import { createTorchSession } from '../../trainer/torch/session.ts'
 import type { NamedTensor } from '../../trainer/types.ts'
 import { createUnet, nullClass } from '../../trainer/unet.ts'
 import { smallConfig, twemojiDataset } from './helpers.ts'
-import { torchRuntime } from './torch-helpers.ts'
+import { TORCH_TEST_TIMEOUT_MS, torchRuntime } from './torch-helpers.ts'
 import type { TorchRuntime } from '../../trainer/torch/probe.ts'
 
 // Float32 on both sides, different convolution algorithms and summation orders. Measured (tiny, wasm vs
@@ -49,7 +49,7 @@ beforeAll(async () => {
     .read()
     .map((t) => (t.name === 'stats.latent_rms' ? { ...t, data: Float32Array.of(0.7) } : t))
   ae.dispose()
-})
+}, TORCH_TEST_TIMEOUT_MS)
 
 /** ||a - b|| / ||b|| over all tensors, and the worst single tensor's. */
 function relativeDifference(
@@ -106,73 +106,21 @@ function gather(pixels: Float32Array, rowSize: number, indices: number[]): Float
   return out
 }
 
-describe('torch backend parity with tfjs (same weights, same inputs)', () => {
-  it('autoencoder: loss and every gradient match', async () => {
-    const seed = 21
-    const session = await createTorchSession({ config, phase: 'autoencoder', dataset, seed }, runtime)
-    try {
-      const rng = new Rng(5)
-      const indices = [0, 3, 5, 6]
-      const s = latentSize(config)
-      const noise = rng.normals(indices.length * s * s * config.autoencoder.latentChannels)
-      const torch = await session.lossAndGradients({ indices, noise })
-      const store = createAutoencoder(config, seed)
-      const size = config.image.size
-      const reference = tfjsGradients(store, () => {
-        const x = tf.tensor4d(gather(dataset.pixels, size * size * 3, indices), [
-          indices.length,
-          size,
-          size,
-          3,
-        ])
-        const n = tf.tensor4d(noise, [indices.length, s, s, config.autoencoder.latentChannels])
-        return autoencoderLoss(store, config.autoencoder, x, n).loss
-      })
-      store.dispose()
-      const grads = relativeDifference(torch.gradients, reference.gradients)
-      console.log(
-        `autoencoder: loss ${reference.loss} vs ${torch.loss} (rel ${Math.abs(torch.loss / reference.loss - 1).toExponential(2)}), gradients rel ${grads.total.toExponential(2)} (worst ${grads.name} ${grads.worst.toExponential(2)})`,
-      )
-      expect(Math.abs(torch.loss / reference.loss - 1)).toBeLessThan(LOSS_RTOL)
-      expect(grads.total).toBeLessThan(GRADIENT_RTOL)
-      expect(grads.worst).toBeLessThan(5 * GRADIENT_RTOL)
-    } finally {
-      session.dispose()
-    }
-  })
-
-  for (const [label, cfg] of [
-    ['epsilon, linear', config],
-    ['v, scaled_linear', vConfig],
-  ] as const) {
-    it(`U-Net (${label}, Min-SNR, classes and the null class): loss and every gradient match`, async () => {
-      const seed = 22
-      const session = await createTorchSession(
-        { config: cfg, phase: 'unet', dataset, seed, autoencoder },
-        runtime,
-      )
+describe(
+  'torch backend parity with tfjs (same weights, same inputs)',
+  { timeout: TORCH_TEST_TIMEOUT_MS },
+  () => {
+    it('autoencoder: loss and every gradient match', async () => {
+      const seed = 21
+      const session = await createTorchSession({ config, phase: 'autoencoder', dataset, seed }, runtime)
       try {
-        const rng = new Rng(6)
-        const indices = [1, 2, 4, 7]
-        const s = latentSize(cfg)
-        const z = cfg.autoencoder.latentChannels
-        const noise = rng.normals(indices.length * s * s * z)
-        const timesteps = [0, 17, 500, 999]
-        const labels = [0, 2, nullClass(cfg), 3]
-        const torch = await session.lossAndGradients({ indices, noise, timesteps, labels })
-        const ae = createAutoencoder(cfg, 0)
-        ae.write(autoencoder)
-        const store = createUnet(cfg, seed)
-        // conv_out is zero-initialised (so is every residual branch's last conv): give the network a
-        // non-trivial function, or most gradients would be exactly zero on both sides.
-        const nonZero = store
-          .read()
-          .map((t) => ({ ...t, data: t.data.map((v, i) => (v === 0 ? Math.sin(i) * 0.05 : v)) }))
-        store.write(nonZero)
-        await session.setWeights(nonZero)
-        const again = await session.lossAndGradients({ indices, noise, timesteps, labels })
-        expect(again.loss).not.toBe(torch.loss)
-        const size = cfg.image.size
+        const rng = new Rng(5)
+        const indices = [0, 3, 5, 6]
+        const s = latentSize(config)
+        const noise = rng.normals(indices.length * s * s * config.autoencoder.latentChannels)
+        const torch = await session.lossAndGradients({ indices, noise })
+        const store = createAutoencoder(config, seed)
+        const size = config.image.size
         const reference = tfjsGradients(store, () => {
           const x = tf.tensor4d(gather(dataset.pixels, size * size * 3, indices), [
             indices.length,
@@ -180,57 +128,113 @@ describe('torch backend parity with tfjs (same weights, same inputs)', () => {
             size,
             3,
           ])
-          const x0 = encodeForDiffusion(ae, cfg.autoencoder, x)
-          const n = tf.tensor4d(noise, [indices.length, s, s, z])
-          return diffusionLoss(store, cfg, makeSchedule(cfg.diffusion), x0, timesteps, n, labels, {
-            weighted: true,
-          })
+          const n = tf.tensor4d(noise, [indices.length, s, s, config.autoencoder.latentChannels])
+          return autoencoderLoss(store, config.autoencoder, x, n).loss
         })
         store.dispose()
-        ae.dispose()
-        const grads = relativeDifference(again.gradients, reference.gradients)
+        const grads = relativeDifference(torch.gradients, reference.gradients)
         console.log(
-          `U-Net ${label}: loss ${reference.loss} vs ${again.loss} (rel ${Math.abs(again.loss / reference.loss - 1).toExponential(2)}), gradients rel ${grads.total.toExponential(2)} (worst ${grads.name} ${grads.worst.toExponential(2)})`,
+          `autoencoder: loss ${reference.loss} vs ${torch.loss} (rel ${Math.abs(torch.loss / reference.loss - 1).toExponential(2)}), gradients rel ${grads.total.toExponential(2)} (worst ${grads.name} ${grads.worst.toExponential(2)})`,
         )
-        expect(Math.abs(again.loss / reference.loss - 1)).toBeLessThan(LOSS_RTOL)
+        expect(Math.abs(torch.loss / reference.loss - 1)).toBeLessThan(LOSS_RTOL)
         expect(grads.total).toBeLessThan(GRADIENT_RTOL)
         expect(grads.worst).toBeLessThan(5 * GRADIENT_RTOL)
       } finally {
         session.dispose()
       }
     })
-  }
 
-  it('sessions of the same seed: same initial weights, same held-out loss, same first steps', async () => {
-    for (const phase of ['autoencoder', 'unet'] as const) {
-      const options = { config, phase, dataset, seed: 31, autoencoder }
-      const tfjs: TrainerSession = await createTrainerSession(options)
-      const torch = await createTorchSession(options, runtime)
-      try {
-        expect(relativeDifference(await torch.getWeights(), await tfjs.getWeights()).total).toBe(0)
-        const evalTfjs = await tfjs.evalLoss()
-        const evalTorch = await torch.evalLoss()
-        const lossesTfjs: number[] = []
-        const lossesTorch: number[] = []
-        await tfjs.trainSteps(3, (s) => lossesTfjs.push(s.loss))
-        await torch.trainSteps(3, (s) => lossesTorch.push(s.loss))
-        const weights = relativeDifference(await torch.getWeights(), await tfjs.getWeights())
-        const ema = relativeDifference(await torch.getEmaWeights(), await tfjs.getEmaWeights())
-        console.log(
-          `${phase}: eval ${evalTfjs} vs ${evalTorch}; losses ${lossesTfjs.map((l) => l.toFixed(6))} vs ${lossesTorch.map((l) => l.toFixed(6))}; weights after 3 Adam steps rel ${weights.total.toExponential(2)}, EMA rel ${ema.total.toExponential(2)}`,
+    for (const [label, cfg] of [
+      ['epsilon, linear', config],
+      ['v, scaled_linear', vConfig],
+    ] as const) {
+      it(`U-Net (${label}, Min-SNR, classes and the null class): loss and every gradient match`, async () => {
+        const seed = 22
+        const session = await createTorchSession(
+          { config: cfg, phase: 'unet', dataset, seed, autoencoder },
+          runtime,
         )
-        expect(Math.abs(evalTorch / evalTfjs - 1)).toBeLessThan(LOSS_RTOL)
-        lossesTorch.forEach((l, i) =>
-          expect(Math.abs(l / (lossesTfjs[i] as number) - 1)).toBeLessThan(LOSS_RTOL),
-        )
-        expect(torch.step()).toBe(tfjs.step())
-        expect(torch.samplesSeen()).toBe(tfjs.samplesSeen())
-        expect(weights.total).toBeLessThan(WEIGHTS_RTOL)
-        expect(ema.total).toBeLessThan(WEIGHTS_RTOL)
-      } finally {
-        tfjs.dispose()
-        torch.dispose()
-      }
+        try {
+          const rng = new Rng(6)
+          const indices = [1, 2, 4, 7]
+          const s = latentSize(cfg)
+          const z = cfg.autoencoder.latentChannels
+          const noise = rng.normals(indices.length * s * s * z)
+          const timesteps = [0, 17, 500, 999]
+          const labels = [0, 2, nullClass(cfg), 3]
+          const torch = await session.lossAndGradients({ indices, noise, timesteps, labels })
+          const ae = createAutoencoder(cfg, 0)
+          ae.write(autoencoder)
+          const store = createUnet(cfg, seed)
+          // conv_out is zero-initialised (so is every residual branch's last conv): give the network a
+          // non-trivial function, or most gradients would be exactly zero on both sides.
+          const nonZero = store
+            .read()
+            .map((t) => ({ ...t, data: t.data.map((v, i) => (v === 0 ? Math.sin(i) * 0.05 : v)) }))
+          store.write(nonZero)
+          await session.setWeights(nonZero)
+          const again = await session.lossAndGradients({ indices, noise, timesteps, labels })
+          expect(again.loss).not.toBe(torch.loss)
+          const size = cfg.image.size
+          const reference = tfjsGradients(store, () => {
+            const x = tf.tensor4d(gather(dataset.pixels, size * size * 3, indices), [
+              indices.length,
+              size,
+              size,
+              3,
+            ])
+            const x0 = encodeForDiffusion(ae, cfg.autoencoder, x)
+            const n = tf.tensor4d(noise, [indices.length, s, s, z])
+            return diffusionLoss(store, cfg, makeSchedule(cfg.diffusion), x0, timesteps, n, labels, {
+              weighted: true,
+            })
+          })
+          store.dispose()
+          ae.dispose()
+          const grads = relativeDifference(again.gradients, reference.gradients)
+          console.log(
+            `U-Net ${label}: loss ${reference.loss} vs ${again.loss} (rel ${Math.abs(again.loss / reference.loss - 1).toExponential(2)}), gradients rel ${grads.total.toExponential(2)} (worst ${grads.name} ${grads.worst.toExponential(2)})`,
+          )
+          expect(Math.abs(again.loss / reference.loss - 1)).toBeLessThan(LOSS_RTOL)
+          expect(grads.total).toBeLessThan(GRADIENT_RTOL)
+          expect(grads.worst).toBeLessThan(5 * GRADIENT_RTOL)
+        } finally {
+          session.dispose()
+        }
+      })
     }
-  })
-})
+
+    it('sessions of the same seed: same initial weights, same held-out loss, same first steps', async () => {
+      for (const phase of ['autoencoder', 'unet'] as const) {
+        const options = { config, phase, dataset, seed: 31, autoencoder }
+        const tfjs: TrainerSession = await createTrainerSession(options)
+        const torch = await createTorchSession(options, runtime)
+        try {
+          expect(relativeDifference(await torch.getWeights(), await tfjs.getWeights()).total).toBe(0)
+          const evalTfjs = await tfjs.evalLoss()
+          const evalTorch = await torch.evalLoss()
+          const lossesTfjs: number[] = []
+          const lossesTorch: number[] = []
+          await tfjs.trainSteps(3, (s) => lossesTfjs.push(s.loss))
+          await torch.trainSteps(3, (s) => lossesTorch.push(s.loss))
+          const weights = relativeDifference(await torch.getWeights(), await tfjs.getWeights())
+          const ema = relativeDifference(await torch.getEmaWeights(), await tfjs.getEmaWeights())
+          console.log(
+            `${phase}: eval ${evalTfjs} vs ${evalTorch}; losses ${lossesTfjs.map((l) => l.toFixed(6))} vs ${lossesTorch.map((l) => l.toFixed(6))}; weights after 3 Adam steps rel ${weights.total.toExponential(2)}, EMA rel ${ema.total.toExponential(2)}`,
+          )
+          expect(Math.abs(evalTorch / evalTfjs - 1)).toBeLessThan(LOSS_RTOL)
+          lossesTorch.forEach((l, i) =>
+            expect(Math.abs(l / (lossesTfjs[i] as number) - 1)).toBeLessThan(LOSS_RTOL),
+          )
+          expect(torch.step()).toBe(tfjs.step())
+          expect(torch.samplesSeen()).toBe(tfjs.samplesSeen())
+          expect(weights.total).toBeLessThan(WEIGHTS_RTOL)
+          expect(ema.total).toBeLessThan(WEIGHTS_RTOL)
+        } finally {
+          tfjs.dispose()
+          torch.dispose()
+        }
+      }
+    })
+  },
+)

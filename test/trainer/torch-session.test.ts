@@ -16,7 +16,7 @@ import type { TorchRuntime } from '../../trainer/torch/probe.ts'
 import { TorchWorker } from '../../trainer/torch/worker-process.ts'
 import type { NamedTensor } from '../../trainer/types.ts'
 import { smallConfig, twemojiDataset } from './helpers.ts'
-import { torchRuntime } from './torch-helpers.ts'
+import { TORCH_TEST_TIMEOUT_MS, torchRuntime } from './torch-helpers.ts'
 
 const execFileAsync = promisify(execFile)
 const config = smallConfig()
@@ -27,7 +27,7 @@ beforeAll(async () => {
   await initBackend('wasm')
   runtime = await torchRuntime()
   dataset = (await twemojiDataset(2, 16, ['flags', 'food-drink', 'objects', 'symbols'])).dataset
-})
+}, TORCH_TEST_TIMEOUT_MS)
 
 function bytesEqual(a: NamedTensor[], b: NamedTensor[]): boolean {
   return (
@@ -71,7 +71,7 @@ async function exited(pid: number): Promise<boolean> {
   return !alive(pid)
 }
 
-describe('torch backend: the Python side', () => {
+describe('torch backend: the Python side', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it('its unit tests pass (framing, layouts, Adam/EMA formulas, the non-finite guard, the worker protocol)', async () => {
     const { stderr } = await execFileAsync(
       runtime.python,
@@ -87,7 +87,7 @@ describe('torch backend: the Python side', () => {
   })
 })
 
-describe('torch TrainerSession', () => {
+describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it('same seed -> bit-identical losses and weights; another seed -> different ones; reports its device', async () => {
     const run = async (seed: number) => {
       const session = await createTorchSession({ config, phase: 'autoencoder', dataset, seed }, runtime)
@@ -179,36 +179,41 @@ describe('torch TrainerSession', () => {
   })
 
   it('exportState/importState resume bit-exactly, and a tfjs state resumes on torch (and back)', async () => {
-    const autoencoder = await aeWeights()
-    for (const phase of ['autoencoder', 'unet'] as const) {
-      const options = { config, phase, dataset, seed: 4, autoencoder }
-      const straight = await createTorchSession(options, runtime)
-      await straight.trainSteps(6)
-      const first = await createTorchSession(options, runtime)
-      await first.trainSteps(3)
-      const state = await first.exportState()
-      first.dispose()
-      const resumed = await createTorchSession(options, runtime)
-      await resumed.importState(state)
-      expect(resumed.step()).toBe(3)
-      await resumed.trainSteps(3)
-      expect(bytesEqual(await resumed.getWeights(), await straight.getWeights())).toBe(true)
-      expect(bytesEqual(await resumed.getEmaWeights(), await straight.getEmaWeights())).toBe(true)
-      expect(resumed.samplesSeen()).toBe(straight.samplesSeen())
-      resumed.dispose()
-      // tfjs trains 3 steps, torch continues 3: as close to torch's 6 as float rounding allows, and back.
-      const tfjs = await createTrainerSession(options)
-      await tfjs.trainSteps(3)
-      const onTorch = await createTorchSession(options, runtime)
-      await onTorch.importState(await tfjs.exportState())
-      await onTorch.trainSteps(3)
-      expect(maxRelative(await onTorch.getWeights(), await straight.getWeights())).toBeLessThan(1e-5)
-      const backOnTfjs = await createTrainerSession(options)
-      await backOnTfjs.importState(await onTorch.exportState())
-      expect(backOnTfjs.step()).toBe(6)
-      expect(bytesEqual(await backOnTfjs.getEmaWeights(), await onTorch.getEmaWeights())).toBe(true)
-      for (const s of [straight, tfjs, onTorch, backOnTfjs]) s.dispose()
-    }
+    // Bit-exact resume on the autoencoder (its latent-RMS buffer travels in the state too).
+    const options = { config, phase: 'autoencoder' as const, dataset, seed: 4 }
+    const straight = await createTorchSession(options, runtime)
+    await straight.trainSteps(6)
+    const first = await createTorchSession(options, runtime)
+    await first.trainSteps(3)
+    const state = await first.exportState()
+    first.dispose()
+    const resumed = await createTorchSession(options, runtime)
+    await resumed.importState(state)
+    expect(resumed.step()).toBe(3)
+    await resumed.trainSteps(3)
+    expect(bytesEqual(await resumed.getWeights(), await straight.getWeights())).toBe(true)
+    expect(bytesEqual(await resumed.getEmaWeights(), await straight.getEmaWeights())).toBe(true)
+    expect(resumed.samplesSeen()).toBe(straight.samplesSeen())
+    const broken = { ...state, tensors: state.tensors.filter((t) => !t.name.startsWith('adam_v/')) }
+    await expect(resumed.importState(broken)).rejects.toMatchObject({ code: 'CHECKPOINT_CORRUPT' })
+    straight.dispose()
+    resumed.dispose()
+    // Across backends on the U-Net: tfjs trains 3 steps, torch continues 3, as close to tfjs's own 6 as
+    // float rounding allows; and torch's state resumes on tfjs.
+    const unet = { config, phase: 'unet' as const, dataset, seed: 4, autoencoder: await aeWeights() }
+    const tfjs = await createTrainerSession(unet)
+    await tfjs.trainSteps(3)
+    const onTorch = await createTorchSession(unet, runtime)
+    await onTorch.importState(await tfjs.exportState())
+    await onTorch.trainSteps(3)
+    await tfjs.trainSteps(3)
+    expect(maxRelative(await onTorch.getWeights(), await tfjs.getWeights())).toBeLessThan(1e-5)
+    const backOnTfjs = await createTrainerSession(unet)
+    await backOnTfjs.importState(await onTorch.exportState())
+    expect(backOnTfjs.step()).toBe(6)
+    expect(backOnTfjs.samplesSeen()).toBe(tfjs.samplesSeen())
+    expect(bytesEqual(await backOnTfjs.getEmaWeights(), await onTorch.getEmaWeights())).toBe(true)
+    for (const s of [tfjs, onTorch, backOnTfjs]) s.dispose()
   })
 
   it('a worker killed mid-session is WORKER_FAILED naming the signal; dispose() ends the process', async () => {

@@ -12,7 +12,7 @@ import { nullClass } from '../unet.ts'
 import { TORCH_SAMPLE_CHUNK } from './constants.ts'
 import type { WireTensor } from './frames.ts'
 import type { TorchRuntime } from './probe.ts'
-import { NET_CONSTANTS } from './session.ts'
+import { NET_CONSTANTS } from './wire.ts'
 import { TorchWorker } from './worker-process.ts'
 
 function wire(prefix: string, tensors: readonly NamedTensor[]): WireTensor[] {
