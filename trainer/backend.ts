@@ -18,8 +18,9 @@ import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
 import { errorCode } from '../protocol/coded-error.ts'
 import { TORCH_INSTALL_HINT } from './torch/constants.ts'
-import { describeProbes, probeTorch, selectTorchRuntime } from './torch/probe.ts'
-import type { TorchRuntime } from './torch/probe.ts'
+import { describeProbes, probeTorch } from './torch/probe.ts'
+import { selectTorchRuntime } from './torch/selection.ts'
+import type { TorchRuntime } from './torch/selection.ts'
 
 export type RequestedBackend = (typeof REQUESTED_BACKENDS)[number]
 

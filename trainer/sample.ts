@@ -11,7 +11,7 @@ import { Rng } from './rng.ts'
 import { makeSchedule } from './schedule.ts'
 import type { NamedTensor } from './types.ts'
 import { createUnet, nullClass } from './unet.ts'
-import { selectedTorchRuntime } from './torch/probe.ts'
+import { selectedTorchRuntime } from './torch/selection.ts'
 
 /** Pixels between grid cells, in the background colour. */
 const GRID_GAP = 2

@@ -30,7 +30,7 @@ import { makeSchedule } from './schedule.ts'
 import type { NoiseSchedule } from './schedule.ts'
 import type { Logger, NamedTensor, Phase } from './types.ts'
 import { createUnet, nullClass } from './unet.ts'
-import { selectedTorchRuntime } from './torch/probe.ts'
+import { selectedTorchRuntime } from './torch/selection.ts'
 
 export type { NamedTensor, Phase } from './types.ts'
 

@@ -1,31 +1,16 @@
 // Finds a python3 that can run the torch worker: COOP_PYTHON when set, else python3 on PATH, then
 // Debian's /usr/bin/python3 (where `apt-get install python3-torch` puts torch). Each candidate runs
 // `worker.py --probe`, which imports torch the way the worker will and says whether CUDA is usable.
+
+export type { TorchRuntime } from './selection.ts'
 import { execFile } from 'node:child_process'
+import type { TorchRuntime } from './selection.ts'
 import {
   TORCH_PROBE_TIMEOUT_MS,
   TORCH_PROTOCOL_VERSION,
   TORCH_PYTHON_CANDIDATES,
   TORCH_WORKER_SCRIPT,
 } from './constants.ts'
-
-export interface TorchRuntime {
-  /** The python command the worker runs with. */
-  python: string
-  pythonVersion: string
-  torch: string
-  cuda: boolean
-  /** The first CUDA device's name, when there is one. */
-  cudaDevice: string | null
-  /** Where sessions compute: COOP_TORCH_DEVICE (cpu|cuda) when set, else CUDA when present. */
-  device: 'cpu' | 'cuda'
-  /**
-   * CPU threads per worker: COOP_TORCH_THREADS when set, else torch's own default (its count of physical
-   * cores). Not every logical core: on a busy machine OpenMP threads that outnumber the free cores spin
-   * and wait on each other (measured here, load 20 on 2 cores: 2 threads ran 10x slower than 1).
-   */
-  threads: number
-}
 
 /** What one candidate python said, or why it cannot run the worker. */
 export type ProbeResult = { python: string; runtime: TorchRuntime } | { python: string; problem: string }
@@ -138,16 +123,4 @@ export function describeProbes(results: readonly ProbeResult[]): string {
         : `${r.python}: ${r.problem}`,
     )
     .join('; ')
-}
-
-let selected: TorchRuntime | undefined
-
-/** Set by initBackend: the runtime sessions train with, or undefined when a tfjs backend was chosen. */
-export function selectTorchRuntime(runtime: TorchRuntime | undefined): void {
-  selected = runtime
-}
-
-/** The torch runtime initBackend chose, if it chose torch (createTrainerSession dispatches on it). */
-export function selectedTorchRuntime(): TorchRuntime | undefined {
-  return selected
 }
