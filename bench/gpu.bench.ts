@@ -94,6 +94,7 @@ function syntheticDataset(config: CoopConfig): ImageDataset {
     size,
     skipped: [],
     notAllowed: 0,
+    optedOut: [],
   }
 }
 
