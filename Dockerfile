@@ -1,44 +1,46 @@
-# GPU image for volunteers: `coop` on the tfjs-node-gpu backend.
-#
-# tfjs-node-gpu 4.x links libtensorflow 2.9, built against CUDA 11.2 and cuDNN 8.1; CUDA 12 images fail
-# with "libcudart.so.11.0: cannot open shared object file". Hence this exact base.
+# GPU image for volunteers: `coop` training on the torch backend (a PyTorch worker on CUDA 12).
 #
 #   docker build -t diffusion-coop .
 #   docker run --gpus all -v "$PWD/work:/work" diffusion-coop train --config gpu256 --data /work/images --out /work/out
 #
-# `--backend auto` (the default) then logs "tfjs backend selected" with backend tensorflow-gpu; without
-# `--gpus all` it says why the GPU was skipped and falls back to the CPU build of TensorFlow.
-# Not built in this project's CI (no Docker engine there).
-FROM nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04
+# COOP_BACKEND=torch selects the PyTorch worker for every command, and COOP_TORCH_DEVICE=cuda makes a
+# container started without `--gpus all` fail with "torch sees no CUDA device" instead of training on the
+# CPU; pass `-e COOP_TORCH_DEVICE=` to allow the CPU, or `--backend wasm` for the zero-install path.
+# The PyTorch base carries CUDA 12.8 and cuDNN 9 (Hopper and Blackwell included); PYTORCH_IMAGE picks
+# another tag. Not built or run in this project (no Docker engine here): see README.md for what was tested.
 
-# The same Node the project's npm scripts run on (the `node` devDependency).
-ARG NODE_VERSION=24.21.0
-ENV DEBIAN_FRONTEND=noninteractive
+# Declared before the first FROM so that the final FROM can use it.
+ARG PYTORCH_IMAGE=pytorch/pytorch:2.7.0-cuda12.8-cudnn9-runtime
 
-# curl/xz fetch Node; python3, make and g++ let tfjs-node-gpu build its N-API binding from source when no
-# prebuilt binary matches this Node ABI.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl xz-utils python3 make g++ \
- && curl -fsSL "https://nodejs.org/dist/v${NODE_VERSION}/node-v${NODE_VERSION}-linux-x64.tar.xz" \
-    | tar -xJ -C /usr/local --strip-components=1 \
- && apt-get purge -y curl xz-utils && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
-
+# Node 24 and the npm dependencies, built where npm is at home.
+FROM node:24-bookworm-slim AS build
 WORKDIR /opt/diffusion-coop
 COPY package.json package-lock.json ./
-# npm ci installs the optional native backends when their downloads are reachable; the explicit install
-# and the check for the compiled binding make a failed libtensorflow download fail the build instead of
-# silently producing a CPU-only image. (Loading it needs the GPU driver, which exists only at run time.)
-RUN npm ci --omit=dev \
- && npm install --no-save --omit=dev @tensorflow/tfjs-node-gpu@4.22.0 \
- && test -n "$(find node_modules/@tensorflow/tfjs-node-gpu/lib -name tfjs_binding.node)" \
+# --ignore-scripts: sharp, classic-level and the wasm backend ship prebuilt binaries, and the optional
+# tfjs-node packages would otherwise download libtensorflow, which this image does not use (they are
+# removed, so `--backend auto` reports them as not installed).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && rm -rf node_modules/@tensorflow/tfjs-node node_modules/@tensorflow/tfjs-node-gpu \
  && npm cache clean --force
 
+FROM ${PYTORCH_IMAGE}
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+WORKDIR /opt/diffusion-coop
+COPY --from=build /opt/diffusion-coop/node_modules ./node_modules
+COPY package.json ./
 COPY bin ./bin
 COPY configs ./configs
 COPY node ./node
 COPY protocol ./protocol
 COPY trainer ./trainer
-RUN ln -s /opt/diffusion-coop/bin/coop.js /usr/local/bin/coop
+# The worker's own probe: the python on PATH imports torch and the worker's modules (CUDA is only
+# visible at run time, so this checks the install, not the GPU).
+RUN ln -s /opt/diffusion-coop/bin/coop.js /usr/local/bin/coop \
+ && node --version \
+ && python3 -B trainer/torch/worker.py --probe --max-frame-bytes 1
 
+ENV COOP_BACKEND=torch \
+    COOP_TORCH_DEVICE=cuda \
+    PYTHONDONTWRITEBYTECODE=1
 ENTRYPOINT ["coop"]
 CMD ["--help"]

@@ -17,6 +17,10 @@ import { registerGroupNormKernels } from './kernels/groupnorm.ts'
 import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
 import { errorCode } from '../protocol/coded-error.ts'
+import { TORCH_INSTALL_HINT } from './torch/constants.ts'
+import { describeProbes, probeTorch } from './torch/probe.ts'
+import { selectTorchRuntime } from './torch/selection.ts'
+import type { TorchRuntime } from './torch/selection.ts'
 
 export type RequestedBackend = (typeof REQUESTED_BACKENDS)[number]
 
@@ -24,12 +28,19 @@ export type RequestedBackend = (typeof REQUESTED_BACKENDS)[number]
 type Candidate = (typeof AUTO_BACKEND_ORDER)[number]
 
 export interface BackendChoice {
-  /** The tfjs backend now active (`tf.getBackend()`): 'tensorflow' | 'webgpu' | 'wasm' | 'cpu'. */
+  /**
+   * What training runs on: the tfjs backend now active (`tf.getBackend()`: 'tensorflow' | 'webgpu' | 'wasm' |
+   * 'cpu'), or 'torch' when sessions train in the PyTorch worker (see `torch`).
+   */
   name: string
   /** Which implementation serves it, e.g. 'tensorflow-gpu' (tfjs-node-gpu on a GPU) or 'wasm'. */
   candidate: string
   /** Every better candidate that `auto` tried and why it was not used, in trial order. */
   skipped: { name: string; reason: string }[]
+  /** With the torch backend: the python, torch version and device the workers use. */
+  torch?: TorchRuntime
+  /** With the torch backend: the tfjs backend the node's own tensor work (weight init, grids) runs on. */
+  tfjs?: string
 }
 
 export const BACKEND_ERROR_CODES = [
@@ -157,6 +168,33 @@ async function probeCpu(): Promise<void> {
   await activate('cpu')
 }
 
+/**
+ * The PyTorch worker: a python3 with torch (with CUDA, for `auto`). The node still runs some tensor work
+ * itself (initial weights from the seed, reconstruction grids), so the best tfjs CPU backend is made
+ * active beside it. Nothing is spawned by `auto` on a machine without an NVIDIA GPU.
+ */
+async function probeTorchWorker(requested: RequestedBackend): Promise<TorchRuntime> {
+  if (requested === 'auto' && (await nvidiaGpuCount()) === 0)
+    throw new CandidateUnavailable(`no NVIDIA GPU listed in ${NVIDIA_GPU_PROC_DIR}`)
+  const results = await probeTorch()
+  const usable = results.flatMap((r) => ('runtime' in r ? [r.runtime] : []))
+  const cuda = usable.find((r) => r.device === 'cuda')
+  const runtime = requested === 'auto' ? cuda : (cuda ?? usable[0])
+  if (runtime === undefined) {
+    if (usable.length > 0)
+      throw new CandidateUnavailable(`torch has no CUDA device (${describeProbes(results)})`)
+    throw new CandidateUnavailable(
+      `no python3 with torch (${describeProbes(results)}); ${TORCH_INSTALL_HINT}`,
+    )
+  }
+  try {
+    await probeWasm()
+  } catch {
+    await probeCpu()
+  }
+  return runtime
+}
+
 let gradientsRegistered = false
 
 /**
@@ -189,7 +227,7 @@ async function registerGradients(): Promise<void> {
   gradientsRegistered = true
 }
 
-const PROBES: Record<Candidate, () => Promise<void>> = {
+const PROBES: Record<Exclude<Candidate, 'torch'>, () => Promise<void>> = {
   'tensorflow-gpu': probeTensorflowGpu,
   tensorflow: probeTensorflowCpu,
   webgpu: probeWebGpu,
@@ -229,14 +267,35 @@ export async function initBackend(requested: string, log?: Logger): Promise<Back
   registerGroupNormKernels()
   const skipped: { name: string; reason: string }[] = []
   for (const candidate of candidatesFor(requested)) {
+    let torch: TorchRuntime | undefined
     try {
-      await (requested === 'auto' && candidate === 'webgpu' ? probeWebGpuWhereGpu() : PROBES[candidate]())
+      if (candidate === 'torch') torch = await probeTorchWorker(requested)
+      else if (requested === 'auto' && candidate === 'webgpu') await probeWebGpuWhereGpu()
+      else await PROBES[candidate]()
     } catch (error) {
       skipped.push({ name: candidate, reason: describe(error) })
       continue
     }
+    selectTorchRuntime(torch)
+    if (torch !== undefined) {
+      const choice = { name: 'torch', candidate, skipped, torch, tfjs: tf.getBackend() }
+      const { python, device, cudaDevice, threads } = torch
+      log?.info(
+        {
+          backend: candidate,
+          requested,
+          device: device === 'cuda' ? `cuda (${cudaDevice})` : `cpu (${threads} threads)`,
+          python,
+          torch: torch.torch,
+          tfjs: choice.tfjs,
+          skipped,
+        },
+        'training backend selected',
+      )
+      return choice
+    }
     const choice = { name: tf.getBackend(), candidate, skipped }
-    log?.info({ backend: candidate, requested, skipped }, 'tfjs backend selected')
+    log?.info({ backend: candidate, requested, skipped }, 'training backend selected')
     return choice
   }
   const reasons = skipped.map((entry) => `${entry.name}: ${entry.reason}`).join('; ')

@@ -27,6 +27,8 @@ export const TRAINER_ERROR_CODES = [
   'OUTPUT_EXISTS',
   /** An argument is outside its documented domain (e.g. a negative step count). */
   'INVALID_ARGUMENT',
+  /** The torch backend's worker process exited, stopped answering or broke the protocol. */
+  'WORKER_FAILED',
 ] as const
 
 export type TrainerErrorCode = (typeof TRAINER_ERROR_CODES)[number]

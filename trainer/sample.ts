@@ -11,6 +11,7 @@ import { Rng } from './rng.ts'
 import { makeSchedule } from './schedule.ts'
 import type { NamedTensor } from './types.ts'
 import { createUnet, nullClass } from './unet.ts'
+import { selectedTorchRuntime } from './torch/selection.ts'
 
 /** Pixels between grid cells, in the background colour. */
 const GRID_GAP = 2
@@ -70,6 +71,16 @@ export function sampleImages(options: SampleImagesOptions): Uint8Array {
     ae.dispose()
     unet.dispose()
   }
+}
+
+/**
+ * sampleImages on the active training backend: in the PyTorch worker after initBackend('torch'), else
+ * with tfjs. Both draw the same starting noise from the seed, so they give the same images up to rounding.
+ */
+export async function samplePixels(options: SampleImagesOptions): Promise<Uint8Array> {
+  const torch = selectedTorchRuntime()
+  if (torch === undefined) return sampleImages(options)
+  return (await import('./torch/sample.ts')).sampleImagesOnTorch(options, torch)
 }
 
 /** Lays `count` RGB images of side `size` out in rows of `columns`, upscaled by `scale` (nearest), as PNG bytes. */
@@ -132,7 +143,7 @@ export async function sampleGrid(options: SampleGridOptions): Promise<Uint8Array
       )
     for (let i = 0; i < options.perClass; i++) labels.push(label)
   }
-  const pixels = sampleImages({ ...options, labels })
+  const pixels = await samplePixels({ ...options, labels })
   return renderGrid(pixels, labels.length, config.image.size, options.perClass, options.scale ?? 2)
 }
 
@@ -147,6 +158,17 @@ export async function reconstructionGrid(
   count: number,
 ): Promise<Uint8Array> {
   const size = config.image.size
+  const torch = selectedTorchRuntime()
+  if (torch !== undefined) {
+    const { reconstructOnTorch } = await import('./torch/sample.ts')
+    return renderGrid(
+      await reconstructOnTorch(config, autoencoder, images, count, torch),
+      2 * count,
+      size,
+      count,
+      2,
+    )
+  }
   const ae = createAutoencoder(config, 0)
   try {
     ae.write(autoencoder)

@@ -30,6 +30,7 @@ import { makeSchedule } from './schedule.ts'
 import type { NoiseSchedule } from './schedule.ts'
 import type { Logger, NamedTensor, Phase } from './types.ts'
 import { createUnet, nullClass } from './unet.ts'
+import { selectedTorchRuntime } from './torch/selection.ts'
 
 export type { NamedTensor, Phase } from './types.ts'
 
@@ -96,12 +97,12 @@ export interface TrainerSession {
   dispose(): void
 }
 
-function datasetFingerprint(dataset: ImageDataset): string {
+export function datasetFingerprint(dataset: ImageDataset): string {
   return sha256Digest(new TextEncoder().encode(dataset.items.map((i) => i.sha256).join('\n')))
 }
 
 /** Maps dataset labels to model class indices (null class for flat folders or unconditional configs). */
-function mapLabels(config: CoopConfig, dataset: ImageDataset): number[] {
+export function mapLabels(config: CoopConfig, dataset: ImageDataset): number[] {
   const nullLabel = nullClass(config)
   if (config.classes.length === 0) return dataset.items.map(() => nullLabel)
   const classIndex = dataset.classes.map((name) => {
@@ -117,7 +118,10 @@ function mapLabels(config: CoopConfig, dataset: ImageDataset): number[] {
 }
 
 /** Splits item indices into training and held-out evaluation sets, by digest order (not file order). */
-function splitForEval(dataset: ImageDataset, evalBatch: number): { train: number[]; evaluation: number[] } {
+export function splitForEval(
+  dataset: ImageDataset,
+  evalBatch: number,
+): { train: number[]; evaluation: number[] } {
   const count = dataset.items.length
   const bySha = Array.from({ length: count }, (_, i) => i).sort((a, b) => {
     const x = (dataset.items[a] as { sha256: string }).sha256
@@ -135,7 +139,7 @@ function splitForEval(dataset: ImageDataset, evalBatch: number): { train: number
   return { train, evaluation }
 }
 
-class BatchSampler {
+export class BatchSampler {
   order: number[] = []
   cursor = 0
   epoch = 0
@@ -526,6 +530,9 @@ export async function createTrainerSession(options: TrainerSessionOptions): Prom
       'INVALID_ARGUMENT',
       `dataset images are ${dataset.size}px, the config needs ${size}px`,
     )
+  // `--backend torch`: the same session, trained in a PyTorch worker process (trainer/torch/).
+  const torch = selectedTorchRuntime()
+  if (torch !== undefined) return (await import('./torch/session.ts')).createTorchSession(options, torch)
   if (phase === 'autoencoder') return new Session(options, dataset.pixels, [size, size, 3])
   if (options.autoencoder === undefined)
     throw new TrainerError('AUTOENCODER_REQUIRED', 'the U-Net phase needs autoencoder weights')

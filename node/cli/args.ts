@@ -73,11 +73,18 @@ function describeBounds({ min, max }: WholeNumberBounds): string {
   return 'a whole number'
 }
 
-/** `--backend`, defaulting to auto; trainer/backend.ts decides what each name loads. */
+/**
+ * `--backend`, defaulting to $COOP_BACKEND (the GPU image sets torch), then auto; trainer/backend.ts decides
+ * what each name loads.
+ */
 export function backendFlag(value: string | undefined): RequestedBackend {
-  const backend = value ?? 'auto'
-  if (!isRequestedBackend(backend))
-    throw new UsageError(`--backend must be one of ${REQUESTED_BACKENDS.join(', ')}, got '${backend}'`)
+  const fromEnvironment = process.env.COOP_BACKEND
+  const backend =
+    value ?? (fromEnvironment === undefined || fromEnvironment === '' ? 'auto' : fromEnvironment)
+  if (!isRequestedBackend(backend)) {
+    const source = value === undefined ? 'COOP_BACKEND' : '--backend'
+    throw new UsageError(`${source} must be one of ${REQUESTED_BACKENDS.join(', ')}, got '${backend}'`)
+  }
   return backend
 }
 

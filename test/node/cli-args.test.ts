@@ -64,17 +64,31 @@ describe('wholeNumberFlag', () => {
 })
 
 describe('backendFlag', () => {
-  it.each(['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'])('accepts %s', (name) => {
+  it.each(['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu', 'torch'])('accepts %s', (name) => {
     expect(backendFlag(name)).toBe(name)
   })
 
-  it('defaults to auto', () => {
-    expect(backendFlag(undefined)).toBe('auto')
+  it('defaults to $COOP_BACKEND (the GPU image sets torch), then auto; a bad COOP_BACKEND is named', () => {
+    const saved = process.env.COOP_BACKEND
+    try {
+      delete process.env.COOP_BACKEND
+      expect(backendFlag(undefined)).toBe('auto')
+      process.env.COOP_BACKEND = 'torch'
+      expect(backendFlag(undefined)).toBe('torch')
+      expect(backendFlag('wasm')).toBe('wasm')
+      process.env.COOP_BACKEND = 'cuda'
+      expect(usageError(() => backendFlag(undefined)).message).toMatch(
+        /^COOP_BACKEND must be one of .*got 'cuda'/,
+      )
+    } finally {
+      if (saved === undefined) delete process.env.COOP_BACKEND
+      else process.env.COOP_BACKEND = saved
+    }
   })
 
   it.each(['', 'gpu', 'WASM', 'tensorflow-gpu', ' cpu'])('refuses %j and lists the choices', (name) => {
     expect(usageError(() => backendFlag(name)).message).toBe(
-      `--backend must be one of auto, tensorflow, wasm, cpu, webgpu, got '${name}'`,
+      `--backend must be one of auto, tensorflow, wasm, cpu, webgpu, torch, got '${name}'`,
     )
   })
 })

@@ -32,8 +32,9 @@ describe('initBackend', () => {
   it('auto picks the first backend that works, skipping better ones with a reason each, and logs one line', async () => {
     const { log, lines } = capturingLogger()
     const choice = await initBackend('auto', log)
-    expect(tf.getBackend()).toBe(choice.name)
-    const order = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu']
+    // With torch chosen (a CUDA machine), tfjs still runs the node's own tensor work beside it.
+    expect(tf.getBackend()).toBe(choice.tfjs ?? choice.name)
+    const order = ['torch', 'tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu']
     // Everything before the chosen candidate was tried and skipped, in order, each with a reason.
     expect(choice.skipped.map((s) => s.name)).toEqual(order.slice(0, order.indexOf(choice.candidate)))
     for (const skip of choice.skipped) expect(skip.reason.length).toBeGreaterThan(0)
@@ -45,7 +46,7 @@ describe('initBackend', () => {
       )
     }
     await new Promise((resolve) => setTimeout(resolve, 10))
-    const selected = lines.filter((line) => line.msg === 'tfjs backend selected')
+    const selected = lines.filter((line) => line.msg === 'training backend selected')
     expect(selected).toHaveLength(1)
     expect(selected[0]).toMatchObject({
       backend: choice.candidate,
@@ -58,7 +59,7 @@ describe('initBackend', () => {
     const attempt = initBackend('gpu')
     await expect(attempt).rejects.toBeInstanceOf(BackendError)
     await expect(attempt).rejects.toMatchObject({ code: 'UNKNOWN_BACKEND' })
-    await expect(attempt).rejects.toThrow(/auto, tensorflow, wasm, cpu, webgpu/)
+    await expect(attempt).rejects.toThrow(/auto, tensorflow, wasm, cpu, webgpu, torch/)
   })
 
   it('an explicit backend that cannot load is BACKEND_UNAVAILABLE, and the active backend is unchanged', async () => {

@@ -4,8 +4,7 @@ import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { DEFAULT_PEERS, DEFAULT_RUN, MAX_PEERS, SMOKE_RUN } from '../../demo/constants.ts'
 
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'] as const
-type BackendName = (typeof BACKENDS)[number]
+import { backendFlag, REQUESTED_BACKENDS } from '../args.ts'
 
 const usage = `Usage: coop demo [--out demo-out] [--smoke] [--peers ${DEFAULT_PEERS}] [--rounds N] [--backend auto]
 
@@ -27,7 +26,7 @@ Options:
   --images-per-category <n>   images taken from each category (default ${DEFAULT_RUN.imagesPerCategory}; smoke ${SMOKE_RUN.imagesPerCategory})
   --categories <list>         comma-separated Twemoji category slugs (e.g. flags,smileys-emotion),
                               or 'all' (default all; the peers need one category each at least)
-  --backend <name>            ${BACKENDS.join('|')} (default auto)
+  --backend <name>            ${REQUESTED_BACKENDS.join('|')} (default auto)
   --plain                     plain progress lines even on a terminal`
 
 function positiveInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
@@ -65,9 +64,7 @@ export const command: Command = {
       throw new UsageError((error as Error).message)
     }
     const { values } = parsed
-    const backend = values.backend ?? 'auto'
-    if (!(BACKENDS as readonly string[]).includes(backend))
-      throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`)
+    const backend = backendFlag(values.backend)
     const preset = values.smoke ? SMOKE_RUN : DEFAULT_RUN
     const { runDemo } = await import('../../demo/run.ts')
     return runDemo({
@@ -75,7 +72,7 @@ export const command: Command = {
       smoke: values.smoke ?? false,
       // The default run fits its U-Net rounds to this machine's measured speed; --rounds fixes them.
       planRounds: values.smoke !== true && values.rounds === undefined,
-      backend: backend as BackendName,
+      backend,
       plain: values.plain ?? false,
       params: {
         config: preset.config,

@@ -97,7 +97,7 @@ export const command: Command = {
     const log = componentLogger('sample')
     const { initBackend } = await import('../../../trainer/backend.ts')
     const { loadCheckpoint } = await import('../../../trainer/checkpoint.ts')
-    const { sampleImages, renderGrid } = await import('../../../trainer/sample.ts')
+    const { samplePixels, renderGrid } = await import('../../../trainer/sample.ts')
     const { TrainerError } = await import('../../../trainer/errors.ts')
     const source = await resolveSource(values.checkpoint, values.store, values.autoencoder)
     await initBackend(backend, log)
@@ -135,7 +135,7 @@ export const command: Command = {
     } else if (config.classes.length > 0)
       labels = Array.from({ length: n }, (_, i) => i % config.classes.length)
     else labels = new Array(n).fill(nullLabel)
-    const pixels = sampleImages({
+    const pixels = await samplePixels({
       config,
       autoencoder: weights.autoencoder,
       unet: weights.unet,

@@ -16,8 +16,7 @@ import { parseHttpAddress, startStatusServer } from '../../monitor/server.ts'
 import { StartError } from '../../start/errors.ts'
 import { preflight } from '../../start/preflight.ts'
 import { ensureFolder } from '../../store/dirs.ts'
-
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu']
+import { backendFlag, REQUESTED_BACKENDS } from '../args.ts'
 
 const usage = `Usage: coop start --charter <file> --store <dir> --data <dir> --consent <manifest.json>... [options]
 
@@ -40,7 +39,7 @@ Options:
   --publisher             close rounds and sign checkpoints (this node must be a charter publisher)
   --no-train              do not train (a publisher that only aggregates)
   --rounds <n>            stop after global round n (default: all the charter's rounds)
-  --backend <name>        ${BACKENDS.join('|')} (default auto)
+  --backend <name>        ${REQUESTED_BACKENDS.join('|')} (default auto)
   --mdns                  discover peers on the LAN by multicast DNS
   --linger <seconds>      keep serving after the last round (default ${DEFAULT_LINGER_SECONDS}; 0 exits at once)
   --stay                  keep running after the last round until signalled
@@ -132,8 +131,7 @@ export const command: Command = {
     const train = values['no-train'] !== true
     if (train && (values.consent ?? []).length === 0)
       throw new UsageError('at least one --consent manifest is required to train (or --no-train)')
-    const backend = values.backend ?? 'auto'
-    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}`)
+    const backend = backendFlag(values.backend)
     const rounds = wholeNumber('rounds', values.rounds)
     if (rounds === 0) throw new UsageError('--rounds must be at least 1')
     const linger = wholeNumber('linger', values.linger) ?? DEFAULT_LINGER_SECONDS
