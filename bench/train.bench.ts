@@ -98,7 +98,7 @@ interface Measurement {
 async function measure(backend: string, config: CoopConfig, phase: Phase): Promise<Measurement> {
   const dataset = syntheticDataset(config)
   const autoencoderStore = createAutoencoder(config, 1)
-  const autoencoder = autoencoderStore.read()
+  const autoencoder = await autoencoderStore.read()
   autoencoderStore.dispose()
   const session = await createTrainerSession({ config, phase, dataset, seed: 1, autoencoder })
   try {
@@ -160,7 +160,7 @@ async function profileUnetStep(
     phase: 'unet',
     dataset: syntheticDataset(config),
     seed: 1,
-    autoencoder: autoencoderStore.read(),
+    autoencoder: await autoencoderStore.read(),
   })
   autoencoderStore.dispose()
   const backendName = tf.getBackend()

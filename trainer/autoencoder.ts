@@ -93,23 +93,32 @@ export function createAutoencoder(config: CoopConfig, seed: number): ParamStore 
   return p
 }
 
-/** Reconstruction MSE plus klWeight x the mean per-element KL(q(z|x) || N(0, I)). */
+/**
+ * Reconstruction MSE plus klWeight x the mean per-element KL(q(z|x) || N(0, I)), over a batch of
+ * `batchTotal` images of which `x` holds some (a gradient shard): each term is a sum over these rows
+ * divided by the whole batch's element count, so the shards' losses and gradients add up to the batch's.
+ * `meanSquares` is this shard's share of the mean square of the posterior mean (the latent RMS squared).
+ */
 export function autoencoderLoss(
   p: ParamStore,
   ae: AutoencoderConfig,
   x: tf.Tensor4D,
   noise: tf.Tensor4D,
-): { loss: tf.Scalar; mse: tf.Scalar; meanRms: tf.Scalar } {
+  batchTotal: number = x.shape[0],
+): { loss: tf.Scalar; meanSquares: tf.Scalar } {
   const { mean, logvar } = encode(p, ae, x)
   const z = tf.add(mean, tf.mul(tf.exp(tf.mul(logvar, 0.5)), noise)) as tf.Tensor4D
   const reconstruction = decode(p, ae, z)
-  const mse = tf.mean(tf.squaredDifference(reconstruction, x)) as tf.Scalar
-  const kl = tf.mean(
-    tf.mul(0.5, tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(1, logvar))),
-  ) as tf.Scalar
+  const imageElements = batchTotal * (x.size / x.shape[0])
+  const latentElements = batchTotal * (mean.size / mean.shape[0])
+  const mse = tf.div(tf.sum(tf.squaredDifference(reconstruction, x)), imageElements)
+  const kl = tf.div(
+    tf.sum(tf.mul(0.5, tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(1, logvar)))),
+    latentElements,
+  )
   const loss = tf.add(mse, tf.mul(ae.klWeight, kl)) as tf.Scalar
-  const meanRms = tf.sqrt(tf.mean(tf.square(mean))) as tf.Scalar
-  return { loss, mse, meanRms }
+  const meanSquares = tf.div(tf.sum(tf.square(mean)), latentElements) as tf.Scalar
+  return { loss, meanSquares }
 }
 
 /** Deterministic reconstruction through the posterior mean; the MSE evalLoss reports. */

@@ -16,7 +16,10 @@ import { registerCpuKernelFixes } from './kernels/cpu.ts'
 import { registerGroupNormKernels } from './kernels/groupnorm.ts'
 import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
+import { setUpWebGpu, WebGpuUnavailable } from './webgpu/device.ts'
+import { registerWebGpuTrainingKernels } from './webgpu/kernels.ts'
 import { errorCode } from '../protocol/coded-error.ts'
+import { setTrainingThreads, trainingThreads } from './threads.ts'
 
 export type RequestedBackend = (typeof REQUESTED_BACKENDS)[number]
 
@@ -30,6 +33,8 @@ export interface BackendChoice {
   candidate: string
   /** Every better candidate that `auto` tried and why it was not used, in trial order. */
   skipped: { name: string; reason: string }[]
+  /** Threads each training step uses (data-parallel workers on wasm; 1 elsewhere). */
+  threads: number
 }
 
 export const BACKEND_ERROR_CODES = [
@@ -102,30 +107,33 @@ async function probeTensorflowCpu(): Promise<void> {
   await activate('tensorflow')
 }
 
-interface NodeWebGpuModule {
-  create(flags: string[]): { requestAdapter(): Promise<unknown> }
-  globals: Record<string, unknown>
+/** Linux exposes GPUs as DRM render nodes or NVIDIA device files; without one only a CPU emulation could answer. */
+async function linuxHasGpuDevice(): Promise<boolean> {
+  try {
+    if ((await readdir('/dev/dri')).some((name) => name.startsWith('renderD'))) return true
+  } catch {
+    // no DRM devices
+  }
+  try {
+    return (await readdir('/dev')).some((name) => /^nvidia\d+$/.test(name))
+  } catch {
+    return false
+  }
 }
 
-async function probeWebGpu(): Promise<void> {
-  let webgpu: NodeWebGpuModule
+async function probeWebGpu(explicit: boolean): Promise<void> {
+  // Dawn prints Vulkan loader warnings on stderr when it looks for adapters: `auto` does not wake it on a
+  // Linux machine without a GPU device, so such machines stay silent unless webgpu was asked for.
+  if (!explicit && process.platform === 'linux' && !(await linuxHasGpuDevice()))
+    throw new CandidateUnavailable('no GPU device (/dev/dri/renderD*, /dev/nvidia*)')
   try {
-    webgpu = (await importOptional('webgpu')) as NodeWebGpuModule
+    await setUpWebGpu({ allowSoftware: explicit })
   } catch (error) {
+    if (error instanceof WebGpuUnavailable) throw new CandidateUnavailable(error.message, { cause: error })
     throw new CandidateUnavailable(`webgpu (Dawn): ${describe(error)}`, { cause: error })
   }
-  const gpu = webgpu.create([])
-  const adapter = await gpu.requestAdapter()
-  if (adapter === null || adapter === undefined) throw new CandidateUnavailable('Dawn found no GPU adapter')
-  // tfjs-backend-webgpu looks for the browser globals; Dawn provides the same objects for Node. Node 21+
-  // has a `navigator` whose getters need the real object, so `gpu` is added to it rather than copying it.
-  Object.assign(globalThis, webgpu.globals)
-  if (globalThis.navigator === undefined) {
-    Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true })
-  }
-  Object.defineProperty(globalThis.navigator, 'gpu', { value: gpu, configurable: true })
-  await importOptional('@tensorflow/tfjs-backend-webgpu')
   await activate('webgpu')
+  registerWebGpuTrainingKernels()
 }
 
 async function probeWasm(): Promise<void> {
@@ -170,7 +178,7 @@ async function registerGradients(): Promise<void> {
   gradientsRegistered = true
 }
 
-const PROBES: Record<Candidate, () => Promise<void>> = {
+const PROBES: Record<Candidate, (explicit: boolean) => Promise<void>> = {
   'tensorflow-gpu': probeTensorflowGpu,
   tensorflow: probeTensorflowCpu,
   webgpu: probeWebGpu,
@@ -194,13 +202,18 @@ function candidatesFor(requested: RequestedBackend): readonly Candidate[] {
  * and their gradients train correctly on that backend. With `auto` it never fails (pure `cpu` always
  * loads); an explicit request that cannot be met is a BackendError('BACKEND_UNAVAILABLE').
  */
-export async function initBackend(requested: string, log?: Logger): Promise<BackendChoice> {
+export async function initBackend(
+  requested: string,
+  log?: Logger,
+  options: { threads?: number } = {},
+): Promise<BackendChoice> {
   if (!isRequestedBackend(requested)) {
     throw new BackendError(
       'UNKNOWN_BACKEND',
       `unknown backend '${requested}': expected one of ${REQUESTED_BACKENDS.join(', ')}`,
     )
   }
+  if (options.threads !== undefined) setTrainingThreads(options.threads)
   await registerGradients()
   // The cpu backend is loaded whatever is chosen: it is the last resort, tests compare against it, and its
   // kernel fix must be registered after the package's own import-time registrations, which it overrides.
@@ -211,13 +224,15 @@ export async function initBackend(requested: string, log?: Logger): Promise<Back
   const skipped: { name: string; reason: string }[] = []
   for (const candidate of candidatesFor(requested)) {
     try {
-      await PROBES[candidate]()
+      await PROBES[candidate](requested !== 'auto')
     } catch (error) {
       skipped.push({ name: candidate, reason: describe(error) })
       continue
     }
-    const choice = { name: tf.getBackend(), candidate, skipped }
-    log?.info({ backend: candidate, requested, skipped }, 'tfjs backend selected')
+    // Worker threads serve wasm only (trainer/parallel/): other backends train on one thread.
+    const threads = tf.getBackend() === 'wasm' ? trainingThreads() : 1
+    const choice = { name: tf.getBackend(), candidate, skipped, threads }
+    log?.info({ backend: candidate, requested, skipped, threads }, 'tfjs backend selected')
     return choice
   }
   const reasons = skipped.map((entry) => `${entry.name}: ${entry.reason}`).join('; ')

@@ -28,8 +28,8 @@ export interface SampleImagesOptions {
   seed: number
 }
 
-/** Generates images; returns RGB bytes, labels.length * size * size * 3. */
-export function sampleImages(options: SampleImagesOptions): Uint8Array {
+/** Generates images; returns RGB bytes, labels.length * size * size * 3 (read back without blocking). */
+export async function sampleImages(options: SampleImagesOptions): Promise<Uint8Array> {
   const { config, labels } = options
   const nullLabel = nullClass(config)
   for (const label of labels)
@@ -62,8 +62,11 @@ export function sampleImages(options: SampleImagesOptions): Uint8Array {
         ),
       )
       latents.dispose()
-      out.set(Uint8Array.from(images.dataSync()), start * size * size * 3)
-      images.dispose()
+      try {
+        out.set(Uint8Array.from(await images.data()), start * size * size * 3)
+      } finally {
+        images.dispose()
+      }
     }
     return out
   } finally {
@@ -132,7 +135,7 @@ export async function sampleGrid(options: SampleGridOptions): Promise<Uint8Array
       )
     for (let i = 0; i < options.perClass; i++) labels.push(label)
   }
-  const pixels = sampleImages({ ...options, labels })
+  const pixels = await sampleImages({ ...options, labels })
   return renderGrid(pixels, labels.length, config.image.size, options.perClass, options.scale ?? 2)
 }
 
@@ -158,8 +161,12 @@ export async function reconstructionGrid(
         tf.concat([x, decode(ae, config.autoencoder, encode(ae, config.autoencoder, x).mean)], 0),
       )
     })
-    const pixels = Uint8Array.from(both.dataSync())
-    both.dispose()
+    let pixels: Uint8Array
+    try {
+      pixels = Uint8Array.from(await both.data())
+    } finally {
+      both.dispose()
+    }
     return renderGrid(pixels, 2 * count, size, count, 2)
   } finally {
     ae.dispose()

@@ -73,7 +73,7 @@ export const command: Command = {
     } else if (config.classes.length > 0)
       labels = Array.from({ length: n }, (_, i) => i % config.classes.length)
     else labels = new Array(n).fill(nullLabel)
-    const pixels = sampleImages({
+    const pixels = await sampleImages({
       config,
       autoencoder: autoencoder.weights,
       unet: unet.weights,
