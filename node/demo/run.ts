@@ -25,6 +25,8 @@ export interface DemoRunOptions {
   out: string
   smoke: boolean
   backend: string
+  /** Training threads of each peer (`coop start --threads`); the peers' default when absent. */
+  threads?: number
   /** Plain lines even on a terminal. */
   plain: boolean
   params: DemoParams
@@ -40,6 +42,7 @@ function startArgs(
   setup: DemoSetup,
   index: number,
   backend: string,
+  threads: number | undefined,
   bootstrap: string[],
 ): string[] {
   const peer = layout.peers[index]
@@ -62,6 +65,7 @@ function startArgs(
     ...(peer.publisher ? ['--publisher'] : []),
     '--backend',
     backend,
+    ...(threads === undefined ? [] : ['--threads', String(threads)]),
   ]
 }
 
@@ -137,7 +141,8 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       await rm(addrsPath(layout.peers[PUBLISHER_INDEX]?.store ?? ''), { force: true })
       const launches: PeerLaunch[] = layout.peers.map((peer) => ({
         peer,
-        args: (bootstrap) => startArgs(layout, setup, peer.index, options.backend, bootstrap),
+        args: (bootstrap) =>
+          startArgs(layout, setup, peer.index, options.backend, options.threads, bootstrap),
         addrsFile: addrsPath(peer.store),
       }))
       note(

@@ -19,7 +19,14 @@ import {
 } from '../../simulate/constants.ts'
 import { SimulateError } from '../../simulate/errors.ts'
 import { parseSplit } from '../../simulate/split.ts'
-import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
+import {
+  backendFlag,
+  parseCommandArgs,
+  REQUESTED_BACKENDS,
+  requireFlags,
+  threadsFlag,
+  wholeNumberFlag,
+} from '../args.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 
@@ -51,6 +58,7 @@ Options:
   --data <dir>              image folder <dir>/<class>/*.png (default: all of Twemoji, laid out in a temp folder)
   --seed <n>                seed of the split, the initial weights and the training streams (default 0)
   --backend <name>          ${REQUESTED_BACKENDS.join('|')} (default auto)
+  --threads <n>             wasm: threads per training step, data-parallel (default min(2, cores))
   --out <dir>               output folder; must not exist or be empty`
 
 function decimal(flag: string, value: string | undefined, fallback: number): number {
@@ -94,6 +102,7 @@ export const command: Command = {
       data: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
+      threads: { type: 'string' },
       out: { type: 'string' },
     })
     requireFlags(values, ['out'])
@@ -113,6 +122,7 @@ export const command: Command = {
     if (phase !== 'unet' && phase !== 'autoencoder')
       throw new UsageError(`--phase must be unet or autoencoder, got '${phase}'`)
     const backend = backendFlag(values.backend)
+    const threads = threadsFlag(values.threads)
     const outerLr = decimal('outer-lr', values['outer-lr'], DEFAULT_SIM_OUTER_LR)
     const outerMomentum = decimal('outer-momentum', values['outer-momentum'], DEFAULT_SIM_OUTER_MOMENTUM)
     const config = loadConfig(values.config ?? 'tiny')
@@ -139,7 +149,7 @@ export const command: Command = {
       await import('../../simulate/report.ts')
     const print = (line: string) => process.stdout.write(`${line}\n`)
 
-    const choice = await initBackend(backend, log)
+    const choice = await initBackend(backend, log, { threads })
     let dataDir = values.data
     let dataSource = values.data ?? 'twemoji'
     if (dataDir === undefined) {
