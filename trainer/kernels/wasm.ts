@@ -18,8 +18,11 @@
 
 import * as tf from '@tensorflow/tfjs-core'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
+import { hasRelaxedSimd } from './simd/emit.ts'
+import { simdConv2D, simdConv2DBackpropFilter, simdConv2DBackpropInput } from './wasm-conv.ts'
 import type {
   BatchMatMulAttrs,
+  Conv2DAttrs,
   Conv2DBackpropFilterAttrs,
   Conv2DBackpropInputAttrs,
   KernelConfig,
@@ -34,6 +37,7 @@ const BACKEND = 'wasm'
 
 /** Kernels this module registers (or replaces) for `wasm`. */
 export const WASM_TRAINING_KERNELS = [
+  'Conv2D',
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
   'BatchMatMul',
@@ -429,6 +433,17 @@ function slice(
 }
 
 let registered = false
+let simdConvolutions = true
+
+/** Whether convolutions use the relaxed-SIMD kernels (when the engine supports them). */
+export function simdConvolutionsEnabled(): boolean {
+  return simdConvolutions && hasRelaxedSimd()
+}
+
+/** Switches the relaxed-SIMD convolutions off or on (benchmarks and tests compare both paths). */
+export function setSimdConvolutions(enabled: boolean): void {
+  simdConvolutions = enabled
+}
 
 /**
  * Registers (or replaces) the wasm kernels that training needs. Must run after the wasm backend has
@@ -471,9 +486,31 @@ export function registerWasmTrainingKernels(): void {
       }
     },
   })
+  // The relaxed-SIMD convolutions (./wasm-conv.ts) where the engine has relaxed SIMD and the shape fits;
+  // otherwise the XNNPACK formulations above.
+  const simdFirst = <A>(
+    simd: (scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: A) => TensorInfo | undefined,
+    fallback: (scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: A) => TensorInfo,
+  ) => {
+    return (scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: A): TensorInfo =>
+      (simdConvolutionsEnabled() ? simd(scratch, inputs, attrs) : undefined) ??
+      fallback(scratch, inputs, attrs)
+  }
   const configs: KernelConfig[] = [
-    composite<Conv2DBackpropFilterAttrs>('Conv2DBackpropFilter', conv2DBackpropFilter),
-    composite<Conv2DBackpropInputAttrs>('Conv2DBackpropInput', conv2DBackpropInput),
+    composite<Conv2DAttrs>(
+      'Conv2D',
+      simdFirst(simdConv2D, (scratch, inputs, attrs) =>
+        scratch.run('Conv2D', inputs, attrs as unknown as NamedAttrMap),
+      ),
+    ),
+    composite<Conv2DBackpropFilterAttrs>(
+      'Conv2DBackpropFilter',
+      simdFirst(simdConv2DBackpropFilter, conv2DBackpropFilter),
+    ),
+    composite<Conv2DBackpropInputAttrs>(
+      'Conv2DBackpropInput',
+      simdFirst(simdConv2DBackpropInput, conv2DBackpropInput),
+    ),
     composite<BatchMatMulAttrs>('BatchMatMul', batchMatMul),
     {
       kernelName: 'Identity',
