@@ -1,5 +1,5 @@
 // The fused optimizer kernels (one call for all parameters) must compute exactly the Adam, EMA and
-// gradient-norm formulas: checked against a float64 evaluation written out here, on wasm and on cpu,
+// gradient-norm formulas (float32 arithmetic on wasm): checked against a float64 evaluation written out here, on wasm and on cpu,
 // and against the per-op tfjs path that other backends use.
 
 import * as tf from '@tensorflow/tfjs-core'
@@ -99,7 +99,7 @@ describe('fused optimizer kernels', () => {
       expected.forEach((e, i) => {
         for (const key of ['param', 'm', 'v'] as const) {
           expect(fused[i]![key].shape).toEqual(shapes[i])
-          expectClose(fused[i]![key], e[key], 1e-6)
+          expectClose(fused[i]![key], e[key], 1e-5)
           expectClose(perOp[i]![key], e[key], 1e-5)
         }
       })
@@ -121,7 +121,7 @@ describe('fused optimizer kernels', () => {
       const perOp = emaWithOps(shadows, params, decay)
       data.forEach(({ m, param }, i) => {
         const expected = Array.from(m, (s, j) => decay * s + (1 - decay) * param[j]!)
-        expectClose(fused[i]!, expected, 1e-6)
+        expectClose(fused[i]!, expected, 1e-5)
         expectClose(perOp[i]!, expected, 1e-5)
       })
       const expectedNorm = data.reduce((sum, { param }) => sum + param.reduce((a, x) => a + x * x, 0), 0)

@@ -14,6 +14,9 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
 import type { KernelConfig, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core'
+import { hasRelaxedSimd } from './simd/emit.ts'
+import { optimizerKernels } from './simd/optimizer.ts'
+import type { OptimizerKernels } from './simd/optimizer.ts'
 
 export interface AdamHyperparameters {
   learningRate: number
@@ -85,6 +88,17 @@ function bufferAccess(backendName: (typeof FUSED_BACKENDS)[number], backend: unk
   }
 }
 
+/** The SIMD kernels and heap addresses, on wasm when the engine has relaxed SIMD; undefined elsewhere. */
+function simdAccess(
+  backendName: (typeof FUSED_BACKENDS)[number],
+  backend: unknown,
+): { kernels: OptimizerKernels; pointer(info: TensorInfo): number } | undefined {
+  if (backendName !== 'wasm' || !hasRelaxedSimd()) return undefined
+  const wasm = backend as BackendWasm
+  const memory = (wasm.wasm as unknown as { asm: { memory: object } }).asm.memory
+  return { kernels: optimizerKernels(memory), pointer: (info) => wasm.getMemoryOffset(info.dataId) }
+}
+
 function indexed(inputs: NamedTensorInfoMap, prefix: string, count: number): TensorInfo[] {
   return Array.from({ length: count }, (_, i) => inputs[`${prefix}${i}`] as TensorInfo)
 }
@@ -106,6 +120,7 @@ function adamKernel(backendName: (typeof FUSED_BACKENDS)[number]): KernelFunc {
       clipNorm,
     )
     const skip = Number.isNaN(gradientScale)
+    const simd = simdAccess(backendName, backend)
     const stepSize = learningRate / (1 - beta1 ** step)
     const secondCorrection = 1 / (1 - beta2 ** step)
     const outputs: TensorInfo[] = []
@@ -125,6 +140,23 @@ function adamKernel(backendName: (typeof FUSED_BACKENDS)[number]): KernelFunc {
         paramNext.set(param)
         mNext.set(m)
         vNext.set(v)
+      } else if (simd !== undefined) {
+        simd.kernels.adam(
+          simd.pointer(params[t]!),
+          simd.pointer(grads[t]!),
+          simd.pointer(ms[t]!),
+          simd.pointer(vs[t]!),
+          simd.pointer(paramOut.info),
+          simd.pointer(mOut.info),
+          simd.pointer(vOut.info),
+          param.length,
+          gradientScale,
+          beta1,
+          beta2,
+          stepSize,
+          secondCorrection,
+          epsilon,
+        )
       } else {
         for (let i = 0; i < param.length; i++) {
           const g = grad[i]! * gradientScale
@@ -147,13 +179,22 @@ function emaKernel(backendName: (typeof FUSED_BACKENDS)[number]): KernelFunc {
     const access = bufferAccess(backendName, backend)
     const shadows = indexed(inputs, 'shadow', count)
     const params = indexed(inputs, 'param', count)
+    const simd = simdAccess(backendName, backend)
     const outputs: TensorInfo[] = []
     for (let t = 0; t < count; t++) {
       const out = access.allocate(shadows[t]!.shape)
       const shadow = access.read(shadows[t]!)
       const param = access.read(params[t]!)
       const next = access.read(out.info)
-      for (let i = 0; i < shadow.length; i++) next[i] = decay * shadow[i]! + (1 - decay) * param[i]!
+      if (simd !== undefined)
+        simd.kernels.ema(
+          simd.pointer(shadows[t]!),
+          simd.pointer(params[t]!),
+          simd.pointer(out.info),
+          shadow.length,
+          decay,
+        )
+      else for (let i = 0; i < shadow.length; i++) next[i] = decay * shadow[i]! + (1 - decay) * param[i]!
       outputs.push(out.info)
     }
     return outputs
@@ -165,13 +206,22 @@ function squaredNormKernel(backendName: (typeof FUSED_BACKENDS)[number]): Kernel
     const { count } = attrs as unknown as { count: number }
     const access = bufferAccess(backendName, backend)
     let sum = 0
+    const simd = simdAccess(backendName, backend)
+    const out = access.allocate([4])
     for (const info of indexed(inputs, 'x', count)) {
+      if (simd !== undefined) {
+        simd.kernels.sumSquares(simd.pointer(info), tf.util.sizeFromShape(info.shape), simd.pointer(out.info))
+        const lanes = access.read(out.info)
+        sum += lanes[0]! + lanes[1]! + lanes[2]! + lanes[3]!
+        continue
+      }
       const values = access.read(info)
       for (let i = 0; i < values.length; i++) sum += values[i]! * values[i]!
     }
-    const out = access.allocate([])
-    access.read(out.info)[0] = sum
-    return out.info
+    const result = access.allocate([])
+    access.read(result.info)[0] = sum
+    ;(backend as { disposeData(dataId: object): void }).disposeData(out.info.dataId)
+    return result.info
   }
 }
 

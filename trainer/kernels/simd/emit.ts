@@ -15,7 +15,23 @@ export interface WasmApi {
 export const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 export const I32 = 0x7f
+export const F32 = 0x7d
 export const V128 = 0x7b
+
+/** f32x4 (0xfd-prefixed) and scalar f32 opcodes used by the element-wise kernels. */
+export const OP = {
+  f32x4Splat: [0xfd, 0x13],
+  f32x4Add: [0xfd, 0xe4, 0x01],
+  f32x4Sub: [0xfd, 0xe5, 0x01],
+  f32x4Mul: [0xfd, 0xe6, 0x01],
+  f32x4Div: [0xfd, 0xe7, 0x01],
+  f32x4Sqrt: [0xfd, 0xe3, 0x01],
+  f32Add: [0x92],
+  f32Sub: [0x93],
+  f32Mul: [0x94],
+  f32Div: [0x95],
+  f32Sqrt: [0x91],
+} as const
 
 function uleb(value: number): number[] {
   const out: number[] = []
@@ -112,6 +128,12 @@ export class FunctionBuilder {
   /** i32.lt_u */
   lessThan(): this {
     this.code.push(0x49)
+    return this
+  }
+
+  /** Appends raw opcode bytes (see OP). */
+  op(bytes: readonly number[]): this {
+    this.code.push(...bytes)
     return this
   }
 
