@@ -12,7 +12,9 @@ import { readdir } from 'node:fs/promises'
 import { registerHooks } from 'node:module'
 import type { Logger } from 'pino'
 import { AUTO_BACKEND_ORDER, NVIDIA_GPU_PROC_DIR, REQUESTED_BACKENDS } from './kernels/constants.ts'
+import { registerConvBiasKernels } from './kernels/conv-bias.ts'
 import { registerCpuKernelFixes } from './kernels/cpu.ts'
+import { registerSiluKernels } from './kernels/silu.ts'
 import { registerGroupNormKernels } from './kernels/groupnorm.ts'
 import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
@@ -221,6 +223,8 @@ export async function initBackend(
   registerCpuKernelFixes()
   registerFusedOptimizerKernels()
   registerGroupNormKernels()
+  registerConvBiasKernels()
+  registerSiluKernels()
   const skipped: { name: string; reason: string }[] = []
   for (const candidate of candidatesFor(requested)) {
     try {

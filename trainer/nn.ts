@@ -8,7 +8,9 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { GROUPNORM_EPSILON } from './constants.ts'
 import { TrainerError } from './errors.ts'
+import { convWithBias } from './kernels/conv-bias.ts'
 import { groupNorm as fusedGroupNorm } from './kernels/groupnorm.ts'
+import { silu as fusedSilu } from './kernels/silu.ts'
 import { upsampleNearest2x } from './kernels/upsample.ts'
 import type { Rng } from './rng.ts'
 import type { NamedTensor } from './types.ts'
@@ -178,8 +180,9 @@ function fanInStd(fanIn: number): number {
   return Math.sqrt(1 / fanIn)
 }
 
+/** SiLU with a one-pass gradient (trainer/kernels/silu.ts). */
 export function silu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(x, tf.sigmoid(x))
+  return fusedSilu(x)
 }
 
 /** 'same'-padded convolution with bias; `zeroInit` for the last conv of a residual branch. */
@@ -198,7 +201,8 @@ export function conv(
     options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(kernel * kernel * inChannels) },
   )
   const b = p.get(`${name}.bias`, [outChannels], { kind: 'zeros' })
-  return tf.add(tf.conv2d(x, w as tf.Tensor4D, options.stride ?? 1, 'same'), b)
+  // One kernel, lazy gradients (trainer/kernels/conv-bias.ts).
+  return convWithBias(x, w as tf.Tensor4D, b as tf.Tensor1D, options.stride ?? 1)
 }
 
 export function linear(

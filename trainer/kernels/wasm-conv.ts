@@ -127,6 +127,8 @@ interface ForwardPlan {
   outImageElements: number
   nr: number
   outChannelsPadded: number
+  /** Per-output-channel bias (length outChannelsPadded), or none. */
+  bias?: Float32Array
 }
 
 /** Copies packed filter values into a new heap tensor and runs the forward kernel (full tiles, then the tail). */
@@ -134,6 +136,12 @@ function runForward(scratch: ConvScratch, plan: ForwardPlan): void {
   const backend = scratch.backendWasm
   const filter = backend.makeOutput([plan.packed.length], 'float32')
   scratch.adopt(filter)
+  let biasInfo: TensorInfo | undefined
+  if (plan.bias !== undefined) {
+    biasInfo = backend.makeOutput([plan.bias.length], 'float32')
+    scratch.adopt(biasInfo)
+    backend.typedArrayFromHeap(biasInfo).set(plan.bias)
+  }
   backend.typedArrayFromHeap(filter).set(plan.packed)
   const heap = heapOf(backend)
   const [images, paddedRows, paddedCols, inChannels] = plan.input.shape as [number, number, number, number]
@@ -154,6 +162,7 @@ function runForward(scratch: ConvScratch, plan: ForwardPlan): void {
       taps: plan.taps,
       inPixel,
       outPixel: plan.outPixel,
+      bias: biasInfo !== undefined,
     })
     kernel(
       x + pixel * inPixel * 4,
@@ -167,6 +176,7 @@ function runForward(scratch: ConvScratch, plan: ForwardPlan): void {
       xRowBytes,
       plan.outImageElements * 4,
       plan.outRowElements * 4,
+      biasInfo === undefined ? 0 : heap.pointer(biasInfo),
     )
   }
   if (tiles > 0) run(TILE_PIXELS, tiles, 0)

@@ -18,11 +18,13 @@
 
 import * as tf from '@tensorflow/tfjs-core'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
+import { channelKernels } from './simd/channels.ts'
 import { hasRelaxedSimd } from './simd/emit.ts'
 import { simdConv2D, simdConv2DBackpropFilter, simdConv2DBackpropInput } from './wasm-conv.ts'
 import type {
   BatchMatMulAttrs,
   Conv2DAttrs,
+  FusedConv2DAttrs,
   Conv2DBackpropFilterAttrs,
   Conv2DBackpropInputAttrs,
   KernelConfig,
@@ -38,6 +40,7 @@ const BACKEND = 'wasm'
 /** Kernels this module registers (or replaces) for `wasm`. */
 export const WASM_TRAINING_KERNELS = [
   'Conv2D',
+  'FusedConv2D',
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
   'BatchMatMul',
@@ -387,6 +390,23 @@ function reduce(
     .filter((_, axis) => attrs.keepDims || !axisSet.has(axis))
   const rows = runs[0]!.size
   const columns = runs[1]!.size
+  if (columns % 4 === 0 && simdConvolutionsEnabled()) {
+    // Column sums as one SIMD pass (./simd/channels.ts): memory-bound, where a 1-row GEMM is not.
+    const out = backend.makeOutput(finalShape, 'float32')
+    scratch.adopt(out)
+    const memory = (backend.wasm as unknown as { asm: { memory: object } }).asm.memory
+    channelKernels(memory).sums(
+      backend.getMemoryOffset(x.dataId),
+      rows,
+      columns,
+      backend.getMemoryOffset(out.dataId),
+    )
+    if (kind === 'Mean') {
+      const values = backend.typedArrayFromHeap(out) as Float32Array
+      for (let i = 0; i < values.length; i++) values[i] = values[i]! / rows
+    }
+    return out
+  }
   const ones = backend.makeOutput([1, rows], 'float32')
   scratch.adopt(ones)
   backend.typedArrayFromHeap(ones).fill(kind === 'Mean' ? 1 / rows : 1)
@@ -456,6 +476,7 @@ export function registerWasmTrainingKernels(): void {
   const base = new Map<string, KernelFunc>()
   for (const name of [
     'Conv2D',
+    'FusedConv2D',
     'Transpose',
     'Reshape',
     'PadV2',
@@ -501,6 +522,17 @@ export function registerWasmTrainingKernels(): void {
       'Conv2D',
       simdFirst(simdConv2D, (scratch, inputs, attrs) =>
         scratch.run('Conv2D', inputs, attrs as unknown as NamedAttrMap),
+      ),
+    ),
+    // Convolution with a bias and no activation (trainer/nn.ts conv): the bias seeds the accumulators.
+    composite<FusedConv2DAttrs>(
+      'FusedConv2D',
+      simdFirst(
+        (scratch, inputs, attrs) =>
+          attrs.activation === 'linear' && inputs.preluActivationWeights === undefined
+            ? simdConv2D(scratch, inputs, attrs)
+            : undefined,
+        (scratch, inputs, attrs) => scratch.run('FusedConv2D', inputs, attrs as unknown as NamedAttrMap),
       ),
     ),
     composite<Conv2DBackpropFilterAttrs>(

@@ -32,6 +32,8 @@ export interface ForwardShape {
   inPixel: number
   /** Output elements between consecutive output pixels of a row. */
   outPixel: number
+  /** Accumulators start from a per-output-channel bias (padded to the tile width) instead of zero. */
+  bias: boolean
 }
 
 /**
@@ -50,6 +52,8 @@ export type ForwardKernel = (
   xRowBytes: number,
   outImageBytes: number,
   outRowBytes: number,
+  /** Heap address of the bias (ignored unless the shape has `bias`). */
+  bias: number,
 ) => void
 
 /** Compile-time shape of a filter-gradient kernel (offsets in float32 elements). */
@@ -106,10 +110,36 @@ export function filterGradKernel(memory: Memory, memoryId: number, shape: Filter
   return instantiate<FilterGradKernel>(key, memory, () => buildFilterGrad(shape))
 }
 
-function buildForward({ mr, nr, inChannels, taps, inPixel, outPixel }: ForwardShape): FunctionBuilder {
-  const f = new FunctionBuilder(new Array<number>(11).fill(I32))
-  const [x, w, out, images, rows, tiles, outBlocks, xImageBytes, xRowBytes, outImageBytes, outRowBytes] =
-    f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local]
+function buildForward({ mr, nr, inChannels, taps, inPixel, outPixel, bias }: ForwardShape): FunctionBuilder {
+  const f = new FunctionBuilder(new Array<number>(12).fill(I32))
+  const [
+    x,
+    w,
+    out,
+    images,
+    rows,
+    tiles,
+    outBlocks,
+    xImageBytes,
+    xRowBytes,
+    outImageBytes,
+    outRowBytes,
+    biasAt,
+  ] = f.params as Local[] as [
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+  ]
+  const pb = f.local(I32)
   const n = f.local(I32)
   const oh = f.local(I32)
   const t = f.local(I32)
@@ -135,8 +165,16 @@ function buildForward({ mr, nr, inChannels, taps, inPixel, outPixel }: ForwardSh
       f.forLoop(t, 1, tiles, () => {
         f.get(w).set(pw)
         f.get(pixOut).set(blockOut)
+        f.get(biasAt).set(pb)
         f.forLoop(cb, 1, outBlocks, () => {
-          for (const r of acc) f.zeroV128().set(r)
+          if (bias)
+            acc.forEach((r, i) =>
+              f
+                .get(pb)
+                .loadV128((i % vectors) * 16)
+                .set(r),
+            )
+          else for (const r of acc) f.zeroV128().set(r)
           f.get(pixIn).set(xa)
           f.forLoop(ci, 1, inChannels, () => {
             taps.forEach((tap, k) => {
@@ -168,6 +206,7 @@ function buildForward({ mr, nr, inChannels, taps, inPixel, outPixel }: ForwardSh
                 .storeV128((r * outPixel + h * 4) * 4)
           // pw has advanced by one panel (inChannels x taps x nr) over the ci loop: the next block's.
           f.increment(blockOut, nr * 4)
+          f.increment(pb, nr * 4)
         })
         f.increment(pixIn, mr * inPixel * 4)
         f.increment(pixOut, mr * outPixel * 4)
