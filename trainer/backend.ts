@@ -109,8 +109,12 @@ async function probeTensorflowCpu(): Promise<void> {
   await activate('tensorflow')
 }
 
-/** Linux exposes GPUs as DRM render nodes or NVIDIA device files; without one only a CPU emulation could answer. */
-async function linuxHasGpuDevice(): Promise<boolean> {
+/**
+ * Whether a GPU may be present: Linux exposes GPUs as DRM render nodes or NVIDIA device files (without one
+ * only a CPU emulation could answer); other platforms are assumed to have one (Metal, D3D12).
+ */
+export async function gpuDeviceVisible(): Promise<boolean> {
+  if (process.platform !== 'linux') return true
   try {
     if ((await readdir('/dev/dri')).some((name) => name.startsWith('renderD'))) return true
   } catch {
@@ -126,7 +130,7 @@ async function linuxHasGpuDevice(): Promise<boolean> {
 async function probeWebGpu(explicit: boolean): Promise<void> {
   // Dawn prints Vulkan loader warnings on stderr when it looks for adapters: `auto` does not wake it on a
   // Linux machine without a GPU device, so such machines stay silent unless webgpu was asked for.
-  if (!explicit && process.platform === 'linux' && !(await linuxHasGpuDevice()))
+  if (!explicit && !(await gpuDeviceVisible()))
     throw new CandidateUnavailable('no GPU device (/dev/dri/renderD*, /dev/nvidia*)')
   try {
     await setUpWebGpu({ allowSoftware: explicit })
