@@ -20,6 +20,8 @@ import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
 import { setUpWebGpu, WebGpuUnavailable } from './webgpu/device.ts'
 import { registerWebGpuTrainingKernels } from './webgpu/kernels.ts'
+import { registerWebGpuOptimizerKernels } from './webgpu/optimizer.ts'
+import { registerWebGpuPrograms } from './webgpu/programs.ts'
 import { errorCode } from '../protocol/coded-error.ts'
 import { setTrainingThreads, trainingThreads } from './threads.ts'
 
@@ -140,6 +142,8 @@ async function probeWebGpu(explicit: boolean): Promise<void> {
   }
   await activate('webgpu')
   registerWebGpuTrainingKernels()
+  registerWebGpuOptimizerKernels()
+  registerWebGpuPrograms()
 }
 
 async function probeWasm(): Promise<void> {

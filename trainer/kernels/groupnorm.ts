@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core'
+import { webGpuGroupNormFits } from '../webgpu/programs.ts'
 import { simdGroupNormBackward, simdGroupNormFits, simdGroupNormForward } from './groupnorm-simd.ts'
 
 const FORWARD_KERNEL = 'CoopGroupNorm'
@@ -261,7 +262,11 @@ export function groupNorm(
   if (gamma.shape[0] !== channels || beta.shape[0] !== channels) {
     throw new Error(`groupNorm: gamma and beta must have ${channels} entries`)
   }
-  if (tf.getKernel(FORWARD_KERNEL, tf.getBackend()) === undefined) {
+  const backend = tf.getBackend()
+  if (
+    tf.getKernel(FORWARD_KERNEL, backend) === undefined ||
+    (backend === 'webgpu' && !webGpuGroupNormFits(channels, groups))
+  ) {
     return groupNormWithOps(x, gamma, beta, groups, epsilon)
   }
   // customGrad passes its tensor inputs followed by the save function, as one untyped argument list.

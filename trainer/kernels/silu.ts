@@ -44,8 +44,27 @@ function siluGrad(dy: tf.Tensor, x: tf.Tensor, s: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(x, tf.sub(1, s))))))
 }
 
+/** On backends with both kernels (webgpu): one pass forward, one backward recomputing sigmoid from x. */
+function siluFromKernels(x: tf.Tensor): tf.Tensor {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor
+    const save = args[1] as tf.GradSaveFunc
+    save([input])
+    return {
+      value: tf.engine().runKernel('CoopSilu', { x: input }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) =>
+        tf
+          .engine()
+          .runKernel('CoopSiluGradX', { dy: dy as tf.Tensor, x: saved[0] as tf.Tensor }) as tf.Tensor,
+    }
+  }) as (x: tf.Tensor) => tf.Tensor
+  return op(x)
+}
+
 /** x * sigmoid(x) (Elfwing et al. 2018), differentiable with the one-pass gradient above. */
 export function silu<T extends tf.Tensor>(x: T): T {
+  if (x.dtype === 'float32' && tf.getKernel('CoopSilu', tf.getBackend()) !== undefined)
+    return siluFromKernels(x) as T
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const input = args[0] as tf.Tensor
     const save = args[1] as tf.GradSaveFunc

@@ -126,6 +126,45 @@ function instrument(device: GPUDevice): void {
   })
 }
 
+interface UploadingBackend {
+  device: GPUDevice
+  tensorMap: { get(dataId: object): { values: unknown; resource: unknown; dtype: string; shape: number[] } }
+  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer }
+  uploadToGPU(dataId: object): void
+}
+
+/**
+ * tfjs uploads a tensor's host values through a new mapped staging buffer each time (created, never
+ * reused): every per-step input, noise tensor and scalar constant costs a createBuffer. queue.writeBuffer
+ * does the same copy through Dawn's own staging ring. It is ordered before the next submit, which is
+ * safe here: the destination comes from the free pool, so no recorded-but-unsubmitted command uses it.
+ */
+function uploadWithoutStaging(backend: tf.KernelBackend): tf.KernelBackend {
+  const target = backend as unknown as UploadingBackend
+  const original = target.uploadToGPU.bind(target)
+  target.uploadToGPU = (dataId: object) => {
+    const data = target.tensorMap.get(dataId)
+    const values = data.values
+    const typed =
+      data.dtype === 'float32' && values instanceof Float32Array
+        ? values
+        : (data.dtype === 'int32' || data.dtype === 'bool') && values instanceof Int32Array
+          ? values
+          : undefined
+    if (data.resource != null || typed === undefined || typed.length === 0) return original(dataId)
+    const size = 4 * tf.util.sizeFromShape(data.shape)
+    const buffer = target.bufferManager.acquireBuffer(
+      size,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    )
+    target.device.queue.writeBuffer(buffer, 0, typed.buffer, typed.byteOffset, size)
+    data.resource = buffer
+    // As tfjs does once values are on the device: the host copy is dropped.
+    data.values = null
+  }
+  return backend
+}
+
 /** Snapshot of the call counters since the last reset (the benchmark's per-phase breakdown). */
 export function webGpuCallStats(): WebGpuCallStats {
   return { ...stats }
@@ -215,7 +254,7 @@ export async function setUpWebGpu(options: {
   instrument(device)
   // The package registered a factory that would ask for a second device with default limits: replace it.
   if (tf.findBackendFactory('webgpu') !== null) tf.removeBackend('webgpu')
-  tf.registerBackend('webgpu', () => new WebGPUBackend(device, adapterInfo(adapter)), 3)
+  tf.registerBackend('webgpu', () => uploadWithoutStaging(new WebGPUBackend(device, adapterInfo(adapter))), 3)
   active = { device, adapter, description, software }
   return { description, software }
 }
