@@ -5,7 +5,8 @@
 // non-trainable buffer with the weights, so every peer scales latents for diffusion the same way.
 import * as tf from '@tensorflow/tfjs-core'
 import type { AutoencoderConfig, CoopConfig } from '../configs/index.ts'
-import { LOGVAR_MAX, LOGVAR_MIN } from './constants.ts'
+import { ENCODE_CHUNK, LOGVAR_MAX, LOGVAR_MIN } from './constants.ts'
+import type { NamedTensor } from './types.ts'
 import { conv, groupNorm, ParamStore, resBlock, silu, upsample2x } from './nn.ts'
 import { Rng } from './rng.ts'
 
@@ -134,4 +135,43 @@ export function encodeForDiffusion(p: ParamStore, ae: AutoencoderConfig, x: tf.T
 /** Images from diffusion-space latents. */
 export function decodeFromDiffusion(p: ParamStore, ae: AutoencoderConfig, z: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => decode(p, ae, tf.mul(z, latentRms(p)) as tf.Tensor4D))
+}
+
+/**
+ * Encodes `count` images (NHWC pixels in [-1, 1]) to diffusion-space latents with the given autoencoder
+ * weights, in chunks of ENCODE_CHUNK, reading each chunk back without blocking.
+ */
+export async function encodeImages(
+  config: CoopConfig,
+  pixels: Float32Array,
+  count: number,
+  weights: NamedTensor[],
+): Promise<Float32Array> {
+  const store = createAutoencoder(config, 0)
+  try {
+    store.write(weights)
+    const size = config.image.size
+    const rowSize = size * size * 3
+    const s = latentSize(config)
+    const latentRow = s * s * config.autoencoder.latentChannels
+    const out = new Float32Array(count * latentRow)
+    for (let start = 0; start < count; start += ENCODE_CHUNK) {
+      const n = Math.min(ENCODE_CHUNK, count - start)
+      const latents = tf.tidy(() =>
+        encodeForDiffusion(
+          store,
+          config.autoencoder,
+          tf.tensor4d(pixels.subarray(start * rowSize, (start + n) * rowSize), [n, size, size, 3]),
+        ),
+      )
+      try {
+        out.set((await latents.data()) as Float32Array, start * latentRow)
+      } finally {
+        latents.dispose()
+      }
+    }
+    return out
+  } finally {
+    store.dispose()
+  }
 }

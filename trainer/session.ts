@@ -8,13 +8,7 @@
 // the device, and weights come back with one asynchronous transfer.
 import * as tf from '@tensorflow/tfjs-core'
 import type { CoopConfig } from '../configs/index.ts'
-import {
-  createAutoencoder,
-  encodeForDiffusion,
-  latentRms,
-  latentSize,
-  reconstructionMse,
-} from './autoencoder.ts'
+import { createAutoencoder, encodeImages, latentRms, latentSize, reconstructionMse } from './autoencoder.ts'
 import {
   BatchSampler,
   datasetFingerprint,
@@ -23,7 +17,7 @@ import {
   mapLabels,
   splitForEval,
 } from './batches.ts'
-import { ENCODE_CHUNK, EVAL_SEED, LATENT_RMS_MOMENTUM } from './constants.ts'
+import { EVAL_SEED, LATENT_RMS_MOMENTUM } from './constants.ts'
 import type { ImageDataset } from './data.ts'
 import { loss as diffusionLoss } from './diffusion.ts'
 import { TrainerError } from './errors.ts'
@@ -32,7 +26,6 @@ import { Adam, Ema } from './optim.ts'
 import { createGradientEngine } from './parallel/engine.ts'
 import type { GradientEngine, ShardTiming } from './parallel/engine.ts'
 import { Rng } from './rng.ts'
-import type { RngState } from './rng.ts'
 import { makeSchedule } from './schedule.ts'
 import type { NoiseSchedule } from './schedule.ts'
 import { stepModelFor } from './step.ts'
@@ -41,113 +34,14 @@ import { createUnet } from './unet.ts'
 import { takeWebGpuError } from './webgpu/device.ts'
 
 export type { NamedTensor, Phase } from './types.ts'
-
-export interface StepInfo {
-  /** The step this loss belongs to (1 for the first step of the session). */
-  step: number
-  loss: number
-  imgPerSec: number
-  /** Who computed which shard of the batch, when, and with how much CPU (parallel wasm: one per thread). */
-  shards: ShardTiming[]
-}
-
-export interface TrainerSessionOptions {
-  config: CoopConfig
-  phase: Phase
-  dataset: ImageDataset
-  /** Seeds the initial weights and the training stream (data order, noise, timesteps, dropout). */
-  seed: number
-  /** Autoencoder weights; required for the U-Net phase (its latents are the U-Net's data). */
-  autoencoder?: NamedTensor[]
-  /**
-   * Threads that compute each step's gradients (wasm only: data-parallel worker threads). Defaults to the
-   * process-wide setting of trainer/backend.ts (`--threads`, else min(2, available cores)).
-   */
-  threads?: number
-  log?: Logger
-}
-
-/** JSON part of a session's resumable state. */
-export interface SessionStateJson {
-  version: 1
-  phase: Phase
-  step: number
-  seed: number
-  rng: RngState
-  sampler: { order: number[]; cursor: number; epoch: number }
-  samplesSeen: number
-  /** Digest over the dataset's item digests in order: resuming on other data is refused. */
-  datasetFingerprint: string
-  excluded: string[]
-}
-
-export interface SessionState {
-  json: SessionStateJson
-  /** 'param/<name>', 'adam_m/<name>', 'adam_v/<name>', 'ema/<name>'. */
-  tensors: NamedTensor[]
-}
-
-export interface TrainerSession {
-  readonly phase: Phase
-  readonly config: CoopConfig
-  /**
-   * Current (non-averaged) weights, sorted by name, as copies. Weight transfer is asynchronous:
-   * a GPU backend reads buffers back without blocking, and the torch backend lives in a worker.
-   */
-  getWeights(): Promise<NamedTensor[]>
-  /** Replaces the weights; optimizer moments, EMA, step and data position are kept. */
-  setWeights(weights: NamedTensor[]): Promise<void>
-  trainSteps(n: number, onStep?: (s: StepInfo) => void): Promise<{ lossMean: number; samples: number }>
-  /** Deterministic held-out loss (fixed batch, timesteps and noise); `ema` evaluates the EMA weights. */
-  evalLoss(options?: { ema?: boolean }): Promise<number>
-  /** Items with these digests are never used again (training or eval), from the next step launched. */
-  excludeItems(sha256s: Iterable<string>): void
-  samplesSeen(): number
-  /** Optimizer steps taken so far. */
-  step(): number
-  /** EMA weights, sorted by name (what sampling uses). */
-  getEmaWeights(): Promise<NamedTensor[]>
-  exportState(): Promise<SessionState>
-  importState(state: SessionState): Promise<void>
-  dispose(): void
-}
-
-/** Encodes every image to diffusion-space latents with the given autoencoder weights (no blocking reads). */
-async function encodeDataset(
-  config: CoopConfig,
-  dataset: ImageDataset,
-  autoencoder: NamedTensor[],
-): Promise<Float32Array> {
-  const store = createAutoencoder(config, 0)
-  try {
-    store.write(autoencoder)
-    const size = config.image.size
-    const rowSize = size * size * 3
-    const s = latentSize(config)
-    const latentRow = s * s * config.autoencoder.latentChannels
-    const out = new Float32Array(dataset.items.length * latentRow)
-    for (let start = 0; start < dataset.items.length; start += ENCODE_CHUNK) {
-      const n = Math.min(ENCODE_CHUNK, dataset.items.length - start)
-      const latents = tf.tidy(() => {
-        const x = tf.tensor4d(dataset.pixels.subarray(start * rowSize, (start + n) * rowSize), [
-          n,
-          size,
-          size,
-          3,
-        ])
-        return encodeForDiffusion(store, config.autoencoder, x)
-      })
-      try {
-        out.set((await latents.data()) as Float32Array, start * latentRow)
-      } finally {
-        latents.dispose()
-      }
-    }
-    return out
-  } finally {
-    store.dispose()
-  }
-}
+export type {
+  SessionState,
+  SessionStateJson,
+  StepInfo,
+  TrainerSession,
+  TrainerSessionOptions,
+} from './session-types.ts'
+import type { SessionState, StepInfo, TrainerSession, TrainerSessionOptions } from './session-types.ts'
 
 /** A WebGPU error does not throw where it happens (the dispatch is dropped, its output stays zero). */
 function assertDeviceHealthy(): void {
@@ -515,7 +409,7 @@ export async function createTrainerSession(options: TrainerSessionOptions): Prom
   if (phase === 'autoencoder') return new Session(options, dataset.pixels, [size, size, 3])
   if (options.autoencoder === undefined)
     throw new TrainerError('AUTOENCODER_REQUIRED', 'the U-Net phase needs autoencoder weights')
-  const latents = await encodeDataset(config, dataset, options.autoencoder)
+  const latents = await encodeImages(config, dataset.pixels, dataset.items.length, options.autoencoder)
   const s = latentSize(config)
   return new Session(options, latents, [s, s, config.autoencoder.latentChannels])
 }

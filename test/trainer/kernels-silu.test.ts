@@ -19,8 +19,14 @@ describe('silu', () => {
       it(`${backend}, shape [${shape}]: value and gradient match x * sigmoid(x)`, async () => {
         await tf.setBackend(backend)
         const size = shape.reduce((a, b) => a * b, 1)
-        const x = tf.tensor(Float32Array.from({ length: size }, (_, i) => Math.sin(i * 1.7) * 6), shape)
-        const weights = tf.tensor(Float32Array.from({ length: size }, (_, i) => Math.cos(i * 0.3)), shape)
+        const x = tf.tensor(
+          Float32Array.from({ length: size }, (_, i) => Math.sin(i * 1.7) * 6),
+          shape,
+        )
+        const weights = tf.tensor(
+          Float32Array.from({ length: size }, (_, i) => Math.cos(i * 0.3)),
+          shape,
+        )
         const ours = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(silu(v), weights)))(x)
         const reference = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.mul(v, tf.sigmoid(v)), weights)))(x)
         const value = silu(x).dataSync()

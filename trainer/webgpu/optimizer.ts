@@ -14,8 +14,10 @@ import { clipScaleLimit, webGpuInternals } from './internals.ts'
 import type { WebGpuInternals } from './internals.ts'
 
 const WORKGROUP = 256
-/** Reduction workgroups of the first norm pass (the second pass sums their partials in one workgroup). */
-const NORM_PARTIALS = 256
+/** Partial sums of the first norm pass: enough threads to stream the gradients, few enough to add up fast. */
+const NORM_PARTIALS = 16384
+/** Partials each thread of the later norm passes adds. */
+const CHUNK = 256
 /** Grid-stride loops: dispatches stay within WebGPU's 65535 workgroups per dimension for any model size. */
 const MAX_WORKGROUPS = 4096
 
@@ -63,35 +65,47 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
   }
 }`
 
-/** Sum of squares: pass 1 writes one partial per workgroup, pass 2 (one workgroup) adds the partials. */
+/**
+ * Sum of squares without workgroup barriers (they are ~40x slower than plain loops on SwiftShader, the
+ * CPU driver the tests run on, and buy little here): pass 1, `threads` strided partial sums of squares;
+ * then chunks of 256 partials are added until one value is left.
+ */
 const SQUARES_WGSL = `
-struct Info { count: u32, square: u32, unused0: u32, unused1: u32 }
+struct Info { count: u32, threads: u32, unused0: u32, unused1: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> info: Info;
-var<workgroup> partial: array<f32, ${WORKGROUP}>;
 @compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let t = id.x;
+  if (t >= info.threads) { return; }
   var sum = 0.0;
-  let stride = groups.x * ${WORKGROUP}u;
-  for (var i = group.x * ${WORKGROUP}u + local; i < info.count; i += stride) {
+  for (var i = t; i < info.count; i += info.threads) {
     let value = x[i];
-    sum += select(value, value * value, info.square == 1u);
+    sum += value * value;
   }
-  partial[local] = sum;
-  workgroupBarrier();
-  for (var half = ${WORKGROUP / 2}u; half > 0u; half = half / 2u) {
-    if (local < half) { partial[local] = partial[local] + partial[local + half]; }
-    workgroupBarrier();
-  }
-  if (local == 0u) { out[group.x] = partial[0]; }
+  out[t] = sum;
+}`
+
+const CHUNK_SUMS_WGSL = `
+struct Info { count: u32, chunks: u32, unused0: u32, unused1: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> info: Info;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let t = id.x;
+  if (t >= info.chunks) { return; }
+  var sum = 0.0;
+  for (var i = t * ${CHUNK}u; i < min((t + 1u) * ${CHUNK}u, info.count); i++) { sum += x[i]; }
+  out[t] = sum;
 }`
 
 interface Pipelines {
   adam: GPUComputePipeline
   ema: GPUComputePipeline
   squares: GPUComputePipeline
+  chunkSums: GPUComputePipeline
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Pipelines>()
@@ -109,6 +123,7 @@ function pipelines(device: GPUDevice): Pipelines {
       adam: make(ADAM_WGSL, 'CoopFusedAdam'),
       ema: make(EMA_WGSL, 'CoopFusedEma'),
       squares: make(SQUARES_WGSL, 'CoopFusedSquaredNorm'),
+      chunkSums: make(CHUNK_SUMS_WGSL, 'CoopChunkSums'),
     }
     pipelineCache.set(device, cached)
   }
@@ -124,8 +139,10 @@ interface FlatState {
   /** Per slot name, the dataIds whose values the flat buffer currently holds. */
   holds: Map<string, object[]>
   uniform: GPUBuffer
-  countUniform: GPUBuffer
-  partialUniform: GPUBuffer
+  /** Norm passes: (uniform, input elements, output elements) after the first. */
+  normPasses: { uniform: GPUBuffer; outputs: number }[]
+  squaresUniform: GPUBuffer
+  partials: number
 }
 
 const states = new Map<string, FlatState>()
@@ -142,10 +159,17 @@ function stateFor(backend: WebGpuInternals, infos: TensorInfo[]): FlatState {
     total += size
   }
   const device = backend.device
+  const partials = Math.max(1, Math.min(NORM_PARTIALS, Math.ceil(total / 8)))
   const uniform = (values: number[]) => {
     const buffer = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
     device.queue.writeBuffer(buffer, 0, new Uint32Array(values))
     return buffer
+  }
+  const normPasses: { uniform: GPUBuffer; outputs: number }[] = []
+  for (let remaining = partials; remaining > 1;) {
+    const outputs = Math.ceil(remaining / CHUNK)
+    normPasses.push({ uniform: uniform([remaining, outputs, 0, 0]), outputs })
+    remaining = outputs
   }
   const state: FlatState = {
     sizes,
@@ -154,8 +178,9 @@ function stateFor(backend: WebGpuInternals, infos: TensorInfo[]): FlatState {
     buffers: new Map(),
     holds: new Map(),
     uniform: device.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
-    countUniform: uniform([total, 1, 0, 0]),
-    partialUniform: uniform([NORM_PARTIALS, 0, 0, 0]),
+    partials,
+    squaresUniform: uniform([total, partials, 0, 0]),
+    normPasses,
   }
   states.set(key, state)
   return state
@@ -239,11 +264,32 @@ const squaredNormKernel: KernelFunc = ({ inputs, backend: raw, attrs }) => {
   const grads = indexed(inputs, 'x', count)
   const state = stateFor(backend, grads)
   const flatGrad = gather(backend, state, 'grad', grads)
-  const partials = flat(backend, state, 'partials', NORM_PARTIALS)
   const out = backend.makeTensorInfo([], 'float32')
-  const { squares } = pipelines(backend.device)
-  dispatch(backend, squares, [flatGrad, partials], state.countUniform, NORM_PARTIALS)
-  dispatch(backend, squares, [partials, backend.bufferOf(out)], state.partialUniform, 1)
+  const { squares, chunkSums } = pipelines(backend.device)
+  // Ping-pong between two partial buffers; the last pass writes the output scalar.
+  const buffers = [
+    flat(backend, state, 'partialsA', state.partials),
+    flat(backend, state, 'partialsB', state.partials),
+  ]
+  const target = (pass: number, last: boolean) =>
+    last ? backend.bufferOf(out) : (buffers[pass % 2] as GPUBuffer)
+  const passes = state.normPasses
+  dispatch(
+    backend,
+    squares,
+    [flatGrad, target(0, passes.length === 0)],
+    state.squaresUniform,
+    Math.ceil(state.partials / WORKGROUP),
+  )
+  passes.forEach((pass, i) => {
+    dispatch(
+      backend,
+      chunkSums,
+      [buffers[i % 2] as GPUBuffer, target(i + 1, i === passes.length - 1)],
+      pass.uniform,
+      Math.ceil(pass.outputs / WORKGROUP),
+    )
+  })
   return out
 }
 

@@ -1,4 +1,4 @@
-// WGSL kernels that replace chains of tfjs ops on the `webgpu` backend: GroupNorm forward (2 dispatches
+// WGSL kernels that replace chains of tfjs ops on the `webgpu` backend: GroupNorm forward (3 dispatches
 // instead of ~12) and backward (4 instead of ~20), and SiLU forward and backward (1 each instead of 2 and
 // 5). They record raw dispatches into tfjs's command stream (./internals.ts). Their shape parameters go
 // in uniform buffers made once per shape and never rewritten, so no per-step buffer writes are needed.
@@ -81,58 +81,88 @@ function scratchBuffer(device: GPUDevice, bytes: number): GPUBuffer {
 }
 
 // ---- GroupNorm -------------------------------------------------------------------------------------
+//
+// Reductions without workgroup barriers: every thread reduces a strided segment into its own partial
+// result, and a second dispatch combines the partials. This runs well on GPUs (coalesced reads, many
+// threads) and on SwiftShader, the CPU Vulkan driver of the tests, where a 256-thread workgroup barrier
+// reduction measured ~40x slower than tfjs's own reductions.
 
-/** Group statistics reduce per channel lane inside a workgroup: a group's width must divide it. */
+/** Any channel count that splits into groups (kept for callers that ask). */
 export function webGpuGroupNormFits(channels: number, groups: number): boolean {
-  const perGroup = channels / groups
-  return Number.isInteger(perGroup) && perGroup >= 1 && WORKGROUP % perGroup === 0
+  return Number.isInteger(channels / groups) && channels / groups >= 1
 }
 
-// Shape words: images, positions, channels, groups, perGroup; then epsilon.
-const GN_STRUCT = `struct Shape { images: u32, positions: u32, channels: u32, groups: u32, perGroup: u32, unused0: u32, unused1: u32, unused2: u32, epsilon: f32 }`
+/** Segments per (image, group) in the statistics pass: ~256 elements each, at most 256 segments. */
+function statSegments(groupSize: number): number {
+  return Math.max(1, Math.min(256, Math.ceil(groupSize / 256)))
+}
 
-/** One workgroup per (image, group): two passes over the group's elements (mean, then centered squares). */
-const GN_STATS = `
+/** Segments of the positions in the gradient pass: ~64 positions each, at most 64 segments. */
+function gradSegments(positions: number): number {
+  return Math.max(1, Math.min(64, Math.ceil(positions / 64)))
+}
+
+// Shape words: images, positions, channels, groups, perGroup, segments; then epsilon.
+const GN_STRUCT = `struct Shape { images: u32, positions: u32, channels: u32, groups: u32, perGroup: u32, segments: u32, unused0: u32, unused1: u32, epsilon: f32 }`
+
+/** Statistics pass 1: per (image, group, segment), count / mean / M2 (Welford) of a strided segment. */
+const GN_STATS_PARTIAL = `
 ${GN_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(3) var<uniform> shape: Shape;
-var<workgroup> partial: array<f32, ${WORKGROUP}>;
-fn reduce(local: u32, value: f32) -> f32 {
-  partial[local] = value;
-  workgroupBarrier();
-  for (var half = ${WORKGROUP / 2}u; half > 0u; half = half / 2u) {
-    if (local < half) { partial[local] = partial[local] + partial[local + half]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
+@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(2) var<uniform> shape: Shape;
 @compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let count = shape.positions * shape.perGroup;
-  for (var slot = group.x; slot < shape.images * shape.groups; slot += groups.x) {
+fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let slots = shape.images * shape.groups * shape.segments;
+  let size = shape.positions * shape.perGroup;
+  for (var t = id.x; t < slots; t += groups.x * ${WORKGROUP}u) {
+    let segment = t % shape.segments;
+    let slot = t / shape.segments;
     let n = slot / shape.groups;
     let g = slot % shape.groups;
     let base = n * shape.positions * shape.channels + g * shape.perGroup;
-    var sum = 0.0;
-    for (var e = local; e < count; e += ${WORKGROUP}u) {
-      sum += x[base + (e / shape.perGroup) * shape.channels + e % shape.perGroup];
+    var count = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var e = segment; e < size; e += shape.segments) {
+      let value = x[base + (e / shape.perGroup) * shape.channels + e % shape.perGroup];
+      count += 1.0;
+      let delta = value - mean;
+      mean += delta / count;
+      m2 += delta * (value - mean);
     }
-    let m = reduce(local, sum) / f32(count);
-    var squares = 0.0;
-    for (var e = local; e < count; e += ${WORKGROUP}u) {
-      let d = x[base + (e / shape.perGroup) * shape.channels + e % shape.perGroup] - m;
-      squares += d * d;
-    }
-    let variance = reduce(local, squares) / f32(count);
-    if (local == 0u) {
-      mean[slot] = m;
-      rstd[slot] = 1.0 / sqrt(variance + shape.epsilon);
-    }
+    partial[t * 3u] = count;
+    partial[t * 3u + 1u] = mean;
+    partial[t * 3u + 2u] = m2;
   }
+}`
+
+/** Statistics pass 2: per (image, group), merge the segments (Chan et al.) into mean and 1/sqrt(var + eps). */
+const GN_STATS_FINAL = `
+${GN_STRUCT}
+@group(0) @binding(0) var<storage, read> partial: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(3) var<uniform> shape: Shape;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let slot = id.x;
+  if (slot >= shape.images * shape.groups) { return; }
+  var count = 0.0;
+  var m = 0.0;
+  var m2 = 0.0;
+  for (var s = 0u; s < shape.segments; s++) {
+    let i = (slot * shape.segments + s) * 3u;
+    let n = partial[i];
+    if (n == 0.0) { continue; }
+    let total = count + n;
+    let delta = partial[i + 1u] - m;
+    m += delta * n / total;
+    m2 += partial[i + 2u] + delta * delta * count * n / total;
+    count = total;
+  }
+  mean[slot] = m;
+  rstd[slot] = 1.0 / sqrt(m2 / count + shape.epsilon);
 }`
 
 const GN_APPLY = `
@@ -155,60 +185,44 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
 }`
 
 /**
- * Backward pass 1, one workgroup per (image, group): per channel of the group, the sums of dy and of
- * dy * xhat. Each thread's elements share one channel (perGroup divides the workgroup), so the tree
- * reduction stops at perGroup partial sums.
+ * Gradient pass 1: per (image, segment of positions, channel) -- channel fastest, so neighbouring threads
+ * read neighbouring values -- the partial sums of dy and of dy * xhat.
  */
-const GN_GRAD_SUMS = `
+const GN_GRAD_PARTIAL = `
 ${GN_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
 @group(0) @binding(3) var<storage, read> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read_write> sums: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(5) var<uniform> shape: Shape;
-var<workgroup> partialDy: array<f32, ${WORKGROUP}>;
-var<workgroup> partialDyXhat: array<f32, ${WORKGROUP}>;
 @compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let count = shape.positions * shape.perGroup;
-  for (var slot = group.x; slot < shape.images * shape.groups; slot += groups.x) {
-    let n = slot / shape.groups;
-    let g = slot % shape.groups;
-    let base = n * shape.positions * shape.channels + g * shape.perGroup;
+fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let slots = shape.images * shape.segments * shape.channels;
+  for (var t = id.x; t < slots; t += groups.x * ${WORKGROUP}u) {
+    let c = t % shape.channels;
+    let segment = (t / shape.channels) % shape.segments;
+    let n = t / (shape.channels * shape.segments);
+    let slot = n * shape.groups + c / shape.perGroup;
     let m = mean[slot];
     let r = rstd[slot];
     var sumDy = 0.0;
     var sumDyXhat = 0.0;
-    for (var e = local; e < count; e += ${WORKGROUP}u) {
-      let i = base + (e / shape.perGroup) * shape.channels + e % shape.perGroup;
+    for (var p = segment; p < shape.positions; p += shape.segments) {
+      let i = (n * shape.positions + p) * shape.channels + c;
       let gradient = dy[i];
       sumDy += gradient;
       sumDyXhat += gradient * (x[i] - m) * r;
     }
-    partialDy[local] = sumDy;
-    partialDyXhat[local] = sumDyXhat;
-    workgroupBarrier();
-    for (var half = ${WORKGROUP / 2}u; half >= shape.perGroup; half = half / 2u) {
-      if (local < half) {
-        partialDy[local] = partialDy[local] + partialDy[local + half];
-        partialDyXhat[local] = partialDyXhat[local] + partialDyXhat[local + half];
-      }
-      workgroupBarrier();
-    }
-    if (local < shape.perGroup) {
-      let c = g * shape.perGroup + local;
-      sums[(n * shape.channels + c) * 2u] = partialDy[local];
-      sums[(n * shape.channels + c) * 2u + 1u] = partialDyXhat[local];
-    }
-    workgroupBarrier();
+    partial[t * 2u] = sumDy;
+    partial[t * 2u + 1u] = sumDyXhat;
   }
 }`
 
-/** Backward pass 2: dGamma and dBeta per channel (sums over images). */
+/** Gradient pass 2a: dGamma and dBeta per channel (sums over images and segments). */
 const GN_GRAD_PARAMS = `
 ${GN_STRUCT}
-@group(0) @binding(0) var<storage, read> sums: array<f32>;
+@group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dGamma: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dBeta: array<f32>;
 @group(0) @binding(3) var<uniform> shape: Shape;
@@ -218,15 +232,44 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   if (c >= shape.channels) { return; }
   var gammaSum = 0.0;
   var betaSum = 0.0;
-  for (var n = 0u; n < shape.images; n++) {
-    betaSum += sums[(n * shape.channels + c) * 2u];
-    gammaSum += sums[(n * shape.channels + c) * 2u + 1u];
+  for (var ns = 0u; ns < shape.images * shape.segments; ns++) {
+    let i = (ns * shape.channels + c) * 2u;
+    betaSum += partial[i];
+    gammaSum += partial[i + 1u];
   }
   dGamma[c] = gammaSum;
   dBeta[c] = betaSum;
 }`
 
-/** Backward pass 3: dx = rstd (dy gamma - mean_g(gamma dy) - xhat mean_g(gamma dy xhat)). */
+/** Gradient pass 2b: per (image, group), mean over the group of gamma dy and of gamma dy xhat. */
+const GN_GRAD_COEFFICIENTS = `
+${GN_STRUCT}
+@group(0) @binding(0) var<storage, read> partial: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> coefficients: array<f32>;
+@group(0) @binding(3) var<uniform> shape: Shape;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let slot = id.x;
+  if (slot >= shape.images * shape.groups) { return; }
+  let n = slot / shape.groups;
+  let g = slot % shape.groups;
+  var m1 = 0.0;
+  var m2 = 0.0;
+  for (var k = 0u; k < shape.perGroup; k++) {
+    let c = g * shape.perGroup + k;
+    for (var s = 0u; s < shape.segments; s++) {
+      let i = ((n * shape.segments + s) * shape.channels + c) * 2u;
+      m1 += gamma[c] * partial[i];
+      m2 += gamma[c] * partial[i + 1u];
+    }
+  }
+  let size = f32(shape.positions * shape.perGroup);
+  coefficients[slot * 2u] = m1 / size;
+  coefficients[slot * 2u + 1u] = m2 / size;
+}`
+
+/** Gradient pass 3: dx = rstd (dy gamma - mean_g(gamma dy) - xhat mean_g(gamma dy xhat)). */
 const GN_GRAD_INPUT = `
 ${GN_STRUCT}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -234,28 +277,18 @@ ${GN_STRUCT}
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> mean: array<f32>;
 @group(0) @binding(4) var<storage, read> rstd: array<f32>;
-@group(0) @binding(5) var<storage, read> sums: array<f32>;
+@group(0) @binding(5) var<storage, read> coefficients: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(7) var<uniform> shape: Shape;
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let total = shape.images * shape.positions * shape.channels;
-  let groupSize = f32(shape.positions * shape.perGroup);
   for (var i = id.x; i < total; i += groups.x * ${WORKGROUP}u) {
     let c = i % shape.channels;
-    let n = i / (shape.positions * shape.channels);
-    let g = c / shape.perGroup;
-    let slot = n * shape.groups + g;
-    var m1 = 0.0;
-    var m2 = 0.0;
-    for (var k = 0u; k < shape.perGroup; k++) {
-      let channel = g * shape.perGroup + k;
-      m1 += gamma[channel] * sums[(n * shape.channels + channel) * 2u];
-      m2 += gamma[channel] * sums[(n * shape.channels + channel) * 2u + 1u];
-    }
+    let slot = (i / (shape.positions * shape.channels)) * shape.groups + c / shape.perGroup;
     let r = rstd[slot];
     let xhat = (x[i] - mean[slot]) * r;
-    dx[i] = r * (dy[i] * gamma[c] - m1 / groupSize - xhat * m2 / groupSize);
+    dx[i] = r * (dy[i] * gamma[c] - coefficients[slot * 2u] - xhat * coefficients[slot * 2u + 1u]);
   }
 }`
 
@@ -264,10 +297,16 @@ function gnLayout(x: TensorInfo, groups: number) {
   return { images, positions: height * width, channels, groups, perGroup: channels / groups }
 }
 
-function gnUniform(backend: WebGpuInternals, x: TensorInfo, groups: number, epsilon: number): GPUBuffer {
+function gnUniform(
+  backend: WebGpuInternals,
+  x: TensorInfo,
+  groups: number,
+  segments: number,
+  epsilon: number,
+): GPUBuffer {
   const l = gnLayout(x, groups)
   return constantUniform(backend.device, {
-    u32: [l.images, l.positions, l.channels, l.groups, l.perGroup, 0, 0, 0],
+    u32: [l.images, l.positions, l.channels, l.groups, l.perGroup, segments, 0, 0],
     f32: [epsilon],
   })
 }
@@ -281,22 +320,37 @@ const groupNormForward: KernelFunc = ({ inputs, backend: raw, attrs }) => {
   const { groups, epsilon } = attrs as unknown as { groups: number; epsilon: number }
   const x = inputs.x as TensorInfo
   const l = gnLayout(x, groups)
-  const uniform = gnUniform(backend, x, groups, epsilon)
+  const segments = statSegments(l.positions * l.perGroup)
+  const uniform = gnUniform(backend, x, groups, segments, epsilon)
   const mean = backend.makeTensorInfo([l.images, groups], 'float32')
   const rstd = backend.makeTensorInfo([l.images, groups], 'float32')
   const y = backend.makeTensorInfo([...x.shape], 'float32')
   const device = backend.device
+  const partial = scratchBuffer(device, l.images * groups * segments * 3 * 4)
+  const xBuffer = backend.bufferOf(x)
   run(
     backend,
-    pipeline(device, 'CoopGroupNormStats', GN_STATS),
-    [backend.bufferOf(x), backend.bufferOf(mean), backend.bufferOf(rstd)],
+    pipeline(device, 'CoopGroupNormStats', GN_STATS_PARTIAL),
+    [xBuffer, partial],
     uniform,
-    l.images * groups,
+    elementwiseGroups(l.images * groups * segments),
+  )
+  run(
+    backend,
+    pipeline(device, 'CoopGroupNormStatsFinal', GN_STATS_FINAL),
+    [partial, backend.bufferOf(mean), backend.bufferOf(rstd)],
+    uniform,
+    elementwiseGroups(l.images * groups),
   )
   run(
     backend,
     pipeline(device, 'CoopGroupNormApply', GN_APPLY),
-    [x, inputs.gamma as TensorInfo, inputs.beta as TensorInfo, mean, rstd, y].map((t) => backend.bufferOf(t)),
+    [
+      xBuffer,
+      ...[inputs.gamma as TensorInfo, inputs.beta as TensorInfo, mean, rstd, y].map((t) =>
+        backend.bufferOf(t),
+      ),
+    ],
     uniform,
     elementwiseGroups(tf.util.sizeFromShape(x.shape)),
   )
@@ -308,9 +362,11 @@ const groupNormBackward: KernelFunc = ({ inputs, backend: raw, attrs }) => {
   const { groups } = attrs as unknown as { groups: number }
   const x = inputs.x as TensorInfo
   const l = gnLayout(x, groups)
-  const uniform = gnUniform(backend, x, groups, 0)
+  const segments = gradSegments(l.positions)
+  const uniform = gnUniform(backend, x, groups, segments, 0)
   const device = backend.device
-  const sums = scratchBuffer(device, l.images * l.channels * 2 * 4)
+  const partial = scratchBuffer(device, l.images * segments * l.channels * 2 * 4)
+  const coefficients = scratchBuffer(device, l.images * groups * 2 * 4 + 4)
   const dx = backend.makeTensorInfo([...x.shape], 'float32')
   const dGamma = backend.makeTensorInfo([l.channels], 'float32')
   const dBeta = backend.makeTensorInfo([l.channels], 'float32')
@@ -323,22 +379,29 @@ const groupNormBackward: KernelFunc = ({ inputs, backend: raw, attrs }) => {
   ].map((t) => backend.bufferOf(t as TensorInfo)) as [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer]
   run(
     backend,
-    pipeline(device, 'CoopGroupNormGradSums', GN_GRAD_SUMS),
-    [xBuffer, dyBuffer, meanBuffer, rstdBuffer, sums],
+    pipeline(device, 'CoopGroupNormGradPartial', GN_GRAD_PARTIAL),
+    [xBuffer, dyBuffer, meanBuffer, rstdBuffer, partial],
     uniform,
-    l.images * groups,
+    elementwiseGroups(l.images * segments * l.channels),
   )
   run(
     backend,
     pipeline(device, 'CoopGroupNormGradParams', GN_GRAD_PARAMS),
-    [sums, backend.bufferOf(dGamma), backend.bufferOf(dBeta)],
+    [partial, backend.bufferOf(dGamma), backend.bufferOf(dBeta)],
     uniform,
     elementwiseGroups(l.channels),
   )
   run(
     backend,
+    pipeline(device, 'CoopGroupNormGradCoefficients', GN_GRAD_COEFFICIENTS),
+    [partial, gammaBuffer, coefficients],
+    uniform,
+    elementwiseGroups(l.images * groups),
+  )
+  run(
+    backend,
     pipeline(device, 'CoopGroupNormGradInput', GN_GRAD_INPUT),
-    [xBuffer, dyBuffer, gammaBuffer, meanBuffer, rstdBuffer, sums, backend.bufferOf(dx)],
+    [xBuffer, dyBuffer, gammaBuffer, meanBuffer, rstdBuffer, coefficients, backend.bufferOf(dx)],
     uniform,
     elementwiseGroups(tf.util.sizeFromShape(x.shape)),
   )
