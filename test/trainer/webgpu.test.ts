@@ -10,6 +10,8 @@ import { sampleImages } from '../../trainer/sample.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import type { NamedTensor } from '../../trainer/types.ts'
 import { webGpuAdapterDescription } from '../../trainer/webgpu/device.ts'
+import { groupNorm } from '../../trainer/kernels/groupnorm.ts'
+import { fusedSquaredNorm } from '../../trainer/kernels/optimizer.ts'
 import { smallConfig, twemojiDataset } from './helpers.ts'
 import { withoutSyncReadback } from './helpers-sync.ts'
 import { useSwiftShader } from './swiftshader.ts'
@@ -79,6 +81,61 @@ beforeAll(async () => {
   await initBackend('webgpu')
   webgpu = await withoutSyncReadback(() => run(cpu.aeWeights))
 }, 600_000)
+
+/** The project's WGSL kernels against the cpu backend, on shapes the small model does not reach. */
+async function kernelOutputs(backend: 'cpu' | 'webgpu'): Promise<Float32Array[]> {
+  await tf.setBackend(backend)
+  const values = (shape: number[], k: number) =>
+    tf.tensor(
+      Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i * k) * 2 + 0.3),
+      shape,
+    )
+  const outputs = tf.tidy(() => {
+    const results: tf.Tensor[] = []
+    // Convolution gradients: 3-channel input, odd channel counts, stride 2 (the filter gradient is ours).
+    for (const [xShape, filterShape, stride] of [
+      [[2, 9, 7, 3], [3, 3, 3, 12], 2],
+      [[2, 6, 6, 5], [3, 3, 5, 6], 1],
+    ] as [number[], number[], 1 | 2][]) {
+      const x = values(xShape, 0.37) as tf.Tensor4D
+      const filter = values(filterShape, 0.11) as tf.Tensor4D
+      const weights = values(tf.conv2d(x, filter, stride, 'same').shape, 0.23)
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, 'same'), weights)),
+      )([x, filter])
+      results.push(dx!, dw!)
+    }
+    // GroupNorm with 12 channels per group and a large mean, and its gradients.
+    const x = tf.add(values([2, 4, 4, 24], 0.7), 50) as tf.Tensor4D
+    const gamma = values([24], 0.3) as tf.Tensor1D
+    const beta = values([24], 0.5) as tf.Tensor1D
+    const weights = values([2, 4, 4, 24], 0.19)
+    const [dx, dGamma, dBeta] = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(groupNorm(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, 2, 1e-5), weights)),
+    )([x, gamma, beta])
+    results.push(groupNorm(x, gamma, beta, 2, 1e-5), dx!, dGamma!, dBeta!)
+    results.push(fusedSquaredNorm([values([3, 5], 0.9), values([70], 0.4)]))
+    return results
+  })
+  const arrays = await Promise.all(outputs.map(async (t) => (await t.data()) as Float32Array))
+  tf.dispose(outputs)
+  return arrays
+}
+
+describe('webgpu kernels on SwiftShader', () => {
+  it('convolution gradients, GroupNorm and the gradient norm match the cpu backend', async () => {
+    const reference = await kernelOutputs('cpu')
+    const ours = await withoutSyncReadback(() => kernelOutputs('webgpu'))
+    reference.forEach((expected, i) => {
+      const actual = ours[i] as Float32Array
+      expect(actual.length).toBe(expected.length)
+      const scale = Math.max(1e-3, ...Array.from(expected, Math.abs))
+      expected.forEach((v, j) =>
+        expect(Math.abs(v - (actual[j] as number)) / scale, `output ${i}`).toBeLessThan(5e-5),
+      )
+    })
+  })
+})
 
 describe('webgpu on SwiftShader', () => {
   it('runs on the SwiftShader adapter, asked for explicitly', () => {

@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core'
-import { webGpuGroupNormFits } from '../webgpu/programs.ts'
+import { webGpuGroupNormFits } from '../webgpu/groupnorm.ts'
 import { simdGroupNormBackward, simdGroupNormFits, simdGroupNormForward } from './groupnorm-simd.ts'
 
 const FORWARD_KERNEL = 'CoopGroupNorm'
