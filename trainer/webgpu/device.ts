@@ -6,6 +6,7 @@
 // calls that dominate a training step (submit, pipeline compilation, buffer creation) for the benchmark.
 import * as tf from '@tensorflow/tfjs-core'
 import { tmpdir } from 'node:os'
+import { WEBGPU_SUBMIT_BATCH } from '../kernels/constants.ts'
 
 interface DawnModule {
   create(flags: string[]): GPU
@@ -165,6 +166,12 @@ function uploadWithoutStaging(backend: tf.KernelBackend): tf.KernelBackend {
   return backend
 }
 
+/** Dispatches per queue submit: COOP_WEBGPU_SUBMIT_BATCH if set (a positive integer), else the default. */
+function submitBatchSize(): number {
+  const configured = Number(process.env.COOP_WEBGPU_SUBMIT_BATCH)
+  return Number.isInteger(configured) && configured > 0 ? configured : WEBGPU_SUBMIT_BATCH
+}
+
 /** Snapshot of the call counters since the last reset (the benchmark's per-phase breakdown). */
 export function webGpuCallStats(): WebGpuCallStats {
   return { ...stats }
@@ -252,6 +259,10 @@ export async function setUpWebGpu(options: {
     if (active?.device === device) deviceErrors.push(`device lost: ${info.message || info.reason}`)
   })
   instrument(device)
+  // tfjs submits every 15 dispatches by default; each submit costs a driver round trip on the host
+  // (52% of a U-Net step's CPU profile on an H100 before the fused kernels). Our own kernels and every
+  // readback submit anyway, so a larger batch mostly means one or a few submits per step.
+  tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', submitBatchSize())
   // The package registered a factory that would ask for a second device with default limits: replace it.
   if (tf.findBackendFactory('webgpu') !== null) tf.removeBackend('webgpu')
   tf.registerBackend('webgpu', () => uploadWithoutStaging(new WebGPUBackend(device, adapterInfo(adapter))), 3)
