@@ -106,7 +106,7 @@ function batchOf(config: CoopConfig, phase: Phase): number {
 async function measure(config: CoopConfig, phase: Phase): Promise<number> {
   const dataset = syntheticDataset(config)
   const store = createAutoencoder(config, 1)
-  const autoencoder = store.read()
+  const autoencoder = await store.read()
   store.dispose()
   const session = await createTrainerSession({ config, phase, dataset, seed: 1, autoencoder })
   try {

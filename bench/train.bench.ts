@@ -1,94 +1,164 @@
-// Training throughput: images/s for one autoencoder step and one U-Net step, per available backend (the
-// tfjs ones and `torch`, the PyTorch worker), on the `tiny` and `emoji32` configs, through the same
-// TrainerSession the node uses (forward, backward, gradient clipping, Adam, EMA). When Debian's
-// python3-torch is present, the same architectures and batches run in plain PyTorch
-// (bench/reference/train_step.py) and the ratio is reported. A torch row's CPU time includes its worker's.
+// Training throughput: images/s of one autoencoder step and one U-Net step through the TrainerSession a
+// peer uses (forward, backward, clipping, Adam, EMA), per backend and wasm thread count, side by side
+// with PyTorch on the CPU (bench/reference/train_step.py, 1 and 2 threads) in the same run. Cases are
+// interleaved and repeated (--reps), so each repetition's ratio compares measurements taken minutes
+// apart at most, under the same machine load; the tables report medians over repetitions.
 //
-//   npm run bench:train -- [--backends wasm,cpu] [--configs tiny,emoji32] [--seconds 8] [--no-torch] [--no-profile]
+//   npm run bench:train -- [--backends wasm,webgpu] [--threads 1,2] [--configs emoji32] [--reps 3]
+//                          [--seconds 6] [--no-torch] [--no-profile] [--out bench/results/train.json]
 //
-// Writes bench/results/train.json. A figure, not a test: nothing here asserts a speed.
+// A figure, not a test: nothing here asserts a speed.
 
 import * as tf from '@tensorflow/tfjs-core'
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../configs/index.ts'
-import type { CoopConfig } from '../configs/index.ts'
-import { createAutoencoder } from '../trainer/autoencoder.ts'
-import { BackendError, initBackend } from '../trainer/backend.ts'
-import type { ImageDataset } from '../trainer/data.ts'
-import { createTrainerSession } from '../trainer/session.ts'
-
-type Phase = 'autoencoder' | 'unet'
+import { BackendError, gpuDeviceVisible, initBackend } from '../trainer/backend.ts'
+import { simdConvolutionsEnabled } from '../trainer/kernels/wasm.ts'
+import { webGpuAdapterDescription } from '../trainer/webgpu/device.ts'
+import { measure, profileStep, runReference, torchAvailable } from './train-measure.ts'
+import type { KernelShare, Measurement, Phase, Reference } from './train-measure.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const RESULTS_PATH = join(HERE, 'results', 'train.json')
 const REFERENCE_SCRIPT = join(HERE, 'reference', 'train_step.py')
-const SYSTEM_PYTHON = '/usr/bin/python3'
-/** Every backend `--backend` accepts except `auto`, best first. */
-const ALL_BACKENDS = ['torch', 'tensorflow', 'webgpu', 'wasm', 'cpu']
 const PHASES: Phase[] = ['autoencoder', 'unet']
-/** Enough images for a few distinct batches; throughput does not depend on pixel values. */
-const SYNTHETIC_IMAGES = 96
-/** Untimed steps first: XNNPACK operator set-up, wasm heap growth, V8 warm-up. */
-const WARMUP_STEPS = 2
-const MIN_TIMED_STEPS = 3
-const MAX_TIMED_STEPS = 30
-/**
- * The pure cpu backend needs minutes per emoji32 step, all of it in its scalar conv kernels (nothing to
- * warm up), so one timed step is its figure.
- */
-const SLOW_BACKEND_STEPS = { warmup: 0, minTimed: 1 }
-/** Linux's USER_HZ, the unit of /proc/<pid>/stat's CPU times, on every mainstream architecture. */
-const CLOCK_TICKS_PER_SECOND = 100
+/** The pure cpu backend needs minutes per emoji32 step, all in its scalar conv kernels: one step is its figure. */
+const SLOW_BACKENDS = new Set(['cpu'])
+/** A GPU step is queued, not computed, when trainSteps returns: time several so readback overlaps work. */
+const GPU_BLOCK_STEPS = 4
 
 const { values: options } = parseArgs({
   options: {
-    backends: { type: 'string', default: ALL_BACKENDS.join(',') },
-    configs: { type: 'string', default: 'tiny,emoji32' },
-    seconds: { type: 'string', default: '8' },
+    backends: { type: 'string' },
+    threads: { type: 'string', default: '1,2' },
+    configs: { type: 'string', default: 'emoji32' },
+    reps: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '6' },
+    warmup: { type: 'string', default: '2' },
+    'min-steps': { type: 'string', default: '3' },
+    'max-steps': { type: 'string', default: '30' },
     'no-torch': { type: 'boolean', default: false },
     'no-profile': { type: 'boolean', default: false },
+    out: { type: 'string', default: join(HERE, 'results', 'train.json') },
   },
   strict: true,
 })
-const secondsPerCase = Number(options.seconds)
 
-/** Smooth, image-like synthetic data (the benchmark must not depend on a dataset being laid out). */
-function syntheticDataset(config: CoopConfig): ImageDataset {
-  const size = config.image.size
-  const pixels = new Float32Array(SYNTHETIC_IMAGES * size * size * 3)
-  for (let i = 0; i < pixels.length; i++)
-    pixels[i] = 0.9 * Math.sin(i * 0.37 + Math.floor(i / (size * 3)) * 0.11)
-  const classCount = Math.max(1, config.classes.length)
-  return {
-    items: Array.from({ length: SYNTHETIC_IMAGES }, (_, i) => ({
-      path: `synthetic/${i}.png`,
-      sha256: `sha256:${i.toString(16).padStart(64, '0')}`,
-      label: i % classCount,
-    })),
-    classes: config.classes,
-    pixels,
-    size,
-    skipped: [],
-    notAllowed: 0,
-    optedOut: [],
+function positive(name: string, value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, got '${value}'`)
+  return n
+}
+
+/** Default backends: wasm, plus whichever faster ones can run here (no Dawn probe without a GPU device). */
+async function defaultBackends(): Promise<string[]> {
+  const found: string[] = []
+  try {
+    await import('@tensorflow/tfjs-node' as string)
+    found.push('tensorflow')
+  } catch {
+    // not installed
+  }
+  if (await gpuDeviceVisible()) found.push('webgpu')
+  // The PyTorch worker (`--backend torch`) where Debian's python3-torch is installed.
+  if (torchAvailable()) found.unshift('torch')
+  return [...found, 'wasm']
+}
+
+const configs = options.configs.split(',').map((name) => loadConfig(name))
+const backends = options.backends === undefined ? await defaultBackends() : options.backends.split(',')
+const threadCounts = [...new Set(options.threads.split(',').map((t) => positive('threads', t)))]
+const reps = Math.max(1, positive('reps', options.reps))
+const timing = {
+  seconds: Number(options.seconds),
+  warmup: positive('warmup', options.warmup),
+  minSteps: Math.max(1, positive('min-steps', options['min-steps'])),
+  maxSteps: positive('max-steps', options['max-steps']),
+}
+const withTorch = !options['no-torch'] && torchAvailable()
+if (!options['no-torch'] && !withTorch)
+  console.error(
+    `PyTorch reference skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)`,
+  )
+
+const measurements: (Measurement & { rep: number })[] = []
+const references: (Reference & { rep: number })[] = []
+const unavailable: { backend: string; reason: string }[] = []
+const loads: { rep: number; loadAverage1mStart: number; loadAverage1mEnd: number }[] = []
+const workDir = mkdtempSync(join(tmpdir(), 'coop-bench-'))
+
+/** Which variants a backend runs: wasm once per thread count, the others on one thread. */
+function variants(backend: string): number[] {
+  return backend === 'wasm' ? threadCounts : [1]
+}
+
+const available = new Set<string>()
+for (const backend of backends) {
+  try {
+    await initBackend(backend)
+    available.add(backend)
+  } catch (error) {
+    if (!(error instanceof BackendError)) throw error
+    unavailable.push({ backend, reason: error.message })
+    console.error(`${backend}: unavailable (${error.message})`)
   }
 }
 
-/** CPU milliseconds a process has used (Linux /proc; 10 ms resolution): the torch worker's share of a step. */
-function processCpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND
-  } catch {
-    return 0
+try {
+  for (let rep = 1; rep <= reps; rep++) {
+    const loadStart = loadavg()[0] as number
+    for (const config of configs)
+      for (const phase of PHASES) {
+        for (const backend of available)
+          for (const threads of variants(backend)) {
+            await initBackend(backend, undefined, { threads })
+            const slow = SLOW_BACKENDS.has(backend)
+            const result = await measure(backend, threads, config, phase, {
+              ...timing,
+              ...(slow ? { warmup: 0, minSteps: 1, maxSteps: 1 } : {}),
+              block: backend === 'webgpu' ? GPU_BLOCK_STEPS : 1,
+            })
+            measurements.push({ ...result, rep })
+            console.error(
+              `rep ${rep} ${backend} x${threads} ${config.name} ${phase}: ${result.imgPerSec.toFixed(1)} img/s, ${result.imgPerCpuSec.toFixed(1)} img/CPU-s, CPU/wall ${result.cpuPerWall.toFixed(2)}`,
+            )
+          }
+        if (withTorch)
+          for (const threads of [1, 2]) {
+            const reference = runReference(REFERENCE_SCRIPT, config, phase, threads, workDir)
+            references.push({ ...reference, rep })
+            console.error(
+              `rep ${rep} pytorch x${threads} ${config.name} ${phase}: ${reference.imgPerSec.toFixed(1)} img/s, ${reference.imgPerCpuSec.toFixed(1)} img/CPU-s`,
+            )
+          }
+      }
+    loads.push({ rep, loadAverage1mStart: loadStart, loadAverage1mEnd: loadavg()[0] as number })
   }
+} finally {
+  rmSync(workDir, { recursive: true, force: true })
+}
+
+const profiles: {
+  backend: string
+  config: string
+  phase: Phase
+  stepCpuMs: number
+  outsideKernelsMs: number
+  kernels: KernelShare[]
+}[] = []
+const profiled = configs.find((c) => c.name === 'emoji32') ?? configs[0]
+if (!options['no-profile'] && available.has('wasm') && profiled !== undefined) {
+  await initBackend('wasm', undefined, { threads: 1 })
+  for (const phase of PHASES)
+    profiles.push({
+      backend: 'wasm',
+      config: profiled.name,
+      phase,
+      ...(await profileStep(profiled, phase, timing.warmup)),
+    })
 }
 
 function median(values: number[]): number {
@@ -97,372 +167,212 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-interface Measurement {
-  backend: string
-  config: string
-  phase: Phase
-  batch: number
-  steps: number
-  stepMsMedian: number
-  imgPerSec: number
-  /** Images per second of this process's CPU time: stable on a shared machine, where wall time is not. */
-  imgPerCpuSec: number
-  /** When it was measured: a run with --backends keeps the other backends' earlier figures. */
-  measuredAt: string
+function torchIn(rep: number, config: string, phase: Phase, threads?: number): Reference[] {
+  return references.filter(
+    (r) =>
+      r.rep === rep &&
+      r.config === config &&
+      r.phase === phase &&
+      (threads === undefined || r.threads === threads),
+  )
 }
 
-async function measure(backend: string, config: CoopConfig, phase: Phase): Promise<Measurement> {
-  const dataset = syntheticDataset(config)
-  const autoencoderStore = createAutoencoder(config, 1)
-  const autoencoder = autoencoderStore.read()
-  autoencoderStore.dispose()
-  const session = await createTrainerSession({ config, phase, dataset, seed: 1, autoencoder })
-  const workerPid = 'worker' in session ? (session.worker as { pid?: number }).pid : undefined
-  try {
-    const slow = backend === 'cpu'
-    await session.trainSteps(slow ? SLOW_BACKEND_STEPS.warmup : WARMUP_STEPS)
-    const minTimed = slow ? SLOW_BACKEND_STEPS.minTimed : MIN_TIMED_STEPS
-    const stepMs: number[] = []
-    const cpuMs: number[] = []
-    const started = performance.now()
-    while (
-      stepMs.length < minTimed ||
-      (stepMs.length < MAX_TIMED_STEPS && performance.now() - started < secondsPerCase * 1000)
-    ) {
-      const stepStarted = performance.now()
-      const cpuStarted = process.cpuUsage()
-      const workerCpuStarted = processCpuMs(workerPid)
-      await session.trainSteps(1)
-      const cpu = process.cpuUsage(cpuStarted)
-      stepMs.push(performance.now() - stepStarted)
-      cpuMs.push((cpu.user + cpu.system) / 1000 + processCpuMs(workerPid) - workerCpuStarted)
-    }
-    const batch = phase === 'unet' ? config.unet.batchSize : config.autoencoder.batchSize
-    const stepMsMedian = median(stepMs)
-    return {
-      backend,
-      config: config.name,
-      phase,
-      batch,
-      steps: stepMs.length,
-      stepMsMedian,
-      imgPerSec: (batch * 1000) / stepMsMedian,
-      imgPerCpuSec: (batch * 1000) / median(cpuMs),
-      measuredAt: new Date().toISOString(),
-    }
-  } finally {
-    session.dispose()
+/** Per repetition, ours / PyTorch (best of its thread counts, or a given one); the median over repetitions. */
+function ratio(
+  m: { backend: string; threads: number; config: string; phase: Phase },
+  torchThreads?: number,
+): number | null {
+  const values: number[] = []
+  for (let rep = 1; rep <= reps; rep++) {
+    const ours = measurements.find(
+      (x) =>
+        x.rep === rep &&
+        x.backend === m.backend &&
+        x.threads === m.threads &&
+        x.config === m.config &&
+        x.phase === m.phase,
+    )
+    const theirs = torchIn(rep, m.config, m.phase, torchThreads)
+    if (ours === undefined || theirs.length === 0) continue
+    values.push(ours.imgPerSec / Math.max(...theirs.map((r) => r.imgPerSec)))
   }
+  return values.length === 0 ? null : median(values)
 }
 
-interface KernelShare {
-  kernel: string
-  calls: number
-  ms: number
-  share: number
-}
-
-/** Where one U-Net step's time goes, per tfjs kernel, on the active backend. */
-/**
- * Where one U-Net step's CPU time goes, per tfjs kernel, on the active backend. Each registered kernel is
- * wrapped to add up the process CPU time it uses (not wall time: on a shared machine a preempted kernel
- * would look slow); the rest of the step (tape, engine bookkeeping, JS of the model) is reported as
- * "outside kernels". Composite kernels call their parts directly, so nothing is counted twice.
- */
-async function profileUnetStep(
-  config: CoopConfig,
-): Promise<{ stepCpuMs: number; outsideKernelsMs: number; kernels: KernelShare[] }> {
-  const autoencoderStore = createAutoencoder(config, 1)
-  const session = await createTrainerSession({
-    config,
-    phase: 'unet',
-    dataset: syntheticDataset(config),
-    seed: 1,
-    autoencoder: autoencoderStore.read(),
-  })
-  autoencoderStore.dispose()
-  const backendName = tf.getBackend()
-  const originals = tf.getKernelsForBackend(backendName)
-  const byKernel = new Map<string, { calls: number; ms: number }>()
-  try {
-    await session.trainSteps(WARMUP_STEPS)
-    for (const config of originals) {
-      tf.unregisterKernel(config.kernelName, backendName)
-      tf.registerKernel({
-        ...config,
-        setupFunc: undefined,
-        kernelFunc: (args) => {
-          const started = process.cpuUsage()
-          try {
-            return config.kernelFunc(args)
-          } finally {
-            const used = process.cpuUsage(started)
-            const entry = byKernel.get(config.kernelName) ?? { calls: 0, ms: 0 }
-            entry.calls++
-            entry.ms += (used.user + used.system) / 1000
-            byKernel.set(config.kernelName, entry)
-          }
-        },
-      })
-    }
-    const stepStarted = process.cpuUsage()
-    await session.trainSteps(1)
-    const step = process.cpuUsage(stepStarted)
-    const stepCpuMs = (step.user + step.system) / 1000
-    const inKernels = [...byKernel.values()].reduce((sum, entry) => sum + entry.ms, 0)
-    const kernels = [...byKernel]
-      .map(([kernel, entry]) => ({ kernel, calls: entry.calls, ms: entry.ms, share: entry.ms / stepCpuMs }))
-      .sort((a, b) => b.ms - a.ms)
-    return { stepCpuMs, outsideKernelsMs: stepCpuMs - inKernels, kernels }
-  } finally {
-    for (const config of originals) {
-      tf.unregisterKernel(config.kernelName, backendName)
-      tf.registerKernel(config)
-    }
-    session.dispose()
-  }
-}
-
-interface Reference {
-  config: string
-  phase: Phase
-  threads: number
-  batch: number
-  stepMs: number
-  imgPerSec: number
-  imgPerCpuSec: number
-  torch: string
-  parameters: number
-}
-
-function torchAvailable(): boolean {
-  try {
-    execFileSync(SYSTEM_PYTHON, ['-c', 'import torch'], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-function runReference(config: CoopConfig, phase: Phase, threads: number, workDir: string): Reference {
-  const configPath = join(workDir, `${config.name}.json`)
-  writeFileSync(configPath, JSON.stringify(config))
-  const output = execFileSync(
-    SYSTEM_PYTHON,
-    ['-B', REFERENCE_SCRIPT, '--config', configPath, '--phase', phase, '--threads', String(threads)],
-    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } },
+const caseKeys = [
+  ...new Map(measurements.map((m) => [`${m.backend}|${m.threads}|${m.config}|${m.phase}`, m])).values(),
+]
+const summary = caseKeys.map((m) => {
+  const runs = measurements.filter(
+    (x) => x.backend === m.backend && x.threads === m.threads && x.config === m.config && x.phase === m.phase,
   )
   return {
-    config: config.name,
-    ...(JSON.parse(output.trim().split('\n').pop()!) as Omit<Reference, 'config'>),
+    backend: m.backend,
+    threads: m.threads,
+    config: m.config,
+    phase: m.phase,
+    batch: m.batch,
+    imgPerSec: median(runs.map((r) => r.imgPerSec)),
+    imgPerCpuSec: median(runs.map((r) => r.imgPerCpuSec)),
+    cpuPerWall: median(runs.map((r) => r.cpuPerWall)),
+    oursOverPytorchBest: ratio(m),
+    oursOverPytorch1: ratio(m, 1),
+    oursOverPytorch2: ratio(m, 2),
   }
-}
+})
+const torchSummary = [
+  ...new Map(references.map((r) => [`${r.config}|${r.phase}|${r.threads}`, r])).values(),
+].map((r) => {
+  const runs = references.filter(
+    (x) => x.config === r.config && x.phase === r.phase && x.threads === r.threads,
+  )
+  return {
+    config: r.config,
+    phase: r.phase,
+    threads: r.threads,
+    torch: r.torch,
+    imgPerSec: median(runs.map((x) => x.imgPerSec)),
+    imgPerCpuSec: median(runs.map((x) => x.imgPerCpuSec)),
+  }
+})
 
 function table(headers: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`
   return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n')
 }
 
-const configs = options.configs.split(',').map((name) => loadConfig(name))
-const requestedBackends = options.backends.split(',')
-/** Figures of backends not measured in this run are carried over from the previous results file. */
-function earlierMeasurements(): Measurement[] {
-  if (!existsSync(RESULTS_PATH)) return []
-  try {
-    const previous = JSON.parse(readFileSync(RESULTS_PATH, 'utf8')) as { measurements?: Measurement[] }
-    return (previous.measurements ?? []).filter(
-      (m) => typeof m.measuredAt === 'string' && !requestedBackends.includes(m.backend),
-    )
-  } catch {
-    return []
-  }
-}
-const measurements: Measurement[] = earlierMeasurements()
-const unavailable: { backend: string; reason: string }[] = []
-let profile:
-  | { backend: string; config: string; stepCpuMs: number; outsideKernelsMs: number; kernels: KernelShare[] }
-  | undefined
-
-for (const backend of requestedBackends) {
-  try {
-    await initBackend(backend)
-  } catch (error) {
-    if (!(error instanceof BackendError)) throw error
-    unavailable.push({ backend, reason: error.message })
-    console.error(`${backend}: unavailable (${error.message})`)
-    continue
-  }
-  for (const config of configs) {
-    for (const phase of PHASES) {
-      const result = await measure(backend, config, phase)
-      measurements.push(result)
-      console.error(
-        `${backend} ${config.name} ${phase}: ${result.imgPerSec.toFixed(1)} img/s (${result.stepMsMedian.toFixed(1)} ms/step), ${result.imgPerCpuSec.toFixed(1)} img/CPU-s`,
-      )
-    }
-  }
-  const emoji32 = configs.find((config) => config.name === 'emoji32')
-  if (
-    !options['no-profile'] &&
-    profile === undefined &&
-    emoji32 !== undefined &&
-    backend !== 'cpu' &&
-    backend !== 'torch'
-  ) {
-    profile = { backend, config: emoji32.name, ...(await profileUnetStep(emoji32)) }
-  }
-}
-
-const references: Reference[] = []
-const torchThreads = [...new Set([1, availableParallelism()])]
-if (!options['no-torch'] && torchAvailable()) {
-  const workDir = mkdtempSync(join(tmpdir(), 'coop-bench-'))
-  try {
-    for (const config of configs) {
-      for (const phase of PHASES) {
-        for (const threads of torchThreads) {
-          const reference = runReference(config, phase, threads, workDir)
-          references.push(reference)
-          console.error(
-            `pytorch ${config.name} ${phase} ${threads} thread(s): ${reference.imgPerSec.toFixed(1)} img/s`,
-          )
-        }
-      }
-    }
-  } finally {
-    rmSync(workDir, { recursive: true, force: true })
-  }
-} else if (!options['no-torch']) {
-  console.error(
-    `PyTorch reference skipped: ${SYSTEM_PYTHON} cannot import torch (apt-get install python3-torch)`,
-  )
-}
-
-function referenceFor(config: string, phase: Phase, threads: number): Reference | undefined {
-  return references.find((r) => r.config === config && r.phase === phase && r.threads === threads)
-}
-
-/** The fastest PyTorch run for a case: on a shared machine more threads can be slower, not faster. */
-function bestReference(config: string, phase: Phase): Reference | undefined {
-  return torchThreads
-    .map((threads) => referenceFor(config, phase, threads))
-    .filter((r): r is Reference => r !== undefined)
-    .sort((a, b) => b.imgPerSec - a.imgPerSec)[0]
-}
-
-const configOrder = configs.map((config) => config.name)
-measurements.sort(
-  (a, b) =>
-    ALL_BACKENDS.indexOf(a.backend) - ALL_BACKENDS.indexOf(b.backend) ||
-    configOrder.indexOf(a.config) - configOrder.indexOf(b.config) ||
-    PHASES.indexOf(a.phase) - PHASES.indexOf(b.phase),
-)
-const rows = measurements.map((m) => {
-  const reference = bestReference(m.config, m.phase)
-  const single = referenceFor(m.config, m.phase, 1)
-  const fraction = (value: number) => (value >= 1 ? value.toFixed(2) : `1/${(1 / value).toFixed(1)}`)
-  let ratio = '-'
-  if (reference !== undefined) {
-    const threads = `${reference.threads} thread${reference.threads > 1 ? 's' : ''}`
-    ratio = `${fraction(m.imgPerSec / reference.imgPerSec)} (vs ${threads})`
-  }
-  const cpuRatio = single === undefined ? '-' : fraction(m.imgPerCpuSec / single.imgPerCpuSec)
-  return [
-    m.backend,
-    m.config,
-    m.phase,
-    String(m.batch),
-    m.stepMsMedian.toFixed(1),
-    m.imgPerSec.toFixed(1),
-    m.imgPerCpuSec.toFixed(1),
-    ratio,
-    cpuRatio,
-  ]
-})
+const fraction = (value: number | null) =>
+  value === null ? '-' : value >= 1 ? value.toFixed(2) : `${value.toFixed(2)} (1/${(1 / value).toFixed(1)})`
 const output = [
   table(
     [
       'backend',
+      'threads',
       'config',
       'phase',
       'batch',
-      'ms/step (median)',
       'img/s',
       'img/CPU-s',
-      'ours ÷ fastest PyTorch (img/s)',
-      'ours ÷ PyTorch 1 thread (img/CPU-s)',
+      'CPU/wall',
+      '÷ PyTorch best',
+      '÷ PyTorch 1 thr',
+      '÷ PyTorch 2 thr',
     ],
-    rows,
+    summary.map((s) => [
+      s.backend,
+      String(s.threads),
+      s.config,
+      s.phase,
+      String(s.batch),
+      s.imgPerSec.toFixed(1),
+      s.imgPerCpuSec.toFixed(1),
+      s.cpuPerWall.toFixed(2),
+      fraction(s.oursOverPytorchBest),
+      fraction(s.oursOverPytorch1),
+      fraction(s.oursOverPytorch2),
+    ]),
   ),
 ]
-if (references.length > 0) {
+if (torchSummary.length > 0)
   output.push(
     '',
     table(
-      ['PyTorch (CPU)', 'config', 'phase', 'threads', 'ms/step', 'img/s', 'img/CPU-s'],
-      references.map((r) => [
+      ['PyTorch (CPU)', 'config', 'phase', 'threads', 'img/s', 'img/CPU-s'],
+      torchSummary.map((r) => [
         `torch ${r.torch}`,
         r.config,
         r.phase,
         String(r.threads),
-        r.stepMs.toFixed(1),
         r.imgPerSec.toFixed(1),
         r.imgPerCpuSec.toFixed(1),
       ]),
     ),
   )
-}
-if (profile !== undefined) {
+output.push(
+  '',
+  `load average (1 min) per repetition: ${loads.map((l) => `${l.loadAverage1mStart.toFixed(1)} -> ${l.loadAverage1mEnd.toFixed(1)}`).join(', ')} on ${availableParallelism()} cores; medians over ${reps} repetition(s)`,
+)
+const gpuRows = summary.filter((s) => s.backend === 'webgpu')
+if (gpuRows.length > 0) {
+  const breakdown = gpuRows.map((s) => {
+    const runs = measurements.filter(
+      (m) => m.backend === 'webgpu' && m.config === s.config && m.phase === s.phase,
+    )
+    const pick = (key: keyof NonNullable<Measurement['webgpu']>) =>
+      median(runs.map((r) => r.webgpu?.[key] ?? 0))
+    return [
+      s.config,
+      s.phase,
+      ((1000 * s.batch) / s.imgPerSec).toFixed(1),
+      pick('hostCpuMs').toFixed(1),
+      `${pick('dispatches').toFixed(0)}`,
+      `${pick('submits').toFixed(1)} / ${pick('submitMs').toFixed(1)}`,
+      `${pick('pipelineCompilations').toFixed(1)} / ${pick('pipelineCompilationMs').toFixed(1)}`,
+      `${pick('bufferCreations').toFixed(0)} / ${pick('bufferCreationMs').toFixed(1)}`,
+      `${pick('bindGroups').toFixed(0)} / ${pick('bindGroupMs').toFixed(1)}`,
+      `${pick('bufferWrites').toFixed(0)} / ${pick('bufferWriteMs').toFixed(1)}`,
+    ]
+  })
   output.push(
     '',
-    `CPU time of one ${profile.config} U-Net training step on ${profile.backend}, per tfjs kernel (${profile.stepCpuMs.toFixed(1)} ms in all; ${profile.outsideKernelsMs.toFixed(1)} ms outside kernels: tape, engine, model JS):`,
+    `WebGPU per step (${webGpuAdapterDescription() ?? 'adapter unknown'}): host CPU and the device calls it makes (count / host ms):`,
+    '',
+    table(
+      [
+        'config',
+        'phase',
+        'step ms',
+        'host CPU ms',
+        'dispatches',
+        'submits',
+        'pipelines compiled',
+        'buffers created',
+        'bind groups',
+        'uniform writes',
+      ],
+      breakdown,
+    ),
+  )
+}
+for (const profile of profiles)
+  output.push(
+    '',
+    `CPU time of one ${profile.config} ${profile.phase} step on ${profile.backend} (1 thread), per tfjs kernel (${profile.stepCpuMs.toFixed(1)} ms in all; ${profile.outsideKernelsMs.toFixed(1)} ms outside kernels: tape, engine, model JS):`,
     '',
     table(
       ['kernel', 'calls', 'ms', 'share'],
       profile.kernels
-        .slice(0, 15)
-        .map((k) => [k.kernel, String(k.calls), k.ms.toFixed(2), `${(100 * k.share).toFixed(1)}%`]),
+        .slice(0, 12)
+        .map((k) => [k.kernel, k.calls.toFixed(0), k.ms.toFixed(2), `${(100 * k.share).toFixed(1)}%`]),
     ),
   )
-}
 for (const entry of unavailable) output.push('', `${entry.backend}: unavailable (${entry.reason})`)
 console.log(output.join('\n'))
 
-mkdirSync(dirname(RESULTS_PATH), { recursive: true })
+mkdirSync(dirname(options.out), { recursive: true })
 writeFileSync(
-  RESULTS_PATH,
+  options.out,
   `${JSON.stringify(
     {
       date: new Date().toISOString(),
       machine: {
         cpu: cpus()[0]?.model ?? 'unknown',
         cores: availableParallelism(),
-        loadAverage1m: loadavg()[0],
         node: process.version,
         tfjs: tf.version_core,
+        wasmRelaxedSimdKernels: simdConvolutionsEnabled(),
       },
-      secondsPerCase,
+      options: { ...timing, reps, threads: threadCounts, configs: configs.map((c) => c.name) },
+      loads,
+      summary,
+      pytorch: torchSummary,
       measurements,
-      unavailable,
       references,
-      ratios: measurements.map((m) => {
-        const reference = bestReference(m.config, m.phase)
-        return {
-          backend: m.backend,
-          config: m.config,
-          phase: m.phase,
-          oursOverPytorch: reference === undefined ? null : m.imgPerSec / reference.imgPerSec,
-          pytorchThreads: reference?.threads ?? null,
-          oursOverPytorchPerCpuSecond: (() => {
-            const single = referenceFor(m.config, m.phase, 1)
-            return single === undefined ? null : m.imgPerCpuSec / single.imgPerCpuSec
-          })(),
-        }
-      }),
-      profile,
+      unavailable,
+      profiles,
     },
     null,
     2,
   )}\n`,
 )
-console.error(`wrote ${RESULTS_PATH}`)
+console.error(`wrote ${options.out}`)

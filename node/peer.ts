@@ -47,6 +47,8 @@ export interface PeerOptions {
   /** Stop after this global round (default: all the charter's rounds). */
   rounds?: number
   backend: string
+  /** Training threads on wasm (data-parallel workers); default min(2, cores). */
+  threads?: number
   mdns?: boolean
   /** Train and contribute (default true); a pure publisher may set false. */
   train?: boolean
@@ -146,7 +148,9 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
         'no valid consent manifest names this node as custodian: nothing to train on',
       )
 
-    const backend = await initBackend(options.backend, componentLogger('backend'))
+    const backend = await initBackend(options.backend, componentLogger('backend'), {
+      ...(options.threads === undefined ? {} : { threads: options.threads }),
+    })
     const dataset = await loadImageFolder({
       dir: options.data,
       size: config.image.size,

@@ -5,7 +5,8 @@
 // non-trainable buffer with the weights, so every peer scales latents for diffusion the same way.
 import * as tf from '@tensorflow/tfjs-core'
 import type { AutoencoderConfig, CoopConfig } from '../configs/index.ts'
-import { LOGVAR_MAX, LOGVAR_MIN } from './constants.ts'
+import { ENCODE_CHUNK, LOGVAR_MAX, LOGVAR_MIN } from './constants.ts'
+import type { NamedTensor } from './types.ts'
 import { conv, groupNorm, ParamStore, resBlock, silu, upsample2x } from './nn.ts'
 import { Rng } from './rng.ts'
 
@@ -93,23 +94,32 @@ export function createAutoencoder(config: CoopConfig, seed: number): ParamStore 
   return p
 }
 
-/** Reconstruction MSE plus klWeight x the mean per-element KL(q(z|x) || N(0, I)). */
+/**
+ * Reconstruction MSE plus klWeight x the mean per-element KL(q(z|x) || N(0, I)), over a batch of
+ * `batchTotal` images of which `x` holds some (a gradient shard): each term is a sum over these rows
+ * divided by the whole batch's element count, so the shards' losses and gradients add up to the batch's.
+ * `meanSquares` is this shard's share of the mean square of the posterior mean (the latent RMS squared).
+ */
 export function autoencoderLoss(
   p: ParamStore,
   ae: AutoencoderConfig,
   x: tf.Tensor4D,
   noise: tf.Tensor4D,
-): { loss: tf.Scalar; mse: tf.Scalar; meanRms: tf.Scalar } {
+  batchTotal: number = x.shape[0],
+): { loss: tf.Scalar; meanSquares: tf.Scalar } {
   const { mean, logvar } = encode(p, ae, x)
   const z = tf.add(mean, tf.mul(tf.exp(tf.mul(logvar, 0.5)), noise)) as tf.Tensor4D
   const reconstruction = decode(p, ae, z)
-  const mse = tf.mean(tf.squaredDifference(reconstruction, x)) as tf.Scalar
-  const kl = tf.mean(
-    tf.mul(0.5, tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(1, logvar))),
-  ) as tf.Scalar
+  const imageElements = batchTotal * (x.size / x.shape[0])
+  const latentElements = batchTotal * (mean.size / mean.shape[0])
+  const mse = tf.div(tf.sum(tf.squaredDifference(reconstruction, x)), imageElements)
+  const kl = tf.div(
+    tf.sum(tf.mul(0.5, tf.sub(tf.add(tf.square(mean), tf.exp(logvar)), tf.add(1, logvar)))),
+    latentElements,
+  )
   const loss = tf.add(mse, tf.mul(ae.klWeight, kl)) as tf.Scalar
-  const meanRms = tf.sqrt(tf.mean(tf.square(mean))) as tf.Scalar
-  return { loss, mse, meanRms }
+  const meanSquares = tf.div(tf.sum(tf.square(mean)), latentElements) as tf.Scalar
+  return { loss, meanSquares }
 }
 
 /** Deterministic reconstruction through the posterior mean; the MSE evalLoss reports. */
@@ -125,4 +135,43 @@ export function encodeForDiffusion(p: ParamStore, ae: AutoencoderConfig, x: tf.T
 /** Images from diffusion-space latents. */
 export function decodeFromDiffusion(p: ParamStore, ae: AutoencoderConfig, z: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => decode(p, ae, tf.mul(z, latentRms(p)) as tf.Tensor4D))
+}
+
+/**
+ * Encodes `count` images (NHWC pixels in [-1, 1]) to diffusion-space latents with the given autoencoder
+ * weights, in chunks of ENCODE_CHUNK, reading each chunk back without blocking.
+ */
+export async function encodeImages(
+  config: CoopConfig,
+  pixels: Float32Array,
+  count: number,
+  weights: NamedTensor[],
+): Promise<Float32Array> {
+  const store = createAutoencoder(config, 0)
+  try {
+    store.write(weights)
+    const size = config.image.size
+    const rowSize = size * size * 3
+    const s = latentSize(config)
+    const latentRow = s * s * config.autoencoder.latentChannels
+    const out = new Float32Array(count * latentRow)
+    for (let start = 0; start < count; start += ENCODE_CHUNK) {
+      const n = Math.min(ENCODE_CHUNK, count - start)
+      const latents = tf.tidy(() =>
+        encodeForDiffusion(
+          store,
+          config.autoencoder,
+          tf.tensor4d(pixels.subarray(start * rowSize, (start + n) * rowSize), [n, size, size, 3]),
+        ),
+      )
+      try {
+        out.set((await latents.data()) as Float32Array, start * latentRow)
+      } finally {
+        latents.dispose()
+      }
+    }
+    return out
+  } finally {
+    store.dispose()
+  }
 }

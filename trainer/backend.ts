@@ -12,15 +12,22 @@ import { readdir } from 'node:fs/promises'
 import { registerHooks } from 'node:module'
 import type { Logger } from 'pino'
 import { AUTO_BACKEND_ORDER, NVIDIA_GPU_PROC_DIR, REQUESTED_BACKENDS } from './kernels/constants.ts'
+import { registerConvBiasKernels } from './kernels/conv-bias.ts'
 import { registerCpuKernelFixes } from './kernels/cpu.ts'
+import { registerSiluKernels } from './kernels/silu.ts'
 import { registerGroupNormKernels } from './kernels/groupnorm.ts'
 import { registerFusedOptimizerKernels } from './kernels/optimizer.ts'
 import { registerWasmTrainingKernels } from './kernels/wasm.ts'
+import { setUpWebGpu, WebGpuUnavailable } from './webgpu/device.ts'
+import { registerWebGpuTrainingKernels } from './webgpu/kernels.ts'
+import { registerWebGpuOptimizerKernels } from './webgpu/optimizer.ts'
+import { registerWebGpuPrograms } from './webgpu/programs.ts'
 import { errorCode } from '../protocol/coded-error.ts'
 import { TORCH_INSTALL_HINT } from './torch/constants.ts'
 import { describeProbes, probeTorch } from './torch/probe.ts'
 import { selectTorchRuntime } from './torch/selection.ts'
 import type { TorchRuntime } from './torch/selection.ts'
+import { setTrainingThreads, trainingThreads } from './threads.ts'
 
 export type RequestedBackend = (typeof REQUESTED_BACKENDS)[number]
 
@@ -41,6 +48,8 @@ export interface BackendChoice {
   torch?: TorchRuntime
   /** With the torch backend: the tfjs backend the node's own tensor work (weight init, grids) runs on. */
   tfjs?: string
+  /** Threads each training step uses (data-parallel workers on wasm; 1 elsewhere). */
+  threads: number
 }
 
 export const BACKEND_ERROR_CODES = [
@@ -113,49 +122,39 @@ async function probeTensorflowCpu(): Promise<void> {
   await activate('tensorflow')
 }
 
-interface NodeWebGpuModule {
-  create(flags: string[]): { requestAdapter(): Promise<unknown> }
-  globals: Record<string, unknown>
+/**
+ * Whether a GPU may be present: Linux exposes GPUs as DRM render nodes or NVIDIA device files (without one
+ * only a CPU emulation could answer); other platforms are assumed to have one (Metal, D3D12).
+ */
+export async function gpuDeviceVisible(): Promise<boolean> {
+  if (process.platform !== 'linux') return true
+  try {
+    if ((await readdir('/dev/dri')).some((name) => name.startsWith('renderD'))) return true
+  } catch {
+    // no DRM devices
+  }
+  try {
+    return (await readdir('/dev')).some((name) => /^nvidia\d+$/.test(name))
+  } catch {
+    return false
+  }
 }
 
-async function probeWebGpu(): Promise<void> {
-  let webgpu: NodeWebGpuModule
+async function probeWebGpu(explicit: boolean): Promise<void> {
+  // Dawn prints Vulkan loader warnings on stderr when it looks for adapters: `auto` does not wake it on a
+  // Linux machine without a GPU device, so such machines stay silent unless webgpu was asked for.
+  if (!explicit && !(await gpuDeviceVisible()))
+    throw new CandidateUnavailable('no GPU device (/dev/dri/renderD*, /dev/nvidia*)')
   try {
-    webgpu = (await importOptional('webgpu')) as NodeWebGpuModule
+    await setUpWebGpu({ allowSoftware: explicit })
   } catch (error) {
+    if (error instanceof WebGpuUnavailable) throw new CandidateUnavailable(error.message, { cause: error })
     throw new CandidateUnavailable(`webgpu (Dawn): ${describe(error)}`, { cause: error })
   }
-  const gpu = webgpu.create([])
-  const adapter = await gpu.requestAdapter()
-  if (adapter === null || adapter === undefined) throw new CandidateUnavailable('Dawn found no GPU adapter')
-  // tfjs-backend-webgpu looks for the browser globals; Dawn provides the same objects for Node. Node 21+
-  // has a `navigator` whose getters need the real object, so `gpu` is added to it rather than copying it.
-  Object.assign(globalThis, webgpu.globals)
-  if (globalThis.navigator === undefined) {
-    Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true })
-  }
-  Object.defineProperty(globalThis.navigator, 'gpu', { value: gpu, configurable: true })
-  await importOptional('@tensorflow/tfjs-backend-webgpu')
   await activate('webgpu')
-}
-
-/** Device nodes a GPU driver creates (DRM render nodes, NVIDIA's character devices). */
-async function gpuDevicePresent(): Promise<boolean> {
-  if ((await nvidiaGpuCount()) > 0) return true
-  const names = await readdir('/dev/dri').catch(() => [] as string[])
-  if (names.some((name) => name.startsWith('renderD'))) return true
-  return (await readdir('/dev').catch(() => [] as string[])).some((name) => /^nvidia\d+$/.test(name))
-}
-
-/**
- * `auto` loads Dawn only where a GPU device exists: on a machine without one, Dawn's Vulkan probe
- * writes driver warnings (XDG_RUNTIME_DIR, PhysicalDeviceVk) straight to stderr on every start.
- * An explicit `--backend webgpu` still probes (a software Vulkan driver may serve it).
- */
-async function probeWebGpuWhereGpu(): Promise<void> {
-  if (!(await gpuDevicePresent()))
-    throw new CandidateUnavailable('no GPU device (/dev/dri/renderD*, /dev/nvidia*): Dawn not loaded')
-  await probeWebGpu()
+  registerWebGpuTrainingKernels()
+  registerWebGpuOptimizerKernels()
+  registerWebGpuPrograms()
 }
 
 async function probeWasm(): Promise<void> {
@@ -227,7 +226,7 @@ async function registerGradients(): Promise<void> {
   gradientsRegistered = true
 }
 
-const PROBES: Record<Exclude<Candidate, 'torch'>, () => Promise<void>> = {
+const PROBES: Record<Exclude<Candidate, 'torch'>, (explicit: boolean) => Promise<void>> = {
   'tensorflow-gpu': probeTensorflowGpu,
   tensorflow: probeTensorflowCpu,
   webgpu: probeWebGpu,
@@ -251,13 +250,18 @@ function candidatesFor(requested: RequestedBackend): readonly Candidate[] {
  * and their gradients train correctly on that backend. With `auto` it never fails (pure `cpu` always
  * loads); an explicit request that cannot be met is a BackendError('BACKEND_UNAVAILABLE').
  */
-export async function initBackend(requested: string, log?: Logger): Promise<BackendChoice> {
+export async function initBackend(
+  requested: string,
+  log?: Logger,
+  options: { threads?: number } = {},
+): Promise<BackendChoice> {
   if (!isRequestedBackend(requested)) {
     throw new BackendError(
       'UNKNOWN_BACKEND',
       `unknown backend '${requested}': expected one of ${REQUESTED_BACKENDS.join(', ')}`,
     )
   }
+  if (options.threads !== undefined) setTrainingThreads(options.threads)
   await registerGradients()
   // The cpu backend is loaded whatever is chosen: it is the last resort, tests compare against it, and its
   // kernel fix must be registered after the package's own import-time registrations, which it overrides.
@@ -265,20 +269,22 @@ export async function initBackend(requested: string, log?: Logger): Promise<Back
   registerCpuKernelFixes()
   registerFusedOptimizerKernels()
   registerGroupNormKernels()
+  registerConvBiasKernels()
+  registerSiluKernels()
   const skipped: { name: string; reason: string }[] = []
   for (const candidate of candidatesFor(requested)) {
     let torch: TorchRuntime | undefined
     try {
       if (candidate === 'torch') torch = await probeTorchWorker(requested)
-      else if (requested === 'auto' && candidate === 'webgpu') await probeWebGpuWhereGpu()
-      else await PROBES[candidate]()
+      else await PROBES[candidate](requested !== 'auto')
     } catch (error) {
       skipped.push({ name: candidate, reason: describe(error) })
       continue
     }
     selectTorchRuntime(torch)
     if (torch !== undefined) {
-      const choice = { name: 'torch', candidate, skipped, torch, tfjs: tf.getBackend() }
+      // The worker sets its own thread count (COOP_TORCH_THREADS); the node's side of a step is one thread.
+      const choice = { name: 'torch', candidate, skipped, torch, tfjs: tf.getBackend(), threads: 1 }
       const { python, device, cudaDevice, threads } = torch
       log?.info(
         {
@@ -294,8 +300,10 @@ export async function initBackend(requested: string, log?: Logger): Promise<Back
       )
       return choice
     }
-    const choice = { name: tf.getBackend(), candidate, skipped }
-    log?.info({ backend: candidate, requested, skipped }, 'training backend selected')
+    // Worker threads serve wasm only (trainer/parallel/): other backends train on one thread.
+    const threads = tf.getBackend() === 'wasm' ? trainingThreads() : 1
+    const choice = { name: tf.getBackend(), candidate, skipped, threads }
+    log?.info({ backend: candidate, requested, skipped, threads }, 'training backend selected')
     return choice
   }
   const reasons = skipped.map((entry) => `${entry.name}: ${entry.reason}`).join('; ')

@@ -42,3 +42,11 @@ export const EVAL_SEED = 0x5eed
 export const TRAINING_CHECKPOINT_MAX_BYTES = 4 * 1024 * 1024 * 1024
 /** Checkpoint JSON files (config, state) are small; bound them before parsing. */
 export const CHECKPOINT_JSON_MAX_BYTES = 64 * 1024 * 1024
+/** Images encoded to latents per forward pass when a U-Net session starts: bounds activation memory. */
+export const ENCODE_CHUNK = 64
+/** Default training threads on wasm: the issue's two cores; more cut a batch of 32 into shards too small to run GEMMs well. */
+export const DEFAULT_MAX_TRAINING_THREADS = 2
+/** Upper bound on `--threads`: each thread holds its own wasm instance (~100s of MB at emoji32). */
+export const MAX_TRAINING_THREADS = 16
+/** A training worker with no session stops after this long: the next session (often seconds later) reuses it warm. */
+export const IDLE_WORKER_MS = 10_000

@@ -69,6 +69,8 @@ export function lossWeights(
 /**
  * Mean squared error between the denoiser's prediction and its target; with `weighted`, each sample's
  * error is scaled by the configured loss weighting (training), otherwise plain MSE (evaluation).
+ * `batchTotal` is the size of the whole batch when `x0` is one shard of it: the per-sample errors are
+ * summed and divided by it, so the shards' losses and gradients add up to the batch's.
  */
 export function loss(
   p: ParamStore,
@@ -78,14 +80,16 @@ export function loss(
   timesteps: readonly number[],
   noise: tf.Tensor4D,
   labels: readonly number[],
-  options: { weighted?: boolean } = {},
+  options: { weighted?: boolean; batchTotal?: number } = {},
 ): tf.Scalar {
   const xt = qSample(schedule, x0, timesteps, noise)
   const predicted = unetForward(p, config, xt, timesteps, labels)
   const target = predictionTarget(config.diffusion.prediction, schedule, x0, timesteps, noise)
   const perSample = tf.mean(tf.squaredDifference(predicted, target), [1, 2, 3])
-  if (!options.weighted) return tf.mean(perSample) as tf.Scalar
-  return tf.mean(tf.mul(perSample, tf.tensor1d(lossWeights(config, schedule, timesteps)))) as tf.Scalar
+  const weighted = options.weighted
+    ? tf.mul(perSample, tf.tensor1d(lossWeights(config, schedule, timesteps)))
+    : perSample
+  return tf.div(tf.sum(weighted), options.batchTotal ?? x0.shape[0]) as tf.Scalar
 }
 
 /** From a network output at noise level abar: the implied noise and clean sample. */

@@ -27,8 +27,10 @@ export const TRAINER_ERROR_CODES = [
   'OUTPUT_EXISTS',
   /** An argument is outside its documented domain (e.g. a negative step count). */
   'INVALID_ARGUMENT',
-  /** The torch backend's worker process exited, stopped answering or broke the protocol. */
+  /** A training worker (a wasm worker thread or the torch backend's Python process) exited, stopped answering or broke the protocol while work was in flight. */
   'WORKER_FAILED',
+  /** The device reported an error (e.g. a WebGPU validation or out-of-memory error). */
+  'DEVICE_ERROR',
 ] as const
 
 export type TrainerErrorCode = (typeof TRAINER_ERROR_CODES)[number]

@@ -8,7 +8,9 @@
 import * as tf from '@tensorflow/tfjs-core'
 import { GROUPNORM_EPSILON } from './constants.ts'
 import { TrainerError } from './errors.ts'
+import { convWithBias } from './kernels/conv-bias.ts'
 import { groupNorm as fusedGroupNorm } from './kernels/groupnorm.ts'
+import { silu as fusedSilu } from './kernels/silu.ts'
 import { upsampleNearest2x } from './kernels/upsample.ts'
 import type { Rng } from './rng.ts'
 import type { NamedTensor } from './types.ts'
@@ -16,10 +18,24 @@ import type { NamedTensor } from './types.ts'
 export type Init = { kind: 'normal'; std: number } | { kind: 'zeros' } | { kind: 'ones' }
 
 export class ParamStore {
-  readonly variables = new Map<string, tf.Variable>()
+  readonly variables: Map<string, tf.Variable> = new Map()
   /** Non-trainable tensors kept with the weights (e.g. the running latent RMS). */
-  readonly buffers = new Set<string>()
+  readonly buffers: Set<string> = new Set()
   private rng: Rng | undefined
+
+  /**
+   * A store over existing variables (e.g. the EMA shadows), so a model runs on them without copying.
+   * It shares them: disposing it is a no-op, the owner disposes the variables.
+   */
+  static over(variables: Map<string, tf.Variable>, buffers: ReadonlySet<string>): ParamStore {
+    const view = new ParamStore()
+    for (const [name, v] of variables) view.variables.set(name, v)
+    for (const name of buffers) view.buffers.add(name)
+    view.borrowed = true
+    return view
+  }
+
+  private borrowed = false
 
   /** Runs `define` once with parameter creation enabled; later calls only look parameters up. */
   initialize(rng: Rng, define: () => void): void {
@@ -64,12 +80,36 @@ export class ParamStore {
     return this.names().filter((n) => !this.buffers.has(n))
   }
 
-  /** Copies of every tensor, sorted by name. */
-  read(): NamedTensor[] {
-    return this.names().map((name) => {
+  /** Copies of every tensor, sorted by name, read back without blocking (one transfer on a GPU). */
+  read(): Promise<NamedTensor[]> {
+    return readTensors(this.names().map((name) => [name, this.variables.get(name) as tf.Variable]))
+  }
+
+  /** Every tensor flattened into one array, in `names()` order (how weights travel to worker threads). */
+  async readFlat(): Promise<Float32Array> {
+    const flat = tf.tidy(() =>
+      tf.concat(this.names().map((name) => tf.reshape(this.variables.get(name) as tf.Variable, [-1]))),
+    )
+    try {
+      return (await flat.data()) as Float32Array
+    } finally {
+      flat.dispose()
+    }
+  }
+
+  /** The inverse of readFlat: same store layout (same config), every tensor replaced. */
+  writeFlat(values: Float32Array): void {
+    let offset = 0
+    const names = this.names()
+    const total = names.reduce((sum, name) => sum + (this.variables.get(name) as tf.Variable).size, 0)
+    if (values.length !== total)
+      throw new TrainerError('WEIGHTS_MISMATCH', `${values.length} values for ${total} parameters`)
+    for (const name of names) {
       const v = this.variables.get(name) as tf.Variable
-      return { name, shape: [...v.shape], data: new Float32Array(v.dataSync() as Float32Array) }
-    })
+      const part = values.subarray(offset, offset + v.size)
+      offset += v.size
+      tf.tidy(() => v.assign(tf.tensor(part, v.shape, 'float32')))
+    }
   }
 
   /** Replaces every tensor; names and shapes must match exactly (no missing, no extra). */
@@ -100,12 +140,35 @@ export class ParamStore {
   }
 
   dispose(): void {
-    for (const v of this.variables.values()) v.dispose()
+    if (!this.borrowed) for (const v of this.variables.values()) v.dispose()
     this.variables.clear()
   }
 }
 
 let variableCounter = 0
+
+/**
+ * Reads named tensors back to the host asynchronously, as float32 copies in the given order. They are
+ * concatenated on the device first, so a GPU backend makes one transfer instead of one per tensor.
+ */
+export async function readTensors(
+  entries: readonly (readonly [string, tf.Tensor])[],
+): Promise<NamedTensor[]> {
+  if (entries.length === 0) return []
+  const flat = tf.tidy(() => tf.concat(entries.map(([, t]) => tf.reshape(tf.cast(t, 'float32'), [-1]))))
+  let values: Float32Array
+  try {
+    values = (await flat.data()) as Float32Array
+  } finally {
+    flat.dispose()
+  }
+  let offset = 0
+  return entries.map(([name, t]) => {
+    const data = values.slice(offset, offset + t.size)
+    offset += t.size
+    return { name, shape: [...t.shape], data }
+  })
+}
 
 /** Checks a NamedTensor list against a model's names and shapes without touching variables. */
 export function describeWeights(store: ParamStore): { name: string; shape: number[] }[] {
@@ -117,8 +180,9 @@ function fanInStd(fanIn: number): number {
   return Math.sqrt(1 / fanIn)
 }
 
+/** SiLU with a one-pass gradient (trainer/kernels/silu.ts). */
 export function silu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(x, tf.sigmoid(x))
+  return fusedSilu(x)
 }
 
 /** 'same'-padded convolution with bias; `zeroInit` for the last conv of a residual branch. */
@@ -137,7 +201,8 @@ export function conv(
     options.zeroInit ? { kind: 'zeros' } : { kind: 'normal', std: fanInStd(kernel * kernel * inChannels) },
   )
   const b = p.get(`${name}.bias`, [outChannels], { kind: 'zeros' })
-  return tf.add(tf.conv2d(x, w as tf.Tensor4D, options.stride ?? 1, 'same'), b)
+  // One kernel, lazy gradients (trainer/kernels/conv-bias.ts).
+  return convWithBias(x, w as tf.Tensor4D, b as tf.Tensor1D, options.stride ?? 1)
 }
 
 export function linear(

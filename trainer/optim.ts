@@ -1,26 +1,20 @@
 // Adam (Kingma & Ba 2015) with global-norm gradient clipping, and an EMA of the weights.
 // Written here rather than taken from tf.train so that every piece of optimizer state is a
-// named float32 tensor we can save and restore bit-exactly for --resume.
+// named float32 tensor we can save and restore bit-exactly for --resume. The clip is computed
+// and applied on the device (trainer/kernels/optimizer.ts): a step never waits for a readback.
 import * as tf from '@tensorflow/tfjs-core'
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, EMA_WARMUP_OFFSET, GRAD_CLIP_NORM } from './constants.ts'
 import { TrainerError } from './errors.ts'
 import { fusedAdam, fusedEma, fusedSquaredNorm } from './kernels/optimizer.ts'
-import type { ParamStore } from './nn.ts'
+import { ParamStore, readTensors } from './nn.ts'
 import type { NamedTensor } from './types.ts'
 
 function zerosLike(v: tf.Variable): tf.Variable {
   return tf.tidy(() => tf.variable(tf.zerosLike(v), false))
 }
 
-function readAll(map: Map<string, tf.Variable>, prefix: string): NamedTensor[] {
-  return [...map.keys()].sort().map((name) => {
-    const v = map.get(name) as tf.Variable
-    return {
-      name: `${prefix}${name}`,
-      shape: [...v.shape],
-      data: new Float32Array(v.dataSync() as Float32Array),
-    }
-  })
+function readAll(map: Map<string, tf.Variable>, prefix: string): Promise<NamedTensor[]> {
+  return readTensors([...map.keys()].sort().map((name) => [`${prefix}${name}`, map.get(name) as tf.Variable]))
 }
 
 function writeAll(
@@ -58,30 +52,36 @@ export class Adam {
   }
 
   /**
-   * Applies one update from `grads` (by parameter name); returns the pre-clip global gradient norm.
+   * Applies one update from `grads` (in `store.trainableNames()` order), clipped to the global norm on
+   * the device; skipped on the device when the gradients or `loss` are not finite. Reads nothing back.
    * `learningRate` overrides the constructor's for this step (a schedule's value).
    */
-  apply(grads: Record<string, tf.Tensor>, learningRate: number = this.lr): number {
+  apply(grads: readonly tf.Tensor[], loss: tf.Scalar, learningRate: number = this.lr): void {
     this.step++
-    const names = [...this.m.keys()]
-    // One fused kernel per stage for all parameters (trainer/kernels/optimizer.ts; per-op fallback elsewhere).
-    const norm = Math.sqrt(fusedSquaredNorm(names.map((n) => grads[n] as tf.Tensor)))
-    const scale = norm > GRAD_CLIP_NORM ? GRAD_CLIP_NORM / norm : 1
+    const names = this.store.trainableNames()
+    if (grads.length !== names.length)
+      throw new TrainerError('WEIGHTS_MISMATCH', `${grads.length} gradients for ${names.length} parameters`)
     tf.tidy(() => {
-      const slots = names.map((n) => ({
+      // One fused kernel per stage for all parameters (trainer/kernels/optimizer.ts; per-op fallback elsewhere).
+      const squaredNorm = fusedSquaredNorm([...grads])
+      const slots = names.map((n, i) => ({
         param: this.store.variables.get(n) as tf.Variable,
-        grad: grads[n] as tf.Tensor,
+        grad: grads[i] as tf.Tensor,
         m: this.m.get(n) as tf.Variable,
         v: this.v.get(n) as tf.Variable,
       }))
-      const out = fusedAdam(slots, {
-        learningRate,
-        beta1: ADAM_BETA1,
-        beta2: ADAM_BETA2,
-        epsilon: ADAM_EPSILON,
-        step: this.step,
-        gradientScale: scale,
-      })
+      const out = fusedAdam(
+        slots,
+        {
+          learningRate,
+          beta1: ADAM_BETA1,
+          beta2: ADAM_BETA2,
+          epsilon: ADAM_EPSILON,
+          step: this.step,
+          clipNorm: GRAD_CLIP_NORM,
+        },
+        { squaredNorm, loss },
+      )
       slots.forEach((slot, i) => {
         const updated = out[i] as { param: tf.Tensor; m: tf.Tensor; v: tf.Tensor }
         slot.param.assign(updated.param)
@@ -89,11 +89,13 @@ export class Adam {
         slot.v.assign(updated.v)
       })
     })
-    return norm
   }
 
-  exportState(): NamedTensor[] {
-    return [...readAll(this.m, 'adam_m/'), ...readAll(this.v, 'adam_v/')]
+  exportState(): Promise<NamedTensor[]> {
+    return readTensors([
+      ...[...this.m.keys()].sort().map((n) => [`adam_m/${n}`, this.m.get(n) as tf.Variable] as const),
+      ...[...this.v.keys()].sort().map((n) => [`adam_v/${n}`, this.v.get(n) as tf.Variable] as const),
+    ])
   }
 
   importState(step: number, tensors: ReadonlyMap<string, NamedTensor>): void {
@@ -112,6 +114,8 @@ export class Ema {
   readonly shadow = new Map<string, tf.Variable>()
   private readonly store: ParamStore
   private readonly decay: number
+  /** The shadow tensors seen as a model: evaluation and sampling run on it without copying weights. */
+  readonly averaged: ParamStore
 
   constructor(store: ParamStore, decay: number) {
     this.store = store
@@ -121,6 +125,7 @@ export class Ema {
         name,
         tf.tidy(() => tf.variable(v.clone(), false)),
       )
+    this.averaged = ParamStore.over(this.shadow, store.buffers)
   }
 
   /** `step` is the number of optimizer updates so far. */
@@ -139,11 +144,11 @@ export class Ema {
   }
 
   /** The averaged weights under their model names, sorted. */
-  weights(): NamedTensor[] {
+  weights(): Promise<NamedTensor[]> {
     return readAll(this.shadow, '')
   }
 
-  exportState(): NamedTensor[] {
+  exportState(): Promise<NamedTensor[]> {
     return readAll(this.shadow, 'ema/')
   }
 

@@ -29,8 +29,8 @@ export interface SampleImagesOptions {
   seed: number
 }
 
-/** Generates images; returns RGB bytes, labels.length * size * size * 3. */
-export function sampleImages(options: SampleImagesOptions): Uint8Array {
+/** Generates images; returns RGB bytes, labels.length * size * size * 3 (read back without blocking). */
+export async function sampleImages(options: SampleImagesOptions): Promise<Uint8Array> {
   const { config, labels } = options
   const nullLabel = nullClass(config)
   for (const label of labels)
@@ -63,8 +63,11 @@ export function sampleImages(options: SampleImagesOptions): Uint8Array {
         ),
       )
       latents.dispose()
-      out.set(Uint8Array.from(images.dataSync()), start * size * size * 3)
-      images.dispose()
+      try {
+        out.set(Uint8Array.from(await images.data()), start * size * size * 3)
+      } finally {
+        images.dispose()
+      }
     }
     return out
   } finally {
@@ -180,8 +183,12 @@ export async function reconstructionGrid(
         tf.concat([x, decode(ae, config.autoencoder, encode(ae, config.autoencoder, x).mean)], 0),
       )
     })
-    const pixels = Uint8Array.from(both.dataSync())
-    both.dispose()
+    let pixels: Uint8Array
+    try {
+      pixels = Uint8Array.from(await both.data())
+    } finally {
+      both.dispose()
+    }
     return renderGrid(pixels, 2 * count, size, count, 2)
   } finally {
     ae.dispose()

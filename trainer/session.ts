@@ -2,207 +2,62 @@
 // one phase (autoencoder or U-Net) of one peer's local training on its own dataset.
 // Everything random — data order, noise, timesteps, class dropout — comes from one seeded
 // Rng whose state is part of exportState(), so a resumed session continues bit-exactly.
+//
+// Nothing on the train, eval or sample paths reads a tensor back synchronously: on a GPU the loss
+// of step k is read (asynchronously) while step k+1 is already queued, gradient clipping happens on
+// the device, and weights come back with one asynchronous transfer.
 import * as tf from '@tensorflow/tfjs-core'
 import type { CoopConfig } from '../configs/index.ts'
-import { sha256Digest } from '../protocol/digest.ts'
+import { createAutoencoder, encodeImages, latentRms, latentSize, reconstructionMse } from './autoencoder.ts'
 import {
-  autoencoderLoss,
-  createAutoencoder,
-  encodeForDiffusion,
-  latentRms,
-  latentSize,
-  reconstructionMse,
-} from './autoencoder.ts'
-import {
-  EVAL_HOLDOUT_FRACTION,
-  EVAL_HOLDOUT_MIN_DATASET,
-  EVAL_SEED,
-  LATENT_RMS_MOMENTUM,
-} from './constants.ts'
+  BatchSampler,
+  datasetFingerprint,
+  drawBatch,
+  gatherRows,
+  mapLabels,
+  splitForEval,
+} from './batches.ts'
+import { EVAL_SEED, LATENT_RMS_MOMENTUM } from './constants.ts'
 import type { ImageDataset } from './data.ts'
 import { loss as diffusionLoss } from './diffusion.ts'
 import { TrainerError } from './errors.ts'
 import type { ParamStore } from './nn.ts'
 import { Adam, Ema } from './optim.ts'
+import { createGradientEngine } from './parallel/engine.ts'
+import type { GradientEngine, ShardTiming } from './parallel/engine.ts'
 import { Rng } from './rng.ts'
-import type { RngState } from './rng.ts'
 import { makeSchedule } from './schedule.ts'
 import type { NoiseSchedule } from './schedule.ts'
+import { stepModelFor } from './step.ts'
 import type { Logger, NamedTensor, Phase } from './types.ts'
-import { createUnet, nullClass } from './unet.ts'
+import { createUnet } from './unet.ts'
+import { takeWebGpuError } from './webgpu/device.ts'
 import { selectedTorchRuntime } from './torch/selection.ts'
 
 export type { NamedTensor, Phase } from './types.ts'
+export type {
+  SessionState,
+  SessionStateJson,
+  StepInfo,
+  TrainerSession,
+  TrainerSessionOptions,
+} from './session-types.ts'
+import type { SessionState, StepInfo, TrainerSession, TrainerSessionOptions } from './session-types.ts'
 
-export interface StepInfo {
-  /** Optimizer steps taken by this session so far (1 after the first step). */
+/** A WebGPU error does not throw where it happens (the dispatch is dropped, its output stays zero). */
+function assertDeviceHealthy(): void {
+  const error = takeWebGpuError()
+  if (error !== undefined) throw new TrainerError('DEVICE_ERROR', `${tf.getBackend()} device: ${error}`)
+}
+
+/** A step whose work is queued (on a GPU) or done (on a CPU), and whose loss has not been read yet. */
+interface LaunchedStep {
   step: number
-  loss: number
-  imgPerSec: number
-}
-
-export interface TrainerSessionOptions {
-  config: CoopConfig
-  phase: Phase
-  dataset: ImageDataset
-  /** Seeds the initial weights and the training stream (data order, noise, timesteps, dropout). */
-  seed: number
-  /** Autoencoder weights; required for the U-Net phase (its latents are the U-Net's data). */
-  autoencoder?: NamedTensor[]
-  log?: Logger
-}
-
-/** JSON part of a session's resumable state. */
-export interface SessionStateJson {
-  version: 1
-  phase: Phase
-  step: number
-  seed: number
-  rng: RngState
-  sampler: { order: number[]; cursor: number; epoch: number }
-  samplesSeen: number
-  /** Digest over the dataset's item digests in order: resuming on other data is refused. */
-  datasetFingerprint: string
-  excluded: string[]
-}
-
-export interface SessionState {
-  json: SessionStateJson
-  /** 'param/<name>', 'adam_m/<name>', 'adam_v/<name>', 'ema/<name>'. */
-  tensors: NamedTensor[]
-}
-
-export interface TrainerSession {
-  readonly phase: Phase
-  readonly config: CoopConfig
-  /**
-   * Current (non-averaged) weights, sorted by name, as copies. Weight transfer is asynchronous:
-   * a GPU backend reads buffers back without blocking, and the torch backend lives in a worker.
-   */
-  getWeights(): Promise<NamedTensor[]>
-  /** Replaces the weights; optimizer moments, EMA, step and data position are kept. */
-  setWeights(weights: NamedTensor[]): Promise<void>
-  trainSteps(n: number, onStep?: (s: StepInfo) => void): Promise<{ lossMean: number; samples: number }>
-  /** Deterministic held-out loss (fixed batch, timesteps and noise); `ema` evaluates the EMA weights. */
-  evalLoss(options?: { ema?: boolean }): Promise<number>
-  /** Items with these digests are never used again (training or eval), from the next step. */
-  excludeItems(sha256s: Iterable<string>): void
-  samplesSeen(): number
-  /** Optimizer steps taken so far. */
-  step(): number
-  /** EMA weights, sorted by name (what sampling uses). */
-  getEmaWeights(): Promise<NamedTensor[]>
-  exportState(): Promise<SessionState>
-  importState(state: SessionState): Promise<void>
-  dispose(): void
-}
-
-export function datasetFingerprint(dataset: ImageDataset): string {
-  return sha256Digest(new TextEncoder().encode(dataset.items.map((i) => i.sha256).join('\n')))
-}
-
-/** Maps dataset labels to model class indices (null class for flat folders or unconditional configs). */
-export function mapLabels(config: CoopConfig, dataset: ImageDataset): number[] {
-  const nullLabel = nullClass(config)
-  if (config.classes.length === 0) return dataset.items.map(() => nullLabel)
-  const classIndex = dataset.classes.map((name) => {
-    const index = config.classes.indexOf(name)
-    if (index < 0)
-      throw new TrainerError(
-        'UNKNOWN_CLASS',
-        `dataset class '${name}' is not one of the model's classes (${config.classes.join(', ')})`,
-      )
-    return index
-  })
-  return dataset.items.map((item) => (item.label < 0 ? nullLabel : (classIndex[item.label] as number)))
-}
-
-/** Splits item indices into training and held-out evaluation sets, by digest order (not file order). */
-export function splitForEval(
-  dataset: ImageDataset,
-  evalBatch: number,
-): { train: number[]; evaluation: number[] } {
-  const count = dataset.items.length
-  const bySha = Array.from({ length: count }, (_, i) => i).sort((a, b) => {
-    const x = (dataset.items[a] as { sha256: string }).sha256
-    const y = (dataset.items[b] as { sha256: string }).sha256
-    return x < y ? -1 : x > y ? 1 : a - b
-  })
-  if (count < EVAL_HOLDOUT_MIN_DATASET)
-    return {
-      train: bySha.slice().sort((a, b) => a - b),
-      evaluation: bySha.slice(0, Math.min(evalBatch, count)),
-    }
-  const held = Math.max(1, Math.min(evalBatch, Math.floor(count * EVAL_HOLDOUT_FRACTION)))
-  const evaluation = bySha.slice(0, held)
-  const train = bySha.slice(held).sort((a, b) => a - b)
-  return { train, evaluation }
-}
-
-export class BatchSampler {
-  order: number[] = []
-  cursor = 0
-  epoch = 0
-  private readonly pool: readonly number[]
-  constructor(pool: readonly number[]) {
-    this.pool = pool
-  }
-
-  next(batchSize: number, rng: Rng, excluded: ReadonlySet<number>): number[] {
-    const batch: number[] = []
-    while (batch.length < batchSize) {
-      if (this.cursor >= this.order.length) {
-        const eligible = this.pool.filter((i) => !excluded.has(i))
-        if (eligible.length === 0)
-          throw new TrainerError('DATA_EMPTY', 'every training item has been excluded')
-        this.order = rng.permutation(eligible.length).map((k) => eligible[k] as number)
-        this.cursor = 0
-        this.epoch++
-      }
-      const index = this.order[this.cursor++] as number
-      if (!excluded.has(index)) batch.push(index)
-    }
-    return batch
-  }
-}
-
-function gatherRows(source: Float32Array, rowSize: number, indices: readonly number[]): Float32Array {
-  const out = new Float32Array(indices.length * rowSize)
-  indices.forEach((index, row) =>
-    out.set(source.subarray(index * rowSize, (index + 1) * rowSize), row * rowSize),
-  )
-  return out
-}
-
-/** Encodes every image to diffusion-space latents with the given autoencoder weights. */
-function encodeDataset(config: CoopConfig, dataset: ImageDataset, autoencoder: NamedTensor[]): Float32Array {
-  const store = createAutoencoder(config, 0)
-  try {
-    store.write(autoencoder)
-    const size = config.image.size
-    const rowSize = size * size * 3
-    const s = latentSize(config)
-    const latentRow = s * s * config.autoencoder.latentChannels
-    const out = new Float32Array(dataset.items.length * latentRow)
-    const chunk = 64
-    for (let start = 0; start < dataset.items.length; start += chunk) {
-      const n = Math.min(chunk, dataset.items.length - start)
-      const latents = tf.tidy(() => {
-        const x = tf.tensor4d(dataset.pixels.subarray(start * rowSize, (start + n) * rowSize), [
-          n,
-          size,
-          size,
-          3,
-        ])
-        return encodeForDiffusion(store, config.autoencoder, x)
-      })
-      out.set(latents.dataSync() as Float32Array, start * latentRow)
-      latents.dispose()
-    }
-    return out
-  } finally {
-    store.dispose()
-  }
+  batchSize: number
+  loss: tf.Scalar
+  shards: ShardTiming[]
+  /** Host time spent launching it (all of the compute on a CPU backend, the queueing on a GPU). */
+  launchMs: number
 }
 
 class Session implements TrainerSession {
@@ -227,6 +82,7 @@ class Session implements TrainerSession {
   private readonly excludedIndices = new Set<number>()
   private readonly excludedShas = new Set<string>()
   private readonly indicesBySha = new Map<string, number[]>()
+  private readonly engine: GradientEngine
   private rng: Rng
   private seen = 0
   private disposed = false
@@ -262,8 +118,16 @@ class Session implements TrainerSession {
       list.push(index)
       this.indicesBySha.set(item.sha256, list)
     })
+    this.engine = createGradientEngine(stepModelFor(config, phase, this.store), options.threads, this.log)
     this.log?.debug(
-      { phase, train: train.length, evaluation: evaluation.length, parameters: this.parameterCount() },
+      {
+        phase,
+        train: train.length,
+        evaluation: evaluation.length,
+        parameters: this.parameterCount(),
+        threads: this.engine.threads,
+        shards: this.engine.shards,
+      },
       'trainer session created',
     )
   }
@@ -308,85 +172,62 @@ class Session implements TrainerSession {
     }
   }
 
-  private trainStep(): number {
-    const batchSize =
-      this.phase === 'autoencoder' ? this.config.autoencoder.batchSize : this.config.unet.batchSize
-    const indices = this.sampler.next(batchSize, this.rng, this.excludedIndices)
-    const [h, w, c] = this.inputShape
-    const trainable = this.store.trainableNames().map((name) => this.store.variables.get(name) as tf.Variable)
-    let lossValue: number
-    if (this.phase === 'autoencoder') {
-      const s = latentSize(this.config)
-      const noiseValues = this.rng.normals(batchSize * s * s * this.config.autoencoder.latentChannels)
-      let batchRms: tf.Scalar | undefined
-      const { value, grads } = tf.tidy(() => {
-        const x = tf.tensor4d(gatherRows(this.inputs, h * w * c, indices), [batchSize, h, w, c])
-        const noise = tf.tensor4d(noiseValues, [batchSize, s, s, this.config.autoencoder.latentChannels])
-        return tf.variableGrads(() => {
-          const result = autoencoderLoss(this.store, this.config.autoencoder, x, noise)
-          batchRms = tf.keep(result.meanRms)
-          return result.loss
-        }, trainable)
-      })
-      lossValue = this.applyGradients(value, grads)
-      const rms = (batchRms as tf.Scalar).dataSync()[0] as number
-      ;(batchRms as tf.Scalar).dispose()
-      const buffer = latentRms(this.store)
-      const running = (buffer.dataSync() as Float32Array)[0] as number
-      tf.tidy(() =>
-        buffer.assign(
-          tf.tensor1d([LATENT_RMS_MOMENTUM * running + (1 - LATENT_RMS_MOMENTUM) * Math.max(rms, 1e-6)]),
-        ),
-      )
-    } else {
-      const timesteps: number[] = []
-      const labels: number[] = []
-      const nullLabel = nullClass(this.config)
-      for (const index of indices) {
-        timesteps.push(this.rng.int(this.config.diffusion.timesteps))
-        // Always draw, so the stream does not depend on the label.
-        const dropped = this.rng.uniform() < this.config.unet.classDropProb
-        labels.push(dropped ? nullLabel : (this.labels[index] as number))
-      }
-      const noiseValues = this.rng.normals(batchSize * h * w * c)
-      const { value, grads } = tf.tidy(() => {
-        const x0 = tf.tensor4d(gatherRows(this.inputs, h * w * c, indices), [batchSize, h, w, c])
-        const noise = tf.tensor4d(noiseValues, [batchSize, h, w, c])
-        return tf.variableGrads(
-          () =>
-            diffusionLoss(this.store, this.config, this.schedule, x0, timesteps, noise, labels, {
-              weighted: true,
-            }),
-          trainable,
-        )
-      })
-      lossValue = this.applyGradients(value, grads)
-    }
-    this.ema.update(this.adam.step)
-    this.seen += batchSize
-    return lossValue
+  private batchSize(): number {
+    return this.phase === 'autoencoder' ? this.config.autoencoder.batchSize : this.config.unet.batchSize
   }
 
-  private applyGradients(value: tf.Scalar, grads: tf.NamedTensorMap): number {
-    const lossValue = value.dataSync()[0] as number
-    value.dispose()
-    if (!Number.isFinite(lossValue)) {
-      for (const g of Object.values(grads)) g.dispose()
-      throw new TrainerError(
-        'NON_FINITE_LOSS',
-        `${this.phase} loss became ${lossValue} at step ${this.adam.step + 1}`,
+  /**
+   * Draws a batch, computes its gradients (sharded over threads where the engine has them) and queues
+   * the update: clip and Adam, the latent RMS (autoencoder), the EMA. The loss stays on the device.
+   */
+  private async launchStep(): Promise<LaunchedStep> {
+    const started = performance.now()
+    const batchSize = this.batchSize()
+    const indices = this.sampler.next(batchSize, this.rng, this.excludedIndices)
+    const shards = drawBatch({
+      config: this.config,
+      phase: this.phase,
+      indices,
+      rng: this.rng,
+      inputs: this.inputs,
+      inputShape: this.inputShape,
+      labels: this.labels,
+      latentSize: latentSize(this.config),
+      shards: this.engine.shards,
+    })
+    const { result, timings } = await this.engine.compute(shards, batchSize)
+    try {
+      this.adam.apply(result.grads, result.loss)
+      if (result.meanSquares !== undefined) this.updateLatentRms(result.meanSquares, result.loss)
+      this.ema.update(this.adam.step)
+    } catch (error) {
+      result.loss.dispose()
+      throw error
+    } finally {
+      tf.dispose([...result.grads, ...(result.meanSquares === undefined ? [] : [result.meanSquares])])
+    }
+    this.seen += batchSize
+    return {
+      step: this.adam.step,
+      batchSize,
+      loss: result.loss,
+      shards: timings,
+      launchMs: performance.now() - started,
+    }
+  }
+
+  /** running <- m running + (1 - m) max(rms, 1e-6), on the device; unchanged when the step is skipped. */
+  private updateLatentRms(meanSquares: tf.Scalar, loss: tf.Scalar): void {
+    const buffer = latentRms(this.store)
+    tf.tidy(() => {
+      const rms = tf.reshape(tf.sqrt(meanSquares), [1])
+      const next = tf.add(
+        tf.mul(buffer, LATENT_RMS_MOMENTUM),
+        tf.mul(tf.maximum(rms, 1e-6), 1 - LATENT_RMS_MOMENTUM),
       )
-    }
-    // variableGrads keys gradients by the tfjs variable name; the optimizer uses parameter names.
-    const byParam: Record<string, tf.Tensor> = {}
-    for (const name of this.store.trainableNames()) {
-      const g = grads[(this.store.variables.get(name) as tf.Variable).name]
-      if (g === undefined) throw new TrainerError('WEIGHTS_MISMATCH', `no gradient for ${name}`)
-      byParam[name] = g
-    }
-    this.adam.apply(byParam)
-    for (const g of Object.values(grads)) g.dispose()
-    return lossValue
+      const finite = tf.reshape(tf.logicalAnd(tf.isFinite(meanSquares), tf.isFinite(loss)), [1])
+      buffer.assign(tf.where(finite, next, buffer))
+    })
   }
 
   async trainSteps(
@@ -398,16 +239,46 @@ class Session implements TrainerSession {
       throw new TrainerError('INVALID_ARGUMENT', `step count must be a non-negative integer, got ${n}`)
     let lossSum = 0
     const seenBefore = this.seen
-    for (let i = 0; i < n; i++) {
-      const started = performance.now()
-      const lossValue = this.trainStep()
-      const seconds = (performance.now() - started) / 1000
-      lossSum += lossValue
-      const batchSize =
-        this.phase === 'autoencoder' ? this.config.autoencoder.batchSize : this.config.unet.batchSize
-      onStep?.({ step: this.adam.step, loss: lossValue, imgPerSec: batchSize / Math.max(seconds, 1e-9) })
-      // Let the host's event loop run (libp2p, progress output) between steps.
-      await new Promise<void>((resolve) => setImmediate(resolve))
+    // Reading a loss waits for its step to finish on the device; step k is read once k+1 is queued. A
+    // step's time is its launch plus that wait: the two partition the wall time between steps.
+    const settle = async (launched: LaunchedStep): Promise<void> => {
+      const waitStarted = performance.now()
+      let value: number
+      try {
+        value = ((await launched.loss.data()) as Float32Array)[0] as number
+      } finally {
+        launched.loss.dispose()
+      }
+      assertDeviceHealthy()
+      if (!Number.isFinite(value))
+        throw new TrainerError(
+          'NON_FINITE_LOSS',
+          `${this.phase} loss became ${value} at step ${launched.step}`,
+        )
+      const seconds = (launched.launchMs + performance.now() - waitStarted) / 1000
+      lossSum += value
+      onStep?.({
+        step: launched.step,
+        loss: value,
+        imgPerSec: launched.batchSize / Math.max(seconds, 1e-9),
+        shards: launched.shards,
+      })
+    }
+    let pending: LaunchedStep | undefined
+    try {
+      for (let i = 0; i < n; i++) {
+        const launched = await this.launchStep()
+        const previous = pending
+        pending = launched
+        if (previous !== undefined) await settle(previous)
+        // Let the host's event loop run (libp2p, progress output) between steps.
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+      const last = pending
+      pending = undefined
+      if (last !== undefined) await settle(last)
+    } finally {
+      pending?.loss.dispose()
     }
     return { lossMean: n === 0 ? Number.NaN : lossSum / n, samples: this.seen - seenBefore }
   }
@@ -418,45 +289,50 @@ class Session implements TrainerSession {
       .map((index, slot) => ({ index, slot }))
       .filter(({ index }) => !this.excludedIndices.has(index))
     if (slots.length === 0) throw new TrainerError('DATA_EMPTY', 'every evaluation item has been excluded')
-    const raw = options.ema ? this.store.read() : undefined
-    if (options.ema) this.store.write(this.ema.weights())
+    // The EMA shadows are a model of their own: no weights are swapped in and out.
+    const store = options.ema ? this.ema.averaged : this.store
+    const [h, w, c] = this.inputShape
+    const rowSize = h * w * c
+    const n = slots.length
+    const value = tf.tidy(() => {
+      const x = tf.tensor4d(
+        gatherRows(
+          this.inputs,
+          rowSize,
+          slots.map((s) => s.index),
+        ),
+        [n, h, w, c],
+      )
+      if (this.phase === 'autoencoder') return reconstructionMse(store, this.config.autoencoder, x)
+      const noise = new Float32Array(n * rowSize)
+      slots.forEach(({ slot }, row) => noise.set(this.evalNoise[slot] as Float32Array, row * rowSize))
+      return diffusionLoss(
+        store,
+        this.config,
+        this.schedule,
+        x,
+        slots.map(({ slot }) => this.evalTimesteps[slot] as number),
+        tf.tensor4d(noise, [n, h, w, c]),
+        slots.map(({ index }) => this.labels[index] as number),
+      )
+    })
     try {
-      const [h, w, c] = this.inputShape
-      const rowSize = h * w * c
-      const n = slots.length
-      const value = tf.tidy(() => {
-        const x = tf.tensor4d(
-          gatherRows(
-            this.inputs,
-            rowSize,
-            slots.map((s) => s.index),
-          ),
-          [n, h, w, c],
-        )
-        if (this.phase === 'autoencoder') return reconstructionMse(this.store, this.config.autoencoder, x)
-        const noise = new Float32Array(n * rowSize)
-        slots.forEach(({ slot }, row) => noise.set(this.evalNoise[slot] as Float32Array, row * rowSize))
-        return diffusionLoss(
-          this.store,
-          this.config,
-          this.schedule,
-          x,
-          slots.map(({ slot }) => this.evalTimesteps[slot] as number),
-          tf.tensor4d(noise, [n, h, w, c]),
-          slots.map(({ index }) => this.labels[index] as number),
-        )
-      })
-      const result = value.dataSync()[0] as number
-      value.dispose()
+      const result = ((await value.data()) as Float32Array)[0] as number
+      assertDeviceHealthy()
       return result
     } finally {
-      if (raw !== undefined) this.store.write(raw)
+      value.dispose()
     }
   }
 
   async exportState(): Promise<SessionState> {
     this.assertLive()
-    const params = this.store.read().map((t) => ({ ...t, name: `param/${t.name}` }))
+    const [weights, adam, ema] = await Promise.all([
+      this.store.read(),
+      this.adam.exportState(),
+      this.ema.exportState(),
+    ])
+    const params = weights.map((t) => ({ ...t, name: `param/${t.name}` }))
     return {
       json: {
         version: 1,
@@ -469,7 +345,7 @@ class Session implements TrainerSession {
         datasetFingerprint: datasetFingerprint(this.dataset),
         excluded: [...this.excludedShas].sort(),
       },
-      tensors: [...params, ...this.adam.exportState(), ...this.ema.exportState()],
+      tensors: [...params, ...adam, ...ema],
     }
   }
 
@@ -512,6 +388,7 @@ class Session implements TrainerSession {
   dispose(): void {
     if (this.disposed) return
     this.disposed = true
+    this.engine.dispose()
     this.store.dispose()
     this.adam.dispose()
     this.ema.dispose()
@@ -536,7 +413,7 @@ export async function createTrainerSession(options: TrainerSessionOptions): Prom
   if (phase === 'autoencoder') return new Session(options, dataset.pixels, [size, size, 3])
   if (options.autoencoder === undefined)
     throw new TrainerError('AUTOENCODER_REQUIRED', 'the U-Net phase needs autoencoder weights')
-  const latents = encodeDataset(config, dataset, options.autoencoder)
+  const latents = await encodeImages(config, dataset.pixels, dataset.items.length, options.autoencoder)
   const s = latentSize(config)
   return new Session(options, latents, [s, s, config.autoencoder.latentChannels])
 }

@@ -142,7 +142,7 @@ export async function runAudit(options: RunAuditOptions): Promise<AuditRun> {
     { samples: labels.length, classes: sampledClasses.length, images: dataset.items.length },
     'audit sampling',
   )
-  const sampleBytes = sampleImages({
+  const sampleBytes = await sampleImages({
     config,
     autoencoder: source.autoencoder,
     unet: source.unet,

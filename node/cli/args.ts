@@ -2,6 +2,7 @@
 // command line the same way: as a UsageError (exit 2, usage printed), with the same wording.
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 import type { RequestedBackend } from '../../trainer/backend.ts'
+import { MAX_TRAINING_THREADS } from '../../trainer/constants.ts'
 import { REQUESTED_BACKENDS } from '../../trainer/kernels/constants.ts'
 import { UsageError } from './command.ts'
 
@@ -86,6 +87,11 @@ export function backendFlag(value: string | undefined): RequestedBackend {
     throw new UsageError(`${source} must be one of ${REQUESTED_BACKENDS.join(', ')}, got '${backend}'`)
   }
   return backend
+}
+
+/** `--threads`: training threads on wasm (data-parallel workers); undefined keeps the default (min(2, cores)). */
+export function threadsFlag(value: string | undefined): number | undefined {
+  return wholeNumberFlag('threads', value, { min: 1, max: MAX_TRAINING_THREADS })
 }
 
 // trainer/backend.ts has the same guard, but importing it here would load tfjs for `coop keys`.

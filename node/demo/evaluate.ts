@@ -174,7 +174,7 @@ export async function createEvaluator(options: {
       const labels = classes.flatMap((name) =>
         new Array<number>(SAMPLES_PER_CLASS).fill(config.classes.indexOf(name)),
       )
-      const bytes = sampleImages({
+      const bytes = await sampleImages({
         config,
         autoencoder: await autoencoderOf(checkpoint),
         unet: await averagedUnet(checkpoint),

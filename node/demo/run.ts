@@ -34,6 +34,8 @@ export interface DemoRunOptions {
   /** Plan the U-Net rounds from a measured step time (a fresh run only; a resumed run keeps its rounds). */
   planRounds?: boolean
   backend: string
+  /** Training threads of each peer (`coop start --threads`); the peers' default when absent. */
+  threads?: number
   /** Plain lines even on a terminal. */
   plain: boolean
   params: DemoParams
@@ -49,6 +51,7 @@ function startArgs(
   setup: DemoSetup,
   index: number,
   backend: string,
+  threads: number | undefined,
   bootstrap: string[],
 ): string[] {
   const peer = layout.peers[index]
@@ -71,6 +74,7 @@ function startArgs(
     ...(peer.publisher ? ['--publisher'] : []),
     '--backend',
     backend,
+    ...(threads === undefined ? [] : ['--threads', String(threads)]),
   ]
 }
 
@@ -217,7 +221,8 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       await rm(addrsPath(layout.peers[PUBLISHER_INDEX]?.store ?? ''), { force: true })
       const launches: PeerLaunch[] = layout.peers.map((peer) => ({
         peer,
-        args: (bootstrap) => startArgs(layout, setup, peer.index, options.backend, bootstrap),
+        args: (bootstrap) =>
+          startArgs(layout, setup, peer.index, options.backend, options.threads, bootstrap),
         addrsFile: addrsPath(peer.store),
       }))
       note(

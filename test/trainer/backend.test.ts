@@ -6,7 +6,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { BackendError, initBackend } from '../../trainer/backend.ts'
-import { WASM_TRAINING_KERNELS } from '../../trainer/kernels/wasm.ts'
+import { simdConvolutionsEnabled, WASM_TRAINING_KERNELS } from '../../trainer/kernels/wasm.ts'
 
 function capturingLogger() {
   const lines: Record<string, unknown>[] = []
@@ -73,6 +73,8 @@ describe('initBackend', () => {
 
   it('wasm gets the training kernels upstream lacks, including Conv2DBackpropFilter (tfjs#8474)', async () => {
     await initBackend('wasm')
+    // Node 24's V8 has relaxed SIMD, so convolutions run on the FMA kernels (trainer/kernels/simd/).
+    expect(simdConvolutionsEnabled()).toBe(true)
     for (const kernel of [...WASM_TRAINING_KERNELS, 'CoopGroupNorm', 'CoopGroupNormGrad', 'CoopFusedAdam']) {
       expect(tf.getKernel(kernel, 'wasm'), kernel).toBeDefined()
     }

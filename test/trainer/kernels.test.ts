@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core'
 import '@tensorflow/tfjs-backend-cpu'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend } from '../../trainer/backend.ts'
+import { setSimdConvolutions } from '../../trainer/kernels/wasm.ts'
 
 /** Deterministic values in [-1, 1): the same inputs on both backends, and no test-to-test drift. */
 function fixedValues(count: number, seed: number): Float32Array {
@@ -84,6 +85,37 @@ const convCases: {
   { label: '1x1 stride 1', x: [3, 5, 5, 4], filter: [1, 1, 4, 6], stride: 1, pad: 'same' },
   { label: '4x4 stride 2 same', x: [1, 8, 8, 2], filter: [4, 4, 2, 3], stride: 2, pad: 'same' },
   {
+    label: '3x3 stride 1, 8-wide channel tiles',
+    x: [2, 8, 8, 16],
+    filter: [3, 3, 16, 32],
+    stride: 1,
+    pad: 'same',
+  },
+  {
+    label: '3x3 stride 2, 8-wide channel tiles',
+    x: [2, 16, 16, 16],
+    filter: [3, 3, 16, 32],
+    stride: 2,
+    pad: 'same',
+  },
+  {
+    label: '3x3 to 3 channels (padded tile)',
+    x: [2, 8, 8, 16],
+    filter: [3, 3, 16, 3],
+    stride: 1,
+    pad: 'same',
+  },
+  { label: '1x1 stride 2', x: [2, 6, 6, 8], filter: [1, 1, 8, 4], stride: 2, pad: 'same' },
+  { label: '5x5 stride 2 same', x: [1, 10, 10, 6], filter: [5, 5, 6, 8], stride: 2, pad: 'same' },
+  {
+    label: 'rows of 13 pixels (partial tile)',
+    x: [1, 5, 13, 4],
+    filter: [3, 3, 4, 8],
+    stride: 1,
+    pad: 'same',
+  },
+  { label: '64 to 64 channels', x: [2, 4, 4, 64], filter: [3, 3, 64, 64], stride: 1, pad: 'same' },
+  {
     label: '3x3 stride 2 explicit asymmetric padding',
     x: [2, 6, 6, 2],
     filter: [3, 3, 2, 2],
@@ -98,23 +130,31 @@ const convCases: {
 ]
 
 describe('wasm convolution gradients agree with the cpu backend', () => {
-  for (const c of convCases) {
-    it(c.label, async () => {
-      const xValues = fixedValues(sizeOf(c.x), 1)
-      const filterValues = fixedValues(sizeOf(c.filter), 2)
-      await expectSameOnBothBackends(() => {
-        const x = tf.tensor4d(xValues, c.x as [number, number, number, number])
-        const filter = tf.tensor4d(filterValues, c.filter as [number, number, number, number])
-        const y = tf.conv2d(x, filter, c.stride, c.pad)
-        // A non-uniform upstream gradient, so every position of dy matters.
-        const weights = tf.tensor(fixedValues(y.size, 3), y.shape)
-        const loss = (xIn: tf.Tensor, fIn: tf.Tensor) =>
-          tf.sum(tf.mul(tf.conv2d(xIn as tf.Tensor4D, fIn as tf.Tensor4D, c.stride, c.pad), weights))
-        const [dx, dFilter] = tf.grads(loss)([x, filter])
-        return [y, dx!, dFilter!]
+  // Both wasm paths: the relaxed-SIMD kernels (kernels/wasm-conv.ts) and the XNNPACK formulations
+  // (kernels/wasm.ts) that serve engines without relaxed SIMD.
+  for (const [path, simd] of [
+    ['relaxed SIMD', true],
+    ['XNNPACK', false],
+  ] as const)
+    for (const c of convCases) {
+      it(`${c.label} (${path})`, async () => {
+        setSimdConvolutions(simd)
+        const xValues = fixedValues(sizeOf(c.x), 1)
+        const filterValues = fixedValues(sizeOf(c.filter), 2)
+        await expectSameOnBothBackends(() => {
+          const x = tf.tensor4d(xValues, c.x as [number, number, number, number])
+          const filter = tf.tensor4d(filterValues, c.filter as [number, number, number, number])
+          const y = tf.conv2d(x, filter, c.stride, c.pad)
+          // A non-uniform upstream gradient, so every position of dy matters.
+          const weights = tf.tensor(fixedValues(y.size, 3), y.shape)
+          const loss = (xIn: tf.Tensor, fIn: tf.Tensor) =>
+            tf.sum(tf.mul(tf.conv2d(xIn as tf.Tensor4D, fIn as tf.Tensor4D, c.stride, c.pad), weights))
+          const [dx, dFilter] = tf.grads(loss)([x, filter])
+          return [y, dx!, dFilter!]
+        })
+        setSimdConvolutions(true)
       })
-    })
-  }
+    }
 
   it('NCHW input gradient and filter gradient', async () => {
     const xShape: [number, number, number, number] = [2, 3, 6, 6]

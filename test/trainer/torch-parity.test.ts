@@ -45,9 +45,9 @@ beforeAll(async () => {
   dataset = (await twemojiDataset(2, 16, ['flags', 'food-drink', 'objects', 'symbols'])).dataset
   // A trained-looking autoencoder: random init with a non-trivial latent scale.
   const ae = createAutoencoder(config, 3)
-  autoencoder = ae
-    .read()
-    .map((t) => (t.name === 'stats.latent_rms' ? { ...t, data: Float32Array.of(0.7) } : t))
+  autoencoder = (await ae.read()).map((t) =>
+    t.name === 'stats.latent_rms' ? { ...t, data: Float32Array.of(0.7) } : t,
+  )
   ae.dispose()
 }, TORCH_TEST_TIMEOUT_MS)
 
@@ -168,9 +168,10 @@ describe(
           const store = createUnet(cfg, seed)
           // conv_out is zero-initialised (so is every residual branch's last conv): give the network a
           // non-trivial function, or most gradients would be exactly zero on both sides.
-          const nonZero = store
-            .read()
-            .map((t) => ({ ...t, data: t.data.map((v, i) => (v === 0 ? Math.sin(i) * 0.05 : v)) }))
+          const nonZero = (await store.read()).map((t) => ({
+            ...t,
+            data: t.data.map((v, i) => (v === 0 ? Math.sin(i) * 0.05 : v)),
+          }))
           store.write(nonZero)
           await session.setWeights(nonZero)
           const again = await session.lossAndGradients({ indices, noise, timesteps, labels })

@@ -18,8 +18,13 @@
 
 import * as tf from '@tensorflow/tfjs-core'
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm'
+import { channelKernels } from './simd/channels.ts'
+import { hasRelaxedSimd } from './simd/emit.ts'
+import { simdConv2D, simdConv2DBackpropFilter, simdConv2DBackpropInput } from './wasm-conv.ts'
 import type {
   BatchMatMulAttrs,
+  Conv2DAttrs,
+  FusedConv2DAttrs,
   Conv2DBackpropFilterAttrs,
   Conv2DBackpropInputAttrs,
   KernelConfig,
@@ -34,6 +39,8 @@ const BACKEND = 'wasm'
 
 /** Kernels this module registers (or replaces) for `wasm`. */
 export const WASM_TRAINING_KERNELS = [
+  'Conv2D',
+  'FusedConv2D',
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
   'BatchMatMul',
@@ -383,6 +390,23 @@ function reduce(
     .filter((_, axis) => attrs.keepDims || !axisSet.has(axis))
   const rows = runs[0]!.size
   const columns = runs[1]!.size
+  if (columns % 4 === 0 && simdConvolutionsEnabled()) {
+    // Column sums as one SIMD pass (./simd/channels.ts): memory-bound, where a 1-row GEMM is not.
+    const out = backend.makeOutput(finalShape, 'float32')
+    scratch.adopt(out)
+    const memory = (backend.wasm as unknown as { asm: { memory: object } }).asm.memory
+    channelKernels(memory).sums(
+      backend.getMemoryOffset(x.dataId),
+      rows,
+      columns,
+      backend.getMemoryOffset(out.dataId),
+    )
+    if (kind === 'Mean') {
+      const values = backend.typedArrayFromHeap(out) as Float32Array
+      for (let i = 0; i < values.length; i++) values[i] = values[i]! / rows
+    }
+    return out
+  }
   const ones = backend.makeOutput([1, rows], 'float32')
   scratch.adopt(ones)
   backend.typedArrayFromHeap(ones).fill(kind === 'Mean' ? 1 / rows : 1)
@@ -429,6 +453,17 @@ function slice(
 }
 
 let registered = false
+let simdConvolutions = true
+
+/** Whether convolutions use the relaxed-SIMD kernels (when the engine supports them). */
+export function simdConvolutionsEnabled(): boolean {
+  return simdConvolutions && hasRelaxedSimd()
+}
+
+/** Switches the relaxed-SIMD convolutions off or on (benchmarks and tests compare both paths). */
+export function setSimdConvolutions(enabled: boolean): void {
+  simdConvolutions = enabled
+}
 
 /**
  * Registers (or replaces) the wasm kernels that training needs. Must run after the wasm backend has
@@ -441,6 +476,7 @@ export function registerWasmTrainingKernels(): void {
   const base = new Map<string, KernelFunc>()
   for (const name of [
     'Conv2D',
+    'FusedConv2D',
     'Transpose',
     'Reshape',
     'PadV2',
@@ -471,9 +507,42 @@ export function registerWasmTrainingKernels(): void {
       }
     },
   })
+  // The relaxed-SIMD convolutions (./wasm-conv.ts) where the engine has relaxed SIMD and the shape fits;
+  // otherwise the XNNPACK formulations above.
+  const simdFirst = <A>(
+    simd: (scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: A) => TensorInfo | undefined,
+    fallback: (scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: A) => TensorInfo,
+  ) => {
+    return (scratch: KernelScratch, inputs: NamedTensorInfoMap, attrs: A): TensorInfo =>
+      (simdConvolutionsEnabled() ? simd(scratch, inputs, attrs) : undefined) ??
+      fallback(scratch, inputs, attrs)
+  }
   const configs: KernelConfig[] = [
-    composite<Conv2DBackpropFilterAttrs>('Conv2DBackpropFilter', conv2DBackpropFilter),
-    composite<Conv2DBackpropInputAttrs>('Conv2DBackpropInput', conv2DBackpropInput),
+    composite<Conv2DAttrs>(
+      'Conv2D',
+      simdFirst(simdConv2D, (scratch, inputs, attrs) =>
+        scratch.run('Conv2D', inputs, attrs as unknown as NamedAttrMap),
+      ),
+    ),
+    // Convolution with a bias and no activation (trainer/nn.ts conv): the bias seeds the accumulators.
+    composite<FusedConv2DAttrs>(
+      'FusedConv2D',
+      simdFirst(
+        (scratch, inputs, attrs) =>
+          attrs.activation === 'linear' && inputs.preluActivationWeights === undefined
+            ? simdConv2D(scratch, inputs, attrs)
+            : undefined,
+        (scratch, inputs, attrs) => scratch.run('FusedConv2D', inputs, attrs as unknown as NamedAttrMap),
+      ),
+    ),
+    composite<Conv2DBackpropFilterAttrs>(
+      'Conv2DBackpropFilter',
+      simdFirst(simdConv2DBackpropFilter, conv2DBackpropFilter),
+    ),
+    composite<Conv2DBackpropInputAttrs>(
+      'Conv2DBackpropInput',
+      simdFirst(simdConv2DBackpropInput, conv2DBackpropInput),
+    ),
     composite<BatchMatMulAttrs>('BatchMatMul', batchMatMul),
     {
       kernelName: 'Identity',

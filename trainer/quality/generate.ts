@@ -45,7 +45,7 @@ export async function scoreModel(model: QualityModel, options: ScoreModelOptions
     }
   }
   const reference = await heldOutReference(model, config.image.size, classes)
-  const bytes = sampleImages({
+  const bytes = await sampleImages({
     config,
     autoencoder: options.autoencoder,
     unet: options.unet,

@@ -52,7 +52,7 @@ export async function retrainClassifier(options: {
       command: `coop quality train${options.steps === undefined ? '' : ` --steps ${options.steps}`}`,
     }
     // Measure the weights as stored (F16), not the float32 ones training ended with.
-    const stored = decodeClassifier(encodeClassifier(store, provisional), null)
+    const stored = decodeClassifier(await encodeClassifier(store, provisional), null)
     const rounded = createClassifier(options.classes.length, 0)
     let accuracy: ClassifierAccuracy
     try {
@@ -67,7 +67,7 @@ export async function retrainClassifier(options: {
       testBalancedAccuracy: accuracy.balancedAccuracy,
       perClassTestAccuracy: accuracy.perClass,
     }
-    const bytes = encodeClassifier(store, card)
+    const bytes = await encodeClassifier(store, card)
     return { bytes, digest: sha256Digest(bytes), card, test: accuracy }
   } finally {
     store.dispose()

@@ -111,11 +111,11 @@ export async function trainClassifier(
       }, trainable)
     })
     const loss = value.dataSync()[0] as number
+    const ordered = store
+      .trainableNames()
+      .map((name) => grads[(store.variables.get(name) as tf.Variable).name] as tf.Tensor)
+    adam.apply(ordered, value, learningRateAt(step, recipe))
     value.dispose()
-    const byParam: Record<string, tf.Tensor> = {}
-    for (const name of store.trainableNames())
-      byParam[name] = grads[(store.variables.get(name) as tf.Variable).name] as tf.Tensor
-    adam.apply(byParam, learningRateAt(step, recipe))
     for (const g of Object.values(grads)) g.dispose()
     losses.push(loss)
     options.onStep?.(step, loss)

@@ -41,8 +41,8 @@ export function classifierWeightsPath(): string {
 }
 
 /** F16 safetensors bytes of a trained classifier, with its card as metadata. */
-export function encodeClassifier(store: ParamStore, card: ClassifierCard): Uint8Array {
-  const entries = store.read().map((t) => ({
+export async function encodeClassifier(store: ParamStore, card: ClassifierCard): Promise<Uint8Array> {
+  const entries = (await store.read()).map((t) => ({
     name: t.name,
     dtype: 'F16' as const,
     shape: t.shape,

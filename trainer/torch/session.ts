@@ -18,8 +18,8 @@ import {
 } from '../constants.ts'
 import type { ImageDataset } from '../data.ts'
 import { TrainerError } from '../errors.ts'
-import { datasetFingerprint } from '../session.ts'
-import type { SessionState, StepInfo, TrainerSession, TrainerSessionOptions } from '../session.ts'
+import { datasetFingerprint } from '../batches.ts'
+import type { SessionState, StepInfo, TrainerSession, TrainerSessionOptions } from '../session-types.ts'
 import type { CoopConfig } from '../../configs/index.ts'
 import type { Logger, NamedTensor, Phase } from '../types.ts'
 import { createUnet } from '../unet.ts'
@@ -140,7 +140,8 @@ class TorchSession implements TrainerSession {
       const now = performance.now()
       const seconds = (now - last) / 1000
       last = now
-      onStep?.({ step: r.step, loss: r.loss, imgPerSec: batchSize / Math.max(seconds, 1e-9) })
+      // One shard: the worker computes the whole batch (no per-thread timing to report).
+      onStep?.({ step: r.step, loss: r.loss, imgPerSec: batchSize / Math.max(seconds, 1e-9), shards: [] })
     }
     try {
       for (let i = 0; i < n; i++) {
@@ -288,7 +289,7 @@ export async function createTorchSession(
   let initial: NamedTensor[]
   let trainableNames: string[]
   try {
-    initial = store.read()
+    initial = await store.read()
     trainableNames = store.trainableNames()
   } finally {
     store.dispose()

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { DEFAULT_PEERS, DEFAULT_RUN, MAX_PEERS, SMOKE_RUN } from '../../demo/constants.ts'
+import { MAX_TRAINING_THREADS } from '../../../trainer/constants.ts'
 
 import { backendFlag, REQUESTED_BACKENDS } from '../args.ts'
 
@@ -27,6 +28,7 @@ Options:
   --categories <list>         comma-separated Twemoji category slugs (e.g. flags,smileys-emotion),
                               or 'all' (default all; the peers need one category each at least)
   --backend <name>            ${REQUESTED_BACKENDS.join('|')} (default auto)
+  --threads <n>               wasm: training threads of each peer (default min(2, cores))
   --plain                     plain progress lines even on a terminal`
 
 function positiveInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
@@ -73,6 +75,9 @@ export const command: Command = {
       // The default run fits its U-Net rounds to this machine's measured speed; --rounds fixes them.
       planRounds: values.smoke !== true && values.rounds === undefined,
       backend,
+      ...(values.threads === undefined
+        ? {}
+        : { threads: positiveInt('threads', values.threads, 1, MAX_TRAINING_THREADS) as number }),
       plain: values.plain ?? false,
       params: {
         config: preset.config,
@@ -104,6 +109,7 @@ function parse(argv: string[]) {
       'inner-steps': { type: 'string' },
       'images-per-category': { type: 'string' },
       backend: { type: 'string' },
+      threads: { type: 'string' },
       categories: { type: 'string' },
       plain: { type: 'boolean' },
     },

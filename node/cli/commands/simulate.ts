@@ -22,7 +22,14 @@ import {
 } from '../../simulate/constants.ts'
 import { SimulateError } from '../../simulate/errors.ts'
 import { parseSplit } from '../../simulate/split.ts'
-import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
+import {
+  backendFlag,
+  parseCommandArgs,
+  REQUESTED_BACKENDS,
+  requireFlags,
+  threadsFlag,
+  wholeNumberFlag,
+} from '../args.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 
@@ -61,6 +68,7 @@ Options:
   --quality-every <r>       also score every r rounds (default 0: after the last only)
   --no-quality              skip the quality scoring (U-Net phase of class-conditional configs only)
   --backend <name>          ${REQUESTED_BACKENDS.join('|')} (default auto)
+  --threads <n>             wasm: threads per training step, data-parallel (default min(2, cores))
   --out <dir>               output folder; must not exist or be empty`
 
 function decimal(flag: string, value: string | undefined, fallback: number): number {
@@ -104,6 +112,7 @@ export const command: Command = {
       data: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
+      threads: { type: 'string' },
       out: { type: 'string' },
       baseline: { type: 'string' },
       'quality-per-class': { type: 'string' },
@@ -130,6 +139,7 @@ export const command: Command = {
     const baselineMode = values.baseline ?? 'sequential'
     if (baselineMode !== 'sequential' && baselineMode !== 'data-parallel')
       throw new UsageError(`--baseline must be sequential or data-parallel, got '${baselineMode}'`)
+    const threads = threadsFlag(values.threads)
     const outerLr = decimal('outer-lr', values['outer-lr'], DEFAULT_SIM_OUTER_LR)
     const outerMomentum = decimal('outer-momentum', values['outer-momentum'], DEFAULT_SIM_OUTER_MOMENTUM)
     const config = loadConfig(values.config ?? 'tiny')
@@ -166,7 +176,7 @@ export const command: Command = {
       await import('../../simulate/report.ts')
     const print = (line: string) => process.stdout.write(`${line}\n`)
 
-    const choice = await initBackend(backend, log)
+    const choice = await initBackend(backend, log, { threads })
     let dataDir = values.data
     let dataSource = values.data ?? 'twemoji'
     if (dataDir === undefined) {

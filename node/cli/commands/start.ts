@@ -7,6 +7,7 @@ import { componentLogger } from '../../log.ts'
 import { DEFAULT_LINGER_SECONDS } from '../../round/constants.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
+import { threadsFlag } from '../args.ts'
 import { errorCode } from '../../../protocol/coded-error.ts'
 import { rm } from 'node:fs/promises'
 import { createPeerWatch } from '../../p2p/peer-watch.ts'
@@ -40,6 +41,7 @@ Options:
   --no-train              do not train (a publisher that only aggregates)
   --rounds <n>            stop after global round n (default: all the charter's rounds)
   --backend <name>        ${REQUESTED_BACKENDS.join('|')} (default auto)
+  --threads <n>           wasm: threads per training step, data-parallel (default min(2, cores))
   --mdns                  discover peers on the LAN by multicast DNS
   --linger <seconds>      keep serving after the last round (default ${DEFAULT_LINGER_SECONDS}; 0 exits at once)
   --stay                  keep running after the last round until signalled
@@ -119,6 +121,7 @@ export const command: Command = {
         'no-train': { type: 'boolean' },
         rounds: { type: 'string' },
         backend: { type: 'string' },
+        threads: { type: 'string' },
         mdns: { type: 'boolean' },
         linger: { type: 'string' },
         stay: { type: 'boolean' },
@@ -132,6 +135,7 @@ export const command: Command = {
     if (train && (values.consent ?? []).length === 0)
       throw new UsageError('at least one --consent manifest is required to train (or --no-train)')
     const backend = backendFlag(values.backend)
+    const threads = threadsFlag(values.threads)
     const rounds = wholeNumber('rounds', values.rounds)
     if (rounds === 0) throw new UsageError('--rounds must be at least 1')
     const linger = wholeNumber('linger', values.linger) ?? DEFAULT_LINGER_SECONDS
@@ -177,6 +181,7 @@ export const command: Command = {
         publisher: values.publisher === true,
         ...(rounds === undefined ? {} : { rounds }),
         backend,
+        ...(threads === undefined ? {} : { threads }),
         mdns: values.mdns === true,
         train,
         ...(values.autoencoder === undefined ? {} : { autoencoder: values.autoencoder }),

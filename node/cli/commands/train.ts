@@ -3,7 +3,14 @@
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { loadConfig } from '../../../configs/index.ts'
-import { backendFlag, parseCommandArgs, REQUESTED_BACKENDS, requireFlags, wholeNumberFlag } from '../args.ts'
+import {
+  backendFlag,
+  parseCommandArgs,
+  REQUESTED_BACKENDS,
+  requireFlags,
+  threadsFlag,
+  wholeNumberFlag,
+} from '../args.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { componentLogger } from '../../log.ts'
@@ -22,6 +29,7 @@ Options:
   --ae-steps <n>         autoencoder steps (overrides autoencoder.steps)
   --unet-steps <n>       U-Net steps (overrides unet.steps)
   --backend <name>       ${REQUESTED_BACKENDS.join('|')} (default auto)
+  --threads <n>          wasm: threads per training step, data-parallel (default min(2, cores))
   --seed <n>             seed of the initial weights and the training stream (default 0)
   --resume               continue the run in --out from its last checkpoints
   --set <key=value>      any other config override, e.g. --set unet.lr=0.0005 (repeatable)`
@@ -73,12 +81,14 @@ export const command: Command = {
       'ae-steps': { type: 'string' },
       'unet-steps': { type: 'string' },
       backend: { type: 'string' },
+      threads: { type: 'string' },
       seed: { type: 'string' },
       resume: { type: 'boolean' },
       set: { type: 'string', multiple: true },
     })
     requireFlags(values, ['config', 'data', 'out'])
     const backend = backendFlag(values.backend)
+    const threads = threadsFlag(values.threads)
     const seed = wholeNumberFlag('seed', values.seed) ?? 0
     const overrides: Record<string, unknown> = Object.fromEntries((values.set ?? []).map(parseOverride))
     const aeSteps = wholeNumberFlag('ae-steps', values['ae-steps'])
@@ -94,7 +104,7 @@ export const command: Command = {
     const { initBackend } = await import('../../../trainer/backend.ts')
     const { loadImageFolder } = await import('../../../trainer/data.ts')
     const { runTraining } = await import('../../../trainer/train.ts')
-    const choice = await initBackend(backend, log)
+    const choice = await initBackend(backend, log, { threads })
     const dataset = await loadImageFolder({
       dir: values.data,
       size: config.image.size,

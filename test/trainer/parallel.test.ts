@@ -1,0 +1,92 @@
+// Data-parallel wasm (trainer/parallel/): with 2 threads each step's batch is split in two, the main
+// thread and a worker thread (its own wasm instance) each compute one half's gradients, and the halves
+// are added in a fixed order before Adam. Results depend only on the seed and the thread count.
+import { beforeAll, describe, expect, it } from 'vitest'
+import { initBackend } from '../../trainer/backend.ts'
+import type { ImageDataset } from '../../trainer/data.ts'
+import { createTrainerSession } from '../../trainer/session.ts'
+import type { ShardTiming } from '../../trainer/parallel/engine.ts'
+import type { NamedTensor } from '../../trainer/types.ts'
+import { maxAbsDifference, smallConfig, twemojiDataset } from './helpers.ts'
+
+const config = smallConfig({ 'autoencoder.batchSize': 8, 'unet.batchSize': 8 })
+let dataset: ImageDataset
+let autoencoder: NamedTensor[]
+
+function sameBits(a: NamedTensor[], b: NamedTensor[]): boolean {
+  return a.every((t, i) => {
+    const other = b[i] as NamedTensor
+    return (
+      t.name === other.name &&
+      Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(
+        Buffer.from(other.data.buffer, other.data.byteOffset, other.data.byteLength),
+      )
+    )
+  })
+}
+
+async function train(phase: 'autoencoder' | 'unet', threads: number, steps = 3) {
+  const session = await createTrainerSession({ config, phase, dataset, seed: 21, autoencoder, threads })
+  const losses: number[] = []
+  const timings: ShardTiming[][] = []
+  await session.trainSteps(steps, (s) => {
+    losses.push(s.loss)
+    timings.push(s.shards)
+  })
+  const weights = await session.getWeights()
+  const ema = await session.getEmaWeights()
+  session.dispose()
+  return { losses, timings, weights, ema }
+}
+
+beforeAll(async () => {
+  await initBackend('wasm')
+  dataset = (await twemojiDataset(2, 16, ['flags', 'food-drink', 'objects', 'symbols'])).dataset
+  const ae = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 2, threads: 1 })
+  await ae.trainSteps(2)
+  autoencoder = await ae.getEmaWeights()
+  ae.dispose()
+})
+
+describe('wasm on worker threads', () => {
+  for (const phase of ['autoencoder', 'unet'] as const) {
+    it(`${phase}: two runs on 2 threads give bit-identical losses, weights and EMA`, async () => {
+      const a = await train(phase, 2)
+      const b = await train(phase, 2)
+      expect(b.losses).toEqual(a.losses)
+      expect(sameBits(a.weights, b.weights)).toBe(true)
+      expect(sameBits(a.ema, b.ema)).toBe(true)
+      // Each step really was split: half the rows on the main thread, half on a worker.
+      for (const step of a.timings)
+        expect(step.map((t) => [t.thread, t.rows])).toEqual([
+          [0, 4],
+          [1, 4],
+        ])
+    })
+
+    it(`${phase}: 1 thread and 2 threads agree to float rounding`, async () => {
+      const one = await train(phase, 1)
+      const two = await train(phase, 2)
+      // Not bit for bit: two half-batch gradients added together round differently from one full-batch one.
+      const lr = phase === 'autoencoder' ? config.autoencoder.lr : config.unet.lr
+      one.losses.forEach((loss, i) => expect(Math.abs(loss - (two.losses[i] as number))).toBeLessThan(1e-5))
+      one.weights.forEach((t, i) =>
+        expect(maxAbsDifference(t.data, (two.weights[i] as NamedTensor).data)).toBeLessThan(lr * 0.05),
+      )
+    })
+  }
+
+  it('the two threads compute at the same time: their busy intervals overlap in every step', async () => {
+    const { timings } = await train('autoencoder', 2, 4)
+    for (const [main, worker] of timings as [ShardTiming, ShardTiming][]) {
+      expect(main.thread).toBe(0)
+      expect(worker.thread).toBe(1)
+      // Both did real work on their own thread's clock...
+      expect(main.cpuMs).toBeGreaterThan(0)
+      expect(worker.cpuMs).toBeGreaterThan(0)
+      // ...and each started before the other finished.
+      expect(main.startMs).toBeLessThan(worker.endMs)
+      expect(worker.startMs).toBeLessThan(main.endMs)
+    }
+  })
+})
