@@ -153,7 +153,8 @@ class Session:
         return data.pin_memory()
 
     def _batch(self, indices):
-        if self.inputs.device == self.device:
+        # By type: the inputs live on `cuda:0` while self.device may be plain `cuda`, and those differ as devices.
+        if self.inputs.device.type == self.device.type:
             chosen = self.inputs.index_select(0, self._upload(indices).long())
         else:
             chosen = self._upload(self.inputs.index_select(0, indices.long()))
