@@ -47,6 +47,18 @@ const str = (v: unknown): string => (typeof v === 'string' ? v : v === undefined
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined)
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`
 
+function errorMessage(err: unknown): string | undefined {
+  if (err === null || typeof err !== 'object') return undefined
+  const message = (err as { message?: unknown }).message
+  return typeof message === 'string' ? message : undefined
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (err === null || typeof err !== 'object') return undefined
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : undefined
+}
+
 function errorText(err: unknown): string | undefined {
   if (err === null || typeof err !== 'object') return undefined
   const e = err as { message?: unknown; code?: unknown }
@@ -90,8 +102,11 @@ const SENTENCES: Record<string, (f: LogRecord) => string | undefined> = {
   'bootstrap dial failed': (f) =>
     `cannot reach ${str(f.address)}: ${str(f.reason)}; retrying in ${str(f.retryInSeconds)} s (attempt ${str(f.attempt)})`,
   'connected to bootstrap peer': (f) => `connected to ${str(f.address)}`,
-  'checkpoint rejected': (f) =>
-    `rejected checkpoint ${shortId(str(f.checkpoint))}: ${str(f.code)}${errorText(f.err) === undefined ? '' : `: ${errorText(f.err)}`}`,
+  'checkpoint rejected': (f) => {
+    const message = errorMessage(f.err)
+    const code = typeof f.code === 'string' ? f.code : errorCode(f.err)
+    return `rejected checkpoint ${shortId(str(f.checkpoint))}${code === undefined ? '' : `: ${code}`}${message === undefined || message === code ? '' : `: ${message}`}; it is not adopted`
+  },
   'contribution rejected': (f) =>
     num(f.count) !== undefined
       ? `rejected ${plural(f.count as number, 'more contribution')} in the last ${str(f.seconds)} s: ${why(f.code)}; senders are penalised`
