@@ -21,7 +21,7 @@ const LEVEL_ERROR = 50
  * Records a person never needs on the console: one per training step (the live line shows the
  * step), and duplicates of a line that says more ('consented dataset loaded', 'listening').
  */
-const NEVER_SHOWN = new Set(['training step', 'image folder loaded', 'host started'])
+const NEVER_SHOWN = new Set(['training step', 'image folder loaded', 'host started', 'host stopped'])
 
 /**
  * What the live line and the round summary lines already say, hidden from the console while
@@ -29,6 +29,7 @@ const NEVER_SHOWN = new Set(['training step', 'image folder loaded', 'host start
  */
 export const LIVE_COVERED = new Set([
   'phase started',
+  'genesis checkpoint published',
   'round started',
   'contribution published',
   'contribution accepted',
@@ -98,6 +99,15 @@ const SENTENCES: Record<string, (f: LogRecord) => string | undefined> = {
     `no peers for ${str(f.seconds)} s: check --bootstrap (a multiaddr ending in /p2p/<PeerId>) and the firewall`,
   'publisher lost': (f) =>
     `lost the publisher ${str(f.peer)} (${plural(num(f.peers) ?? 0, 'peer')} left): rounds pause until it is back; redialing`,
+  'round state loaded': (f) =>
+    num(f.checkpoints) === 0
+      ? 'new store: no checkpoint yet'
+      : `resuming: the store holds ${plural(num(f.checkpoints) ?? 0, 'checkpoint')} (latest round ${str(f.round)}) and ${plural(num(f.contributions) ?? 0, 'contribution')}`,
+  'manifest received': (f) =>
+    `consent manifest ${shortId(str(f.manifest))} received: ${plural(num(f.items) ?? 0, 'image')} held by ${str(f.custodian)}`,
+  'revocation received': (f) =>
+    `revocation received: consent manifest ${shortId(str(f.manifest))} is revoked by its issuer`,
+  'peer disconnected': (f) => `peer ${str(f.peer)} disconnected (${plural(num(f.peers) ?? 0, 'peer')} left)`,
   'publisher connected': (f) => `connected to the publisher ${str(f.peer)}`,
   'bootstrap dial failed': (f) =>
     `cannot reach ${str(f.address)}: ${str(f.reason)}; retrying in ${str(f.retryInSeconds)} s (attempt ${str(f.attempt)})`,

@@ -174,6 +174,21 @@ describe('log records as sentences', () => {
       '09:05:07 round 2/2 U-Net · 2 contributions · checkpoint 3fa9c2e1 recomputed · 3.0 s · in 10 B, out 20 B',
     ],
     [
+      'a resumed store',
+      { msg: 'round state loaded', component: 'round', checkpoints: 4, contributions: 7, round: 3 },
+      '09:05:07 resuming: the store holds 4 checkpoints (latest round 3) and 7 contributions',
+    ],
+    [
+      'a new store',
+      { msg: 'round state loaded', checkpoints: 0, contributions: 0, round: null },
+      '09:05:07 new store: no checkpoint yet',
+    ],
+    [
+      'a peer leaving',
+      { msg: 'peer disconnected', component: 'peers', peer: PEER, peers: 1 },
+      `09:05:07 peer ${PEER} disconnected (1 peer left)`,
+    ],
+    [
       'any other record: component, message, context',
       {
         msg: 'blob served',
