@@ -45,7 +45,8 @@ function defaultLevel(): LogLevel {
  * what it and the round summaries already say is left out.
  */
 function humanStream(): DestinationStream {
-  const colour = process.stderr.isTTY === true && process.env.NO_COLOR === undefined
+  const tty = process.stderr.isTTY === true
+  const colour = tty && process.env.NO_COLOR === undefined
   return {
     write(line: string) {
       const record = parseLogRecord(line)
@@ -54,7 +55,10 @@ function humanStream(): DestinationStream {
         return
       }
       const text = formatHumanLine(record, { colour, ...(screen.active ? { hide: LIVE_COVERED } : {}) })
-      if (text !== undefined) screen.printError(`${text}\n`)
+      if (text === undefined) return
+      // Without a live line, a command's own progress bar may sit on stderr's last row
+      // (`coop train`): clear it so the log line starts clean; the bar redraws itself.
+      screen.printError(screen.active || !tty ? `${text}\n` : `\r\x1b[2K${text}\n`)
     },
   }
 }
