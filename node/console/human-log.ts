@@ -88,11 +88,15 @@ const SENTENCES: Record<string, (f: LogRecord) => string | undefined> = {
     ].filter((n) => n.length > 0)
     return `training on ${plural(items, 'consented image')} from ${plural(num(f.manifests) ?? 0, 'manifest')}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}${typeof f.backend === 'string' ? `, backend ${f.backend}` : ''}`
   },
-  'tfjs backend selected': (f) => {
+  'training backend selected': (f) => {
     const skipped = Array.isArray(f.skipped)
       ? (f.skipped as { name?: unknown; reason?: unknown }[]).map((s) => `${str(s.name)}: ${str(s.reason)}`)
       : []
-    return `backend ${str(f.backend)}${skipped.length > 0 ? ` (skipped ${skipped.join('; ')})` : ''}`
+    const details = [
+      ...(typeof f.device === 'string' ? [f.device] : []),
+      ...(num(f.threads) !== undefined && num(f.threads)! > 1 ? [`${f.threads as number} threads`] : []),
+    ]
+    return `backend ${str(f.backend)}${details.length > 0 ? ` on ${details.join(', ')}` : ''}${skipped.length > 0 ? ` (skipped ${skipped.join('; ')})` : ''}`
   },
   'status page listening': (f) => `status page ${str(f.url)} (Prometheus metrics at ${str(f.url)}metrics)`,
   'no peers': (f) =>

@@ -174,6 +174,16 @@ describe('log records as sentences', () => {
       '09:05:07 round 2/2 U-Net · 2 contributions · checkpoint 3fa9c2e1 recomputed · 3.0 s · in 10 B, out 20 B',
     ],
     [
+      'the backend, with what was skipped and why',
+      {
+        msg: 'training backend selected',
+        backend: 'wasm',
+        threads: 2,
+        skipped: [{ name: 'torch', reason: 'no NVIDIA GPU' }],
+      },
+      '09:05:07 backend wasm on 2 threads (skipped torch: no NVIDIA GPU)',
+    ],
+    [
       'a resumed store',
       { msg: 'round state loaded', component: 'round', checkpoints: 4, contributions: 7, round: 3 },
       '09:05:07 resuming: the store holds 4 checkpoints (latest round 3) and 7 contributions',
