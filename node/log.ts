@@ -73,18 +73,18 @@ function jsonStream(): DestinationStream {
   }
 }
 
-/** What the console log stream writes now (auto resolved): a live display is only for people. */
-let consoleFormat: 'json' | 'pretty' = 'json'
+/** The --log format asked for: a live display on stdout is for people, unless they asked for JSON. */
+let requestedFormat: LogFormat = 'auto'
 
-export function consoleLogFormat(): 'json' | 'pretty' {
-  return consoleFormat
+export function requestedLogFormat(): LogFormat {
+  return requestedFormat
 }
 
 function buildLogger(settings: LogSettings): Logger {
   const level = settings.level ?? defaultLevel()
   const format = settings.format ?? 'auto'
   const pretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true)
-  consoleFormat = pretty ? 'pretty' : 'json'
+  requestedFormat = format
   const console: DestinationStream = pretty ? humanStream() : jsonStream()
   if (settings.file === undefined) return pino({ level, base: { pid: process.pid } }, console)
   const streams: StreamEntry[] = [

@@ -4,7 +4,7 @@
 // once it listens (peerId, multiaddrs, pid), which tests and `coop demo` read to bootstrap others.
 import { parseArgs } from 'node:util'
 import { startPeer, type CoopPeer } from '../../peer.ts'
-import { componentLogger, consoleLogFormat } from '../../log.ts'
+import { componentLogger, requestedLogFormat } from '../../log.ts'
 import { screen } from '../../console/screen.ts'
 import { createNodeView } from '../../monitor/node-view.ts'
 import { createQuorumWatch } from '../../monitor/quorum-watch.ts'
@@ -187,8 +187,9 @@ export const command: Command = {
       monitor.collector?.start()
     }
 
-    // The live line is for a person at a terminal: not in a pipe, nor when they asked for JSON.
-    const live = process.stdout.isTTY === true && consoleLogFormat() === 'pretty'
+    // The live line is for a person at a terminal: not in a pipe, nor when they asked for JSON
+    // (with stderr in a file, the terminal still shows the round lines and the live line).
+    const live = process.stdout.isTTY === true && requestedLogFormat() !== 'json'
     const view = createNodeView(
       peer,
       {
