@@ -10,8 +10,11 @@ import { beforeAll, describe, expect, it } from 'vitest'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const MAIN = fileURLToPath(new URL('../node/cli/main.ts', import.meta.url))
-/** npm's own flags, which the README uses to run scripts (`npm run --silent coop -- ...`), and `coop --help`. */
-const OTHER_FLAGS = new Set(['--silent', '--help'])
+/**
+ * Flags of other tools the README uses: npm's (`npm run --silent coop -- ...`), docker's (the GPU
+ * image), and `coop --help`.
+ */
+const OTHER_FLAGS = new Set(['--silent', '--help', '--gpus', '--build-arg'])
 
 function coop(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -54,8 +57,11 @@ export function readmeCode(readme: string): { blocks: string[]; spans: string[] 
 /** `coop <command> [<subcommand>] ...` in a piece of shell, up to the next shell separator. */
 export function invocations(code: string): Invocation[] {
   const out: Invocation[] = []
-  // `npm run demo -- ...` is `coop demo ...` (package.json's demo script).
-  const normalised = code.replace(/\bnpm run demo --(?=\s)/g, 'coop demo')
+  // `npm run demo -- ...` is `coop demo ...` (package.json's demo script), and the Docker image's
+  // entrypoint is coop: `docker run [docker flags] diffusion-coop train ...` is `coop train ...`.
+  const normalised = code
+    .replace(/\bnpm run demo --(?=\s)/g, 'coop demo')
+    .replace(/\bdocker run\b.*?\sdiffusion-coop(?=\s)/g, 'coop')
   for (const m of normalised.matchAll(/(?:^|[\s($;&|])coop\s+([a-z][a-z-]*)((?:\s+[^\s;&|)]+)*)/g)) {
     const args = (m[2] as string)
       .trim()
@@ -163,6 +169,7 @@ describe('the README matches the CLI', () => {
         'coop start --charter c.json \\',
         '  --store s --publisher &',
         'A=$(coop keys show a.key | awk x)',
+        'docker run --gpus all -v "$PWD/w:/w" diffusion-coop train --config gpu256 --out /w/out',
         '```',
         'Run `coop trace --store s --image x.png` or `npm run demo -- --smoke`; `--http 127.0.0.1:80`.',
       ].join('\n'),
@@ -171,6 +178,7 @@ describe('the README matches the CLI', () => {
       ['keys', 'new', ['--out']],
       ['start', undefined, ['--charter', '--store', '--publisher']],
       ['keys', 'show', []],
+      ['train', undefined, ['--config', '--out']],
     ])
     expect(spans.flatMap(invocations).map((i) => [i.command, i.flags])).toEqual([
       ['trace', ['--store', '--image']],

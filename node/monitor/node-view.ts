@@ -74,7 +74,8 @@ export function createNodeView(
 
   const liveLine = (stopped = false): string => {
     const s = snapshot()
-    if (stopped) s.state = 'stopped'
+    // A node told to stop after its last round is still done.
+    if (stopped && s.state !== 'done') s.state = 'stopped'
     const now = tracker.live()
     // The engine knows the open round first; the tracker's step figures count only for that round.
     const current = s.round !== null && now.round === s.round

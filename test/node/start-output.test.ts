@@ -22,6 +22,8 @@ const SGR = /\x1b\[[0-9;]*m/g
 
 interface TerminalRun {
   output: () => string
+  /** Types on the terminal (\x03 is Ctrl-C: the terminal signals the node). */
+  type: (text: string) => void
   exited: Promise<number | null>
 }
 
@@ -39,7 +41,7 @@ function startOnTerminal(cluster: Cluster, peer: ClusterPeer, extra: string[]): 
   ]
   const command = `stty cols 160; exec ${[NODE, COOP_MAIN, ...args].map(quote).join(' ')}`
   const child = spawn('script', ['-qfec', command, '/dev/null'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, COOP_LOG_LEVEL: 'info', NO_COLOR: '1', VITEST: '' },
   })
   let text = ''
@@ -48,6 +50,7 @@ function startOnTerminal(cluster: Cluster, peer: ClusterPeer, extra: string[]): 
   })
   return {
     output: () => text,
+    type: (keys) => child.stdin.write(keys),
     exited: new Promise((resolve) => child.once('close', (code) => resolve(code))),
   }
 }
@@ -77,7 +80,7 @@ describe('coop start on a terminal', () => {
       imagesPerPeer: 8,
       charterArgs: ['--ae-rounds', '1', '--unet-rounds', '1', '--inner-steps', '3', '--quorum', '2'],
     })
-    const a = startOnTerminal(cluster, cluster.peers[0]!, ['--linger', '15'])
+    const a = startOnTerminal(cluster, cluster.peers[0]!, ['--stay'])
     const addr = await bootstrapAddr(cluster.peers[0]!)
     const b = startOnTerminal(cluster, cluster.peers[1]!, [
       '--bootstrap',
@@ -87,7 +90,10 @@ describe('coop start on a terminal', () => {
       '--log',
       'json',
     ])
-    codes = await Promise.all([a.exited, b.exited])
+    const trainerCode = await b.exited
+    // The publisher stays (--stay) until Ctrl-C on its terminal.
+    a.type('\x03')
+    codes = [await a.exited, trainerCode]
     publisher = a.output()
     trainer = b.output()
   }, 300_000)
@@ -96,7 +102,7 @@ describe('coop start on a terminal', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('both runs end well', () => {
+  it('both runs end well (the publisher on Ctrl-C)', () => {
     expect(codes, `publisher:\n${publisher.slice(-3000)}\ntrainer:\n${trainer.slice(-3000)}`).toEqual([0, 0])
   })
 
@@ -122,8 +128,12 @@ describe('coop start on a terminal', () => {
     expect(
       rows.filter((r) => /training step|round closed|checkpoint adopted|contribution published/.test(r)),
     ).toEqual([])
-    // The live line ends as a finished line, then the node says what it moved.
-    expect(rows.slice(-2), rows.join('\n')).toEqual([
+    // Ctrl-C: the node says it stops, the live line ends as a finished line, then the node says
+    // what it moved.
+    expect(rows.slice(-3), rows.join('\n')).toEqual([
+      expect.stringMatching(
+        /^\d\d:\d\d:\d\d stopping \(SIGINT\) after the current step; press Ctrl-C again to quit at once$/,
+      ),
       expect.stringMatching(/^all 2 rounds done · [01] peers?$/),
       expect.stringMatching(
         /^\d\d:\d\d:\d\d stopped \(served [\d.]+ [kM]?B, fetched [\d.]+ [kM]?B, published [\d.]+ [kM]?B of gossip\)$/,
