@@ -13,8 +13,11 @@ import {
   COOP_MAIN,
   createCluster,
   NODE,
+  startNode,
+  stopAll,
   type Cluster,
   type ClusterPeer,
+  type NodeProcess,
 } from './cluster-helpers/cluster.ts'
 
 const CLEAR_ROW = '\r\x1b[2K'
@@ -156,4 +159,42 @@ describe('coop start on a terminal', () => {
       [expect.stringMatching(/^(recomputed|signature)$/), 'string', 'number'],
     ])
   })
+})
+
+describe('a publisher whose quorum exceeds its trainers', () => {
+  let dir: string
+  let node: NodeProcess | undefined
+
+  afterAll(async () => {
+    if (node !== undefined) await stopAll([node])
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('warns that each round will wait for its deadline', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'coop-quorum-'))
+    const cluster = await createCluster({
+      dir,
+      peers: 2,
+      imagesPerPeer: 4,
+      charterArgs: [
+        '--ae-rounds',
+        '1',
+        '--unet-rounds',
+        '1',
+        '--inner-steps',
+        '2',
+        '--quorum',
+        '2',
+        '--deadline',
+        '600',
+      ],
+    })
+    // Only the publisher runs: it trains, so it sees one trainer, itself.
+    node = startNode(cluster, cluster.peers[0]!)
+    const warning = await node.waitFor('quorum above visible trainers', undefined, 180_000)
+    expect(warning).toMatchObject({ level: 40, quorum: 2, trainers: 1, deadlineSeconds: 600 })
+    // Once per shortage: the count has not changed, so no second line.
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    expect(node.count('quorum above visible trainers')).toBe(1)
+  }, 240_000)
 })
