@@ -2,12 +2,14 @@
 // Logs go to stderr so that stdout stays free for command output and progress.
 //
 // Format: `json` (one pino object per line, what `coop demo` and the tests parse), `pretty` (one
-// short human line per event), or `auto`: pretty when stderr is a terminal, JSON otherwise.
+// line a person reads per record that matters to one: node/console/human-log.ts), or `auto`:
+// pretty when stderr is a terminal, JSON otherwise.
 // `--log-file <path>` adds a JSON copy of every line at the same level, whatever the format.
 // Level: `--log-level`, else the COOP_LOG_LEVEL environment variable, else info (silent in tests).
 import { pino } from 'pino'
 import type { DestinationStream, Logger, StreamEntry } from 'pino'
-import { PinoPretty } from 'pino-pretty'
+import { formatHumanLine, LIVE_COVERED, parseLogRecord } from './console/human-log.ts'
+import { screen } from './console/screen.ts'
 
 export type { Logger }
 
@@ -23,12 +25,6 @@ export interface LogSettings {
   file?: string
 }
 
-/**
- * Messages logged once per training step: a terminal shows them on the live status line, so the
- * pretty stream leaves them out (JSON output and the log file keep every one).
- */
-const PER_STEP_MESSAGES = ['"msg":"training step"']
-
 export function isLogLevel(value: string): value is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(value)
 }
@@ -43,33 +39,53 @@ function defaultLevel(): LogLevel {
   return process.env.VITEST ? 'silent' : 'info'
 }
 
-/** The pretty stream: short local time, level, component, message, then the context as key=value. */
-function prettyStream(): DestinationStream {
+/**
+ * The pretty stream: one line per record a person needs (node/console/human-log.ts), printed
+ * through the screen so that a live line on the terminal stays whole. While a live line is on,
+ * what it and the round summaries already say is left out.
+ */
+function humanStream(): DestinationStream {
   const tty = process.stderr.isTTY === true
-  const pretty = PinoPretty({
-    destination: 2,
-    sync: true,
-    colorize: tty,
-    singleLine: true,
-    translateTime: 'SYS:HH:MM:ss',
-    ignore: 'pid,hostname,component',
-    messageFormat: '{if component}{component}: {end}{msg}',
-  })
+  const colour = tty && process.env.NO_COLOR === undefined
   return {
     write(line: string) {
-      if (PER_STEP_MESSAGES.some((m) => line.includes(m))) return
-      // A live status line may sit on the terminal's last row: clear it so the log line starts clean.
-      if (tty) process.stderr.write('\r\x1b[2K')
-      pretty.write(line)
+      const record = parseLogRecord(line)
+      if (record === undefined) {
+        screen.printError(line)
+        return
+      }
+      const text = formatHumanLine(record, { colour, ...(screen.active ? { hide: LIVE_COVERED } : {}) })
+      if (text === undefined) return
+      // Without a live line, a command's own progress bar may sit on stderr's last row
+      // (`coop train`): clear it so the log line starts clean; the bar redraws itself.
+      screen.printError(screen.active || !tty ? `${text}\n` : `\r\x1b[2K${text}\n`)
     },
   }
+}
+
+/** JSON lines: pino's own destination, or through the screen on a terminal (a live line may be there). */
+function jsonStream(): DestinationStream {
+  if (process.stderr.isTTY !== true) return pino.destination(2)
+  return {
+    write(line: string) {
+      screen.printError(line)
+    },
+  }
+}
+
+/** The --log format asked for: a live display on stdout is for people, unless they asked for JSON. */
+let requestedFormat: LogFormat = 'auto'
+
+export function requestedLogFormat(): LogFormat {
+  return requestedFormat
 }
 
 function buildLogger(settings: LogSettings): Logger {
   const level = settings.level ?? defaultLevel()
   const format = settings.format ?? 'auto'
   const pretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true)
-  const console: DestinationStream = pretty ? prettyStream() : pino.destination(2)
+  requestedFormat = format
+  const console: DestinationStream = pretty ? humanStream() : jsonStream()
   if (settings.file === undefined) return pino({ level, base: { pid: process.pid } }, console)
   const streams: StreamEntry[] = [
     { level: level === 'silent' ? 'fatal' : level, stream: console },

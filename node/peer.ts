@@ -17,6 +17,7 @@ import { createTrainerSession } from '../trainer/session.ts'
 import { readKeyFile, writeKeyFile } from './keystore.ts'
 import { componentLogger } from './log.ts'
 import { createCoopHost, type CoopHost } from './p2p/host.ts'
+import { TOPIC_NAMES } from './p2p/topics.ts'
 import { STOP_GRACE_MS } from './round/constants.ts'
 import { assertCharterComponent, readAutoencoderComponent } from './round/component.ts'
 import { ConsentBook } from './consent/book.ts'
@@ -57,7 +58,7 @@ export interface PeerOptions {
   log?: Logger
 }
 
-/** What a node uploaded and downloaded: blobs served and fetched, gossip it originated. */
+/** What a node uploaded and downloaded: blobs served and fetched, gossip it originated and received. */
 export interface PeerTraffic {
   blobServedBytes: number
   blobsServed: number
@@ -65,6 +66,9 @@ export interface PeerTraffic {
   gossipPublished: number
   blobFetchedBytes: number
   blobsFetched: number
+  /** Gossip messages delivered to this node (validated and accepted), any topic. */
+  gossipReceivedBytes: number
+  gossipReceived: number
 }
 
 export interface CoopPeer {
@@ -190,6 +194,8 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       gossipPublished: 0,
       blobFetchedBytes: 0,
       blobsFetched: 0,
+      gossipReceivedBytes: 0,
+      gossipReceived: 0,
     }
     host = await createCoopHost({
       privateKey,
@@ -211,6 +217,11 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       log: componentLogger('p2p'),
     })
     const rawHost = host
+    for (const topic of TOPIC_NAMES)
+      rawHost.onMessage(topic, (msg) => {
+        traffic.gossipReceivedBytes += msg.data.byteLength
+        traffic.gossipReceived += 1
+      })
     const countingHost: CoopHost = Object.assign(Object.create(rawHost) as CoopHost, {
       publish: async (topic: Parameters<CoopHost['publish']>[0], bytes: Uint8Array) => {
         traffic.gossipPublishedBytes += bytes.byteLength

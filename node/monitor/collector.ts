@@ -1,16 +1,35 @@
 // Feeds the metrics sink and the status page: the round engine's event stream (checkpoints
-// adopted, contributions accepted or refused, training steps) as it happens, and once a second
-// the status snapshot (round, checkpoints, losses), the host (peers, gossip scores, validation
-// counters, accepted gossip) and the traffic counters, turned into deltas so the sink only ever
-// sees increments.
+// adopted or rejected, contributions accepted or refused, training steps, losses) as it happens,
+// and once a second the status snapshot (round, checkpoints, losses), the host (peers, gossip
+// scores, validation counters) and the peer's traffic counters, turned into deltas so the sink
+// only ever sees increments.
 import type { CoopPeer } from '../peer.ts'
-import { TOPIC_NAMES } from '../p2p/topics.ts'
 import type { NodeMetricsSink } from './metrics.ts'
 
 /** How often the collector polls the peer: the page refreshes at the same pace. */
 export const COLLECT_INTERVAL_MS = 1000
 /** Rounds of losses kept for the page's plot. */
 const LOSS_HISTORY = 200
+/** Rejections listed one by one on the page (older ones only count). */
+const RECENT_REJECTIONS = 20
+/** Penalised peers listed on the page (the most penalised). */
+const PENALIZED_PEERS_SHOWN = 20
+
+/** Refusals by what was refused (a topic's messages, or checkpoints at verification) and code. */
+export interface RejectionCount {
+  what: 'consent' | 'contributions' | 'checkpoints'
+  stage: 'gossip' | 'verification'
+  code: string
+  count: number
+}
+
+export interface RecentRejection extends RejectionCount {
+  at: string
+  /** The sender, when the rejection is known one by one (contributions). */
+  peer?: string
+  /** The refused checkpoint's id (verification failures). */
+  checkpoint?: string
+}
 
 export interface StatusView {
   peerId: string
@@ -25,7 +44,14 @@ export interface StatusView {
   checkpoints: { id: string; phase: string; round: number; contributions: number; verification: string }[]
   peers: { id: string; score: number }[]
   losses: { round: number; phase: string; loss: number | null; evalLoss?: number }[]
-  rejections: Record<string, number>
+  /** The publisher's latest eval loss (null elsewhere, or before the first). */
+  evalLoss: { round: number; phase: string; value: number } | null
+  rejections: RejectionCount[]
+  recentRejections: RecentRejection[]
+  /** Penalties this node charged to peers since it started, by code. */
+  penalties: { code: string; count: number }[]
+  /** Peers whose penalty has not decayed yet, most penalised first, with their charges by code. */
+  penalizedPeers: { id: string; points: number; counts: Record<string, number> }[]
   bandwidth: { inBytes: number; outBytes: number; inBytesPerSecond: number; outBytesPerSecond: number }
   updatedAt: string
 }
@@ -52,16 +78,29 @@ export interface Collector {
 
 export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collector {
   const previousValidation = new Map<string, number>()
-  const previousTraffic = { blobIn: 0, blobOut: 0, gossipOut: 0 }
-  let gossipIn = 0
-  let gossipInReported = 0
+  const previousTraffic = { blobIn: 0, blobOut: 0, gossipIn: 0, gossipOut: 0 }
   const losses = new Map<string, StatusView['losses'][number]>()
-  const rejections: Record<string, number> = {}
+  const rejections = new Map<string, RejectionCount>()
+  /** Charges per `peer code` last seen, and totals by code since the start. */
+  const previousPenalties = new Map<string, number>()
+  const penalties = new Map<string, number>()
+  const recent: RecentRejection[] = []
+  let evalLoss: StatusView['evalLoss'] = null
   let view: StatusView | undefined
   let timer: NodeJS.Timeout | undefined
   let lastAt = Date.now()
   let lastTotals = { in: 0, out: 0 }
   const unsubscribe: (() => void)[] = []
+
+  const rejected = (entry: Omit<RecentRejection, 'at'>): void => {
+    const key = `${entry.what}/${entry.stage}/${entry.code}`
+    const total = rejections.get(key)
+    if (total === undefined)
+      rejections.set(key, { what: entry.what, stage: entry.stage, code: entry.code, count: entry.count })
+    else total.count += entry.count
+    recent.push({ at: new Date().toISOString(), ...entry })
+    if (recent.length > RECENT_REJECTIONS) recent.shift()
+  }
 
   const collect = (): void => {
     const snapshot = peer.engine.statusSnapshot() as unknown as Snapshot
@@ -82,20 +121,40 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
         previousValidation.set(key, total)
         if (delta <= 0) continue
         sink.gossipValidated(topic, outcome, code, delta)
-        if (outcome === 'reject' && code !== undefined) {
-          rejections[code] = (rejections[code] ?? 0) + delta
-        }
+        if (outcome !== 'reject' || code === undefined) continue
+        if (topic === 'checkpoints') sink.checkpointRejected('gossip', code, delta)
+        // Contributions are told one by one by the round engine's events (with their sender).
+        if (topic === 'checkpoints' || topic === 'consent')
+          rejected({ what: topic, stage: 'gossip', code, count: delta })
       }
     }
     const traffic = peer.traffic
     sink.bytesIn('blob', traffic.blobFetchedBytes - previousTraffic.blobIn)
     sink.bytesOut('blob', traffic.blobServedBytes - previousTraffic.blobOut)
+    sink.bytesIn('gossip', traffic.gossipReceivedBytes - previousTraffic.gossipIn)
     sink.bytesOut('gossip', traffic.gossipPublishedBytes - previousTraffic.gossipOut)
-    sink.bytesIn('gossip', gossipIn - gossipInReported)
     previousTraffic.blobIn = traffic.blobFetchedBytes
     previousTraffic.blobOut = traffic.blobServedBytes
+    previousTraffic.gossipIn = traffic.gossipReceivedBytes
     previousTraffic.gossipOut = traffic.gossipPublishedBytes
-    gossipInReported = gossipIn
+
+    const penalized: StatusView['penalizedPeers'] = []
+    for (const id of peer.host.penalizedPeers()) {
+      const counts = peer.host.penaltyCounts(id)
+      for (const [code, total] of Object.entries(counts)) {
+        const key = `${id} ${code}`
+        const before = previousPenalties.get(key) ?? 0
+        // A peer's record forgotten after decay starts again from zero.
+        const delta = total >= before ? total - before : total
+        previousPenalties.set(key, total)
+        if (delta <= 0) continue
+        penalties.set(code, (penalties.get(code) ?? 0) + delta)
+        sink.penalized(code, delta)
+      }
+      const points = -peer.host.appScore(id)
+      if (points > 0) penalized.push({ id, points, counts })
+    }
+    penalized.sort((a, b) => b.points - a.points)
 
     const connected = peer.host.connectedPeers()
     const scores = new Map(connected.map((id) => [id, peer.host.peerScore(id)]))
@@ -107,7 +166,7 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
     while (losses.size > LOSS_HISTORY) losses.delete(losses.keys().next().value as string)
     const now = Date.now()
     const totals = {
-      in: traffic.blobFetchedBytes + gossipIn,
+      in: traffic.blobFetchedBytes + traffic.gossipReceivedBytes,
       out: traffic.blobServedBytes + traffic.gossipPublishedBytes,
     }
     const seconds = Math.max((now - lastAt) / 1000, 1e-3)
@@ -131,8 +190,12 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
             },
       checkpoints: snapshot.checkpoints.slice(-50),
       peers: [...scores].map(([id, score]) => ({ id, score: Number.isFinite(score) ? score : 0 })),
-      losses: [...losses.values()],
-      rejections: { ...rejections },
+      losses: [...losses.values()].sort((a, b) => a.round - b.round),
+      evalLoss,
+      rejections: [...rejections.values()].map((r) => ({ ...r })),
+      recentRejections: [...recent].reverse(),
+      penalties: [...penalties].map(([code, count]) => ({ code, count })),
+      penalizedPeers: penalized.slice(0, PENALIZED_PEERS_SHOWN),
       bandwidth: {
         inBytes: totals.in,
         outBytes: totals.out,
@@ -157,9 +220,23 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
           if (e.contributions > 0)
             sink.roundClosed({ round: e.round, phase: e.phase, contributions: e.contributions })
         }),
+        events.on('checkpointRejected', (e) => {
+          const code = e.code ?? 'UNKNOWN'
+          sink.checkpointRejected('verification', code)
+          rejected({ what: 'checkpoints', stage: 'verification', code, count: 1, checkpoint: e.checkpoint })
+        }),
         events.on('contributionAccepted', () => sink.contributionAccepted()),
         events.on('contributionRefused', (e) => {
-          if (e.action === 'REJECT') sink.contributionRejected(e.code)
+          if (e.action !== 'REJECT') return
+          sink.contributionRejected(e.code)
+          rejected({ what: 'contributions', stage: 'gossip', code: e.code, count: 1, peer: e.from })
+        }),
+        events.on('contributionPublished', (e) =>
+          sink.trainingLoss({ round: e.round, phase: e.phase, loss: e.loss }),
+        ),
+        events.on('evalLoss', (e) => {
+          sink.evalLoss(e)
+          if (Number.isFinite(e.evalLoss)) evalLoss = { round: e.round, phase: e.phase, value: e.evalLoss }
         }),
         events.on('trainingStep', (e) => {
           const at = performance.now()
@@ -169,12 +246,6 @@ export function createCollector(peer: CoopPeer, sink: NodeMetricsSink): Collecto
           lastStep = { round: e.round, phase: e.phase, at }
         }),
       )
-      for (const topic of TOPIC_NAMES)
-        unsubscribe.push(
-          peer.host.onMessage(topic, (msg) => {
-            gossipIn += msg.data.byteLength
-          }),
-        )
       const safely = (): void => {
         try {
           collect()

@@ -12,8 +12,21 @@ export interface NodeMetricsSink {
   roundClosed(event: { round: number; phase: string; contributions: number }): void
   /** A checkpoint adopted, by how it was verified (recomputed, signature, component...). */
   checkpointAdopted(event: { round: number; phase: string; verification: string }): void
+  /** A peer's contribution passed validation and is stored (this node's own are not counted). */
   contributionAccepted(count?: number): void
+  /** A peer's contribution was REJECTed by validation, with the rejection code. */
   contributionRejected(code: string, count?: number): void
+  /**
+   * A checkpoint refused: at the gossip stage (signature, signer, schema) or, after passing it,
+   * by verification (recomputation, files).
+   */
+  checkpointRejected(stage: 'gossip' | 'verification', code: string, count?: number): void
+  /** Penalties this node charged to peers (gossip score points), by code. */
+  penalized(code: string, count: number): void
+  /** The publisher's eval loss of a checkpoint it published (publishers that train). */
+  evalLoss(event: { round: number; phase: string; evalLoss: number }): void
+  /** This node's mean training loss over the local steps of its latest contribution. */
+  trainingLoss(event: { round: number; phase: string; loss: number }): void
   /** Gossip validation outcomes per topic (accept, ignore, reject) and code. */
   gossipValidated(
     topic: string,
@@ -64,8 +77,38 @@ export function createNodeMetrics(labels: { coop: string; peer: string }): NodeM
   })
   const contributions = new Counter({
     name: 'coop_contributions_total',
-    help: 'Contributions accepted (aggregated into a checkpoint) or rejected, by rejection code',
+    help: "Peers' contributions accepted by validation (and stored) or rejected, by rejection code",
     labelNames: ['outcome', 'code'],
+    registers: [registry],
+  })
+  const checkpointsRejected = new Counter({
+    name: 'coop_checkpoints_rejected_total',
+    help: 'Checkpoints refused, by stage (gossip: signature, signer, schema; verification: recomputation, files) and code',
+    labelNames: ['stage', 'code'],
+    registers: [registry],
+  })
+  const penalties = new Counter({
+    name: 'coop_penalties_total',
+    help: 'Penalties this node charged to peers (lowering their gossip score), by code',
+    labelNames: ['code'],
+    registers: [registry],
+  })
+  const evalLoss = new Gauge({
+    name: 'coop_eval_loss',
+    help: "The publisher's eval loss of its latest checkpoint, by phase (on its own images; publishers that train)",
+    labelNames: ['phase'],
+    registers: [registry],
+  })
+  const evalLossRound = new Gauge({
+    name: 'coop_eval_loss_round',
+    help: 'The round whose checkpoint coop_eval_loss measured, by phase',
+    labelNames: ['phase'],
+    registers: [registry],
+  })
+  const trainingLoss = new Gauge({
+    name: 'coop_training_loss',
+    help: "Mean training loss of this node's latest contribution, by phase",
+    labelNames: ['phase'],
     registers: [registry],
   })
   const gossip = new Counter({
@@ -119,6 +162,20 @@ export function createNodeMetrics(labels: { coop: string; peer: string }): NodeM
     },
     contributionRejected(code, count = 1) {
       contributions.inc({ outcome: 'rejected', code }, count)
+    },
+    checkpointRejected(stage, code, count = 1) {
+      if (count > 0) checkpointsRejected.inc({ stage, code }, count)
+    },
+    penalized(code, count) {
+      if (count > 0) penalties.inc({ code }, count)
+    },
+    evalLoss({ round, phase, evalLoss: value }) {
+      if (!Number.isFinite(value)) return
+      evalLoss.set({ phase }, value)
+      evalLossRound.set({ phase }, round)
+    },
+    trainingLoss({ phase, loss }) {
+      if (Number.isFinite(loss)) trainingLoss.set({ phase }, loss)
     },
     gossipValidated(topic, outcome, code, count) {
       if (count > 0) gossip.inc({ topic, outcome, code: code ?? '' }, count)

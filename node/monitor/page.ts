@@ -75,9 +75,21 @@ function render(s) {
   checkpoint.textContent = c === null ? 'none yet' : c.phase + ' round ' + c.round;
   $('checkpoint-detail').textContent = c === null ? '' : 'verification: ' + c.verification + ' \\u00b7 ' + c.id;
   rows($('checkpoint-rows'), s.checkpoints.slice().reverse().slice(0, 12), (k) => [k.phase, k.round, k.contributions, k.verification]);
-  const rejections = Object.entries(s.rejections).sort((a, b) => b[1] - a[1]);
+  const rejections = s.rejections.slice().sort((a, b) => b.count - a.count);
+  const rejected = (what) => s.rejections.filter((r) => r.what === what).reduce((n, r) => n + r.count, 0);
+  const counts = $('rejected');
+  counts.dataset.contributions = String(rejected('contributions'));
+  counts.dataset.checkpoints = String(rejected('checkpoints'));
+  counts.textContent = rejected('contributions') + ' contribution(s) \u00b7 ' + rejected('checkpoints') + ' checkpoint(s) \u00b7 ' + rejected('consent') + ' consent document(s)';
   $('rejections-note').textContent = rejections.length === 0 ? 'none' : '';
-  rows($('rejection-rows'), rejections, ([code, n]) => [code, n]);
+  rows($('rejection-rows'), rejections, (r) => [r.what, r.stage, r.code, r.count]);
+  rows($('recent-rows'), s.recentRejections, (r) => [new Date(r.at).toLocaleTimeString(), r.what, r.code, r.peer !== undefined ? 'from ' + short(r.peer) : r.checkpoint !== undefined ? short(r.checkpoint) : '']);
+  const penalties = s.penalties.slice().sort((a, b) => b.count - a.count);
+  const total = penalties.reduce((n, p) => n + p.count, 0);
+  $('penalties').dataset.penalties = String(total);
+  $('penalties').textContent = total + (total === 1 ? ' penalty' : ' penalties');
+  rows($('penalty-rows'), penalties, (p) => [p.code, p.count]);
+  rows($('penalized-rows'), s.penalizedPeers, (p) => [short(p.id), p.points.toFixed(1), Object.entries(p.counts).map(([c, n]) => c + ' \u00d7' + n).join(', ')]);
   $('bandwidth').textContent = bytes(s.bandwidth.inBytes) + ' in \\u00b7 ' + bytes(s.bandwidth.outBytes) + ' out';
   $('rate').textContent = bytes(s.bandwidth.inBytesPerSecond) + '/s in \\u00b7 ' + bytes(s.bandwidth.outBytesPerSecond) + '/s out';
   plot(s.losses);
@@ -129,8 +141,14 @@ export function statusPageHtml(): string {
   <section class="wide"><h2>Checkpoints (latest 12)</h2>
     <table><thead><tr><th>phase</th><th>round</th><th>contributions</th><th>verification</th></tr></thead><tbody id="checkpoint-rows"></tbody></table>
   </section>
-  <section class="wide"><h2>Rejected gossip by code</h2><div id="rejections-note" class="muted"></div>
-    <table><tbody id="rejection-rows"></tbody></table>
+  <section class="wide"><h2>Rejected</h2><div id="rejected" class="mid">-</div><div id="rejections-note" class="muted"></div>
+    <table><thead><tr><th>what</th><th>stage</th><th>code</th><th>count</th></tr></thead><tbody id="rejection-rows"></tbody></table>
+    <h2 style="margin-top:12px">Latest rejections</h2>
+    <table><thead><tr><th>time</th><th>what</th><th>code</th><th>sender or checkpoint</th></tr></thead><tbody id="recent-rows"></tbody></table>
+  </section>
+  <section class="wide"><h2>Penalties charged to peers</h2><div id="penalties" class="mid">-</div>
+    <table><thead><tr><th>code</th><th>count</th></tr></thead><tbody id="penalty-rows"></tbody></table>
+    <table><thead><tr><th>peer</th><th>points (decaying)</th><th>charges</th></tr></thead><tbody id="penalized-rows"></tbody></table>
   </section>
 </main>
 <script>${SCRIPT}</script>

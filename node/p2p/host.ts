@@ -110,6 +110,8 @@ export interface CoopHost {
   appScore(peerId: string): number
   /** Per-code counts of the penalties charged to the peer. */
   penaltyCounts(peerId: string): Record<string, number>
+  /** Peers charged a penalty that has not decayed to nothing (for metrics and the status page). */
+  penalizedPeers(): string[]
   connectedPeers(): string[]
   /** Peers known to subscribe to the topic. */
   topicPeers(topic: TopicName): string[]
@@ -425,6 +427,10 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
 
     penaltyCounts(peer) {
       return penalties.counts(peer)
+    },
+
+    penalizedPeers() {
+      return penalties.peers()
     },
 
     connectedPeers() {

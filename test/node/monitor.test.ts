@@ -9,6 +9,10 @@ import { join } from 'node:path'
 import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format'
 import { chromium, type BrowserContext } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { CoopHost } from '../../node/p2p/host.ts'
+import { topicString } from '../../node/p2p/topics.ts'
+import { GOSSIP_KINDS } from '../../node/validation/messages.ts'
+import { startHost, waitFor } from './helpers/net.ts'
 import {
   bootstrapAddr,
   createCluster,
@@ -31,6 +35,7 @@ const CHROMIUM_FLAGS = [
 ]
 
 interface StatusJson {
+  coop: string
   state: string
   round: number | null
   totalRounds: number
@@ -50,6 +55,7 @@ describe('status page and /metrics of a running node', () => {
   let nodes: NodeProcess[] = []
   let url: string
   let status: StatusJson
+  let hostile: CoopHost | undefined
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'coop-monitor-'))
@@ -76,6 +82,7 @@ describe('status page and /metrics of a running node', () => {
   }, 300_000)
 
   afterAll(async () => {
+    await hostile?.stop()
     await stopAll(nodes)
     await rm(dir, { recursive: true, force: true })
   })
@@ -112,6 +119,75 @@ describe('status page and /metrics of a running node', () => {
     expect(Number(steps.metrics[0]?.count)).toBe(2)
   })
 
+  it('counts rejected contributions, checkpoints and penalties, and tells who was refused and why', async () => {
+    // A peer of the same coop that publishes a contribution and a checkpoint that are not JSON,
+    // signed by its own gossipsub (StrictSign), past every local check.
+    hostile = await startHost({ coopId: status.coop })
+    for (const topic of ['consent', 'contributions', 'checkpoints'] as const)
+      hostile.setValidator(topic, async () => {})
+    const host = hostile
+    await host.dial(await bootstrapAddr(cluster.peers[0]!))
+    const publisherId = cluster.peers[0]!.peerId
+    await waitFor(
+      () =>
+        host.topicPeers('contributions').includes(publisherId) &&
+        host.topicPeers('checkpoints').includes(publisherId),
+      'the publisher in the hostile peer topics',
+    )
+    const pubsub = host.libp2p.services.pubsub as {
+      publish(topic: string, data: Uint8Array): Promise<unknown>
+    }
+    const garbage = (tag: number): Uint8Array => {
+      const bytes = new Uint8Array(200).fill(0x7b)
+      bytes[0] = tag
+      return bytes
+    }
+    await pubsub.publish(topicString(status.coop, 'contributions'), garbage(GOSSIP_KINDS.contribution.tag))
+    await pubsub.publish(topicString(status.coop, 'checkpoints'), garbage(GOSSIP_KINDS.checkpoint.tag))
+
+    const publisher = nodes[0]!
+    const told = await publisher.waitFor('contribution rejected', (l) => l.peer === host.peerId, 30_000)
+    expect(told.code).toBe('DECODE')
+    expect(told.reason).toBe('the message is not valid JSON')
+    const checkpoints = await publisher.waitFor('gossip rejected', (l) => l.what === 'checkpoint', 30_000)
+    expect(checkpoints).toMatchObject({ code: 'DECODE', count: 1 })
+
+    let families: PrometheusFamily[] = []
+    const value = (name: string, labels: Record<string, string>): number =>
+      families
+        .find((f) => f.name === name)
+        ?.metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
+        .reduce((total, m) => total + Number(m.value), 0) ?? 0
+    await waitFor(
+      async () => {
+        families = parsePrometheusTextFormat(await (await fetch(`${url}metrics`)).text())
+        return value('coop_penalties_total', {}) >= 2
+      },
+      'the penalties on /metrics',
+      30_000,
+    )
+    expect(value('coop_contributions_total', { outcome: 'rejected', code: 'DECODE' })).toBe(1)
+    expect(value('coop_contributions_total', { outcome: 'accepted' })).toBe(2)
+    expect(value('coop_checkpoints_rejected_total', { stage: 'gossip', code: 'DECODE' })).toBe(1)
+    expect(value('coop_penalties_total', { code: 'DECODE' })).toBe(2)
+    const page = (await (await fetch(`${url}status.json`)).json()) as {
+      rejections: { what: string; code: string; count: number }[]
+      recentRejections: { what: string; code: string; peer?: string }[]
+      penalizedPeers: { id: string; counts: Record<string, number> }[]
+    }
+    expect(page.rejections).toContainEqual({
+      what: 'contributions',
+      stage: 'gossip',
+      code: 'DECODE',
+      count: 1,
+    })
+    expect(page.rejections).toContainEqual({ what: 'checkpoints', stage: 'gossip', code: 'DECODE', count: 1 })
+    expect(page.recentRejections).toContainEqual(
+      expect.objectContaining({ what: 'contributions', peer: host.peerId }),
+    )
+    expect(page.penalizedPeers).toEqual([expect.objectContaining({ id: host.peerId, counts: { DECODE: 2 } })])
+  }, 120_000)
+
   it('shows the round, the peers and the latest checkpoint in headless Chromium, with no request leaving the node', async () => {
     expect(existsSync(CHROMIUM), `${CHROMIUM} missing: .ci/run installs it with apt-get`).toBe(true)
     const profile = await mkdtemp(join(tmpdir(), 'coop-chromium-'))
@@ -134,10 +210,14 @@ describe('status page and /metrics of a running node', () => {
       await page.goto(url)
       await page.locator('#conn', { hasText: 'live' }).waitFor()
       expect(await page.textContent('#round')).toBe(`all ${status.totalRounds} rounds done`)
-      expect(await page.textContent('#peers')).toBe('1 peer')
+      expect(await page.textContent('#peers')).toMatch(/^[12] peers?$/)
       expect(await page.textContent('#checkpoint')).toBe('unet round 2')
       expect(await page.textContent('#peer-rows')).toContain(cluster.peers[1]!.peerId.slice(-6))
       expect(await page.textContent('#node')).toContain(cluster.peers[0]!.peerId)
+      // The hostile peer's contribution and checkpoint (the test above), and its two penalties.
+      await page.locator('#rejected[data-contributions="1"][data-checkpoints="1"]').waitFor()
+      expect(await page.textContent('#penalties')).toBe('2 penalties')
+      expect(await page.textContent('#recent-rows')).toContain('DECODE')
       // Losses were plotted: one line at least.
       expect(await page.locator('#losses polyline').count()).toBeGreaterThan(0)
       await page.screenshot({ path: join(dir, 'status-page.png'), fullPage: true })

@@ -16,6 +16,7 @@ import {
   createCluster,
   startNode,
   stopAll,
+  runCoop,
   type NodeProcess,
 } from './cluster-helpers/cluster.ts'
 
@@ -115,5 +116,26 @@ describe('revocation between rounds', () => {
     } finally {
       await store.close()
     }
+
+    // `coop trace --image` says plainly that a revoked image is revoked, and where that was recorded.
+    const trace = await runCoop(['trace', '--store', p1.store, '--image', revokedItems[0]!])
+    expect(trace.code, trace.stderr).toBe(0)
+    expect(trace.stdout).toContain(
+      `REVOKED: its rights holder withdrew consent; excluded from training since unet round ${recording[0]!.round}`,
+    )
+    expect(trace.stdout).toContain(`recording revocation ${revocationId}`)
+    // It trained in the rounds before, and the trace still lists those checkpoints.
+    expect(trace.stdout).toContain('checkpoints that learned from it before the revocation')
+    const json = await runCoop(['trace', '--store', p1.store, '--image', revokedItems[0]!, '--json'])
+    expect(JSON.parse(json.stdout).revoked).toMatchObject({
+      round: recording[0]!.round,
+      phase: 'unet',
+      revocations: [revocationId],
+    })
+    const kept = await runCoop(['trace', '--store', p1.store, '--image', remaining[0]!, '--json'])
+    expect(JSON.parse(kept.stdout).revoked).toBeNull()
+    expect((await runCoop(['trace', '--store', p1.store, '--image', remaining[0]!])).stdout).not.toContain(
+      'REVOKED',
+    )
   }, 300_000)
 })

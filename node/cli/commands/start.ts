@@ -1,9 +1,14 @@
 // `coop start`: runs one peer of a cooperative until its rounds are done or it is told to stop.
-// stdout: a progress line on a TTY; stderr: pino JSON logs. The node writes <store>/addrs.json
+// stdout: on a terminal, one summary line per round under a live line (node/monitor/node-view.ts);
+// stderr: logs (human lines on a terminal, pino JSON in a pipe or with --log json). The node writes <store>/addrs.json
 // once it listens (peerId, multiaddrs, pid), which tests and `coop demo` read to bootstrap others.
 import { parseArgs } from 'node:util'
 import { startPeer, type CoopPeer } from '../../peer.ts'
-import { componentLogger } from '../../log.ts'
+import { componentLogger, requestedLogFormat } from '../../log.ts'
+import { screen } from '../../console/screen.ts'
+import { createNodeView } from '../../monitor/node-view.ts'
+import { createQuorumWatch } from '../../monitor/quorum-watch.ts'
+import { createRejectionNotices } from '../../monitor/rejection-notices.ts'
 import { DEFAULT_LINGER_SECONDS } from '../../round/constants.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
@@ -77,29 +82,6 @@ function listenError(err: unknown, listen: string[]): StartError | undefined {
       { cause: err },
     )
   return undefined
-}
-
-function progressLine(peer: CoopPeer): string {
-  const s = peer.engine.statusSnapshot() as {
-    round: number | null
-    phase: string | null
-    totalRounds: number
-    latestCheckpoint: { round: number; phase: string } | null
-    peers: string[]
-    contributionsThisRound: number
-    recentLosses: { loss: number; evalLoss?: number }[]
-  }
-  const loss = [...s.recentLosses].reverse().find((l) => Number.isFinite(l.loss))
-  const parts = [
-    s.round === null ? 'all rounds done' : `round ${s.round}/${s.totalRounds} (${s.phase})`,
-    `contributions ${s.contributionsThisRound}`,
-    `peers ${s.peers.length}`,
-    s.latestCheckpoint === null
-      ? 'no checkpoint yet'
-      : `checkpoint ${s.latestCheckpoint.phase} r${s.latestCheckpoint.round}`,
-    loss === undefined ? '' : `loss ${loss.loss.toFixed(4)}`,
-  ]
-  return parts.filter((p) => p.length > 0).join(' · ')
 }
 
 export const command: Command = {
@@ -205,13 +187,46 @@ export const command: Command = {
       monitor.collector?.start()
     }
 
-    const tty = process.stdout.isTTY === true
-    const progress = tty
-      ? setInterval(() => {
-          process.stdout.write(`\r\x1b[2K${progressLine(peer)}`)
-        }, 500)
-      : undefined
-    progress?.unref()
+    // The live line is for a person at a terminal: not in a pipe, nor when they asked for JSON
+    // (with stderr in a file, the terminal still shows the round lines and the live line).
+    const live = process.stdout.isTTY === true && requestedLogFormat() !== 'json'
+    const view = createNodeView(
+      peer,
+      {
+        publisher: values.publisher === true,
+        train,
+        ...(live ? { terminal: { out: process.stdout, err: process.stderr } } : {}),
+      },
+      { screen, log },
+    )
+    view.start()
+    const notices = createRejectionNotices(
+      {},
+      {
+        events: peer.engine.events,
+        validationStats: () => peer.host.validationStats(),
+        log: componentLogger('round'),
+      },
+    )
+    notices.start()
+    const quorum =
+      values.publisher === true
+        ? createQuorumWatch(
+            {
+              quorum: peer.charter.rounds.quorum,
+              deadlineSeconds: peer.charter.rounds.deadlineSeconds,
+              selfTrains: train,
+              self: peer.peerId,
+            },
+            {
+              events: peer.engine.events,
+              connectedPeers: () => peer.host.connectedPeers(),
+              running: () => peer.engine.statusSnapshot().state === 'running',
+              log: componentLogger('round'),
+            },
+          )
+        : undefined
+    quorum?.start()
 
     let signalled = 0
     const stopped = new Promise<number>((resolve) => {
@@ -239,12 +254,14 @@ export const command: Command = {
       log.error({ err, code: errorCode(err) }, 'node failed')
       code = 1
     } finally {
-      if (progress !== undefined) clearInterval(progress)
+      // The last live line first: it tells how the run ended, before the engine stops.
+      view.stop({ stopped: signalled > 0 || code !== 0 })
+      quorum?.stop()
+      notices.stop()
       watch.stop()
       monitor.collector?.stop()
       await peer.stop()
       await server?.stop()
-      if (tty) process.stdout.write(`\r\x1b[2K${progressLine(peer)}\n`)
     }
     return code
   },

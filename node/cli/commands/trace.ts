@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { sha256Digest } from '../../../protocol/digest.ts'
-import { loadLineage } from '../../round/audit.ts'
+import { loadLineage, type LoadedCheckpoint } from '../../round/audit.ts'
 import { sniffFileKind, withArticle } from '../../file-kind.ts'
 import { assertStoreFolder } from '../../store/dirs.ts'
 import type { Command } from '../command.ts'
@@ -12,13 +12,39 @@ import { CliError, UsageError } from '../command.ts'
 const usage = `Usage: coop trace --store <dir> (--image <file|sha256:...> | --checkpoint <digest>) [--json]
 
   --image       every checkpoint whose lineage includes a contribution that trained on the image
-                (a file is hashed; or give its sha256: digest), with the rounds and contributing peers
+                (a file is hashed; or give its sha256: digest), with the rounds and contributing peers;
+                a revoked image says so, with the checkpoint that recorded its revocation
   --checkpoint  the attribution list the checkpoint's licenses require: rights holders, licenses,
                 item counts. The digest is the checkpoint id (provenance statement digest), the
                 sha256 of its provenance.json or of its model.safetensors.
   --json        machine-readable output`
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/
+
+/** Where a revocation of the image was recorded: the first checkpoint listing it as excluded. */
+interface RevokedAt {
+  checkpoint: string
+  phase: string
+  round: number
+  /** The revocations that checkpoint recorded (one of them withdrew the image). */
+  revocations: string[]
+}
+
+/**
+ * The earliest verified checkpoint whose provenance lists the image among the items revoked
+ * since its parent. Checkpoints record what the publisher knew at closing; a revocation this
+ * node received after the latest checkpoint is not in any file yet (the trace reads no database).
+ */
+function revocationOf(image: string, checkpoints: LoadedCheckpoint[]): RevokedAt | undefined {
+  let first: RevokedAt | undefined
+  for (const c of checkpoints) {
+    const p = c.verified.predicate
+    if (!p.excludedItems.includes(image)) continue
+    if (first !== undefined && first.round <= p.round) continue
+    first = { checkpoint: c.verified.digest, phase: p.phase, round: p.round, revocations: [...p.revocations] }
+  }
+  return first
+}
 
 export const command: Command = {
   summary: 'trace an image to checkpoints, or list what a checkpoint must attribute',
@@ -54,17 +80,28 @@ export const command: Command = {
         : sha256Digest(new Uint8Array(await readFile(values.image)))
       const entries = index.traceImage(image)
       const manifests = index.manifestsWithImage(image).map((m) => m.id)
+      const revoked = revocationOf(image, checkpoints)
       if (values.json === true) {
-        process.stdout.write(`${JSON.stringify({ image, manifests, checkpoints: entries }, null, 2)}\n`)
+        process.stdout.write(
+          `${JSON.stringify({ image, manifests, revoked: revoked ?? null, checkpoints: entries }, null, 2)}\n`,
+        )
         return 0
       }
       const lines = [
         `image ${image}`,
         `in manifests: ${manifests.length === 0 ? 'none known here' : manifests.join(', ')}`,
       ]
+      if (revoked !== undefined)
+        lines.push(
+          `REVOKED: its rights holder withdrew consent; excluded from training since ${revoked.phase} round ${revoked.round} (checkpoint ${revoked.checkpoint}, recording revocation ${revoked.revocations.join(', ')})`,
+        )
       if (entries.length === 0)
         lines.push(
           `no checkpoint in this store learned from it (${checkpoints.length} verified checkpoint(s) searched)`,
+        )
+      else if (revoked !== undefined)
+        lines.push(
+          'checkpoints that learned from it before the revocation (what they learned stays in their weights):',
         )
       for (const e of entries) {
         const rounds = [...new Set(e.via.map((v) => v.round))].sort((a, b) => a - b)
