@@ -8,6 +8,7 @@ import { ProtocolError } from '../../../protocol/errors.ts'
 import { verifyManifest } from '../../../protocol/manifest.ts'
 import { verifyProvenance } from '../../../protocol/provenance.ts'
 import { verifyAudit } from '../../../protocol/audit.ts'
+import { verifyReceipt } from '../../../protocol/receipt.ts'
 import { verifyRevocation } from '../../../protocol/revocation.ts'
 import { parseCommandArgs, singlePositional } from '../args.ts'
 import { CliError, type Command } from '../command.ts'
@@ -144,6 +145,30 @@ export const command: Command = {
           `report    ${p.report} (sha256 of audit.json)`,
         )
         for (const [name, digest] of v.files) out.push(`file      ${name} ${digest}`)
+        break
+      }
+      case 'receipt': {
+        // Publisher authority as for a provenance: from --charter, else the signatures only.
+        const charter = values.charter === undefined ? undefined : verifyCharter(await readBounded(values.charter))
+        const signatures = (JSON.parse(new TextDecoder().decode(bytes)) as { signatures?: unknown }).signatures
+        const v = verifyReceipt(bytes, {
+          publishers:
+            charter?.charter.publishers ??
+            (Array.isArray(signatures) ? signatures.map((s) => String((s as { keyid?: unknown })?.keyid)) : []),
+          threshold: charter?.charter.threshold ?? 1,
+          ...(charter === undefined ? {} : { coopId: charter.coopId }),
+        })
+        const p = v.predicate
+        out.push(
+          `valid UnlearningReceipt ${v.digest}`,
+          `signed by ${v.signers.join(', ')}`,
+          `coop      ${p.coop}`,
+          `round     ${p.round} (${p.phase}) continues from ${p.newBase.provenance} (round ${p.newBase.round})`,
+          `revoked   ${p.revokedItems.length} items by ${p.revocations.length} revocations`,
+        )
+        for (const s of p.superseded) out.push(`superseded ${s.provenance} (round ${s.round})`)
+        if (charter === undefined)
+          out.push('note      publisher authority not checked: pass --charter <charter.json>')
         break
       }
     }
