@@ -94,7 +94,10 @@ export interface CreateReceiptInput extends ReceiptPredicate {
 }
 
 /** Builds and signs an UnlearningReceipt with the publishers' node keys. */
-export function createReceipt(input: CreateReceiptInput, signers: readonly Ed25519PrivateKey[]): DsseEnvelope {
+export function createReceipt(
+  input: CreateReceiptInput,
+  signers: readonly Ed25519PrivateKey[],
+): DsseEnvelope {
   const { files, ...predicate } = input
   const names = Object.keys(files).sort()
   for (const name of names)

@@ -14,6 +14,10 @@ export const ROUND_ERROR_CODES = [
   'MISSING_CONTRIBUTION',
   'BAD_CHECKPOINT',
   'COMPONENT_MISMATCH',
+  // unlearning by rollback (node/round/rollback.ts, unlearning.ts)
+  'BAD_ROLLBACK',
+  'ROLLBACK_PENDING',
+  'LINEAGE_USES_REVOKED',
   // consent (the consent book's own codes are in node/consent/errors.ts)
   'NO_CONSENT',
   // configuration and state

@@ -26,6 +26,7 @@ import { genesisRound, phaseOfRound, type Phase } from './schedule.ts'
 import { compareStrings, type RoundState } from './state.ts'
 import { decodeTensors, zerosLike, type NamedTensor } from './tensors.ts'
 import type { TrainerPool } from './trainers.ts'
+import { Unlearning } from './rollback.ts'
 
 /** What closeDecision reads of an accepted contribution. */
 export type CloseCandidate = Pick<ContributionRecord, 'id' | 'delta' | 'contributor'> & {
@@ -85,10 +86,12 @@ export interface PublisherModules {
 
 export class Publisher {
   readonly #modules: PublisherModules
+  readonly #unlearning: Unlearning
   #closer: Promise<void> | undefined
 
   constructor(modules: PublisherModules) {
     this.#modules = modules
+    this.#unlearning = new Unlearning(modules)
   }
 
   start(): void {
@@ -130,6 +133,17 @@ export class Publisher {
       return
     }
     let close = (await state.store.rounds.get(closeKey(round))) as CloseRecord | undefined
+    // Under a rollback charter a revocation of items the lineage used closes the round as a rollback.
+    const rollback =
+      close === undefined
+        ? this.#unlearning.closeFor(round, phase, base, state.contributionsFor(round))
+        : undefined
+    if (rollback !== undefined) {
+      close = rollback
+      await state.store.rounds.put(closeKey(round), close)
+      log.info({ round, phase, contributions: [], reason: 'rollback' }, 'round closing')
+      state.events.emit('roundClosing', { round, phase, contributions: 0, reason: 'rollback' })
+    }
     if (close === undefined) {
       const rounds = state.charter.rounds
       const decision = closeDecision({
@@ -166,7 +180,8 @@ export class Publisher {
       })
       await crashPoint('after-close-frozen', round)
     }
-    await this.#aggregateAndPublish(close, base)
+    if (close.rollback !== undefined) await this.#unlearning.publish(close)
+    else await this.#aggregateAndPublish(close, base)
   }
 
   /** Revocations known now that no checkpoint of this chain has recorded yet. */

@@ -260,11 +260,18 @@ export class RoundState {
   async adopt(
     verified: VerifiedProvenance,
     envelope: DsseEnvelope,
-    files: { model: Uint8Array; momentum: Uint8Array; config: Uint8Array },
+    files: {
+      model: Uint8Array
+      momentum: Uint8Array
+      config: Uint8Array
+      /** Further signed files by name (a rollback checkpoint's receipt), stored as blobs too. */
+      extra?: Record<string, Uint8Array>
+    },
     verification: Verification,
   ): Promise<CheckpointRecord> {
     const p = verified.predicate
     const provenanceBytes = envelopeBytes(envelope)
+    const extra = files.extra ?? {}
     // Independent durable writes, issued together so their fsyncs overlap.
     const [model, momentum, config, envelopeDigest, , dir] = await Promise.all([
       this.store.putBlob(files.model),
@@ -273,12 +280,14 @@ export class RoundState {
       this.store.putBlob(provenanceBytes),
       this.store.putBlob(statementBytes(envelope)),
       writeCheckpointDir(this.store.dir, p.phase, p.round, {
+        ...extra,
         [CHECKPOINT_FILES.model]: files.model,
         [CHECKPOINT_FILES.momentum]: files.momentum,
         [CHECKPOINT_FILES.config]: files.config,
         [CHECKPOINT_FILES.provenance]: provenanceBytes,
         [CHECKPOINT_FILES.charter]: canonicalBytes(this.#charterEnvelope),
       }),
+      ...Object.values(extra).map((bytes) => this.store.putBlob(bytes)),
     ])
     return await this.commitCheckpoint({
       id: verified.digest,

@@ -76,7 +76,15 @@ describe('committed test vectors', () => {
     const valid = expected.vectors
       .filter((v) => v.expect === 'VALID' && v.file.endsWith('.valid.json'))
       .map((v) => v.kind)
-    expect(valid.sort()).toEqual(['audit', 'charter', 'contribution', 'manifest', 'provenance', 'receipt', 'revocation'])
+    expect(valid.sort()).toEqual([
+      'audit',
+      'charter',
+      'contribution',
+      'manifest',
+      'provenance',
+      'receipt',
+      'revocation',
+    ])
   })
 
   for (const vector of expected.vectors) {

@@ -149,12 +149,16 @@ export const command: Command = {
       }
       case 'receipt': {
         // Publisher authority as for a provenance: from --charter, else the signatures only.
-        const charter = values.charter === undefined ? undefined : verifyCharter(await readBounded(values.charter))
-        const signatures = (JSON.parse(new TextDecoder().decode(bytes)) as { signatures?: unknown }).signatures
+        const charter =
+          values.charter === undefined ? undefined : verifyCharter(await readBounded(values.charter))
+        const signatures = (JSON.parse(new TextDecoder().decode(bytes)) as { signatures?: unknown })
+          .signatures
         const v = verifyReceipt(bytes, {
           publishers:
             charter?.charter.publishers ??
-            (Array.isArray(signatures) ? signatures.map((s) => String((s as { keyid?: unknown })?.keyid)) : []),
+            (Array.isArray(signatures)
+              ? signatures.map((s) => String((s as { keyid?: unknown })?.keyid))
+              : []),
           threshold: charter?.charter.threshold ?? 1,
           ...(charter === undefined ? {} : { coopId: charter.coopId }),
         })

@@ -1,0 +1,416 @@
+// Unlearning by rollback (charter `onRevocation: "rollback"`, docs/PROTOCOL.md §9d). The
+// publisher side: when a revocation not yet recorded by the chain withdraws items that the
+// round's base lineage or the open round's contributions used, the round closes as a rollback
+// checkpoint instead: parent = the newest checkpoint whose whole lineage never used them, no
+// contributions, the base's weights and momentum, and a signed unlearning receipt among its files.
+// The verifier side checks the receipt against its own lineage before adopting. Trainers need
+// nothing else: the next round's base is the rollback checkpoint, like any other.
+import type { Logger } from 'pino'
+import type { ContributionPredicate } from '../../protocol/contribution.ts'
+import { RECEIPT_MAX_BYTES } from '../../protocol/constants.ts'
+import { sha256Digest } from '../../protocol/digest.ts'
+import { envelopeBytes } from '../../protocol/dsse.ts'
+import { isProtocolError } from '../../protocol/errors.ts'
+import type { Ed25519PrivateKey } from '../../protocol/keys.ts'
+import { createProvenance, verifyProvenance, type ProvenancePredicate } from '../../protocol/provenance.ts'
+import { createReceipt, verifyReceipt, type VerifiedReceipt } from '../../protocol/receipt.ts'
+import type { ConsentBook } from '../consent/book.ts'
+import type { CoopHost } from '../p2p/host.ts'
+import { RoundError } from './errors.ts'
+import type { Fetcher } from './fetcher.ts'
+import type { RoundGossip } from './gossip.ts'
+import { CHECKPOINT_FILES } from './layout.ts'
+import type { CheckpointRecord, CloseRecord } from './records.ts'
+import type { Phase } from './schedule.ts'
+import { compareStrings, signedFileDigests, type RoundState } from './state.ts'
+import {
+  chainOf,
+  firstUse,
+  RECEIPT_FILE,
+  rollbackTarget,
+  watchedItemsByManifest,
+  type LineageNode,
+  type NodeLookup,
+} from './unlearning.ts'
+import type { PendingCheckpoint } from './verifier.ts'
+
+/** A checkpoint record made by a rollback: the only non-genesis kind without contributions. */
+export function isRollbackRecord(record: Pick<CheckpointRecord, 'predicate'>): boolean {
+  return record.predicate.parent !== null && record.predicate.contributions.length === 0
+}
+
+/** The rules' view of the adopted checkpoints. */
+export function stateLookup(state: Pick<RoundState, 'checkpointById'>): NodeLookup {
+  return (id) => {
+    const record = state.checkpointById(id)
+    if (record === undefined) return undefined
+    const p = record.predicate
+    return {
+      id: record.id,
+      round: record.round,
+      parent: p.parent?.provenance ?? null,
+      components: p.components.map((c) => c.provenance),
+      contributions: p.contributions,
+      excludedItems: p.excludedItems,
+    }
+  }
+}
+
+function bookManifests(consent: Pick<ConsentBook, 'manifests'>): { id: string; items: string[] }[] {
+  return consent.manifests().map(({ verified }) => ({
+    id: verified.digest,
+    items: verified.items.map((i) => i.digest),
+  }))
+}
+
+/** Revocations and items recorded by `record`'s chain. */
+function recordedByChain(
+  state: RoundState,
+  record: CheckpointRecord,
+): { items: Set<string>; revocations: Set<string> } {
+  const items = new Set<string>()
+  const revocations = new Set<string>()
+  for (const c of state.ancestors(record)) {
+    for (const i of c.predicate.excludedItems) items.add(i)
+    for (const r of c.predicate.revocations) revocations.add(r)
+  }
+  return { items, revocations }
+}
+
+export interface UnlearningModules {
+  state: RoundState
+  fetcher: Fetcher
+  gossip: RoundGossip
+  consent: ConsentBook
+  privateKey: Ed25519PrivateKey
+  log: Logger
+}
+
+/** The publisher's half: decides whether the open round is a rollback, and publishes it. */
+export class Unlearning {
+  readonly #modules: UnlearningModules
+  /** Rounds for which "rollback impossible" was logged (the close step polls). */
+  readonly #impossibleLogged = new Set<number>()
+
+  constructor(modules: UnlearningModules) {
+    this.#modules = modules
+  }
+
+  /**
+   * The close record of a rollback for `round`, or undefined when the round closes as usual:
+   * the charter does not roll back, nothing revoked is pending, the pending items were never
+   * used, or no checkpoint of the phase is clean (then the revocation is recorded as `exclude`
+   * would, and `coop checkpoint verify` reports the lineage as using revoked items).
+   */
+  closeFor(
+    round: number,
+    phase: Phase,
+    base: CheckpointRecord,
+    candidates: readonly { predicate: Pick<ContributionPredicate, 'manifests'> }[],
+  ): CloseRecord | undefined {
+    const { state, consent, log } = this.#modules
+    if (state.charter.onRevocation !== 'rollback') return undefined
+    const known = consent.revocationSummary()
+    const recorded = recordedByChain(state, base)
+    const pending = known.items.filter((i) => !recorded.items.has(i))
+    if (pending.length === 0) return undefined
+    const manifests = bookManifests(consent)
+    const watchedPending = watchedItemsByManifest(manifests, new Set(pending))
+    const lookup = stateLookup(state)
+    const baseUsed = firstUse(lookup, base.id, watchedPending) !== undefined
+    const roundUses = candidates.some((c) => c.predicate.manifests.some((m) => watchedPending.has(m)))
+    if (!baseUsed && !roundUses) return undefined
+    // Every known revoked item counts when looking for the clean base: items recorded after it
+    // drop out of the new chain's records and must not have been used before it either.
+    const target = baseUsed
+      ? rollbackTarget(lookup, base.id, watchedItemsByManifest(manifests, new Set(known.items)))
+      : { base: lookup(base.id) as LineageNode, superseded: [] }
+    if (target === undefined) {
+      if (!this.#impossibleLogged.has(round)) {
+        this.#impossibleLogged.add(round)
+        log.error(
+          { round, phase, items: pending.length },
+          'rollback impossible: the whole phase lineage used revoked items; recording them only',
+        )
+      }
+      return undefined
+    }
+    const newBase = state.checkpointById(target.base.id) as CheckpointRecord
+    // The rollback checkpoint records every known revocation that its new chain has not.
+    const inNewChain = recordedByChain(state, newBase)
+    const now = new Date().toISOString()
+    return {
+      round,
+      phase,
+      base: base.id,
+      contributions: [],
+      excludedItems: known.items.filter((i) => !inNewChain.items.has(i)).sort(compareStrings),
+      revocations: known.revocations.filter((r) => !inNewChain.revocations.has(r)).sort(compareStrings),
+      closedAt: now,
+      rollback: {
+        newBase: newBase.id,
+        superseded: target.superseded.map((n) => ({ provenance: n.id, round: n.round })),
+        createdAt: now,
+      },
+    }
+  }
+
+  /** Signs the receipt and the rollback checkpoint of a frozen rollback close, announces and adopts it. */
+  async publish(close: CloseRecord): Promise<CheckpointRecord> {
+    const { state, fetcher, gossip, consent, privateKey, log } = this.#modules
+    const rollback = close.rollback
+    const newBase = rollback === undefined ? undefined : state.checkpointById(rollback.newBase)
+    if (rollback === undefined || newBase === undefined)
+      throw new RoundError(
+        'BAD_ROLLBACK',
+        `round ${close.round}: the rollback's new base is not adopted here`,
+      )
+    const started = performance.now()
+    const receipt = createReceipt(
+      {
+        files: {
+          [CHECKPOINT_FILES.model]: newBase.files.model,
+          [CHECKPOINT_FILES.momentum]: newBase.files.momentum,
+          [CHECKPOINT_FILES.config]: newBase.files.config,
+        },
+        coop: state.coopId,
+        phase: close.phase,
+        round: close.round,
+        newBase: { checkpoint: newBase.files.model, provenance: newBase.id, round: newBase.round },
+        superseded: rollback.superseded,
+        revocations: close.revocations,
+        revokedItems: close.excludedItems,
+        createdAt: rollback.createdAt,
+      },
+      [privateKey],
+    )
+    const receiptBytes = envelopeBytes(receipt)
+    // Stored before the announcement: verifiers fetch it by the digest the provenance signs.
+    await state.store.putBlob(receiptBytes)
+    const model = await fetcher.requireBlob(newBase.files.model, [])
+    const momentum = await fetcher.requireBlob(newBase.files.momentum, [])
+    const lineageManifests = lineageManifestsOf(state, newBase)
+    const components = newBase.predicate.components
+    const config = state.configBytes(close.phase, close.round, components)
+    const predicate: ProvenancePredicate = {
+      coop: state.coopId,
+      round: close.round,
+      phase: close.phase,
+      parent: { checkpoint: newBase.files.model, provenance: newBase.id },
+      contributions: [],
+      manifests: [],
+      revocations: close.revocations,
+      excludedItems: close.excludedItems,
+      components,
+      license: consent.licenseOf(lineageManifests),
+      attribution: consent.attributionOf(lineageManifests),
+    }
+    const envelope = createProvenance(
+      {
+        ...predicate,
+        files: {
+          [CHECKPOINT_FILES.model]: newBase.files.model,
+          [CHECKPOINT_FILES.momentum]: newBase.files.momentum,
+          [CHECKPOINT_FILES.config]: sha256Digest(config),
+          [RECEIPT_FILE]: sha256Digest(receiptBytes),
+        },
+      },
+      [privateKey],
+    )
+    const verified = verifyProvenance(envelope, {
+      publishers: state.charter.publishers,
+      threshold: state.charter.threshold,
+      coopId: state.coopId,
+    })
+    await gossip.publishCheckpoint(envelope)
+    const record = await state.adopt(
+      verified,
+      envelope,
+      { model, momentum, config, extra: { [RECEIPT_FILE]: receiptBytes } },
+      'published',
+    )
+    const aggregateMs = Math.round(performance.now() - started)
+    log.info(
+      {
+        round: close.round,
+        phase: close.phase,
+        checkpoint: record.id,
+        newBase: newBase.id,
+        newBaseRound: newBase.round,
+        superseded: rollback.superseded.map((s) => s.round),
+        items: close.excludedItems.length,
+        receipt: sha256Digest(new Uint8Array(Buffer.from(receipt.payload, 'base64'))),
+      },
+      'lineage rolled back',
+    )
+    log.info(
+      { round: close.round, phase: close.phase, contributions: 0, checkpoint: record.id, aggregateMs },
+      'round closed',
+    )
+    state.events.emit('roundClosed', {
+      round: close.round,
+      phase: close.phase,
+      checkpoint: record.id,
+      contributions: 0,
+      aggregateMs,
+    })
+    return record
+  }
+}
+
+/** Every manifest in the lineage of `record`: its chain and, through components, theirs. */
+function lineageManifestsOf(
+  state: RoundState,
+  record: CheckpointRecord,
+  visited = new Set<string>(),
+): string[] {
+  const out = new Set<string>()
+  for (const c of state.ancestors(record)) {
+    for (const m of c.predicate.manifests) out.add(m)
+    for (const component of c.predicate.components) {
+      const ae = state.checkpointById(component.provenance)
+      if (ae === undefined || visited.has(ae.id)) continue
+      visited.add(ae.id)
+      for (const m of lineageManifestsOf(state, ae, visited)) out.add(m)
+    }
+  }
+  return [...out]
+}
+
+export interface RollbackVerifierModules {
+  state: RoundState
+  fetcher: Fetcher
+  consent: Pick<ConsentBook, 'manifests' | 'revocations' | 'revokedItems'>
+  host: Pick<CoopHost, 'penalize'>
+  log: Logger
+}
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i])
+
+/**
+ * Checks an announced rollback checkpoint and adopts it. The receipt must verify under the
+ * charter, say what the provenance says (round, new base = parent, revocations and items), name
+ * the new base's files; the checkpoint's weights and momentum must be the new base's; the new
+ * base must be an ancestor of the round's base and `superseded` exactly the checkpoints between;
+ * the new base's whole lineage must not use a revoked item while the oldest superseded one does.
+ */
+export async function verifyRollbackCheckpoint(
+  modules: RollbackVerifierModules,
+  pending: PendingCheckpoint,
+): Promise<CheckpointRecord> {
+  const { state, fetcher, consent, host, log } = modules
+  const { verified, envelope, from } = pending
+  const p = verified.predicate
+  const bad = (message: string): RoundError => {
+    host.penalize(from, 'CONFLICT')
+    return new RoundError('BAD_ROLLBACK', message)
+  }
+  if (state.charter.onRevocation !== 'rollback' || p.parent === null)
+    throw bad('a checkpoint without contributions under a charter that does not roll back')
+  const receiptDigest = verified.files.get(RECEIPT_FILE) as string
+  const receiptBytes = await fetcher.requireBlob(
+    receiptDigest,
+    [from, ...verified.signers],
+    RECEIPT_MAX_BYTES,
+  )
+  let receipt: VerifiedReceipt
+  try {
+    receipt = verifyReceipt(receiptBytes, {
+      publishers: state.charter.publishers,
+      threshold: state.charter.threshold,
+      coopId: state.coopId,
+    })
+  } catch (err) {
+    if (isProtocolError(err)) throw bad(`the unlearning receipt does not verify: ${err.code}: ${err.message}`)
+    throw err
+  }
+  const r = receipt.predicate
+  const files = signedFileDigests(verified)
+  if (
+    r.round !== p.round ||
+    r.phase !== p.phase ||
+    r.newBase.provenance !== p.parent.provenance ||
+    r.newBase.checkpoint !== p.parent.checkpoint ||
+    !sameList(r.revocations, p.revocations) ||
+    !sameList(r.revokedItems, p.excludedItems) ||
+    files.model !== r.newBase.checkpoint ||
+    files.momentum !== receipt.files.get(CHECKPOINT_FILES.momentum)
+  )
+    throw bad('the receipt and the rollback checkpoint disagree')
+  const config = state.configBytes(p.phase, p.round, p.components)
+  if (sha256Digest(config) !== files.config) throw bad('config.json differs from ours')
+  // Every revocation it answers is one we hold (they are gossiped; a late one is retried).
+  const known = new Set(consent.revocations().map((v) => v.digest))
+  const missing = r.revocations.filter((id) => !known.has(id))
+  if (missing.length > 0)
+    throw new RoundError('ROLLBACK_PENDING', `revocations ${missing.join(', ')} are not known here yet`)
+  const revoked = consent.revokedItems()
+  if (!r.revokedItems.every((i) => revoked.has(i)))
+    throw bad('the receipt lists items that its revocations do not withdraw')
+  const newBase = state.checkpointById(p.parent.provenance)
+  const extra = { [RECEIPT_FILE]: receiptBytes }
+  if (newBase === undefined) {
+    // We missed the new base (joined late): the signatures vouch, as for any unknown parent.
+    const model = await fetcher.requireBlob(files.model, [from, ...verified.signers])
+    const momentum = await fetcher.requireBlob(files.momentum, [from, ...verified.signers])
+    log.warn(
+      { round: p.round, phase: p.phase, checkpoint: verified.digest },
+      'rollback base unknown; adopted on signature and file digests',
+    )
+    return await state.adopt(verified, envelope, { model, momentum, config, extra }, 'signature')
+  }
+  if (
+    newBase.phase !== p.phase ||
+    newBase.round !== r.newBase.round ||
+    newBase.files.model !== files.model ||
+    newBase.files.momentum !== files.momentum ||
+    receipt.files.get(CHECKPOINT_FILES.config) !== newBase.files.config
+  )
+    throw bad("the rollback checkpoint's files are not its new base's")
+  const lookup = stateLookup(state)
+  const head = state.checkpointAt(p.phase, p.round - 1)
+  if (head !== undefined) {
+    const chain = chainOf(lookup, head.id)
+    const at = chain.findIndex((n) => n.id === newBase.id)
+    if (at < 0) throw bad("the new base is not in the round's base chain")
+    const expected = chain.slice(at + 1).map((n) => `${n.round}:${n.id}`)
+    if (
+      !sameList(
+        expected,
+        r.superseded.map((s) => `${s.round}:${s.provenance}`),
+      )
+    )
+      throw bad('the superseded checkpoints are not those between the new base and the round')
+  }
+  const watched = watchedItemsByManifest(
+    consent.manifests().map(({ verified: m }) => ({ id: m.digest, items: m.items.map((i) => i.digest) })),
+    new Set(r.revokedItems),
+  )
+  const used = firstUse(lookup, newBase.id, watched)
+  if (used !== undefined)
+    throw bad(`the new base's lineage used revoked item ${used.item} in round ${used.round}`)
+  const oldest = r.superseded[0]
+  if (
+    oldest !== undefined &&
+    state.checkpointById(oldest.provenance) !== undefined &&
+    firstUse(lookup, oldest.provenance, watched) === undefined
+  )
+    throw bad('a newer checkpoint than the new base is clean: the rollback goes back too far')
+  const model = await fetcher.requireBlob(newBase.files.model, [])
+  const momentum = await fetcher.requireBlob(newBase.files.momentum, [])
+  const record = await state.adopt(verified, envelope, { model, momentum, config, extra }, 'rollback')
+  log.info(
+    {
+      round: p.round,
+      phase: p.phase,
+      checkpoint: verified.digest,
+      contributions: 0,
+      verification: 'rollback',
+      newBase: newBase.id,
+      receipt: receipt.digest,
+    },
+    'checkpoint adopted',
+  )
+  return record
+}
