@@ -14,6 +14,7 @@ import { CHECKPOINT_FILES, listCheckpointDirs } from './layout.ts'
 import { computeCheckpoint, type ContributionPayload } from './recompute.ts'
 import { decodeTensors } from './tensors.ts'
 import { LineageIndex, type TraceCheckpoint, type TraceManifest } from './trace.ts'
+import { checkUnlearning, rollbackRecomputation, type UnlearningReport } from './unlearning-files.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 
 const HEX = /^sha256:([0-9a-f]{64})$/
@@ -100,6 +101,14 @@ export interface VerifyReport {
   files: { name: string; digest: string; ok: boolean }[]
   recomputation: 'passed' | 'failed' | 'unavailable' | 'genesis' | 'not-run'
   missing: string[]
+  /** The charter's revocation policy and, under rollback, the lineage check (unlearning-files.ts). */
+  unlearning?: UnlearningReport
+}
+
+/** Memoises an async computation. */
+function once<T>(compute: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined
+  return () => (result ??= compute())
 }
 
 /**
@@ -129,6 +138,22 @@ export async function verifyCheckpointDir(
     if (bad !== undefined)
       throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
     const p = verified.predicate
+    // Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
+    // item it records as revoked; a rollback checkpoint's files are its new base's.
+    const lineage = once(() => loadLineage(options.storeDir ?? dirname(dirname(dir))).catch(() => undefined))
+    report.unlearning = await checkUnlearning(
+      loaded,
+      lineage,
+      options.charter ??
+        ((await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES)) as Uint8Array),
+    )
+    if (report.unlearning.receipt !== undefined) {
+      report.recomputation = rollbackRecomputation(loaded, (await lineage())?.checkpoints ?? [])
+      if (report.recomputation === 'unavailable')
+        report.missing.push(`new base checkpoint ${p.parent?.provenance}`)
+      report.ok = true
+      return report
+    }
     if (p.parent === null) {
       report.recomputation = 'genesis'
       report.ok = true
