@@ -24,6 +24,7 @@ import { ConsentBook } from './consent/book.ts'
 import { ConsentGossip } from './consent/gossip.ts'
 import { ConsentInbox } from './consent/inbox.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
+import { AuditScheduler } from './audit/scheduler.ts'
 import { RoundError } from './round/errors.ts'
 import { charterPath, writeAddrs } from './round/layout.ts'
 import type { Phase } from './round/schedule.ts'
@@ -270,6 +271,23 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     })
     log.info({ peer: host.peerId, coop: coopId, addrs, publisher: options.publisher }, 'listening')
     await engine.start()
+    // The charter's memorization audits (charter `audit`): the publisher audits its own images.
+    const auditor =
+      options.publisher && charter.audit !== undefined
+        ? new AuditScheduler(
+            {
+              charter,
+              storeDir: options.store,
+              dataDir: options.data,
+              consentFiles: options.consent,
+              backend: options.backend,
+              privateKey,
+              peerId,
+            },
+            { events: engine.events, log: componentLogger('audit') },
+          )
+        : undefined
+    await auditor?.start()
 
     inbox.start()
 
@@ -294,6 +312,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
           )
           grace.unref()
           await engine.stop()
+          await auditor?.stop()
           clearTimeout(grace)
           await liveHost.stop()
           consentGossip.stop()

@@ -138,7 +138,8 @@ export class Unlearning {
     const newBase = state.checkpointById(target.base.id) as CheckpointRecord
     // The rollback checkpoint records every known revocation that its new chain has not.
     const inNewChain = recordedByChain(state, newBase)
-    const now = new Date().toISOString()
+    // Whole seconds: the receipt's createdAt is a protocol date-time (§1).
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
     return {
       round,
       phase,
