@@ -228,9 +228,28 @@ describe('unlearning by rollback', () => {
     const dirVerify = await runCoop(['checkpoint', 'verify', rollbackDir, '--store', p1.store])
     expect(dirVerify.stdout).toContain(`receipt    ${receipt.digest}`)
     expect(dirVerify.code).toBe(0)
-    // Every checkpoint directory of both stores still verifies (the superseded ones included).
+    // The public training-content summary names the receipt.
+    const summary = await runCoop([
+      'summary',
+      '--checkpoint',
+      checkpointDir(p1.store, 'unet', UNET_ROUNDS),
+      '--store',
+      p1.store,
+      '--format',
+      'json',
+    ])
+    expect(summary.code).toBe(0)
+    const processing = (
+      JSON.parse(summary.stdout) as {
+        processing: { unlearningReceipts: string; revocations: { rule: string } }
+      }
+    ).processing
+    expect(processing.unlearningReceipts).toContain(receipt.digest)
+    expect(processing.revocations.rule).toMatch(/^rollback/)
+    // Every U-Net checkpoint directory of both stores still verifies, the superseded ones included
+    // (the imported autoencoder is another coop's, verified with its own charter).
     for (const peer of coop.peers)
-      for (const d of await listCheckpointDirs(peer.store)) {
+      for (const d of (await listCheckpointDirs(peer.store)).filter((d) => d.includes('unet-r'))) {
         const v = await runCoop(['checkpoint', 'verify', d, '--store', peer.store])
         expect(v.code, `${d}: ${v.stdout}`).toBe(0)
       }
