@@ -126,6 +126,8 @@ export class TrainerLoop {
       await state.waitForChange(ROUND_POLL_MS * 10)
       return
     }
+    // A rollback base: nothing learned in the superseded rounds may carry over (optimizer, EMA).
+    if (isRollbackRecord(base)) trainers.discard(phase)
     const trainer = await trainers.forPhase(phase)
     const baseWeights = decodeTensors(await fetcher.requireBlob(base.files.model, fetcher.providers()))
     await trainer.setWeights(baseWeights)
