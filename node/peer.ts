@@ -279,7 +279,6 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
               charter,
               storeDir: options.store,
               dataDir: options.data,
-              consentFiles: options.consent,
               backend: options.backend,
               privateKey,
               peerId,

@@ -42,7 +42,6 @@ export interface AuditSchedulerOptions {
   storeDir: string
   /** This node's images: what the publisher audits. */
   dataDir: string
-  consentFiles: readonly string[]
   backend: string
   privateKey: Ed25519PrivateKey
   peerId: string
@@ -124,7 +123,8 @@ export class AuditScheduler {
   }
 
   async #audit(round: number): Promise<void> {
-    const { charter, storeDir, dataDir, consentFiles, backend, privateKey } = this.#options
+    // Rights holders come from the manifests the store holds (this node's own among them).
+    const { charter, storeDir, dataDir, backend, privateKey } = this.#options
     const dir = checkpointDir(storeDir, 'unet', round)
     if (existsSync(join(dir, AUDIT_DIR_FILES.statement))) return
     const started = performance.now()
@@ -141,7 +141,6 @@ export class AuditScheduler {
         storeDir,
         '--data',
         dataDir,
-        ...consentFiles.flatMap((f) => ['--consent', f]),
         '--samples-per-class',
         String(charter.audit?.samplesPerClass ?? 1),
         '--backend',
