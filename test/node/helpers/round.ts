@@ -30,7 +30,10 @@ export async function openState(
 }
 
 /** A CheckpointProvenance signed by the publisher: a U-Net genesis unless `predicate` says otherwise. */
-export function signProvenance(state: RoundState, predicate: Partial<ProvenancePredicate>) {
+export function signProvenance(
+  state: RoundState,
+  predicate: Partial<ProvenancePredicate> & { files?: Record<string, string> },
+) {
   const envelope = createProvenance(
     {
       coop: state.coopId,
