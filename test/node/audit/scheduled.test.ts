@@ -49,8 +49,8 @@ describe('scheduled memorization audits (charter audit.every)', () => {
     })
     const publisher = startNode(coop, coop.peers[0]!, { extra: ['--linger', '0'] })
     nodes.push(publisher)
-    expect((await exitsWithin([publisher], 600_000))[0]?.code).toBe(0)
-  }, 700_000)
+    expect((await exitsWithin([publisher], 900_000))[0]?.code).toBe(0)
+  }, 1_000_000)
 
   afterAll(async () => {
     await stopAll(nodes.filter((n) => n.running))
@@ -94,11 +94,11 @@ describe('scheduled memorization audits (charter audit.every)', () => {
     await rm(lost)
     const again = startNode(coop, peer, { extra: ['--linger', '0'] })
     nodes.push(again)
-    expect((await exitsWithin([again], 300_000))[0]?.code).toBe(0)
+    expect((await exitsWithin([again], 500_000))[0]?.code).toBe(0)
     expect(await exists(lost)).toBe(true)
     expect(again.lines.filter((l) => l.msg === 'memorization audit attached').map((l) => l.round)).toEqual([
       3,
     ])
     expect(verifyAudit(new Uint8Array(await readFile(lost))).predicate.round).toBe(3)
-  }, 320_000)
+  }, 520_000)
 })
