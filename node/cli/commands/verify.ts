@@ -15,10 +15,10 @@ import { CliError, type Command } from '../command.ts'
 
 const usage = `Usage: coop verify <file> [--charter <charter.json>] [--revocations <file>]...
 
-Verifies a consent manifest, revocation notice, coop charter, contribution statement or
-checkpoint provenance, recognised by its content. Exit 0 and a summary when valid; exit 1
+Verifies a consent manifest, revocation notice, coop charter, contribution statement,
+checkpoint provenance, memorization audit or unlearning receipt, recognised by its content. Exit 0 and a summary when valid; exit 1
 and the error code (BAD_SIGNATURE, EXPIRED, SCHEMA, ...) when not.
-  --charter       for provenance: check the publisher signatures and threshold against this
+  --charter       for provenance and receipts: check the publisher signatures and threshold against this
                   charter (without it, only that every signature verifies is checked)
   --revocations   for manifests: apply these revocation notices`
 
