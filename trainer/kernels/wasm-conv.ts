@@ -258,17 +258,13 @@ export function simdConv2D(
   const bottom = Math.max(0, (outHeight - 1) * stride + filterHeight - inHeight - top)
   const right = Math.max(0, (outWidth - 1) * stride + filterWidth - inWidth - left)
   const { nr, padded: outChannelsPadded } = outputBlock(outChannels)
-  // FusedConv2D's bias broadcasts against the output: per channel ([Co]) or one value ([] / [1]). Other
-  // broadcast shapes are left to the backend's own kernel.
+  // FusedConv2D's bias is per output channel ([Co], what trainer/nn.ts passes); other shapes go to the
+  // backend's own kernel, which rejects them with its own error.
   let bias: Float32Array | undefined
   if (biasInput !== undefined) {
-    const values = scratch.backendWasm.typedArrayFromHeap(biasInput) as Float32Array
-    const trailing =
-      biasInput.shape.length === 0 ? 1 : (biasInput.shape[biasInput.shape.length - 1] as number)
-    if (values.length !== trailing || (trailing !== outChannels && trailing !== 1)) return undefined
+    if (biasInput.shape.length !== 1 || biasInput.shape[0] !== outChannels) return undefined
     bias = new Float32Array(outChannelsPadded)
-    if (trailing === 1) bias.fill(values[0] as number, 0, outChannels)
-    else bias.set(values)
+    bias.set(scratch.backendWasm.typedArrayFromHeap(biasInput) as Float32Array)
   }
   const input = padded(scratch, x, [top, bottom], [left, right], inChannels)
   const paddedCols = inWidth + left + right
