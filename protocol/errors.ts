@@ -46,6 +46,8 @@ export const PROTOCOL_ERROR_CODES = [
   'CUSTODIAN_MISMATCH',
   /** A value cannot be represented canonically (e.g. a non-finite number in JCS). */
   'NOT_CANONICAL',
+  /** A tensor payload's names, shapes, dtypes or codec differ from the model layout it must fit. */
+  'LAYOUT_MISMATCH',
 ] as const
 
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number]
