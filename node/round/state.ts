@@ -23,6 +23,7 @@ import {
   writeLatestPointers,
   type CheckpointPointer,
 } from './layout.ts'
+import { RoundEvidence } from './evidence.ts'
 import {
   checkpointIdKey,
   checkpointKey,
@@ -75,6 +76,8 @@ export class RoundState {
   readonly untilRound: number
   readonly events: RoundEvents
   readonly store: CoopStore
+  /** Refused payloads and equivocation evidence (durable). */
+  readonly evidence: RoundEvidence
   /** Set once the engine is stopping: loops and retries end at their next check. */
   stopping = false
   /** Set once every round up to untilRound has an adopted checkpoint. */
@@ -87,8 +90,13 @@ export class RoundState {
   readonly #checkpointsById = new Map<string, CheckpointRecord>()
   /** Accepted contributions per round, by statement digest. */
   readonly #contributions = new Map<number, Map<string, ContributionRecord>>()
+  readonly #contributionsById = new Map<string, ContributionRecord>()
   /** Payloads (by delta digest) known to be in the store. */
   readonly #payloadsStored = new Set<string>()
+  /** Payloads that passed admission (decoded, fit the model, above the floor), with their RMS. */
+  readonly #admitted = new Map<string, number>()
+  /** The highest round a validly signed checkpoint was announced for, per phase: the cooperative is at least there. */
+  readonly #announcedTip = new Map<Phase, number>()
   readonly #waiters = new Set<() => void>()
 
   constructor(options: RoundStateOptions, modules: { store: CoopStore; log: Logger }) {
@@ -99,6 +107,7 @@ export class RoundState {
     this.untilRound = Math.min(options.untilRound ?? this.plan.total, this.plan.total)
     this.#charterEnvelope = options.charterEnvelope
     this.store = modules.store
+    this.evidence = new RoundEvidence(modules.store)
     this.#log = modules.log
     this.events = new RoundEvents((err, name) =>
       this.#log.warn({ err, event: name }, 'event listener failed'),
@@ -115,6 +124,7 @@ export class RoundState {
       this.#rememberContribution(record)
       if (await this.store.hasBlob(record.delta)) this.#payloadsStored.add(record.delta)
     }
+    await this.evidence.load()
     const latest = this.latestCheckpoint()
     this.#log.info(
       {
@@ -177,6 +187,14 @@ export class RoundState {
     return this.#contributions.get(round)?.get(id)
   }
 
+  /** The envelope blob of an adopted checkpoint or an accepted contribution, by its statement digest. */
+  async envelopeOf(statementDigest: string): Promise<Uint8Array | undefined> {
+    const digest =
+      this.#checkpointsById.get(statementDigest)?.envelope ??
+      this.#contributionsById.get(statementDigest)?.envelope
+    return digest === undefined ? undefined : await this.store.getBlob(digest)
+  }
+
   /** Accepted contributions of a round, sorted by id. */
   contributionsFor(round: number): ContributionRecord[] {
     return [...(this.#contributions.get(round)?.values() ?? [])].sort((a, b) => compareStrings(a.id, b.id))
@@ -188,6 +206,37 @@ export class RoundState {
 
   payloadStored(digest: string): void {
     this.#payloadsStored.add(digest)
+  }
+
+  /** Where a payload stands: admitted (counts toward quorum), refused (never counts), or pending. */
+  admission(delta: string): 'admitted' | 'refused' | 'pending' {
+    if (this.evidence.refusal(delta) !== undefined) return 'refused'
+    return this.#admitted.has(delta) ? 'admitted' : 'pending'
+  }
+
+  /** A payload passed admission (in memory: after a restart it is checked again from the store). */
+  payloadAdmitted(delta: string, rms: number): void {
+    this.#admitted.set(delta, rms)
+  }
+
+  /** A validly signed checkpoint for `round` of `phase` was announced: rounds before it are closed. */
+  announced(phase: Phase, round: number): void {
+    if (round > (this.#announcedTip.get(phase) ?? -1)) {
+      this.#announcedTip.set(phase, round)
+      this.changed()
+    }
+  }
+
+  /**
+   * Whether `round` is known to be closed: a checkpoint for it is adopted, or one for it or a
+   * later round was announced with valid signatures (a peer catching up learns this before it
+   * has verified the chain, so it stops training a stale round at once).
+   */
+  roundClosed(phase: Phase, round: number): boolean {
+    if (this.checkpointAt(phase, round) !== undefined) return true
+    if ((this.#announcedTip.get(phase) ?? -1) >= round) return true
+    // Any U-Net checkpoint closes every autoencoder round.
+    return phase === 'autoencoder' && this.#announcedTip.has('unet')
   }
 
   /**
@@ -353,6 +402,7 @@ export class RoundState {
       this.#contributions.set(record.predicate.round, round)
     }
     round.set(record.id, record)
+    this.#contributionsById.set(record.id, record)
   }
 
   // ---------------------------------------------------------------- wake-ups

@@ -99,6 +99,13 @@ export class TrainerLoop {
         }
         state.events.emit('roundOpened', { phase, round })
       }
+      // A checkpoint for this round or a later one was announced: the round closed without us
+      // (we restarted or joined late). Training it would be wasted and publishing it wrong: wait
+      // for the verifier to catch the chain up instead.
+      if (state.roundClosed(phase, round)) {
+        await state.waitForChange(ROUND_POLL_MS * 10)
+        continue
+      }
       if (this.#options.train && (await state.store.rounds.get(localKey(round))) === undefined) {
         try {
           await this.#trainRound(round, phase, base)
@@ -138,8 +145,9 @@ export class TrainerLoop {
     let lossSum = 0
     let samples = 0
     for (let step = 1; step <= steps; step++) {
-      // The round may close without us (quorum reached) or we may be stopping: drop the work.
-      if (state.stopping || state.checkpointAt(phase, round) !== undefined) {
+      // The round may close without us (quorum reached, or we learn that it closed while we were
+      // away) or we may be stopping: drop the work.
+      if (state.stopping || state.roundClosed(phase, round)) {
         log.info({ round, phase, step }, 'local training abandoned')
         return
       }
@@ -150,7 +158,10 @@ export class TrainerLoop {
       lossSum += result.lossMean
       samples += result.samples
     }
-    if (state.checkpointAt(phase, round) !== undefined) return
+    if (state.roundClosed(phase, round)) {
+      log.info({ round, phase, step: steps }, 'local training abandoned')
+      return
+    }
     const lossMean = lossSum / steps
     const delta = pseudoGradient(baseWeights, await trainer.getWeights())
     const codec = roundsCfg.compression as Codec
@@ -234,7 +245,8 @@ export class TrainerLoop {
       loss: lossMean,
       bytes: payload.byteLength,
     })
-    await gossip.publishContribution(envelope)
+    // Never gossip into a closed round: the record stays (it is what we did), the message does not go out.
+    if (!state.roundClosed(phase, round)) await gossip.publishContribution(envelope)
     state.changed()
   }
 }

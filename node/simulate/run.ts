@@ -21,6 +21,7 @@ import {
   compressDelta,
   decompressDelta,
   formatCodec,
+  layoutOf,
 } from '../../protocol/compression.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { decodeSafetensors, encodeSafetensors } from '../../protocol/safetensors.ts'
@@ -493,10 +494,13 @@ export async function runSimulation(
           contributions.push({
             digest: sha256Digest(payload),
             samples,
-            delta: decompressDelta(decodeSafetensors(payload).tensors, weights),
+            delta: decompressDelta(decodeSafetensors(payload).tensors, layoutOf(weights), options.codec),
           })
         }
-        const aggregated = aggregateDeltas(contributions, options.aggregator)
+        // The round engine's weight cap (node/round/limits.ts maxSamples): inner steps x batch size.
+        const aggregated = aggregateDeltas(contributions, options.aggregator, {
+          maxSamples: innerSteps * batchSize,
+        })
         const next = outerStep(weights, momentum, aggregated, {
           lr: options.outerLr,
           momentum: options.outerMomentum,
