@@ -48,3 +48,9 @@ export const TRIVIAL_DELTA_RMS_FRACTION = 1e-3
 export const REFUSAL_REASON_MAX_CHARS = 300
 /** Conflicting checkpoints kept as evidence per round: two prove equivocation; more only fill the disk. */
 export const EQUIVOCATION_EVIDENCE_PER_ROUND = 4
+/** A checkpoint that failed verification is tried again after this pause (re-announced every few seconds), doubling each time... */
+export const VERIFY_RETRY_MIN_MS = 10_000
+/** ...up to this: a chain whose payloads were briefly unavailable is still caught up within minutes. */
+export const VERIFY_RETRY_MAX_MS = 5 * 60_000
+/** Failed checkpoints remembered for the pause above; beyond this the oldest is forgotten (one entry is ~100 bytes). */
+export const VERIFY_FAILURES_TRACKED = 1024

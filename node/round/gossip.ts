@@ -184,9 +184,12 @@ export class RoundGossip {
     const accepted = this.checkpointValidator.verified(msg.data)
     if (accepted === undefined) return
     const verified = accepted.verified as VerifiedProvenance
+    // A publisher's (re-)announcement tells a restarted node where the cooperative is.
+    if (!state.tipKnown) {
+      state.tipKnown = true
+      state.changed()
+    }
     if (state.checkpointById(verified.digest) !== undefined) return
-    // Validly signed: the cooperative is at least at this round, so older local work is stale.
-    state.announced(verified.predicate.phase, verified.predicate.round)
     verifier.enqueue({ verified, envelope: accepted.message as DsseEnvelope, from: msg.from })
   }
 }

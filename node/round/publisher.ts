@@ -115,6 +115,8 @@ export class Publisher {
 
   start(): void {
     const { state, log } = this.#modules
+    // The publisher makes the tip: it never waits to hear where the cooperative is.
+    state.tipKnown = true
     this.#closer = this.#closerLoop().catch((err: unknown) => {
       if (state.stopping) return
       log.error({ err }, 'round closer failed')
@@ -266,6 +268,9 @@ export class Publisher {
     const optimizer = outerOptimizer(state.charter, frozen.phase)
     const { close, payloads, records } = await this.#aggregatable(frozen, parentWeights, optimizer)
     if (close === undefined) return
+    // Another publisher of the charter closed this round first and we verified and adopted its
+    // checkpoint: signing a second one would be equivocating.
+    if (state.checkpointAt(close.phase, close.round) !== undefined) return
     const started = performance.now()
     const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, optimizer)
     const manifests = [...new Set(records.flatMap((r) => r.predicate.manifests))].sort(compareStrings)

@@ -82,6 +82,12 @@ export class RoundState {
   stopping = false
   /** Set once every round up to untilRound has an adopted checkpoint. */
   done = false
+  /**
+   * Set once this node knows where the cooperative is: it heard a checkpoint announcement since
+   * it started (publishers re-announce theirs every few seconds), or it is the publisher. Until
+   * then a restarted node cannot tell whether its open round is still open.
+   */
+  tipKnown = false
 
   readonly #charterEnvelope: DsseEnvelope
   readonly #log: Logger
@@ -95,8 +101,8 @@ export class RoundState {
   readonly #payloadsStored = new Set<string>()
   /** Payloads that passed admission (decoded, fit the model, above the floor), with their RMS. */
   readonly #admitted = new Map<string, number>()
-  /** The highest round a validly signed checkpoint was announced for, per phase: the cooperative is at least there. */
-  readonly #announcedTip = new Map<Phase, number>()
+  /** Chains being verified right now, by `<phase>/<round>` of their links (a count: chains may overlap). */
+  readonly #verifying = new Map<string, number>()
   readonly #waiters = new Set<() => void>()
 
   constructor(options: RoundStateOptions, modules: { store: CoopStore; log: Logger }) {
@@ -219,24 +225,43 @@ export class RoundState {
     this.#admitted.set(delta, rms)
   }
 
-  /** A validly signed checkpoint for `round` of `phase` was announced: rounds before it are closed. */
-  announced(phase: Phase, round: number): void {
-    if (round > (this.#announcedTip.get(phase) ?? -1)) {
-      this.#announcedTip.set(phase, round)
-      this.changed()
+  /** Marks checkpoints as being verified (the verifier calls endVerifying with the same list when done). */
+  beginVerifying(links: readonly { phase: Phase; round: number }[]): void {
+    for (const l of links)
+      this.#verifying.set(`${l.phase}/${l.round}`, (this.#verifying.get(`${l.phase}/${l.round}`) ?? 0) + 1)
+  }
+
+  endVerifying(links: readonly { phase: Phase; round: number }[]): void {
+    for (const l of links) {
+      const key = `${l.phase}/${l.round}`
+      const left = (this.#verifying.get(key) ?? 1) - 1
+      if (left <= 0) this.#verifying.delete(key)
+      else this.#verifying.set(key, left)
     }
+    this.changed()
   }
 
   /**
-   * Whether `round` is known to be closed: a checkpoint for it is adopted, or one for it or a
-   * later round was announced with valid signatures (a peer catching up learns this before it
-   * has verified the chain, so it stops training a stale round at once).
+   * Whether a signed checkpoint for `round` of `phase` or a later round is being verified: if it
+   * verifies, `round` is closed. A node catching up learns this before it has recomputed the
+   * chain, so it neither starts nor publishes work for a round that may be closed; a checkpoint
+   * that fails verification stops counting, so an unverifiable one cannot stop training.
    */
-  roundClosed(phase: Phase, round: number): boolean {
-    if (this.checkpointAt(phase, round) !== undefined) return true
-    if ((this.#announcedTip.get(phase) ?? -1) >= round) return true
-    // Any U-Net checkpoint closes every autoencoder round.
-    return phase === 'autoencoder' && this.#announcedTip.has('unet')
+  verifying(phase: Phase, round: number): boolean {
+    for (const key of this.#verifying.keys()) {
+      const [p, r] = key.split('/') as [Phase, string]
+      if (p === phase ? Number(r) >= round : p === 'unet' && phase === 'autoencoder') return true
+    }
+    return false
+  }
+
+  /**
+   * Whether this node may publish or re-announce its contribution to `round` now: it knows the
+   * cooperative's tip, no checkpoint at or past the round is being verified, and none for the
+   * round is adopted. A contribution to a closed round is never sent.
+   */
+  mayContribute(phase: Phase, round: number): boolean {
+    return this.tipKnown && !this.verifying(phase, round) && this.checkpointAt(phase, round) === undefined
   }
 
   /**

@@ -99,10 +99,10 @@ export class TrainerLoop {
         }
         state.events.emit('roundOpened', { phase, round })
       }
-      // A checkpoint for this round or a later one was announced: the round closed without us
-      // (we restarted or joined late). Training it would be wasted and publishing it wrong: wait
-      // for the verifier to catch the chain up instead.
-      if (state.roundClosed(phase, round)) {
+      // Until we know where the cooperative is, or while a checkpoint at or past this round is
+      // being verified, the round may already be closed (we restarted or joined late): training
+      // it could be wasted, so wait for the verifier to catch the chain up.
+      if (!state.tipKnown || state.verifying(phase, round)) {
         await state.waitForChange(ROUND_POLL_MS * 10)
         continue
       }
@@ -145,9 +145,9 @@ export class TrainerLoop {
     let lossSum = 0
     let samples = 0
     for (let step = 1; step <= steps; step++) {
-      // The round may close without us (quorum reached, or we learn that it closed while we were
-      // away) or we may be stopping: drop the work.
-      if (state.stopping || state.roundClosed(phase, round)) {
+      // The round may close without us (quorum reached, or we catch up on rounds closed while we
+      // were away) or we may be stopping: drop the work.
+      if (state.stopping || state.checkpointAt(phase, round) !== undefined) {
         log.info({ round, phase, step }, 'local training abandoned')
         return
       }
@@ -158,7 +158,15 @@ export class TrainerLoop {
       lossSum += result.lossMean
       samples += result.samples
     }
-    if (state.roundClosed(phase, round)) {
+    // Never publish into a closed round: if a checkpoint at or past it is being verified, wait for
+    // the outcome (an unverifiable one lets the work through; a verified one closes the round).
+    while (
+      !state.stopping &&
+      state.checkpointAt(phase, round) === undefined &&
+      !state.mayContribute(phase, round)
+    )
+      await state.waitForChange(ROUND_POLL_MS * 10)
+    if (state.stopping || state.checkpointAt(phase, round) !== undefined) {
       log.info({ round, phase, step: steps }, 'local training abandoned')
       return
     }
@@ -246,7 +254,7 @@ export class TrainerLoop {
       bytes: payload.byteLength,
     })
     // Never gossip into a closed round: the record stays (it is what we did), the message does not go out.
-    if (!state.roundClosed(phase, round)) await gossip.publishContribution(envelope)
+    if (state.mayContribute(phase, round)) await gossip.publishContribution(envelope)
     state.changed()
   }
 }

@@ -23,7 +23,13 @@ import { verifyProvenance, type VerifiedProvenance } from '../../protocol/proven
 import { PENALTY_EQUIVOCATION } from '../constants.ts'
 import { isGossipValidationError } from '../p2p/gossip-errors.ts'
 import type { CoopHost } from '../p2p/host.ts'
-import { EQUIVOCATION_EVIDENCE_PER_ROUND, STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
+import {
+  EQUIVOCATION_EVIDENCE_PER_ROUND,
+  STATEMENT_BLOB_MAX_BYTES,
+  VERIFY_FAILURES_TRACKED,
+  VERIFY_RETRY_MAX_MS,
+  VERIFY_RETRY_MIN_MS,
+} from './constants.ts'
 import { RoundError } from './errors.ts'
 import type { Fetcher } from './fetcher.ts'
 import type { ConsentBook } from '../consent/book.ts'
@@ -57,6 +63,8 @@ export class Verifier {
   #queue: Promise<void> = Promise.resolve()
   /** Checkpoints waiting in the queue: the publisher re-announces its latest every few seconds, and one catch-up is enough. */
   readonly #queued = new Set<string>()
+  /** Checkpoints that failed verification: when each may be tried again. */
+  readonly #failed = new Map<string, { pauseMs: number; retryAt: number }>()
 
   constructor(modules: VerifierModules) {
     this.#modules = modules
@@ -72,16 +80,44 @@ export class Verifier {
   enqueue(pending: PendingCheckpoint): void {
     const { state, log } = this.#modules
     const id = pending.verified.digest
+    const p = pending.verified.predicate
     if (this.#queued.has(id)) return
+    // One that failed is tried again only after a pause that doubles each time: a publisher
+    // re-announcing an unverifiable checkpoint cannot keep peers verifying (and waiting) forever.
+    const failed = this.#failed.get(id)
+    if (failed !== undefined && Date.now() < failed.retryAt) return
     this.#queued.add(id)
+    // From now until it is settled, the round it closes may be closed: training waits (state.verifying).
+    const head = [{ phase: p.phase, round: p.round }]
+    state.beginVerifying(head)
     this.#queue = this.#queue
-      .then(() => this.#verifyAndAdopt(pending))
-      .finally(() => this.#queued.delete(id))
+      .then(async () => {
+        await this.#verifyAndAdopt(pending)
+        this.#failed.delete(id)
+      })
       .catch((err: unknown) => {
         const code = errorCode(err)
-        log.error({ err, code, checkpoint: pending.verified.digest }, 'checkpoint rejected')
-        state.events.emit('checkpointRejected', { checkpoint: pending.verified.digest, code })
+        log.error({ err, code, checkpoint: id }, 'checkpoint rejected')
+        state.events.emit('checkpointRejected', { checkpoint: id, code })
+        this.#rememberFailure(id)
       })
+      .finally(() => {
+        this.#queued.delete(id)
+        state.endVerifying(head)
+      })
+  }
+
+  #rememberFailure(id: string): void {
+    const previous = this.#failed.get(id)
+    const pauseMs = Math.min(
+      previous === undefined ? VERIFY_RETRY_MIN_MS : previous.pauseMs * 2,
+      VERIFY_RETRY_MAX_MS,
+    )
+    this.#failed.delete(id)
+    this.#failed.set(id, { pauseMs, retryAt: Date.now() + pauseMs })
+    // Oldest first (insertion order): a flood of distinct forgeries cannot grow this without bound.
+    if (this.#failed.size > VERIFY_FAILURES_TRACKED)
+      this.#failed.delete(this.#failed.keys().next().value as string)
   }
 
   /**
@@ -138,10 +174,17 @@ export class Verifier {
       await this.recordEquivocation(existing, pending)
       return
     }
-    // Oldest first: every link's parent is adopted (or it is a genesis) when its turn comes.
-    for (const link of await this.#missingChain(pending)) {
-      if (state.stopping) return
-      await this.#adoptOne(link)
+    const chain = await this.#missingChain(pending)
+    const links = chain.map((l) => ({ phase: l.verified.predicate.phase, round: l.verified.predicate.round }))
+    state.beginVerifying(links)
+    try {
+      // Oldest first: every link's parent is adopted (or it is a genesis) when its turn comes.
+      for (const link of chain) {
+        if (state.stopping) return
+        await this.#adoptOne(link)
+      }
+    } finally {
+      state.endVerifying(links)
     }
   }
 
@@ -297,11 +340,11 @@ export class Verifier {
     // The publisher that signed the checkpoint holds every payload it aggregated: ask it first, all in parallel.
     const payloads: ContributionPayload[] = await Promise.all(
       p.contributions.map(async (c) => {
-        const from = [...providers, c.contributor]
+        const holders = [...providers, c.contributor]
         return {
           payloadDigest: c.delta,
-          samples: await this.#samplesOf(c.statement, p.round, from),
-          payload: await fetcher.payload(c.delta, from, maxBytes),
+          samples: await this.#samplesOf(c.statement, p.round, holders),
+          payload: await fetcher.payload(c.delta, holders, maxBytes),
         }
       }),
     )
@@ -317,7 +360,7 @@ export class Verifier {
       computed.momentumDigest !== files.momentum ||
       sha256Digest(config) !== files.config
     ) {
-      host.penalize(from, 'CONFLICT')
+      for (const signer of verified.signers) host.penalize(signer, 'CONFLICT')
       throw new RoundError(
         'RECOMPUTE_MISMATCH',
         `recomputed ${p.phase} round ${p.round} does not match the signed file digests`,
