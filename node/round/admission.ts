@@ -58,14 +58,26 @@ export class PayloadAdmission {
    * `pending` when the payload cannot be had yet (no provider has it): the caller asks again.
    */
   admit(contribution: ContributionRecord): Promise<AdmissionResult> {
+    const running = this.#running.get(contribution.id)
+    if (running !== undefined) return running
+    const admitting = this.#admitOnce(contribution).finally(() => this.#running.delete(contribution.id))
+    this.#running.set(contribution.id, admitting)
+    return admitting
+  }
+
+  async #admitOnce(contribution: ContributionRecord): Promise<AdmissionResult> {
     const { state } = this.#modules
     const known = state.admission(contribution.delta)
-    if (known !== 'pending') return Promise.resolve(known)
-    const running = this.#running.get(contribution.delta)
-    if (running !== undefined) return running
-    const admitting = this.#admit(contribution).finally(() => this.#running.delete(contribution.delta))
-    this.#running.set(contribution.delta, admitting)
-    return admitting
+    if (known === 'admitted') return known
+    if (known === 'refused') {
+      // The same bytes were refused before: a statement naming them again answers for them too.
+      if (state.evidence.refusal(contribution.id) === undefined) {
+        const code = state.evidence.refusedPayload(contribution.delta) as GossipErrorCode
+        return await this.#refuse(contribution, code, 'the payload was refused before')
+      }
+      return known
+    }
+    return await this.#admit(contribution)
   }
 
   async #admit(contribution: ContributionRecord): Promise<AdmissionResult> {

@@ -10,7 +10,10 @@ const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 export class RoundEvidence {
   readonly #store: CoopStore
+  /** By contribution id: each statement that named a refused payload is evidence against its signer. */
   readonly #refused = new Map<string, RefusedPayloadRecord>()
+  /** Refused payloads by delta digest, with why: the same bytes named again are refused at once. */
+  readonly #refusedDeltas = new Map<string, string>()
   /** By `<phase>/<round>`, then the conflicting checkpoint's id. */
   readonly #equivocations = new Map<string, Map<string, EquivocationRecord>>()
 
@@ -20,15 +23,20 @@ export class RoundEvidence {
 
   async load(): Promise<void> {
     for (const [, value] of await this.#store.rounds.entries({ gte: 'refused/', lt: 'refused0' })) {
-      const record = value as RefusedPayloadRecord
-      this.#refused.set(record.delta, record)
+      this.#rememberRefusal(value as RefusedPayloadRecord)
     }
     for (const [, value] of await this.#store.rounds.entries({ gte: 'equivocation/', lt: 'equivocation0' }))
       this.#remember(value as EquivocationRecord)
   }
 
-  refusal(delta: string): RefusedPayloadRecord | undefined {
-    return this.#refused.get(delta)
+  /** Why a payload was refused (its code), if it was. */
+  refusedPayload(delta: string): string | undefined {
+    return this.#refusedDeltas.get(delta)
+  }
+
+  /** The refusal recorded for a contribution, if any. */
+  refusal(contribution: string): RefusedPayloadRecord | undefined {
+    return this.#refused.get(contribution)
   }
 
   /** Every refused payload, oldest first. */
@@ -38,9 +46,14 @@ export class RoundEvidence {
 
   /** Records durably that a payload failed admission. */
   async refuse(record: RefusedPayloadRecord): Promise<void> {
-    if (this.#refused.has(record.delta)) return
-    await this.#store.rounds.put(refusedKey(record.delta), record)
-    this.#refused.set(record.delta, record)
+    if (this.#refused.has(record.contribution)) return
+    await this.#store.rounds.put(refusedKey(record.contribution), record)
+    this.#rememberRefusal(record)
+  }
+
+  #rememberRefusal(record: RefusedPayloadRecord): void {
+    this.#refused.set(record.contribution, record)
+    if (!this.#refusedDeltas.has(record.delta)) this.#refusedDeltas.set(record.delta, record.code)
   }
 
   /** Every piece of equivocation evidence, by round, in the order seen. */

@@ -6,7 +6,7 @@
 //   rounds         local/<round:12>                LocalRoundRecord  (this node's own contribution)
 //   rounds         close/<round:12>                CloseRecord       (publisher: the frozen set, before aggregating)
 //   rounds         residual/<phase>                { digest }         (top-k error-feedback residual blob)
-//   rounds         refused/<delta digest>          RefusedPayloadRecord (a payload that failed admission, and why)
+//   rounds         refused/<statement digest>      RefusedPayloadRecord (a contribution whose payload failed admission, and why)
 //   rounds         equivocation/<phase>/<round:12>/<checkpoint id>  EquivocationRecord (a second signed checkpoint for a round)
 //   rounds         peer/<peerId>                   PeerRecord (contribution counts; the host owns the peers table)
 import type { ContributionPredicate } from '../../protocol/contribution.ts'
@@ -120,6 +120,6 @@ export const localKey = (round: number): string => `local/${roundKey(round)}`
 export const closeKey = (round: number): string => `close/${roundKey(round)}`
 export const peerKey = (peerId: string): string => `peer/${peerId}`
 export const residualKey = (phase: Phase): string => `residual/${phase}`
-export const refusedKey = (delta: string): string => `refused/${delta}`
+export const refusedKey = (contribution: string): string => `refused/${contribution}`
 export const equivocationKey = (phase: Phase, round: number, id: string): string =>
   `equivocation/${phase}/${roundKey(round)}/${id}`

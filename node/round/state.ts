@@ -216,7 +216,7 @@ export class RoundState {
 
   /** Where a payload stands: admitted (counts toward quorum), refused (never counts), or pending. */
   admission(delta: string): 'admitted' | 'refused' | 'pending' {
-    if (this.evidence.refusal(delta) !== undefined) return 'refused'
+    if (this.evidence.refusedPayload(delta) !== undefined) return 'refused'
     return this.#admitted.has(delta) ? 'admitted' : 'pending'
   }
 

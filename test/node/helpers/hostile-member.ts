@@ -80,8 +80,19 @@ export class HostileMember {
     }
   }
 
+  /** Dials each address, retrying a few times: on a loaded machine a handshake can time out. */
   async dial(addresses: string[]): Promise<void> {
-    for (const address of addresses) await this.host.dial(address)
+    for (const address of addresses) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.host.dial(address)
+          break
+        } catch (err) {
+          if (attempt >= 5) throw err
+          await new Promise((resolve) => setTimeout(resolve, 500))
+        }
+      }
+    }
   }
 
   /** Serves bytes by their digest over the blob protocol; returns the digest. */
@@ -158,10 +169,19 @@ export class HostileMember {
     ) as SeenCheckpoint
   }
 
-  /** The model of a checkpoint it has seen, fetched from the cooperative by the signed digest. */
+  /** The model of a checkpoint it has seen, fetched from the cooperative by the signed digest (retried: the publisher announces before it stores). */
   async modelOf(checkpoint: SeenCheckpoint, providers: string[]): Promise<NamedTensor[]> {
     const digest = checkpoint.verified.files.get('model.safetensors') as string
-    return decodeTensors(await this.host.fetchBlob(digest, { providers, maxBytes: 256 * 1024 * 1024 }))
+    let lastError: unknown
+    for (let attempt = 0; attempt < 50; attempt++) {
+      try {
+        return decodeTensors(await this.host.fetchBlob(digest, { providers, maxBytes: 256 * 1024 * 1024 }))
+      } catch (err) {
+        lastError = err
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+    }
+    throw lastError
   }
 
   /**
