@@ -24,6 +24,9 @@ export interface SeenCheckpoint {
   envelope: DsseEnvelope
 }
 
+/** A contribution is repeated once a second until its round closes, at most this many times. */
+const REPEAT_MAX = 180
+
 export class HostileMember {
   readonly host: CoopHost
   readonly key: Ed25519PrivateKey
@@ -33,6 +36,7 @@ export class HostileMember {
   /** Every valid checkpoint gossiped to it, by id. */
   readonly checkpoints = new Map<string, SeenCheckpoint>()
   readonly #blobs: Map<string, Uint8Array>
+  #stopped = false
   #manifest: ConsentManifest | undefined
 
   private constructor(
@@ -214,12 +218,17 @@ export class HostileMember {
       this.key,
     )
     const verified = verifyContribution(envelope)
-    // As an honest trainer does: announced, then repeated (a peer that lacked the manifest
-    // fetches it from us after its first refusal and accepts a repeat).
+    // As an honest trainer does: announced, then repeated until the round closes (a peer that
+    // lacked the manifest fetches it from us after its first refusal and accepts a repeat; on a
+    // loaded machine that can take many seconds).
     const message = encodeGossipMessage('contribution', envelope)
     await this.publish('contributions', message)
+    const closed = () =>
+      [...this.checkpoints.values()].some(
+        (c) => c.verified.predicate.phase === p.phase && c.verified.predicate.round > p.round,
+      )
     void (async () => {
-      for (let i = 0; i < 5; i++) {
+      for (let i = 0; i < REPEAT_MAX && !closed() && !this.#stopped; i++) {
         await new Promise((resolve) => setTimeout(resolve, 1000))
         await this.host.publish('contributions', message).catch(() => undefined)
       }
@@ -228,6 +237,7 @@ export class HostileMember {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true
     await this.host.stop()
   }
 }
