@@ -1,7 +1,8 @@
-// Class 4, contribution weight (docs/THREAT-MODEL.md §4). A hostile member signs contributions
+// Class 4, contribution weight (docs/THREAT-MODEL.md §4). Hostile members sign contributions
 // whose payloads fit the model but whose self-reported `samples` exceed what the charter allows a
 // round (inner steps x batch size of the phase): a billion in the autoencoder round, the bound
-// plus one in the U-Net round. Every honest node rejects them at validation with
+// plus one in the U-Net round from a fresh identity (the first one is charged below gossipsub's
+// publish threshold by then, so honest peers no longer send it checkpoints). Every honest node rejects them at validation with
 // SAMPLES_OUT_OF_RANGE (charging the sender, which is the only peer that ever relays them), the
 // rounds close with the honest contributions, and no honest node charges another.
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -45,8 +46,8 @@ describe('class 4: inflated sample counts', () => {
   let cluster: Cluster
   let nodes: NodeProcess[] = []
   let statuses: Map<string, StatusSnapshot>
-  let attacker: HostileMember
-  const attacks: { statement: string; samples: number }[] = []
+  const attackers: HostileMember[] = []
+  const attacks: { statement: string; contributor: string; samples: number }[] = []
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'coop-adv-weight-'))
@@ -67,7 +68,8 @@ describe('class 4: inflated sample counts', () => {
       ...others.map((peer) => startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '3'] })),
     ]
     const addrs = await Promise.all(cluster.peers.map((peer) => bootstrapAddr(peer)))
-    attacker = await HostileMember.start(cluster.charter)
+    const attacker = await HostileMember.start(cluster.charter)
+    attackers.push(attacker)
     await attacker.dial(addrs)
     const honest = cluster.peers.map((p) => p.peerId)
     const tiny = loadConfig('tiny')
@@ -76,15 +78,21 @@ describe('class 4: inflated sample counts', () => {
     const aeLayout = await attacker.modelOf(aeGenesis, honest)
     const billion = 1_000_000_000
     attacks.push({
-      ...(await attacker.contribute(aeGenesis, plausibleDelta(aeLayout), { samples: billion })),
+      ...(await attacker.contribute(aeGenesis, plausibleDelta(aeLayout), { samples: billion, repeats: 5 })),
       samples: billion,
     })
 
-    const unetGenesis = await attacker.waitForCheckpoint('unet', 1)
-    const unetLayout = await attacker.modelOf(unetGenesis, honest)
+    const fresh = await HostileMember.start(cluster.charter)
+    attackers.push(fresh)
+    await fresh.dial(addrs)
+    const unetGenesis = await fresh.waitForCheckpoint('unet', 1)
+    const unetLayout = await fresh.modelOf(unetGenesis, honest)
     const justOver = INNER_STEPS * tiny.unet.batchSize + 1
     attacks.push({
-      ...(await attacker.contribute(unetGenesis, plausibleDelta(unetLayout), { samples: justOver })),
+      ...(await fresh.contribute(unetGenesis, plausibleDelta(unetLayout), {
+        samples: justOver,
+        repeats: 5,
+      })),
       samples: justOver,
     })
 
@@ -94,20 +102,24 @@ describe('class 4: inflated sample counts', () => {
 
   afterAll(async () => {
     await stopAll(nodes.filter((n) => n.running))
-    await attacker?.stop()
+    for (const a of attackers) await a.stop()
     if (process.env.COOP_TEST_KEEP === undefined) await rm(dir, { recursive: true, force: true })
   })
 
   it('rejects every inflated count at validation and charges the sender at every honest node', () => {
-    for (const [name, status] of statuses) {
-      const charged = status.penalized[attacker.peerId]
-      expect(charged?.penalties.SAMPLES_OUT_OF_RANGE, name).toBeGreaterThanOrEqual(attacks.length)
-      expect(charged?.appScore, name).toBeLessThan(0)
-    }
+    expect(attacks).toHaveLength(2)
+    for (const [name, status] of statuses)
+      for (const attack of attacks) {
+        const charged = status.penalized[attack.contributor]
+        expect(charged?.penalties.SAMPLES_OUT_OF_RANGE, name).toBeGreaterThanOrEqual(1)
+        expect(charged?.appScore, name).toBeLessThan(0)
+      }
     console.log(
       JSON.stringify({
         class: 4,
-        attackerAtPublisher: statuses.get(cluster.peers[0]!.name)?.penalized[attacker.peerId],
+        attackersAtPublisher: attacks.map(
+          (a) => statuses.get(cluster.peers[0]!.name)?.penalized[a.contributor],
+        ),
       }),
     )
   })

@@ -195,7 +195,13 @@ export class HostileMember {
   async contribute(
     base: SeenCheckpoint,
     payload: Uint8Array,
-    options: { samples?: number } = {},
+    options: {
+      samples?: number
+      /** At most this many repeats (default: until the round closes). A statement every peer
+       * rejects outright is charged on each repeat, and a sender graylisted by all of them no
+       * longer hears the cooperative's checkpoints. */
+      repeats?: number
+    } = {},
   ): Promise<{ statement: string; delta: string; contributor: string }> {
     const manifest = await this.announceManifest()
     const delta = this.serve(payload)
@@ -228,7 +234,7 @@ export class HostileMember {
         (c) => c.verified.predicate.phase === p.phase && c.verified.predicate.round > p.round,
       )
     void (async () => {
-      for (let i = 0; i < REPEAT_MAX && !closed() && !this.#stopped; i++) {
+      for (let i = 0; i < (options.repeats ?? REPEAT_MAX) && !closed() && !this.#stopped; i++) {
         await new Promise((resolve) => setTimeout(resolve, 1000))
         await this.host.publish('contributions', message).catch(() => undefined)
       }
