@@ -46,6 +46,10 @@ export const PROTOCOL_ERROR_CODES = [
   'CUSTODIAN_MISMATCH',
   /** A value cannot be represented canonically (e.g. a non-finite number in JCS). */
   'NOT_CANONICAL',
+  /** A checkpoint lists a contribution its signed statement does not name (delta, contributor, coop, round, phase, base, manifests). */
+  'CONTRIBUTION_MISMATCH',
+  /** A checkpoint's parent is not the checkpoint it names (provenance or model digest, coop, phase, round). */
+  'PARENT_MISMATCH',
 ] as const
 
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number]
