@@ -34,6 +34,10 @@ export const GOSSIP_ERROR_CODES = [
   'WRONG_BASE',
   'NOT_PUBLISHER',
   'CONFLICT',
+  // checkpoint binding (charged by the round verifier, not a validator stage): a listed
+  // contribution that is not its signed statement, a parent that is not the one named
+  'CONTRIBUTION_MISMATCH',
+  'PARENT_MISMATCH',
   // flow control
   'RATE_LIMITED',
   // blob transfer

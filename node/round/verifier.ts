@@ -3,13 +3,22 @@
 // parent we hold is recomputed from its listed payloads and adopted only if the file digests
 // equal the signed ones; one whose parent we missed is adopted on signature and file digests.
 import type { Logger } from 'pino'
+import {
+  checkListedContribution,
+  checkParent,
+  verifyListedStatement,
+  type ListedContribution,
+} from '../../protocol/binding.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
+import type { ContributionPredicate } from '../../protocol/contribution.ts'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
+import { isProtocolError } from '../../protocol/errors.ts'
 import type { VerifiedProvenance } from '../../protocol/provenance.ts'
 import type { CoopHost } from '../p2p/host.ts'
 import { STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
 import { RoundError } from './errors.ts'
+import { CHECKPOINT_FILES } from './layout.ts'
 import type { Fetcher } from './fetcher.ts'
 import type { ConsentBook } from '../consent/book.ts'
 import { verifyRollbackCheckpoint } from './rollback-verify.ts'
@@ -55,7 +64,10 @@ export class Verifier {
       .then(() => this.#verifyAndAdopt(pending))
       .catch((err: unknown) => {
         const code = errorCode(err)
-        log.error({ err, code, checkpoint: pending.verified.digest }, 'checkpoint rejected')
+        log.error(
+          { err, code, checkpoint: pending.verified.digest, from: pending.from },
+          'checkpoint rejected',
+        )
         state.events.emit('checkpointRejected', { checkpoint: pending.verified.digest, code })
       })
   }
@@ -111,13 +123,26 @@ export class Verifier {
       return
     }
     const started = performance.now()
+    // The parent we hold is the one it names (id, model digest, coop, phase, round before); its
+    // momentum is the one its own provenance signed (the record keeps the signed digests, and the
+    // store hands out only bytes that hash to them).
+    this.#bound(from, () =>
+      checkParent(p, {
+        digest: parent.id,
+        predicate: parent.predicate,
+        files: new Map([
+          [CHECKPOINT_FILES.model, parent.files.model],
+          [CHECKPOINT_FILES.momentum, parent.files.momentum],
+        ]),
+      }),
+    )
     // The publisher that signed the checkpoint holds every payload it aggregated: ask it first, all in parallel.
     const payloads: ContributionPayload[] = await Promise.all(
       p.contributions.map(async (c) => {
         const providers = [from, ...verified.signers, c.contributor]
         return {
           payloadDigest: c.delta,
-          samples: await this.#samplesOf(c.statement, p.round, providers),
+          samples: (await this.#listedStatement(verified, c, from, providers)).samples,
           payload: await fetcher.payload(c.delta, providers),
         }
       }),
@@ -155,26 +180,44 @@ export class Verifier {
     )
   }
 
-  /** The sample count a contribution claimed: from our record, or from its statement fetched by digest. */
-  async #samplesOf(statement: string, round: number, providers: string[]): Promise<number> {
+  /**
+   * The statement a listed contribution stands for, checked against the entry: the one we accepted
+   * from gossip (its envelope verified, so the signer is bound too), or its statement bytes fetched
+   * by the listed digest. A listed delta its contributor never signed is refused, whatever the
+   * recomputation would say.
+   */
+  async #listedStatement(
+    verified: VerifiedProvenance,
+    entry: ListedContribution,
+    from: string,
+    providers: string[],
+  ): Promise<ContributionPredicate> {
     const { state, fetcher } = this.#modules
-    const known = state.contribution(round, statement)
-    if (known !== undefined) return known.predicate.samples
-    const bytes = await fetcher.requireBlob(statement, providers, STATEMENT_BLOB_MAX_BYTES)
-    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as {
-      predicate?: { samples?: unknown; round?: unknown }
-    }
-    const samples = parsed.predicate?.samples
-    if (
-      typeof samples !== 'number' ||
-      !Number.isSafeInteger(samples) ||
-      samples < 1 ||
-      parsed.predicate?.round !== round
-    )
-      throw new RoundError(
-        'MISSING_CONTRIBUTION',
-        `statement ${statement} is not a contribution to round ${round}`,
+    const known = state.contribution(verified.predicate.round, entry.statement)
+    if (known !== undefined) {
+      this.#bound(from, () =>
+        checkListedContribution(verified.predicate, entry, {
+          digest: known.id,
+          delta: known.delta,
+          predicate: known.predicate,
+          contributor: known.contributor,
+        }),
       )
-    return samples
+      return known.predicate
+    }
+    const bytes = await fetcher.requireBlob(entry.statement, providers, STATEMENT_BLOB_MAX_BYTES)
+    return this.#bound(from, () => verifyListedStatement(verified.predicate, entry, bytes))
+  }
+
+  /** Runs a binding check; a checkpoint that breaks one is the publisher's fault: charged, refused. */
+  #bound<T>(from: string, check: () => T): T {
+    try {
+      return check()
+    } catch (err) {
+      if (!isProtocolError(err)) throw err
+      const code = err.code === 'PARENT_MISMATCH' ? 'PARENT_MISMATCH' : 'CONTRIBUTION_MISMATCH'
+      this.#modules.host.penalize(from, code)
+      throw new RoundError(code, err.message, { cause: err })
+    }
   }
 }
