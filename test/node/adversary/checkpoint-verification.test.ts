@@ -15,6 +15,7 @@ import { envelopeBytes } from '../../../protocol/dsse.ts'
 import { generateKey, peerIdString } from '../../../protocol/keys.ts'
 import { verifyProvenance, type VerifiedProvenance } from '../../../protocol/provenance.ts'
 import { decodeSafetensors, encodeSafetensors } from '../../../protocol/safetensors.ts'
+import { memoryBlobSource } from '../../../node/p2p/blob.ts'
 import type { CoopHost } from '../../../node/p2p/host.ts'
 import { CHECKPOINT_FILE_MAX_BYTES, CONTRIBUTION_PAYLOAD_MAX_BYTES } from '../../../node/round/constants.ts'
 import { encodeGossipMessage } from '../../../node/validation/messages.ts'
@@ -97,7 +98,7 @@ describe('a publisher that lists a delta its contributor never signed', () => {
     attacker = await startHost({
       privateKey: attackerKey,
       coopId: charter.coopId,
-      blobs: { getBlob: async (digest) => served.get(digest) },
+      blobs: memoryBlobSource((digest) => served.get(digest)),
     })
     // The attacker's own node checks nothing and keeps what it can parse.
     for (const topic of ['consent', 'contributions', 'checkpoints'] as const)
