@@ -107,6 +107,9 @@ interface ServingStream {
   admitted: boolean
   /** Since when the stream waits on its reader (for the request, or to drain); undefined while moving. */
   stalledSince: number | undefined
+  /** When it was admitted, and the bytes its reader has taken since: its throughput. */
+  admittedAt: number
+  takenBytes: number
 }
 
 interface BlobServerDeps {
@@ -167,7 +170,14 @@ export class BlobServer {
     const signal = AbortSignal.timeout(this.#deps.transferTimeoutMs)
     const onAbort = (): void => stream.abort(new Error('blob serve timed out'))
     signal.addEventListener('abort', onAbort, { once: true })
-    const entry: ServingStream = { peer, stream, admitted: false, stalledSince: this.#now() }
+    const entry: ServingStream = {
+      peer,
+      stream,
+      admitted: false,
+      stalledSince: this.#now(),
+      admittedAt: 0,
+      takenBytes: 0,
+    }
     this.#streams.add(entry)
     let blob: StoredBlob | undefined
     try {
@@ -189,20 +199,23 @@ export class BlobServer {
       if (!this.#admit(entry)) {
         this.#stats.busySlots += 1
         await this.#answer(entry, 'busy', signal)
-        return
-      }
-      blob = await this.#source?.openBlob(request.digest)
-      if (blob === undefined) await this.#answer(entry, 'not_found', signal)
-      else if (blob.size > request.maxBytes) await this.#answer(entry, 'too_large', signal)
-      else if (!this.#budgets.take(peer, blob.size)) {
-        // Over its byte budget: not an offence (catching up is bursty), just not now.
-        this.#stats.busyBudget += 1
-        await this.#answer(entry, 'busy', signal)
       } else {
-        await this.#serve(entry, blob, signal)
-        this.#stats.servedBytes += blob.size
+        blob = await this.#source?.openBlob(request.digest)
+        if (blob === undefined) await this.#answer(entry, 'not_found', signal)
+        else if (blob.size > request.maxBytes) await this.#answer(entry, 'too_large', signal)
+        else if (!this.#budgets.take(peer, blob.size)) {
+          // Over its byte budget: not an offence (catching up is bursty), just not now.
+          this.#stats.busyBudget += 1
+          await this.#answer(entry, 'busy', signal)
+        } else {
+          await this.#serve(entry, blob, signal)
+          this.#stats.servedBytes += blob.size
+        }
       }
-      await stream.close({ signal })
+      // The muxer took every frame; closing our end waits for nothing a stalled reader holds.
+      await stream.close({
+        signal: AbortSignal.any([signal, AbortSignal.timeout(this.#limits.stallTimeoutMs)]),
+      })
       this.#deps.log?.debug(
         { peer, digest: request.digest, found: blob !== undefined },
         'blob request served',
@@ -223,29 +236,29 @@ export class BlobServer {
   }
 
   /**
-   * Takes a serving slot: at most maxStreamsPerPeer per peer, and maxServingStreams in all, where
-   * a full pool gives the slot of its longest-stalled reader (stalled at least
-   * evictStalledAfterMs) to the new request.
+   * Takes a serving slot: at most maxStreamsPerPeer per peer, and maxServingStreams in all. A full
+   * pool gives a slot up to the new request when one of its readers is stalled (for at least
+   * evictStalledAfterMs) and, of those, the one whose reader took the fewest bytes per second: a
+   * reader that never reads loses its slot before an honest reader that is merely slow now.
    */
   #admit(entry: ServingStream): boolean {
     const admitted = this.#admitted()
     if (admitted.filter((s) => s.peer === entry.peer).length >= this.#limits.maxStreamsPerPeer) return false
+    const now = this.#now()
     if (admitted.length >= this.#limits.maxServingStreams) {
-      const now = this.#now()
+      const throughput = (s: ServingStream) => s.takenBytes / Math.max(1, now - s.admittedAt)
       let victim: ServingStream | undefined
-      for (const s of admitted)
-        if (
-          s.stalledSince !== undefined &&
-          (victim === undefined || s.stalledSince < (victim.stalledSince ?? now))
-        )
-          victim = s
-      if (victim?.stalledSince === undefined || now - victim.stalledSince < this.#limits.evictStalledAfterMs)
-        return false
+      for (const s of admitted) {
+        if (s.stalledSince === undefined || now - s.stalledSince < this.#limits.evictStalledAfterMs) continue
+        if (victim === undefined || throughput(s) < throughput(victim)) victim = s
+      }
+      if (victim === undefined) return false
       victim.admitted = false
       this.#stats.evicted += 1
       victim.stream.abort(new Error('blob stream evicted: its reader stalled while others waited'))
     }
     entry.admitted = true
+    entry.admittedAt = now
     this.#stats.peakServing = Math.max(this.#stats.peakServing, admitted.length + 1)
     return true
   }
@@ -273,7 +286,10 @@ export class BlobServer {
   /** Sends frames, pulling the next one only when the muxer took the last (backpressure). */
   async #send(entry: ServingStream, frames: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<void> {
     for await (const frame of lp.encode(frames)) {
-      if (entry.stream.send(frame)) continue
+      if (entry.stream.send(frame)) {
+        entry.takenBytes += frame.byteLength
+        continue
+      }
       entry.stalledSince = this.#now()
       try {
         await entry.stream.onDrain({
@@ -284,6 +300,7 @@ export class BlobServer {
         throw new SlowReaderError('the requester did not take a frame in time')
       }
       entry.stalledSince = undefined
+      entry.takenBytes += frame.byteLength
     }
   }
 

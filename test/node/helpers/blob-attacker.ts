@@ -11,7 +11,7 @@ import { startHost } from './net.ts'
 export interface NonReaders {
   hosts: CoopHost[]
   streams: Stream[]
-  /** Streams the holder has reset or closed (evicted, timed out, refused). */
+  /** Streams the holder has closed its end of or reset (busy, evicted, timed out). */
   ended(): number
   stop(): Promise<void>
 }
@@ -33,18 +33,28 @@ export async function openNonReadingStreams(options: {
   )
   let ended = 0
   const streams: Stream[] = []
-  await Promise.all(
-    hosts.flatMap((host) =>
+  // One identity at a time: libp2p accepts at most 5 inbound connections per second from one
+  // address (inboundConnectionThreshold), and every attacker here is on 127.0.0.1.
+  for (const host of hosts) {
+    await dialWithRetry(host, options.target)
+    await Promise.all(
       Array.from({ length: options.streamsPerIdentity }, async () => {
         const stream = await host.libp2p.dialProtocol(multiaddr(options.target), BLOB_PROTOCOL)
-        stream.addEventListener('close', () => void (ended += 1), { once: true })
+        // The holder is done with the stream once it closed its end (busy, served) or reset it.
+        let counted = false
+        const end = (): void => {
+          if (!counted) ended += 1
+          counted = true
+        }
+        stream.addEventListener('remoteCloseWrite', end, { once: true })
+        stream.addEventListener('close', end, { once: true })
         for (const frame of lp.encode([request])) stream.send(frame)
         // Never read: no window updates, so the holder can send only what the first window allows.
         stream.pause()
         streams.push(stream)
       }),
-    ),
-  )
+    )
+  }
   return {
     hosts,
     streams,
@@ -53,5 +63,17 @@ export async function openNonReadingStreams(options: {
       for (const stream of streams) stream.abort(new Error('attack over'))
       await Promise.all(hosts.map((h) => h.stop()))
     },
+  }
+}
+
+async function dialWithRetry(host: CoopHost, target: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    try {
+      await host.dial(target)
+      return
+    } catch (err) {
+      if (attempt >= 5) throw err
+    }
   }
 }

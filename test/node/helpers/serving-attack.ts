@@ -1,0 +1,150 @@
+// A real `coop start` process holding a large blob, attacked by requesters that ask for it and
+// never read, while an honest peer fetches it; the node's RSS is sampled from /proc throughout.
+// Shared by the bounded-serving adversary test and bench/blob-serving.bench.ts.
+import { readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { verifyCharter } from '../../../protocol/charter.ts'
+import { BlobTransferError, blobDigest } from '../../../node/p2p/blob.ts'
+import { bootstrapAddr, createCluster, startNode, stopAll } from '../cluster-helpers/cluster.ts'
+import { openNonReadingStreams } from './blob-attacker.ts'
+import { deterministicBlob } from './blobs.ts'
+import { startHost } from './net.ts'
+
+const MiB = 1024 * 1024
+
+export interface ServingAttackOptions {
+  dir: string
+  blobMiB: number
+  identities: number
+  streamsPerIdentity: number
+  /** How long the non-readers stay, from their first request. */
+  holdSeconds: number
+  /** When the honest fetch starts, after the attack began. */
+  honestAfterSeconds: number
+}
+
+export interface ServingAttackResult {
+  blobBytes: number
+  streams: number
+  baselineRssBytes: number
+  peakRssBytes: number
+  /** The same node serving the blob to the honest peer alone, before the attack: RSS before and at its peak. */
+  honestAlone: { beforeRssBytes: number; peakRssBytes: number; seconds: number }
+  honestFetch: { ok: boolean; code?: string; seconds: number }
+  /** Attacker streams the node closed its end of or reset while they stayed. */
+  closedByHolder: number
+  rssSamples: number
+  /** RSS during the attack, one sample per half second: [seconds since the attack began, bytes]. */
+  series: [number, number][]
+  /** Seconds since the attack began when the honest fetch started and ended. */
+  honestWindow: [number, number]
+}
+
+/** Resident set size of a process, from /proc (Linux). */
+export async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status)
+  if (match === null) throw new Error(`no VmRSS for ${pid}`)
+  return Number(match[1]) * 1024
+}
+
+export async function measureServingAttack(options: ServingAttackOptions): Promise<ServingAttackResult> {
+  const cluster = await createCluster({
+    dir: options.dir,
+    peers: 1,
+    imagesPerPeer: 4,
+    charterArgs: ['--ae-rounds', '1', '--unet-rounds', '1', '--quorum', '2', '--deadline', '900'],
+  })
+  const peer = cluster.peers[0]!
+  const coopId = verifyCharter(new Uint8Array(await readFile(cluster.charter))).coopId
+  // A publisher that does not train: it signs the genesis and then only serves.
+  const node = startNode(cluster, peer, { extra: ['--no-train'] })
+  const honest = await startHost({ coopId })
+  let attack: Awaited<ReturnType<typeof openNonReadingStreams>> | undefined
+  let sampler: NodeJS.Timeout | undefined
+  try {
+    const target = await bootstrapAddr(peer)
+    await node.waitFor('listening')
+    // A large blob in the node's store, as a big checkpoint file would be (temp name, then rename).
+    const blob = deterministicBlob(options.blobMiB * MiB)
+    const digest = blobDigest(blob)
+    const temp = join(peer.store, 'blobs', 'tmp', `${digest.slice(7)}.bench`)
+    await writeFile(temp, blob)
+    await rename(temp, join(peer.store, 'blobs', 'sha256', digest.slice(7)))
+
+    const pid = node.child.pid as number
+    const samples: { at: number; rss: number }[] = []
+    sampler = setInterval(() => {
+      rssBytes(pid).then(
+        (rss) => samples.push({ at: performance.now(), rss }),
+        () => undefined,
+      )
+    }, 50)
+    const fetchOnce = async () => {
+      const started = performance.now()
+      try {
+        const bytes = await honest.fetchBlob(digest, { providers: [peer.peerId], maxBytes: blob.byteLength })
+        return { ok: blobDigest(bytes) === digest, seconds: (performance.now() - started) / 1000 }
+      } catch (err) {
+        const code = err instanceof BlobTransferError ? (err.attempts[0]?.code ?? err.code) : String(err)
+        return { ok: false, code, seconds: (performance.now() - started) / 1000 }
+      }
+    }
+    await honest.dial(target)
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    // Warm, and the reference: the node serves the blob once to the honest peer alone.
+    const aloneStarted = performance.now()
+    const aloneBefore = Math.max(...samples.slice(-10).map((s) => s.rss))
+    const alone = await fetchOnce()
+    const honestAlone = {
+      beforeRssBytes: aloneBefore,
+      peakRssBytes: Math.max(...samples.filter((s) => s.at >= aloneStarted).map((s) => s.rss)),
+      seconds: alone.seconds,
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    const settled = performance.now()
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    const before = samples.filter((s) => s.at >= settled).map((s) => s.rss)
+    const baselineRssBytes = Math.max(...before)
+
+    const attackStarted = performance.now()
+    attack = await openNonReadingStreams({
+      target,
+      coopId,
+      digest,
+      identities: options.identities,
+      streamsPerIdentity: options.streamsPerIdentity,
+    })
+    const elapsed = () => (performance.now() - attackStarted) / 1000
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, options.honestAfterSeconds - elapsed()) * 1000),
+    )
+    const honestStarted = elapsed()
+    const honestFetch = await fetchOnce()
+    const honestWindow: [number, number] = [honestStarted, elapsed()]
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, options.holdSeconds - elapsed()) * 1000))
+    const during = samples.filter((s) => s.at >= attackStarted).map((s) => s.rss)
+    const series: [number, number][] = []
+    for (const sample of samples.filter((s) => s.at >= attackStarted)) {
+      const seconds = Math.round((sample.at - attackStarted) / 500) / 2
+      if (series.at(-1)?.[0] !== seconds) series.push([seconds, sample.rss])
+    }
+    return {
+      blobBytes: blob.byteLength,
+      streams: attack.streams.length,
+      baselineRssBytes,
+      peakRssBytes: Math.max(...during),
+      honestAlone,
+      honestFetch,
+      closedByHolder: attack.ended(),
+      rssSamples: during.length,
+      series,
+      honestWindow,
+    }
+  } finally {
+    clearInterval(sampler)
+    await attack?.stop()
+    await honest.stop()
+    await stopAll([node])
+  }
+}
