@@ -6,7 +6,6 @@ import {
   CONTRIBUTION_MAX_BYTES,
   CONTRIBUTION_MAX_MANIFESTS,
   CONTRIBUTION_PREDICATE_TYPE,
-  IN_TOTO_PAYLOAD_TYPE,
   IN_TOTO_STATEMENT_TYPE,
 } from './constants.ts'
 import { compressionSchema } from './charter.ts'
@@ -87,30 +86,6 @@ export interface VerifiedContribution {
   digest: string
   /** sha256 of the delta payload the statement covers. */
   delta: string
-}
-
-/**
- * Reads the bare statement bytes of a contribution (what a provenance names by digest, without the
- * envelope and so without the contributor's signature): canonical JSON, in-toto types, the closed
- * schema and the subject name. Its authenticity comes from the digest a signed provenance lists.
- */
-export function readContributionStatement(bytes: Uint8Array): ContributionStatement {
-  const statement = readStatement(
-    {
-      envelope: { payload: '', payloadType: IN_TOTO_PAYLOAD_TYPE, signatures: [] },
-      payloadType: IN_TOTO_PAYLOAD_TYPE,
-      payload: bytes,
-      signers: [],
-      payloadDigest: '',
-    },
-    CONTRIBUTION_PREDICATE_TYPE,
-    contributionStatementSchema,
-    CONTRIBUTION_MAX_BYTES,
-    'contribution',
-  ) as ContributionStatement
-  if (statement.subject[0]?.name !== DELTA_SUBJECT_NAME)
-    throw new ProtocolError('SCHEMA', `contribution subject must be named ${DELTA_SUBJECT_NAME}`)
-  return statement
 }
 
 export interface VerifyContributionOptions {

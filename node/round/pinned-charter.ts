@@ -120,3 +120,15 @@ export async function pinCharter(dir: string, choice: CharterChoice): Promise<Pi
   }
   return pinned
 }
+
+/**
+ * The directory's own charter.json, verified, for reads that claim nothing about who published
+ * the checkpoint (sampling from a folder the user chose, with no store at hand). Verification
+ * never uses it alone: see pinCharter.
+ */
+export async function directoryCharter(dir: string): Promise<VerifiedCharter> {
+  const bytes = await readOptional(join(dir, CHECKPOINT_FILES.charter))
+  if (bytes === undefined)
+    throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.charter}; pass --store`)
+  return verified(bytes, join(dir, CHECKPOINT_FILES.charter))
+}
