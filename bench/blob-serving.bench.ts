@@ -1,7 +1,9 @@
 // Blob serving under requesters that never read: a real `coop start` process holds a large blob,
 // 64 streams from 16 identities ask for it and never read, an honest peer fetches it meanwhile.
 // Reports the node's RSS before and at its peak during the attack (sampled from /proc every 50 ms),
-// whether the honest fetch succeeded, and how many attacker streams the node closed.
+// the most V8 held meanwhile (ArrayBuffers and JS heap, from the node's /metrics), whether the
+// honest fetch succeeded, and how many attacker streams the node closed. The reference in the
+// same run: the same node serving the blob to the honest peer alone, before the attack.
 // Writes bench/results/blob-serving.json.
 //
 // Run: node_modules/.bin/node bench/blob-serving.bench.ts [--blob-mib 64] [--identities 16] [--streams 4] [--hold 14]
@@ -40,9 +42,13 @@ try {
     baselineRssMB: Math.round(result.baselineRssBytes / MB),
     peakRssMB: Math.round(result.peakRssBytes / MB),
     growthMB: Math.round((result.peakRssBytes - result.baselineRssBytes) / MB),
-    honestFetch: result.honestFetch.ok ? 'ok' : `failed (${result.honestFetch.code})`,
+    honestFetch: result.honestFetch.ok
+      ? 'ok'
+      : `failed (${result.honestFetch.code}: ${result.honestFetch.message ?? ''})`,
     honestFetchSeconds: Number(result.honestFetch.seconds.toFixed(2)),
     closedByHolder: result.closedByHolder,
+    peakExternalMB: Math.round(result.peakExternalBytes / MB),
+    peakHeapUsedMB: Math.round(result.peakHeapUsedBytes / MB),
     honestAloneGrowthMB: Math.round(
       (result.honestAlone.peakRssBytes - result.honestAlone.beforeRssBytes) / MB,
     ),
@@ -52,13 +58,13 @@ try {
     rssSeriesMB: result.series.map(([t, rss]) => [t, Math.round(rss / MB)]),
   }
   console.log(
-    '| blob | non-reading streams | RSS before | RSS peak | growth | honest fetch | streams closed by the node |',
+    '| blob | non-reading streams | RSS before | RSS peak | growth | V8 external / heap peak | honest fetch | streams closed by the node |',
   )
   console.log(
-    '| ---- | ------------------- | ---------- | -------- | ------ | ------------ | -------------------------- |',
+    '| ---- | ------------------- | ---------- | -------- | ------ | ----------------------- | ------------ | -------------------------- |',
   )
   console.log(
-    `| ${row.blobMiB} MiB | ${row.streams} | ${row.baselineRssMB} MB | ${row.peakRssMB} MB | ${row.growthMB} MB | ${row.honestFetch} (${row.honestFetchSeconds} s) | ${row.closedByHolder} of ${row.streams} |`,
+    `| ${row.blobMiB} MiB | ${row.streams} | ${row.baselineRssMB} MB | ${row.peakRssMB} MB | ${row.growthMB} MB | ${row.peakExternalMB} / ${row.peakHeapUsedMB} MB | ${row.honestFetch} (${row.honestFetchSeconds} s) | ${row.closedByHolder} of ${row.streams} |`,
   )
   await mkdir(new URL('./results/', import.meta.url), { recursive: true })
   await writeFile(

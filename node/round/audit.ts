@@ -135,10 +135,14 @@ function reportCode(err: unknown): RoundErrorCode {
  */
 export async function verifyCheckpointDir(dir: string, options: CharterChoice = {}): Promise<VerifyReport> {
   const report: VerifyReport = { ok: false, files: [], recomputation: 'not-run', missing: [] }
+  // The checks run in this order, each on what the previous one established; a new check (for
+  // example of the lineage) is one more numbered step, placed after what it relies on.
   try {
+    // 1. The charter the user trusts (never the folder's copy alone).
     const charter = await pinCharter(dir, options)
     report.coop = charter.coopId
     report.charterSource = charter.source
+    // 2. The provenance: publisher signatures (threshold) against that charter, and its coop.
     const loaded = await loadCheckpointDir(dir, charter)
     const { verified } = loaded
     Object.assign(report, {
@@ -147,6 +151,7 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
       round: verified.predicate.round,
       signers: verified.signers,
     })
+    // 3. Every file against the digest the provenance signs.
     for (const [name, digest] of [...verified.files].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       // protocol/ admits plain names only; checked again here because this name becomes a path.
       if (!isPlainFileName(name))
@@ -157,6 +162,7 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
     const bad = report.files.find((f) => !f.ok)
     if (bad !== undefined)
       throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
+    // 4. A genesis checkpoint has nothing more to check.
     const p = verified.predicate
     // Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
     // item it records as revoked; a rollback checkpoint's files are its new base's.
@@ -181,10 +187,12 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
     }
     const find = async (digest: string, maxBytes = CHECKPOINT_FILE_MAX_BYTES) =>
       options.storeDir === undefined ? undefined : await readStoreBlob(options.storeDir, digest, maxBytes)
+    // 5. The parent, bound to the id the provenance names.
     // The parent: a sibling (or stored) directory whose signed provenance has the parent's id, else
     // its statement bytes in the store's blobs (named by the signed parent id, so authentic).
     const parent = await findParentFiles(dir, p, charter, options.storeDir)
     if (parent === undefined) report.missing.push(`parent checkpoint ${p.parent.provenance}`)
+    // 6. Each listed contribution, bound to the statement its contributor signed.
     const payloads: ContributionPayload[] = []
     for (const c of p.contributions) {
       const statement = await find(c.statement, STATEMENT_BLOB_MAX_BYTES)
@@ -202,6 +210,7 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
       report.ok = true
       return report
     }
+    // 7. The bit-exact recomputation.
     const computed = computeCheckpoint(
       decodeTensors(parent.model),
       decodeTensors(parent.momentum),

@@ -30,7 +30,10 @@ export interface ServingAttackResult {
   peakRssBytes: number
   /** The same node serving the blob to the honest peer alone, before the attack: RSS before and at its peak. */
   honestAlone: { beforeRssBytes: number; peakRssBytes: number; seconds: number }
-  honestFetch: { ok: boolean; code?: string; seconds: number }
+  honestFetch: { ok: boolean; code?: string; message?: string; seconds: number }
+  /** The most V8 held during the attack (from the node's /metrics, every half second): ArrayBuffers, and the JS heap. */
+  peakExternalBytes: number
+  peakHeapUsedBytes: number
   /** Attacker streams the node closed its end of or reset while they stayed. */
   closedByHolder: number
   rssSamples: number
@@ -58,10 +61,12 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
   const peer = cluster.peers[0]!
   const coopId = verifyCharter(new Uint8Array(await readFile(cluster.charter))).coopId
   // A publisher that does not train: it signs the genesis and then only serves.
-  const node = startNode(cluster, peer, { extra: ['--no-train'] })
+  const httpPort = 20_000 + Math.floor(Math.random() * 20_000)
+  const node = startNode(cluster, peer, { extra: ['--no-train', '--http', `127.0.0.1:${httpPort}`] })
   const honest = await startHost({ coopId })
   let attack: Awaited<ReturnType<typeof openNonReadingStreams>> | undefined
   let sampler: NodeJS.Timeout | undefined
+  let heapSampler: NodeJS.Timeout | undefined
   try {
     const target = await bootstrapAddr(peer)
     await node.waitFor('listening')
@@ -80,6 +85,21 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
         () => undefined,
       )
     }, 50)
+    // What V8 holds (ArrayBuffers in external memory, JS objects in the heap), from the node's
+    // own /metrics: RSS can stay high after V8 freed memory, when the allocator keeps it.
+    const heap: { at: number; external: number; heapUsed: number }[] = []
+    heapSampler = setInterval(() => {
+      fetch(`http://127.0.0.1:${httpPort}/metrics`)
+        .then((r) => r.text())
+        .then((text) => {
+          const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1])
+          const external = metric('coop_process_nodejs_external_memory_bytes')
+          const heapUsed = metric('coop_process_nodejs_heap_size_used_bytes')
+          if (Number.isFinite(external) && Number.isFinite(heapUsed))
+            heap.push({ at: performance.now(), external, heapUsed })
+        })
+        .catch(() => undefined)
+    }, 500)
     const fetchOnce = async () => {
       const started = performance.now()
       try {
@@ -87,7 +107,14 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
         return { ok: blobDigest(bytes) === digest, seconds: (performance.now() - started) / 1000 }
       } catch (err) {
         const code = err instanceof BlobTransferError ? (err.attempts[0]?.code ?? err.code) : String(err)
-        return { ok: false, code, seconds: (performance.now() - started) / 1000 }
+        const message =
+          err instanceof BlobTransferError ? (err.attempts[0]?.message ?? err.message) : undefined
+        return {
+          ok: false,
+          code,
+          ...(message === undefined ? {} : { message }),
+          seconds: (performance.now() - started) / 1000,
+        }
       }
     }
     await honest.dial(target)
@@ -129,7 +156,10 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
       const seconds = Math.round((sample.at - attackStarted) / 500) / 2
       if (series.at(-1)?.[0] !== seconds) series.push([seconds, sample.rss])
     }
+    const heapDuring = heap.filter((s) => s.at >= attackStarted)
     return {
+      peakExternalBytes: Math.max(...heapDuring.map((s) => s.external)),
+      peakHeapUsedBytes: Math.max(...heapDuring.map((s) => s.heapUsed)),
       blobBytes: blob.byteLength,
       streams: attack.streams.length,
       baselineRssBytes,
@@ -143,6 +173,7 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
     }
   } finally {
     clearInterval(sampler)
+    clearInterval(heapSampler)
     await attack?.stop()
     await honest.stop()
     await stopAll([node])
