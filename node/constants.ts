@@ -102,6 +102,8 @@ export const BLOB_MAX_SERVING_STREAMS = 32
 export const BLOB_SERVE_STALL_TIMEOUT_MS = 10_000
 /** When every serving slot is taken, a stream whose reader has not drained for this long gives its slot to a new request: at a 256 KiB muxer window that reader gets under 128 KiB/s, and readers that never read cannot hold the slots against honest ones. */
 export const BLOB_EVICT_STALLED_AFTER_MS = 2_000
+/** Only a reader that took less than one chunk per BLOB_EVICT_STALLED_AFTER_MS on average since it was admitted can be evicted: a never-reader takes one muxer window (256 KiB) in all, an honest reader that is only briefly stalled has taken far more. */
+export const BLOB_EVICT_BELOW_BYTES_PER_SECOND = BLOB_CHUNK_BYTES / (BLOB_EVICT_STALLED_AFTER_MS / 1000)
 /** Bytes one peer may pull from us per second, sustained: above most volunteers' uplinks (64 Mbit/s), so honest fetches hit their link first; a peer re-downloading in a loop gets `busy`. */
 export const BLOB_PEER_BYTES_PER_SECOND = 8 * 1024 * 1024
 /** Per-peer burst: a whole checkpoint of the largest size (weights and momentum) at once, so any honest catch-up step fits. */

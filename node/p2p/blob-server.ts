@@ -11,6 +11,7 @@ import * as lp from 'it-length-prefixed'
 import type { Logger } from 'pino'
 import {
   BLOB_CHUNK_BYTES,
+  BLOB_EVICT_BELOW_BYTES_PER_SECOND,
   BLOB_EVICT_STALLED_AFTER_MS,
   BLOB_MAX_SERVING_STREAMS,
   BLOB_MAX_STREAMS_PER_PEER,
@@ -238,8 +239,9 @@ export class BlobServer {
   /**
    * Takes a serving slot: at most maxStreamsPerPeer per peer, and maxServingStreams in all. A full
    * pool gives a slot up to the new request when one of its readers is stalled (for at least
-   * evictStalledAfterMs) and, of those, the one whose reader took the fewest bytes per second: a
-   * reader that never reads loses its slot before an honest reader that is merely slow now.
+   * evictStalledAfterMs) and took less than BLOB_EVICT_BELOW_BYTES_PER_SECOND since it was
+   * admitted and, of those, the one that took the fewest bytes per second: a reader that never
+   * reads loses its slot, an honest reader that is only stalled for a moment keeps it.
    */
   #admit(entry: ServingStream): boolean {
     const admitted = this.#admitted()
@@ -250,6 +252,7 @@ export class BlobServer {
       let victim: ServingStream | undefined
       for (const s of admitted) {
         if (s.stalledSince === undefined || now - s.stalledSince < this.#limits.evictStalledAfterMs) continue
+        if (throughput(s) * 1000 >= BLOB_EVICT_BELOW_BYTES_PER_SECOND) continue
         if (victim === undefined || throughput(s) < throughput(victim)) victim = s
       }
       if (victim === undefined) return false

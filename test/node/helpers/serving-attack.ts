@@ -21,6 +21,8 @@ export interface ServingAttackOptions {
   holdSeconds: number
   /** When the honest fetch starts, after the attack began. */
   honestAfterSeconds: number
+  /** More `coop start` arguments (e.g. `--log-level debug` to see why a stream was closed). */
+  nodeArgs?: string[]
 }
 
 export interface ServingAttackResult {
@@ -30,10 +32,24 @@ export interface ServingAttackResult {
   peakRssBytes: number
   /** The same node serving the blob to the honest peer alone, before the attack: RSS before and at its peak. */
   honestAlone: { beforeRssBytes: number; peakRssBytes: number; seconds: number }
-  honestFetch: { ok: boolean; code?: string; message?: string; seconds: number }
+  /**
+   * The honest fetch during the attack, retried up to three times as the node's Fetcher retries:
+   * whether it got the blob, after how many attempts, why the failed ones failed, and the seconds
+   * from its first attempt to the end.
+   */
+  honestFetch: {
+    ok: boolean
+    attempts: number
+    failures: string[]
+    seconds: number
+    code?: string
+    message?: string
+  }
   /** The most V8 held during the attack (from the node's /metrics, every half second): ArrayBuffers, and the JS heap. */
   peakExternalBytes: number
   peakHeapUsedBytes: number
+  /** The honest peer's fetch once the attackers left. */
+  afterAttack: { ok: boolean; seconds: number; code?: string; message?: string }
   /** Attacker streams the node closed its end of or reset while they stayed. */
   closedByHolder: number
   rssSamples: number
@@ -62,7 +78,9 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
   const coopId = verifyCharter(new Uint8Array(await readFile(cluster.charter))).coopId
   // A publisher that does not train: it signs the genesis and then only serves.
   const httpPort = 20_000 + Math.floor(Math.random() * 20_000)
-  const node = startNode(cluster, peer, { extra: ['--no-train', '--http', `127.0.0.1:${httpPort}`] })
+  const node = startNode(cluster, peer, {
+    extra: ['--no-train', '--http', `127.0.0.1:${httpPort}`, ...(options.nodeArgs ?? [])],
+  })
   const honest = await startHost({ coopId })
   let attack: Awaited<ReturnType<typeof openNonReadingStreams>> | undefined
   let sampler: NodeJS.Timeout | undefined
@@ -100,7 +118,12 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
         })
         .catch(() => undefined)
     }, 500)
-    const fetchOnce = async () => {
+    const fetchOnce = async (): Promise<{
+      ok: boolean
+      seconds: number
+      code?: string
+      message?: string
+    }> => {
       const started = performance.now()
       try {
         const bytes = await honest.fetchBlob(digest, { providers: [peer.peerId], maxBytes: blob.byteLength })
@@ -147,7 +170,20 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
       setTimeout(resolve, Math.max(0, options.honestAfterSeconds - elapsed()) * 1000),
     )
     const honestStarted = elapsed()
-    const honestFetch = await fetchOnce()
+    const honestStart = performance.now()
+    const failures: string[] = []
+    let last = await fetchOnce()
+    while (!last.ok && failures.length < 2) {
+      failures.push(`${last.code}: ${last.message ?? ''}`)
+      last = await fetchOnce()
+    }
+    if (!last.ok) failures.push(`${last.code}: ${last.message ?? ''}`)
+    const honestFetch = {
+      ...last,
+      attempts: failures.length + (last.ok ? 1 : 0),
+      failures,
+      seconds: (performance.now() - honestStart) / 1000,
+    }
     const honestWindow: [number, number] = [honestStarted, elapsed()]
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, options.holdSeconds - elapsed()) * 1000))
     const during = samples.filter((s) => s.at >= attackStarted).map((s) => s.rss)
@@ -157,7 +193,12 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
       if (series.at(-1)?.[0] !== seconds) series.push([seconds, sample.rss])
     }
     const heapDuring = heap.filter((s) => s.at >= attackStarted)
+    // The attackers leave; the node serves as before.
+    const closedByHolder = attack.ended()
+    await attack.stop()
+    const afterAttack = await fetchOnce()
     return {
+      afterAttack,
       peakExternalBytes: Math.max(...heapDuring.map((s) => s.external)),
       peakHeapUsedBytes: Math.max(...heapDuring.map((s) => s.heapUsed)),
       blobBytes: blob.byteLength,
@@ -166,7 +207,7 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
       peakRssBytes: Math.max(...during),
       honestAlone,
       honestFetch,
-      closedByHolder: attack.ended(),
+      closedByHolder,
       rssSamples: during.length,
       series,
       honestWindow,
