@@ -96,6 +96,8 @@ export const BLOB_TRANSFER_TIMEOUT_MS = 120_000
 export const BLOB_OPEN_TIMEOUT_MS = 10_000
 /** Concurrent blob streams one remote peer may have open to us; more are refused. */
 export const BLOB_MAX_STREAMS_PER_PEER = 4
+/** Most a yamux stream lets its sender have in flight: under the 4 MiB read buffer libp2p aborts a stream past (maxReadBufferLength). A reader that pauses stops granting window, so what arrives meanwhile is at most this; yamux's default 16 MiB overflowed the buffer and aborted large blob fetches on a loaded peer. */
+export const YAMUX_MAX_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
 /** Concurrent blob streams we serve in total. Each holds at most one chunk read from disk plus one frame in the muxer (~2 MiB), so 32 bound serving memory to ~70 MiB whatever the blob sizes. */
 export const BLOB_MAX_SERVING_STREAMS = 32
 /** A requester that does not take a frame within this time is closed: the same patience a requester has with a holder (BLOB_CHUNK_TIMEOUT_MS). */

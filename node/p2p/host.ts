@@ -36,6 +36,7 @@ import {
   PENALTY_REJECT,
   PUBLISH_THRESHOLD,
   STOP_TIMEOUT_MS,
+  YAMUX_MAX_STREAM_WINDOW_BYTES,
   TOPIC_SCORE_CAP,
 } from '../constants.ts'
 import { componentLogger } from '../log.ts'
@@ -190,7 +191,7 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
     addresses: { listen: options.listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW_BYTES } })],
     peerDiscovery: options.mdns === true ? [mdns({ serviceTag: mdnsServiceTag(options.coopId) })] : [],
     services: {
       identify: identify(),
