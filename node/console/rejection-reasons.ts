@@ -27,6 +27,8 @@ export const REJECTION_REASONS: Record<GossipErrorCode, string> = {
   WRONG_BASE: "it does not start from the round's checkpoint",
   NOT_PUBLISHER: 'the signer is not a publisher of the charter',
   CONFLICT: 'it conflicts with one already received for the same round',
+  CONTRIBUTION_MISMATCH: 'it lists a contribution its contributor never signed',
+  PARENT_MISMATCH: 'its parent is not the checkpoint it names',
   RATE_LIMITED: 'the sender is over its message rate',
   BLOB_DIGEST_MISMATCH: 'the bytes served do not match their digest',
   BLOB_PROTOCOL: 'the peer broke the blob transfer protocol',

@@ -162,10 +162,10 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
     const bad = report.files.find((f) => !f.ok)
     if (bad !== undefined)
       throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
-    // 4. A genesis checkpoint has nothing more to check.
     const p = verified.predicate
-    // Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
-    // item it records as revoked; a rollback checkpoint's files are its new base's.
+    // 4. Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
+    // item it records as revoked; a rollback checkpoint's files are its new base's. (The folder's
+    // charter.json, when used here, is the pinned coop's: step 1 checked it.)
     const lineage = once(() => loadLineage(options.storeDir ?? dirname(dirname(dir))).catch(() => undefined))
     report.unlearning = await checkUnlearning(
       loaded,
@@ -180,6 +180,7 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
       report.ok = true
       return report
     }
+    // 5. A genesis checkpoint has nothing more to check.
     if (p.parent === null) {
       report.recomputation = 'genesis'
       report.ok = true
@@ -187,12 +188,12 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
     }
     const find = async (digest: string, maxBytes = CHECKPOINT_FILE_MAX_BYTES) =>
       options.storeDir === undefined ? undefined : await readStoreBlob(options.storeDir, digest, maxBytes)
-    // 5. The parent, bound to the id the provenance names.
+    // 6. The parent, bound to the id the provenance names.
     // The parent: a sibling (or stored) directory whose signed provenance has the parent's id, else
     // its statement bytes in the store's blobs (named by the signed parent id, so authentic).
     const parent = await findParentFiles(dir, p, charter, options.storeDir)
     if (parent === undefined) report.missing.push(`parent checkpoint ${p.parent.provenance}`)
-    // 6. Each listed contribution, bound to the statement its contributor signed.
+    // 7. Each listed contribution, bound to the statement its contributor signed.
     const payloads: ContributionPayload[] = []
     for (const c of p.contributions) {
       const statement = await find(c.statement, STATEMENT_BLOB_MAX_BYTES)
@@ -210,7 +211,7 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
       report.ok = true
       return report
     }
-    // 7. The bit-exact recomputation.
+    // 8. The bit-exact recomputation.
     const computed = computeCheckpoint(
       decodeTensors(parent.model),
       decodeTensors(parent.momentum),
