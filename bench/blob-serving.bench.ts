@@ -43,8 +43,10 @@ try {
     peakRssMB: Math.round(result.peakRssBytes / MB),
     growthMB: Math.round((result.peakRssBytes - result.baselineRssBytes) / MB),
     honestFetch: result.honestFetch.ok
-      ? 'ok'
-      : `failed (${result.honestFetch.code}: ${result.honestFetch.message ?? ''})`,
+      ? `ok, attempt ${result.honestFetch.attempts}`
+      : `failed (${result.honestFetch.failures.join('; ')})`,
+    honestFailures: result.honestFetch.failures,
+    afterAttack: result.afterAttack.ok ? 'ok' : `failed (${result.afterAttack.message ?? ''})`,
     honestFetchSeconds: Number(result.honestFetch.seconds.toFixed(2)),
     closedByHolder: result.closedByHolder,
     peakExternalMB: Math.round(result.peakExternalBytes / MB),
