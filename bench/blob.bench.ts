@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { blobDigest } from '../node/p2p/blob.ts'
+import { blobDigest, memoryBlobSource } from '../node/p2p/blob.ts'
 import { createCoopHost } from '../node/p2p/host.ts'
 
 const MiB = 1024 * 1024
@@ -18,7 +18,7 @@ const holder = await createCoopHost({
   listen: ['/ip4/127.0.0.1/tcp/0'],
   bootstrap: [],
   coopId: 'bench',
-  blobs: { getBlob: async (d) => blobs.get(d) },
+  blobs: memoryBlobSource((d) => blobs.get(d)),
 })
 const requester = await createCoopHost({
   privateKey: await generateKeyPair('Ed25519'),

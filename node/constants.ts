@@ -102,8 +102,22 @@ export const BLOB_TRANSFER_TIMEOUT_MS = 120_000
 export const BLOB_OPEN_TIMEOUT_MS = 10_000
 /** Concurrent blob streams one remote peer may have open to us; more are refused. */
 export const BLOB_MAX_STREAMS_PER_PEER = 4
-/** Concurrent blob streams we serve in total, bounding memory (each holds a blob in memory). */
+/** Most a yamux stream lets its sender have in flight: under the 4 MiB read buffer libp2p aborts a stream past (maxReadBufferLength). A reader that pauses stops granting window, so what arrives meanwhile is at most this; yamux's default 16 MiB overflowed the buffer and aborted large blob fetches on a loaded peer. */
+export const YAMUX_MAX_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
+/** Concurrent blob streams we serve in total. Each holds at most one chunk read from disk plus one frame in the muxer (~2 MiB), so 32 bound serving memory to ~70 MiB whatever the blob sizes. */
 export const BLOB_MAX_SERVING_STREAMS = 32
+/** A requester that does not take a frame within this time is closed: the same patience a requester has with a holder (BLOB_CHUNK_TIMEOUT_MS). */
+export const BLOB_SERVE_STALL_TIMEOUT_MS = 10_000
+/** When every serving slot is taken, a stream whose reader has not drained for this long gives its slot to a new request: at a 256 KiB muxer window that reader gets under 128 KiB/s, and readers that never read cannot hold the slots against honest ones. */
+export const BLOB_EVICT_STALLED_AFTER_MS = 2_000
+/** Only a reader that took less than one chunk per BLOB_EVICT_STALLED_AFTER_MS on average since it was admitted can be evicted: a never-reader takes one muxer window (256 KiB) in all, an honest reader that is only briefly stalled has taken far more. */
+export const BLOB_EVICT_BELOW_BYTES_PER_SECOND = BLOB_CHUNK_BYTES / (BLOB_EVICT_STALLED_AFTER_MS / 1000)
+/** Bytes one peer may pull from us per second, sustained: above most volunteers' uplinks (64 Mbit/s), so honest fetches hit their link first; a peer re-downloading in a loop gets `busy`. */
+export const BLOB_PEER_BYTES_PER_SECOND = 8 * 1024 * 1024
+/** Per-peer burst: a whole checkpoint of the largest size (weights and momentum) at once, so any honest catch-up step fits. */
+export const BLOB_PEER_BYTES_BURST = 2 * BLOB_MAX_BYTES
+/** Above this many per-peer byte budgets, full ones are dropped (a full budget is the same as a new one). */
+export const BLOB_PEER_BUDGETS_MAX = 10_000
 /** Concurrent fetches we run against one provider, so we never trip its per-peer limit. */
 export const BLOB_MAX_FETCHES_PER_PROVIDER = 2
 

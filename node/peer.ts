@@ -206,13 +206,14 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       bootstrap: options.bootstrap,
       coopId,
       blobs: {
-        async getBlob(digest) {
-          const bytes = await store.getBlob(digest)
-          if (bytes !== undefined) {
-            traffic.blobServedBytes += bytes.byteLength
+        // Streamed from the file, one chunk at a time (node/p2p/blob-server.ts bounds serving memory).
+        async openBlob(digest) {
+          const blob = await store.openBlob(digest)
+          if (blob !== undefined) {
+            traffic.blobServedBytes += blob.size
             traffic.blobsServed += 1
           }
-          return bytes
+          return blob
         },
         async getEnvelope(statementDigest) {
           return await engineForEnvelopes?.envelopeOf(statementDigest)

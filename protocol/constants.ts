@@ -69,6 +69,12 @@ export const PROVENANCE_MAX_CONTRIBUTIONS = 4096
 export const PROVENANCE_MAX_LIST = 100_000
 /** Most files in a checkpoint subject (model, config, state, samples). */
 export const PROVENANCE_MAX_FILES = 64
+/** Longest checkpoint file name: a plain name such as `model.safetensors`; every file system stores 128 bytes. */
+export const CHECKPOINT_FILE_NAME_MAX_LENGTH = 128
+/** The checkpoint file a child's `parent.checkpoint` names: the weights. */
+export const CHECKPOINT_MODEL_FILE = 'model.safetensors'
+/** The outer optimiser momentum, signed like the weights: recomputing the next checkpoint needs it. */
+export const CHECKPOINT_MOMENTUM_FILE = 'momentum.safetensors'
 /** Largest charter envelope: the model config plus a few publisher ids; 1 MiB fits one gossip message. */
 export const CHARTER_MAX_BYTES = 1024 * 1024
 /** Most publishers in a charter: a signing committee, not a membership list. */

@@ -6,18 +6,18 @@ import {
   CONTRIBUTION_MAX_BYTES,
   CONTRIBUTION_MAX_MANIFESTS,
   CONTRIBUTION_PREDICATE_TYPE,
-  IN_TOTO_PAYLOAD_TYPE,
   IN_TOTO_STATEMENT_TYPE,
 } from './constants.ts'
 import { compressionSchema } from './charter.ts'
 import { type DocumentInput, parseSchema } from './decode.ts'
-import { isDigest } from './digest.ts'
+import { isDigest, sha256Digest } from './digest.ts'
 import { type DsseEnvelope, openEnvelope } from './dsse.ts'
 import { ProtocolError } from './errors.ts'
 import type { Ed25519PrivateKey } from './keys.ts'
 import { digestSchema, nonNegativeInt, positiveInt } from './schemas.ts'
 import {
   isSortedUnique,
+  parseStatement,
   readStatement,
   signStatement,
   subjectDigest,
@@ -88,30 +88,6 @@ export interface VerifiedContribution {
   delta: string
 }
 
-/**
- * Reads the bare statement bytes of a contribution (what a provenance names by digest, without the
- * envelope and so without the contributor's signature): canonical JSON, in-toto types, the closed
- * schema and the subject name. Its authenticity comes from the digest a signed provenance lists.
- */
-export function readContributionStatement(bytes: Uint8Array): ContributionStatement {
-  const statement = readStatement(
-    {
-      envelope: { payload: '', payloadType: IN_TOTO_PAYLOAD_TYPE, signatures: [] },
-      payloadType: IN_TOTO_PAYLOAD_TYPE,
-      payload: bytes,
-      signers: [],
-      payloadDigest: '',
-    },
-    CONTRIBUTION_PREDICATE_TYPE,
-    contributionStatementSchema,
-    CONTRIBUTION_MAX_BYTES,
-    'contribution',
-  ) as ContributionStatement
-  if (statement.subject[0]?.name !== DELTA_SUBJECT_NAME)
-    throw new ProtocolError('SCHEMA', `contribution subject must be named ${DELTA_SUBJECT_NAME}`)
-  return statement
-}
-
 export interface VerifyContributionOptions {
   coopId?: string
   round?: number
@@ -159,5 +135,39 @@ export function verifyContribution(
     contributor: opened.signers[0] as string,
     digest: opened.payloadDigest,
     delta,
+  }
+}
+
+/** A contribution statement read from its bytes alone, named by their digest (no signature to check). */
+export interface ContributionStatementBody {
+  statement: ContributionStatement
+  predicate: ContributionPredicate
+  /** sha256 of the statement bytes: the id a checkpoint lists. */
+  digest: string
+  /** sha256 of the delta payload the statement covers. */
+  delta: string
+}
+
+/**
+ * Reads the statement bytes of a contribution, as stored and served by digest (the DSSE payload
+ * without its envelope): size, canonical JSON, types, schema, subject name. The bytes are
+ * authentic only through a signed document that lists their digest (a checkpoint provenance).
+ */
+export function readContributionStatement(bytes: Uint8Array): ContributionStatementBody {
+  const statement = parseStatement(
+    bytes,
+    CONTRIBUTION_PREDICATE_TYPE,
+    contributionStatementSchema,
+    CONTRIBUTION_MAX_BYTES,
+    'contribution',
+  ) as ContributionStatement
+  const subject = statement.subject[0] as ContributionStatement['subject'][number]
+  if (subject.name !== DELTA_SUBJECT_NAME)
+    throw new ProtocolError('SCHEMA', `contribution subject must be named ${DELTA_SUBJECT_NAME}`)
+  return {
+    statement,
+    predicate: statement.predicate,
+    digest: sha256Digest(bytes),
+    delta: subjectDigest(subject),
   }
 }

@@ -48,6 +48,10 @@ export const PROTOCOL_ERROR_CODES = [
   'NOT_CANONICAL',
   /** A tensor payload's names, shapes, dtypes or codec differ from the model layout it must fit. */
   'LAYOUT_MISMATCH',
+  /** A checkpoint lists a contribution its signed statement does not name (delta, contributor, coop, round, phase, base, manifests). */
+  'CONTRIBUTION_MISMATCH',
+  /** A checkpoint's parent is not the checkpoint it names (provenance or model digest, coop, phase, round). */
+  'PARENT_MISMATCH',
 ] as const
 
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number]

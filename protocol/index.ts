@@ -1,6 +1,7 @@
 // The public surface of protocol/: everything a third party needs to verify documents.
 export * from './aggregation.ts'
 export * from './audit.ts'
+export * from './binding.ts'
 export * from './charter.ts'
 export * from './compression.ts'
 export * from './constants.ts'

@@ -12,14 +12,15 @@ import {
   CONTRIBUTION_MAX_MANIFESTS,
 } from './constants.ts'
 import { type DocumentInput, parseSchema } from './decode.ts'
-import { isDigest } from './digest.ts'
+import { isDigest, sha256Digest } from './digest.ts'
 import { type DsseEnvelope, openEnvelope } from './dsse.ts'
 import { ProtocolError } from './errors.ts'
 import type { Ed25519PrivateKey } from './keys.ts'
 import { parseLicense } from './license.ts'
-import { attributionSchema, digestSchema, nonNegativeInt, peerIdSchema } from './schemas.ts'
+import { attributionSchema, digestSchema, isPlainFileName, nonNegativeInt, peerIdSchema } from './schemas.ts'
 import {
   isSortedUnique,
+  parseStatement,
   readStatement,
   signStatement,
   subjectDigest,
@@ -84,10 +85,16 @@ const provenanceStatementSchema = statementSchema(
   PROVENANCE_PREDICATE_TYPE,
   provenancePredicateSchema,
   PROVENANCE_MAX_FILES,
-).refine((s) => isSortedUnique(s.subject.map((f) => f.name)), {
-  message: 'checkpoint files must be sorted by name and unique',
-  path: ['subject'],
-})
+)
+  // File names are joined to directories by every verifier: plain names only, never a path.
+  .refine((s) => s.subject.every((f) => isPlainFileName(f.name)), {
+    message: 'checkpoint file names must be plain names (letters, digits, . _ -; no separators or ..)',
+    path: ['subject'],
+  })
+  .refine((s) => isSortedUnique(s.subject.map((f) => f.name)), {
+    message: 'checkpoint files must be sorted by name and unique',
+    path: ['subject'],
+  })
 
 export type CheckpointProvenance = Statement<ProvenancePredicate>
 
@@ -181,5 +188,35 @@ export function verifyProvenance(input: DocumentInput, options: VerifyProvenance
     files,
     signers: opened.signers,
     digest: opened.payloadDigest,
+  }
+}
+
+/** A provenance statement read from its bytes alone (no signatures), named by their digest. */
+export interface ProvenanceStatementBody {
+  statement: CheckpointProvenance
+  predicate: ProvenancePredicate
+  files: Map<string, string>
+  digest: string
+}
+
+/**
+ * Reads the statement bytes of a checkpoint provenance, as stored and served by digest: size,
+ * canonical JSON, types, schema (plain file names included), license. Authentic only through a
+ * signed document that lists the digest (a child checkpoint's `parent.provenance`).
+ */
+export function readProvenanceStatement(bytes: Uint8Array): ProvenanceStatementBody {
+  const statement = parseStatement(
+    bytes,
+    PROVENANCE_PREDICATE_TYPE,
+    provenanceStatementSchema,
+    PROVENANCE_MAX_BYTES,
+    'provenance',
+  ) as CheckpointProvenance
+  parseLicense(statement.predicate.license)
+  return {
+    statement,
+    predicate: statement.predicate,
+    files: new Map(statement.subject.map((s) => [s.name, subjectDigest(s)] as const)),
+    digest: sha256Digest(bytes),
   }
 }

@@ -1,6 +1,7 @@
 // Building blocks shared by the document schemas. All object schemas are closed (strict):
 // an unknown field is a SCHEMA rejection, never silently ignored.
 import { z } from 'zod'
+import { CHECKPOINT_FILE_NAME_MAX_LENGTH } from './constants.ts'
 
 export const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 lowercase hex>')
 
@@ -49,3 +50,18 @@ export type Attribution = z.output<typeof attributionSchema>
 export function formatDateTime(date: Date): string {
   return `${date.toISOString().slice(0, 19)}Z`
 }
+
+/**
+ * A plain file name: letters, digits, `.`, `_` and `-`, not starting with `.` or `-`. So no
+ * separator (slash or backslash), no `..` or `.`, no absolute path, no drive letter, no control or
+ * invisible character: a verifier may join it to a directory without leaving that directory.
+ */
+const PLAIN_FILE_NAME = new RegExp(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,${CHECKPOINT_FILE_NAME_MAX_LENGTH - 1}}$`)
+
+export function isPlainFileName(name: unknown): name is string {
+  return typeof name === 'string' && PLAIN_FILE_NAME.test(name)
+}
+
+export const plainFileNameSchema = z
+  .string()
+  .refine(isPlainFileName, 'expected a plain file name (letters, digits, . _ -; no separators or ..)')

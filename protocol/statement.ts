@@ -2,7 +2,7 @@
 // carried in DSSE with payloadType application/vnd.in-toto+json. The payload bytes are the
 // RFC 8785 canonical JSON of the statement.
 import { z } from 'zod'
-import { parseDocument, parseSchema } from './decode.ts'
+import { type DocumentInput, parseDocument, parseSchema } from './decode.ts'
 import { createEnvelope, type DsseEnvelope, type OpenedEnvelope } from './dsse.ts'
 import { IN_TOTO_PAYLOAD_TYPE, IN_TOTO_STATEMENT_TYPE } from './constants.ts'
 import { ProtocolError } from './errors.ts'
@@ -69,7 +69,22 @@ export function readStatement<S extends z.ZodType>(
 ): z.output<S> {
   if (opened.payloadType !== IN_TOTO_PAYLOAD_TYPE)
     throw new ProtocolError('UNKNOWN_TYPE', `${what}: payloadType must be ${IN_TOTO_PAYLOAD_TYPE}`)
-  const { value } = parseDocument(opened.payload, maxBytes, `${what} statement`)
+  return parseStatement(opened.payload, predicateType, schema, maxBytes, what)
+}
+
+/**
+ * Parses statement bytes on their own (no envelope): canonical JSON, `_type` the v1 URI and
+ * `predicateType` the expected one (UNKNOWN_TYPE otherwise), then the closed schema. A statement
+ * fetched by the digest a signed document lists is authentic through that digest.
+ */
+export function parseStatement<S extends z.ZodType>(
+  input: DocumentInput,
+  predicateType: string,
+  schema: S,
+  maxBytes: number,
+  what: string,
+): z.output<S> {
+  const { value } = parseDocument(input, maxBytes, `${what} statement`)
   const header = value as { _type?: unknown; predicateType?: unknown }
   if (typeof value !== 'object' || value === null || header._type !== IN_TOTO_STATEMENT_TYPE)
     throw new ProtocolError('UNKNOWN_TYPE', `${what}: not an in-toto Statement v1`)

@@ -22,6 +22,7 @@ import { verifyAudit } from '../../protocol/audit.ts'
 import { canonicalize } from '../../protocol/jcs.ts'
 import type { Ed25519PrivateKey } from '../../protocol/keys.ts'
 import { loadCheckpointDir } from '../round/audit.ts'
+import { storeCharter } from '../round/pinned-charter.ts'
 import type { RoundEvents } from '../round/events.ts'
 import { checkpointDir, listCheckpointDirs } from '../round/layout.ts'
 import { genesisRound, roundPlan } from '../round/schedule.ts'
@@ -76,13 +77,15 @@ export class AuditScheduler {
       if (e.phase === 'unet' && e.verification === 'published' && auditDue(this.#options.charter, e.round))
         this.#enqueue(e.round)
     })
+    // The node's own store: its charter is the one it runs under.
+    const trusted = await storeCharter(this.#options.storeDir)
     for (const dir of await listCheckpointDirs(this.#options.storeDir)) {
       const match = /unet-r(\d{6})$/.exec(dir)
       if (match === null || existsSync(join(dir, AUDIT_DIR_FILES.statement))) continue
       const round = Number(match[1])
       if (!auditDue(this.#options.charter, round)) continue
       try {
-        const loaded = await loadCheckpointDir(dir)
+        const loaded = await loadCheckpointDir(dir, trusted)
         if (loaded.verified.signers.includes(this.#options.peerId)) this.#enqueue(round)
       } catch {
         // not a checkpoint we vouch for

@@ -9,6 +9,7 @@ import { verifyCharter } from '../../protocol/charter.ts'
 import { loadCheckpoint } from '../../trainer/checkpoint.ts'
 import type { NamedTensor } from '../../trainer/types.ts'
 import { loadCheckpointDir, readStoreBlob } from '../round/audit.ts'
+import { directoryCharter, storeCharter } from '../round/pinned-charter.ts'
 import { CHECKPOINT_FILES, listCheckpointDirs } from '../round/layout.ts'
 import { decodeTensors } from '../round/tensors.ts'
 import { AuditError } from './errors.ts'
@@ -75,7 +76,10 @@ async function findCheckpointById(dir: string, id: string, storeDir?: string): P
 }
 
 async function loadCooperative(dir: string, storeOverride?: string): Promise<AuditSource> {
-  const loaded = await loadCheckpointDir(dir)
+  // The charter of the store the user named; otherwise the folder's own (an audit reads the
+  // checkpoint the user chose, it does not vouch for who published it).
+  const pinned = storeOverride === undefined ? await directoryCharter(dir) : await storeCharter(storeOverride)
+  const loaded = await loadCheckpointDir(dir, pinned)
   const p = loaded.verified.predicate
   if (p.phase !== 'unet')
     throw new AuditError('NOT_A_UNET', `${dir} is an autoencoder checkpoint: audit a U-Net checkpoint`)

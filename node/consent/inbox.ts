@@ -1,12 +1,10 @@
 // <store>/inbox/: a running node's door for consent documents. A rights holder (or their tool)
 // drops a revocation or a manifest JSON file there; the node verifies it, records it in the
 // consent book and gossips it, then moves the file to inbox/done/ (or done/<name>.refused).
-import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { errorCode } from '../../protocol/coded-error.ts'
-import { looksLikeManifest } from '../../protocol/manifest.ts'
-import { looksLikeRevocation } from '../../protocol/revocation.ts'
 import { CONSENT_DOCUMENT_MAX_BYTES } from '../constants.ts'
 import type { CoopHost } from '../p2p/host.ts'
 import { inboxDir } from '../round/layout.ts'
@@ -14,6 +12,7 @@ import { encodeGossipMessage } from '../validation/messages.ts'
 import type { ConsentBook } from './book.ts'
 import { INBOX_POLL_MS } from './constants.ts'
 import { ConsentError } from './errors.ts'
+import { readInboxDocument } from './inbox-document.ts'
 
 export interface ConsentInboxModules {
   consent: ConsentBook
@@ -71,24 +70,24 @@ export class ConsentInbox {
     for (const name of (await readdir(this.#dir)).filter((n) => n.endsWith('.json')).sort()) {
       const path = join(this.#dir, name)
       try {
+        // The size from stat first, so a huge file is never read; the read itself is bounded too
+        // (a file may grow after stat), and readInboxDocument checks what was read.
         const info = await stat(path)
         if (info.size > CONSENT_DOCUMENT_MAX_BYTES)
           throw new ConsentError('MANIFEST_INVALID', `${name} exceeds ${CONSENT_DOCUMENT_MAX_BYTES} bytes`)
-        const document = JSON.parse(await readFile(path, 'utf8')) as object
+        const { kind, document } = readInboxDocument(await readAtMost(path, info.size + 1), name)
         // Encoded first: a document gossip cannot carry (TOO_LARGE) is refused before it is recorded.
-        if (looksLikeRevocation(document)) {
+        if (kind === 'revocation') {
           const message = encodeGossipMessage('revocation', document)
           const verified = await consent.addRevocation(document)
           await host.publish('consent', message)
           if (verified === undefined) log.info({ file: name }, 'revocation already known; published again')
           else log.info({ revocation: verified.digest, file: name }, 'revocation published')
-        } else if (looksLikeManifest(document)) {
+        } else {
           const message = encodeGossipMessage('manifest', document)
           const { verified } = await consent.addManifest(document, false)
           await host.publish('consent', message)
           log.info({ manifest: verified.digest, file: name }, 'manifest published')
-        } else {
-          throw new ConsentError('MANIFEST_INVALID', `${name} is neither a manifest nor a revocation`)
         }
         await rename(path, join(this.#dir, 'done', name))
       } catch (err) {
@@ -96,5 +95,22 @@ export class ConsentInbox {
         await rename(path, join(this.#dir, 'done', `${name}.refused`)).catch(() => undefined)
       }
     }
+  }
+}
+
+/** At most `limit` bytes of a file: one that grew after stat is read only as far as stat said (and a byte more, so it shows). */
+async function readAtMost(path: string, limit: number): Promise<Uint8Array> {
+  const handle = await open(path, 'r')
+  try {
+    const buffer = new Uint8Array(limit)
+    let filled = 0
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, filled, buffer.byteLength - filled, filled)
+      if (bytesRead === 0 || filled + bytesRead === buffer.byteLength)
+        return buffer.subarray(0, filled + bytesRead)
+      filled += bytesRead
+    }
+  } finally {
+    await handle.close()
   }
 }

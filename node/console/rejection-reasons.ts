@@ -31,6 +31,8 @@ export const REJECTION_REASONS: Record<GossipErrorCode, string> = {
   EQUIVOCATION: 'its signer already signed another checkpoint for this round',
   BAD_PAYLOAD: 'its payload does not fit the model (names, shapes, codec or values)',
   TRIVIAL_DELTA: 'its update is zero or too small to count',
+  CONTRIBUTION_MISMATCH: 'it lists a contribution its contributor never signed',
+  PARENT_MISMATCH: 'its parent is not the checkpoint it names',
   RATE_LIMITED: 'the sender is over its message rate',
   BLOB_DIGEST_MISMATCH: 'the bytes served do not match their digest',
   BLOB_PROTOCOL: 'the peer broke the blob transfer protocol',

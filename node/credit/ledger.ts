@@ -14,13 +14,14 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CONTRIBUTION_MAX_BYTES, IN_TOTO_PAYLOAD_TYPE, MANIFEST_MAX_BYTES } from '../../protocol/constants.ts'
 import {
-  type ContributionStatement,
+  type ContributionStatementBody,
   readContributionStatement,
   verifyContribution,
 } from '../../protocol/contribution.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
 import { loadLineage, loadCheckpointDir, readStoreBlob } from '../round/audit.ts'
+import { storeCharter } from '../round/pinned-charter.ts'
 import { STATEMENT_BLOB_MAX_BYTES } from '../round/constants.ts'
 import type { LineageIndex } from '../round/trace.ts'
 import { CreditError } from './errors.ts'
@@ -185,7 +186,7 @@ export async function ledgerFromStore(storeDir: string, checkpoint: string): Pro
     id = checkpoints.find(
       (c) => c.verified.digest === checkpoint || c.verified.files.get('model.safetensors') === checkpoint,
     )?.verified.digest
-  else id = (await loadCheckpointDir(checkpoint)).verified.digest
+  else id = (await loadCheckpointDir(checkpoint, await storeCharter(storeDir))).verified.digest
   if (id === undefined || index.checkpoint(id) === undefined)
     throw new CreditError('UNKNOWN_CHECKPOINT', `no verified checkpoint ${checkpoint} in ${storeDir}`)
   const samples = new Map<string, number>()
@@ -205,7 +206,7 @@ export async function ledgerFromStore(storeDir: string, checkpoint: string): Pro
         `contribution statement ${statement} is not in ${storeDir}`,
       )
     const expected = listed.get(statement)
-    let parsed: ContributionStatement
+    let parsed: ContributionStatementBody
     try {
       parsed = readContributionStatement(bytes)
       // The contributor's own signature, where the store holds the envelope (it received the gossip).
@@ -230,7 +231,7 @@ export async function ledgerFromStore(storeDir: string, checkpoint: string): Pro
     const predicate = parsed.predicate
     if (
       expected === undefined ||
-      `sha256:${parsed.subject[0]?.digest.sha256}` !== expected.delta ||
+      parsed.delta !== expected.delta ||
       predicate.manifests.join() !== expected.manifests.join() ||
       predicate.round !== expected.round
     )

@@ -41,6 +41,10 @@ export const GOSSIP_ERROR_CODES = [
   // contribution payloads (checked after gossip, charged to the contributor who signed the statement)
   'BAD_PAYLOAD',
   'TRIVIAL_DELTA',
+  // checkpoint binding (charged by the round verifier, not a validator stage): a listed
+  // contribution that is not its signed statement, a parent that is not the one named
+  'CONTRIBUTION_MISMATCH',
+  'PARENT_MISMATCH',
   // flow control
   'RATE_LIMITED',
   // blob transfer

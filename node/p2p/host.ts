@@ -36,6 +36,7 @@ import {
   PENALTY_REJECT,
   PUBLISH_THRESHOLD,
   STOP_TIMEOUT_MS,
+  YAMUX_MAX_STREAM_WINDOW_BYTES,
   TOPIC_SCORE_CAP,
 } from '../constants.ts'
 import { componentLogger } from '../log.ts'
@@ -49,6 +50,7 @@ import {
 import { PeerPenalties } from './penalties.ts'
 import { RateLimiter } from './rate-limit.ts'
 import { type BlobSource, BlobService, type BlobTimeouts, type FetchBlobOptions } from './blob.ts'
+import type { BlobServingLimits, BlobServingStats } from './blob-server.ts'
 import { TOPIC_NAMES, type TopicName, topicString } from './topics.ts'
 
 export interface CoopHostOptions {
@@ -66,6 +68,8 @@ export interface CoopHostOptions {
   blobs?: BlobSource
   /** Blob transfer timeouts (defaults in constants.ts). */
   blobTimeouts?: Partial<BlobTimeouts>
+  /** Blob serving limits: slots, stall and eviction times, per-peer byte budget (defaults in constants.ts). */
+  blobServing?: Partial<BlobServingLimits>
   /** Where peers met are remembered (the store's `peers` table), so a restart redials them even if every bootstrap peer is gone. */
   peerRecords?: PeerRecords
 }
@@ -122,6 +126,8 @@ export interface CoopHost {
   setBlobSource(source: BlobSource | undefined): void
   /** Fetches a blob by digest from the first provider delivering matching bytes. */
   fetchBlob(digest: string, options: FetchBlobOptions): Promise<Uint8Array>
+  /** What blob serving did: streams served now and at most, bytes, refusals, slow readers cut, evictions. */
+  blobServingStats(): BlobServingStats
   /** The underlying node, for tests and diagnostics. */
   readonly libp2p: Libp2p
 }
@@ -185,7 +191,7 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
     addresses: { listen: options.listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW_BYTES } })],
     peerDiscovery: options.mdns === true ? [mdns({ serviceTag: mdnsServiceTag(options.coopId) })] : [],
     services: {
       identify: identify(),
@@ -249,6 +255,7 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
       penalize: (peer, code, points) => penalties.add(peer, code, points),
       log,
       ...(options.blobTimeouts === undefined ? {} : { timeouts: options.blobTimeouts }),
+      ...(options.blobServing === undefined ? {} : { servingLimits: options.blobServing }),
     },
     options.blobs,
   )
@@ -459,6 +466,10 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
 
     fetchBlob(digest, fetchOptions) {
       return blobService.fetch(digest, fetchOptions)
+    },
+
+    blobServingStats() {
+      return blobService.servingStats()
     },
   }
   return host

@@ -1,5 +1,6 @@
 // Token buckets keyed by (peer, topic): a peer that relays more messages than any honest
 // round could produce gets its surplus IGNOREd and charged, instead of costing us validation work.
+// The blob server uses the same buckets with bytes as tokens: a per-peer upload budget.
 import { GOSSIP_RATE_BURST, GOSSIP_RATE_MAX_BUCKETS, GOSSIP_RATE_PER_SECOND } from '../constants.ts'
 
 interface Bucket {
@@ -23,8 +24,8 @@ export class RateLimiter {
     this.#now = options.now ?? Date.now
   }
 
-  /** Takes one token for the key; false when the bucket is empty. */
-  take(key: string): boolean {
+  /** Takes `cost` tokens (default one) for the key; false, taking nothing, when fewer are left. */
+  take(key: string, cost = 1): boolean {
     const now = this.#now()
     const bucket = this.#buckets.get(key) ?? { tokens: this.#burst, updatedAt: now }
     bucket.tokens = Math.min(
@@ -33,8 +34,8 @@ export class RateLimiter {
     )
     bucket.updatedAt = now
     this.#buckets.set(key, bucket)
-    const allowed = bucket.tokens >= 1
-    if (allowed) bucket.tokens -= 1
+    const allowed = bucket.tokens >= cost
+    if (allowed) bucket.tokens -= cost
     if (this.#buckets.size > this.#maxBuckets) this.#prune(now)
     return allowed
   }

@@ -3,14 +3,22 @@
 // and `coop trace` work on a running node's store, on a stopped one, and on a copied folder.
 import { readFile, readdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { verifyCharter } from '../../protocol/charter.ts'
+import { checkParent, verifyListedStatement } from '../../protocol/binding.ts'
+import type { VerifiedCharter } from '../../protocol/charter.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
-import { verifyProvenance, type VerifiedProvenance } from '../../protocol/provenance.ts'
+import {
+  readProvenanceStatement,
+  verifyProvenance,
+  type ProvenancePredicate,
+  type VerifiedProvenance,
+} from '../../protocol/provenance.ts'
+import { isPlainFileName } from '../../protocol/schemas.ts'
 import { CHECKPOINT_FILE_MAX_BYTES, STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
 import { RoundError, type RoundErrorCode } from './errors.ts'
 import { CHECKPOINT_FILES, listCheckpointDirs } from './layout.ts'
+import { type CharterChoice, type CharterSource, pinCharter, storeCharter } from './pinned-charter.ts'
 import { computeCheckpoint, outerOptimizer, type ContributionPayload } from './recompute.ts'
 import { decodeTensors } from './tensors.ts'
 import { LineageIndex, type TraceCheckpoint, type TraceManifest } from './trace.ts'
@@ -52,19 +60,14 @@ export interface LoadedCheckpoint {
   threshold: number
 }
 
-/** Verifies the charter copy and the provenance signature of a checkpoint directory. */
-export async function loadCheckpointDir(
-  dir: string,
-  charterOverride?: Uint8Array,
-): Promise<LoadedCheckpoint> {
+/** Signature codes say who signed; every other protocol code says the document breaks a rule. */
+const SIGNATURE_CODES = new Set(['BAD_SIGNATURE', 'THRESHOLD_NOT_MET', 'ISSUER_MISMATCH'])
+
+/** Verifies the provenance of a checkpoint directory against a charter the caller trusts. */
+export async function loadCheckpointDir(dir: string, charter: VerifiedCharter): Promise<LoadedCheckpoint> {
   const provenanceBytes = await readBounded(join(dir, CHECKPOINT_FILES.provenance), CHECKPOINT_FILE_MAX_BYTES)
   if (provenanceBytes === undefined)
     throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.provenance}`)
-  const charterBytes =
-    charterOverride ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
-  if (charterBytes === undefined)
-    throw new RoundError('MISSING_FILE', `${dir} has no ${CHECKPOINT_FILES.charter}; pass --charter`)
-  const charter = verifyCharter(charterBytes)
   let verified: VerifiedProvenance
   try {
     verified = verifyProvenance(provenanceBytes, {
@@ -73,9 +76,11 @@ export async function loadCheckpointDir(
     })
   } catch (err) {
     if (isProtocolError(err))
-      throw new RoundError('BAD_SIGNATURE', `provenance does not verify: ${err.code}: ${err.message}`, {
-        cause: err,
-      })
+      throw new RoundError(
+        SIGNATURE_CODES.has(err.code) ? 'BAD_SIGNATURE' : 'BAD_PROVENANCE',
+        `provenance does not verify: ${err.code}: ${err.message}`,
+        { cause: err },
+      )
     throw err
   }
   if (verified.predicate.coop !== charter.coopId)
@@ -95,6 +100,8 @@ export interface VerifyReport {
   message?: string
   checkpoint?: string
   coop?: string
+  /** Where the trusted charter came from: --charter, --coop (a matching copy) or --store. */
+  charterSource?: CharterSource
   phase?: string
   round?: number
   signers?: string[]
@@ -111,26 +118,44 @@ function once<T>(compute: () => Promise<T>): () => Promise<T> {
   return () => (result ??= compute())
 }
 
+/** A protocol rejection inside verification, as the round code a report carries. */
+function reportCode(err: unknown): RoundErrorCode {
+  if (err instanceof RoundError) return err.code
+  if (isProtocolError(err) && (err.code === 'CONTRIBUTION_MISMATCH' || err.code === 'PARENT_MISMATCH'))
+    return err.code
+  return 'BAD_CHECKPOINT'
+}
+
 /**
- * Signature, file digests and (when the parent and the contributions are at hand, in `storeDir`
- * or in sibling checkpoint directories) the bit-exact recomputation.
+ * Signature, file digests, the binding of every listed contribution to the statement its
+ * contributor signed, the parent (weights and momentum) bound to the id the provenance names,
+ * and (when the parent and the contributions are at hand, in `storeDir` or in sibling checkpoint
+ * directories) the bit-exact recomputation. The charter is the caller's (pinCharter): never the
+ * directory's copy on its own.
  */
-export async function verifyCheckpointDir(
-  dir: string,
-  options: { storeDir?: string; charter?: Uint8Array } = {},
-): Promise<VerifyReport> {
+export async function verifyCheckpointDir(dir: string, options: CharterChoice = {}): Promise<VerifyReport> {
   const report: VerifyReport = { ok: false, files: [], recomputation: 'not-run', missing: [] }
+  // The checks run in this order, each on what the previous one established; a new check (for
+  // example of the lineage) is one more numbered step, placed after what it relies on.
   try {
-    const loaded = await loadCheckpointDir(dir, options.charter)
+    // 1. The charter the user trusts (never the folder's copy alone).
+    const charter = await pinCharter(dir, options)
+    report.coop = charter.coopId
+    report.charterSource = charter.source
+    // 2. The provenance: publisher signatures (threshold) against that charter, and its coop.
+    const loaded = await loadCheckpointDir(dir, charter)
     const { verified } = loaded
     Object.assign(report, {
       checkpoint: verified.digest,
-      coop: loaded.coopId,
       phase: verified.predicate.phase,
       round: verified.predicate.round,
       signers: verified.signers,
     })
+    // 3. Every file against the digest the provenance signs.
     for (const [name, digest] of [...verified.files].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      // protocol/ admits plain names only; checked again here because this name becomes a path.
+      if (!isPlainFileName(name))
+        throw new RoundError('BAD_PROVENANCE', 'a checkpoint file name is not a plain name')
       const bytes = await readBounded(join(dir, name), CHECKPOINT_FILE_MAX_BYTES)
       report.files.push({ name, digest, ok: bytes !== undefined && sha256Digest(bytes) === digest })
     }
@@ -138,8 +163,9 @@ export async function verifyCheckpointDir(
     if (bad !== undefined)
       throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
     const p = verified.predicate
-    // Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
-    // item it records as revoked; a rollback checkpoint's files are its new base's.
+    // 4. Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
+    // item it records as revoked; a rollback checkpoint's files are its new base's. (The folder's
+    // charter.json, when used here, is the pinned coop's: step 1 checked it.)
     const lineage = once(() => loadLineage(options.storeDir ?? dirname(dirname(dir))).catch(() => undefined))
     report.unlearning = await checkUnlearning(
       loaded,
@@ -154,55 +180,43 @@ export async function verifyCheckpointDir(
       report.ok = true
       return report
     }
+    // 5. A genesis checkpoint has nothing more to check.
     if (p.parent === null) {
       report.recomputation = 'genesis'
       report.ok = true
       return report
     }
-    const find = async (
-      digest: string,
-      maxBytes = CHECKPOINT_FILE_MAX_BYTES,
-    ): Promise<Uint8Array | undefined> => {
-      if (options.storeDir !== undefined) {
-        const blob = await readStoreBlob(options.storeDir, digest, maxBytes)
-        if (blob !== undefined) return blob
-      }
-      return undefined
-    }
-    // The parent: a sibling directory whose provenance has the parent's digest, else the store's blobs.
-    const parentFiles = await findParentFiles(dir, p.parent.provenance, options.storeDir)
-    const parentModel = parentFiles?.model ?? (await find(p.parent.checkpoint))
-    const parentMomentum = parentFiles?.momentum
-    if (parentModel === undefined || sha256Digest(parentModel) !== p.parent.checkpoint)
-      report.missing.push(`parent model ${p.parent.checkpoint}`)
-    if (parentMomentum === undefined)
-      report.missing.push(`parent momentum (checkpoint ${p.parent.provenance})`)
+    const find = async (digest: string, maxBytes = CHECKPOINT_FILE_MAX_BYTES) =>
+      options.storeDir === undefined ? undefined : await readStoreBlob(options.storeDir, digest, maxBytes)
+    // 6. The parent, bound to the id the provenance names.
+    // The parent: a sibling (or stored) directory whose signed provenance has the parent's id, else
+    // its statement bytes in the store's blobs (named by the signed parent id, so authentic).
+    const parent = await findParentFiles(dir, p, charter, options.storeDir)
+    if (parent === undefined) report.missing.push(`parent checkpoint ${p.parent.provenance}`)
+    // 7. Each listed contribution, bound to the statement its contributor signed.
     const payloads: ContributionPayload[] = []
     for (const c of p.contributions) {
       const statement = await find(c.statement, STATEMENT_BLOB_MAX_BYTES)
       const payload = await find(c.delta)
       if (statement === undefined) report.missing.push(`contribution statement ${c.statement}`)
       if (payload === undefined) report.missing.push(`contribution payload ${c.delta}`)
-      if (statement === undefined || payload === undefined) continue
-      const parsed = JSON.parse(new TextDecoder().decode(statement)) as { predicate?: { samples?: unknown } }
-      const samples = parsed.predicate?.samples
-      if (typeof samples !== 'number' || !Number.isSafeInteger(samples) || samples < 1)
-        throw new RoundError('MISSING_CONTRIBUTION', `statement ${c.statement} has no sample count`)
-      payloads.push({ payloadDigest: c.delta, samples, payload })
+      if (statement === undefined) continue
+      // The listed delta is the payload this statement names (and its base is the parent): checked
+      // whenever the statement is at hand, recomputation or not.
+      const { samples } = verifyListedStatement(p, c, statement)
+      if (payload !== undefined) payloads.push({ payloadDigest: c.delta, samples, payload })
     }
-    if (report.missing.length > 0 || parentModel === undefined || parentMomentum === undefined) {
+    if (report.missing.length > 0 || parent === undefined) {
       report.recomputation = 'unavailable'
       report.ok = true
       return report
     }
-    const charterBytes =
-      options.charter ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
-    const charter = verifyCharter(charterBytes as Uint8Array).charter
+    // 8. The bit-exact recomputation.
     const computed = computeCheckpoint(
-      decodeTensors(parentModel),
-      decodeTensors(parentMomentum),
+      decodeTensors(parent.model),
+      decodeTensors(parent.momentum),
       payloads,
-      outerOptimizer(charter, p.phase),
+      outerOptimizer(charter.charter, p.phase),
     )
     if (
       computed.modelDigest !== verified.files.get(CHECKPOINT_FILES.model) ||
@@ -219,17 +233,41 @@ export async function verifyCheckpointDir(
     return report
   } catch (err) {
     report.ok = false
-    report.code = err instanceof RoundError ? err.code : 'BAD_CHECKPOINT'
+    report.code = reportCode(err)
     report.message = err instanceof Error ? err.message : String(err)
     return report
   }
 }
 
+/**
+ * The parent's weights and momentum, each checked against the digest the parent's provenance
+ * signs, from a checkpoint directory beside `dir` or in the store (its provenance verified against
+ * the charter) or from the store's blobs (its statement fetched by the id the child signs).
+ * Throws PARENT_MISMATCH when the parent found is not the one the child names.
+ */
 async function findParentFiles(
   dir: string,
-  parentId: string,
+  child: ProvenancePredicate,
+  charter: VerifiedCharter,
   storeDir?: string,
 ): Promise<{ model: Uint8Array; momentum: Uint8Array } | undefined> {
+  if (child.parent === null) return undefined
+  const parentId = child.parent.provenance
+  const signedFiles = async (
+    files: ReadonlyMap<string, string>,
+    read: (name: string, digest: string) => Promise<Uint8Array | undefined>,
+  ) => {
+    const modelDigest = files.get(CHECKPOINT_FILES.model)
+    const momentumDigest = files.get(CHECKPOINT_FILES.momentum)
+    if (modelDigest === undefined || momentumDigest === undefined) return undefined
+    const model = await read(CHECKPOINT_FILES.model, modelDigest)
+    const momentum = await read(CHECKPOINT_FILES.momentum, momentumDigest)
+    // A copy whose bytes differ from the signed digests is damaged or forged: not the parent.
+    if (model === undefined || sha256Digest(model) !== modelDigest) return undefined
+    if (momentum === undefined || sha256Digest(momentum) !== momentumDigest) return undefined
+    return { model, momentum }
+  }
+
   const candidates = new Set<string>()
   try {
     for (const name of await readdir(dirname(dir))) candidates.add(join(dirname(dir), name))
@@ -239,35 +277,36 @@ async function findParentFiles(
   if (storeDir !== undefined) for (const d of await listCheckpointDirs(storeDir)) candidates.add(d)
   for (const candidate of candidates) {
     if (candidate === dir) continue
-    const provenance = await readBounded(
-      join(candidate, CHECKPOINT_FILES.provenance),
-      CHECKPOINT_FILE_MAX_BYTES,
-    ).catch(() => undefined)
-    if (provenance === undefined) continue
-    let statementDigest: string
+    let parent: VerifiedProvenance
     try {
-      const envelope = JSON.parse(new TextDecoder().decode(provenance)) as { payload?: unknown }
-      if (typeof envelope.payload !== 'string') continue
-      statementDigest = sha256Digest(new Uint8Array(Buffer.from(envelope.payload, 'base64')))
+      parent = (await loadCheckpointDir(candidate, charter)).verified
     } catch {
       continue
     }
-    if (statementDigest !== parentId) continue
-    const model = await readBounded(join(candidate, CHECKPOINT_FILES.model), CHECKPOINT_FILE_MAX_BYTES)
-    const momentum = await readBounded(join(candidate, CHECKPOINT_FILES.momentum), CHECKPOINT_FILE_MAX_BYTES)
-    if (model !== undefined && momentum !== undefined) return { model, momentum }
+    if (parent.digest !== parentId) continue
+    checkParent(child, parent)
+    const files = await signedFiles(parent.files, (name) =>
+      readBounded(join(candidate, name), CHECKPOINT_FILE_MAX_BYTES),
+    )
+    if (files !== undefined) return files
   }
-  return undefined
+  if (storeDir === undefined) return undefined
+  const statement = await readStoreBlob(storeDir, parentId, CHECKPOINT_FILE_MAX_BYTES)
+  if (statement === undefined) return undefined
+  const parent = readProvenanceStatement(statement)
+  checkParent(child, parent)
+  return await signedFiles(parent.files, (_name, digest) => readStoreBlob(storeDir, digest))
 }
 
 /** Every checkpoint directory of a store whose provenance verifies, as a lineage index with the manifests it references. */
 export async function loadLineage(
   storeDir: string,
 ): Promise<{ index: LineageIndex; checkpoints: LoadedCheckpoint[] }> {
+  const charter = await storeCharter(storeDir)
   const loaded: LoadedCheckpoint[] = []
   for (const dir of await listCheckpointDirs(storeDir)) {
     try {
-      loaded.push(await loadCheckpointDir(dir))
+      loaded.push(await loadCheckpointDir(dir, charter))
     } catch {
       // An unverifiable directory is not part of any lineage we vouch for.
     }

@@ -18,6 +18,16 @@ export const ROUND_ERROR_CODES = [
   'BAD_ROLLBACK',
   'ROLLBACK_PENDING',
   'LINEAGE_USES_REVOKED',
+  /** A listed contribution is not the statement its contributor signed (delta, base, manifests...). */
+  'CONTRIBUTION_MISMATCH',
+  /** The parent is not the checkpoint the provenance names (id, model or momentum digest, round). */
+  'PARENT_MISMATCH',
+  /** `coop checkpoint verify` was given no charter to trust: the directory's own copy is not enough. */
+  'CHARTER_REQUIRED',
+  /** The directory carries a charter of another coop than the one given or stored. */
+  'CHARTER_MISMATCH',
+  /** A provenance that parses but breaks a protocol rule other than its signatures. */
+  'BAD_PROVENANCE',
   // consent (the consent book's own codes are in node/consent/errors.ts)
   'NO_CONSENT',
   // configuration and state

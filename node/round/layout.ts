@@ -14,13 +14,14 @@
 //       charter.json          the charter, so the directory verifies on its own
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { CHECKPOINT_MODEL_FILE, CHECKPOINT_MOMENTUM_FILE } from '../../protocol/constants.ts'
 import { removeTempEntries, writeDirDurable, writeFileDurable } from '../store/durable.ts'
 import type { Phase } from './schedule.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 
 export const CHECKPOINT_FILES = {
-  model: 'model.safetensors',
-  momentum: 'momentum.safetensors',
+  model: CHECKPOINT_MODEL_FILE,
+  momentum: CHECKPOINT_MOMENTUM_FILE,
   config: 'config.json',
   provenance: 'provenance.json',
   charter: 'charter.json',

@@ -13,8 +13,15 @@
 // adopted wins. Since a checkpoint is adopted only once it verified, a checkpoint that verifies
 // beats one that arrived first but does not.
 import type { Logger } from 'pino'
+import {
+  checkListedContribution,
+  checkParent,
+  verifyListedStatement,
+  type ListedContribution,
+} from '../../protocol/binding.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
+import type { ContributionPredicate } from '../../protocol/contribution.ts'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
 import { envelopeBytes } from '../../protocol/dsse.ts'
 import { layoutOf } from '../../protocol/compression.ts'
@@ -31,6 +38,7 @@ import {
   VERIFY_RETRY_MIN_MS,
 } from './constants.ts'
 import { RoundError } from './errors.ts'
+import { CHECKPOINT_FILES } from './layout.ts'
 import type { Fetcher } from './fetcher.ts'
 import type { ConsentBook } from '../consent/book.ts'
 import { verifyRollbackCheckpoint } from './rollback-verify.ts'
@@ -97,7 +105,7 @@ export class Verifier {
       })
       .catch((err: unknown) => {
         const code = errorCode(err)
-        log.error({ err, code, checkpoint: id }, 'checkpoint rejected')
+        log.error({ err, code, checkpoint: id, from: pending.from }, 'checkpoint rejected')
         state.events.emit('checkpointRejected', { checkpoint: id, code })
         this.#rememberFailure(id)
       })
@@ -333,6 +341,24 @@ export class Verifier {
     if (parent === undefined)
       throw new RoundError('MISSING_PARENT', `parent ${p.parent.provenance} is not adopted`)
     const started = performance.now()
+    // Whoever signed a checkpoint that breaks a binding is charged: the sender when it is one of
+    // them (the head, from gossip), else its signers (a link fetched while catching up, which the
+    // relay of the head did not necessarily sign).
+    const liable = verified.signers.includes(from) ? [from] : verified.signers
+    // The parent we hold is the one it names (id, model digest, coop, phase, round before); its
+    // momentum is the one its own provenance signed (the record keeps the signed digests, and the
+    // store hands out only bytes that hash to them). Checked for every adopted checkpoint,
+    // including the links of a catch-up, before any weight is loaded.
+    this.#bound(liable, () =>
+      checkParent(p, {
+        digest: parent.id,
+        predicate: parent.predicate,
+        files: new Map([
+          [CHECKPOINT_FILES.model, parent.files.model],
+          [CHECKPOINT_FILES.momentum, parent.files.momentum],
+        ]),
+      }),
+    )
     const parentWeights = decodeTensors(await fetcher.requireBlob(parent.files.model, []))
     const parentMomentum = decodeTensors(await fetcher.requireBlob(parent.files.momentum, []))
     // No payload larger than this model and codec produce is fetched or decoded.
@@ -343,7 +369,7 @@ export class Verifier {
         const holders = [...providers, c.contributor]
         return {
           payloadDigest: c.delta,
-          samples: await this.#samplesOf(c.statement, p.round, holders),
+          samples: (await this.#listedStatement(verified, c, liable, holders)).samples,
           payload: await fetcher.payload(c.delta, holders, maxBytes),
         }
       }),
@@ -384,26 +410,44 @@ export class Verifier {
     )
   }
 
-  /** The sample count a contribution claimed: from our record, or from its statement fetched by digest. */
-  async #samplesOf(statement: string, round: number, providers: string[]): Promise<number> {
+  /**
+   * The statement a listed contribution stands for, checked against the entry: the one we accepted
+   * from gossip (its envelope verified, so the signer is bound too), or its statement bytes fetched
+   * by the listed digest. A listed delta its contributor never signed is refused, whatever the
+   * recomputation would say.
+   */
+  async #listedStatement(
+    verified: VerifiedProvenance,
+    entry: ListedContribution,
+    liable: readonly string[],
+    providers: string[],
+  ): Promise<ContributionPredicate> {
     const { state, fetcher } = this.#modules
-    const known = state.contribution(round, statement)
-    if (known !== undefined) return known.predicate.samples
-    const bytes = await fetcher.requireBlob(statement, providers, STATEMENT_BLOB_MAX_BYTES)
-    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as {
-      predicate?: { samples?: unknown; round?: unknown }
-    }
-    const samples = parsed.predicate?.samples
-    if (
-      typeof samples !== 'number' ||
-      !Number.isSafeInteger(samples) ||
-      samples < 1 ||
-      parsed.predicate?.round !== round
-    )
-      throw new RoundError(
-        'MISSING_CONTRIBUTION',
-        `statement ${statement} is not a contribution to round ${round}`,
+    const known = state.contribution(verified.predicate.round, entry.statement)
+    if (known !== undefined) {
+      this.#bound(liable, () =>
+        checkListedContribution(verified.predicate, entry, {
+          digest: known.id,
+          delta: known.delta,
+          predicate: known.predicate,
+          contributor: known.contributor,
+        }),
       )
-    return samples
+      return known.predicate
+    }
+    const bytes = await fetcher.requireBlob(entry.statement, providers, STATEMENT_BLOB_MAX_BYTES)
+    return this.#bound(liable, () => verifyListedStatement(verified.predicate, entry, bytes))
+  }
+
+  /** Runs a binding check; a checkpoint that breaks one is its signers' fault: charged, refused. */
+  #bound<T>(liable: readonly string[], check: () => T): T {
+    try {
+      return check()
+    } catch (err) {
+      if (!isProtocolError(err)) throw err
+      const code = err.code === 'PARENT_MISMATCH' ? 'PARENT_MISMATCH' : 'CONTRIBUTION_MISMATCH'
+      for (const peer of liable) this.#modules.host.penalize(peer, code)
+      throw new RoundError(code, err.message, { cause: err })
+    }
   }
 }

@@ -9,6 +9,7 @@ import { type CoopConfig, validateConfig } from '../../configs/index.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { CliError } from '../cli/command.ts'
 import { loadCheckpointDir, readStoreBlob } from '../round/audit.ts'
+import { directoryCharter, storeCharter } from '../round/pinned-charter.ts'
 import { CHECKPOINT_FILES, listCheckpointDirs } from '../round/layout.ts'
 import { decodeTensors, type NamedTensor } from '../round/tensors.ts'
 
@@ -64,7 +65,10 @@ export async function loadCoopSampleSource(
   dir: string,
   options: { store?: string; autoencoder?: string } = {},
 ): Promise<CoopSampleSource> {
-  const loaded = await loadCheckpointDir(dir)
+  // The store's charter when there is one; sampling claims nothing, so the folder's copy serves otherwise.
+  const charter =
+    options.store === undefined ? await directoryCharter(dir) : await storeCharter(options.store)
+  const loaded = await loadCheckpointDir(dir, charter)
   const predicate = loaded.verified.predicate
   if (predicate.phase !== 'unet')
     throw new CliError(

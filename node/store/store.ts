@@ -8,11 +8,12 @@
 import { CodedError } from '../../protocol/coded-error.ts'
 import { commitTempFile, removeTempEntries, writeFileDurable, writeNewFileSynced } from './durable.ts'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import type { Logger } from 'pino'
 import { BLOB_MAX_BYTES } from '../constants.ts'
+import type { StoredBlob } from '../p2p/blob-server.ts'
 import { componentLogger } from '../log.ts'
 import { describeFsError } from '../fs-errors.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
@@ -84,6 +85,11 @@ export interface CoopStore {
   putBlob(bytes: Uint8Array, expectedDigest?: string): Promise<string>
   /** Reads a blob and verifies its digest; a corrupt file is quarantined and reported missing. */
   getBlob(digest: string): Promise<Uint8Array | undefined>
+  /**
+   * Opens a blob for streaming (serving), one chunk in memory at a time: the digest is checked as
+   * the chunks are read, and a corrupt file is quarantined and cut short before its last chunk.
+   */
+  openBlob(digest: string): Promise<StoredBlob | undefined>
   hasBlob(digest: string): Promise<boolean>
   blobPath(digest: string): string
   close(): Promise<void>
@@ -253,6 +259,65 @@ export async function openStore(dir: string, options: { log?: Logger } = {}): Pr
         return undefined
       }
       return bytes
+    },
+
+    async openBlob(digest) {
+      const path = blobPath(digest)
+      let handle: Awaited<ReturnType<typeof open>>
+      try {
+        handle = await open(path, 'r')
+      } catch (err) {
+        if (errorCode(err) === 'ENOENT') return undefined
+        throw err
+      }
+      let size: number
+      try {
+        size = (await handle.stat()).size
+      } catch (err) {
+        await handle.close()
+        throw err
+      }
+      const quarantine = async (): Promise<void> => {
+        log.warn({ digest, path }, 'stored blob does not match its digest; quarantined')
+        await rename(path, join(quarantineDir, `${hexOf(digest)}.${Date.now()}`)).catch(() => undefined)
+      }
+      let closed = false
+      const close = async (): Promise<void> => {
+        if (closed) return
+        closed = true
+        await handle.close()
+      }
+      return {
+        size,
+        async *chunks(chunkBytes) {
+          const hash = createHash('sha256')
+          let offset = 0
+          // Empty blobs have one (empty) chunk so the digest is still checked.
+          do {
+            const length = Math.min(chunkBytes, size - offset)
+            // A fresh buffer per chunk: the previous one may still sit in the muxer's queue.
+            const chunk = new Uint8Array(length)
+            let filled = 0
+            while (filled < length) {
+              const { bytesRead } = await handle.read(chunk, filled, length - filled, offset + filled)
+              if (bytesRead === 0) {
+                await quarantine()
+                throw new StoreError('DIGEST_MISMATCH', `${digest} is shorter than when opened`)
+              }
+              filled += bytesRead
+            }
+            hash.update(chunk)
+            offset += length
+            // The last chunk goes out only if the whole file hashed to its name.
+            if (offset === size && `sha256:${hash.digest('hex')}` !== digest) {
+              await quarantine()
+              throw new StoreError('DIGEST_MISMATCH', `${digest} does not match its bytes`)
+            }
+            yield chunk
+          } while (offset < size)
+        },
+        close,
+      }
     },
 
     async hasBlob(digest) {

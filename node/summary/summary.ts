@@ -12,6 +12,7 @@ import { verifyCharter } from '../../protocol/charter.ts'
 import { ledgerFromStore, type Ledger } from '../credit/ledger.ts'
 import { readDirReceipt } from '../round/unlearning-files.ts'
 import { loadCheckpointDir, loadLineage } from '../round/audit.ts'
+import { storeCharter } from '../round/pinned-charter.ts'
 import { CHECKPOINT_FILES } from '../round/layout.ts'
 import { SummaryError } from './errors.ts'
 
@@ -122,7 +123,7 @@ async function readAudits(
 }
 
 export async function buildSummary(options: SummaryOptions): Promise<TrainingSummary> {
-  const loaded = await loadCheckpointDir(options.checkpointDir)
+  const loaded = await loadCheckpointDir(options.checkpointDir, await storeCharter(options.storeDir))
   const p = loaded.verified.predicate
   const charter = verifyCharter(await readFile(join(options.checkpointDir, CHECKPOINT_FILES.charter)))
   const model = charter.charter.model as { name?: unknown; image?: { size?: unknown }; classes?: unknown }

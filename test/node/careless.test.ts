@@ -367,13 +367,24 @@ describe('careless-user mistakes against a real cooperative', () => {
     const last = dirs.at(-1) as string
     const alone = join(dir, 'lone-checkpoint')
     await cp(last, alone, { recursive: true })
-    const partial = await coop(['checkpoint', 'verify', alone])
+    // The folder's own charter.json is never trusted alone.
+    const unpinned = await coop(['checkpoint', 'verify', alone])
+    expect(unpinned.code, unpinned.stdout).toBe(1)
+    expect(unpinned.stdout).toContain('INVALID CHARTER_REQUIRED')
+    const partial = await coop(['checkpoint', 'verify', alone, '--charter', cluster.charter])
     expect(partial.code, partial.stdout).toBe(3)
     expect(partial.stdout).toContain('VALID (signature, digests; recomputation not checked: pass --store')
     const full = await coop(['checkpoint', 'verify', last, '--store', store])
     expect(full.code, full.stdout).toBe(0)
     expect(full.stdout).toContain('VALID (signature, digests, recomputation)')
-    const required = await coop(['checkpoint', 'verify', alone, '--require-recompute'])
+    const required = await coop([
+      'checkpoint',
+      'verify',
+      alone,
+      '--charter',
+      cluster.charter,
+      '--require-recompute',
+    ])
     expect(required.code).toBe(1)
     expect(required.stdout).toContain('INVALID RECOMPUTE_UNAVAILABLE')
   })

@@ -146,7 +146,14 @@ describe('a four-peer cooperative', () => {
       code: 'RECOMPUTE_MISMATCH',
       recomputation: 'failed',
     })
-    const honest = await runCoop(['checkpoint', 'verify', join(copies, 'unet-r000001'), '--json'])
+    const honest = await runCoop([
+      'checkpoint',
+      'verify',
+      join(copies, 'unet-r000001'),
+      '--charter',
+      cluster.charter,
+      '--json',
+    ])
     expect(honest.code, honest.stdout).toBe(0)
   })
 

@@ -107,6 +107,37 @@ describe('store', () => {
     await store.close()
   })
 
+  it('streams a blob in chunks for serving, and cuts a corrupt one short before its last chunk', async () => {
+    const store = await openStore(await tempDir())
+    const bytes = new Uint8Array(randomBytes(2500))
+    const digest = await store.putBlob(bytes)
+    const blob = (await store.openBlob(digest))!
+    const chunks: Uint8Array[] = []
+    for await (const chunk of blob.chunks(1000)) chunks.push(chunk)
+    await blob.close()
+    expect(blob.size).toBe(2500)
+    expect(chunks.map((c) => c.byteLength)).toEqual([1000, 1000, 500])
+    expect(Buffer.concat(chunks).equals(Buffer.from(bytes))).toBe(true)
+    expect(await store.openBlob(blobDigest(new Uint8Array([1])))).toBeUndefined()
+
+    // Bit rot in the last bytes: the first chunks go out, the last one never does.
+    const rotten = Uint8Array.from(bytes)
+    rotten[2400] = (rotten[2400] as number) ^ 0xff
+    await writeFile(store.blobPath(digest), rotten)
+    const damaged = (await store.openBlob(digest))!
+    const served: number[] = []
+    await expect(
+      (async () => {
+        for await (const chunk of damaged.chunks(1000)) served.push(chunk.byteLength)
+      })(),
+    ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' })
+    await damaged.close()
+    expect(served).toEqual([1000, 1000])
+    expect(await store.hasBlob(digest)).toBe(false)
+    expect(await readdir(join(store.dir, 'blobs', 'corrupt'))).toHaveLength(1)
+    await store.close()
+  })
+
   it('writes and reads snapshots without the database lock', async () => {
     const dir = await tempDir()
     const store = await openStore(dir)

@@ -243,6 +243,14 @@ export function buildVectors(): { files: Map<string, string>; expectations: Vect
     text(resignEnvelope(provenance, (p) => ((p.predicate as { manifests: string[] }).manifests = []), [publisherA.key, publisherB.key])),
     withCharter,
   )
+  add(
+    'provenance.file-name-traversal.json',
+    'provenance',
+    'SCHEMA',
+    'validly signed, a checkpoint file named ../../etc/passwd (file names are plain names)',
+    text(resignEnvelope(provenance, (p) => ((p.subject as { name: string }[])[0]!.name = '../../etc/passwd'), [publisherA.key, publisherB.key])),
+    withCharter,
+  )
   {
     const statement = JSON.parse(Buffer.from(provenance.payload, 'base64').toString('utf8'))
     add('provenance.signed-as-contribution-type.json', 'provenance', 'UNKNOWN_TYPE', 'validly signed, predicateType of a contribution on a provenance predicate', text(signStatement({ ...statement, predicateType: 'https://diffusion-coop.dev/attestation/contribution/v1' }, [publisherA.key, publisherB.key])), withCharter)

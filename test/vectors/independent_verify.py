@@ -30,6 +30,7 @@ class Reject(Exception):
 B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 DIGEST = re.compile(r'^sha256:[0-9a-f]{64}$')
 HEX64 = re.compile(r'^[0-9a-f]{64}$')
+PLAIN_FILE_NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z')
 DATE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$')
 PEER = re.compile(r'^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$')
 DID = re.compile(r'^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$')
@@ -378,6 +379,7 @@ def verify_provenance(data, charter):
     union = sorted({m for c in p['contributions'] for m in c['manifests']})
     need(p['manifests'] == union)
     names = [s['name'] for s in st['subject']]
+    need(all(isinstance(n, str) and PLAIN_FILE_NAME.match(n) for n in names))
     need(names == sorted(set(names)))
     for a in p['attribution']:
         check_attribution(a)

@@ -1,21 +1,30 @@
-// `coop checkpoint verify <dir>`: checks a checkpoint directory on its own terms: the publishers'
-// signature over its provenance (against the charter), the digests of its files, and, when the
-// parent checkpoint and the listed contributions are at hand, the bit-exact recomputation.
+// `coop checkpoint verify <dir>`: checks a checkpoint directory against the charter the user
+// trusts (never the directory's own copy alone): the publishers' signature over its provenance,
+// the digests of its files, each listed contribution against the statement its contributor
+// signed, and, when the parent checkpoint and the listed contributions are at hand, the
+// bit-exact recomputation.
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { type VerifyReport, verifyCheckpointDir } from '../../round/audit.ts'
+import type { CharterSource } from '../../round/pinned-charter.ts'
 import { sniffFileKind, withArticle } from '../../file-kind.ts'
 import { assertStoreFolder } from '../../store/dirs.ts'
 import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../command.ts'
 
-const usage = `Usage: coop checkpoint verify <checkpoint dir> [--store <dir>] [--charter <file>] [--require-recompute] [--credit] [--json]
+const usage = `Usage: coop checkpoint verify <checkpoint dir> (--store <dir> | --charter <file> | --coop <id>) [--require-recompute] [--credit] [--json]
 
 Verifies a checkpoint directory (model.safetensors, momentum.safetensors, config.json,
 provenance.json, charter.json):
-  1. the charter's signature and the provenance's publisher signatures (threshold);
-  2. every file against the digest the provenance signs;
-  3. the recomputation: parent checkpoint + listed contributions -> the same bytes. The parent is
+  1. the charter you trust: --charter, or --coop (a copy whose digest is that coop id, in the
+     store or the directory), or the --store's charter.json. The directory's own charter.json is
+     never trusted alone, and must be the same coop's (CHARTER_MISMATCH otherwise);
+  2. the provenance's publisher signatures (threshold) against that charter;
+  3. every file against the digest the provenance signs (file names are plain names);
+  4. every listed contribution against the statement its contributor signed: the listed delta is
+     the one it names (CONTRIBUTION_MISMATCH otherwise); the parent's weights and momentum against
+     the parent's own signed digests (PARENT_MISMATCH when the parent is not the one named);
+  5. the recomputation: parent checkpoint + listed contributions -> the same bytes. The parent is
      looked up among sibling directories and in --store; contributions in --store's blobs.
 The last line says what was checked: VALID (signature, digests, recomputation), or for a
 genesis checkpoint VALID (signature, digests; genesis: nothing to recompute), or when the parent
@@ -29,7 +38,8 @@ Exit codes:
 
 Options:
   --store <dir>          a node store holding the parent and the contribution payloads
-  --charter <file>       the charter to verify against (default: the directory's charter.json)
+  --charter <file>       the charter to verify against
+  --coop <id>            the coop id (sha256:...) the checkpoint must belong to
   --require-recompute    fail (RECOMPUTE_UNAVAILABLE) when the recomputation cannot run
   --credit               also recompute the credit ledger (coop credit) from --store's signed
                          provenance and contribution statements
@@ -50,6 +60,12 @@ function checkedSummary(report: VerifyReport, storeGiven: boolean): string {
   }
 }
 
+const CHARTER_SOURCE_TEXT: Record<CharterSource, string> = {
+  explicit: '--charter',
+  'coop-id': 'a copy matching --coop',
+  store: "the store's charter.json",
+}
+
 export const command: Command = {
   summary: 'verify a checkpoint: signatures, file digests, recomputation',
   usage,
@@ -64,6 +80,7 @@ export const command: Command = {
       options: {
         store: { type: 'string' },
         charter: { type: 'string' },
+        coop: { type: 'string' },
         'require-recompute': { type: 'boolean' },
         credit: { type: 'boolean' },
         json: { type: 'boolean' },
@@ -80,6 +97,7 @@ export const command: Command = {
     const report = await verifyCheckpointDir(dir, {
       ...(values.store === undefined ? {} : { storeDir: values.store }),
       ...(charter === undefined ? {} : { charter }),
+      ...(values.coop === undefined ? {} : { coopId: values.coop }),
     })
     if (report.ok && report.recomputation === 'unavailable' && values['require-recompute'] === true) {
       report.ok = false
@@ -105,7 +123,7 @@ export const command: Command = {
     } else {
       const lines = [
         `checkpoint ${report.checkpoint ?? '?'} (${report.phase ?? '?'} round ${report.round ?? '?'})`,
-        `coop       ${report.coop ?? '?'}`,
+        `coop       ${report.coop ?? '?'}${report.charterSource === undefined ? '' : ` (charter from ${CHARTER_SOURCE_TEXT[report.charterSource]})`}`,
         `signed by  ${(report.signers ?? []).join(', ') || '-'}`,
         ...report.files.map((f) => `file       ${f.ok ? 'ok  ' : 'BAD '} ${f.name} ${f.digest}`),
         `recompute  ${report.recomputation}${report.missing.length > 0 ? ` (missing: ${report.missing.join('; ')})` : ''}`,

@@ -2,7 +2,7 @@
 // peer id and address, and prints "serving" when a request for the blob arrives, so the parent
 // can SIGKILL it mid-transfer.
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { blobDigest } from '../../../node/p2p/blob.ts'
+import { blobDigest, memoryBlobSource } from '../../../node/p2p/blob.ts'
 import { createCoopHost } from '../../../node/p2p/host.ts'
 import { deterministicBlob } from './blobs.ts'
 
@@ -14,13 +14,11 @@ const host = await createCoopHost({
   listen: ['/ip4/127.0.0.1/tcp/0'],
   bootstrap: [],
   coopId,
-  blobs: {
-    getBlob: async (wanted) => {
-      if (wanted !== digest) return undefined
-      process.stdout.write('serving\n')
-      return blob
-    },
-  },
+  blobs: memoryBlobSource((wanted) => {
+    if (wanted !== digest) return undefined
+    process.stdout.write('serving\n')
+    return blob
+  }),
 })
 await host.start()
 process.stdout.write(`ready ${host.peerId} ${host.multiaddrs()[0]}\n`)

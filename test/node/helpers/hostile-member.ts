@@ -11,7 +11,7 @@ import { generateKey, peerIdString, type Ed25519PrivateKey } from '../../../prot
 import { createManifest, manifestDigest, type ConsentManifest } from '../../../protocol/manifest.ts'
 import { canonicalBytes } from '../../../protocol/jcs.ts'
 import { verifyProvenance, type VerifiedProvenance } from '../../../protocol/provenance.ts'
-import { blobDigest } from '../../../node/p2p/blob.ts'
+import { blobDigest, memoryBlobSource } from '../../../node/p2p/blob.ts'
 import type { CoopHost } from '../../../node/p2p/host.ts'
 import { TOPIC_NAMES } from '../../../node/p2p/topics.ts'
 import { decodeTensors, type NamedTensor } from '../../../node/round/tensors.ts'
@@ -61,7 +61,7 @@ export class HostileMember {
     const host = await startHost({
       privateKey: key,
       coopId,
-      blobs: { getBlob: async (digest) => blobs.get(digest) },
+      blobs: memoryBlobSource((digest) => blobs.get(digest)),
     })
     const member = new HostileMember(host, key, charter, coopId, blobs)
     // It accepts and relays everything: it judges nothing, it only watches the checkpoints.
