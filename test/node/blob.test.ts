@@ -6,7 +6,13 @@ import type { Connection, Stream } from '@libp2p/interface'
 import * as lp from 'it-length-prefixed'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BLOB_CHUNK_BYTES, BLOB_MAX_STREAMS_PER_PEER, BLOB_PROTOCOL } from '../../node/constants.ts'
-import { type BlobSource, BlobTransferError, blobDigest, memoryBlobSource } from '../../node/p2p/blob.ts'
+import {
+  type BlobSource,
+  BlobTransferError,
+  blobDigest,
+  envelopeStatementDigest,
+  memoryBlobSource,
+} from '../../node/p2p/blob.ts'
 import type { CoopHost } from '../../node/p2p/host.ts'
 import { deterministicBlob } from './helpers/blobs.ts'
 import { startHost, TEST_COOP_ID, waitFor } from './helpers/net.ts'
@@ -297,6 +303,54 @@ describe('blob transfer by digest over /diffusion-coop/blob/1.0.0', () => {
       )
     } finally {
       await strict.stop()
+    }
+  })
+
+  it('serves the envelope of a statement by its digest ("as":"envelope") and refuses one that carries another', async () => {
+    const statement = new TextEncoder().encode(JSON.stringify({ predicate: { round: 3 } }))
+    const other = new TextEncoder().encode(JSON.stringify({ predicate: { round: 4 } }))
+    const envelopeOf = (bytes: Uint8Array) =>
+      new TextEncoder().encode(
+        JSON.stringify({
+          payloadType: 'application/vnd.in-toto+json',
+          payload: Buffer.from(bytes).toString('base64'),
+          signatures: [],
+        }),
+      )
+    const wanted = blobDigest(statement)
+    const honest = await startHost({
+      blobs: memoryBlobSource(
+        () => undefined,
+        (d) => (d === wanted ? envelopeOf(statement) : undefined),
+      ),
+    })
+    // A holder that answers every envelope request with the envelope of another statement.
+    const forger = await startHost({
+      blobs: memoryBlobSource(
+        () => undefined,
+        () => envelopeOf(other),
+      ),
+    })
+    try {
+      for (const peer of [honest, forger]) await requester.dial(peer.multiaddrs()[0] as string)
+      const bytes = await requester.fetchBlob(wanted, {
+        providers: [forger.peerId, honest.peerId],
+        maxBytes: MiB,
+        envelope: true,
+      })
+      expect(envelopeStatementDigest(bytes)).toBe(wanted)
+      expect(requester.penaltyCounts(forger.peerId)).toEqual({ BLOB_DIGEST_MISMATCH: 1 })
+      // The blob itself is not served under its statement's digest, nor an envelope by a blob request.
+      const plain = (await requester
+        .fetchBlob(wanted, { providers: [honest.peerId], maxBytes: MiB })
+        .catch((err: unknown) => err)) as BlobTransferError
+      expect(plain.attempts.map((a) => a.code)).toEqual(['NOT_FOUND'])
+      const none = (await requester
+        .fetchBlob(wanted, { providers: [holder.peerId], maxBytes: MiB, envelope: true })
+        .catch((err: unknown) => err)) as BlobTransferError
+      expect(none.attempts.map((a) => a.code)).toEqual(['NOT_FOUND'])
+    } finally {
+      await Promise.all([honest.stop(), forger.stop()])
     }
   })
 
