@@ -261,7 +261,12 @@ export class Publisher {
     const parentWeights = decodeTensors(await fetcher.requireBlob(base.files.model, []))
     const parentMomentum = decodeTensors(await fetcher.requireBlob(base.files.momentum, []))
     const started = performance.now()
-    const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, outerOptimizer(state.charter))
+    const computed = computeCheckpoint(
+      parentWeights,
+      parentMomentum,
+      payloads,
+      outerOptimizer(state.charter, close.round),
+    )
     const manifests = [...new Set(records.flatMap((r) => r.predicate.manifests))].sort(compareStrings)
     const lineageManifests = [...new Set([...this.#lineageManifests(base), ...manifests])]
     const predicate: ProvenancePredicate = {

@@ -5,6 +5,7 @@
 // digests, must agree bit for bit.
 import { aggregateDeltas, outerStep } from '../../protocol/aggregation.ts'
 import type { CoopCharter } from '../../protocol/charter.ts'
+import { outerHyperparameters } from '../../protocol/outer-schedule.ts'
 import { decompressDelta } from '../../protocol/compression.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { decodeSafetensors } from '../../protocol/safetensors.ts'
@@ -24,10 +25,13 @@ export interface OuterOptimizer {
   outerMomentum: number
 }
 
-/** The charter's outer optimiser: what every peer applies after aggregating a round. */
-export function outerOptimizer(charter: Pick<CoopCharter, 'rounds'>): OuterOptimizer {
-  const r = charter.rounds
-  return { aggregator: r.aggregator, outerLr: r.outerLr, outerMomentum: r.outerMomentum }
+/** The charter's outer optimiser for round `round`: what every peer applies after aggregating it (the lr may follow the charter's outer schedule). */
+export function outerOptimizer(
+  charter: Pick<CoopCharter, 'rounds' | 'phases'>,
+  round: number,
+): OuterOptimizer {
+  const { lr, momentum } = outerHyperparameters(charter, round)
+  return { aggregator: charter.rounds.aggregator, outerLr: lr, outerMomentum: momentum }
 }
 
 export interface ContributionPayload {

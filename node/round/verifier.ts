@@ -124,7 +124,12 @@ export class Verifier {
     )
     const parentWeights = decodeTensors(await fetcher.requireBlob(parent.files.model, []))
     const parentMomentum = decodeTensors(await fetcher.requireBlob(parent.files.momentum, []))
-    const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, outerOptimizer(state.charter))
+    const computed = computeCheckpoint(
+      parentWeights,
+      parentMomentum,
+      payloads,
+      outerOptimizer(state.charter, p.round),
+    )
     // Bit-exact check: the recomputed files must hash to what the publisher signed.
     if (
       computed.modelDigest !== files.model ||

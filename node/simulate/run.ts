@@ -15,6 +15,7 @@
 //   5. both models are scored on the same held-out images by the same evaluation session.
 import type { Aggregator } from '../../protocol/aggregation.ts'
 import { aggregateDeltas, formatAggregator, outerStep } from '../../protocol/aggregation.ts'
+import { formatOuterSchedule, outerLrAt, type OuterSchedule } from '../../protocol/outer-schedule.ts'
 import type { Codec, NamedTensor } from '../../protocol/compression.ts'
 import {
   bytesPerRoundDense,
@@ -66,6 +67,8 @@ export interface SimulationOptions {
   seed: number
   outerLr: number
   outerMomentum: number
+  /** The charter's `rounds.outerSchedule` (protocol/outer-schedule.ts); absent: outerLr every round. */
+  outerSchedule?: OuterSchedule
   dataset: ImageDataset
   /** Where the data came from, for results.json (a path or 'twemoji'). */
   dataSource: string
@@ -148,6 +151,8 @@ export interface SimulationResult {
     seed: number
     outerLr: number
     outerMomentum: number
+    /** 'constant' or 'warmup:<W>,final:<f>' (protocol/outer-schedule.ts). */
+    outerSchedule: string
     batchSize: number
     evalItems: number
     baseline: BaselineMode
@@ -348,14 +353,20 @@ export async function runSimulation(
       }
     }
     const withAutoencoder = autoencoder === undefined ? {} : { autoencoder }
+    // A centralized baseline has no round weights to be pulled towards: no proximal term.
+    const central: CoopConfig = {
+      ...config,
+      autoencoder: { ...config.autoencoder, proximalMu: 0 },
+      unet: { ...config.unet, proximalMu: 0 },
+    }
     const baselineConfig = (mode: BaselineMode): CoopConfig =>
       mode === 'sequential'
-        ? config
+        ? central
         : phase === 'unet'
-          ? { ...config, unet: { ...config.unet, batchSize: config.unet.batchSize * peers } }
+          ? { ...central, unet: { ...central.unet, batchSize: config.unet.batchSize * peers } }
           : {
-              ...config,
-              autoencoder: { ...config.autoencoder, batchSize: config.autoencoder.batchSize * peers },
+              ...central,
+              autoencoder: { ...central.autoencoder, batchSize: config.autoencoder.batchSize * peers },
             }
     const baselineMode = options.baseline ?? 'sequential'
     const baselineSteps = (mode: BaselineMode) => (mode === 'sequential' ? innerSteps * peers : innerSteps)
@@ -498,7 +509,8 @@ export async function runSimulation(
         }
         const aggregated = aggregateDeltas(contributions, options.aggregator)
         const next = outerStep(weights, momentum, aggregated, {
-          lr: options.outerLr,
+          // The lr a real node's publisher uses for this round of a phase of options.rounds rounds.
+          lr: outerLrAt(options.outerLr, options.outerSchedule, round, options.rounds),
           momentum: options.outerMomentum,
         })
         checkFinite(next.weights, 'the outer step')
@@ -578,6 +590,7 @@ export async function runSimulation(
         seed: options.seed,
         outerLr: options.outerLr,
         outerMomentum: options.outerMomentum,
+        outerSchedule: formatOuterSchedule(options.outerSchedule),
         batchSize,
         evalItems: evaluation.length,
         baseline: baselineMode,
