@@ -53,7 +53,6 @@ const { values } = parseArgs({
     'outer-lr': { type: 'string', default: '0.7' },
     'outer-momentum': { type: 'string', default: '0.9' },
     'outer-schedule': { type: 'string', default: 'constant' },
-    'proximal-mu': { type: 'string', default: '0' },
     'autoencoder-steps': { type: 'string', default: '200' },
     'quality-per-class': { type: 'string', default: '16' },
     seed: { type: 'string', default: '0' },
@@ -79,8 +78,6 @@ interface Variant {
   outerMomentum: number
   /** 'constant' or 'warmup:<W>,final:<f>' (the charter's rounds.outerSchedule). */
   outerSchedule: string
-  /** FedProx μ of the peers' local training (the config's unet.proximalMu); 0: none. */
-  proximalMu: number
 }
 
 const headlineVariant: Variant = {
@@ -91,7 +88,6 @@ const headlineVariant: Variant = {
   outerLr: Number(values['outer-lr']),
   outerMomentum: Number(values['outer-momentum']),
   outerSchedule: formatOuterSchedule(parseOuterSchedule(values['outer-schedule'])),
-  proximalMu: Number(values['proximal-mu']),
 }
 
 /** One knob moved from the headline per variant (plus the settings issue 5 measured). */
@@ -124,8 +120,6 @@ function sweepVariants(h: Variant): Variant[] {
     at('outer lr warm-up 1 round, decay to 0.5', { outerSchedule: 'warmup:1,final:0.5' }),
     at('outer lr decay to 0.25', { outerSchedule: 'warmup:0,final:0.25' }),
     at('outer lr 1.0, decay to 0.25', { outerLr: 1, outerSchedule: 'warmup:0,final:0.25' }),
-    at('FedProx mu 0.01', { proximalMu: 0.01 }),
-    at('FedProx mu 0.1', { proximalMu: 0.1 }),
   ]
 }
 
@@ -140,10 +134,7 @@ const qualityPerClass = Number(values['quality-per-class'])
 function optionsFor(variant: Variant, autoencoder: SimulationOptions['autoencoder']): SimulationOptions {
   const schedule = parseOuterSchedule(variant.outerSchedule)
   return {
-    config:
-      variant.proximalMu > 0
-        ? { ...config, unet: { ...config.unet, proximalMu: variant.proximalMu } }
-        : config,
+    config,
     phase: 'unet',
     peers: Number(values.peers),
     rounds: variant.rounds,
@@ -212,7 +203,7 @@ if (values.child !== undefined) {
   const variant = JSON.parse(values.child) as Variant
   const autoencoder = await loadAutoencoderFile(values['autoencoder-file'] as string)
   const run = await runVariant(variant, autoencoder)
-  await writeFile(values.out, JSON.stringify({ knob: variant.knob, proximalMu: variant.proximalMu, ...run }))
+  await writeFile(values.out, JSON.stringify({ knob: variant.knob, ...run }))
   process.exit(0)
 }
 
@@ -247,7 +238,6 @@ if (values.only !== undefined) {
 
 interface RunRecord {
   knob: string
-  proximalMu: number
   result: SimulationResult
   seconds: number
   cpuSeconds: number
@@ -274,7 +264,6 @@ function summarise(run: RunRecord) {
       outerLr: s.outerLr,
       outerMomentum: s.outerMomentum,
       outerSchedule: s.outerSchedule,
-      proximalMu: run.proximalMu,
       batchSize: s.batchSize,
       seed: s.seed,
       evalItems: s.evalItems,
@@ -284,7 +273,7 @@ function summarise(run: RunRecord) {
       quality: s.quality,
       backend: s.backend,
       data: values.data ?? 'twemoji',
-      command: `npm run bench:federated -- --config ${s.config} --peers ${s.peers} --rounds ${s.rounds} --inner-steps ${s.innerSteps} --split ${s.split} --aggregator ${s.aggregator} --compress ${s.compress} --outer-lr ${s.outerLr} --outer-momentum ${s.outerMomentum} --outer-schedule ${s.outerSchedule} --proximal-mu ${run.proximalMu} --autoencoder-steps ${autoencoderSteps} --quality-per-class ${qualityPerClass} --seed ${s.seed} --backend ${s.backend}`,
+      command: `npm run bench:federated -- --config ${s.config} --peers ${s.peers} --rounds ${s.rounds} --inner-steps ${s.innerSteps} --split ${s.split} --aggregator ${s.aggregator} --compress ${s.compress} --outer-lr ${s.outerLr} --outer-momentum ${s.outerMomentum} --outer-schedule ${s.outerSchedule} --autoencoder-steps ${autoencoderSteps} --quality-per-class ${qualityPerClass} --seed ${s.seed} --backend ${s.backend}`,
     },
     sampleSteps: result.rounds[result.rounds.length - 1]?.baselineSampleSteps ?? 0,
     federatedEvalLoss: result.final.federatedEvalLoss,
@@ -387,7 +376,7 @@ if (jobs === 1) {
   for (const variant of variants) {
     const run = await runVariant(variant, autoencoder)
     for (const line of summaryLines(run.result)) process.stdout.write(`[${variant.knob}] ${line}\n`)
-    runs.push({ knob: variant.knob, proximalMu: variant.proximalMu, ...run })
+    runs.push({ knob: variant.knob, ...run })
     await writeReport(runs, runs.length === variants.length)
   }
 } else {

@@ -19,12 +19,6 @@ export const AutoencoderConfigSchema = z.strictObject({
   batchSize: positiveInt(4096),
   steps: z.number().int().min(0).max(100_000_000),
   emaDecay: decay,
-  /**
-   * FedProx's μ (Li et al. 2020, arXiv 1812.06127): local training adds μ/2·|w − w_round|² to the
-   * loss, pulling each peer towards the round's base weights against drift on non-IID data.
-   * Optional (absent = 0, plain DiLoCo), so configurations written before it keep their bytes.
-   */
-  proximalMu: z.number().min(0).max(1000).optional(),
 })
 
 export const UnetConfigSchema = z.strictObject({
@@ -42,12 +36,6 @@ export const UnetConfigSchema = z.strictObject({
   batchSize: positiveInt(4096),
   steps: z.number().int().min(0).max(100_000_000),
   emaDecay: decay,
-  /**
-   * FedProx's μ (Li et al. 2020, arXiv 1812.06127): local training adds μ/2·|w − w_round|² to the
-   * loss, pulling each peer towards the round's base weights against drift on non-IID data.
-   * Optional (absent = 0, plain DiLoCo), so configurations written before it keep their bytes.
-   */
-  proximalMu: z.number().min(0).max(1000).optional(),
 })
 
 export const DiffusionConfigSchema = z.strictObject({

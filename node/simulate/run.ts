@@ -353,20 +353,14 @@ export async function runSimulation(
       }
     }
     const withAutoencoder = autoencoder === undefined ? {} : { autoencoder }
-    // A centralized baseline has no round weights to be pulled towards: no proximal term.
-    const central: CoopConfig = {
-      ...config,
-      autoencoder: { ...config.autoencoder, proximalMu: 0 },
-      unet: { ...config.unet, proximalMu: 0 },
-    }
     const baselineConfig = (mode: BaselineMode): CoopConfig =>
       mode === 'sequential'
-        ? central
+        ? config
         : phase === 'unet'
-          ? { ...central, unet: { ...central.unet, batchSize: config.unet.batchSize * peers } }
+          ? { ...config, unet: { ...config.unet, batchSize: config.unet.batchSize * peers } }
           : {
-              ...central,
-              autoencoder: { ...central.autoencoder, batchSize: config.autoencoder.batchSize * peers },
+              ...config,
+              autoencoder: { ...config.autoencoder, batchSize: config.autoencoder.batchSize * peers },
             }
     const baselineMode = options.baseline ?? 'sequential'
     const baselineSteps = (mode: BaselineMode) => (mode === 'sequential' ? innerSteps * peers : innerSteps)
