@@ -13,10 +13,10 @@ import { initBackend } from '../../../trainer/backend.ts'
 import { CLASSIFIER_WEIGHTS_SHA256 } from '../../../trainer/quality/digest.ts'
 import { loadTwemojiSplit } from '../../../trainer/quality/index.ts'
 
-function sourceWith(classes: string[]): AuditSource {
+async function sourceWith(classes: string[]): Promise<AuditSource> {
   const config = loadConfig('tiny', { classes })
   const ae = createAutoencoder(config, 1)
-  const autoencoder = ae.read()
+  const autoencoder = await ae.read()
   ae.dispose()
   return {
     kind: 'local',
@@ -43,7 +43,7 @@ describe('the audit feature space', () => {
     { classes: ['flags', 'cats'], applies: false },
     { classes: ['Flags'], applies: false },
   ])('classes $classes: classifier applies = $applies', async ({ classes, applies }) => {
-    const source = sourceWith(classes)
+    const source = await sourceWith(classes)
     expect(classifierApplies(source.config, TWEMOJI_CLASSES)).toBe(applies)
     const extractor = await defaultFeatures(source)
     try {
@@ -57,7 +57,7 @@ describe('the audit feature space', () => {
   })
 
   it('classifier features: each held-out image (16 px, shifted by a pixel) finds its original first', async () => {
-    const source = sourceWith([...TWEMOJI_CLASSES])
+    const source = await sourceWith([...TWEMOJI_CLASSES])
     const size = source.config.image.size
     const images = await loadTwemojiSplit('heldout', size, TWEMOJI_CLASSES)
     const n = 48
