@@ -202,7 +202,7 @@ export async function verifyCheckpointDir(
       decodeTensors(parentModel),
       decodeTensors(parentMomentum),
       payloads,
-      outerOptimizer(charter, p.phase),
+      outerOptimizer(charter, p.phase, p.round),
     )
     if (
       computed.modelDigest !== verified.files.get(CHECKPOINT_FILES.model) ||
