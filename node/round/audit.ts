@@ -216,7 +216,7 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
       decodeTensors(parent.model),
       decodeTensors(parent.momentum),
       payloads,
-      outerOptimizer(charter.charter, p.phase),
+      outerOptimizer(charter.charter, p.phase, p.round),
     )
     if (
       computed.modelDigest !== verified.files.get(CHECKPOINT_FILES.model) ||

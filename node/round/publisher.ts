@@ -265,7 +265,7 @@ export class Publisher {
     const { state, fetcher, consent, log } = this.#modules
     const parentWeights = decodeTensors(await fetcher.requireBlob(base.files.model, []))
     const parentMomentum = decodeTensors(await fetcher.requireBlob(base.files.momentum, []))
-    const optimizer = outerOptimizer(state.charter, frozen.phase)
+    const optimizer = outerOptimizer(state.charter, frozen.phase, frozen.round)
     const { close, payloads, records } = await this.#aggregatable(frozen, parentWeights, optimizer)
     if (close === undefined) return
     // Another publisher of the charter closed this round first and we verified and adopted its

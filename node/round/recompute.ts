@@ -12,6 +12,7 @@ import {
   type Codec,
   type TensorLayout,
 } from '../../protocol/compression.ts'
+import { outerHyperparameters } from '../../protocol/outer-schedule.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { ProtocolError } from '../../protocol/errors.ts'
 import { decodeSafetensors } from '../../protocol/safetensors.ts'
@@ -36,13 +37,20 @@ export interface OuterOptimizer {
   maxSamples: number
 }
 
-/** The charter's rules for turning a round of `phase` into a checkpoint: what every peer applies. */
-export function outerOptimizer(charter: Pick<CoopCharter, 'rounds' | 'model'>, phase: Phase): OuterOptimizer {
-  const r = charter.rounds
+/**
+ * The charter's rules for turning round `round` of `phase` into a checkpoint: what every peer applies
+ * (the outer lr may follow the charter's outer schedule).
+ */
+export function outerOptimizer(
+  charter: Pick<CoopCharter, 'rounds' | 'model' | 'phases'>,
+  phase: Phase,
+  round: number,
+): OuterOptimizer {
+  const { lr, momentum } = outerHyperparameters(charter, round)
   return {
-    aggregator: r.aggregator,
-    outerLr: r.outerLr,
-    outerMomentum: r.outerMomentum,
+    aggregator: charter.rounds.aggregator,
+    outerLr: lr,
+    outerMomentum: momentum,
     codec: charterCodec(charter),
     maxSamples: maxSamples(charter, phase),
   }

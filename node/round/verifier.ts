@@ -378,7 +378,7 @@ export class Verifier {
       parentWeights,
       parentMomentum,
       payloads,
-      outerOptimizer(state.charter, p.phase),
+      outerOptimizer(state.charter, p.phase, p.round),
     )
     // Bit-exact check: the recomputed files must hash to what the publisher signed.
     if (

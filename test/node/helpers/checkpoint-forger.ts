@@ -83,7 +83,7 @@ export function forgeCheckpoint(options: {
     decodeTensors(parent.model),
     decodeTensors(parent.momentum),
     [{ payloadDigest: options.deltaDigest, samples: contribution.predicate.samples, payload: options.delta }],
-    outerOptimizer(options.charter, contribution.predicate.phase),
+    outerOptimizer(options.charter, contribution.predicate.phase, contribution.predicate.round),
   )
   const predicate: ProvenancePredicate = {
     coop: options.coopId,
