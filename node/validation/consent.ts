@@ -2,9 +2,6 @@
 import {
   type CoopCharter,
   licenseSatisfied,
-  manifestSchema,
-  parseSchema,
-  revocationSchema,
   type VerifiedManifest,
   type VerifiedRevocation,
   verifyManifest,
@@ -42,13 +39,11 @@ export function manifestStages(
 ): KindStages<unknown, VerifiedManifest> {
   const now = policy.now ?? (() => new Date())
   return {
-    schema: (document) =>
-      // The document is a ConsentManifest credential with the closed manifest schema.
-      viaProtocol('SCHEMA', () => parseSchema(manifestSchema, document, 'manifest')),
     signature: (_, ctx) =>
-      // The issuer's eddsa-jcs-2022 proof verifies, the items match their Merkle root, it is within
-      // its validity window and its usage allows generative training.
-      viaProtocol('BAD_SIGNATURE', () => verifyManifest(ctx.body, { now: now() })),
+      // A ConsentManifest credential whose issuer's eddsa-jcs-2022 proof verifies, with the closed
+      // manifest schema, items matching their Merkle root, within its validity window and with
+      // generative training allowed (verified from the parsed message: no re-parse).
+      viaProtocol('BAD_SIGNATURE', () => verifyManifest(ctx.parsed, { now: now() })),
     async semantics(verified: VerifiedManifest, ctx: ChainContext) {
       // Only the custodian announces a manifest: a node never gossips consent that names another node.
       if (verified.custodian !== ctx.from)
@@ -84,12 +79,10 @@ export function manifestStages(
 
 export function revocationStages(lookup: ConsentLookup): KindStages<unknown, VerifiedRevocation> {
   return {
-    schema: (document) =>
-      // The document is a ConsentRevocation credential with the closed revocation schema.
-      viaProtocol('SCHEMA', () => parseSchema(revocationSchema, document, 'revocation')),
     signature: (_, ctx) =>
-      // The issuer's eddsa-jcs-2022 proof verifies.
-      viaProtocol('BAD_SIGNATURE', () => verifyRevocation(ctx.body)),
+      // A ConsentRevocation credential whose issuer's eddsa-jcs-2022 proof verifies, with the
+      // closed revocation schema (verified from the parsed message: no re-parse).
+      viaProtocol('BAD_SIGNATURE', () => verifyRevocation(ctx.parsed)),
     async semantics(verified: VerifiedRevocation) {
       // A revocation of a manifest we hold is signed by that manifest's issuer; for one we do not
       // hold yet it is kept, and verifyManifest applies it only if the issuers match.

@@ -1,6 +1,12 @@
 // The consent, contribution and checkpoint chains on real signed documents, with tables of bad inputs.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { type ConsentManifest, canonicalBytes, verifyRevocation } from '../../protocol/index.ts'
+import { addProof } from '../../protocol/dataintegrity.ts'
+import {
+  type ConsentManifest,
+  canonicalBytes,
+  type Ed25519PrivateKey,
+  verifyRevocation,
+} from '../../protocol/index.ts'
 import type { ChainValidator } from '../../node/validation/chain.ts'
 import { type ConsentPolicy, createConsentValidator } from '../../node/validation/consent.ts'
 import { ignore } from '../../node/p2p/gossip-errors.ts'
@@ -41,6 +47,17 @@ function tamper<T>(document: T, edit: (copy: T) => void): T {
   const copy = structuredClone(document)
   edit(copy)
   return copy
+}
+
+/** Edits a Data Integrity document and signs it again with `key`: only the edited rule is broken. */
+function resigned<T extends { proof: { created: string } }>(
+  document: T,
+  key: Ed25519PrivateKey,
+  edit: (copy: Record<string, unknown>) => void,
+): unknown {
+  const { proof, ...body } = structuredClone(document) as T & Record<string, unknown>
+  edit(body)
+  return addProof(body as unknown as { '@context': string[] }, key, proof.created)
 }
 
 describe('consent chain', () => {
@@ -191,16 +208,28 @@ describe('consent chain', () => {
       () =>
         message(
           'manifest',
-          tamper(manifestFor(rightsHolder, node), (m) => {
-            delete (m as Partial<ConsentManifest>).credentialSubject
+          resigned(manifestFor(rightsHolder, node), rightsHolder, (m) => {
+            delete m.credentialSubject
           }),
         ),
       'SCHEMA',
     ],
     [
       'an unknown extra field',
-      () => message('manifest', { ...manifestFor(rightsHolder, node), extra: 1 }),
+      () =>
+        message(
+          'manifest',
+          resigned(manifestFor(rightsHolder, node), rightsHolder, (m) => {
+            m.extra = 1
+          }),
+        ),
       'SCHEMA',
+    ],
+    [
+      // The signature is checked before the closed schema: a forgery costs one hash and one check.
+      'a malformed document whose signature does not cover it',
+      () => message('manifest', { ...manifestFor(rightsHolder, node), extra: 1 }),
+      'BAD_SIGNATURE',
     ],
     [
       'a revocation sent on the manifest kind',
@@ -259,8 +288,11 @@ describe('consent chain', () => {
       () =>
         message(
           'revocation',
-          tamper(revocationOf(rightsHolder, revokedManifest), (r) => {
-            r.credentialSubject.items = ['sha256:' + 'b'.repeat(64), 'sha256:' + 'a'.repeat(64)]
+          resigned(revocationOf(rightsHolder, revokedManifest), rightsHolder, (r) => {
+            ;(r.credentialSubject as { items: string[] }).items = [
+              `sha256:${'b'.repeat(64)}`,
+              `sha256:${'a'.repeat(64)}`,
+            ]
           }),
         ),
       'SCHEMA',
