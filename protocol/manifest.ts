@@ -167,6 +167,20 @@ export interface VerifyManifestOptions {
   revocations?: readonly (DocumentInput | VerifiedRevocation)[]
   /** When given, the manifest must name this PeerId as custodian. */
   custodian?: string
+  /** When given (a coop's charter), the manifest's scope must allow this use (SCOPE_NOT_ALLOWED). */
+  intendedUse?: { commercialUse: boolean; weightRedistribution: boolean }
+}
+
+/** Why a manifest's scope forbids an intended use, or undefined when it allows it. */
+export function scopeForbids(
+  scope: ConsentSubject['scope'],
+  intendedUse: { commercialUse: boolean; weightRedistribution: boolean },
+): string | undefined {
+  if (intendedUse.commercialUse && !scope.commercialUse)
+    return 'the manifest forbids commercial use and the cooperative intends it'
+  if (intendedUse.weightRedistribution && !scope.weightRedistribution)
+    return 'the manifest forbids weight redistribution and the cooperative redistributes its weights'
+  return undefined
 }
 
 export interface VerifiedManifest {
@@ -199,7 +213,8 @@ export function looksLikeManifest(value: unknown): boolean {
  *  6. items sorted and unique, itemCount and merkleRoot match the items (MERKLE_MISMATCH);
  *  7. validFrom <= now (NOT_YET_VALID), now < validUntil (EXPIRED), unless `validityWindow` is 'skip';
  *  8. generative training allowed (USAGE_NOT_ALLOWED); custodian (CUSTODIAN_MISMATCH);
- *  9. licenses accepted (LICENSE_NOT_ACCEPTED); revocations (REVOKED if all items are revoked).
+ *  9. licenses accepted (LICENSE_NOT_ACCEPTED); scope allows the intended use (SCOPE_NOT_ALLOWED);
+ * 10. revocations (REVOKED if all items are revoked).
  */
 export function verifyManifest(input: DocumentInput, options: VerifyManifestOptions): VerifiedManifest {
   if (!(options?.now instanceof Date) || !Number.isFinite(options.now.getTime()))
@@ -254,6 +269,11 @@ export function verifyManifest(input: DocumentInput, options: VerifyManifestOpti
           'LICENSE_NOT_ACCEPTED',
           `item ${item.digest} license ${item.license} is not accepted`,
         )
+  }
+
+  if (options.intendedUse !== undefined) {
+    const forbidden = scopeForbids(subject.scope, options.intendedUse)
+    if (forbidden !== undefined) throw new ProtocolError('SCOPE_NOT_ALLOWED', forbidden)
   }
 
   const digest = sha256DigestOfText(parsed.text)
