@@ -133,7 +133,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     await writeFileDurable(charterPath(options.store), canonicalBytes(envelope))
     const peerId = peerIdString(privateKey.publicKey)
     const consent = new ConsentBook(
-      { peerId, acceptedLicenses: charter.acceptedLicenses },
+      { peerId, acceptedLicenses: charter.acceptedLicenses, intendedUse: charter.intendedUse },
       { store, log: componentLogger('consent') },
     )
     await consent.load()
@@ -252,7 +252,11 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     )
 
     const consentGossip = new ConsentGossip(
-      { acceptedLicenses: charter.acceptedLicenses, admission: charter.admission },
+      {
+        acceptedLicenses: charter.acceptedLicenses,
+        admission: charter.admission,
+        intendedUse: charter.intendedUse,
+      },
       { consent, host, log },
     )
     consentGossip.start()
@@ -269,6 +273,8 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       startedAt: new Date().toISOString(),
     })
     log.info({ peer: host.peerId, coop: coopId, addrs, publisher: options.publisher }, 'listening')
+    // Expiry of local consent takes effect live, like a revocation.
+    consent.start()
     await engine.start()
 
     inbox.start()
@@ -294,6 +300,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
           )
           grace.unref()
           await engine.stop()
+          consent.stop()
           clearTimeout(grace)
           await liveHost.stop()
           consentGossip.stop()

@@ -108,6 +108,7 @@ const PROTOCOL_TO_GOSSIP: Partial<Record<ProtocolError['code'], GossipErrorCode>
   DIGEST_MISMATCH: 'SCHEMA',
   MERKLE_MISMATCH: 'SCHEMA',
   NOT_CANONICAL: 'SCHEMA',
+  SCOPE_NOT_ALLOWED: 'SCOPE_NOT_ALLOWED',
 }
 
 /**
