@@ -2,15 +2,22 @@
 // joiners catch up without a request protocol:
 //   - a publisher re-announces its latest checkpoint,
 //   - a trainer re-announces its contribution to the open round until the round closes,
-//   - every node re-announces its own consent manifests and every revocation it holds (often
-//     while peers are still joining, then at a calm pace).
+//   - every node re-announces its own consent manifests and the revocations it applied (often
+//     while peers are still joining, then at a calm pace), never faster than
+//     CONSENT_ANNOUNCE_PER_SECOND and skipping any document a peer announced within the interval
+//     (Trickle-style suppression): however many documents the book holds, re-announcing them
+//     stays far inside every peer's rate limit, and what everyone holds is not repeated by all.
+//     Only documents every honest peer accepts are repeated: valid, not fully revoked manifests
+//     and revocations checked against their manifest; never a revocation held for an unknown one.
 import type { Logger } from 'pino'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
 import type { ConsentBook } from '../consent/book.ts'
 import type { CoopHost } from '../p2p/host.ts'
 import { encodeGossipMessage } from '../validation/messages.ts'
+import { manifestValidAt } from '../consent/book.ts'
 import {
   CHECKPOINT_REANNOUNCE_MS,
+  CONSENT_ANNOUNCE_PER_SECOND,
   CONSENT_EARLY_ANNOUNCEMENTS,
   CONSENT_EARLY_REANNOUNCE_MS,
   CONTRIBUTION_REANNOUNCE_MS,
@@ -32,9 +39,12 @@ export class Announcer {
   readonly #publisher: boolean
   readonly #modules: AnnouncerModules
   #roundTimer: NodeJS.Timeout | undefined
-  #consentTimer: NodeJS.Timeout | undefined
-  #consentAnnouncements = 0
+  #consentLoop: Promise<void> | undefined
+  /** Wakes the consent loop's current pause early (at stop). */
+  #wake: (() => void) | undefined
   #running = false
+  /** Consent documents published since start (tests and status read it). */
+  consentPublished = 0
 
   constructor(options: { publisher: boolean }, modules: AnnouncerModules) {
     this.#publisher = options.publisher
@@ -48,15 +58,29 @@ export class Announcer {
       Math.min(CHECKPOINT_REANNOUNCE_MS, CONTRIBUTION_REANNOUNCE_MS),
     )
     this.#roundTimer.unref()
-    this.#scheduleConsent()
+    this.#consentLoop = this.#announceConsentForever()
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     this.#running = false
     clearInterval(this.#roundTimer)
-    clearTimeout(this.#consentTimer)
     this.#roundTimer = undefined
-    this.#consentTimer = undefined
+    this.#wake?.()
+    await this.#consentLoop
+    this.#consentLoop = undefined
+  }
+
+  /** Waits `ms`, or less if stop() is called meanwhile. */
+  async #pause(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      timer.unref()
+      this.#wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    this.#wake = undefined
   }
 
   async #announceRound(): Promise<void> {
@@ -88,33 +112,42 @@ export class Announcer {
   }
 
   // Consent early and often while peers are still joining, then at a calm pace.
-  #scheduleConsent(): void {
-    if (!this.#running) return
-    const delay =
-      this.#consentAnnouncements < CONSENT_EARLY_ANNOUNCEMENTS
-        ? CONSENT_EARLY_REANNOUNCE_MS
-        : MANIFEST_REANNOUNCE_MS
-    this.#consentAnnouncements += 1
-    this.#consentTimer = setTimeout(() => {
-      void this.#announceConsent().finally(() => this.#scheduleConsent())
-    }, delay)
-    this.#consentTimer.unref()
+  async #announceConsentForever(): Promise<void> {
+    for (let cycle = 0; this.#running; cycle++) {
+      const interval =
+        cycle < CONSENT_EARLY_ANNOUNCEMENTS ? CONSENT_EARLY_REANNOUNCE_MS : MANIFEST_REANNOUNCE_MS
+      await this.#pause(interval)
+      if (!this.#running) return
+      await this.#announceConsent(interval)
+    }
   }
 
-  async #announceConsent(): Promise<void> {
+  /** One pass over the documents to repeat, paced, skipping those a peer announced within `interval`. */
+  async #announceConsent(interval: number): Promise<void> {
     const { consent } = this.#modules
+    const now = Date.now()
+    const documents: { kind: 'manifest' | 'revocation'; digest: string; document: unknown }[] = []
     for (const { verified, local } of consent.manifests()) {
-      if (!local) continue
-      await this.#publishConsent('manifest', verified.manifest, 'manifest announce failed')
+      // Our own consent, while it is live: peers refuse (IGNORE) expired or fully revoked ones.
+      if (!local || !manifestValidAt(verified, now) || consent.fullyRevoked(verified)) continue
+      documents.push({ kind: 'manifest', digest: verified.digest, document: verified.manifest })
     }
     for (const revocation of consent.revocations())
-      await this.#publishConsent('revocation', revocation.revocation, 'revocation announce failed')
+      documents.push({ kind: 'revocation', digest: revocation.digest, document: revocation.revocation })
+    for (const { kind, digest, document } of documents) {
+      if (!this.#running) return
+      // Someone announced it within the interval: our peers have it, repeating it is noise.
+      if (consent.heardWithin(digest, interval)) continue
+      await this.#publishConsent(kind, document, `${kind} announce failed`)
+      await this.#pause(1000 / CONSENT_ANNOUNCE_PER_SECOND)
+    }
   }
 
   /** One document; a failure (no peers yet, or too large for gossip) is logged and the next one goes on. */
   async #publishConsent(kind: 'manifest' | 'revocation', document: unknown, failed: string): Promise<void> {
     try {
       await this.#modules.host.publish('consent', encodeGossipMessage(kind, document))
+      this.consentPublished += 1
     } catch (err) {
       this.#modules.log.debug({ err }, failed)
     }

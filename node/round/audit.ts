@@ -7,6 +7,12 @@ import { verifyCharter } from '../../protocol/charter.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
+import { EXCLUSION_DETAILS_MAX_BYTES } from '../../protocol/constants.ts'
+import {
+  type ExclusionDetails,
+  type ExclusionSummary,
+  verifyExclusionDetails,
+} from '../../protocol/exclusions.ts'
 import { verifyProvenance, type VerifiedProvenance } from '../../protocol/provenance.ts'
 import { CHECKPOINT_FILE_MAX_BYTES, STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
 import { RoundError, type RoundErrorCode } from './errors.ts'
@@ -100,6 +106,13 @@ export interface VerifyReport {
   files: { name: string; digest: string; ok: boolean }[]
   recomputation: 'passed' | 'failed' | 'unavailable' | 'genesis' | 'not-run'
   missing: string[]
+  /** What the checkpoint excludes since its parent (signed counts) and whether the details were checked. */
+  exclusions?: {
+    revocations: number
+    expiredManifests: number
+    items: number
+    details: 'none' | 'verified' | 'missing'
+  }
 }
 
 /**
@@ -129,6 +142,15 @@ export async function verifyCheckpointDir(
     if (bad !== undefined)
       throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
     const p = verified.predicate
+    // The exclusion details the provenance summarises: counts and items root must match.
+    const exclusions = await readExclusions(dir, p.exclusions, options.storeDir)
+    if (exclusions === undefined) report.missing.push(`exclusion details ${p.exclusions.details}`)
+    report.exclusions = {
+      revocations: p.exclusions.revocations,
+      expiredManifests: p.exclusions.expiredManifests,
+      items: p.exclusions.items,
+      details: p.exclusions.details === null ? 'none' : exclusions === undefined ? 'missing' : 'verified',
+    }
     if (p.parent === null) {
       report.recomputation = 'genesis'
       report.ok = true
@@ -199,6 +221,32 @@ export async function verifyCheckpointDir(
   }
 }
 
+/**
+ * The exclusion details a provenance summarises, from the checkpoint directory or the store's
+ * blobs, checked against the summary (BAD_EXCLUSIONS when they do not match). Undefined when
+ * the summary names details that are in neither place.
+ */
+export async function readExclusions(
+  dir: string,
+  summary: ExclusionSummary,
+  storeDir?: string,
+): Promise<ExclusionDetails | undefined> {
+  let bytes: Uint8Array | undefined
+  if (summary.details !== null) {
+    bytes = await readBounded(join(dir, CHECKPOINT_FILES.exclusions), EXCLUSION_DETAILS_MAX_BYTES)
+    if (bytes === undefined && storeDir !== undefined)
+      bytes = await readStoreBlob(storeDir, summary.details, EXCLUSION_DETAILS_MAX_BYTES)
+    if (bytes === undefined) return undefined
+  }
+  try {
+    return verifyExclusionDetails(bytes, summary)
+  } catch (err) {
+    throw new RoundError('BAD_EXCLUSIONS', `exclusion details: ${errorCode(err)}: ${String(err)}`, {
+      cause: err,
+    })
+  }
+}
+
 async function findParentFiles(
   dir: string,
   parentId: string,
@@ -247,10 +295,19 @@ export async function loadLineage(
     }
   }
   const manifestIds = new Set<string>()
-  const checkpoints: TraceCheckpoint[] = loaded.map(({ verified }) => {
+  const checkpoints: TraceCheckpoint[] = []
+  for (const { verified, dir } of loaded) {
     const p = verified.predicate
+    let exclusions: ExclusionDetails | undefined
+    try {
+      exclusions = await readExclusions(dir, p.exclusions, storeDir)
+    } catch {
+      exclusions = undefined
+    }
+    // Without its exclusions a checkpoint cannot say which images its lineage stopped using.
+    if (exclusions === undefined) continue
     for (const m of p.manifests) manifestIds.add(m)
-    return {
+    checkpoints.push({
       id: verified.digest,
       phase: p.phase,
       round: p.round,
@@ -264,9 +321,10 @@ export async function loadLineage(
         manifests: c.manifests,
         samples: 0,
       })),
-      revokedExcluded: p.excludedItems,
-    }
-  })
+      revokedExcluded: exclusions.items,
+      expiredManifests: exclusions.expiredManifests,
+    })
+  }
   const manifests: TraceManifest[] = []
   for (const id of manifestIds) {
     const bytes = await readStoreBlob(storeDir, id, STATEMENT_BLOB_MAX_BYTES)

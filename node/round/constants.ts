@@ -4,8 +4,10 @@
 export const CHECKPOINT_REANNOUNCE_MS = 3_000
 /** Trainers re-announce their contribution for the open round this often, so a publisher that restarted mid-round still receives it. */
 export const CONTRIBUTION_REANNOUNCE_MS = 3_000
-/** Peers re-announce their own consent manifests this often, so the publisher learns manifests published before it joined. */
+/** Peers re-announce their own consent manifests (and the revocations they applied) this often, so the publisher learns manifests published before it joined. */
 export const MANIFEST_REANNOUNCE_MS = 10_000
+/** Most consent documents a node re-announces per second: a fifth of the per-peer gossip budget (GOSSIP_RATE_PER_SECOND), so repeating a large book never throttles it at its neighbours, even next to new messages and relayed ones. */
+export const CONSENT_ANNOUNCE_PER_SECOND = 4
 /** The first consent announcements after start, one per CONSENT_EARLY_REANNOUNCE_MS: peers are still joining the mesh. */
 export const CONSENT_EARLY_ANNOUNCEMENTS = 10
 /** Pace of the early consent announcements: a joining mesh forms within seconds. */

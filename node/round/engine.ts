@@ -167,9 +167,14 @@ export class RoundEngine {
   /** Stops in reverse order: no new work, wait for the work in flight, free the trainers, write the last status. */
   async stop(): Promise<void> {
     this.#state.stopping = true
-    this.#announcer.stop()
+    const announcing = this.#announcer.stop()
     this.#state.changed()
-    await Promise.allSettled([this.#trainerLoop.stop(), this.#publisher?.stop(), this.#verifier.stop()])
+    await Promise.allSettled([
+      announcing,
+      this.#trainerLoop.stop(),
+      this.#publisher?.stop(),
+      this.#verifier.stop(),
+    ])
     this.#gossip.stop()
     this.#trainers.stop()
     this.#fetcher.stop()

@@ -8,6 +8,7 @@
 //   rounds         residual/<phase>                { digest }         (top-k error-feedback residual blob)
 //   rounds         peer/<peerId>                   PeerRecord (contribution counts; the host owns the peers table)
 import type { ContributionPredicate } from '../../protocol/contribution.ts'
+import type { ExclusionDetails } from '../../protocol/exclusions.ts'
 import type { ProvenancePredicate } from '../../protocol/provenance.ts'
 import { roundKey } from '../store/store.ts'
 import type { Phase } from './schedule.ts'
@@ -40,6 +41,8 @@ export interface CheckpointRecord {
   verification: Verification
   adoptedAt: string
   dir: string
+  /** The exclusion details the provenance's summary signs (checked against it before adoption). */
+  exclusions?: ExclusionDetails
 }
 
 export interface LocalRoundRecord {
@@ -60,8 +63,10 @@ export interface CloseRecord {
   base: string
   /** Statement digests, sorted: exactly what the checkpoint aggregates. */
   contributions: string[]
+  /** What the checkpoint records as excluded since the base, frozen with the set. */
   excludedItems: string[]
   revocations: string[]
+  expiredManifests?: string[]
   closedAt: string
 }
 

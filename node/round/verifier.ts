@@ -6,6 +6,8 @@ import type { Logger } from 'pino'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
+import { EXCLUSION_DETAILS_MAX_BYTES } from '../../protocol/constants.ts'
+import { type ExclusionDetails, verifyExclusionDetails } from '../../protocol/exclusions.ts'
 import type { VerifiedProvenance } from '../../protocol/provenance.ts'
 import type { CoopHost } from '../p2p/host.ts'
 import { STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
@@ -63,6 +65,8 @@ export class Verifier {
     if (state.checkpointAt(p.phase, p.round) !== undefined) return
     const files = signedFileDigests(verified)
     const config = state.configBytes(p.phase, p.round, p.components)
+    // What the checkpoint excludes, checked against the summary it signs before anything is adopted.
+    const exclusions = await this.#exclusions(pending)
     if (p.parent === null) {
       // Genesis: nothing to recompute; the publisher's signature vouches for the initial weights.
       const model = await fetcher.requireBlob(files.model, [from, ...verified.signers])
@@ -72,7 +76,7 @@ export class Verifier {
           'FILE_DIGEST_MISMATCH',
           'config.json of the genesis checkpoint differs from ours',
         )
-      await state.adopt(verified, envelope, { model, momentum, config }, 'genesis')
+      await state.adopt(verified, envelope, { model, momentum, config }, 'genesis', exclusions)
       log.info(
         {
           round: p.round,
@@ -97,7 +101,7 @@ export class Verifier {
         { round: p.round, phase: p.phase, checkpoint: verified.digest },
         'parent checkpoint unknown; adopted on signature and file digests',
       )
-      await state.adopt(verified, envelope, { model, momentum, config }, 'signature')
+      await state.adopt(verified, envelope, { model, momentum, config }, 'signature', exclusions)
       return
     }
     const started = performance.now()
@@ -132,6 +136,7 @@ export class Verifier {
       envelope,
       { model: computed.modelBytes, momentum: computed.momentumBytes, config },
       'recomputed',
+      exclusions,
     )
     log.info(
       {
@@ -143,6 +148,30 @@ export class Verifier {
       },
       'checkpoint adopted',
     )
+  }
+
+  /**
+   * The exclusion details a provenance summarises, fetched by digest from the publisher (the
+   * fetch checks the digest) and checked against the signed counts and items root. Details that
+   * do not match are the publisher's fault: it is charged, and nothing is adopted.
+   */
+  async #exclusions(pending: PendingCheckpoint): Promise<ExclusionDetails> {
+    const { fetcher, host } = this.#modules
+    const summary = pending.verified.predicate.exclusions
+    const bytes =
+      summary.details === null
+        ? undefined
+        : await fetcher.requireBlob(
+            summary.details,
+            [pending.from, ...pending.verified.signers],
+            EXCLUSION_DETAILS_MAX_BYTES,
+          )
+    try {
+      return verifyExclusionDetails(bytes, summary)
+    } catch (err) {
+      host.penalize(pending.from, 'SCHEMA')
+      throw new RoundError('BAD_EXCLUSIONS', `exclusion details: ${errorCode(err)}`, { cause: err })
+    }
   }
 
   /** The sample count a contribution claimed: from our record, or from its statement fetched by digest. */

@@ -108,6 +108,11 @@ export const command: Command = {
         `coop       ${report.coop ?? '?'}`,
         `signed by  ${(report.signers ?? []).join(', ') || '-'}`,
         ...report.files.map((f) => `file       ${f.ok ? 'ok  ' : 'BAD '} ${f.name} ${f.digest}`),
+        ...(report.exclusions === undefined
+          ? []
+          : [
+              `excluded   ${report.exclusions.items} revoked items (${report.exclusions.revocations} revocations), ${report.exclusions.expiredManifests} expired manifests; details ${report.exclusions.details}`,
+            ]),
         `recompute  ${report.recomputation}${report.missing.length > 0 ? ` (missing: ${report.missing.join('; ')})` : ''}`,
         ...(credit === undefined ? [] : (await import('./credit.ts')).ledgerLines(credit).slice(1)),
         report.ok
