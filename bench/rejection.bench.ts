@@ -91,8 +91,16 @@ function forgedContribution(manifests: number): Uint8Array {
 }
 
 const consentValidator = createConsentValidator(
-  { acceptedLicenses: ['CC-BY-4.0'], admission: { mode: 'open' } },
-  { revocationsFor: async () => [], manifestIssuer: async () => undefined },
+  {
+    acceptedLicenses: ['CC-BY-4.0'],
+    admission: { mode: 'open' },
+    intendedUse: { commercialUse: false, weightRedistribution: false },
+  },
+  {
+    revocationStatus: () => ({ kind: 'unknown-manifest' }),
+    holdRevocation: () => 'held',
+    fullyRevoked: () => false,
+  },
 )
 const contributionValidator = createContributionValidator({ coopId: coop, admission: { mode: 'open' } })
 
