@@ -21,6 +21,7 @@ import { TOPIC_NAMES } from './p2p/topics.ts'
 import { STOP_GRACE_MS } from './round/constants.ts'
 import { assertCharterComponent, readAutoencoderComponent } from './round/component.ts'
 import { ConsentBook } from './consent/book.ts'
+import { ConsentAnnouncer } from './consent/announcer.ts'
 import { ConsentGossip } from './consent/gossip.ts'
 import { ConsentInbox } from './consent/inbox.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
@@ -260,6 +261,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       { consent, host, log },
     )
     consentGossip.start()
+    const consentAnnouncer = new ConsentAnnouncer({}, { consent, host, log })
 
     const liveHost = host
     const inbox = await ConsentInbox.open({ storeDir: options.store }, { consent, host: liveHost, log })
@@ -276,6 +278,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     // Expiry of local consent takes effect live, like a revocation.
     consent.start()
     await engine.start()
+    consentAnnouncer.start()
 
     inbox.start()
 
@@ -299,7 +302,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
             STOP_GRACE_MS,
           )
           grace.unref()
-          await engine.stop()
+          await Promise.all([engine.stop(), consentAnnouncer.stop()])
           consent.stop()
           clearTimeout(grace)
           await liveHost.stop()

@@ -20,3 +20,14 @@ export const HELD_REVOCATION_TTL_MS = 60 * 60 * 1000
 
 /** Node timers cannot wait longer than 2^31 - 1 ms (~24.8 days); a later expiry is re-armed from there. */
 export const MAX_TIMER_MS = 2 ** 31 - 1
+
+// ---- re-announcing consent (node/consent/announcer.ts) ----
+
+/** Peers re-announce their own live manifests (and the revocations they applied) this often, so a publisher learns manifests published before it joined. */
+export const CONSENT_CALM_REANNOUNCE_MS = 10_000
+/** Most consent documents a node re-announces per second: a fifth of the per-peer gossip budget (GOSSIP_RATE_PER_SECOND), so repeating a large book never throttles it at its neighbours, even next to new messages and relayed ones. */
+export const CONSENT_ANNOUNCE_PER_SECOND = 4
+/** The first consent announcements after start, one per CONSENT_EARLY_REANNOUNCE_MS: peers are still joining the mesh. */
+export const CONSENT_EARLY_ANNOUNCEMENTS = 10
+/** Pace of the early consent announcements: a joining mesh forms within seconds. */
+export const CONSENT_EARLY_REANNOUNCE_MS = 1000

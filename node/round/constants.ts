@@ -4,14 +4,6 @@
 export const CHECKPOINT_REANNOUNCE_MS = 3_000
 /** Trainers re-announce their contribution for the open round this often, so a publisher that restarted mid-round still receives it. */
 export const CONTRIBUTION_REANNOUNCE_MS = 3_000
-/** Peers re-announce their own consent manifests (and the revocations they applied) this often, so the publisher learns manifests published before it joined. */
-export const MANIFEST_REANNOUNCE_MS = 10_000
-/** Most consent documents a node re-announces per second: a fifth of the per-peer gossip budget (GOSSIP_RATE_PER_SECOND), so repeating a large book never throttles it at its neighbours, even next to new messages and relayed ones. */
-export const CONSENT_ANNOUNCE_PER_SECOND = 4
-/** The first consent announcements after start, one per CONSENT_EARLY_REANNOUNCE_MS: peers are still joining the mesh. */
-export const CONSENT_EARLY_ANNOUNCEMENTS = 10
-/** Pace of the early consent announcements: a joining mesh forms within seconds. */
-export const CONSENT_EARLY_REANNOUNCE_MS = 1000
 /** The publisher checks quorum and deadline this often; well under a second so closing adds little latency. */
 export const ROUND_POLL_MS = 100
 /** A contribution payload of the largest config (gpu256, fp32 delta) stays under this; compressed ones are 4x-100x smaller. */

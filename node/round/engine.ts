@@ -114,10 +114,7 @@ export class RoundEngine {
     this.#publisher = options.publisher
       ? new Publisher({ ...components, privateKey: options.privateKey })
       : undefined
-    this.#announcer = new Announcer(
-      { publisher: options.publisher },
-      { state, gossip: this.#gossip, consent, host, log },
-    )
+    this.#announcer = new Announcer({ publisher: options.publisher }, { state, gossip: this.#gossip, log })
     this.#status = new StatusWriter({ publisher: options.publisher }, { state, host, log })
   }
 
@@ -167,14 +164,9 @@ export class RoundEngine {
   /** Stops in reverse order: no new work, wait for the work in flight, free the trainers, write the last status. */
   async stop(): Promise<void> {
     this.#state.stopping = true
-    const announcing = this.#announcer.stop()
+    this.#announcer.stop()
     this.#state.changed()
-    await Promise.allSettled([
-      announcing,
-      this.#trainerLoop.stop(),
-      this.#publisher?.stop(),
-      this.#verifier.stop(),
-    ])
+    await Promise.allSettled([this.#trainerLoop.stop(), this.#publisher?.stop(), this.#verifier.stop()])
     this.#gossip.stop()
     this.#trainers.stop()
     this.#fetcher.stop()
