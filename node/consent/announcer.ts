@@ -92,7 +92,10 @@ export class ConsentAnnouncer {
     }
   }
 
-  /** One pass over the documents to repeat, paced, skipping those a peer announced within `interval`. */
+  /**
+   * One pass over the documents to repeat, paced, skipping those a peer announced since `interval`
+   * before the pass began: across the mesh, each document goes out about once per interval.
+   */
   async #announceOnce(interval: number): Promise<void> {
     const { consent } = this.#modules
     const now = Date.now()
@@ -109,8 +112,8 @@ export class ConsentAnnouncer {
     shuffle(documents)
     for (const { kind, digest, document } of documents) {
       if (!this.#running) return
-      // Someone announced it within the interval: our peers have it, repeating it is noise.
-      if (consent.heardWithin(digest, interval)) {
+      // Someone announced it since this pass's window opened: our peers have it, repeating it is noise.
+      if (consent.heardWithin(digest, Date.now() - now + interval)) {
         this.suppressed += 1
         continue
       }

@@ -27,7 +27,7 @@ export interface ConsentPeer {
 
 export interface ConsentPeerOptions {
   intendedUse?: CoopCharter['intendedUse']
-  /** Runs the consent re-announcer with these options (production pacing unless overridden). */
+  /** Builds the consent re-announcer with these options (production pacing unless overridden); the test starts it. */
   announce?: Partial<ConsentAnnouncerOptions>
 }
 
@@ -50,7 +50,6 @@ export async function startConsentPeer(options: ConsentPeerOptions = {}): Promis
     options.announce === undefined
       ? undefined
       : new ConsentAnnouncer(options.announce, { consent: consent.book, host, log })
-  announcer?.start()
   return {
     key,
     peerId,
