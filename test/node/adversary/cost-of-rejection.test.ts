@@ -93,9 +93,7 @@ describe('class 7: cost of rejection', () => {
       // The forgeries left no trace in the heap beyond a few of them in flight.
       globalThis.gc?.()
       const grownMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20
-      console.info(
-        `class 7: ${FORGERIES} forged 1 MiB manifests sent; heap grew ${grownMiB.toFixed(1)} MiB`,
-      )
+      console.info(`class 7: ${FORGERIES} forged 1 MiB manifests sent; heap grew ${grownMiB.toFixed(1)} MiB`)
       expect(grownMiB).toBeLessThan(64)
     },
   )
