@@ -55,6 +55,8 @@ export interface LoadedCheckpoint {
   coopId: string
   publishers: string[]
   threshold: number
+  /** What it excludes since its parent, checked against its provenance (set by loadLineage). */
+  exclusions?: ExclusionDetails
 }
 
 /** Verifies the charter copy and the provenance signature of a checkpoint directory. */
@@ -296,7 +298,9 @@ export async function loadLineage(
   }
   const manifestIds = new Set<string>()
   const checkpoints: TraceCheckpoint[] = []
-  for (const { verified, dir } of loaded) {
+  const usable: LoadedCheckpoint[] = []
+  for (const checkpoint of loaded) {
+    const { verified, dir } = checkpoint
     const p = verified.predicate
     let exclusions: ExclusionDetails | undefined
     try {
@@ -306,6 +310,7 @@ export async function loadLineage(
     }
     // Without its exclusions a checkpoint cannot say which images its lineage stopped using.
     if (exclusions === undefined) continue
+    usable.push({ ...checkpoint, exclusions })
     for (const m of p.manifests) manifestIds.add(m)
     checkpoints.push({
       id: verified.digest,
@@ -353,5 +358,5 @@ export async function loadLineage(
       itemLicenses,
     })
   }
-  return { index: new LineageIndex(checkpoints, manifests), checkpoints: loaded }
+  return { index: new LineageIndex(checkpoints, manifests), checkpoints: usable }
 }

@@ -150,8 +150,8 @@ export async function buildSummary(options: SummaryOptions): Promise<TrainingSum
   const excluded = new Set<string>()
   for (const c of checkpoints)
     if (lineage.has(c.verified.digest)) {
-      for (const r of c.verified.predicate.revocations) revocations.add(r)
-      for (const item of c.verified.predicate.excludedItems) excluded.add(item)
+      for (const r of c.exclusions?.revocations ?? []) revocations.add(r)
+      for (const item of c.exclusions?.items ?? []) excluded.add(item)
     }
   const holdersByDid = new Map<string, TrainingSummary['dataSources']['licensedPrivateData'][number]>()
   for (const entry of attribution.entries) {
@@ -231,7 +231,7 @@ export async function buildSummary(options: SummaryOptions): Promise<TrainingSum
       revocations: {
         notices: revocations.size,
         itemsExcluded: excluded.size,
-        rule: 'exclude: revoked items are dropped from every later training step and recorded in the next checkpoint (excludedItems); earlier checkpoints are not retrained',
+        rule: 'exclude: revoked items are dropped from every later training step and recorded in the exclusions of the next checkpoint (a signed summary, details by digest); earlier checkpoints are not retrained',
       },
       unlearningReceipts:
         'none: this cooperative handles revocations by exclusion (no rollback policy, so no unlearning receipts)',
