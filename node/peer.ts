@@ -25,6 +25,7 @@ import { ConsentAnnouncer } from './consent/announcer.ts'
 import { ConsentGossip } from './consent/gossip.ts'
 import { ConsentInbox } from './consent/inbox.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
+import { AuditScheduler } from './audit/scheduler.ts'
 import { RoundError } from './round/errors.ts'
 import { charterPath, writeAddrs } from './round/layout.ts'
 import type { Phase } from './round/schedule.ts'
@@ -279,6 +280,22 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     consent.start()
     await engine.start()
     consentAnnouncer.start()
+    // The charter's memorization audits (charter `audit`): the publisher audits its own images.
+    const auditor =
+      options.publisher && charter.audit !== undefined
+        ? new AuditScheduler(
+            {
+              charter,
+              storeDir: options.store,
+              dataDir: options.data,
+              backend: options.backend,
+              privateKey,
+              peerId,
+            },
+            { events: engine.events, log: componentLogger('audit') },
+          )
+        : undefined
+    await auditor?.start()
 
     inbox.start()
 
@@ -303,6 +320,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
           )
           grace.unref()
           await Promise.all([engine.stop(), consentAnnouncer.stop()])
+          await auditor?.stop()
           consent.stop()
           clearTimeout(grace)
           await liveHost.stop()

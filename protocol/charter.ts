@@ -96,6 +96,13 @@ export const charterSchema = z
      * the signed audit to the checkpoint directory (§9b). Absent: no audits are required.
      */
     audit: z.strictObject({ every: positiveInt, samplesPerClass: positiveInt }).optional(),
+    /**
+     * Optional: what a revocation does to the lineage (§7). `exclude` (also when absent): later
+     * rounds train without the items and the next checkpoint records them. `rollback`: the next
+     * checkpoint continues from the newest one whose whole lineage never used them, and the
+     * publishers sign an unlearning receipt (§9d).
+     */
+    onRevocation: z.enum(['exclude', 'rollback']).optional(),
     createdAt: dateTimeSchema,
   })
   // Sets are written sorted and unique so the same charter has one canonical form.

@@ -46,6 +46,14 @@ export const AUDIT_MAX_BYTES = 16 * 1024 * 1024
 export const AUDIT_MAX_LIST = 100_000
 /** Most rights holders one audit lists: a cooperative's membership, with room. */
 export const AUDIT_MAX_HOLDERS = 10_000
+/** predicateType of an UnlearningReceipt (docs/PROTOCOL.md §9d). */
+export const RECEIPT_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/unlearning-receipt/v1'
+/** Largest UnlearningReceipt envelope: RECEIPT_MAX_LIST item digests (~75 B each), base64-wrapped, stay under it. */
+export const RECEIPT_MAX_BYTES = 16 * 1024 * 1024
+/** Most revoked items or revocations one receipt lists: as many as a manifest's items. */
+export const RECEIPT_MAX_LIST = 100_000
+/** Most checkpoints one receipt supersedes: a rollback reaches back at most a whole phase's rounds. */
+export const RECEIPT_MAX_SUPERSEDED = 100_000
 /** DSSE payloadType of a CoopCharter (a plain JSON document, not an in-toto statement). */
 export const CHARTER_PAYLOAD_TYPE = 'application/vnd.diffusion-coop.charter+json'
 

@@ -11,6 +11,8 @@ import {
   MANIFEST_MAX_BYTES,
   PROVENANCE_MAX_BYTES,
   PROVENANCE_PREDICATE_TYPE,
+  RECEIPT_MAX_BYTES,
+  RECEIPT_PREDICATE_TYPE,
   REVOCATION_MAX_BYTES,
 } from './constants.ts'
 import { type DocumentInput, parseDocument } from './decode.ts'
@@ -26,6 +28,7 @@ export const DOCUMENT_KINDS = [
   'contribution',
   'provenance',
   'audit',
+  'receipt',
 ] as const
 export type DocumentKind = (typeof DOCUMENT_KINDS)[number]
 
@@ -37,13 +40,14 @@ export const DOCUMENT_MAX_BYTES: Record<DocumentKind, number> = {
   contribution: CONTRIBUTION_MAX_BYTES,
   provenance: PROVENANCE_MAX_BYTES,
   audit: AUDIT_MAX_BYTES,
+  receipt: RECEIPT_MAX_BYTES,
 }
 
 const LARGEST_DOCUMENT = Math.max(...Object.values(DOCUMENT_MAX_BYTES))
 
 /**
  * Names the kind of a document from its content, without verifying it. UNKNOWN_TYPE when it is
- * none of the five; the usual decoding errors when it is not canonical JSON at all.
+ * none of the seven; the usual decoding errors when it is not canonical JSON at all.
  */
 export function identifyDocument(input: DocumentInput): DocumentKind {
   // The largest kind's limit: the kind-specific verifier then applies the tighter one.
@@ -68,10 +72,11 @@ export function identifyDocument(input: DocumentInput): DocumentKind {
       if (predicateType === CONTRIBUTION_PREDICATE_TYPE) return 'contribution'
       if (predicateType === PROVENANCE_PREDICATE_TYPE) return 'provenance'
       if (predicateType === AUDIT_PREDICATE_TYPE) return 'audit'
+      if (predicateType === RECEIPT_PREDICATE_TYPE) return 'receipt'
     }
   }
   throw new ProtocolError(
     'UNKNOWN_TYPE',
-    'not a manifest, revocation, charter, contribution, provenance or audit document',
+    'not a manifest, revocation, charter, contribution, provenance, audit or receipt document',
   )
 }

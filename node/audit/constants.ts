@@ -27,3 +27,19 @@ export const AUDIT_SEED = 0xa0d17
 
 /** Side of the thumbnails in audit.html, in CSS pixels: images are 16-32 px, scaled up to be seen. */
 export const AUDIT_THUMBNAIL_PX = 96
+
+/** Longest a scheduled audit (charter `audit.every`) may run: a tiny model audits in seconds, a demo-sized one in minutes; past this it is killed and logged. */
+export const AUDIT_SCHEDULED_TIMEOUT_MS = 30 * 60 * 1000
+
+/** How long stopping the node waits for a scheduled audit in flight before killing it: the last round's audit should land, a stop should not hang. */
+export const AUDIT_STOP_WAIT_MS = 5 * 60 * 1000
+
+/** Niceness of the audit process: training is the round's critical path and wins the CPU. */
+export const AUDIT_SCHEDULED_NICENESS = 10
+
+/** File names a scheduled audit adds to the checkpoint directory (`coop summary` reads audit.dsse.json). */
+export const AUDIT_DIR_FILES = {
+  report: 'audit.json',
+  page: 'audit.html',
+  statement: 'audit.dsse.json',
+} as const

@@ -20,6 +20,7 @@ import { CHECKPOINT_FILES, listCheckpointDirs } from './layout.ts'
 import { computeCheckpoint, type ContributionPayload } from './recompute.ts'
 import { decodeTensors } from './tensors.ts'
 import { LineageIndex, type TraceCheckpoint, type TraceManifest } from './trace.ts'
+import { checkUnlearning, rollbackRecomputation, type UnlearningReport } from './unlearning-files.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 
 const HEX = /^sha256:([0-9a-f]{64})$/
@@ -115,6 +116,14 @@ export interface VerifyReport {
     items: number
     details: 'none' | 'verified' | 'missing'
   }
+  /** The charter's revocation policy and, under rollback, the lineage check (unlearning-files.ts). */
+  unlearning?: UnlearningReport
+}
+
+/** Memoises an async computation. */
+function once<T>(compute: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined
+  return () => (result ??= compute())
 }
 
 /**
@@ -152,6 +161,22 @@ export async function verifyCheckpointDir(
       expiredManifests: p.exclusions.expiredManifests,
       items: p.exclusions.items,
       details: p.exclusions.details === null ? 'none' : exclusions === undefined ? 'missing' : 'verified',
+    }
+    // Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
+    // item it records as revoked; a rollback checkpoint's files are its new base's.
+    const lineage = once(() => loadLineage(options.storeDir ?? dirname(dirname(dir))).catch(() => undefined))
+    report.unlearning = await checkUnlearning(
+      { ...loaded, exclusions },
+      lineage,
+      options.charter ??
+        ((await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES)) as Uint8Array),
+    )
+    if (report.unlearning.receipt !== undefined) {
+      report.recomputation = rollbackRecomputation(loaded, (await lineage())?.checkpoints ?? [])
+      if (report.recomputation === 'unavailable')
+        report.missing.push(`new base checkpoint ${p.parent?.provenance}`)
+      report.ok = true
+      return report
     }
     if (p.parent === null) {
       report.recomputation = 'genesis'

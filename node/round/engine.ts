@@ -103,7 +103,7 @@ export class RoundEngine {
     this.#fetcher = new Fetcher({ state, host, consent, log })
     const fetcher = this.#fetcher
     this.#trainers = new TrainerPool({ state, fetcher, consent, factory: modules.trainers, log })
-    this.#verifier = new Verifier({ state, fetcher, host, log })
+    this.#verifier = new Verifier({ state, fetcher, host, consent, log })
     // Installs the contributions and checkpoints validators on the host.
     this.#gossip = new RoundGossip({ state, consent, fetcher, verifier: this.#verifier, host, log })
     const components = { state, fetcher, trainers: this.#trainers, gossip: this.#gossip, consent, log }

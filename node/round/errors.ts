@@ -16,6 +16,10 @@ export const ROUND_ERROR_CODES = [
   'COMPONENT_MISMATCH',
   // a checkpoint's exclusion details are missing or do not match its signed summary
   'BAD_EXCLUSIONS',
+  // unlearning by rollback (node/round/rollback.ts, unlearning.ts)
+  'BAD_ROLLBACK',
+  'ROLLBACK_PENDING',
+  'LINEAGE_USES_REVOKED',
   // consent (the consent book's own codes are in node/consent/errors.ts)
   'NO_CONSENT',
   // a manifest a checkpoint's license and attribution depend on is not available here

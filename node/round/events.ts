@@ -33,7 +33,12 @@ export interface RoundEventMap {
   /** The contributions topic's validator refused a message (any stage). */
   contributionRefused: { action: GossipAction; code: GossipErrorCode; from: string }
   /** The publisher froze a round's close set. */
-  roundClosing: { round: number; phase: Phase; contributions: number; reason: 'quorum' | 'deadline' }
+  roundClosing: {
+    round: number
+    phase: Phase
+    contributions: number
+    reason: 'quorum' | 'deadline' | 'rollback'
+  }
   /** The publisher signed and adopted a round's checkpoint. */
   roundClosed: { round: number; phase: Phase; checkpoint: string; contributions: number; aggregateMs: number }
   evalLoss: { round: number; phase: Phase; evalLoss: number }

@@ -8,7 +8,6 @@ import { sha256Digest } from '../../protocol/digest.ts'
 import type { Ed25519PrivateKey } from '../../protocol/keys.ts'
 import { summarizeExclusions } from '../../protocol/exclusions.ts'
 import { PROVENANCE_MAX_LIST } from '../../protocol/constants.ts'
-import { attributionOfManifests, licenseOfManifests } from '../../protocol/license.ts'
 import { createProvenance, verifyProvenance, type ProvenancePredicate } from '../../protocol/provenance.ts'
 import type { Logger } from 'pino'
 import type { ConsentBook } from '../consent/book.ts'
@@ -29,6 +28,8 @@ import { genesisRound, phaseOfRound, type Phase } from './schedule.ts'
 import { compareStrings, type RoundState } from './state.ts'
 import { decodeTensors, zerosLike, type NamedTensor } from './tensors.ts'
 import type { TrainerPool } from './trainers.ts'
+import { Unlearning } from './rollback.ts'
+import { checkpointTerms, lineageManifestsOf } from './terms.ts'
 
 /** What closeDecision reads of an accepted contribution. */
 export type CloseCandidate = Pick<ContributionRecord, 'id' | 'delta' | 'contributor'> & {
@@ -88,10 +89,12 @@ export interface PublisherModules {
 
 export class Publisher {
   readonly #modules: PublisherModules
+  readonly #unlearning: Unlearning
   #closer: Promise<void> | undefined
 
   constructor(modules: PublisherModules) {
     this.#modules = modules
+    this.#unlearning = new Unlearning(modules)
   }
 
   start(): void {
@@ -133,6 +136,17 @@ export class Publisher {
       return
     }
     let close = (await state.store.rounds.get(closeKey(round))) as CloseRecord | undefined
+    // Under a rollback charter a revocation of items the lineage used closes the round as a rollback.
+    const rollback =
+      close === undefined
+        ? this.#unlearning.closeFor(round, phase, base, state.contributionsFor(round))
+        : undefined
+    if (rollback !== undefined) {
+      close = rollback
+      await state.store.rounds.put(closeKey(round), close)
+      log.info({ round, phase, contributions: [], reason: 'rollback' }, 'round closing')
+      state.events.emit('roundClosing', { round, phase, contributions: 0, reason: 'rollback' })
+    }
     if (close === undefined) {
       const rounds = state.charter.rounds
       const decision = closeDecision({
@@ -146,7 +160,7 @@ export class Publisher {
       for (const c of decision.fetch) void fetcher.ensurePayload(c.delta, [c.contributor])
       if (decision.close === undefined) return
       const exclusion = this.#exclusionSince(base, [
-        ...this.#lineageManifests(base),
+        ...lineageManifestsOf(state, base),
         ...decision.close.contributions.flatMap(
           (id) => state.contribution(round, id)?.predicate.manifests ?? [],
         ),
@@ -175,7 +189,8 @@ export class Publisher {
       })
       await crashPoint('after-close-frozen', round)
     }
-    await this.#aggregateAndPublish(close, base)
+    if (close.rollback !== undefined) await this.#unlearning.publish(close)
+    else await this.#aggregateAndPublish(close, base)
   }
 
   /**
@@ -194,35 +209,6 @@ export class Publisher {
       expiredManifests: since.expiredManifests.slice(0, PROVENANCE_MAX_LIST),
       items: since.items.slice(0, PROVENANCE_MAX_LIST),
     }
-  }
-
-  /**
-   * The license and attribution of a checkpoint trained on these manifests, from their signed
-   * documents only (held by the consent book, expired ones included), never from what is valid
-   * or held now: the same inputs give the same terms on every peer and after any restart.
-   */
-  #termsOf(manifestIds: readonly string[]): Pick<ProvenancePredicate, 'license' | 'attribution'> {
-    const { consent } = this.#modules
-    const manifests = [...new Set(manifestIds)].sort(compareStrings).map((id) => {
-      const verified = consent.manifest(id)
-      if (verified === undefined)
-        throw new RoundError('MISSING_MANIFEST', `manifest ${id} of the lineage is not held here`)
-      const subject = verified.manifest.credentialSubject
-      return { license: subject.license, attribution: subject.attribution, items: subject.items }
-    })
-    return { license: licenseOfManifests(manifests), attribution: attributionOfManifests(manifests) }
-  }
-
-  /** Every manifest in the lineage of `base`: its chain and, through components, the chains it depends on. */
-  #lineageManifests(base: CheckpointRecord): string[] {
-    const { state } = this.#modules
-    const out = new Set<string>()
-    for (const checkpoint of state.ancestors(base)) for (const m of checkpoint.predicate.manifests) out.add(m)
-    for (const component of base.predicate.components) {
-      const ae = state.checkpointById(component.provenance)
-      if (ae !== undefined) for (const m of this.#lineageManifests(ae)) out.add(m)
-    }
-    return [...out]
   }
 
   async #createGenesis(phase: Phase, round: number): Promise<void> {
@@ -256,7 +242,7 @@ export class Publisher {
       manifests: [],
       exclusions: exclusions.summary,
       components,
-      ...this.#termsOf([]),
+      ...checkpointTerms(consent, []),
     }
     await this.#signAndAdopt(predicate, files, exclusions)
     log.info({ phase, round }, 'genesis checkpoint published')
@@ -289,7 +275,7 @@ export class Publisher {
     for (const r of records)
       for (const id of r.predicate.manifests)
         if (consent.manifest(id) === undefined) await fetcher.fetchManifest(id, r.contributor)
-    const lineageManifests = [...new Set([...this.#lineageManifests(base), ...manifests])]
+    const lineageManifests = [...new Set([...lineageManifestsOf(state, base), ...manifests])]
     const exclusions = summarizeExclusions({
       revocations: close.revocations,
       expiredManifests: close.expiredManifests ?? [],
@@ -309,7 +295,7 @@ export class Publisher {
       manifests,
       exclusions: exclusions.summary,
       components: base.predicate.components,
-      ...this.#termsOf(lineageManifests),
+      ...checkpointTerms(consent, lineageManifests),
     }
     const record = await this.#signAndAdopt(predicate, computed, exclusions)
     const aggregateMs = Math.round(performance.now() - started)

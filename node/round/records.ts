@@ -25,7 +25,8 @@ export interface ContributionRecord {
 }
 
 /** 'component': an autoencoder of another cooperative, imported as the charter pins it. */
-export type Verification = 'published' | 'recomputed' | 'genesis' | 'signature' | 'component'
+/** 'rollback': a rollback checkpoint whose receipt and lineage checked out (node/round/rollback.ts). */
+export type Verification = 'published' | 'recomputed' | 'genesis' | 'signature' | 'component' | 'rollback'
 
 export interface CheckpointRecord {
   /** Statement digest of the provenance: the checkpoint's id. */
@@ -68,6 +69,12 @@ export interface CloseRecord {
   revocations: string[]
   expiredManifests?: string[]
   closedAt: string
+  /**
+   * Set when the round is a rollback (charter onRevocation "rollback"): the checkpoint continues
+   * from `newBase` without contributions, and the publisher signs an unlearning receipt.
+   * `superseded` oldest first; `createdAt` is the receipt's, frozen so a re-run signs the same bytes.
+   */
+  rollback?: { newBase: string; superseded: { provenance: string; round: number }[]; createdAt: string }
 }
 
 export interface PeerRecord {

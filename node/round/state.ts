@@ -275,13 +275,20 @@ export class RoundState {
   async adopt(
     verified: VerifiedProvenance,
     envelope: DsseEnvelope,
-    files: { model: Uint8Array; momentum: Uint8Array; config: Uint8Array },
+    files: {
+      model: Uint8Array
+      momentum: Uint8Array
+      config: Uint8Array
+      /** Further signed files by name (a rollback checkpoint's receipt), stored as blobs too. */
+      extra?: Record<string, Uint8Array>
+    },
     verification: Verification,
     exclusions: ExclusionDetails = NO_EXCLUSIONS,
   ): Promise<CheckpointRecord> {
     const p = verified.predicate
     const provenanceBytes = envelopeBytes(envelope)
     const exclusionBytes = p.exclusions.details === null ? undefined : canonicalBytes(exclusions)
+    const extra = files.extra ?? {}
     // Independent durable writes, issued together so their fsyncs overlap.
     const [model, momentum, config, envelopeDigest, , dir] = await Promise.all([
       this.store.putBlob(files.model),
@@ -290,6 +297,7 @@ export class RoundState {
       this.store.putBlob(provenanceBytes),
       this.store.putBlob(statementBytes(envelope)),
       writeCheckpointDir(this.store.dir, p.phase, p.round, {
+        ...extra,
         [CHECKPOINT_FILES.model]: files.model,
         [CHECKPOINT_FILES.momentum]: files.momentum,
         [CHECKPOINT_FILES.config]: files.config,
@@ -299,6 +307,7 @@ export class RoundState {
       }),
       // Served by digest, so peers that adopt this checkpoint can fetch the details it summarises.
       exclusionBytes === undefined ? undefined : this.store.putBlob(exclusionBytes),
+      ...Object.values(extra).map((bytes) => this.store.putBlob(bytes)),
     ])
     return await this.commitCheckpoint({
       id: verified.digest,

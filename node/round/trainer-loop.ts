@@ -17,6 +17,7 @@ import { FETCH_RETRY_MS, ROUND_POLL_MS } from './constants.ts'
 import type { Fetcher } from './fetcher.ts'
 import type { RoundGossip } from './gossip.ts'
 import { localKey, residualKey, type CheckpointRecord, type LocalRoundRecord } from './records.ts'
+import { isRollbackRecord } from './rollback.ts'
 import { genesisRound, phaseOfRound, type Phase } from './schedule.ts'
 import type { RoundState } from './state.ts'
 import { decodeTensors, encodeTensors, pseudoGradient } from './tensors.ts'
@@ -126,6 +127,8 @@ export class TrainerLoop {
       await state.waitForChange(ROUND_POLL_MS * 10)
       return
     }
+    // A rollback base: nothing learned in the superseded rounds may carry over (optimizer, EMA).
+    if (isRollbackRecord(base)) trainers.discard(phase)
     const trainer = await trainers.forPhase(phase)
     const baseWeights = decodeTensors(await fetcher.requireBlob(base.files.model, fetcher.providers()))
     await trainer.setWeights(baseWeights)
@@ -152,7 +155,10 @@ export class TrainerLoop {
     const lossMean = lossSum / steps
     const delta = pseudoGradient(baseWeights, await trainer.getWeights())
     const codec = roundsCfg.compression as Codec
-    const residualRef = (await state.store.rounds.get(residualKey(phase))) as { digest: string } | undefined
+    // After a rollback the residual holds what rounds now superseded learned: drop it.
+    const residualRef = isRollbackRecord(base)
+      ? undefined
+      : ((await state.store.rounds.get(residualKey(phase))) as { digest: string } | undefined)
     const residual =
       residualRef === undefined ? undefined : decodeTensors(await fetcher.requireBlob(residualRef.digest, []))
     const compressed = compressDelta(delta, codec, codec.kind === 'topk' ? residual : undefined)

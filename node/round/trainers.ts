@@ -64,6 +64,15 @@ export class TrainerPool {
     return this.#trainers.get(phase)
   }
 
+  /**
+   * Frees a phase's session so the next forPhase() builds a fresh one: after a rollback, its
+   * optimizer moments and EMA hold what the superseded rounds learned.
+   */
+  discard(phase: Phase): void {
+    this.#trainers.get(phase)?.dispose()
+    this.#trainers.delete(phase)
+  }
+
   /** The session of a phase, built (and the other phase's freed) when needed. */
   async forPhase(phase: Phase): Promise<RoundTrainer> {
     const existing = this.#trainers.get(phase)

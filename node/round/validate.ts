@@ -11,6 +11,7 @@ import { manifestEnd } from '../consent/book.ts'
 import { ignore, reject } from '../p2p/gossip-errors.ts'
 import type { ChainExclusions, RoundState } from './state.ts'
 import { genesisRound, lastRoundOf, phaseOfRound } from './schedule.ts'
+import { isRollbackShape } from './unlearning.ts'
 
 /** What the round checks read of the round state. */
 export type RoundView = Pick<
@@ -126,8 +127,13 @@ export function validateCheckpoint(view: RoundView, verified: VerifiedProvenance
   // Two different checkpoints for one round is a publisher equivocating: keep the first.
   if (view.checkpointAt(p.phase, p.round) !== undefined)
     throw reject('CONFLICT', `another checkpoint for ${p.phase} round ${p.round} is adopted`)
-  // A genesis has no parent and no contributions; every other checkpoint has both.
-  if ((p.round === genesis) !== (p.parent === null) || (p.parent === null) !== (p.contributions.length === 0))
+  // A genesis has no parent and no contributions; every other checkpoint has both, except a
+  // rollback checkpoint under a rollback charter (a parent, its receipt, no contributions).
+  const rollback = view.charter.onRevocation === 'rollback' && isRollbackShape(p, verified.files)
+  if (
+    (p.round === genesis) !== (p.parent === null) ||
+    (!rollback && (p.parent === null) !== (p.contributions.length === 0))
+  )
     throw reject('SCHEMA', 'genesis checkpoints, and only they, have no parent and no contributions')
   // Under a component autoencoder, every U-Net checkpoint names exactly the one the charter pins.
   const ae = view.charter.phases.autoencoder

@@ -13,6 +13,9 @@ import type { CoopHost } from '../p2p/host.ts'
 import { STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
 import { RoundError } from './errors.ts'
 import type { Fetcher } from './fetcher.ts'
+import type { ConsentBook } from '../consent/book.ts'
+import { verifyRollbackCheckpoint } from './rollback-verify.ts'
+import { isRollbackShape } from './unlearning.ts'
 import { computeCheckpoint, outerOptimizer, type ContributionPayload } from './recompute.ts'
 import { signedFileDigests, type RoundState } from './state.ts'
 import { decodeTensors } from './tensors.ts'
@@ -28,6 +31,8 @@ export interface VerifierModules {
   state: RoundState
   fetcher: Fetcher
   host: Pick<CoopHost, 'penalize'>
+  /** For rollback checkpoints: the revocations and manifests their receipts are checked against. */
+  consent: Pick<ConsentBook, 'manifests' | 'revocations' | 'revokedItems'>
   log: Logger
 }
 
@@ -87,6 +92,11 @@ export class Verifier {
         },
         'checkpoint adopted',
       )
+      return
+    }
+    // A rollback checkpoint (unlearning, node/round/rollback.ts): checked against its receipt.
+    if (isRollbackShape(p, verified.files)) {
+      await verifyRollbackCheckpoint(this.#modules, pending, exclusions)
       return
     }
     const parent = state.checkpointById(p.parent.provenance)

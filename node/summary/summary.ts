@@ -10,6 +10,7 @@ import { AUDIT_MAX_BYTES } from '../../protocol/constants.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { verifyCharter } from '../../protocol/charter.ts'
 import { ledgerFromStore, type Ledger } from '../credit/ledger.ts'
+import { readDirReceipt } from '../round/unlearning-files.ts'
 import { loadCheckpointDir, loadLineage } from '../round/audit.ts'
 import { CHECKPOINT_FILES } from '../round/layout.ts'
 import { SummaryError } from './errors.ts'
@@ -148,11 +149,18 @@ export async function buildSummary(options: SummaryOptions): Promise<TrainingSum
   visit(id)
   const revocations = new Set<string>()
   const excluded = new Set<string>()
+  const receipts: string[] = []
   for (const c of checkpoints)
     if (lineage.has(c.verified.digest)) {
       for (const r of c.exclusions?.revocations ?? []) revocations.add(r)
       for (const item of c.exclusions?.items ?? []) excluded.add(item)
+      const receipt = await readDirReceipt(c)
+      if (receipt !== undefined)
+        receipts.push(
+          `${receipt.digest} (round ${receipt.predicate.round}: ${receipt.predicate.revokedItems.length} item(s) revoked, ${receipt.predicate.superseded.length} checkpoint(s) superseded, continued from round ${receipt.predicate.newBase.round})`,
+        )
     }
+  const rollback = charter.charter.onRevocation === 'rollback'
   const holdersByDid = new Map<string, TrainingSummary['dataSources']['licensedPrivateData'][number]>()
   for (const entry of attribution.entries) {
     const share = ledger.holders.find((h) => h.did === entry.issuer)?.share ?? 0
@@ -231,10 +239,15 @@ export async function buildSummary(options: SummaryOptions): Promise<TrainingSum
       revocations: {
         notices: revocations.size,
         itemsExcluded: excluded.size,
-        rule: 'exclude: revoked items are dropped from every later training step and recorded in the exclusions of the next checkpoint (a signed summary, details by digest); earlier checkpoints are not retrained',
+        rule: rollback
+          ? 'rollback: once a revocation withdraws items the lineage used, the lineage continues from the newest checkpoint whose whole lineage never used them, under a signed unlearning receipt; later steps train without them'
+          : 'exclude: revoked items are dropped from every later training step and recorded in the exclusions of the next checkpoint (a signed summary, details by digest); earlier checkpoints are not retrained',
       },
-      unlearningReceipts:
-        'none: this cooperative handles revocations by exclusion (no rollback policy, so no unlearning receipts)',
+      unlearningReceipts: rollback
+        ? receipts.length === 0
+          ? 'none: no revocation withdrew items this lineage had used'
+          : receipts.join('; ')
+        : 'none: this cooperative handles revocations by exclusion (no rollback policy, so no unlearning receipts)',
       memorizationAudits: audits,
       illegalContent:
         'Every item is an image its rights holder consented to by signature; the cooperative runs no further content filter.',

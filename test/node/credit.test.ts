@@ -2,8 +2,9 @@
 // rights holder A; peer-2 on 4 more images of A and 4 of rights holder B (two manifests). Every
 // contribution processes the same number of samples, so A accounts for 1 + 1/2 and B for 1/2
 // of every round's sample-steps: the ledger must say 0.75 / 0.25, through the autoencoder
-// component too. The publisher then audits the final checkpoint with its node key and the
-// training-content summary reports the holders, the ledger and the attached audit.
+// component too. The charter asks for audits: the publisher's node audits the final checkpoint on
+// its own images and attaches the signed audit; the training-content summary reports the
+// holders, the ledger and that audit.
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -179,29 +180,11 @@ describe('credit ledger, audit and summary of a two-process cooperative', () => 
     expect(result.stderr).toContain('MISSING_CONTRIBUTION')
   })
 
-  it('the publisher audits the final checkpoint on its own images and signs the result', async () => {
+  it('the publisher audits the final checkpoint on its own images and attaches the signed result', async () => {
     const peer1 = cluster.peers[0]!
-    const out = join(finalDir, 'audit.json')
-    const result = await runCoop(
-      [
-        'audit',
-        'memorization',
-        '--checkpoint',
-        finalDir,
-        '--data',
-        peer1.data,
-        '--samples-per-class',
-        '2',
-        '--key',
-        peer1.nodeKeyPath,
-        '--out',
-        out,
-        '--json',
-      ],
-      180_000,
-    )
-    expect(result.code, result.stderr).toBe(0)
-    const report = JSON.parse(await readFile(out, 'utf8')) as {
+    // --audit-every 2: the publisher's node audited U-Net round 2 (global round 3) by itself.
+    const attached = join(finalDir, 'audit.json')
+    const report = JSON.parse(await readFile(attached, 'utf8')) as {
       images: { sha256: string; flagged: boolean }[]
       holders: { issuer: string; images: number; flagged: number }[]
       method: { features: { extractor: string } }
@@ -211,7 +194,7 @@ describe('credit ledger, audit and summary of a two-process cooperative', () => 
     expect(report.method.features.extractor).toBe('autoencoder-latent-mean')
     const audit = verifyAudit(await readFile(join(finalDir, 'audit.dsse.json')))
     expect(audit.auditor).toBe(peer1.peerId)
-    expect(audit.predicate.report).toBe(sha256Digest(new Uint8Array(await readFile(out))))
+    expect(audit.predicate.report).toBe(sha256Digest(new Uint8Array(await readFile(attached))))
     const provenance = JSON.parse(await readFile(join(finalDir, 'provenance.json'), 'utf8')) as {
       payload: string
     }
@@ -221,6 +204,28 @@ describe('credit ledger, audit and summary of a two-process cooperative', () => 
     for (const [name, digest] of audit.files)
       expect(sha256Digest(new Uint8Array(await readFile(join(finalDir, name))))).toBe(digest)
     expect(await readFile(join(finalDir, 'audit.html'), 'utf8')).toContain('Rights holder of peer-1')
+    // Any peer may run the same audit by hand: same images and verdicts, signed by its key.
+    const out = join(dir, 'manual-audit.json')
+    const result = await runCoop(
+      [
+        'audit',
+        'memorization',
+        '--checkpoint',
+        finalDir,
+        '--data',
+        peer1.data,
+        '--key',
+        peer1.nodeKeyPath,
+        '--out',
+        out,
+        '--json',
+      ],
+      180_000,
+    )
+    expect(result.code, result.stderr).toBe(0)
+    const manual = verifyAudit(await readFile(join(dir, 'manual-audit.dsse.json')))
+    expect(manual.predicate.imagesRoot).toBe(audit.predicate.imagesRoot)
+    expect(manual.predicate.flagged).toEqual(audit.predicate.flagged)
     // Outputs are never overwritten without --force.
     const again = await runCoop([
       'audit',

@@ -9,6 +9,7 @@ import { identifyDocument } from '../../protocol/document.ts'
 import { ProtocolError } from '../../protocol/errors.ts'
 import { verifyManifest } from '../../protocol/manifest.ts'
 import { verifyProvenance } from '../../protocol/provenance.ts'
+import { verifyReceipt } from '../../protocol/receipt.ts'
 import { verifyRevocation } from '../../protocol/revocation.ts'
 import { buildVectors, type VectorExpectation } from '../vectors/generate.ts'
 
@@ -51,6 +52,15 @@ function verifyVector(vector: VectorExpectation): void {
     case 'audit':
       verifyAudit(bytes)
       return
+    case 'receipt': {
+      const charter = verifyCharter(read(vector.options?.charter ?? 'charter.valid.json'))
+      verifyReceipt(bytes, {
+        publishers: charter.charter.publishers,
+        threshold: charter.charter.threshold,
+        coopId: charter.coopId,
+      })
+      return
+    }
   }
 }
 
@@ -66,7 +76,15 @@ describe('committed test vectors', () => {
     const valid = expected.vectors
       .filter((v) => v.expect === 'VALID' && v.file.endsWith('.valid.json'))
       .map((v) => v.kind)
-    expect(valid.sort()).toEqual(['audit', 'charter', 'contribution', 'manifest', 'provenance', 'revocation'])
+    expect(valid.sort()).toEqual([
+      'audit',
+      'charter',
+      'contribution',
+      'manifest',
+      'provenance',
+      'receipt',
+      'revocation',
+    ])
   })
 
   for (const vector of expected.vectors) {

@@ -156,6 +156,46 @@ describe('wasm convolution gradients agree with the cpu backend', () => {
       })
     }
 
+  // FusedConv2D (tf.fused.conv2d, trainer/kernels/conv-bias.ts): the per-channel bias must reach the
+  // output on both wasm paths for every shape above (the SIMD path once dropped it). tfjs's own wasm
+  // FusedConv2D takes no other bias shape, so neither does the SIMD path.
+  for (const [path, simd] of [
+    ['relaxed SIMD', true],
+    ['XNNPACK', false],
+  ] as const)
+    for (const c of convCases.filter((c) => c.nchw !== true)) {
+      const biasShape = [c.filter[3] as number]
+      it(`${c.label}, with bias (${path})`, async () => {
+        setSimdConvolutions(simd)
+        const xValues = fixedValues(sizeOf(c.x), 7)
+        const filterValues = fixedValues(sizeOf(c.filter), 8)
+        const biasValues = fixedValues(sizeOf(biasShape), 9)
+        try {
+          await expectSameOnBothBackends(() => {
+            const x = tf.tensor4d(xValues, c.x as [number, number, number, number])
+            const filter = tf.tensor4d(filterValues, c.filter as [number, number, number, number])
+            const bias = tf.tensor(biasValues, biasShape)
+            const conv = (xIn: tf.Tensor, fIn: tf.Tensor, bIn: tf.Tensor) =>
+              tf.fused.conv2d({
+                x: xIn as tf.Tensor4D,
+                filter: fIn as tf.Tensor4D,
+                strides: c.stride,
+                pad: c.pad,
+                bias: bIn,
+              })
+            const y = conv(x, filter, bias)
+            const weights = tf.tensor(fixedValues(y.size, 10), y.shape)
+            const loss = (xIn: tf.Tensor, fIn: tf.Tensor, bIn: tf.Tensor) =>
+              tf.sum(tf.mul(conv(xIn, fIn, bIn), weights))
+            const [dx, dFilter, dBias] = tf.grads(loss)([x, filter, bias])
+            return [y, dx!, dFilter!, dBias!]
+          })
+        } finally {
+          setSimdConvolutions(true)
+        }
+      })
+    }
+
   it('NCHW input gradient and filter gradient', async () => {
     const xShape: [number, number, number, number] = [2, 3, 6, 6]
     const filterShape: [number, number, number, number] = [3, 3, 3, 4]

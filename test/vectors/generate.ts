@@ -18,6 +18,7 @@ import { didKeyFromPublicKey, generateKey, marshalPrivateKey, peerIdString, type
 import { createManifest, manifestDigest, type ConsentManifest } from '../../protocol/manifest.ts'
 import { summarizeExclusions } from '../../protocol/exclusions.ts'
 import { createProvenance } from '../../protocol/provenance.ts'
+import { createReceipt } from '../../protocol/receipt.ts'
 import { createRevocation } from '../../protocol/revocation.ts'
 import { signStatement } from '../../protocol/statement.ts'
 
@@ -37,7 +38,7 @@ export const TEST_KEYS = {
 
 export const VERIFY_AT = '2026-06-15T12:00:00Z'
 
-export type VectorKind = 'manifest' | 'revocation' | 'charter' | 'contribution' | 'provenance' | 'audit'
+export type VectorKind = 'manifest' | 'revocation' | 'charter' | 'contribution' | 'provenance' | 'audit' | 'receipt'
 
 export interface VectorExpectation {
   file: string
@@ -286,6 +287,35 @@ export function buildVectors(): { files: Map<string, string>; expectations: Vect
   add('audit.flagged-unsorted.json', 'audit', 'SCHEMA', 'validly signed, flagged digests not in sorted order', text(resignEnvelope(audit, (p) => (p.predicate as { flagged: string[] }).flagged.reverse(), [publisherA.key])))
   add('audit.ratio-above-one.json', 'audit', 'SCHEMA', 'validly signed, a ratio threshold above 1 (a ratio test that passes everything)', text(resignEnvelope(audit, (p) => ((p.predicate as { thresholds: { ratio: number } }).thresholds.ratio = 1.5), [publisherA.key])))
   add('audit.two-signatures.json', 'audit', 'SCHEMA', 'a second valid signature (an audit has exactly one signer)', text(addSignature(audit, outsider.key)))
+
+  // --- UnlearningReceipt ---------------------------------------------------------------------
+  const receipt = createReceipt(
+    {
+      files: { 'config.json': digestOf('test base config'), 'model.safetensors': digestOf('test base checkpoint') },
+      coop: charter.coopId,
+      phase: 'unet',
+      round: 3,
+      newBase: { checkpoint: digestOf('test base checkpoint'), provenance: digestOf('test base provenance'), round: 0 },
+      superseded: [
+        { provenance: sha256Digest(Buffer.from(provenance.payload, 'base64')), round: 1 },
+        { provenance: digestOf('test round 2 provenance'), round: 2 },
+      ],
+      revocations: [digestOf('test revocation')],
+      revokedItems: [digestOf('test image 2'), digestOf('test image 4')],
+      createdAt: '2026-06-01T00:00:00Z',
+    },
+    [publisherA.key, publisherB.key],
+  )
+  add('receipt.valid.json', 'receipt', 'VALID', 'round 3 continues from round 0; rounds 1 and 2 superseded; 2 items revoked; both publishers signed', text(receipt), withCharter)
+  add('receipt.one-signature.json', 'receipt', 'THRESHOLD_NOT_MET', 'signed by one publisher; the charter requires two', text({ ...receipt, signatures: receipt.signatures.slice(0, 1) }), withCharter)
+  add('receipt.outsider-signature.json', 'receipt', 'ISSUER_MISMATCH', 'an extra valid signature by a non-publisher', text(addSignature(receipt, outsider.key)), withCharter)
+  {
+    const payload = JSON.parse(Buffer.from(receipt.payload, 'base64').toString('utf8'))
+    payload.predicate.revokedItems = payload.predicate.revokedItems.slice(1)
+    add('receipt.item-removed.json', 'receipt', 'BAD_SIGNATURE', 'a revoked item removed after signing', text({ ...receipt, payload: b64json(payload) }), withCharter)
+  }
+  add('receipt.superseded-past-round.json', 'receipt', 'SCHEMA', 'validly signed, a superseded checkpoint at the round that continues from the base', text(resignEnvelope(receipt, (p) => ((p.predicate as { superseded: { round: number }[] }).superseded[1]!.round = 3), [publisherA.key, publisherB.key])), withCharter)
+  add('receipt.items-unsorted.json', 'receipt', 'SCHEMA', 'validly signed, revoked items not in sorted order', text(resignEnvelope(receipt, (p) => (p.predicate as { revokedItems: string[] }).revokedItems.reverse(), [publisherA.key, publisherB.key])), withCharter)
 
   const keys = Object.fromEntries(
     Object.entries(TEST_KEYS).map(([name, { label, key }]) => [

@@ -39,6 +39,7 @@ CHARTER_TYPE = 'application/vnd.diffusion-coop.charter+json'
 CONTRIBUTION = 'https://diffusion-coop.dev/attestation/contribution/v1'
 PROVENANCE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v2'
 AUDIT = 'https://diffusion-coop.dev/attestation/memorization-audit/v1'
+RECEIPT = 'https://diffusion-coop.dev/attestation/unlearning-receipt/v1'
 DIDKEY = re.compile(r'^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$')
 
 
@@ -335,9 +336,10 @@ def verify_charter(data):
     payload_type, body, signers = open_envelope(data, 1024 * 1024)
     need(payload_type == CHARTER_TYPE, 'UNKNOWN_TYPE')
     c = parse_canonical(body, 1024 * 1024)
-    closed(c, ['model', 'rounds', 'publishers', 'threshold', 'admission', 'acceptedLicenses', 'intendedUse', 'phases', 'createdAt'], ['name', 'audit'])
+    closed(c, ['model', 'rounds', 'publishers', 'threshold', 'admission', 'acceptedLicenses', 'intendedUse', 'phases', 'createdAt'], ['name', 'audit', 'onRevocation'])
     closed(c['intendedUse'], ['commercialUse', 'weightRedistribution'])
     need(all(isinstance(v, bool) for v in c['intendedUse'].values()))
+    need(c.get('onRevocation', 'exclude') in ('exclude', 'rollback'))
     if 'audit' in c:
         closed(c['audit'], ['every', 'samplesPerClass'])
         need(all(type(c['audit'][k]) is int and c['audit'][k] >= 1 for k in ('every', 'samplesPerClass')))
@@ -428,6 +430,33 @@ def verify_audit(data):
     need(sum(h['images'] for h in holders) == p['images'] and sum(h['flagged'] for h in holders) == len(flagged))
 
 
+def verify_receipt(data, charter):
+    payload_type, body, signers = open_envelope(data, 16 * 1024 * 1024)
+    st = read_statement(payload_type, body, RECEIPT, 16 * 1024 * 1024)
+    names = [s['name'] for s in st['subject']]
+    need(names == sorted(set(names)))
+    p = st['predicate']
+    closed(p, ['coop', 'phase', 'round', 'newBase', 'superseded', 'revocations', 'revokedItems', 'createdAt'])
+    need(DIGEST.match(p['coop']) and p['phase'] in ('autoencoder', 'unet'))
+    need(type(p['round']) is int and p['round'] >= 1)
+    base = p['newBase']
+    closed(base, ['checkpoint', 'provenance', 'round'])
+    need(DIGEST.match(base['checkpoint']) and DIGEST.match(base['provenance']))
+    need(type(base['round']) is int and 0 <= base['round'] < p['round'])
+    last = base['round']
+    for s in p['superseded']:
+        closed(s, ['provenance', 'round'])
+        need(DIGEST.match(s['provenance']) and type(s['round']) is int and last < s['round'] < p['round'])
+        last = s['round']
+    need(len({s['provenance'] for s in p['superseded']}) == len(p['superseded']))
+    for key in ('revocations', 'revokedItems'):
+        need(len(p[key]) >= 1 and all(DIGEST.match(d) for d in p[key]) and p[key] == sorted(set(p[key])))
+    timestamp(p['createdAt'])
+    need(set(signers) <= set(charter['publishers']), 'ISSUER_MISMATCH')
+    need(len(signers) >= charter['threshold'], 'THRESHOLD_NOT_MET')
+    need(p['coop'] == charter['coop'])
+
+
 def main():
     folder = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     expected = json.load(open(os.path.join(folder, 'expected.json')))
@@ -449,6 +478,8 @@ def main():
                 verify_contribution(data)
             elif kind == 'audit':
                 verify_audit(data)
+            elif kind == 'receipt':
+                verify_receipt(data, verify_charter(read(options.get('charter', 'charter.valid.json'))))
             else:
                 verify_provenance(data, verify_charter(read(options.get('charter', 'charter.valid.json'))))
             verdict = 'VALID'

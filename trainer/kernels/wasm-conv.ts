@@ -227,6 +227,8 @@ export function simdConv2D(
   const x = inputs.x as TensorInfo
   const filter = inputs.filter as TensorInfo
   if (!eligible(attrs.dataFormat, attrs.dilations, x, filter)) return undefined
+  const biasInput = inputs.bias as TensorInfo | undefined
+  if (biasInput !== undefined && !eligible(undefined, undefined, biasInput)) return undefined
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number],
     filter.shape as [number, number, number, number],
@@ -255,9 +257,17 @@ export function simdConv2D(
   if (top < 0 || left < 0) return undefined
   const bottom = Math.max(0, (outHeight - 1) * stride + filterHeight - inHeight - top)
   const right = Math.max(0, (outWidth - 1) * stride + filterWidth - inWidth - left)
+  const { nr, padded: outChannelsPadded } = outputBlock(outChannels)
+  // FusedConv2D's bias is per output channel ([Co], what trainer/nn.ts passes); other shapes go to the
+  // backend's own kernel, which rejects them with its own error.
+  let bias: Float32Array | undefined
+  if (biasInput !== undefined) {
+    if (biasInput.shape.length !== 1 || biasInput.shape[0] !== outChannels) return undefined
+    bias = new Float32Array(outChannelsPadded)
+    bias.set(scratch.backendWasm.typedArrayFromHeap(biasInput) as Float32Array)
+  }
   const input = padded(scratch, x, [top, bottom], [left, right], inChannels)
   const paddedCols = inWidth + left + right
-  const { nr, padded: outChannelsPadded } = outputBlock(outChannels)
   const weights = scratch.backendWasm.typedArrayFromHeap(filter) as Float32Array
   const taps: number[] = []
   for (let kh = 0; kh < filterHeight; kh++)
@@ -278,6 +288,7 @@ export function simdConv2D(
   )
   scratch.adopt(output)
   runForward(scratch, {
+    ...(bias === undefined ? {} : { bias }),
     input,
     inputOffset: 0,
     packed,

@@ -59,6 +59,9 @@ Options:
   --audit-every <n>          require a signed memorization audit of every n-th U-Net round's checkpoint
                              by the publisher, on its own images (docs/PROTOCOL.md §9b)
   --audit-samples-per-class <n>  samples per class of those audits (default ${AUDIT_DEFAULT_SAMPLES_PER_CLASS})
+  --on-revocation <mode>     exclude: later rounds train without revoked items (default);
+                             rollback: the next checkpoint continues from the newest one whose whole
+                             lineage never used them, with a signed unlearning receipt (§9d)
   --name <text>              a human-readable name
   --out <file>               where to write the charter (DSSE envelope JSON); must not exist
   --force                    overwrite an existing --out (this makes a new coop id)`
@@ -68,6 +71,12 @@ function wholeNumber(flag: string, value: string | undefined, fallback: number, 
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min)
     throw new UsageError(`--${flag} must be a whole number >= ${min}, got '${value}'`)
   return Number(value)
+}
+
+function onRevocation(value: string): 'exclude' | 'rollback' {
+  if (value !== 'exclude' && value !== 'rollback')
+    throw new UsageError(`--on-revocation must be exclude or rollback, got '${value}'`)
+  return value
 }
 
 function decimal(flag: string, value: string | undefined, fallback: number): number {
@@ -114,6 +123,7 @@ async function create(argv: string[]): Promise<number> {
       deadline: { type: 'string' },
       name: { type: 'string' },
       'audit-every': { type: 'string' },
+      'on-revocation': { type: 'string' },
       'audit-samples-per-class': { type: 'string' },
       out: { type: 'string' },
       force: { type: 'boolean' },
@@ -208,6 +218,8 @@ async function create(argv: string[]): Promise<number> {
             ),
           },
         }),
+    // Written only when given: a charter without it means exclude, and keeps its coop id.
+    ...(values['on-revocation'] === undefined ? {} : { onRevocation: onRevocation(values['on-revocation']) }),
     createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
   }
   if (values['audit-samples-per-class'] !== undefined && values['audit-every'] === undefined)

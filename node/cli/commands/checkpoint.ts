@@ -114,6 +114,7 @@ export const command: Command = {
               `excluded   ${report.exclusions.items} revoked items (${report.exclusions.revocations} revocations), ${report.exclusions.expiredManifests} expired manifests; details ${report.exclusions.details}`,
             ]),
         `recompute  ${report.recomputation}${report.missing.length > 0 ? ` (missing: ${report.missing.join('; ')})` : ''}`,
+        ...unlearningLines(report),
         ...(credit === undefined ? [] : (await import('./credit.ts')).ledgerLines(credit).slice(1)),
         report.ok
           ? `VALID (${checkedSummary(report, values.store !== undefined)})`
@@ -124,4 +125,20 @@ export const command: Command = {
     if (!report.ok) return 1
     return report.recomputation === 'unavailable' ? EXIT_PARTIAL : 0
   },
+}
+
+/** The unlearning line: the charter's policy and, under rollback, the lineage check and receipt. */
+function unlearningLines(report: VerifyReport): string[] {
+  const u = report.unlearning
+  if (u === undefined || u.policy === 'exclude') return []
+  const lineage =
+    u.lineage === 'excludes-revoked'
+      ? `lineage excludes all ${u.revokedItems ?? 0} revoked item(s)`
+      : u.lineage === 'unavailable'
+        ? 'lineage not checked (pass --store <the node store>)'
+        : ''
+  return [
+    `unlearning rollback; ${lineage}`,
+    ...(u.receipt === undefined ? [] : [`receipt    ${u.receipt} (continues from ${u.newBase ?? '?'})`]),
+  ]
 }

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { sha256Digest } from '../../../protocol/digest.ts'
+import { imageUnlearning, type ImageUnlearning } from '../../round/unlearning-files.ts'
 import { loadLineage, type LoadedCheckpoint } from '../../round/audit.ts'
 import { sniffFileKind, withArticle } from '../../file-kind.ts'
 import { assertStoreFolder } from '../../store/dirs.ts'
@@ -87,9 +88,10 @@ export const command: Command = {
       const entries = index.traceImage(image)
       const manifests = index.manifestsWithImage(image).map((m) => m.id)
       const revoked = revocationOf(image, checkpoints)
+      const unlearning = await imageUnlearning(index, checkpoints, entries)
       if (values.json === true) {
         process.stdout.write(
-          `${JSON.stringify({ image, manifests, revoked: revoked ?? null, checkpoints: entries }, null, 2)}\n`,
+          `${JSON.stringify({ image, manifests, revoked: revoked ?? null, checkpoints: entries, ...unlearning }, null, 2)}\n`,
         )
         return 0
       }
@@ -116,6 +118,7 @@ export const command: Command = {
           `${e.phase} round ${e.round} ${e.checkpoint}  via rounds ${rounds.join(',')} from ${peers.join(', ')}`,
         )
       }
+      lines.push(...unlearningLines(unlearning, entries.length > 0))
       process.stdout.write(`${lines.join('\n')}\n`)
       return 0
     }
@@ -156,4 +159,23 @@ export const command: Command = {
     process.stdout.write(`${lines.join('\n')}\n`)
     return 0
   },
+}
+
+/** "used by checkpoints X..Y (superseded by receipt R)" and whether the current lineage uses the image. */
+function unlearningLines(u: ImageUnlearning, used: boolean): string[] {
+  const out: string[] = []
+  for (const s of u.superseded) {
+    const rounds = s.checkpoints.map((c) => c.round)
+    const span = rounds.length === 1 ? `round ${rounds[0]}` : `rounds ${rounds[0]}..${rounds.at(-1)}`
+    out.push(
+      `used by checkpoints of ${span} (${s.checkpoints.map((c) => c.checkpoint).join(', ')}), superseded by receipt ${s.receipt} (rollback at round ${s.rollbackRound})`,
+    )
+  }
+  if (used && u.current !== undefined)
+    out.push(
+      u.current.uses
+        ? `USED by the current lineage (${u.current.phase} round ${u.current.round} ${u.current.checkpoint})`
+        : `not used by the current lineage (${u.current.phase} round ${u.current.round} ${u.current.checkpoint})`,
+    )
+  return out
 }

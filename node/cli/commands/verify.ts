@@ -8,16 +8,17 @@ import { ProtocolError } from '../../../protocol/errors.ts'
 import { verifyManifest } from '../../../protocol/manifest.ts'
 import { verifyProvenance } from '../../../protocol/provenance.ts'
 import { verifyAudit } from '../../../protocol/audit.ts'
+import { verifyReceipt } from '../../../protocol/receipt.ts'
 import { verifyRevocation } from '../../../protocol/revocation.ts'
 import { parseCommandArgs, singlePositional } from '../args.ts'
 import { CliError, type Command } from '../command.ts'
 
 const usage = `Usage: coop verify <file> [--charter <charter.json>] [--revocations <file>]...
 
-Verifies a consent manifest, revocation notice, coop charter, contribution statement or
-checkpoint provenance, recognised by its content. Exit 0 and a summary when valid; exit 1
+Verifies a consent manifest, revocation notice, coop charter, contribution statement,
+checkpoint provenance, memorization audit or unlearning receipt, recognised by its content. Exit 0 and a summary when valid; exit 1
 and the error code (BAD_SIGNATURE, EXPIRED, SCHEMA, ...) when not.
-  --charter       for provenance: check the publisher signatures and threshold against this
+  --charter       for provenance and receipts: check the publisher signatures and threshold against this
                   charter (without it, only that every signature verifies is checked)
   --revocations   for manifests: apply these revocation notices`
 
@@ -144,6 +145,34 @@ export const command: Command = {
           `report    ${p.report} (sha256 of audit.json)`,
         )
         for (const [name, digest] of v.files) out.push(`file      ${name} ${digest}`)
+        break
+      }
+      case 'receipt': {
+        // Publisher authority as for a provenance: from --charter, else the signatures only.
+        const charter =
+          values.charter === undefined ? undefined : verifyCharter(await readBounded(values.charter))
+        const signatures = (JSON.parse(new TextDecoder().decode(bytes)) as { signatures?: unknown })
+          .signatures
+        const v = verifyReceipt(bytes, {
+          publishers:
+            charter?.charter.publishers ??
+            (Array.isArray(signatures)
+              ? signatures.map((s) => String((s as { keyid?: unknown })?.keyid))
+              : []),
+          threshold: charter?.charter.threshold ?? 1,
+          ...(charter === undefined ? {} : { coopId: charter.coopId }),
+        })
+        const p = v.predicate
+        out.push(
+          `valid UnlearningReceipt ${v.digest}`,
+          `signed by ${v.signers.join(', ')}`,
+          `coop      ${p.coop}`,
+          `round     ${p.round} (${p.phase}) continues from ${p.newBase.provenance} (round ${p.newBase.round})`,
+          `revoked   ${p.revokedItems.length} items by ${p.revocations.length} revocations`,
+        )
+        for (const s of p.superseded) out.push(`superseded ${s.provenance} (round ${s.round})`)
+        if (charter === undefined)
+          out.push('note      publisher authority not checked: pass --charter <charter.json>')
         break
       }
     }

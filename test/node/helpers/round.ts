@@ -36,7 +36,7 @@ export type TestExclusions = Partial<{ revocations: string[]; expiredManifests: 
 /** A CheckpointProvenance signed by the publisher: a U-Net genesis unless `predicate` says otherwise. */
 export function signProvenance(
   state: RoundState,
-  predicate: Partial<ProvenancePredicate>,
+  predicate: Partial<ProvenancePredicate> & { files?: Record<string, string> },
   excluded: TestExclusions = {},
 ) {
   const exclusions = summarizeExclusions({
