@@ -30,6 +30,7 @@ import { qualityLine, summaryLines, tableHeader, tableRow } from '../node/simula
 import { formatSplit, parseSplit } from '../node/simulate/split.ts'
 import { formatAggregator, parseAggregator } from '../protocol/aggregation.ts'
 import { formatCodec, parseCodec } from '../protocol/compression.ts'
+import { formatOuterSchedule, parseOuterSchedule } from '../protocol/outer-schedule.ts'
 import { decodeSafetensors, encodeSafetensors } from '../protocol/safetensors.ts'
 import { initBackend } from '../trainer/backend.ts'
 import { loadImageFolder } from '../trainer/data.ts'
@@ -51,6 +52,7 @@ const { values } = parseArgs({
     aggregator: { type: 'string', default: 'mean' },
     'outer-lr': { type: 'string', default: '0.7' },
     'outer-momentum': { type: 'string', default: '0.9' },
+    'outer-schedule': { type: 'string', default: 'constant' },
     'autoencoder-steps': { type: 'string', default: '200' },
     'quality-per-class': { type: 'string', default: '16' },
     seed: { type: 'string', default: '0' },
@@ -74,6 +76,8 @@ interface Variant {
   compress: string
   outerLr: number
   outerMomentum: number
+  /** 'constant' or 'warmup:<W>,final:<f>' (the charter's rounds.outerSchedule). */
+  outerSchedule: string
 }
 
 const headlineVariant: Variant = {
@@ -83,6 +87,7 @@ const headlineVariant: Variant = {
   compress: values.compress,
   outerLr: Number(values['outer-lr']),
   outerMomentum: Number(values['outer-momentum']),
+  outerSchedule: formatOuterSchedule(parseOuterSchedule(values['outer-schedule'])),
 }
 
 /** One knob moved from the headline per variant (plus the settings issue 5 measured). */
@@ -112,6 +117,9 @@ function sweepVariants(h: Variant): Variant[] {
     at('outer lr 0.5', { outerLr: 0.5 }),
     at('outer momentum 0.8', { outerMomentum: 0.8 }),
     at('FedAvg (lr 1, no momentum)', { outerLr: 1, outerMomentum: 0 }),
+    at('outer lr warm-up 1 round, decay to 0.5', { outerSchedule: 'warmup:1,final:0.5' }),
+    at('outer lr decay to 0.25', { outerSchedule: 'warmup:0,final:0.25' }),
+    at('outer lr 1.0, decay to 0.25', { outerLr: 1, outerSchedule: 'warmup:0,final:0.25' }),
   ]
 }
 
@@ -124,6 +132,7 @@ const autoencoderSteps = Number(values['autoencoder-steps'])
 const qualityPerClass = Number(values['quality-per-class'])
 
 function optionsFor(variant: Variant, autoencoder: SimulationOptions['autoencoder']): SimulationOptions {
+  const schedule = parseOuterSchedule(variant.outerSchedule)
   return {
     config,
     phase: 'unet',
@@ -136,6 +145,7 @@ function optionsFor(variant: Variant, autoencoder: SimulationOptions['autoencode
     seed,
     outerLr: variant.outerLr,
     outerMomentum: variant.outerMomentum,
+    ...(schedule === undefined ? {} : { outerSchedule: schedule }),
     dataset,
     dataSource: values.data ?? 'twemoji',
     ...(autoencoder === undefined ? {} : { autoencoder }),
@@ -253,6 +263,7 @@ function summarise(run: RunRecord) {
       compress: s.compress,
       outerLr: s.outerLr,
       outerMomentum: s.outerMomentum,
+      outerSchedule: s.outerSchedule,
       batchSize: s.batchSize,
       seed: s.seed,
       evalItems: s.evalItems,
@@ -262,7 +273,7 @@ function summarise(run: RunRecord) {
       quality: s.quality,
       backend: s.backend,
       data: values.data ?? 'twemoji',
-      command: `npm run bench:federated -- --config ${s.config} --peers ${s.peers} --rounds ${s.rounds} --inner-steps ${s.innerSteps} --split ${s.split} --aggregator ${s.aggregator} --compress ${s.compress} --outer-lr ${s.outerLr} --outer-momentum ${s.outerMomentum} --autoencoder-steps ${autoencoderSteps} --quality-per-class ${qualityPerClass} --seed ${s.seed} --backend ${s.backend}`,
+      command: `npm run bench:federated -- --config ${s.config} --peers ${s.peers} --rounds ${s.rounds} --inner-steps ${s.innerSteps} --split ${s.split} --aggregator ${s.aggregator} --compress ${s.compress} --outer-lr ${s.outerLr} --outer-momentum ${s.outerMomentum} --outer-schedule ${s.outerSchedule} --autoencoder-steps ${autoencoderSteps} --quality-per-class ${qualityPerClass} --seed ${s.seed} --backend ${s.backend}`,
     },
     sampleSteps: result.rounds[result.rounds.length - 1]?.baselineSampleSteps ?? 0,
     federatedEvalLoss: result.final.federatedEvalLoss,

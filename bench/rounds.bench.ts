@@ -253,6 +253,8 @@ function syntheticClose(
     aggregator: { kind: 'mean' },
     outerLr: 0.7,
     outerMomentum: 0.9,
+    codec,
+    maxSamples: 32,
   })
   return {
     codec: codecText,

@@ -46,6 +46,12 @@ export const PENALTY_REJECT = 2
 export const PENALTY_RATE_LIMITED = 1
 /** Serving bytes that do not match the requested digest is as bad as a forged message. */
 export const PENALTY_BLOB_BAD_BYTES = 10
+/** A signed contribution whose payload does not decode or fit the model cost every peer a transfer and a decode: as bad as wrong blob bytes. */
+export const PENALTY_BAD_PAYLOAD = 10
+/** A zero or near-zero delta is cheap to make and crowds quorums: charged like a rejected message. */
+export const PENALTY_TRIVIAL_DELTA = 2
+/** Equivocating (two checkpoints signed for one round) is the worst a publisher can do in gossip. */
+export const PENALTY_EQUIVOCATION = 50
 /** Breaking the blob protocol framing (oversized chunk, bad header) is deliberate misbehaviour. */
 export const PENALTY_BLOB_PROTOCOL = 5
 /** Penalties halve every 10 minutes so a peer that misbehaved once can earn its way back. */

@@ -199,6 +199,8 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       gossipReceivedBytes: 0,
       gossipReceived: 0,
     }
+    // Envelopes by statement digest come from the round state, which exists once the engine does.
+    let engineForEnvelopes: RoundEngine | undefined
     host = await createCoopHost({
       privateKey,
       listen: options.listen,
@@ -212,6 +214,9 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
             traffic.blobsServed += 1
           }
           return bytes
+        },
+        async getEnvelope(statementDigest) {
+          return await engineForEnvelopes?.envelopeOf(statementDigest)
         },
       },
       peerRecords: store.peers,
@@ -252,6 +257,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       },
       { store, host, consent, trainers, log: componentLogger('round') },
     )
+    engineForEnvelopes = engine
 
     const consentGossip = new ConsentGossip(
       {

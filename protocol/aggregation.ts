@@ -26,6 +26,14 @@ export interface Contribution {
   delta: NamedTensor[]
 }
 
+export interface AggregationOptions {
+  /**
+   * The most samples one contribution may weigh (the charter's inner steps x batch size of the
+   * phase): a larger self-reported count weighs as this, so no contributor sets the mean alone.
+   */
+  maxSamples: number
+}
+
 export interface OuterOptions {
   lr: number
   momentum: number
@@ -161,16 +169,24 @@ export function trimCount(count: number, fraction: number): number {
 
 /**
  * Combines the contributions' deltas into one delta, sorted by tensor name.
- * - mean: Σ sᵢ·Δᵢ / Σ sᵢ (sᵢ = samples).
+ * - mean: Σ wᵢ·Δᵢ / Σ wᵢ, wᵢ = min(samplesᵢ, maxSamples): the weight is capped, so an inflated
+ *   self-reported count buys no more than an honest full round.
  * - median: coordinate-wise median, unweighted (a weight would let one peer claim the median by
  *   inflating its sample count); the mean of the two middle values for an even count.
  * - trimmed: coordinate-wise, drop the ⌊f·n⌋ smallest and largest values, unweighted mean of the rest.
- * - clip: scale each Δᵢ by min(1, norm/‖Δᵢ‖₂) (global norm over all tensors), then the weighted mean.
+ * - clip: scale each Δᵢ by min(1, norm/‖Δᵢ‖₂) (global norm over all tensors), then the weighted
+ *   mean (same capped weights).
  * Throws ProtocolError SCHEMA for no contributions, duplicate digests, non-positive samples,
  * tensors that differ in names or shapes, or non-finite values.
  */
-export function aggregateDeltas(contributions: Contribution[], aggregator: Aggregator): NamedTensor[] {
+export function aggregateDeltas(
+  contributions: Contribution[],
+  aggregator: Aggregator,
+  options: AggregationOptions,
+): NamedTensor[] {
   checkAggregator(aggregator)
+  if (!(Number.isSafeInteger(options.maxSamples) && options.maxSamples > 0))
+    throw new ProtocolError('SCHEMA', `maxSamples must be a positive integer, got ${options.maxSamples}`)
   if (contributions.length === 0) throw new ProtocolError('SCHEMA', 'no contributions to aggregate')
   const ordered = [...contributions].sort((a, b) => compareCodeUnits(a.digest, b.digest))
   for (let c = 0; c < ordered.length; c++) {
@@ -189,7 +205,10 @@ export function aggregateDeltas(contributions: Contribution[], aggregator: Aggre
 
   const n = ordered.length
   const weights = new Float64Array(n)
-  for (let c = 0; c < n; c++) weights[c] = (ordered[c] as Contribution).samples
+  for (let c = 0; c < n; c++) weights[c] = Math.min((ordered[c] as Contribution).samples, options.maxSamples)
+  // Σ of the capped weights, before clipping scales them: clipping shrinks a delta, not the total.
+  let totalSamples = 0
+  for (let c = 0; c < n; c++) totalSamples += weights[c] as number
   if (aggregator.kind === 'clip') {
     for (let c = 0; c < n; c++) {
       const norm = deltaNorm(deltas[c] as NamedTensor[])
@@ -197,8 +216,6 @@ export function aggregateDeltas(contributions: Contribution[], aggregator: Aggre
       if (norm > aggregator.norm) weights[c] = (weights[c] as number) * (aggregator.norm / norm)
     }
   }
-  let totalSamples = 0
-  for (let c = 0; c < n; c++) totalSamples += (ordered[c] as Contribution).samples
   const trim = aggregator.kind === 'trimmed' ? trimCount(n, aggregator.fraction) : 0
   const column = new Float64Array(n)
 

@@ -25,6 +25,7 @@ import {
   positiveInt,
   shortText,
 } from './schemas.ts'
+import { OUTER_WARMUP_ROUNDS_MAX } from './outer-schedule.ts'
 import { isSortedUnique } from './statement.ts'
 
 const fraction = z.number().gt(0).lte(1)
@@ -66,6 +67,17 @@ export const charterSchema = z
       innerSteps: positiveInt,
       outerLr: z.number().gt(0).max(100),
       outerMomentum: z.number().gte(0).lt(1),
+      /**
+       * Optional per-round outer lr (protocol/outer-schedule.ts): linear warm-up over the first
+       * `warmupRounds` of each phase, then linear decay to `finalLrFraction`·outerLr at its last
+       * round. Absent: outerLr every round (charters written before it keep their meaning and id).
+       */
+      outerSchedule: z
+        .strictObject({
+          warmupRounds: nonNegativeInt.max(OUTER_WARMUP_ROUNDS_MAX),
+          finalLrFraction: z.number().gt(0).lte(1),
+        })
+        .optional(),
       aggregator: aggregatorSchema,
       compression: compressionSchema,
       quorum: positiveInt,

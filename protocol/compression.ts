@@ -380,6 +380,74 @@ export function compressDelta(delta: NamedTensor[], codec: Codec, residual?: Nam
   return { entries, residual: nextResidual }
 }
 
+function checkDenseShape(name: string, shape: readonly number[]): number {
+  const count = elementCount(shape)
+  if (!(count <= DELTA_MAX_ELEMENTS_PER_TENSOR))
+    throw new ProtocolError('TOO_LARGE', `${name}: ${count} elements exceed ${DELTA_MAX_ELEMENTS_PER_TENSOR}`)
+  return count
+}
+
+/** A model tensor's name and shape: what every delta of the model must match. */
+export interface TensorLayout {
+  name: string
+  shape: readonly number[]
+}
+
+interface LayoutTensor {
+  name: string
+  shape: number[]
+  count: number
+}
+
+/** The layout sorted by name, each tensor's element count checked; a malformed layout is the caller's bug. */
+function sortedLayout(layout: readonly TensorLayout[]): LayoutTensor[] {
+  const sorted = layout
+    .map((t) => {
+      if (typeof t.name !== 'string' || t.name.length === 0)
+        throw new ProtocolError('SCHEMA', 'layout: tensor without a name')
+      if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+        throw new ProtocolError('SCHEMA', `layout ${t.name}: invalid shape`)
+      return { name: t.name, shape: [...t.shape], count: checkDenseShape(t.name, t.shape) }
+    })
+    .sort((a, b) => compareCodeUnits(a.name, b.name))
+  for (let t = 1; t < sorted.length; t++)
+    if ((sorted[t - 1] as LayoutTensor).name === (sorted[t] as LayoutTensor).name)
+      throw new ProtocolError('SCHEMA', `layout: tensor ${(sorted[t] as LayoutTensor).name} twice`)
+  return sorted
+}
+
+/** The names and shapes of `tensors`, sorted by name: the layout their deltas must fit. */
+export function layoutOf(tensors: readonly TensorLayout[]): TensorLayout[] {
+  return sortedLayout(tensors).map((t) => ({ name: t.name, shape: t.shape }))
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i])
+}
+
+/** One entry of the payload with exactly this dtype and shape: anything else does not fit the model. */
+function expectEntry(
+  entries: Map<string, TensorEntry>,
+  used: Set<string>,
+  name: string,
+  dtype: TensorEntry['dtype'],
+  shape: readonly number[],
+): TensorEntry {
+  const entry = entries.get(name)
+  if (entry === undefined) throw new ProtocolError('LAYOUT_MISMATCH', `missing entry ${name}`)
+  if (entry.dtype !== dtype)
+    throw new ProtocolError('LAYOUT_MISMATCH', `${name} must be ${dtype}, is ${entry.dtype}`)
+  if (!sameShape(entry.shape, shape))
+    throw new ProtocolError(
+      'LAYOUT_MISMATCH',
+      `${name} has shape [${entry.shape.join(',')}], the model needs [${shape.join(',')}]`,
+    )
+  if (used.has(name)) throw new ProtocolError('SCHEMA', `entry ${name} claimed twice`)
+  used.add(name)
+  return entry
+}
+
+/** One entry of the 2-bit layout with this dtype: its length is checked against the layout by the caller. */
 function take(
   entries: Map<string, TensorEntry>,
   used: Set<string>,
@@ -394,12 +462,8 @@ function take(
   return entry
 }
 
-function checkDenseShape(name: string, shape: readonly number[]): number {
-  const count = elementCount(shape)
-  if (!(count <= DELTA_MAX_ELEMENTS_PER_TENSOR))
-    throw new ProtocolError('TOO_LARGE', `${name}: ${count} elements exceed ${DELTA_MAX_ELEMENTS_PER_TENSOR}`)
-  return count
-}
+/** Safetensors entries each codec writes per model tensor. */
+const ENTRIES_PER_TENSOR: Record<Codec['kind'], number> = { none: 1, int8: 2, topk: 3 }
 
 /** Which codec wrote `entries`: top-k leaves `.idx` tensors, int8 leaves I8 tensors, none leaves only F32. */
 export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
@@ -413,88 +477,187 @@ export function detectCodec(entries: Map<string, TensorEntry>): Codec['kind'] {
 }
 
 /**
- * Decodes entries written by `compressDelta` back to dense float32 tensors, sorted by name.
- * Throws ProtocolError (SCHEMA, TOO_LARGE) for anything a correct encoder cannot produce: an
- * entry that belongs to no tensor, a missing scale, indices out of range or not ascending,
- * a non-finite value or scale, a shape that disagrees with the data.
+ * Decodes entries written by `compressDelta` back to dense float32 tensors of the model
+ * `layout`, sorted by name. The layout decides what is allocated: every entry's name, dtype and
+ * shape is checked against it before a dense tensor is made, so a payload that declares a huge
+ * shape costs nothing (memory stays within the model's size, whatever the payload claims).
+ * With `codec` (the charter's), the payload must use it, and top-k must keep exactly
+ * `topkCount(n, fraction)` values per tensor, as the encoder does.
+ * Throws ProtocolError LAYOUT_MISMATCH for a payload that does not fit the model (a tensor
+ * missing or extra, another dtype, shape or codec), SCHEMA for anything else a correct encoder
+ * cannot produce (indices out of range or not ascending, a non-finite value or scale).
  */
 export function decompressDelta(
   entries: Map<string, TensorEntry>,
-  layout?: readonly { name: string; shape: readonly number[] }[],
+  layout: readonly TensorLayout[],
+  codec?: Codec,
 ): NamedTensor[] {
   if (entries.has(FLAT_CHUNK) || entries.has(FLAT_IDX)) {
-    if (layout === undefined)
-      throw new ProtocolError('SCHEMA', 'the 2-bit top-k layout decodes only against the model layout')
-    return decodeTopk2bit(entries, layout)
+    if (codec !== undefined) {
+      checkCodec(codec)
+      if (codec.kind !== 'topk' || codec.values !== '2bit')
+        throw new ProtocolError(
+          'LAYOUT_MISMATCH',
+          `payload is topk 2-bit, the charter's codec is ${formatCodec(codec)}`,
+        )
+    }
+    return decodeTopk2bit(entries, sortedLayout(layout), codec)
   }
+  const model = sortedLayout(layout)
   const kind = detectCodec(entries)
+  if (codec !== undefined) {
+    checkCodec(codec)
+    if (codec.kind !== kind || (codec.kind === 'topk' && codec.values === '2bit'))
+      throw new ProtocolError(
+        'LAYOUT_MISMATCH',
+        `payload is ${kind}, the charter's codec is ${formatCodec(codec)}`,
+      )
+  }
+  // Cheapest first: a payload with another number of entries cannot fit.
+  const expected = model.length * ENTRIES_PER_TENSOR[kind]
+  if (entries.size !== expected)
+    throw new ProtocolError(
+      'LAYOUT_MISMATCH',
+      `${entries.size} entries, the model's ${model.length} tensors under ${kind} need ${expected}`,
+    )
   const used = new Set<string>()
   const out: NamedTensor[] = []
-  const names = [...entries.keys()].sort(compareCodeUnits)
-  if (kind === 'none') {
-    for (const name of names) {
-      const entry = take(entries, used, name, 'F32')
-      checkDenseShape(name, entry.shape)
-      const tensor = { name, shape: [...entry.shape], data: Float32Array.from(entry.data as Float32Array) }
-      checkTensor(tensor, 'delta')
+  for (const { name, shape, count } of model) {
+    if (kind === 'none') {
+      const entry = expectEntry(entries, used, name, 'F32', shape)
+      const tensor = { name, shape: [...shape], data: Float32Array.from(entry.data as Float32Array) }
       assertFinite(tensor, 'delta')
       out.push(tensor)
-    }
-  } else if (kind === 'int8') {
-    for (const name of names) {
-      const entry = entries.get(name) as TensorEntry
-      if (entry.dtype !== 'I8') continue
-      take(entries, used, name, 'I8')
-      const scaleEntry = take(entries, used, name + SUFFIX_SCALE, 'F32')
-      if (scaleEntry.data.length !== 1)
-        throw new ProtocolError('SCHEMA', `${name}${SUFFIX_SCALE} must hold one value`)
-      const scale = scaleEntry.data[0] as number
+    } else if (kind === 'int8') {
+      const q = expectEntry(entries, used, name, 'I8', shape).data as Int8Array
+      const scale = expectEntry(entries, used, name + SUFFIX_SCALE, 'F32', [1]).data[0] as number
       if (!(Number.isFinite(scale) && scale >= 0))
         throw new ProtocolError('SCHEMA', `${name}: scale must be finite and non-negative`)
-      checkDenseShape(name, entry.shape)
-      const q = entry.data as Int8Array
       for (let i = 0; i < q.length; i++)
         if ((q[i] as number) < -INT8_LEVELS)
           throw new ProtocolError('SCHEMA', `${name}: int8 value -128 is outside the symmetric range`)
-      const data = new Float32Array(q.length)
-      for (let i = 0; i < q.length; i++) data[i] = (q[i] as number) * scale
-      out.push({ name, shape: [...entry.shape], data })
-    }
-  } else {
-    for (const name of names) {
-      if (!name.endsWith(SUFFIX_IDX) || (entries.get(name) as TensorEntry).dtype !== 'I32') continue
-      const base = name.slice(0, -SUFFIX_IDX.length)
-      const idx = take(entries, used, name, 'I32').data as Int32Array
-      const val = take(entries, used, base + SUFFIX_VAL, 'F32').data as Float32Array
-      const shapeEntry = take(entries, used, base + SUFFIX_SHAPE, 'I32')
-      if (shapeEntry.shape.length !== 1)
-        throw new ProtocolError('SCHEMA', `${base}${SUFFIX_SHAPE} must be a vector`)
-      const shape = Array.from(shapeEntry.data as Int32Array)
-      if (!shape.every((d) => d >= 0)) throw new ProtocolError('SCHEMA', `${base}: negative dimension`)
-      const count = checkDenseShape(base, shape)
-      if (idx.length !== val.length)
-        throw new ProtocolError('SCHEMA', `${base}: ${idx.length} indices for ${val.length} values`)
-      if (idx.length > count) throw new ProtocolError('SCHEMA', `${base}: more values than elements`)
+      const data = new Float32Array(count)
+      for (let i = 0; i < count; i++) data[i] = (q[i] as number) * scale
+      out.push({ name, shape: [...shape], data })
+    } else {
+      const declared = entries.get(name + SUFFIX_IDX)?.shape
+      // k is the charter's when we know it, else whatever the payload says up to the tensor's size.
+      const k =
+        codec?.kind === 'topk'
+          ? topkCount(count, codec.fraction)
+          : declared?.length === 1 && (declared[0] as number) <= count
+            ? (declared[0] as number)
+            : count
+      const idx = expectEntry(entries, used, name + SUFFIX_IDX, 'I32', [k]).data as Int32Array
+      const val = expectEntry(entries, used, name + SUFFIX_VAL, 'F32', [k]).data as Float32Array
+      const denseShape = expectEntry(entries, used, name + SUFFIX_SHAPE, 'I32', [shape.length])
+        .data as Int32Array
+      if (!sameShape(Array.from(denseShape), shape))
+        throw new ProtocolError(
+          'LAYOUT_MISMATCH',
+          `${name}: top-k shape [${Array.from(denseShape).join(',')}], the model needs [${shape.join(',')}]`,
+        )
       const data = new Float32Array(count)
       let previous = -1
-      for (let j = 0; j < idx.length; j++) {
+      for (let j = 0; j < k; j++) {
         const i = idx[j] as number
         if (!(i > previous && i < count))
-          throw new ProtocolError('SCHEMA', `${base}: indices must be ascending and below ${count}`)
+          throw new ProtocolError('SCHEMA', `${name}: indices must be ascending and below ${count}`)
         const v = val[j] as number
-        if (!Number.isFinite(v)) throw new ProtocolError('SCHEMA', `${base}: non-finite value`)
+        if (!Number.isFinite(v)) throw new ProtocolError('SCHEMA', `${name}: non-finite value`)
         data[i] = v
         previous = i
       }
-      out.push({ name: base, shape, data })
+      out.push({ name, shape: [...shape], data })
     }
   }
-  for (const name of names)
-    if (!used.has(name)) throw new ProtocolError('SCHEMA', `entry ${name} belongs to no ${kind} tensor`)
-  for (let t = 1; t < out.length; t++)
-    if ((out[t - 1] as NamedTensor).name === (out[t] as NamedTensor).name)
-      throw new ProtocolError('SCHEMA', `tensor ${(out[t] as NamedTensor).name} twice`)
-  return out.sort((a, b) => compareCodeUnits(a.name, b.name))
+  for (const name of entries.keys())
+    if (!used.has(name))
+      throw new ProtocolError('LAYOUT_MISMATCH', `entry ${name} belongs to no model tensor`)
+  return out
+}
+
+/** Values the 2-bit layout keeps of a tensor of `count` elements at k per chunk. */
+function keptIn2bit(count: number, k: number): number {
+  const chunks = Math.ceil(count / TOPK_CHUNK)
+  return chunks === 0
+    ? 0
+    : (chunks - 1) * Math.min(k, TOPK_CHUNK) + Math.min(k, count - (chunks - 1) * TOPK_CHUNK)
+}
+
+/** Header bytes one safetensors entry can take: its JSON-escaped name plus dtype, offsets and shape. */
+function headerBytesBound(name: string, rank: number): number {
+  // Worst-case JSON escaping is 6 bytes per UTF-16 unit; offsets are at most 16 digits; dims 17 with a comma.
+  return 6 * name.length + 64 + 2 * 17 + 17 * rank
+}
+
+/**
+ * The largest safetensors payload a correct encoder writes for `layout` under `codec`. Fetches
+ * and decodes of a contribution are capped here, so the bytes held for one payload, and the
+ * copies the decoder makes, stay within a small multiple of the model's size.
+ */
+export function payloadMaxBytes(layout: readonly TensorLayout[], codec: Codec): number {
+  checkCodec(codec)
+  const model = sortedLayout(layout)
+  if (codec.kind === 'topk' && codec.values === '2bit') {
+    // Five entries for the whole model: chunk, counts, offsets, levels, packed 2-bit values.
+    const k = topkCount(TOPK_CHUNK, codec.fraction)
+    let kept = 0
+    for (const { count } of model) kept += keptIn2bit(count, k)
+    const header = 2 + 5 * headerBytesBound(FLAT_LEVELS, 1)
+    const data = 8 + 4 * model.length + (k === TOPK_CHUNK ? 0 : kept) + 8 * model.length + Math.ceil(kept / 4)
+    return 8 + header + 7 + data
+  }
+  let header = 2
+  let data = 0
+  for (const { name, shape, count } of model) {
+    if (codec.kind === 'none') {
+      header += headerBytesBound(name, shape.length)
+      data += 4 * count
+    } else if (codec.kind === 'int8') {
+      header += headerBytesBound(name, shape.length) + headerBytesBound(name + SUFFIX_SCALE, 1)
+      data += count + 4
+    } else {
+      const k = topkCount(count, codec.fraction)
+      header +=
+        headerBytesBound(name + SUFFIX_IDX, 1) +
+        headerBytesBound(name + SUFFIX_VAL, 1) +
+        headerBytesBound(name + SUFFIX_SHAPE, 1)
+      data += 8 * k + 4 * shape.length
+    }
+  }
+  // 8-byte length prefix, header padded to a multiple of 8.
+  return 8 + header + 7 + data
+}
+
+/**
+ * How many values a correct payload under `codec` carries for `layout`: every element for the
+ * dense codecs, k per tensor for top-k. The root mean square of a delta over this count measures
+ * what it actually moves, whatever the codec drops.
+ */
+export function carriedValues(layout: readonly TensorLayout[], codec: Codec): number {
+  checkCodec(codec)
+  let carried = 0
+  for (const { count } of sortedLayout(layout))
+    carried +=
+      codec.kind !== 'topk'
+        ? count
+        : codec.values === '2bit'
+          ? keptIn2bit(count, topkCount(TOPK_CHUNK, codec.fraction))
+          : topkCount(count, codec.fraction)
+  return carried
+}
+
+/** sqrt(Σ v² / carried values) of a decoded delta, in float64, tensors in name order. */
+export function carriedRms(delta: readonly NamedTensor[], codec: Codec): number {
+  const carried = carriedValues(delta, codec)
+  if (carried === 0) return 0
+  let sum = 0
+  for (const tensor of [...delta].sort((a, b) => compareCodeUnits(a.name, b.name))) {
+    const data = tensor.data
+    for (let i = 0; i < data.length; i++) sum += (data[i] as number) * (data[i] as number)
+  }
+  return Math.sqrt(sum / carried)
 }
 
 /**
@@ -504,7 +667,8 @@ export function decompressDelta(
  */
 function decodeTopk2bit(
   entries: Map<string, TensorEntry>,
-  layout: readonly { name: string; shape: readonly number[] }[],
+  sorted: readonly LayoutTensor[],
+  codec?: Codec,
 ): NamedTensor[] {
   const used = new Set<string>()
   const chunk = take(entries, used, FLAT_CHUNK, 'I32').data as Int32Array
@@ -519,29 +683,31 @@ function decodeTopk2bit(
     throw new ProtocolError('SCHEMA', `${FLAT_CHUNK} must be [${TOPK_CHUNK}, k]`)
   const k = chunk[1] as number
   if (!(k >= 1 && k <= TOPK_CHUNK)) throw new ProtocolError('SCHEMA', 'k per chunk out of range')
-  const sorted = [...layout].sort((a, b) => compareCodeUnits(a.name, b.name))
-  if (counts.length !== sorted.length || levels.length !== 2 * sorted.length)
+  if (codec?.kind === 'topk' && k !== topkCount(TOPK_CHUNK, codec.fraction))
     throw new ProtocolError(
-      'SCHEMA',
+      'LAYOUT_MISMATCH',
+      `k=${k} per chunk, the charter's codec keeps ${topkCount(TOPK_CHUNK, codec.fraction)}`,
+    )
+  if (counts.length !== sorted.length)
+    throw new ProtocolError(
+      'LAYOUT_MISMATCH',
       `the payload covers ${counts.length} tensors, the model has ${sorted.length}`,
     )
+  if (levels.length !== 2 * sorted.length)
+    throw new ProtocolError('SCHEMA', `${levels.length} levels for ${sorted.length} tensors`)
   let kept = 0
   const sizes = sorted.map((tensor, t) => {
-    const count = checkDenseShape(tensor.name, tensor.shape)
+    const count = tensor.count
     if (counts[t] !== count)
       throw new ProtocolError(
-        'SCHEMA',
+        'LAYOUT_MISMATCH',
         `${tensor.name}: ${counts[t]} elements in the payload, ${count} in the model`,
       )
     const small = levels[2 * t] as number
     const large = levels[2 * t + 1] as number
     if (!(Number.isFinite(small) && Number.isFinite(large) && small >= 0 && small <= large))
       throw new ProtocolError('SCHEMA', `${tensor.name}: levels must be finite magnitudes, small <= large`)
-    const chunks = Math.ceil(count / TOPK_CHUNK)
-    kept +=
-      chunks === 0
-        ? 0
-        : (chunks - 1) * Math.min(k, TOPK_CHUNK) + Math.min(k, count - (chunks - 1) * TOPK_CHUNK)
+    kept += keptIn2bit(count, k)
     return count
   })
   const dense = k === TOPK_CHUNK

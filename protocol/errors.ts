@@ -48,6 +48,8 @@ export const PROTOCOL_ERROR_CODES = [
   'NOT_CANONICAL',
   /** A consent manifest's scope forbids the cooperative's intended use (commercial use, weight redistribution). */
   'SCOPE_NOT_ALLOWED',
+  /** A tensor payload's names, shapes, dtypes or codec differ from the model layout it must fit. */
+  'LAYOUT_MISMATCH',
 ] as const
 
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number]

@@ -50,6 +50,17 @@ function assertDeviceHealthy(): void {
   if (error !== undefined) throw new TrainerError('DEVICE_ERROR', `${tf.getBackend()} device: ${error}`)
 }
 
+/**
+ * Only a GPU backend gains from reading a step's loss late (on the CPU, launching a step computed it).
+ * Where it lags, a non-finite loss is seen after the next step was queued: the device guard skipped the
+ * failing update, but the step count has moved on. On the CPU the failing step is refused before Adam,
+ * so NON_FINITE_LOSS leaves step count, samples seen and weights where the previous step left them (as
+ * the torch worker does).
+ */
+function lagging(): boolean {
+  return tf.getBackend() === 'webgpu'
+}
+
 /** A step whose work is queued (on a GPU) or done (on a CPU), and whose loss has not been read yet. */
 interface LaunchedStep {
   step: number
@@ -196,6 +207,22 @@ class Session implements TrainerSession {
       shards: this.engine.shards,
     })
     const { result, timings } = await this.engine.compute(shards, batchSize)
+    if (!lagging()) {
+      // On the CPU the loss is already computed: a non-finite one stops the step before Adam, so the
+      // step count, the samples seen and the weights stay where the previous step left them.
+      const value = ((await result.loss.data()) as Float32Array)[0] as number
+      if (!Number.isFinite(value)) {
+        tf.dispose([
+          result.loss,
+          ...result.grads,
+          ...(result.meanSquares === undefined ? [] : [result.meanSquares]),
+        ])
+        throw new TrainerError(
+          'NON_FINITE_LOSS',
+          `${this.phase} loss became ${value} at step ${this.adam.step + 1}`,
+        )
+      }
+    }
     try {
       this.adam.apply(result.grads, result.loss)
       if (result.meanSquares !== undefined) this.updateLatentRms(result.meanSquares, result.loss)
@@ -264,13 +291,17 @@ class Session implements TrainerSession {
         shards: launched.shards,
       })
     }
+    const lagged = lagging()
     let pending: LaunchedStep | undefined
     try {
       for (let i = 0; i < n; i++) {
         const launched = await this.launchStep()
         const previous = pending
         pending = launched
-        if (previous !== undefined) await settle(previous)
+        if (!lagged) {
+          pending = undefined
+          await settle(launched)
+        } else if (previous !== undefined) await settle(previous)
         // Let the host's event loop run (libp2p, progress output) between steps.
         await new Promise<void>((resolve) => setImmediate(resolve))
       }

@@ -1,11 +1,14 @@
 // The feature space of the audit's second nearest-neighbour search, behind one interface so a
-// better extractor drops in: today the autoencoder's posterior mean (the latent the U-Net was
-// trained on), later the in-domain classifier's penultimate features (issue 10) when it lands.
-// audit.json and the signed statement name the extractor used.
+// better extractor drops in. Issue 11: the quality metric's classifier (issue 10, trainer/quality)
+// where it applies, i.e. a model whose classes are all classifier categories (Twemoji); the
+// autoencoder's posterior mean (the latent the U-Net was trained on) for any other data, where
+// the classifier's features mean nothing. audit.json and the signed statement name the extractor.
 import * as tf from '@tensorflow/tfjs-core'
 import type { CoopConfig } from '../../configs/index.ts'
 import { createAutoencoder, encode } from '../../trainer/autoencoder.ts'
+import { loadQualityModel, type QualityModel } from '../../trainer/quality/index.ts'
 import type { NamedTensor } from '../../trainer/types.ts'
+import type { AuditSource } from './source.ts'
 
 export interface FeatureExtractor {
   /** Stable name written into audit.json and the statement, e.g. `autoencoder-latent-mean`. */
@@ -47,4 +50,37 @@ export function autoencoderFeatures(config: CoopConfig, weights: NamedTensor[]):
       ae.dispose()
     },
   }
+}
+
+/** Name prefix of the classifier extractor; the full name adds the weights' digest. */
+export const CLASSIFIER_EXTRACTOR = 'quality-classifier-penultimate'
+
+/**
+ * The quality classifier's penultimate features (trainer/quality): a space trained to tell the
+ * categories apart, so a sample that copies an image lands next to it even where its pixels
+ * drift (background, colour). The name carries the weights' digest: another classifier, another space.
+ */
+export function classifierFeatures(model: QualityModel, config: CoopConfig): FeatureExtractor {
+  const size = config.image.size
+  return {
+    name: `${CLASSIFIER_EXTRACTOR}@${model.digest}`,
+    dims: model.featureDim,
+    extract: (pixels, count) => model.features(pixels, count, size),
+    dispose: () => model.dispose(),
+  }
+}
+
+/** Whether the classifier's features apply: a class-conditional model whose classes are all its categories. */
+export function classifierApplies(config: CoopConfig, classifierClasses: readonly string[]): boolean {
+  return config.classes.length > 0 && config.classes.every((c) => classifierClasses.includes(c))
+}
+
+/** The audit's default: the classifier where it applies, the autoencoder's latents otherwise. */
+export async function defaultFeatures(source: AuditSource): Promise<FeatureExtractor> {
+  if (source.config.classes.length > 0) {
+    const model = await loadQualityModel()
+    if (classifierApplies(source.config, model.classes)) return classifierFeatures(model, source.config)
+    model.dispose()
+  }
+  return autoencoderFeatures(source.config, source.autoencoder)
 }

@@ -9,7 +9,7 @@ import { sampleImages } from '../../trainer/sample.ts'
 import { nullClass } from '../../trainer/unet.ts'
 import { AUDIT_L2_THRESHOLD, AUDIT_RATIO_THRESHOLD, AUDIT_SEED } from './constants.ts'
 import { AuditError } from './errors.ts'
-import { autoencoderFeatures, type FeatureExtractor } from './features.ts'
+import { defaultFeatures, type FeatureExtractor } from './features.ts'
 import { loadHolders } from './holders.ts'
 import { nearestMatches, rowDistance } from './nearest.ts'
 import type { AuditSource } from './source.ts'
@@ -83,8 +83,8 @@ export interface RunAuditOptions {
   dataDir: string
   samplesPerClass: number
   consentFiles?: string[]
-  /** Builds the feature extractor; defaults to the autoencoder's latents. */
-  features?: (source: AuditSource) => FeatureExtractor
+  /** Builds the feature extractor; defaults to defaultFeatures (the classifier where it applies, else the autoencoder's latents). */
+  features?: (source: AuditSource) => FeatureExtractor | Promise<FeatureExtractor>
   now?: Date
   log?: Logger
 }
@@ -158,7 +158,7 @@ export async function runAudit(options: RunAuditOptions): Promise<AuditRun> {
   // Pixels are in [-1, 1]: half the distance is the normalised ℓ2 over [0, 1] pixels.
   const PIXEL_SCALE = 0.5
   const pixelMatches = nearestMatches(dataset.pixels, n, samplesSigned, m, dims, PIXEL_SCALE)
-  const extractor = (options.features ?? ((s) => autoencoderFeatures(s.config, s.autoencoder)))(source)
+  const extractor = await (options.features ?? defaultFeatures)(source)
   let featureMatches
   try {
     const imageFeatures = extractor.extract(dataset.pixels, n)

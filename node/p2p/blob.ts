@@ -1,12 +1,17 @@
 // Payloads by digest over the stream protocol /diffusion-coop/blob/1.0.0.
 //
 // Wire format (every frame is unsigned-varint length-prefixed, it-length-prefixed):
-//   requester -> holder: one frame, JSON {"digest":"sha256:<hex>","maxBytes":<n>}
+//   requester -> holder: one frame, JSON {"digest":"sha256:<hex>","maxBytes":<n>}, or
+//                        {"digest","maxBytes","as":"envelope"}: the DSSE envelope of the signed
+//                        statement whose bytes hash to <digest> (a peer catching up knows a
+//                        checkpoint's parent only by its statement digest, and needs the
+//                        signatures too)
 //   holder -> requester: one header frame, JSON {"status":"ok","size":<n>} or
 //                        {"status":"not_found"|"too_large"|"busy"}; after "ok", data frames
 //                        of at most BLOB_CHUNK_BYTES until exactly <size> bytes, then close.
 // The requester never trusts the holder: it bounds every frame, times every chunk and the whole
-// transfer, and checks the SHA-256 of the bytes against the digest before returning them.
+// transfer, and checks the SHA-256 of the bytes (of an envelope: of its payload) against the
+// digest before returning them.
 import { CodedError } from '../../protocol/coded-error.ts'
 import { createHash } from 'node:crypto'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
@@ -34,6 +39,8 @@ import type { GossipErrorCode } from './gossip-errors.ts'
 /** Where the host finds the blobs it serves (the store implements it). */
 export interface BlobSource {
   getBlob(digest: string): Promise<Uint8Array | undefined>
+  /** The DSSE envelope bytes of the statement with this digest, when held (checkpoints, contributions). */
+  getEnvelope?(statementDigest: string): Promise<Uint8Array | undefined>
 }
 
 export const BLOB_ERROR_CODES = [
@@ -67,6 +74,8 @@ export interface FetchBlobOptions {
   /** Refuse blobs larger than this (capped by BLOB_MAX_BYTES). */
   maxBytes: number
   signal?: AbortSignal
+  /** Ask for the DSSE envelope of the statement `digest` names instead of the blob itself. */
+  envelope?: boolean
 }
 
 /** it-length-prefixed's errors for a frame longer than allowed or a malformed length; a truncated frame (UnexpectedEOFError) is a vanished peer instead. */
@@ -84,6 +93,19 @@ export function isBlobDigest(value: unknown): value is string {
 
 export function blobDigest(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+}
+
+/** The digest of the statement a DSSE envelope carries (sha256 of its decoded payload), or undefined if it is not one. */
+export function envelopeStatementDigest(bytes: Uint8Array): string | undefined {
+  try {
+    const parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as unknown
+    if (typeof parsed !== 'object' || parsed === null) return undefined
+    const payload = (parsed as { payload?: unknown }).payload
+    if (typeof payload !== 'string') return undefined
+    return blobDigest(new Uint8Array(Buffer.from(payload, 'base64')))
+  } catch {
+    return undefined
+  }
 }
 
 type HeaderStatus = 'ok' | 'not_found' | 'too_large' | 'busy'
@@ -185,7 +207,9 @@ export class BlobService {
         await stream.close({ signal })
         return
       }
-      const bytes = await this.#source?.getBlob(request.digest)
+      const bytes = request.envelope
+        ? await this.#source?.getEnvelope?.(request.digest)
+        : await this.#source?.getBlob(request.digest)
       if (bytes === undefined) {
         await sendAll(stream, [encodeJson({ status: 'not_found' satisfies HeaderStatus })], signal)
       } else if (bytes.byteLength > request.maxBytes) {
@@ -229,7 +253,7 @@ export class BlobService {
   async #readRequest(
     stream: Stream,
     signal: AbortSignal,
-  ): Promise<{ digest: string; maxBytes: number } | 'silent' | 'malformed'> {
+  ): Promise<{ digest: string; maxBytes: number; envelope: boolean } | 'silent' | 'malformed'> {
     let frame: Uint8Array | undefined
     const frames = lp.decode(stream, { maxDataLength: BLOB_REQUEST_MAX_BYTES })[Symbol.asyncIterator]()
     let onAbort: (() => void) | undefined
@@ -254,10 +278,11 @@ export class BlobService {
       return 'malformed'
     }
     if (typeof parsed !== 'object' || parsed === null) return 'malformed'
-    const { digest, maxBytes } = parsed as Record<string, unknown>
+    const { digest, maxBytes, as } = parsed as Record<string, unknown>
     if (!isBlobDigest(digest)) return 'malformed'
     if (typeof maxBytes !== 'number' || !Number.isSafeInteger(maxBytes) || maxBytes < 0) return 'malformed'
-    return { digest, maxBytes: Math.min(maxBytes, BLOB_MAX_BYTES) }
+    if (as !== undefined && as !== 'envelope') return 'malformed'
+    return { digest, maxBytes: Math.min(maxBytes, BLOB_MAX_BYTES), envelope: as === 'envelope' }
   }
 
   /** Fetches a blob from the first provider that delivers bytes matching the digest. */
@@ -272,7 +297,13 @@ export class BlobService {
     for (const provider of providers) {
       if (options.signal?.aborted) throw new BlobTransferError('ABORTED', 'blob fetch aborted', attempts)
       try {
-        const bytes = await this.#fetchFrom(provider, digest, maxBytes, options.signal)
+        const bytes = await this.#fetchFrom(
+          provider,
+          digest,
+          maxBytes,
+          options.envelope === true,
+          options.signal,
+        )
         this.#deps.log?.debug(
           { digest, provider, bytes: bytes.byteLength, failedBefore: attempts.length },
           'blob fetched',
@@ -325,6 +356,7 @@ export class BlobService {
     provider: string,
     digest: string,
     maxBytes: number,
+    envelope: boolean,
     outer?: AbortSignal,
   ): Promise<Uint8Array> {
     let peer: PeerId
@@ -348,9 +380,13 @@ export class BlobService {
           err instanceof Error ? err.message : String(err),
         )
       }
-      await sendAll(stream, [encodeJson({ digest, maxBytes })], signal)
+      await sendAll(
+        stream,
+        [encodeJson(envelope ? { digest, maxBytes, as: 'envelope' } : { digest, maxBytes })],
+        signal,
+      )
       const bytes = await this.#receive(stream, maxBytes, signal)
-      if (blobDigest(bytes) !== digest)
+      if ((envelope ? envelopeStatementDigest(bytes) : blobDigest(bytes)) !== digest)
         throw new BlobTransferError('DIGEST_MISMATCH', 'received bytes do not hash to the requested digest')
       await stream.close({ signal }).catch(() => undefined)
       return bytes

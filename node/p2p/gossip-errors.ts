@@ -38,6 +38,13 @@ export const GOSSIP_ERROR_CODES = [
   'WRONG_BASE',
   'NOT_PUBLISHER',
   'CONFLICT',
+  // a contribution claims more samples than the charter's inner steps x batch size allow
+  'SAMPLES_OUT_OF_RANGE',
+  // a publisher signed a second, different checkpoint for a round (charged to the signer, never the relay)
+  'EQUIVOCATION',
+  // contribution payloads (checked after gossip, charged to the contributor who signed the statement)
+  'BAD_PAYLOAD',
+  'TRIVIAL_DELTA',
   // flow control
   'RATE_LIMITED',
   // blob transfer

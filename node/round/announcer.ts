@@ -57,7 +57,8 @@ export class Announcer {
       const round = state.openRound()
       if (round !== undefined) {
         const local = (await state.store.rounds.get(localKey(round))) as LocalRoundRecord | undefined
-        if (local !== undefined) {
+        // A round announced closed (we are catching up) takes no more contributions.
+        if (local !== undefined && state.mayContribute(local.phase, round)) {
           const bytes = await state.store.getBlob(local.envelope)
           if (bytes !== undefined) await gossip.publishContribution(parseEnvelope(bytes))
         }

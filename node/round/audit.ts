@@ -17,7 +17,7 @@ import { verifyProvenance, type VerifiedProvenance } from '../../protocol/proven
 import { CHECKPOINT_FILE_MAX_BYTES, STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
 import { RoundError, type RoundErrorCode } from './errors.ts'
 import { CHECKPOINT_FILES, listCheckpointDirs } from './layout.ts'
-import { computeCheckpoint, type ContributionPayload } from './recompute.ts'
+import { computeCheckpoint, outerOptimizer, type ContributionPayload } from './recompute.ts'
 import { decodeTensors } from './tensors.ts'
 import { LineageIndex, type TraceCheckpoint, type TraceManifest } from './trace.ts'
 import { checkUnlearning, rollbackRecomputation, type UnlearningReport } from './unlearning-files.ts'
@@ -221,12 +221,13 @@ export async function verifyCheckpointDir(
     }
     const charterBytes =
       options.charter ?? (await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES))
-    const rounds = verifyCharter(charterBytes as Uint8Array).charter.rounds
-    const computed = computeCheckpoint(decodeTensors(parentModel), decodeTensors(parentMomentum), payloads, {
-      aggregator: rounds.aggregator,
-      outerLr: rounds.outerLr,
-      outerMomentum: rounds.outerMomentum,
-    })
+    const charter = verifyCharter(charterBytes as Uint8Array).charter
+    const computed = computeCheckpoint(
+      decodeTensors(parentModel),
+      decodeTensors(parentMomentum),
+      payloads,
+      outerOptimizer(charter, p.phase, p.round),
+    )
     if (
       computed.modelDigest !== verified.files.get(CHECKPOINT_FILES.model) ||
       computed.momentumDigest !== verified.files.get(CHECKPOINT_FILES.momentum)

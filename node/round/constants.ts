@@ -6,8 +6,6 @@ export const CHECKPOINT_REANNOUNCE_MS = 3_000
 export const CONTRIBUTION_REANNOUNCE_MS = 3_000
 /** The publisher checks quorum and deadline this often; well under a second so closing adds little latency. */
 export const ROUND_POLL_MS = 100
-/** A contribution payload of the largest config (gpu256, fp32 delta) stays under this; compressed ones are 4x-100x smaller. */
-export const CONTRIBUTION_PAYLOAD_MAX_BYTES = 256 * 1024 * 1024
 /** A checkpoint file (weights or momentum, F32) of the largest config stays under this. */
 export const CHECKPOINT_FILE_MAX_BYTES = 256 * 1024 * 1024
 /** Signed statements and manifests fetched by digest are small; anything bigger is hostile. */
@@ -38,3 +36,15 @@ export const STOP_GRACE_MS = 20_000
 export const CRASH_LOG_FLUSH_MS = 200
 /** After its last round a node keeps serving blobs this long, so slower peers can still fetch payloads to verify. */
 export const DEFAULT_LINGER_SECONDS = 10
+/** A delta whose RMS (over the values its codec carries) is below this fraction of the phase's Adam lr does not count: honest tiny deltas measured 0.063 (U-Net, H = 1) to 5.9 (H = 16), so 1e-3 leaves a 60x margin (docs/THREAT-MODEL.md §10). */
+export const TRIVIAL_DELTA_RMS_FRACTION = 1e-3
+/** A refusal's reason is kept in its durable record up to this length (it may quote a hostile payload). */
+export const REFUSAL_REASON_MAX_CHARS = 300
+/** Conflicting checkpoints kept as evidence per round: two prove equivocation; more only fill the disk. */
+export const EQUIVOCATION_EVIDENCE_PER_ROUND = 4
+/** A checkpoint that failed verification is tried again after this pause (re-announced every few seconds), doubling each time... */
+export const VERIFY_RETRY_MIN_MS = 10_000
+/** ...up to this: a chain whose payloads were briefly unavailable is still caught up within minutes. */
+export const VERIFY_RETRY_MAX_MS = 5 * 60_000
+/** Failed checkpoints remembered for the pause above; beyond this the oldest is forgotten (one entry is ~100 bytes). */
+export const VERIFY_FAILURES_TRACKED = 1024

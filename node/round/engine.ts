@@ -21,6 +21,7 @@ import type { Logger } from 'pino'
 import type { ConsentBook } from '../consent/book.ts'
 import type { CoopHost } from '../p2p/host.ts'
 import type { CoopStore } from '../store/store.ts'
+import { PayloadAdmission } from './admission.ts'
 import { Announcer } from './announcer.ts'
 import { assertCharterComponent, importComponent, type AutoencoderComponent } from './component.ts'
 import { RoundError } from './errors.ts'
@@ -69,6 +70,7 @@ export class RoundEngine {
   readonly #log: Logger
   readonly #state: RoundState
   readonly #fetcher: Fetcher
+  readonly #admission: PayloadAdmission
   readonly #trainers: TrainerPool
   readonly #verifier: Verifier
   readonly #gossip: RoundGossip
@@ -102,17 +104,27 @@ export class RoundEngine {
     this.#state = state
     this.#fetcher = new Fetcher({ state, host, consent, log })
     const fetcher = this.#fetcher
+    this.#admission = new PayloadAdmission({ state, fetcher, host, log })
+    const admission = this.#admission
     this.#trainers = new TrainerPool({ state, fetcher, consent, factory: modules.trainers, log })
     this.#verifier = new Verifier({ state, fetcher, host, consent, log })
     // Installs the contributions and checkpoints validators on the host.
-    this.#gossip = new RoundGossip({ state, consent, fetcher, verifier: this.#verifier, host, log })
+    this.#gossip = new RoundGossip({
+      state,
+      consent,
+      fetcher,
+      admission,
+      verifier: this.#verifier,
+      host,
+      log,
+    })
     const components = { state, fetcher, trainers: this.#trainers, gossip: this.#gossip, consent, log }
     this.#trainerLoop = new TrainerLoop(
       { privateKey: options.privateKey, train: options.train, datasetItems: options.datasetItems },
       components,
     )
     this.#publisher = options.publisher
-      ? new Publisher({ ...components, privateKey: options.privateKey })
+      ? new Publisher({ ...components, admission, host, privateKey: options.privateKey })
       : undefined
     this.#announcer = new Announcer({ publisher: options.publisher }, { state, gossip: this.#gossip, log })
     this.#status = new StatusWriter({ publisher: options.publisher }, { state, host, log })
@@ -171,6 +183,11 @@ export class RoundEngine {
     this.#trainers.stop()
     this.#fetcher.stop()
     await this.#status.stop()
+  }
+
+  /** The DSSE envelope of an adopted checkpoint or an accepted contribution, by statement digest (served to peers catching up). */
+  async envelopeOf(statementDigest: string): Promise<Uint8Array | undefined> {
+    return await this.#state.envelopeOf(statementDigest)
   }
 
   statusSnapshot(): Record<string, unknown> {

@@ -32,6 +32,12 @@ export interface RoundEventMap {
   }
   /** The contributions topic's validator refused a message (any stage). */
   contributionRefused: { action: GossipAction; code: GossipErrorCode; from: string }
+  /** A stored contribution's payload failed admission (it never counts toward a quorum). */
+  payloadRefused: { round: number; phase: Phase; contribution: string; contributor: string; code: string }
+  /** The publisher dropped a member of a frozen close set it could not aggregate (durably recorded). */
+  closeMemberDropped: { round: number; phase: Phase; contribution: string; code: string }
+  /** A second, different checkpoint signed for a round: kept as evidence, never adopted. */
+  equivocation: { round: number; phase: Phase; adopted: string; conflicting: string; signers: string[] }
   /** The publisher froze a round's close set. */
   roundClosing: {
     round: number

@@ -7,11 +7,12 @@ import { errorCode } from '../../protocol/coded-error.ts'
 import type { ConsentBook } from '../consent/book.ts'
 import { CONSENT_DOCUMENT_MAX_BYTES } from '../constants.ts'
 import type { CoopHost } from '../p2p/host.ts'
+import { BlobTransferError } from '../p2p/blob.ts'
 import {
   CHECKPOINT_FILE_MAX_BYTES,
-  CONTRIBUTION_PAYLOAD_MAX_BYTES,
   FETCH_ATTEMPTS,
   FETCH_RETRY_MS,
+  STATEMENT_BLOB_MAX_BYTES,
 } from './constants.ts'
 import { RoundError } from './errors.ts'
 import type { RoundState } from './state.ts'
@@ -75,33 +76,71 @@ export class Fetcher {
   ): Promise<Uint8Array> {
     const local = await this.#state.store.getBlob(digest)
     if (local !== undefined) return local
+    const bytes = await this.fetchBytes(digest, preferred, maxBytes)
+    await this.#state.store.putBlob(bytes, digest)
+    return bytes
+  }
+
+  /**
+   * A blob's bytes from peers, verified against its digest but not stored: what must pass a
+   * check before it is kept (a contribution payload) comes through here. Throws RoundError
+   * MISSING_PAYLOAD after FETCH_ATTEMPTS rounds over the providers; its `tooLarge` lists the
+   * providers that answered that the blob exceeds `maxBytes`.
+   */
+  async fetchBytes(
+    digest: string,
+    preferred: string[],
+    maxBytes: number,
+    options: { envelope?: boolean } = {},
+  ): Promise<Uint8Array> {
     let lastError: unknown
+    const tooLarge = new Set<string>()
     for (let attempt = 0; attempt < FETCH_ATTEMPTS && this.#running; attempt++) {
       const providers = this.providers(preferred)
       if (providers.length > 0) {
         try {
-          const bytes = await this.#host.fetchBlob(digest, { providers, maxBytes })
-          await this.#state.store.putBlob(bytes, digest)
-          return bytes
+          return await this.#host.fetchBlob(digest, {
+            providers,
+            maxBytes,
+            ...(options.envelope === true ? { envelope: true } : {}),
+          })
         } catch (err) {
           lastError = err
+          if (err instanceof BlobTransferError)
+            for (const a of err.attempts) if (a.code === 'TOO_LARGE') tooLarge.add(a.provider)
+          // A holder that says the blob is too large will say so again: do not ask it FETCH_ATTEMPTS times.
+          if (preferred.some((p) => tooLarge.has(p))) break
         }
       }
       await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_MS))
     }
-    throw new RoundError('MISSING_PAYLOAD', `blob ${digest} is not available from any peer`, {
-      cause: lastError,
-    })
+    throw Object.assign(
+      new RoundError('MISSING_PAYLOAD', `blob ${digest} is not available from any peer`, {
+        cause: lastError,
+      }),
+      { tooLarge: [...tooLarge] },
+    )
   }
 
-  /** Fetches and stores a contribution payload once; resolves to whether it is now in the store. */
-  ensurePayload(digest: string, preferred: string[]): Promise<boolean> {
+  /**
+   * The DSSE envelope of a signed statement (a checkpoint's provenance, a contribution), by the
+   * statement's digest: ours, or from peers with its payload checked against the digest. The
+   * caller verifies the signatures.
+   */
+  async envelope(statementDigest: string, preferred: string[]): Promise<Uint8Array> {
+    const local = await this.#state.envelopeOf(statementDigest)
+    if (local !== undefined) return local
+    return await this.fetchBytes(statementDigest, preferred, STATEMENT_BLOB_MAX_BYTES, { envelope: true })
+  }
+
+  /** Fetches and stores a blob once; resolves to whether it is now in the store (single-flight by digest). */
+  ensurePayload(digest: string, preferred: string[], maxBytes: number): Promise<boolean> {
     if (this.#state.hasPayload(digest)) return Promise.resolve(true)
     const running = this.#payloadFetches.get(digest)
     if (running !== undefined) return running
     const fetching = (async () => {
       try {
-        await this.requireBlob(digest, preferred, CONTRIBUTION_PAYLOAD_MAX_BYTES)
+        await this.requireBlob(digest, preferred, maxBytes)
         this.#state.payloadStored(digest)
         this.#state.changed()
         return true
@@ -116,13 +155,13 @@ export class Fetcher {
     return fetching
   }
 
-  /** A contribution payload's bytes, joining a prefetch still in flight instead of starting a second transfer. */
-  async payload(digest: string, preferred: string[]): Promise<Uint8Array> {
-    if (await this.ensurePayload(digest, preferred)) {
+  /** A contribution payload's bytes (at most `maxBytes`), joining a fetch still in flight instead of starting a second transfer. */
+  async payload(digest: string, preferred: string[], maxBytes: number): Promise<Uint8Array> {
+    if (await this.ensurePayload(digest, preferred, maxBytes)) {
       const stored = await this.#state.store.getBlob(digest)
       if (stored !== undefined) return stored
     }
-    return await this.requireBlob(digest, preferred, CONTRIBUTION_PAYLOAD_MAX_BYTES)
+    return await this.requireBlob(digest, preferred, maxBytes)
   }
 
   /**

@@ -13,6 +13,8 @@ import type { AcceptedMessage, CoopHost } from '../p2p/host.ts'
 import type { ChainValidator } from '../validation/chain.ts'
 import { encodeGossipMessage } from '../validation/messages.ts'
 import { createCheckpointValidator, createContributionValidator } from '../validation/statements.ts'
+import type { PayloadAdmission } from './admission.ts'
+import type { ContributionRecord } from './records.ts'
 import type { Fetcher } from './fetcher.ts'
 import type { RoundState } from './state.ts'
 import { validateCheckpoint, validateContribution } from './validate.ts'
@@ -22,6 +24,7 @@ export interface RoundGossipModules {
   state: RoundState
   consent: ConsentBook
   fetcher: Fetcher
+  admission: PayloadAdmission
   verifier: Verifier
   host: Pick<CoopHost, 'setValidator' | 'onMessage' | 'publish'>
   log: Logger
@@ -33,6 +36,8 @@ export class RoundGossip {
   readonly #modules: RoundGossipModules
   /** Contributions whose handler is storing them right now. */
   readonly #storing = new Set<string>()
+  /** Equivocating checkpoints between their validation and the refusal hook (one entry each, briefly). */
+  readonly #equivocating = new Map<string, { verified: VerifiedProvenance; body: Uint8Array }>()
   readonly #unsubscribe: (() => void)[] = []
 
   constructor(modules: RoundGossipModules) {
@@ -54,12 +59,32 @@ export class RoundGossip {
       },
       { verified: contributions.verified },
     )
-    this.checkpointValidator = createCheckpointValidator({
+    const checkpoints = createCheckpointValidator({
       coopId: state.coopId,
       publishers: state.charter.publishers,
       threshold: state.charter.threshold,
-      semantics: (verified) => validateCheckpoint(state, verified),
+      semantics: (verified, ctx) => {
+        try {
+          validateCheckpoint(state, verified)
+        } catch (err) {
+          // Kept for the refusal hook, which records the evidence once validation is over.
+          if (isGossipValidationError(err) && err.code === 'EQUIVOCATION')
+            this.#equivocating.set(verified.digest, { verified, body: ctx.body })
+          throw err
+        }
+      },
     })
+    this.checkpointValidator = Object.assign(
+      async (input: GossipInput): Promise<void> => {
+        try {
+          await checkpoints(input)
+        } catch (err) {
+          this.#onCheckpointRefused(err, input)
+          throw err
+        }
+      },
+      { verified: checkpoints.verified },
+    )
     // Installed at once: until a topic has a validator it accepts nothing.
     host.setValidator('contributions', this.contributionValidator)
     host.setValidator('checkpoints', this.checkpointValidator)
@@ -106,8 +131,25 @@ export class RoundGossip {
       void this.#modules.fetcher.fetchManifest(manifest, custodian)
   }
 
+  /** After validation: a second checkpoint for an adopted round is evidence, kept and reported by the verifier. */
+  #onCheckpointRefused(err: unknown, input: GossipInput): void {
+    if (!isGossipValidationError(err) || err.code !== 'EQUIVOCATION') return
+    const conflicting = err.detail?.conflicting
+    const held = conflicting === undefined ? undefined : this.#equivocating.get(conflicting)
+    if (conflicting !== undefined) this.#equivocating.delete(conflicting)
+    const { state, verifier, log } = this.#modules
+    if (held === undefined) return
+    const p = held.verified.predicate
+    const adopted = state.checkpointAt(p.phase, p.round)
+    if (adopted === undefined) return
+    const envelope = JSON.parse(new TextDecoder().decode(held.body)) as DsseEnvelope
+    verifier
+      .recordEquivocation(adopted, { verified: held.verified, envelope, from: input.propagationSource })
+      .catch((e: unknown) => log.warn({ err: e }, 'equivocation evidence not recorded'))
+  }
+
   async #onContribution(msg: AcceptedMessage): Promise<void> {
-    const { state, fetcher, log } = this.#modules
+    const { state, admission, log } = this.#modules
     const accepted = this.contributionValidator.verified(msg.data)
     if (accepted === undefined) return
     const verified = accepted.verified as VerifiedContribution
@@ -117,8 +159,9 @@ export class RoundGossip {
     if (state.contribution(p.round, verified.digest) !== undefined || this.#storing.has(verified.digest))
       return
     this.#storing.add(verified.digest)
+    let record: ContributionRecord
     try {
-      await state.persistContribution(verified, envelope)
+      record = await state.persistContribution(verified, envelope)
     } finally {
       this.#storing.delete(verified.digest)
     }
@@ -131,7 +174,9 @@ export class RoundGossip {
       from: msg.from,
     })
     state.changed()
-    void fetcher.ensurePayload(verified.delta, [verified.contributor])
+    // Every peer admits the payload (fetch, decode against the model, floor): the publisher
+    // counts only admitted ones, and each peer charges a contributor whose payload fails.
+    void admission.admit(record)
   }
 
   async #onCheckpoint(msg: AcceptedMessage): Promise<void> {
@@ -139,6 +184,11 @@ export class RoundGossip {
     const accepted = this.checkpointValidator.verified(msg.data)
     if (accepted === undefined) return
     const verified = accepted.verified as VerifiedProvenance
+    // A publisher's (re-)announcement tells a restarted node where the cooperative is.
+    if (!state.tipKnown) {
+      state.tipKnown = true
+      state.changed()
+    }
     if (state.checkpointById(verified.digest) !== undefined) return
     verifier.enqueue({ verified, envelope: accepted.message as DsseEnvelope, from: msg.from })
   }

@@ -8,10 +8,15 @@ import { sha256Digest } from '../../protocol/digest.ts'
 import type { Ed25519PrivateKey } from '../../protocol/keys.ts'
 import { summarizeExclusions } from '../../protocol/exclusions.ts'
 import { PROVENANCE_MAX_LIST } from '../../protocol/constants.ts'
+import { layoutOf, payloadMaxBytes } from '../../protocol/compression.ts'
+import { isProtocolError } from '../../protocol/errors.ts'
 import { createProvenance, verifyProvenance, type ProvenancePredicate } from '../../protocol/provenance.ts'
 import type { Logger } from 'pino'
 import type { ConsentBook } from '../consent/book.ts'
-import { FETCH_RETRY_MS, ROUND_POLL_MS } from './constants.ts'
+import { PENALTY_BAD_PAYLOAD } from '../constants.ts'
+import type { CoopHost } from '../p2p/host.ts'
+import type { PayloadAdmission } from './admission.ts'
+import { FETCH_RETRY_MS, REFUSAL_REASON_MAX_CHARS, ROUND_POLL_MS } from './constants.ts'
 import { RoundError } from './errors.ts'
 import { crashPoint } from './faults.ts'
 import type { Fetcher } from './fetcher.ts'
@@ -19,9 +24,11 @@ import type { RoundGossip } from './gossip.ts'
 import { CHECKPOINT_FILES } from './layout.ts'
 import {
   computeCheckpoint,
+  decodeContributionPayload,
   encodeCheckpointFiles,
   outerOptimizer,
   type ContributionPayload,
+  type OuterOptimizer,
 } from './recompute.ts'
 import { closeKey, type CheckpointRecord, type CloseRecord, type ContributionRecord } from './records.ts'
 import { genesisRound, phaseOfRound, type Phase } from './schedule.ts'
@@ -41,8 +48,8 @@ export interface CloseInput<T extends CloseCandidate> {
   candidates: readonly T[]
   /** The round's base checkpoint id. */
   base: string
-  /** Whether a payload (by delta digest) is in the store. */
-  hasPayload(delta: string): boolean
+  /** Where a payload (by delta digest) stands: only `admitted` ones count (admission.ts). */
+  admission(delta: string): 'admitted' | 'refused' | 'pending'
   quorum: number
   deadlineSeconds: number
   /** Seconds since this node adopted the base. */
@@ -50,29 +57,39 @@ export interface CloseInput<T extends CloseCandidate> {
 }
 
 export interface CloseDecision<T extends CloseCandidate> {
-  /** Candidates whose payload is not stored yet: fetch them. */
-  fetch: T[]
+  /** Candidates from the base whose payload is not admitted or refused yet: admit them. */
+  admit: T[]
   /** Set when the round closes now: why, and the frozen set of statement ids, sorted. */
   close?: { reason: 'quorum' | 'deadline'; contributions: string[] }
 }
 
 /**
  * Whether the open round closes now. A contribution is ready when it was trained from the base
- * and its payload is stored; the round closes at `quorum` ready ones, or at the deadline with at
- * least one (an empty round would publish nothing).
+ * and its payload is admitted (fetched, decoded, fits the model, above the trivial-delta floor);
+ * a refused one never counts. The quorum counts distinct contributors (one contribution per peer
+ * and round is a validation rule; counting identities keeps that true here too). The round
+ * closes at `quorum` ready ones, or at the deadline with at least one (an empty round would
+ * publish nothing).
  */
 export function closeDecision<T extends CloseCandidate>(input: CloseInput<T>): CloseDecision<T> {
-  const ready = input.candidates.filter(
-    (c) => c.predicate.baseCheckpoint === input.base && input.hasPayload(c.delta),
-  )
-  const fetch = input.candidates.filter((c) => !input.hasPayload(c.delta))
+  const fromBase = [...input.candidates]
+    .filter((c) => c.predicate.baseCheckpoint === input.base)
+    .sort((a, b) => compareStrings(a.id, b.id))
+  const admit = fromBase.filter((c) => input.admission(c.delta) === 'pending')
+  const contributors = new Set<string>()
+  const ready: T[] = []
+  for (const c of fromBase) {
+    if (input.admission(c.delta) !== 'admitted' || contributors.has(c.contributor)) continue
+    contributors.add(c.contributor)
+    ready.push(c)
+  }
   const deadlinePassed = input.elapsedSeconds >= input.deadlineSeconds
-  if (ready.length < input.quorum && !(deadlinePassed && ready.length > 0)) return { fetch }
+  if (ready.length < input.quorum && !(deadlinePassed && ready.length > 0)) return { admit }
   return {
-    fetch,
+    admit,
     close: {
       reason: ready.length >= input.quorum ? 'quorum' : 'deadline',
-      contributions: ready.map((c) => c.id).sort(compareStrings),
+      contributions: ready.map((c) => c.id),
     },
   }
 }
@@ -80,6 +97,8 @@ export function closeDecision<T extends CloseCandidate>(input: CloseInput<T>): C
 export interface PublisherModules {
   state: RoundState
   fetcher: Fetcher
+  admission: PayloadAdmission
+  host: Pick<CoopHost, 'penalize'>
   trainers: TrainerPool
   gossip: RoundGossip
   consent: ConsentBook
@@ -99,6 +118,8 @@ export class Publisher {
 
   start(): void {
     const { state, log } = this.#modules
+    // The publisher makes the tip: it never waits to hear where the cooperative is.
+    state.tipKnown = true
     this.#closer = this.#closerLoop().catch((err: unknown) => {
       if (state.stopping) return
       log.error({ err }, 'round closer failed')
@@ -126,7 +147,7 @@ export class Publisher {
   }
 
   async #closeStep(): Promise<void> {
-    const { state, fetcher, log } = this.#modules
+    const { state, admission, log } = this.#modules
     const round = state.openRound()
     if (round === undefined) return
     const phase = phaseOfRound(state.plan, round)
@@ -152,12 +173,12 @@ export class Publisher {
       const decision = closeDecision({
         candidates: state.contributionsFor(round),
         base: base.id,
-        hasPayload: (delta) => state.hasPayload(delta),
+        admission: (delta) => state.admission(delta),
         quorum: rounds.quorum,
         deadlineSeconds: rounds.deadlineSeconds,
         elapsedSeconds: (Date.now() - Date.parse(base.adoptedAt)) / 1000,
       })
-      for (const c of decision.fetch) void fetcher.ensurePayload(c.delta, [c.contributor])
+      for (const c of decision.admit) void admission.admit(c)
       if (decision.close === undefined) return
       const exclusion = this.#exclusionSince(base, [
         ...lineageManifestsOf(state, base),
@@ -248,28 +269,18 @@ export class Publisher {
     log.info({ phase, round }, 'genesis checkpoint published')
   }
 
-  async #aggregateAndPublish(close: CloseRecord, base: CheckpointRecord): Promise<void> {
+  async #aggregateAndPublish(frozen: CloseRecord, base: CheckpointRecord): Promise<void> {
     const { state, fetcher, consent, log } = this.#modules
-    const records = close.contributions.map((id) => {
-      const record = state.contribution(close.round, id)
-      if (record === undefined)
-        throw new RoundError(
-          'MISSING_CONTRIBUTION',
-          `contribution ${id} of the close set is not in the store`,
-        )
-      return record
-    })
-    const payloads: ContributionPayload[] = []
-    for (const r of records)
-      payloads.push({
-        payloadDigest: r.delta,
-        samples: r.predicate.samples,
-        payload: await fetcher.requireBlob(r.delta, [r.contributor]),
-      })
     const parentWeights = decodeTensors(await fetcher.requireBlob(base.files.model, []))
     const parentMomentum = decodeTensors(await fetcher.requireBlob(base.files.momentum, []))
+    const optimizer = outerOptimizer(state.charter, frozen.phase, frozen.round)
+    const { close, payloads, records } = await this.#aggregatable(frozen, parentWeights, optimizer)
+    if (close === undefined) return
+    // Another publisher of the charter closed this round first and we verified and adopted its
+    // checkpoint: signing a second one would be equivocating.
+    if (state.checkpointAt(close.phase, close.round) !== undefined) return
     const started = performance.now()
-    const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, outerOptimizer(state.charter))
+    const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, optimizer)
     const manifests = [...new Set(records.flatMap((r) => r.predicate.manifests))].sort(compareStrings)
     // The license names every manifest's signed terms: fetch any this node lacks from its custodian.
     for (const r of records)
@@ -317,6 +328,84 @@ export class Publisher {
       aggregateMs,
     })
     void this.#evalAfterClose(record, computed.weights)
+  }
+
+  /**
+   * The frozen set, minus any member that cannot be aggregated (its record or payload is gone,
+   * or its payload does not decode against the parent's layout and the charter's codec). Every
+   * member is checked before signing, so a failure here means no checkpoint was signed with it:
+   * the member is dropped, why is written into the close record (durably, before aggregating the
+   * rest) and the round closes with the others. If none is left the round reopens. The
+   * cooperative never halts on one input.
+   */
+  async #aggregatable(
+    frozen: CloseRecord,
+    parentWeights: NamedTensor[],
+    optimizer: OuterOptimizer,
+  ): Promise<{ close?: CloseRecord; payloads: ContributionPayload[]; records: ContributionRecord[] }> {
+    const { state, fetcher, host, log } = this.#modules
+    const layout = layoutOf(parentWeights)
+    const maxBytes = payloadMaxBytes(layout, optimizer.codec)
+    const records: ContributionRecord[] = []
+    const payloads: ContributionPayload[] = []
+    const dropped: NonNullable<CloseRecord['dropped']> = []
+    for (const id of frozen.contributions) {
+      const record = state.contribution(frozen.round, id)
+      if (record === undefined) {
+        dropped.push({ statement: id, code: 'MISSING_CONTRIBUTION', reason: 'not in the store' })
+        continue
+      }
+      let payload: Uint8Array
+      try {
+        payload = await fetcher.requireBlob(record.delta, [record.contributor], maxBytes)
+        decodeContributionPayload(payload, layout, optimizer.codec)
+      } catch (err) {
+        const code = errorCode(err) ?? 'INTERNAL'
+        const reason = (err instanceof Error ? err.message : String(err)).slice(0, REFUSAL_REASON_MAX_CHARS)
+        if (isProtocolError(err)) {
+          // The contributor's payload is at fault: never count it again, and charge its signer.
+          await state.evidence.refuse({
+            delta: record.delta,
+            round: frozen.round,
+            contribution: id,
+            contributor: record.contributor,
+            code: 'BAD_PAYLOAD',
+            reason,
+            refusedAt: new Date().toISOString(),
+          })
+          if (record.contributor !== state.peerId)
+            host.penalize(record.contributor, 'BAD_PAYLOAD', PENALTY_BAD_PAYLOAD)
+        } else if (!(err instanceof RoundError)) throw err
+        dropped.push({ statement: id, code, reason })
+        continue
+      }
+      records.push(record)
+      payloads.push({ payloadDigest: record.delta, samples: record.predicate.samples, payload })
+    }
+    if (dropped.length === 0) return { close: frozen, payloads, records }
+    for (const d of dropped) {
+      log.warn({ round: frozen.round, contribution: d.statement, code: d.code }, 'close set member dropped')
+      state.events.emit('closeMemberDropped', {
+        round: frozen.round,
+        phase: frozen.phase,
+        contribution: d.statement,
+        code: d.code,
+      })
+    }
+    const close: CloseRecord = {
+      ...frozen,
+      contributions: records.map((r) => r.id),
+      dropped: [...(frozen.dropped ?? []), ...dropped],
+    }
+    if (close.contributions.length === 0) {
+      // Nothing was signed for this set: the round reopens and closes with later contributions.
+      await state.store.rounds.del(closeKey(frozen.round))
+      log.warn({ round: frozen.round, dropped: dropped.length }, 'close set emptied; round reopened')
+      return { payloads: [], records: [] }
+    }
+    // Written before aggregating, like the first freeze: a crash re-aggregates exactly this set.
+    await state.store.rounds.put(closeKey(frozen.round), close)
+    return { close, payloads, records }
   }
 
   async #evalAfterClose(record: CheckpointRecord, weights: NamedTensor[]): Promise<void> {

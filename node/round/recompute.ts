@@ -5,11 +5,20 @@
 // digests, must agree bit for bit.
 import { aggregateDeltas, outerStep } from '../../protocol/aggregation.ts'
 import type { CoopCharter } from '../../protocol/charter.ts'
-import { decompressDelta } from '../../protocol/compression.ts'
+import {
+  decompressDelta,
+  layoutOf,
+  payloadMaxBytes,
+  type Codec,
+  type TensorLayout,
+} from '../../protocol/compression.ts'
+import { outerHyperparameters } from '../../protocol/outer-schedule.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
+import { ProtocolError } from '../../protocol/errors.ts'
 import { decodeSafetensors } from '../../protocol/safetensors.ts'
-import { CONTRIBUTION_PAYLOAD_MAX_BYTES, MAX_TENSORS } from './constants.ts'
 import { RoundError } from './errors.ts'
+import { charterCodec, maxSamples } from './limits.ts'
+import type { Phase } from './schedule.ts'
 import { assertSameLayout, encodeTensors, type NamedTensor } from './tensors.ts'
 
 export type Aggregator =
@@ -22,12 +31,29 @@ export interface OuterOptimizer {
   aggregator: Aggregator
   outerLr: number
   outerMomentum: number
+  /** The charter's payload codec: a payload in another one does not fit. */
+  codec: Codec
+  /** The weight cap of one contribution (charter inner steps x batch size of the phase). */
+  maxSamples: number
 }
 
-/** The charter's outer optimiser: what every peer applies after aggregating a round. */
-export function outerOptimizer(charter: Pick<CoopCharter, 'rounds'>): OuterOptimizer {
-  const r = charter.rounds
-  return { aggregator: r.aggregator, outerLr: r.outerLr, outerMomentum: r.outerMomentum }
+/**
+ * The charter's rules for turning round `round` of `phase` into a checkpoint: what every peer applies
+ * (the outer lr may follow the charter's outer schedule).
+ */
+export function outerOptimizer(
+  charter: Pick<CoopCharter, 'rounds' | 'model' | 'phases'>,
+  phase: Phase,
+  round: number,
+): OuterOptimizer {
+  const { lr, momentum } = outerHyperparameters(charter, round)
+  return {
+    aggregator: charter.rounds.aggregator,
+    outerLr: lr,
+    outerMomentum: momentum,
+    codec: charterCodec(charter),
+    maxSamples: maxSamples(charter, phase),
+  }
 }
 
 export interface ContributionPayload {
@@ -49,21 +75,29 @@ export interface ComputedCheckpoint {
 /** Safetensors metadata of checkpoint files: fixed, so the bytes depend on the tensors only. */
 const FILE_METADATA = { format: 'pt' }
 
-/** Decodes and decompresses one contribution payload and checks it fits the parent's layout. */
+/**
+ * Decodes and decompresses one contribution payload against the model `layout` (the parent's
+ * names and shapes) and the charter's codec. Its size is checked against the largest payload a
+ * correct trainer writes before anything is parsed, and every declared shape against the layout
+ * before anything dense is allocated, so one payload never costs more than a small multiple of
+ * the model's size. Throws ProtocolError (LAYOUT_MISMATCH, TOO_LARGE, SCHEMA, ...): the
+ * contributor's fault.
+ */
 export function decodeContributionPayload(
   payload: Uint8Array,
-  parentWeights: readonly NamedTensor[],
+  layout: readonly TensorLayout[],
+  codec: Codec,
 ): NamedTensor[] {
-  const { tensors } = decodeSafetensors(payload, {
-    maxBytes: CONTRIBUTION_PAYLOAD_MAX_BYTES,
-    maxTensors: 4 * MAX_TENSORS,
-  })
-  const delta = decompressDelta(tensors, parentWeights)
-    .map((t) => ({ name: t.name, shape: [...t.shape], data: t.data }))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-  // decompressDelta refuses non-finite values (ProtocolError SCHEMA); the layout is ours to check.
-  assertSameLayout(parentWeights, delta, 'contribution payload')
-  return delta
+  const maxBytes = payloadMaxBytes(layout, codec)
+  if (payload.byteLength > maxBytes)
+    throw new ProtocolError(
+      'TOO_LARGE',
+      `payload of ${payload.byteLength} bytes exceeds ${maxBytes}, the largest this model and codec produce`,
+    )
+  const { tensors } = decodeSafetensors(payload, { maxBytes, maxTensors: Math.max(3 * layout.length, 5) })
+  // Three entries per tensor (top-k with F32 values) or five for the whole model (2-bit).
+  // decompressDelta refuses non-finite values and anything that does not fit the layout.
+  return decompressDelta(tensors, layout, codec)
 }
 
 export function encodeCheckpointFiles(
@@ -82,8 +116,9 @@ export function encodeCheckpointFiles(
 
 /**
  * parent + aggregate(contributions) through one outer Nesterov SGD step. Throws RoundError
- * MISSING_CONTRIBUTION for an empty set (a round never closes without contributions) and
- * BAD_CHECKPOINT for a payload that does not fit the parent.
+ * MISSING_CONTRIBUTION for an empty set (a round never closes without contributions),
+ * BAD_CHECKPOINT for a parent whose momentum does not fit its weights, and ProtocolError for a
+ * payload that does not fit the parent (see decodeContributionPayload).
  */
 export function computeCheckpoint(
   parentWeights: readonly NamedTensor[],
@@ -94,6 +129,7 @@ export function computeCheckpoint(
   if (contributions.length === 0)
     throw new RoundError('MISSING_CONTRIBUTION', 'a checkpoint needs at least one contribution')
   assertSameLayout(parentWeights, parentMomentum, 'parent momentum')
+  const layout = layoutOf(parentWeights)
   const seen = new Set<string>()
   const deltas = contributions.map((c) => {
     if (seen.has(c.payloadDigest))
@@ -104,10 +140,10 @@ export function computeCheckpoint(
     return {
       digest: c.payloadDigest,
       samples: c.samples,
-      delta: decodeContributionPayload(c.payload, parentWeights),
+      delta: decodeContributionPayload(c.payload, layout, optimizer.codec),
     }
   })
-  const aggregated = aggregateDeltas(deltas, optimizer.aggregator)
+  const aggregated = aggregateDeltas(deltas, optimizer.aggregator, { maxSamples: optimizer.maxSamples })
   const stepped = outerStep(
     parentWeights.map((t) => ({ name: t.name, shape: [...t.shape], data: t.data })),
     parentMomentum.map((t) => ({ name: t.name, shape: [...t.shape], data: t.data })),

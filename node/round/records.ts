@@ -6,6 +6,8 @@
 //   rounds         local/<round:12>                LocalRoundRecord  (this node's own contribution)
 //   rounds         close/<round:12>                CloseRecord       (publisher: the frozen set, before aggregating)
 //   rounds         residual/<phase>                { digest }         (top-k error-feedback residual blob)
+//   rounds         refused/<statement digest>      RefusedPayloadRecord (a contribution whose payload failed admission, and why)
+//   rounds         equivocation/<phase>/<round:12>/<checkpoint id>  EquivocationRecord (a second signed checkpoint for a round)
 //   rounds         peer/<peerId>                   PeerRecord (contribution counts; the host owns the peers table)
 import type { ContributionPredicate } from '../../protocol/contribution.ts'
 import type { ExclusionDetails } from '../../protocol/exclusions.ts'
@@ -75,6 +77,39 @@ export interface CloseRecord {
    * `superseded` oldest first; `createdAt` is the receipt's, frozen so a re-run signs the same bytes.
    */
   rollback?: { newBase: string; superseded: { provenance: string; round: number }[]; createdAt: string }
+  /** Members of the frozen set that could not be aggregated, dropped before signing, and why. */
+  dropped?: { statement: string; code: string; reason: string }[]
+}
+
+/** A contribution payload that failed admission: it never counts toward a quorum or enters a close set. */
+export interface RefusedPayloadRecord {
+  delta: string
+  round: number
+  contribution: string
+  contributor: string
+  /** BAD_PAYLOAD, TOO_LARGE or TRIVIAL_DELTA (node/p2p/gossip-errors.ts). */
+  code: string
+  reason: string
+  refusedAt: string
+}
+
+/**
+ * Evidence of equivocation: a checkpoint signed by the charter's publishers for a round that
+ * already has another one here. Both envelopes are blobs (the adopted one's is its record's).
+ */
+export interface EquivocationRecord {
+  phase: Phase
+  round: number
+  /** The checkpoint this node adopted (or was verifying) for the round: first adopted wins. */
+  adopted: string
+  adoptedEnvelope: string
+  /** The other signed checkpoint: its statement digest and its envelope blob's digest. */
+  conflicting: string
+  conflictingEnvelope: string
+  signers: string[]
+  /** The peer that relayed it to us. */
+  from: string
+  seenAt: string
 }
 
 export interface PeerRecord {
@@ -90,3 +125,6 @@ export const localKey = (round: number): string => `local/${roundKey(round)}`
 export const closeKey = (round: number): string => `close/${roundKey(round)}`
 export const peerKey = (peerId: string): string => `peer/${peerId}`
 export const residualKey = (phase: Phase): string => `residual/${phase}`
+export const refusedKey = (contribution: string): string => `refused/${contribution}`
+export const equivocationKey = (phase: Phase, round: number, id: string): string =>
+  `equivocation/${phase}/${roundKey(round)}/${id}`

@@ -24,6 +24,7 @@ import {
   writeLatestPointers,
   type CheckpointPointer,
 } from './layout.ts'
+import { RoundEvidence } from './evidence.ts'
 import {
   checkpointIdKey,
   checkpointKey,
@@ -83,10 +84,18 @@ export class RoundState {
   readonly untilRound: number
   readonly events: RoundEvents
   readonly store: CoopStore
+  /** Refused payloads and equivocation evidence (durable). */
+  readonly evidence: RoundEvidence
   /** Set once the engine is stopping: loops and retries end at their next check. */
   stopping = false
   /** Set once every round up to untilRound has an adopted checkpoint. */
   done = false
+  /**
+   * Set once this node knows where the cooperative is: it heard a checkpoint announcement since
+   * it started (publishers re-announce theirs every few seconds), or it is the publisher. Until
+   * then a restarted node cannot tell whether its open round is still open.
+   */
+  tipKnown = false
 
   readonly #charterEnvelope: DsseEnvelope
   readonly #log: Logger
@@ -95,8 +104,13 @@ export class RoundState {
   readonly #checkpointsById = new Map<string, CheckpointRecord>()
   /** Accepted contributions per round, by statement digest. */
   readonly #contributions = new Map<number, Map<string, ContributionRecord>>()
+  readonly #contributionsById = new Map<string, ContributionRecord>()
   /** Payloads (by delta digest) known to be in the store. */
   readonly #payloadsStored = new Set<string>()
+  /** Payloads that passed admission (decoded, fit the model, above the floor), with their RMS. */
+  readonly #admitted = new Map<string, number>()
+  /** Chains being verified right now, by `<phase>/<round>` of their links (a count: chains may overlap). */
+  readonly #verifying = new Map<string, number>()
   readonly #waiters = new Set<() => void>()
 
   constructor(options: RoundStateOptions, modules: { store: CoopStore; log: Logger }) {
@@ -107,6 +121,7 @@ export class RoundState {
     this.untilRound = Math.min(options.untilRound ?? this.plan.total, this.plan.total)
     this.#charterEnvelope = options.charterEnvelope
     this.store = modules.store
+    this.evidence = new RoundEvidence(modules.store)
     this.#log = modules.log
     this.events = new RoundEvents((err, name) =>
       this.#log.warn({ err, event: name }, 'event listener failed'),
@@ -123,6 +138,7 @@ export class RoundState {
       this.#rememberContribution(record)
       if (await this.store.hasBlob(record.delta)) this.#payloadsStored.add(record.delta)
     }
+    await this.evidence.load()
     const latest = this.latestCheckpoint()
     this.#log.info(
       {
@@ -185,6 +201,14 @@ export class RoundState {
     return this.#contributions.get(round)?.get(id)
   }
 
+  /** The envelope blob of an adopted checkpoint or an accepted contribution, by its statement digest. */
+  async envelopeOf(statementDigest: string): Promise<Uint8Array | undefined> {
+    const digest =
+      this.#checkpointsById.get(statementDigest)?.envelope ??
+      this.#contributionsById.get(statementDigest)?.envelope
+    return digest === undefined ? undefined : await this.store.getBlob(digest)
+  }
+
   /** Accepted contributions of a round, sorted by id. */
   contributionsFor(round: number): ContributionRecord[] {
     return [...(this.#contributions.get(round)?.values() ?? [])].sort((a, b) => compareStrings(a.id, b.id))
@@ -196,6 +220,56 @@ export class RoundState {
 
   payloadStored(digest: string): void {
     this.#payloadsStored.add(digest)
+  }
+
+  /** Where a payload stands: admitted (counts toward quorum), refused (never counts), or pending. */
+  admission(delta: string): 'admitted' | 'refused' | 'pending' {
+    if (this.evidence.refusedPayload(delta) !== undefined) return 'refused'
+    return this.#admitted.has(delta) ? 'admitted' : 'pending'
+  }
+
+  /** A payload passed admission (in memory: after a restart it is checked again from the store). */
+  payloadAdmitted(delta: string, rms: number): void {
+    this.#admitted.set(delta, rms)
+  }
+
+  /** Marks checkpoints as being verified (the verifier calls endVerifying with the same list when done). */
+  beginVerifying(links: readonly { phase: Phase; round: number }[]): void {
+    for (const l of links)
+      this.#verifying.set(`${l.phase}/${l.round}`, (this.#verifying.get(`${l.phase}/${l.round}`) ?? 0) + 1)
+  }
+
+  endVerifying(links: readonly { phase: Phase; round: number }[]): void {
+    for (const l of links) {
+      const key = `${l.phase}/${l.round}`
+      const left = (this.#verifying.get(key) ?? 1) - 1
+      if (left <= 0) this.#verifying.delete(key)
+      else this.#verifying.set(key, left)
+    }
+    this.changed()
+  }
+
+  /**
+   * Whether a signed checkpoint for `round` of `phase` or a later round is being verified: if it
+   * verifies, `round` is closed. A node catching up learns this before it has recomputed the
+   * chain, so it neither starts nor publishes work for a round that may be closed; a checkpoint
+   * that fails verification stops counting, so an unverifiable one cannot stop training.
+   */
+  verifying(phase: Phase, round: number): boolean {
+    for (const key of this.#verifying.keys()) {
+      const [p, r] = key.split('/') as [Phase, string]
+      if (p === phase ? Number(r) >= round : p === 'unet' && phase === 'autoencoder') return true
+    }
+    return false
+  }
+
+  /**
+   * Whether this node may publish or re-announce its contribution to `round` now: it knows the
+   * cooperative's tip, no checkpoint at or past the round is being verified, and none for the
+   * round is adopted. A contribution to a closed round is never sent.
+   */
+  mayContribute(phase: Phase, round: number): boolean {
+    return this.tipKnown && !this.verifying(phase, round) && this.checkpointAt(phase, round) === undefined
   }
 
   /**
@@ -374,6 +448,7 @@ export class RoundState {
       this.#contributions.set(record.predicate.round, round)
     }
     round.set(record.id, record)
+    this.#contributionsById.set(record.id, record)
   }
 
   // ---------------------------------------------------------------- wake-ups

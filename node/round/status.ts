@@ -16,7 +16,7 @@ interface RecentLoss {
 
 export interface StatusWriterModules {
   state: RoundState
-  host: Pick<CoopHost, 'connectedPeers'>
+  host: Pick<CoopHost, 'connectedPeers' | 'peerScore' | 'appScore' | 'penaltyCounts'>
   log: Logger
 }
 
@@ -90,7 +90,41 @@ export class StatusWriter {
       })),
       peers: host.connectedPeers(),
       recentLosses: [...this.#recentLosses],
+      // Evidence against peers (docs/THREAT-MODEL.md §1, §10): what `coop status` reports.
+      equivocations: state.evidence.equivocations().map((e) => ({
+        phase: e.phase,
+        round: e.round,
+        adopted: e.adopted,
+        conflicting: e.conflicting,
+        signers: e.signers,
+        seenAt: e.seenAt,
+      })),
+      refusedPayloads: state.evidence.refusals().map((r) => ({
+        round: r.round,
+        contribution: r.contribution,
+        contributor: r.contributor,
+        code: r.code,
+        refusedAt: r.refusedAt,
+      })),
+      penalized: this.#penalized(),
     }
+  }
+
+  /** Peers charged with a penalty here (connected ones and those named by evidence), with their scores. */
+  #penalized(): Record<string, { score: number; appScore: number; penalties: Record<string, number> }> {
+    const { state, host } = this.#modules
+    const peers = new Set([
+      ...host.connectedPeers(),
+      ...state.evidence.refusals().map((r) => r.contributor),
+      ...state.evidence.equivocations().flatMap((e) => e.signers),
+    ])
+    const out: Record<string, { score: number; appScore: number; penalties: Record<string, number> }> = {}
+    for (const peer of [...peers].sort()) {
+      const penalties = host.penaltyCounts(peer) as Record<string, number>
+      if (Object.keys(penalties).length === 0) continue
+      out[peer] = { score: host.peerScore(peer), appScore: host.appScore(peer), penalties }
+    }
+    return out
   }
 
   /** A local contribution's training loss, or (from the publisher) the eval loss of the round's checkpoint. */

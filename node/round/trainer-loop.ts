@@ -99,6 +99,13 @@ export class TrainerLoop {
         }
         state.events.emit('roundOpened', { phase, round })
       }
+      // Until we know where the cooperative is, or while a checkpoint at or past this round is
+      // being verified, the round may already be closed (we restarted or joined late): training
+      // it could be wasted, so wait for the verifier to catch the chain up.
+      if (!state.tipKnown || state.verifying(phase, round)) {
+        await state.waitForChange(ROUND_POLL_MS * 10)
+        continue
+      }
       if (this.#options.train && (await state.store.rounds.get(localKey(round))) === undefined) {
         try {
           await this.#trainRound(round, phase, base)
@@ -139,7 +146,8 @@ export class TrainerLoop {
     let lossSum = 0
     let samples = 0
     for (let step = 1; step <= steps; step++) {
-      // The round may close without us (quorum reached) or we may be stopping: drop the work.
+      // The round may close without us (quorum reached, or we catch up on rounds closed while we
+      // were away) or we may be stopping: drop the work.
       if (state.stopping || state.checkpointAt(phase, round) !== undefined) {
         log.info({ round, phase, step }, 'local training abandoned')
         return
@@ -151,7 +159,18 @@ export class TrainerLoop {
       lossSum += result.lossMean
       samples += result.samples
     }
-    if (state.checkpointAt(phase, round) !== undefined) return
+    // Never publish into a closed round: if a checkpoint at or past it is being verified, wait for
+    // the outcome (an unverifiable one lets the work through; a verified one closes the round).
+    while (
+      !state.stopping &&
+      state.checkpointAt(phase, round) === undefined &&
+      !state.mayContribute(phase, round)
+    )
+      await state.waitForChange(ROUND_POLL_MS * 10)
+    if (state.stopping || state.checkpointAt(phase, round) !== undefined) {
+      log.info({ round, phase, step: steps }, 'local training abandoned')
+      return
+    }
     const lossMean = lossSum / steps
     const delta = pseudoGradient(baseWeights, await trainer.getWeights())
     const codec = roundsCfg.compression as Codec
@@ -238,7 +257,8 @@ export class TrainerLoop {
       loss: lossMean,
       bytes: payload.byteLength,
     })
-    await gossip.publishContribution(envelope)
+    // Never gossip into a closed round: the record stays (it is what we did), the message does not go out.
+    if (state.mayContribute(phase, round)) await gossip.publishContribution(envelope)
     state.changed()
   }
 }

@@ -9,6 +9,7 @@ import type { VerifiedManifest } from '../../protocol/manifest.ts'
 import type { VerifiedProvenance } from '../../protocol/provenance.ts'
 import { manifestEnd } from '../consent/book.ts'
 import { ignore, reject } from '../p2p/gossip-errors.ts'
+import { maxSamples } from './limits.ts'
 import type { ChainExclusions, RoundState } from './state.ts'
 import { genesisRound, lastRoundOf, phaseOfRound } from './schedule.ts'
 import { isRollbackShape } from './unlearning.ts'
@@ -48,6 +49,10 @@ export function validateContribution(
   // The codec is the charter's.
   if (JSON.stringify(p.codec) !== JSON.stringify(view.charter.rounds.compression))
     throw reject('SCHEMA', 'codec differs from the charter')
+  // Its weight rests on no more samples than the charter allows a round: inner steps x batch size.
+  const allowed = maxSamples(view.charter, p.phase)
+  if (p.samples > allowed)
+    throw reject('SAMPLES_OUT_OF_RANGE', `${p.samples} samples; the charter allows at most ${allowed}`)
   // Already accepted: a re-announcement. It is ACCEPTed again so gossipsub relays it to peers that
   // missed it (IGNORE would stop it here: a peer reachable only through us would never get it);
   // the handler drops it. The signature stage already proved it is the same signed statement.
@@ -124,9 +129,15 @@ export function validateCheckpoint(view: RoundView, verified: VerifiedProvenance
   // A re-announcement of what we adopted: ACCEPTed so it reaches peers behind us that missed it
   // (restarted or late peers catch up this way); the handler skips it.
   if (view.checkpointById(verified.digest) !== undefined) return
-  // Two different checkpoints for one round is a publisher equivocating: keep the first.
-  if (view.checkpointAt(p.phase, p.round) !== undefined)
-    throw reject('CONFLICT', `another checkpoint for ${p.phase} round ${p.round} is adopted`)
+  // Two different checkpoints for one round is a publisher equivocating: the first adopted wins.
+  // Not the relay's fault (it may not have adopted either yet), so IGNORE; the signers are
+  // charged and the evidence kept after validation (gossip.ts, verifier.ts).
+  const adopted = view.checkpointAt(p.phase, p.round)
+  if (adopted !== undefined)
+    throw ignore('EQUIVOCATION', `another checkpoint for ${p.phase} round ${p.round} is adopted`, {
+      adopted: adopted.id,
+      conflicting: verified.digest,
+    })
   // A genesis has no parent and no contributions; every other checkpoint has both, except a
   // rollback checkpoint under a rollback charter (a parent, its receipt, no contributions).
   const rollback = view.charter.onRevocation === 'rollback' && isRollbackShape(p, verified.files)

@@ -1,24 +1,48 @@
 // Checking and adopting the checkpoints other peers announce, one at a time in arrival order.
-// A genesis is adopted on the publisher's signature (nothing to recompute); a checkpoint whose
-// parent we hold is recomputed from its listed payloads and adopted only if the file digests
-// equal the signed ones; one whose parent we missed is adopted on signature and file digests.
+// A genesis is adopted on the publisher's signature (it has no inputs to recompute); every other
+// checkpoint is recomputed from its parent and its listed payloads and adopted only if the file
+// digests equal the signed ones. A peer that missed checkpoints (it restarted, or joined late)
+// walks the announced checkpoint's chain back to the last one it holds, fetching each missing
+// provenance envelope by the statement digest its child names (signatures verified, the digest
+// chain binding it to the announced one), and the autoencoder chain a U-Net checkpoint names,
+// then verifies and adopts them oldest first, each by recomputation. Nothing is adopted on a
+// signature alone except a genesis.
+//
+// Equivocation: a second, different checkpoint signed for a round that has one is kept as
+// evidence (both envelopes, durably), reported (log, event, status) and never adopted: the first
+// adopted wins. Since a checkpoint is adopted only once it verified, a checkpoint that verifies
+// beats one that arrived first but does not.
 import type { Logger } from 'pino'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
 import { EXCLUSION_DETAILS_MAX_BYTES } from '../../protocol/constants.ts'
 import { type ExclusionDetails, verifyExclusionDetails } from '../../protocol/exclusions.ts'
-import type { VerifiedProvenance } from '../../protocol/provenance.ts'
+import { envelopeBytes } from '../../protocol/dsse.ts'
+import { layoutOf } from '../../protocol/compression.ts'
+import { isProtocolError } from '../../protocol/errors.ts'
+import { verifyProvenance, type VerifiedProvenance } from '../../protocol/provenance.ts'
+import { PENALTY_EQUIVOCATION } from '../constants.ts'
+import { isGossipValidationError } from '../p2p/gossip-errors.ts'
 import type { CoopHost } from '../p2p/host.ts'
-import { STATEMENT_BLOB_MAX_BYTES } from './constants.ts'
+import {
+  EQUIVOCATION_EVIDENCE_PER_ROUND,
+  STATEMENT_BLOB_MAX_BYTES,
+  VERIFY_FAILURES_TRACKED,
+  VERIFY_RETRY_MAX_MS,
+  VERIFY_RETRY_MIN_MS,
+} from './constants.ts'
 import { RoundError } from './errors.ts'
 import type { Fetcher } from './fetcher.ts'
 import type { ConsentBook } from '../consent/book.ts'
 import { verifyRollbackCheckpoint } from './rollback-verify.ts'
 import { isRollbackShape } from './unlearning.ts'
+import { payloadLimit } from './limits.ts'
 import { computeCheckpoint, outerOptimizer, type ContributionPayload } from './recompute.ts'
+import type { CheckpointRecord } from './records.ts'
 import { signedFileDigests, type RoundState } from './state.ts'
 import { decodeTensors } from './tensors.ts'
+import { validateCheckpoint } from './validate.ts'
 
 export interface PendingCheckpoint {
   verified: VerifiedProvenance
@@ -39,6 +63,10 @@ export interface VerifierModules {
 export class Verifier {
   readonly #modules: VerifierModules
   #queue: Promise<void> = Promise.resolve()
+  /** Checkpoints waiting in the queue: the publisher re-announces its latest every few seconds, and one catch-up is enough. */
+  readonly #queued = new Set<string>()
+  /** Checkpoints that failed verification: when each may be tried again. */
+  readonly #failed = new Map<string, { pauseMs: number; retryAt: number }>()
 
   constructor(modules: VerifierModules) {
     this.#modules = modules
@@ -53,29 +81,235 @@ export class Verifier {
 
   enqueue(pending: PendingCheckpoint): void {
     const { state, log } = this.#modules
+    const id = pending.verified.digest
+    const p = pending.verified.predicate
+    if (this.#queued.has(id)) return
+    // One that failed is tried again only after a pause that doubles each time: a publisher
+    // re-announcing an unverifiable checkpoint cannot keep peers verifying (and waiting) forever.
+    const failed = this.#failed.get(id)
+    if (failed !== undefined && Date.now() < failed.retryAt) return
+    this.#queued.add(id)
+    // From now until it is settled, the round it closes may be closed: training waits (state.verifying).
+    const head = [{ phase: p.phase, round: p.round }]
+    state.beginVerifying(head)
     this.#queue = this.#queue
-      .then(() => this.#verifyAndAdopt(pending))
+      .then(async () => {
+        await this.#verifyAndAdopt(pending)
+        this.#failed.delete(id)
+      })
       .catch((err: unknown) => {
         const code = errorCode(err)
-        log.error({ err, code, checkpoint: pending.verified.digest }, 'checkpoint rejected')
-        state.events.emit('checkpointRejected', { checkpoint: pending.verified.digest, code })
+        log.error({ err, code, checkpoint: id }, 'checkpoint rejected')
+        state.events.emit('checkpointRejected', { checkpoint: id, code })
+        this.#rememberFailure(id)
+      })
+      .finally(() => {
+        this.#queued.delete(id)
+        state.endVerifying(head)
       })
   }
 
+  #rememberFailure(id: string): void {
+    const previous = this.#failed.get(id)
+    const pauseMs = Math.min(
+      previous === undefined ? VERIFY_RETRY_MIN_MS : previous.pauseMs * 2,
+      VERIFY_RETRY_MAX_MS,
+    )
+    this.#failed.delete(id)
+    this.#failed.set(id, { pauseMs, retryAt: Date.now() + pauseMs })
+    // Oldest first (insertion order): a flood of distinct forgeries cannot grow this without bound.
+    if (this.#failed.size > VERIFY_FAILURES_TRACKED)
+      this.#failed.delete(this.#failed.keys().next().value as string)
+  }
+
+  /**
+   * Evidence of equivocation: `conflicting` is validly signed for a round that already has
+   * `adopted`. Both envelopes are kept (a bounded number per round), the signers are charged
+   * (never the relay, which may not have adopted either yet), and it is reported.
+   */
+  async recordEquivocation(adopted: CheckpointRecord, conflicting: PendingCheckpoint): Promise<void> {
+    const { state, host, log } = this.#modules
+    const { verified, envelope, from } = conflicting
+    const p = verified.predicate
+    if (adopted.id === verified.digest || state.evidence.hasEquivocation(p.phase, p.round, verified.digest))
+      return
+    for (const signer of verified.signers) host.penalize(signer, 'EQUIVOCATION', PENALTY_EQUIVOCATION)
+    if (state.evidence.equivocationCount(p.phase, p.round) >= EQUIVOCATION_EVIDENCE_PER_ROUND) return
+    const conflictingEnvelope = await state.store.putBlob(envelopeBytes(envelope))
+    await state.evidence.recordEquivocation({
+      phase: p.phase,
+      round: p.round,
+      adopted: adopted.id,
+      adoptedEnvelope: adopted.envelope,
+      conflicting: verified.digest,
+      conflictingEnvelope,
+      signers: verified.signers,
+      from,
+      seenAt: new Date().toISOString(),
+    })
+    log.error(
+      {
+        round: p.round,
+        phase: p.phase,
+        adopted: adopted.id,
+        conflicting: verified.digest,
+        signers: verified.signers,
+      },
+      'checkpoint equivocation',
+    )
+    state.events.emit('equivocation', {
+      round: p.round,
+      phase: p.phase,
+      adopted: adopted.id,
+      conflicting: verified.digest,
+      signers: verified.signers,
+    })
+    state.changed()
+  }
+
   async #verifyAndAdopt(pending: PendingCheckpoint): Promise<void> {
+    const { state } = this.#modules
+    const p = pending.verified.predicate
+    if (state.checkpointById(pending.verified.digest) !== undefined || state.stopping) return
+    const existing = state.checkpointAt(p.phase, p.round)
+    if (existing !== undefined) {
+      await this.recordEquivocation(existing, pending)
+      return
+    }
+    const chain = await this.#missingChain(pending)
+    const links = chain.map((l) => ({ phase: l.verified.predicate.phase, round: l.verified.predicate.round }))
+    state.beginVerifying(links)
+    try {
+      // Oldest first: every link's parent is adopted (or it is a genesis) when its turn comes.
+      for (const link of chain) {
+        if (state.stopping) return
+        await this.#adoptOne(link)
+      }
+    } finally {
+      state.endVerifying(links)
+    }
+  }
+
+  /**
+   * The chain from the last checkpoint this node holds to `head`, oldest first, `head` last.
+   * Each missing parent is fetched as a provenance envelope by the statement digest its child
+   * names, its signatures verified against the charter; a U-Net chain also brings the
+   * cooperative autoencoder chain its components name. Bounded by the charter's rounds.
+   */
+  async #missingChain(head: PendingCheckpoint): Promise<PendingCheckpoint[]> {
+    const { state } = this.#modules
+    const chain: PendingCheckpoint[] = [head]
+    const seen = new Set<string>([head.verified.digest])
+    let current = head
+    for (;;) {
+      const parent = current.verified.predicate.parent
+      if (parent === null || state.checkpointById(parent.provenance) !== undefined) break
+      if (seen.has(parent.provenance) || chain.length > state.plan.total + 2)
+        throw new RoundError('MISSING_PARENT', 'the announced chain loops or outgrows the charter')
+      const link = await this.#fetchLink(parent.provenance, head)
+      const lp = link.verified.predicate
+      // A parent is the previous round of the same phase (a rollback's: an earlier round of it).
+      const rolledBack = isRollbackShape(current.verified.predicate, current.verified.files)
+      if (
+        lp.phase !== current.verified.predicate.phase ||
+        (rolledBack
+          ? lp.round >= current.verified.predicate.round
+          : lp.round !== current.verified.predicate.round - 1)
+      )
+        throw new RoundError(
+          'MISSING_PARENT',
+          `the parent of ${lp.phase} round ${lp.round + 1} is out of sequence`,
+        )
+      seen.add(link.verified.digest)
+      chain.unshift(link)
+      current = link
+    }
+    // The U-Net phase depends on the cooperative autoencoder chain its checkpoints name.
+    const oldest = chain[0] as PendingCheckpoint
+    const component = oldest.verified.predicate.components.find((c) => c.role === 'autoencoder')
+    if (
+      oldest.verified.predicate.phase === 'unet' &&
+      component !== undefined &&
+      state.charter.phases.autoencoder.mode === 'cooperative' &&
+      state.checkpointById(component.provenance) === undefined
+    ) {
+      const ae = await this.#fetchLink(component.provenance, head)
+      if (ae.verified.predicate.phase !== 'autoencoder')
+        throw new RoundError(
+          'MISSING_PARENT',
+          'a U-Net checkpoint names a component that is not an autoencoder',
+        )
+      if (state.checkpointById(ae.verified.digest) === undefined)
+        chain.unshift(...(await this.#missingChain(ae)))
+    }
+    return chain
+  }
+
+  /** A checkpoint this node does not hold, by its statement digest: envelope fetched, signatures verified. */
+  async #fetchLink(statementDigest: string, head: PendingCheckpoint): Promise<PendingCheckpoint> {
+    const { state, fetcher } = this.#modules
+    const providers = [head.from, ...head.verified.signers]
+    const bytes = await fetcher.envelope(statementDigest, providers)
+    if (bytes.byteLength > STATEMENT_BLOB_MAX_BYTES)
+      throw new RoundError('MISSING_PARENT', `the envelope of ${statementDigest} is too large`)
+    let verified: VerifiedProvenance
+    try {
+      verified = verifyProvenance(bytes, {
+        publishers: state.charter.publishers,
+        threshold: state.charter.threshold,
+        coopId: state.coopId,
+      })
+    } catch (err) {
+      if (isProtocolError(err))
+        throw new RoundError(
+          'BAD_SIGNATURE',
+          `the provenance of ${statementDigest} does not verify: ${err.code}`,
+          {
+            cause: err,
+          },
+        )
+      throw err
+    }
+    // The digest chain: the envelope carries exactly the statement its child named.
+    if (verified.digest !== statementDigest)
+      throw new RoundError('MISSING_PARENT', `fetched provenance is not ${statementDigest}`)
+    const envelope = JSON.parse(new TextDecoder().decode(bytes)) as DsseEnvelope
+    return { verified, envelope, from: head.from }
+  }
+
+  /** Verifies one checkpoint whose parent is adopted (or a genesis) and adopts it. */
+  async #adoptOne(pending: PendingCheckpoint): Promise<void> {
     const { state, fetcher, host, log } = this.#modules
     const { verified, envelope, from } = pending
     const p = verified.predicate
-    if (state.checkpointById(verified.digest) !== undefined || state.stopping) return
-    if (state.checkpointAt(p.phase, p.round) !== undefined) return
+    if (state.checkpointById(verified.digest) !== undefined) return
+    const existing = state.checkpointAt(p.phase, p.round)
+    if (existing !== undefined) {
+      // The announced chain forks from ours below its head: ours stays (first adopted wins).
+      await this.recordEquivocation(existing, pending)
+      throw new RoundError(
+        'MISSING_PARENT',
+        `the announced chain forks from ours at ${p.phase} round ${p.round}`,
+      )
+    }
+    try {
+      validateCheckpoint(state, verified)
+    } catch (err) {
+      if (isGossipValidationError(err))
+        throw new RoundError('BAD_CHECKPOINT', `${err.code}: ${err.message}`, { cause: err })
+      throw err
+    }
     const files = signedFileDigests(verified)
     const config = state.configBytes(p.phase, p.round, p.components)
+    const providers = [from, ...verified.signers]
     // What the checkpoint excludes, checked against the summary it signs before anything is adopted.
     const exclusions = await this.#exclusions(pending)
     if (p.parent === null) {
       // Genesis: nothing to recompute; the publisher's signature vouches for the initial weights.
-      const model = await fetcher.requireBlob(files.model, [from, ...verified.signers])
-      const momentum = await fetcher.requireBlob(files.momentum, [from, ...verified.signers])
+      const model = await fetcher.requireBlob(files.model, providers)
+      const momentum = await fetcher.requireBlob(files.momentum, providers)
+      if (sha256Digest(model) !== files.model || sha256Digest(momentum) !== files.momentum)
+        throw new RoundError('FILE_DIGEST_MISMATCH', 'genesis files do not match their signed digests')
       if (sha256Digest(config) !== files.config)
         throw new RoundError(
           'FILE_DIGEST_MISMATCH',
@@ -100,42 +334,37 @@ export class Verifier {
       return
     }
     const parent = state.checkpointById(p.parent.provenance)
-    if (parent === undefined) {
-      // We missed the parent (joined late or were down): take the publisher's word for this
-      // one, with its files checked against the signed digests, and recompute from here on.
-      const model = await fetcher.requireBlob(files.model, [from, ...verified.signers])
-      const momentum = await fetcher.requireBlob(files.momentum, [from, ...verified.signers])
-      if (sha256Digest(config) !== files.config)
-        throw new RoundError('FILE_DIGEST_MISMATCH', 'config.json differs from ours')
-      log.warn(
-        { round: p.round, phase: p.phase, checkpoint: verified.digest },
-        'parent checkpoint unknown; adopted on signature and file digests',
-      )
-      await state.adopt(verified, envelope, { model, momentum, config }, 'signature', exclusions)
-      return
-    }
+    if (parent === undefined)
+      throw new RoundError('MISSING_PARENT', `parent ${p.parent.provenance} is not adopted`)
     const started = performance.now()
+    const parentWeights = decodeTensors(await fetcher.requireBlob(parent.files.model, []))
+    const parentMomentum = decodeTensors(await fetcher.requireBlob(parent.files.momentum, []))
+    // No payload larger than this model and codec produce is fetched or decoded.
+    const maxBytes = payloadLimit(state.charter, layoutOf(parentWeights))
     // The publisher that signed the checkpoint holds every payload it aggregated: ask it first, all in parallel.
     const payloads: ContributionPayload[] = await Promise.all(
       p.contributions.map(async (c) => {
-        const providers = [from, ...verified.signers, c.contributor]
+        const holders = [...providers, c.contributor]
         return {
           payloadDigest: c.delta,
-          samples: await this.#samplesOf(c.statement, p.round, providers),
-          payload: await fetcher.payload(c.delta, providers),
+          samples: await this.#samplesOf(c.statement, p.round, holders),
+          payload: await fetcher.payload(c.delta, holders, maxBytes),
         }
       }),
     )
-    const parentWeights = decodeTensors(await fetcher.requireBlob(parent.files.model, []))
-    const parentMomentum = decodeTensors(await fetcher.requireBlob(parent.files.momentum, []))
-    const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, outerOptimizer(state.charter))
+    const computed = computeCheckpoint(
+      parentWeights,
+      parentMomentum,
+      payloads,
+      outerOptimizer(state.charter, p.phase, p.round),
+    )
     // Bit-exact check: the recomputed files must hash to what the publisher signed.
     if (
       computed.modelDigest !== files.model ||
       computed.momentumDigest !== files.momentum ||
       sha256Digest(config) !== files.config
     ) {
-      host.penalize(from, 'CONFLICT')
+      for (const signer of verified.signers) host.penalize(signer, 'CONFLICT')
       throw new RoundError(
         'RECOMPUTE_MISMATCH',
         `recomputed ${p.phase} round ${p.round} does not match the signed file digests`,

@@ -15,12 +15,14 @@
 //   5. both models are scored on the same held-out images by the same evaluation session.
 import type { Aggregator } from '../../protocol/aggregation.ts'
 import { aggregateDeltas, formatAggregator, outerStep } from '../../protocol/aggregation.ts'
+import { formatOuterSchedule, outerLrAt, type OuterSchedule } from '../../protocol/outer-schedule.ts'
 import type { Codec, NamedTensor } from '../../protocol/compression.ts'
 import {
   bytesPerRoundDense,
   compressDelta,
   decompressDelta,
   formatCodec,
+  layoutOf,
 } from '../../protocol/compression.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { decodeSafetensors, encodeSafetensors } from '../../protocol/safetensors.ts'
@@ -66,6 +68,8 @@ export interface SimulationOptions {
   seed: number
   outerLr: number
   outerMomentum: number
+  /** The charter's `rounds.outerSchedule` (protocol/outer-schedule.ts); absent: outerLr every round. */
+  outerSchedule?: OuterSchedule
   dataset: ImageDataset
   /** Where the data came from, for results.json (a path or 'twemoji'). */
   dataSource: string
@@ -148,6 +152,8 @@ export interface SimulationResult {
     seed: number
     outerLr: number
     outerMomentum: number
+    /** 'constant' or 'warmup:<W>,final:<f>' (protocol/outer-schedule.ts). */
+    outerSchedule: string
     batchSize: number
     evalItems: number
     baseline: BaselineMode
@@ -493,12 +499,16 @@ export async function runSimulation(
           contributions.push({
             digest: sha256Digest(payload),
             samples,
-            delta: decompressDelta(decodeSafetensors(payload).tensors, weights),
+            delta: decompressDelta(decodeSafetensors(payload).tensors, layoutOf(weights), options.codec),
           })
         }
-        const aggregated = aggregateDeltas(contributions, options.aggregator)
+        // The round engine's weight cap (node/round/limits.ts maxSamples): inner steps x batch size.
+        const aggregated = aggregateDeltas(contributions, options.aggregator, {
+          maxSamples: innerSteps * batchSize,
+        })
         const next = outerStep(weights, momentum, aggregated, {
-          lr: options.outerLr,
+          // The lr a real node's publisher uses for this round of a phase of options.rounds rounds.
+          lr: outerLrAt(options.outerLr, options.outerSchedule, round, options.rounds),
           momentum: options.outerMomentum,
         })
         checkFinite(next.weights, 'the outer step')
@@ -578,6 +588,7 @@ export async function runSimulation(
         seed: options.seed,
         outerLr: options.outerLr,
         outerMomentum: options.outerMomentum,
+        outerSchedule: formatOuterSchedule(options.outerSchedule),
         batchSize,
         evalItems: evaluation.length,
         baseline: baselineMode,

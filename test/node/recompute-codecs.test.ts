@@ -32,17 +32,28 @@ describe('top-k 2-bit contributions in the round engine', () => {
       const bytes = encodeSafetensors(compressDelta(pseudoGradient(parent, model(seed)), codec).entries)
       return { payloadDigest: sha256Digest(bytes), samples: 32, payload: bytes }
     })
-    const outer = { aggregator: { kind: 'mean' as const }, outerLr: 0.7, outerMomentum: 0.9 }
+    const outer = {
+      aggregator: { kind: 'mean' as const },
+      outerLr: 0.7,
+      outerMomentum: 0.9,
+      codec,
+      maxSamples: 64,
+    }
     const result = computeCheckpoint(parent, zerosLike(parent), payloads, outer)
     const deltas = payloads.map((p) => ({
       digest: p.payloadDigest,
       samples: p.samples,
-      delta: decompressDelta(decodeSafetensors(p.payload).tensors, parent),
+      delta: decompressDelta(decodeSafetensors(p.payload).tensors, parent, codec),
     }))
-    const expected = outerStep(parent, undefined, aggregateDeltas(deltas, outer.aggregator), {
-      lr: 0.7,
-      momentum: 0.9,
-    })
+    const expected = outerStep(
+      parent,
+      undefined,
+      aggregateDeltas(deltas, outer.aggregator, { maxSamples: 64 }),
+      {
+        lr: 0.7,
+        momentum: 0.9,
+      },
+    )
     expect(result.weights.map((t) => Array.from(t.data))).toEqual(
       expected.weights.map((t) => Array.from(t.data)),
     )
@@ -63,6 +74,8 @@ describe('top-k 2-bit contributions in the round engine', () => {
           aggregator: { kind: 'mean' },
           outerLr: 0.7,
           outerMomentum: 0.9,
+          codec,
+          maxSamples: 64,
         },
       ),
     ).toThrow(/elements in the payload/)

@@ -44,7 +44,13 @@ function payload(delta: NamedTensor[], samples: number): ContributionPayload {
   return { payloadDigest: sha256Digest(bytes), samples, payload: bytes }
 }
 
-const OUTER = { aggregator: { kind: 'mean' as const }, outerLr: 0.7, outerMomentum: 0.9 }
+const OUTER = {
+  aggregator: { kind: 'mean' as const },
+  outerLr: 0.7,
+  outerMomentum: 0.9,
+  codec: { kind: 'int8' as const },
+  maxSamples: 32,
+}
 
 describe('computeCheckpoint', () => {
   const parent = tensors(1)
@@ -78,14 +84,26 @@ describe('computeCheckpoint', () => {
 
   it('moves the weights against the mean pseudo-gradient on the first round (no momentum yet)', () => {
     const one = [payload(pseudoGradient(parent, tensors(2)), 8)]
-    const result = computeCheckpoint(parent, momentum, one, {
-      aggregator: { kind: 'mean' },
-      outerLr: 1,
-      outerMomentum: 0,
-    })
+    const result = computeCheckpoint(parent, momentum, one, { ...OUTER, outerLr: 1, outerMomentum: 0 })
     // With lr 1 and no momentum, the new weights are the parent minus the (int8-rounded) delta: close to the local weights.
     const local = tensors(2)
     result.weights.forEach((t, i) => t.data.forEach((v, k) => expect(v).toBeCloseTo(local[i]!.data[k]!, 2)))
+  })
+
+  it('caps a contribution’s weight at the charter’s samples: claiming more buys nothing', () => {
+    const capped = computeCheckpoint(
+      parent,
+      momentum,
+      [contributions[0]!, { ...contributions[1]!, samples: 32 }],
+      OUTER,
+    )
+    const inflated = computeCheckpoint(
+      parent,
+      momentum,
+      [contributions[0]!, { ...contributions[1]!, samples: 1_000_000 }],
+      OUTER,
+    )
+    expect(inflated.modelDigest).toBe(capped.modelDigest)
   })
 
   it('refuses a payload whose bytes do not match its digest, a duplicate, an empty set, or a foreign layout', () => {
@@ -103,8 +121,19 @@ describe('computeCheckpoint', () => {
     )
     const foreign = payload([{ name: 'other', shape: [2], data: new Float32Array(2) }], 4)
     expect(() => computeCheckpoint(parent, momentum, [foreign], OUTER)).toThrow(
-      expect.objectContaining({ code: 'BAD_CHECKPOINT' }),
+      expect.objectContaining({ code: 'LAYOUT_MISMATCH' }),
     )
+    const otherCodec = encodeSafetensors(
+      compressDelta(pseudoGradient(parent, tensors(2)), { kind: 'none' }).entries,
+    )
+    expect(() =>
+      computeCheckpoint(
+        parent,
+        momentum,
+        [{ payloadDigest: sha256Digest(otherCodec), samples: 1, payload: otherCodec }],
+        OUTER,
+      ),
+    ).toThrow(expect.objectContaining({ code: 'LAYOUT_MISMATCH' }))
     const nonFinite = encodeTensors(parent.map((t) => ({ ...t, data: t.data.map(() => Number.NaN) })))
     expect(() =>
       computeCheckpoint(

@@ -52,11 +52,32 @@ function tensor(result: NamedTensor[], name: string): Float32Array {
   return result.find((t) => t.name === name)!.data
 }
 
+/** No weight cap: the tests of the weighting itself. */
+const NO_CAP = { maxSamples: Number.MAX_SAFE_INTEGER }
+
 describe('aggregateDeltas', () => {
+  it('caps each weight at maxSamples: an inflated sample count weighs as an honest full round', () => {
+    fc.assert(
+      fc.property(contributionsArb(2, 5), fc.integer({ min: 1, max: 64 }), (contributions, cap) => {
+        const inflated = contributions.map((c, i) =>
+          i === 0 ? { ...c, samples: c.samples * 1000 + cap } : c,
+        )
+        const capped = contributions.map((c, i) => (i === 0 ? { ...c, samples: cap } : c))
+        const clampedRest = (list: typeof contributions) =>
+          list.map((c) => ({ ...c, samples: Math.min(c.samples, cap) }))
+        for (const aggregator of [{ kind: 'mean' as const }, { kind: 'clip' as const, norm: 1 }]) {
+          const a = aggregateDeltas(inflated, aggregator, { maxSamples: cap })
+          const b = aggregateDeltas(clampedRest(capped), aggregator, NO_CAP)
+          expect(bytesOf(a).equals(bytesOf(b))).toBe(true)
+        }
+      }),
+    )
+  })
+
   it('mean equals the sample-weighted average', () => {
     fc.assert(
       fc.property(contributionsArb(1, 6), (contributions) => {
-        const result = aggregateDeltas(contributions, { kind: 'mean' })
+        const result = aggregateDeltas(contributions, { kind: 'mean' }, NO_CAP)
         const total = contributions.reduce((s, c) => s + c.samples, 0)
         for (const name of Object.keys(SHAPES)) {
           const got = tensor(result, name)
@@ -78,8 +99,8 @@ describe('aggregateDeltas', () => {
           .sort((a, b) => a.key - b.key)
           .map((x) => x.c)
         expect(
-          bytesOf(aggregateDeltas(shuffled, aggregator)).equals(
-            bytesOf(aggregateDeltas(contributions, aggregator)),
+          bytesOf(aggregateDeltas(shuffled, aggregator, NO_CAP)).equals(
+            bytesOf(aggregateDeltas(contributions, aggregator, NO_CAP)),
           ),
         ).toBe(true)
       }),
@@ -102,7 +123,7 @@ describe('aggregateDeltas', () => {
             { kind: 'median' },
             { kind: 'trimmed', fraction: 0.25 },
           ] as Aggregator[]) {
-            const result = aggregateDeltas(attacked, aggregator)
+            const result = aggregateDeltas(attacked, aggregator, NO_CAP)
             for (const name of Object.keys(SHAPES)) {
               const got = tensor(result, name)
               for (let i = 0; i < got.length; i++) {
@@ -124,9 +145,9 @@ describe('aggregateDeltas', () => {
     const attacked = honest.map((c, i) =>
       i === 3 ? { ...c, delta: [{ name: 'w', shape: [1], data: new Float32Array([4 * 50]) }] } : c,
     )
-    expect(aggregateDeltas(attacked, { kind: 'mean' })[0]!.data[0]).toBe(51.5)
-    expect(aggregateDeltas(attacked, { kind: 'median' })[0]!.data[0]).toBe(2.5)
-    expect(aggregateDeltas(attacked, { kind: 'trimmed', fraction: 0.25 })[0]!.data[0]).toBe(2.5)
+    expect(aggregateDeltas(attacked, { kind: 'mean' }, NO_CAP)[0]!.data[0]).toBe(51.5)
+    expect(aggregateDeltas(attacked, { kind: 'median' }, NO_CAP)[0]!.data[0]).toBe(2.5)
+    expect(aggregateDeltas(attacked, { kind: 'trimmed', fraction: 0.25 }, NO_CAP)[0]!.data[0]).toBe(2.5)
   })
 
   it('norm clipping bounds every contribution to the clip norm before the weighted mean', () => {
@@ -135,13 +156,13 @@ describe('aggregateDeltas', () => {
         contributionsArb(1, 6),
         fc.double({ min: 0.1, max: 50, noNaN: true }),
         (contributions, norm) => {
-          const result = aggregateDeltas(contributions, { kind: 'clip', norm })
+          const result = aggregateDeltas(contributions, { kind: 'clip', norm }, NO_CAP)
           // The weighted mean of vectors of norm <= clip has norm <= clip.
           expect(deltaNorm(result)).toBeLessThanOrEqual(norm * (1 + 1e-6))
           if (contributions.every((c) => deltaNorm(c.delta) <= norm))
-            expect(bytesOf(result).equals(bytesOf(aggregateDeltas(contributions, { kind: 'mean' })))).toBe(
-              true,
-            )
+            expect(
+              bytesOf(result).equals(bytesOf(aggregateDeltas(contributions, { kind: 'mean' }, NO_CAP))),
+            ).toBe(true)
         },
       ),
     )
@@ -152,7 +173,7 @@ describe('aggregateDeltas', () => {
         delta: [{ name: 'w', shape: [2], data: new Float32Array([30, 40]) }],
       },
     ]
-    expect(Array.from(aggregateDeltas(one, { kind: 'clip', norm: 5 })[0]!.data)).toEqual([3, 4])
+    expect(Array.from(aggregateDeltas(one, { kind: 'clip', norm: 5 }, NO_CAP)[0]!.data)).toEqual([3, 4])
   })
 
   it('median takes the middle of an odd count and the mean of the two middles of an even count', () => {
@@ -162,17 +183,17 @@ describe('aggregateDeltas', () => {
         samples: i + 1,
         delta: [{ name: 'w', shape: [1], data: new Float32Array([v]) }],
       }))
-    expect(aggregateDeltas(make([5, -1, 3]), { kind: 'median' })[0]!.data[0]).toBe(3)
-    expect(aggregateDeltas(make([5, -1, 3, 10]), { kind: 'median' })[0]!.data[0]).toBe(4)
+    expect(aggregateDeltas(make([5, -1, 3]), { kind: 'median' }, NO_CAP)[0]!.data[0]).toBe(3)
+    expect(aggregateDeltas(make([5, -1, 3, 10]), { kind: 'median' }, NO_CAP)[0]!.data[0]).toBe(4)
     // trimmed 0.2 of 5 values drops one each side.
-    expect(aggregateDeltas(make([100, 1, 2, 3, -100]), { kind: 'trimmed', fraction: 0.2 })[0]!.data[0]).toBe(
-      2,
-    )
+    expect(
+      aggregateDeltas(make([100, 1, 2, 3, -100]), { kind: 'trimmed', fraction: 0.2 }, NO_CAP)[0]!.data[0],
+    ).toBe(2)
   })
 
   it('rejects empty, duplicate, inconsistent and non-finite contributions', () => {
     const w = (data: number[], name = 'w') => [{ name, shape: [data.length], data: Float32Array.from(data) }]
-    expectCode(() => aggregateDeltas([], { kind: 'mean' }), 'SCHEMA')
+    expectCode(() => aggregateDeltas([], { kind: 'mean' }, NO_CAP), 'SCHEMA')
     expectCode(
       () =>
         aggregateDeltas(
@@ -181,11 +202,12 @@ describe('aggregateDeltas', () => {
             { digest: digestOf(1), samples: 1, delta: w([1]) },
           ],
           { kind: 'mean' },
+          NO_CAP,
         ),
       'SCHEMA',
     )
     expectCode(
-      () => aggregateDeltas([{ digest: digestOf(1), samples: 0, delta: w([1]) }], { kind: 'mean' }),
+      () => aggregateDeltas([{ digest: digestOf(1), samples: 0, delta: w([1]) }], { kind: 'mean' }, NO_CAP),
       'SCHEMA',
     )
     expectCode(
@@ -196,6 +218,7 @@ describe('aggregateDeltas', () => {
             { digest: digestOf(2), samples: 1, delta: w([1, 2]) },
           ],
           { kind: 'mean' },
+          NO_CAP,
         ),
       'SCHEMA',
     )
@@ -207,24 +230,38 @@ describe('aggregateDeltas', () => {
             { digest: digestOf(2), samples: 1, delta: w([1], 'v') },
           ],
           { kind: 'mean' },
+          NO_CAP,
         ),
       'SCHEMA',
     )
     expectCode(
       () =>
-        aggregateDeltas([{ digest: digestOf(1), samples: 1, delta: w([Number.NaN]) }], { kind: 'median' }),
+        aggregateDeltas(
+          [{ digest: digestOf(1), samples: 1, delta: w([Number.NaN]) }],
+          { kind: 'median' },
+          NO_CAP,
+        ),
       'SCHEMA',
     )
     expectCode(
       () =>
-        aggregateDeltas([{ digest: digestOf(1), samples: 1, delta: w([1]) }], {
-          kind: 'trimmed',
-          fraction: 0.5,
-        }),
+        aggregateDeltas(
+          [{ digest: digestOf(1), samples: 1, delta: w([1]) }],
+          {
+            kind: 'trimmed',
+            fraction: 0.5,
+          },
+          NO_CAP,
+        ),
       'SCHEMA',
     )
     expectCode(
-      () => aggregateDeltas([{ digest: digestOf(1), samples: 1, delta: w([1]) }], { kind: 'clip', norm: 0 }),
+      () =>
+        aggregateDeltas(
+          [{ digest: digestOf(1), samples: 1, delta: w([1]) }],
+          { kind: 'clip', norm: 0 },
+          NO_CAP,
+        ),
       'SCHEMA',
     )
   })

@@ -3,11 +3,16 @@ import { describe, expect, it } from 'vitest'
 import { expectCode } from './expect-code.ts'
 import {
   bytesPerRoundDense,
+  carriedRms,
+  type Codec,
   compressDelta,
   decompressDelta,
   int8Scale,
+  layoutOf,
   type NamedTensor,
   parseCodec,
+  payloadMaxBytes,
+  type TensorLayout,
   TOPK_CHUNK,
   topkCount,
 } from '../../protocol/compression.ts'
@@ -33,7 +38,7 @@ const deltaArb: fc.Arbitrary<NamedTensor[]> = fc
   )
 
 /** Through real safetensors bytes, as a peer receives it (with the model layout, as a peer holds it). */
-function roundTrip(entries: TensorEntry[], layout?: NamedTensor[]): NamedTensor[] {
+function roundTrip(entries: TensorEntry[], layout: readonly TensorLayout[]): NamedTensor[] {
   return decompressDelta(decodeSafetensors(encodeSafetensors(entries)).tensors, layout)
 }
 
@@ -42,7 +47,7 @@ describe('compressDelta / decompressDelta', () => {
     fc.assert(
       fc.property(deltaArb, (delta) => {
         const { entries, residual } = compressDelta(delta, { kind: 'none' })
-        const back = roundTrip(entries)
+        const back = roundTrip(entries, layoutOf(delta))
         const byName = new Map(delta.map((t) => [t.name, t]))
         for (const t of back) expect(Array.from(t.data)).toEqual(Array.from(byName.get(t.name)!.data))
         for (const r of residual) expect(r.data.every((v) => v === 0)).toBe(true)
@@ -59,7 +64,7 @@ describe('compressDelta / decompressDelta', () => {
             .filter((e) => e.name.endsWith('.scale') && e.dtype === 'F32')
             .map((e) => [e.name.slice(0, -6), e.data[0] as number]),
         )
-        const back = roundTrip(entries)
+        const back = roundTrip(entries, layoutOf(delta))
         for (const t of back) {
           const original = delta.find((d) => d.name === t.name)!
           const scale = scales.get(t.name)!
@@ -100,12 +105,19 @@ describe('compressDelta / decompressDelta', () => {
     expect(q.slice(0, 2)).toEqual([127, -127])
     expect(q[2]).toBe(-q[3]!)
     expect(Math.abs(q[2]! - 63.5)).toBe(0.5)
-    expect(Array.from(roundTrip(entries).find((t) => t.name === 'z')!.data)).toEqual([0, 0])
+    expect(
+      Array.from(
+        roundTrip(entries, [
+          { name: 'w', shape: [4] },
+          { name: 'z', shape: [2] },
+        ]).find((t) => t.name === 'z')!.data,
+      ),
+    ).toEqual([0, 0])
     // A subnormal tensor still survives: its scale is rounded up, never to zero.
     const tiny = compressDelta([{ name: 't', shape: [1], data: new Float32Array([2 ** -149]) }], {
       kind: 'int8',
     }).entries
-    expect(roundTrip(tiny)[0]!.data[0]).toBe(2 ** -149)
+    expect(roundTrip(tiny, [{ name: 't', shape: [1] }])[0]!.data[0]).toBe(2 ** -149)
   })
 
   it('top-k with error feedback conserves mass: sent + new residual = input + old residual', () => {
@@ -121,7 +133,7 @@ describe('compressDelta / decompressDelta', () => {
             data: t.data.map((_, i) => Math.fround(Math.sin(seed + i) * 10)),
           }))
           const { entries, residual } = compressDelta(delta, { kind: 'topk', fraction }, oldResidual)
-          const sent = roundTrip(entries)
+          const sent = roundTrip(entries, layoutOf(delta))
           for (const t of sent) {
             const input = delta.find((d) => d.name === t.name)!
             const old = oldResidual.find((d) => d.name === t.name)!
@@ -155,7 +167,9 @@ describe('compressDelta / decompressDelta', () => {
       { kind: 'topk', fraction: 0.1 },
       residual,
     )
-    expect(Array.from(roundTrip(next.entries)[0]!.data)).toEqual([0, 0, 0, 2, 0, 0])
+    expect(Array.from(roundTrip(next.entries, [{ name: 'w', shape: [2, 3] }])[0]!.data)).toEqual([
+      0, 0, 0, 2, 0, 0,
+    ])
   })
 
   it('top-k 2-bit conserves mass with error feedback and keeps k per chunk of 256', () => {
@@ -250,11 +264,10 @@ describe('compressDelta / decompressDelta', () => {
       3.5,
       -Math.fround(1.1),
     ])
-    expect(() => roundTrip(entries)).toThrow(/model layout/)
-    expectCode(() => roundTrip(entries, [delta[0]!]), 'SCHEMA')
+    expectCode(() => roundTrip(entries, [delta[0]!]), 'LAYOUT_MISMATCH')
     expectCode(
       () => roundTrip(entries, [delta[0]!, { name: 'b', shape: [3], data: new Float32Array(3) }]),
-      'SCHEMA',
+      'LAYOUT_MISMATCH',
     )
   })
 
@@ -344,41 +357,94 @@ describe('compressDelta / decompressDelta', () => {
               : Uint16Array.from(values)
     return { name, dtype, shape, data }
   }
-  const malformed: [string, TensorEntry[], string][] = [
-    ['int8 without its scale', [entry('w', 'I8', [2], [1, 2])], 'SCHEMA'],
+  // [what, entries, the model's shape of tensor 'w', the charter's codec (optional), code]
+  const malformed: [string, TensorEntry[], number[], Codec | undefined, string][] = [
+    ['int8 without its scale', [entry('w', 'I8', [2], [1, 2])], [2], undefined, 'LAYOUT_MISMATCH'],
     [
       'int8 scale with two values',
       [entry('w', 'I8', [2], [1, 2]), entry('w.scale', 'F32', [2], [1, 1])],
+      [2],
+      undefined,
+      'LAYOUT_MISMATCH',
+    ],
+    [
+      'int8 negative scale',
+      [entry('w', 'I8', [2], [1, 2]), entry('w.scale', 'F32', [1], [-1])],
+      [2],
+      undefined,
       'SCHEMA',
     ],
-    ['int8 negative scale', [entry('w', 'I8', [2], [1, 2]), entry('w.scale', 'F32', [1], [-1])], 'SCHEMA'],
     [
       'int8 infinite scale',
       [entry('w', 'I8', [2], [1, 2]), entry('w.scale', 'F32', [1], [Infinity])],
+      [2],
+      undefined,
       'SCHEMA',
     ],
     [
       'int8 -128 outside the symmetric range',
       [entry('w', 'I8', [2], [-128, 2]), entry('w.scale', 'F32', [1], [1])],
+      [2],
+      undefined,
       'SCHEMA',
     ],
     [
       'int8 with a stray F32 entry',
       [entry('w', 'I8', [1], [1]), entry('w.scale', 'F32', [1], [1]), entry('x', 'F32', [1], [1])],
-      'SCHEMA',
+      [1],
+      undefined,
+      'LAYOUT_MISMATCH',
     ],
-    ['dense with a non-finite value', [entry('w', 'F32', [2], [1, NaN])], 'SCHEMA'],
-    ['dense with an F16 entry', [entry('w', 'F16', [1], [0])], 'SCHEMA'],
-    ['top-k without values', [entry('w.idx', 'I32', [1], [0]), entry('w.shape', 'I32', [1], [3])], 'SCHEMA'],
-    ['top-k without shape', [entry('w.idx', 'I32', [1], [0]), entry('w.val', 'F32', [1], [1])], 'SCHEMA'],
+    [
+      'int8 of another shape than the model’s',
+      [entry('w', 'I8', [3], [1, 2, 3]), entry('w.scale', 'F32', [1], [1])],
+      [2],
+      undefined,
+      'LAYOUT_MISMATCH',
+    ],
+    ['dense with a non-finite value', [entry('w', 'F32', [2], [1, NaN])], [2], undefined, 'SCHEMA'],
+    ['dense with an F16 entry', [entry('w', 'F16', [1], [0])], [1], undefined, 'LAYOUT_MISMATCH'],
+    [
+      'dense tensor the model does not have',
+      [entry('v', 'F32', [2], [1, 2])],
+      [2],
+      undefined,
+      'LAYOUT_MISMATCH',
+    ],
+    ['dense of another shape', [entry('w', 'F32', [2, 1], [1, 2])], [2], undefined, 'LAYOUT_MISMATCH'],
+    [
+      'dense when the charter says int8',
+      [entry('w', 'F32', [2], [1, 2])],
+      [2],
+      { kind: 'int8' },
+      'LAYOUT_MISMATCH',
+    ],
+    [
+      'top-k without values',
+      [entry('w.idx', 'I32', [1], [0]), entry('w.shape', 'I32', [1], [3])],
+      [3],
+      undefined,
+      'LAYOUT_MISMATCH',
+    ],
+    [
+      'top-k without shape',
+      [entry('w.idx', 'I32', [1], [0]), entry('w.val', 'F32', [1], [1])],
+      [3],
+      undefined,
+      'LAYOUT_MISMATCH',
+    ],
     [
       'top-k index out of range',
       [entry('w.idx', 'I32', [1], [3]), entry('w.val', 'F32', [1], [1]), entry('w.shape', 'I32', [1], [3])],
+      [3],
+      undefined,
       'SCHEMA',
     ],
     [
       'top-k negative index',
       [entry('w.idx', 'I32', [1], [-1]), entry('w.val', 'F32', [1], [1]), entry('w.shape', 'I32', [1], [3])],
+      [3],
+      undefined,
       'SCHEMA',
     ],
     [
@@ -388,6 +454,8 @@ describe('compressDelta / decompressDelta', () => {
         entry('w.val', 'F32', [2], [1, 1]),
         entry('w.shape', 'I32', [1], [3]),
       ],
+      [3],
+      undefined,
       'SCHEMA',
     ],
     [
@@ -397,6 +465,8 @@ describe('compressDelta / decompressDelta', () => {
         entry('w.val', 'F32', [2], [1, 1]),
         entry('w.shape', 'I32', [1], [3]),
       ],
+      [3],
+      undefined,
       'SCHEMA',
     ],
     [
@@ -406,31 +476,64 @@ describe('compressDelta / decompressDelta', () => {
         entry('w.val', 'F32', [1], [1]),
         entry('w.shape', 'I32', [1], [3]),
       ],
-      'SCHEMA',
+      [3],
+      undefined,
+      'LAYOUT_MISMATCH',
     ],
     [
       'top-k negative dimension',
       [entry('w.idx', 'I32', [1], [0]), entry('w.val', 'F32', [1], [1]), entry('w.shape', 'I32', [1], [-3])],
-      'SCHEMA',
+      [3],
+      undefined,
+      'LAYOUT_MISMATCH',
     ],
     [
-      'top-k forged huge shape',
+      'top-k forged huge shape (2^40 elements; nothing dense is allocated)',
       [
         entry('w.idx', 'I32', [1], [0]),
         entry('w.val', 'F32', [1], [1]),
         entry('w.shape', 'I32', [2], [1 << 20, 1 << 20]),
       ],
-      'TOO_LARGE',
+      [3],
+      undefined,
+      'LAYOUT_MISMATCH',
+    ],
+    [
+      'top-k forged shape of the right rank',
+      [
+        entry('w.idx', 'I32', [1], [0]),
+        entry('w.val', 'F32', [1], [1]),
+        entry('w.shape', 'I32', [1], [1 << 30]),
+      ],
+      [3],
+      undefined,
+      'LAYOUT_MISMATCH',
+    ],
+    [
+      'top-k keeping more values than the charter’s fraction',
+      [
+        entry('w.idx', 'I32', [2], [0, 1]),
+        entry('w.val', 'F32', [2], [1, 1]),
+        entry('w.shape', 'I32', [1], [4]),
+      ],
+      [4],
+      { kind: 'topk', fraction: 0.25 },
+      'LAYOUT_MISMATCH',
     ],
     [
       'top-k non-finite value',
       [entry('w.idx', 'I32', [1], [0]), entry('w.val', 'F32', [1], [NaN]), entry('w.shape', 'I32', [1], [3])],
+      [3],
+      undefined,
       'SCHEMA',
     ],
   ]
-  for (const [what, entries, code] of malformed) {
+  for (const [what, entries, shape, codec, code] of malformed) {
     it(`rejects ${what}`, () => {
-      expectCode(() => decompressDelta(new Map(entries.map((e) => [e.name, e]))), code)
+      expectCode(
+        () => decompressDelta(new Map(entries.map((e) => [e.name, e])), [{ name: 'w', shape }], codec),
+        code,
+      )
     })
   }
   for (const [what, entries, code] of twoBitMalformed()) {
@@ -447,6 +550,84 @@ describe('compressDelta / decompressDelta', () => {
     const [b, w] = decompressDelta(new Map(valid.map((e) => [e.name, e])), TWO_BIT_LAYOUT)
     expect(Array.from(b!.data)).toEqual([-0.5, -0.5])
     expect([w!.data[3], w!.data[10], w!.data[260], w!.data[299]]).toEqual([-2, -2, -2, -2])
+  })
+
+  it('decodes against the layout: a correct payload of every codec fits, another model’s does not', () => {
+    fc.assert(
+      fc.property(
+        deltaArb,
+        fc.constantFrom<Codec>(
+          { kind: 'none' },
+          { kind: 'int8' },
+          { kind: 'topk', fraction: 0.3 },
+          { kind: 'topk', fraction: 0.3, values: '2bit' },
+        ),
+        (delta, codec) => {
+          const entries = decodeSafetensors(encodeSafetensors(compressDelta(delta, codec).entries)).tensors
+          expect(decompressDelta(entries, layoutOf(delta), codec).map((t) => t.name)).toEqual(
+            layoutOf(delta).map((t) => t.name),
+          )
+          const other = layoutOf(delta).map((t) => ({ name: t.name, shape: [...t.shape, 2] }))
+          expectCode(() => decompressDelta(entries, other, codec), 'LAYOUT_MISMATCH')
+          expectCode(() => decompressDelta(entries, layoutOf(delta).slice(1), codec), 'LAYOUT_MISMATCH')
+        },
+      ),
+    )
+  })
+
+  it('bounds a payload by the layout: every correct encoding fits payloadMaxBytes', () => {
+    fc.assert(
+      fc.property(
+        deltaArb,
+        fc.constantFrom<Codec>(
+          { kind: 'none' },
+          { kind: 'int8' },
+          { kind: 'topk', fraction: 0.3 },
+          { kind: 'topk', fraction: 0.3, values: '2bit' },
+          { kind: 'topk', fraction: 1, values: '2bit' },
+        ),
+        (delta, codec) => {
+          const bytes = encodeSafetensors(compressDelta(delta, codec).entries)
+          expect(bytes.length).toBeLessThanOrEqual(payloadMaxBytes(layoutOf(delta), codec))
+        },
+      ),
+    )
+    // A dense model of 1M values: the bound stays within a few KB of the data it carries.
+    const layout = [{ name: 'w', shape: [1000, 1000] }]
+    expect(payloadMaxBytes(layout, { kind: 'none' })).toBeLessThan(4_000_000 + 1024)
+    expect(payloadMaxBytes(layout, { kind: 'topk', fraction: 0.01 })).toBeLessThan(80_000 + 1024)
+  })
+
+  it("a 2-bit payload fits only the charter's 2-bit codec with its k per chunk", () => {
+    const delta = [{ name: 'w', shape: [300], data: Float32Array.from({ length: 300 }, (_, i) => i - 150) }]
+    const entries = decodeSafetensors(
+      encodeSafetensors(compressDelta(delta, { kind: 'topk', fraction: 0.1, values: '2bit' }).entries),
+    ).tensors
+    expect(decompressDelta(entries, delta, { kind: 'topk', fraction: 0.1, values: '2bit' })).toHaveLength(1)
+    expectCode(() => decompressDelta(entries, delta, { kind: 'topk', fraction: 0.1 }), 'LAYOUT_MISMATCH')
+    expectCode(() => decompressDelta(entries, delta, { kind: 'int8' }), 'LAYOUT_MISMATCH')
+    expectCode(
+      () => decompressDelta(entries, delta, { kind: 'topk', fraction: 0.2, values: '2bit' }),
+      'LAYOUT_MISMATCH',
+    )
+    // And an F32 top-k payload does not pass for the 2-bit codec.
+    const f32 = decodeSafetensors(
+      encodeSafetensors(compressDelta(delta, { kind: 'topk', fraction: 0.1 }).entries),
+    ).tensors
+    expectCode(
+      () => decompressDelta(f32, delta, { kind: 'topk', fraction: 0.1, values: '2bit' }),
+      'LAYOUT_MISMATCH',
+    )
+  })
+
+  it('measures what a delta moves over the values its codec carries', () => {
+    const delta = [
+      { name: 'w', shape: [100], data: Float32Array.from({ length: 100 }, (_, i) => (i < 10 ? 3 : 0)) },
+    ]
+    expect(carriedRms(delta, { kind: 'none' })).toBeCloseTo(Math.sqrt(0.9), 12)
+    // top-k 10%: ten carried values of 3.
+    expect(carriedRms(delta, { kind: 'topk', fraction: 0.1 })).toBeCloseTo(3, 12)
+    expect(carriedRms([{ name: 'w', shape: [4], data: new Float32Array(4) }], { kind: 'int8' })).toBe(0)
   })
 })
 
@@ -498,8 +679,13 @@ function twoBitMalformed(): [string, TensorEntry[], string][] {
     variant('with another chunk size', 'chunk', i32('@topk.chunk', [128, 2])),
     variant('with k = 0', 'chunk', i32('@topk.chunk', [256, 0])),
     variant('with k above the chunk', 'chunk', i32('@topk.chunk', [256, 257])),
-    variant('with counts that differ from the model', 'count', i32('@topk.count', [2, 301])),
-    variant('with a tensor missing from the counts', 'count', i32('@topk.count', [300])),
+    variant(
+      'with counts that differ from the model',
+      'count',
+      i32('@topk.count', [2, 301]),
+      'LAYOUT_MISMATCH',
+    ),
+    variant('with a tensor missing from the counts', 'count', i32('@topk.count', [300]), 'LAYOUT_MISMATCH'),
     variant('with too few offsets', 'idx', u8('@topk.idx', [0, 1, 3, 10, 4])),
     variant('with descending offsets in a chunk', 'idx', u8('@topk.idx', [0, 1, 10, 3, 4, 43])),
     variant('with a repeated offset', 'idx', u8('@topk.idx', [0, 0, 3, 10, 4, 43])),

@@ -6,6 +6,7 @@ import { parseAggregator } from '../../../protocol/aggregation.ts'
 import { createCharter, type CoopCharter, DEFAULT_INTENDED_USE } from '../../../protocol/charter.ts'
 import { AUDIT_DEFAULT_SAMPLES_PER_CLASS } from '../../audit/constants.ts'
 import { parseCodec } from '../../../protocol/compression.ts'
+import { parseOuterSchedule, type OuterSchedule } from '../../../protocol/outer-schedule.ts'
 import { envelopeBytes } from '../../../protocol/dsse.ts'
 import { peerIdString } from '../../../protocol/keys.ts'
 import { readKeyFile } from '../../keystore.ts'
@@ -48,6 +49,8 @@ Options:
   --inner-steps <H>          local Adam steps per round (default ${DEFAULT_INNER_STEPS})
   --outer-lr <lr>            outer Nesterov SGD learning rate (default ${DEFAULT_OUTER_LR})
   --outer-momentum <m>       outer momentum (default ${DEFAULT_OUTER_MOMENTUM})
+  --outer-schedule <s>       per-round outer lr: constant (default) or warmup:<rounds>,final:<fraction>
+                             (linear warm-up, then linear decay to fraction x lr at each phase's last round)
   --aggregator <a>           mean | median | trimmed:<fraction> | clip:<norm> (default mean)
   --compress <c>             int8 | topk:<fraction>[:2bit] | none (default int8)
   --ae-rounds <n>            cooperative autoencoder rounds (default ${DEFAULT_AE_ROUNDS})
@@ -114,6 +117,7 @@ async function create(argv: string[]): Promise<number> {
       'inner-steps': { type: 'string' },
       'outer-lr': { type: 'string' },
       'outer-momentum': { type: 'string' },
+      'outer-schedule': { type: 'string' },
       aggregator: { type: 'string' },
       compress: { type: 'string' },
       'ae-rounds': { type: 'string' },
@@ -172,6 +176,12 @@ async function create(argv: string[]): Promise<number> {
         `${keyFiles[i]} is the key of ${id}, which is not a --publisher`,
       )
   }
+  let outerSchedule: OuterSchedule | undefined
+  try {
+    outerSchedule = parseOuterSchedule(values['outer-schedule'] ?? 'constant')
+  } catch (error) {
+    throw new UsageError(`--outer-schedule: ${(error as Error).message}`)
+  }
   const charter: CoopCharter = {
     ...(values.name === undefined ? {} : { name: values.name }),
     model: model as unknown as CoopCharter['model'],
@@ -179,6 +189,7 @@ async function create(argv: string[]): Promise<number> {
       innerSteps: wholeNumber('inner-steps', values['inner-steps'], DEFAULT_INNER_STEPS, 1),
       outerLr: decimal('outer-lr', values['outer-lr'], DEFAULT_OUTER_LR),
       outerMomentum: decimal('outer-momentum', values['outer-momentum'], DEFAULT_OUTER_MOMENTUM),
+      ...(outerSchedule === undefined ? {} : { outerSchedule }),
       aggregator,
       compression,
       quorum: wholeNumber('quorum', values.quorum, DEFAULT_QUORUM, 1),

@@ -32,6 +32,7 @@ import {
 } from '../args.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
+import { parseOuterSchedule } from '../../../protocol/outer-schedule.ts'
 
 const usage = `Usage: coop simulate --out <dir> [options]
 
@@ -60,6 +61,7 @@ Options:
                             trains); same sample-steps either way (default sequential)
   --outer-lr <x>            outer learning rate (default ${DEFAULT_SIM_OUTER_LR})
   --outer-momentum <x>      outer Nesterov momentum (default ${DEFAULT_SIM_OUTER_MOMENTUM})
+  --outer-schedule <s>      constant (default) or warmup:<rounds>,final:<fraction>: the charter's per-round outer lr
   --eval-items <n>          held-out images scoring both models (default: the config's training.evalBatch)
   --data <dir>              image folder <dir>/<class>/*.png (default: all of Twemoji, laid out in a temp folder)
   --seed <n>                seed of the split, the initial weights and the training streams (default 0)
@@ -108,6 +110,7 @@ export const command: Command = {
       'autoencoder-steps': { type: 'string' },
       'outer-lr': { type: 'string' },
       'outer-momentum': { type: 'string' },
+      'outer-schedule': { type: 'string' },
       'eval-items': { type: 'string' },
       data: { type: 'string' },
       seed: { type: 'string' },
@@ -142,6 +145,9 @@ export const command: Command = {
     const threads = threadsFlag(values.threads)
     const outerLr = decimal('outer-lr', values['outer-lr'], DEFAULT_SIM_OUTER_LR)
     const outerMomentum = decimal('outer-momentum', values['outer-momentum'], DEFAULT_SIM_OUTER_MOMENTUM)
+    const outerSchedule = option('outer-schedule', () =>
+      parseOuterSchedule(values['outer-schedule'] ?? 'constant'),
+    )
     const config = loadConfig(values.config ?? 'tiny')
     const evalItems = wholeNumberFlag('eval-items', values['eval-items']) ?? config.training.evalBatch
     const autoencoderSteps =
@@ -237,6 +243,7 @@ export const command: Command = {
         seed,
         outerLr,
         outerMomentum,
+        ...(outerSchedule === undefined ? {} : { outerSchedule }),
         dataset,
         dataSource,
         ...(autoencoder === undefined ? {} : { autoencoder }),

@@ -29,6 +29,10 @@ interface StatusSnapshot {
   checkpoints: { id: string; phase: string; round: number; contributions: number; verification: string }[]
   peers: string[]
   recentLosses: { round: number; phase: string; loss: number | null; evalLoss?: number }[]
+  /** Absent in snapshots written before they existed. */
+  equivocations?: { phase: string; round: number; adopted: string; conflicting: string; signers: string[] }[]
+  refusedPayloads?: { round: number; contribution: string; contributor: string; code: string }[]
+  penalized?: Record<string, { score: number; appScore: number; penalties: Record<string, number> }>
 }
 
 function alive(pid: number): boolean {
@@ -79,6 +83,23 @@ export const command: Command = {
         lines.push(parts.join('  '))
       }
     }
+    // Evidence against peers: a publisher that signed two checkpoints for one round, payloads
+    // refused at admission, and who was charged for what (docs/THREAT-MODEL.md).
+    for (const e of snapshot.equivocations ?? [])
+      lines.push(
+        `EQUIVOCATION ${e.phase} round ${e.round}: adopted ${e.adopted}, also signed ${e.conflicting} by ${e.signers.join(', ')}`,
+      )
+    const refused = snapshot.refusedPayloads ?? []
+    if (refused.length > 0) {
+      lines.push(`refused    ${refused.length} contribution payload(s)`)
+      for (const r of refused.slice(-5)) lines.push(`  round ${r.round} ${r.code} from ${r.contributor}`)
+    }
+    for (const [peer, p] of Object.entries(snapshot.penalized ?? {}))
+      lines.push(
+        `penalized  ${peer} score ${p.score.toFixed(1)} (${Object.entries(p.penalties)
+          .map(([code, n]) => `${code} x${n}`)
+          .join(', ')})`,
+      )
     process.stdout.write(`${lines.join('\n')}\n`)
     return 0
   },

@@ -50,7 +50,7 @@ async function coop(args: string[]): Promise<string> {
   const { stdout } = await run(process.execPath, [main, ...args], {
     env: { ...process.env, COOP_LOG_LEVEL: 'warn' },
     maxBuffer: 16 * 1024 * 1024,
-    timeout: 600_000,
+    timeout: 1_500_000,
   })
   return stdout
 }
@@ -83,7 +83,7 @@ describe('memorization audit on a planted and a normal run', () => {
         coop(['train', '--data', join(dir, name), '--out', join(dir, `${name}-run`), ...RECIPE]),
       ),
     )
-  }, 900_000)
+  }, 1_800_000)
 
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true })

@@ -16,11 +16,12 @@ import { randomDigest } from './consent.ts'
 export const publisher = peerIdString(publisherA.publicKey)
 const log = componentLogger('test')
 
-/** A RoundState over its own LevelDB, for one charter. */
+/** A RoundState over its own LevelDB, for one charter (in `existing`, to reopen a store after a restart). */
 export async function openState(
   charter: CoopCharter,
+  existing?: string,
 ): Promise<{ state: RoundState; store: CoopStore; dir: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'coop-validate-'))
+  const dir = existing ?? (await mkdtemp(join(tmpdir(), 'coop-validate-')))
   const store = await openStore(dir)
   const { envelope, coopId } = createCharter(charter, [publisherA])
   const state = new RoundState(

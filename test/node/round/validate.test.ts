@@ -12,6 +12,8 @@ import { componentLogger } from '../../../node/log.ts'
 import { GossipValidationError } from '../../../node/p2p/gossip-errors.ts'
 import type { RoundState } from '../../../node/round/state.ts'
 import { validateCheckpoint, validateContribution } from '../../../node/round/validate.ts'
+import { loadConfig } from '../../../configs/index.ts'
+import type { CoopCharter } from '../../../protocol/charter.ts'
 import { charterContent } from '../../protocol/fixtures.ts'
 import { manifestFor, randomDigest, revocationOf } from '../helpers/consent.ts'
 import { adopt, openState, publisher, signProvenance } from '../helpers/round.ts'
@@ -45,15 +47,19 @@ interface ContributionRow {
   base?: string
   manifests?: ConsentManifest[]
   codec?: object
+  samples?: number
   now?: number
 }
 
 describe('validateContribution', () => {
   // One autoencoder round (1) and three U-Net rounds (2..4); the U-Net genesis is round 1.
+  // A real model configuration: the samples bound is inner steps x the phase's batch size.
   const charter = charterContent({
     threshold: 1,
+    model: loadConfig('tiny') as unknown as CoopCharter['model'],
     phases: { autoencoder: { mode: 'cooperative', rounds: 1 }, unet: { rounds: 3 } },
   })
+  const maxSamples = charter.rounds.innerSteps * loadConfig('tiny').unet.batchSize
   const trainerKey = generateKey()
   const trainer = peerIdString(trainerKey.publicKey)
   const earlyKey = generateKey()
@@ -129,7 +135,7 @@ describe('validateContribution', () => {
         manifests: (row.manifests ?? [manifests.ok]).map((m) => manifestDigest(m)),
         itemsRoot: randomDigest(),
         itemCount: 3,
-        samples: 96,
+        samples: row.samples ?? 96,
         localSteps: 8,
         loss: 0.25,
         codec: (row.codec ?? { kind: 'int8' }) as { kind: 'int8' },
@@ -147,6 +153,12 @@ describe('validateContribution', () => {
       'a manifest revoked during the round (not yet recorded by the chain)',
       () => ({ manifests: [manifests.revokedDuring] }),
       'accept',
+    ],
+    ['exactly the samples the charter allows a round', () => ({ samples: maxSamples }), 'accept'],
+    [
+      'more samples than inner steps x batch size (an inflated weight)',
+      () => ({ samples: maxSamples + 1 }),
+      'REJECT SAMPLES_OUT_OF_RANGE',
     ],
     ['a round beyond the charter', () => ({ round: 5 }), 'REJECT ROUND_OUT_OF_WINDOW'],
     ['a phase that is not the round’s', () => ({ round: 1, phase: 'unet' }), 'REJECT SCHEMA'],
@@ -295,7 +307,7 @@ describe('validateCheckpoint', () => {
     [
       'a second, different checkpoint for an adopted round',
       () => ({ on: 'running', predicate: { ...child(), round: 2 } }),
-      'REJECT CONFLICT',
+      'IGNORE EQUIVOCATION',
     ],
     [
       'a genesis with a parent',
