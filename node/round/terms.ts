@@ -7,7 +7,12 @@ import { RoundError } from './errors.ts'
 import type { CheckpointRecord } from './records.ts'
 import { compareStrings, type RoundState } from './state.ts'
 
-/** Every manifest in the lineage of `record`: its chain and, through components, theirs. */
+/**
+ * Every manifest of this cooperative in the lineage of `record`: its chain and, through
+ * components, theirs. An imported component (another cooperative's autoencoder, pinned by the
+ * charter) is left out: its manifests are that cooperative's, not held here, and its own signed
+ * provenance carries their license and attribution.
+ */
 export function lineageManifestsOf(
   state: Pick<RoundState, 'ancestors' | 'checkpointById'>,
   record: CheckpointRecord,
@@ -18,7 +23,7 @@ export function lineageManifestsOf(
     for (const m of c.predicate.manifests) out.add(m)
     for (const component of c.predicate.components) {
       const ae = state.checkpointById(component.provenance)
-      if (ae === undefined || visited.has(ae.id)) continue
+      if (ae === undefined || ae.verification === 'component' || visited.has(ae.id)) continue
       visited.add(ae.id)
       for (const m of lineageManifestsOf(state, ae, visited)) out.add(m)
     }
