@@ -11,7 +11,6 @@ import {
   outerLrAt,
   parseOuterSchedule,
 } from '../../protocol/outer-schedule.ts'
-import { outerOptimizer } from '../../node/round/recompute.ts'
 import { expectCode } from './expect-code.ts'
 import { charterContent, publisherA, publisherB } from './fixtures.ts'
 
@@ -111,13 +110,13 @@ describe('the charter field', () => {
     const plain = sign({})
     expect(plain.charter.rounds.outerSchedule).toBeUndefined()
     expect(plain.coopId).toBe(createCharter(charterContent(), [publisherA, publisherB]).coopId)
-    for (const round of [1, 3, 4, 13]) expect(outerOptimizer(plain.charter, 'unet', round).outerLr).toBe(0.7)
+    for (const round of [1, 3, 4, 13]) expect(outerHyperparameters(plain.charter, round).lr).toBe(0.7)
   })
 
   it('runs each phase from its own first round (3 autoencoder rounds, then 10 U-Net rounds)', () => {
     const { envelope } = sign({ outerSchedule: { warmupRounds: 1, finalLrFraction: 0.5 } })
     const charter = verifyCharter(envelope).charter
-    const lr = (round: number) => outerOptimizer(charter, 'unet', round).outerLr
+    const lr = (round: number) => outerHyperparameters(charter, round).lr
     // Autoencoder rounds 1-3: warm-up then decay to 0.5 at its last round.
     expect([lr(1), lr(2), lr(3)]).toEqual([0.35, 0.7, 0.35])
     // U-Net rounds 4-13 restart the schedule.
@@ -125,7 +124,6 @@ describe('the charter field', () => {
     expect(lr(5)).toBe(0.7)
     expect(lr(13)).toBeCloseTo(0.35, 12)
     expect(outerHyperparameters(charter, 7).momentum).toBe(0.9)
-    expect(outerOptimizer(charter, 'unet', 7).aggregator).toEqual(charter.rounds.aggregator)
   })
 
   it.each([
