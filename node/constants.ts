@@ -83,6 +83,8 @@ export const GOSSIP_RATE_PER_SECOND = 20
 export const GOSSIP_RATE_BURST = 100
 /** Above this many (peer, topic) buckets, full ones are dropped: a full bucket is the same as a new one. */
 export const GOSSIP_RATE_MAX_BUCKETS = 10_000
+/** Content digests of accepted messages remembered so copies of them cost no token: far more than the documents a coop holds (~80 bytes each, ~5 MB at most). */
+export const ACCEPTED_CONTENT_MAX_ENTRIES = 65_536
 
 // ---- blob transfer ----
 

@@ -21,6 +21,7 @@ import { TOPIC_NAMES } from './p2p/topics.ts'
 import { STOP_GRACE_MS } from './round/constants.ts'
 import { assertCharterComponent, readAutoencoderComponent } from './round/component.ts'
 import { ConsentBook } from './consent/book.ts'
+import { ConsentAnnouncer } from './consent/announcer.ts'
 import { ConsentGossip } from './consent/gossip.ts'
 import { ConsentInbox } from './consent/inbox.ts'
 import { RoundEngine, type RoundTrainer } from './round/engine.ts'
@@ -134,7 +135,7 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     await writeFileDurable(charterPath(options.store), canonicalBytes(envelope))
     const peerId = peerIdString(privateKey.publicKey)
     const consent = new ConsentBook(
-      { peerId, acceptedLicenses: charter.acceptedLicenses },
+      { peerId, acceptedLicenses: charter.acceptedLicenses, intendedUse: charter.intendedUse },
       { store, log: componentLogger('consent') },
     )
     await consent.load()
@@ -260,10 +261,15 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
     engineForEnvelopes = engine
 
     const consentGossip = new ConsentGossip(
-      { acceptedLicenses: charter.acceptedLicenses, admission: charter.admission },
+      {
+        acceptedLicenses: charter.acceptedLicenses,
+        admission: charter.admission,
+        intendedUse: charter.intendedUse,
+      },
       { consent, host, log },
     )
     consentGossip.start()
+    const consentAnnouncer = new ConsentAnnouncer({}, { consent, host, log })
 
     const liveHost = host
     const inbox = await ConsentInbox.open({ storeDir: options.store }, { consent, host: liveHost, log })
@@ -277,7 +283,10 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
       startedAt: new Date().toISOString(),
     })
     log.info({ peer: host.peerId, coop: coopId, addrs, publisher: options.publisher }, 'listening')
+    // Expiry of local consent takes effect live, like a revocation.
+    consent.start()
     await engine.start()
+    consentAnnouncer.start()
     // The charter's memorization audits (charter `audit`): the publisher audits its own images.
     const auditor =
       options.publisher && charter.audit !== undefined
@@ -317,8 +326,9 @@ export async function startPeer(options: PeerOptions): Promise<CoopPeer> {
             STOP_GRACE_MS,
           )
           grace.unref()
-          await engine.stop()
+          await Promise.all([engine.stop(), consentAnnouncer.stop()])
           await auditor?.stop()
+          consent.stop()
           clearTimeout(grace)
           await liveHost.stop()
           consentGossip.stop()

@@ -45,6 +45,20 @@ export const compressionSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('topk'), fraction, values: z.literal('2bit').optional() }),
 ])
 
+/**
+ * The cooperative's intended use of what it trains, in the terms of a manifest's `scope`:
+ * commercial use of the model, and redistribution of the weights beyond the cooperative.
+ */
+export const intendedUseSchema = z.strictObject({
+  commercialUse: z.boolean(),
+  weightRedistribution: z.boolean(),
+})
+
+export type IntendedUse = z.output<typeof intendedUseSchema>
+
+/** What a charter states when its creator does not say: the use that every manifest's scope allows. */
+export const DEFAULT_INTENDED_USE: IntendedUse = { commercialUse: false, weightRedistribution: false }
+
 export const charterSchema = z
   .strictObject({
     name: shortText.optional(),
@@ -79,6 +93,8 @@ export const charterSchema = z
       }),
     ]),
     acceptedLicenses: z.array(z.string().min(1).max(256)).min(1).max(CHARTER_MAX_LICENSES),
+    // What the cooperative does with the weights: admission refuses manifests whose scope forbids it.
+    intendedUse: intendedUseSchema,
     phases: z.strictObject({
       autoencoder: z.discriminatedUnion('mode', [
         z.strictObject({ mode: z.literal('cooperative'), rounds: nonNegativeInt }),

@@ -36,8 +36,8 @@ export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json'
 export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1'
 /** predicateType of a ContributionStatement (versioned: a new layout gets a new URI). */
 export const CONTRIBUTION_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/contribution/v1'
-/** predicateType of a CheckpointProvenance. */
-export const PROVENANCE_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v1'
+/** predicateType of a CheckpointProvenance (v2: exclusions as a summary plus a details document, so the predicate never outgrows a gossip message). */
+export const PROVENANCE_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v2'
 /** predicateType of a MemorizationAudit (docs/PROTOCOL.md §9b). */
 export const AUDIT_PREDICATE_TYPE = 'https://diffusion-coop.dev/attestation/memorization-audit/v1'
 /** Largest MemorizationAudit envelope: AUDIT_MAX_LIST flagged digests (~75 B) plus AUDIT_MAX_HOLDERS holders (~250 B), base64-wrapped, stay under it; the per-image table stays in audit.json. */
@@ -65,8 +65,10 @@ export const CONTRIBUTION_MAX_MANIFESTS = 1024
 export const PROVENANCE_MAX_BYTES = 8 * 1024 * 1024
 /** Most contributions aggregated into one checkpoint: far above any quorum we run, bounds verification work. */
 export const PROVENANCE_MAX_CONTRIBUTIONS = 4096
-/** Most digests in a provenance list (manifests, revocations, excluded items). */
+/** Most digests in a provenance list (manifests, attribution) and in each list of an exclusion details document. */
 export const PROVENANCE_MAX_LIST = 100_000
+/** Largest exclusion details document: three lists of PROVENANCE_MAX_LIST digests at ~72 bytes each. */
+export const EXCLUSION_DETAILS_MAX_BYTES = 24 * 1024 * 1024
 /** Most files in a checkpoint subject (model, config, state, samples). */
 export const PROVENANCE_MAX_FILES = 64
 /** Longest checkpoint file name: a plain name such as `model.safetensors`; every file system stores 128 bytes. */

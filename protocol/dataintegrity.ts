@@ -6,7 +6,7 @@
 //   signature     = Ed25519(proofHash || documentHash)          (64 bytes)
 //   proofValue    = "z" + base58btc(signature)
 import { z } from 'zod'
-import { sha256 } from './digest.ts'
+import { sha256, sha256OfText } from './digest.ts'
 import { fromBase58btc, toBase58btc } from './encoding.ts'
 import { ProtocolError } from './errors.ts'
 import { canonicalBytes, canonicalize } from './jcs.ts'
@@ -54,9 +54,34 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 /** proofHash || documentHash: the 64 bytes eddsa-jcs-2022 signs. */
 export function eddsaJcs2022HashData(
   proofConfig: Record<string, unknown>,
-  unsecuredDocument: Record<string, unknown>,
+  unsecuredDocument: Record<string, unknown> | string,
 ): Uint8Array {
-  return concat(sha256(canonicalBytes(proofConfig)), sha256(canonicalBytes(unsecuredDocument)))
+  const documentHash =
+    typeof unsecuredDocument === 'string'
+      ? sha256OfText(unsecuredDocument)
+      : sha256(canonicalBytes(unsecuredDocument))
+  return concat(sha256(canonicalBytes(proofConfig)), documentHash)
+}
+
+/**
+ * The canonical text of `document` without its top-level `proof`, cut out of `canonicalText`
+ * (which must be the canonical text of `document`): JCS sorts members, so only the members from
+ * `proof` on are serialised again, and a 1 MiB document is not canonicalised a second time.
+ * Falls back to canonicalising when the text does not end as expected.
+ */
+function unsecuredCanonicalText(document: Record<string, unknown>, canonicalText: string): string {
+  const after = Object.keys(document)
+    .filter((key) => key > 'proof')
+    .sort()
+    .map((key) => `${canonicalize(key)}:${canonicalize(document[key])}`)
+  const tail = `${[`"proof":${canonicalize(document.proof)}`, ...after].join(',')}}`
+  if (!canonicalText.endsWith(tail)) {
+    const { proof: _omitted, ...unsecured } = document
+    return canonicalize(unsecured)
+  }
+  const head = canonicalText.slice(0, canonicalText.length - tail.length)
+  if (after.length > 0) return `${head}${after.join(',')}}`
+  return head === '{' ? '{}' : `${head.slice(0, -1)}}`
 }
 
 /** Adds an eddsa-jcs-2022 DataIntegrityProof made with `key`, whose did:key must be the issuer. */
@@ -106,7 +131,16 @@ export function assertSupportedProofSuite(securedDocument: Record<string, unknow
     )
 }
 
-export function verifyProof(securedDocument: Record<string, unknown>, issuerDid: string): Ed25519PublicKey {
+/**
+ * `canonicalText`, when given, is the canonical JSON text of `securedDocument` (a verifier that
+ * parsed the document from its canonical bytes has it): the document hash is then computed from
+ * it without canonicalising the document again.
+ */
+export function verifyProof(
+  securedDocument: Record<string, unknown>,
+  issuerDid: string,
+  canonicalText?: string,
+): Ed25519PublicKey {
   const rawProof = securedDocument.proof
   if (typeof rawProof !== 'object' || rawProof === null || Array.isArray(rawProof))
     throw new ProtocolError('SCHEMA', 'document needs exactly one proof object')
@@ -127,8 +161,13 @@ export function verifyProof(securedDocument: Record<string, unknown>, issuerDid:
   if (!proof.verificationMethod.startsWith(`${issuerDid}#`))
     throw new ProtocolError('ISSUER_MISMATCH', 'proof is not made with the issuer key')
   const signature = fromBase58btc(proof.proofValue, 'proofValue')
-  const { proof: _omitted, ...unsecuredDocument } = securedDocument
   const { proofValue: _value, ...proofConfig } = proof
+  let unsecuredDocument: Record<string, unknown> | string
+  if (canonicalText !== undefined) unsecuredDocument = unsecuredCanonicalText(securedDocument, canonicalText)
+  else {
+    const { proof: _omitted, ...rest } = securedDocument
+    unsecuredDocument = rest
+  }
   if (!verify(publicKey, eddsaJcs2022HashData(proofConfig, unsecuredDocument), signature))
     throw new ProtocolError('BAD_SIGNATURE', 'Data Integrity proof does not verify')
   return publicKey

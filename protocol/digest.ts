@@ -19,6 +19,17 @@ export function sha256Digest(bytes: Uint8Array): string {
   return DIGEST_PREFIX + createHash('sha256').update(bytes).digest('hex')
 }
 
+/** SHA-256 of a text's UTF-8 bytes, written `sha256:<64 hex>`, without copying the text into a byte array first. */
+export function sha256DigestOfText(text: string): string {
+  return DIGEST_PREFIX + createHash('sha256').update(text, 'utf8').digest('hex')
+}
+
+/** Raw 32-byte SHA-256 of a text's UTF-8 bytes. */
+export function sha256OfText(text: string): Uint8Array {
+  const out = createHash('sha256').update(text, 'utf8').digest()
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+}
+
 /** True only for a well-formed `sha256:<64 lowercase hex>` string. */
 export function isDigest(s: unknown): s is string {
   return typeof s === 'string' && DIGEST_PATTERN.test(s)

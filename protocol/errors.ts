@@ -46,6 +46,8 @@ export const PROTOCOL_ERROR_CODES = [
   'CUSTODIAN_MISMATCH',
   /** A value cannot be represented canonically (e.g. a non-finite number in JCS). */
   'NOT_CANONICAL',
+  /** A consent manifest's scope forbids the cooperative's intended use (commercial use, weight redistribution). */
+  'SCOPE_NOT_ALLOWED',
   /** A tensor payload's names, shapes, dtypes or codec differ from the model layout it must fit. */
   'LAYOUT_MISMATCH',
   /** A checkpoint lists a contribution its signed statement does not name (delta, contributor, coop, round, phase, base, manifests). */

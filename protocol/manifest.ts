@@ -18,7 +18,7 @@ import {
   type DataIntegrityProof,
 } from './dataintegrity.ts'
 import { type DocumentInput, parseDocument, parseSchema } from './decode.ts'
-import { sha256Digest } from './digest.ts'
+import { sha256Digest, sha256DigestOfText } from './digest.ts'
 import { ProtocolError } from './errors.ts'
 import { canonicalBytes } from './jcs.ts'
 import { didKeyFromPublicKey, type Ed25519PrivateKey } from './keys.ts'
@@ -156,12 +156,31 @@ export function manifestDigest(manifest: ConsentManifest): string {
 export interface VerifyManifestOptions {
   /** The time validity is judged at. */
   now: Date
+  /**
+   * 'skip' verifies everything but the validity window: a node re-reading a manifest it stored
+   * (an expired one still names the license and attribution of checkpoints trained before).
+   */
+  validityWindow?: 'check' | 'skip'
   /** When given, the manifest's license (and every item license) must be satisfiable from these SPDX terms. */
   acceptedLicenses?: readonly string[]
   /** Revocation notices (documents or already verified) to apply. */
   revocations?: readonly (DocumentInput | VerifiedRevocation)[]
   /** When given, the manifest must name this PeerId as custodian. */
   custodian?: string
+  /** When given (a coop's charter), the manifest's scope must allow this use (SCOPE_NOT_ALLOWED). */
+  intendedUse?: { commercialUse: boolean; weightRedistribution: boolean }
+}
+
+/** Why a manifest's scope forbids an intended use, or undefined when it allows it. */
+export function scopeForbids(
+  scope: ConsentSubject['scope'],
+  intendedUse: { commercialUse: boolean; weightRedistribution: boolean },
+): string | undefined {
+  if (intendedUse.commercialUse && !scope.commercialUse)
+    return 'the manifest forbids commercial use and the cooperative intends it'
+  if (intendedUse.weightRedistribution && !scope.weightRedistribution)
+    return 'the manifest forbids weight redistribution and the cooperative redistributes its weights'
+  return undefined
 }
 
 export interface VerifiedManifest {
@@ -184,29 +203,34 @@ export function looksLikeManifest(value: unknown): boolean {
 }
 
 /**
- * Verifies a consent manifest. Checks, in order:
+ * Verifies a consent manifest. Checks, in order (cheapest first, the document parsed once):
  *  1. size (TOO_LARGE), UTF-8 JSON (INVALID_JSON), canonical form (NOT_CANONICAL);
  *  2. it is a ConsentManifest credential (UNKNOWN_TYPE);
- *  3. proof type/cryptosuite (UNSUPPORTED_CRYPTOSUITE); closed schema (SCHEMA);
- *  4. license and item licenses are SPDX expressions (INVALID_LICENSE);
- *  5. the proof: did:key method of the issuer (BAD_KEY, ISSUER_MISMATCH), signature (BAD_SIGNATURE);
+ *  3. proof type/cryptosuite (UNSUPPORTED_CRYPTOSUITE); `issuer` is a string (SCHEMA);
+ *  4. the proof: did:key method of the issuer (BAD_KEY, ISSUER_MISMATCH), signature (BAD_SIGNATURE),
+ *     before the closed schema, so a forged document costs one hash and one signature check;
+ *  5. closed schema (SCHEMA); license and item licenses are SPDX expressions (INVALID_LICENSE);
  *  6. items sorted and unique, itemCount and merkleRoot match the items (MERKLE_MISMATCH);
- *  7. validFrom <= now (NOT_YET_VALID), now < validUntil (EXPIRED);
+ *  7. validFrom <= now (NOT_YET_VALID), now < validUntil (EXPIRED), unless `validityWindow` is 'skip';
  *  8. generative training allowed (USAGE_NOT_ALLOWED); custodian (CUSTODIAN_MISMATCH);
- *  9. licenses accepted (LICENSE_NOT_ACCEPTED); revocations (REVOKED if all items are revoked).
+ *  9. licenses accepted (LICENSE_NOT_ACCEPTED); scope allows the intended use (SCOPE_NOT_ALLOWED);
+ * 10. revocations (REVOKED if all items are revoked).
  */
 export function verifyManifest(input: DocumentInput, options: VerifyManifestOptions): VerifiedManifest {
   if (!(options?.now instanceof Date) || !Number.isFinite(options.now.getTime()))
     throw new ProtocolError('SCHEMA', 'verifyManifest needs a valid `now`')
-  const { value } = parseDocument(input, MANIFEST_MAX_BYTES, 'manifest')
+  const parsed = parseDocument(input, MANIFEST_MAX_BYTES, 'manifest')
+  const value = parsed.value
   if (!looksLikeManifest(value)) throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentManifest credential')
   const record = value as Record<string, unknown>
   assertSupportedProofSuite(record)
+  if (typeof record.issuer !== 'string')
+    throw new ProtocolError('SCHEMA', 'manifest: issuer must be a did:key')
+  verifyProof(record, record.issuer, parsed.text)
   const manifest = parseSchema(manifestSchema, value, 'manifest') as ConsentManifest
   const subject = manifest.credentialSubject
   parseLicense(subject.license)
   for (const item of subject.items) if (item.license !== undefined) parseLicense(item.license)
-  verifyProof(record, manifest.issuer)
 
   const digests = subject.items.map((item) => item.digest)
   if (!isSortedUnique(digests))
@@ -220,10 +244,12 @@ export function verifyManifest(input: DocumentInput, options: VerifyManifestOpti
     throw new ProtocolError('MERKLE_MISMATCH', 'merkleRoot does not match the items')
 
   const now = options.now.getTime()
-  if (Date.parse(manifest.validFrom) > now)
-    throw new ProtocolError('NOT_YET_VALID', `valid from ${manifest.validFrom}`)
-  if (manifest.validUntil !== undefined && Date.parse(manifest.validUntil) <= now)
-    throw new ProtocolError('EXPIRED', `expired at ${manifest.validUntil}`)
+  if (options.validityWindow !== 'skip') {
+    if (Date.parse(manifest.validFrom) > now)
+      throw new ProtocolError('NOT_YET_VALID', `valid from ${manifest.validFrom}`)
+    if (manifest.validUntil !== undefined && Date.parse(manifest.validUntil) <= now)
+      throw new ProtocolError('EXPIRED', `expired at ${manifest.validUntil}`)
+  }
   if (Date.parse(manifest.validUntil ?? manifest.validFrom) < Date.parse(manifest.validFrom))
     throw new ProtocolError('SCHEMA', 'validUntil precedes validFrom')
 
@@ -245,7 +271,12 @@ export function verifyManifest(input: DocumentInput, options: VerifyManifestOpti
         )
   }
 
-  const digest = sha256Digest(canonicalBytes(value))
+  if (options.intendedUse !== undefined) {
+    const forbidden = scopeForbids(subject.scope, options.intendedUse)
+    if (forbidden !== undefined) throw new ProtocolError('SCOPE_NOT_ALLOWED', forbidden)
+  }
+
+  const digest = sha256DigestOfText(parsed.text)
   const verified: VerifiedManifest = {
     manifest,
     digest,

@@ -13,6 +13,7 @@ import {
 } from './constants.ts'
 import { type DocumentInput, parseSchema } from './decode.ts'
 import { isDigest, sha256Digest } from './digest.ts'
+import { exclusionSummarySchema } from './exclusions.ts'
 import { type DsseEnvelope, openEnvelope } from './dsse.ts'
 import { ProtocolError } from './errors.ts'
 import type { Ed25519PrivateKey } from './keys.ts'
@@ -52,8 +53,8 @@ export const provenancePredicateSchema = z
       )
       .max(PROVENANCE_MAX_CONTRIBUTIONS),
     manifests: sortedDigests(PROVENANCE_MAX_LIST),
-    revocations: sortedDigests(PROVENANCE_MAX_LIST),
-    excludedItems: sortedDigests(PROVENANCE_MAX_LIST),
+    // What is excluded since the parent: counts, items root and the details document's digest.
+    exclusions: exclusionSummarySchema,
     components: z
       .array(
         z.strictObject({
@@ -121,8 +122,6 @@ export function createProvenance(
       .map((c) => ({ ...c, manifests: sorted(c.manifests) }))
       .sort((a, b) => (a.statement < b.statement ? -1 : a.statement > b.statement ? 1 : 0)),
     manifests: sorted(predicate.manifests),
-    revocations: sorted(predicate.revocations),
-    excludedItems: sorted(predicate.excludedItems),
   }
   const statement: CheckpointProvenance = {
     _type: IN_TOTO_STATEMENT_TYPE,

@@ -10,9 +10,8 @@ import {
   type DataIntegrityProof,
 } from './dataintegrity.ts'
 import { type DocumentInput, parseDocument, parseSchema } from './decode.ts'
-import { sha256Digest } from './digest.ts'
+import { sha256DigestOfText } from './digest.ts'
 import { ProtocolError } from './errors.ts'
-import { canonicalBytes } from './jcs.ts'
 import { didKeyFromPublicKey, type Ed25519PrivateKey } from './keys.ts'
 import { didKeySchema, dateTimeSchema, digestSchema, formatDateTime, longText } from './schemas.ts'
 import { isSortedUnique } from './statement.ts'
@@ -95,22 +94,25 @@ export function looksLikeRevocation(value: unknown): boolean {
 }
 
 /**
- * Verifies a revocation notice: size, canonical JSON, type (UNKNOWN_TYPE), cryptosuite
- * (UNSUPPORTED_CRYPTOSUITE), schema (SCHEMA), proof by the issuer (BAD_KEY, ISSUER_MISMATCH,
- * BAD_SIGNATURE). Whether it applies to a manifest is decided by verifyManifest, which checks
- * the manifest digest and that both have the same issuer.
+ * Verifies a revocation notice, the document parsed once and the cheapest checks first: size,
+ * canonical JSON, type (UNKNOWN_TYPE), cryptosuite (UNSUPPORTED_CRYPTOSUITE), proof by the
+ * issuer (BAD_KEY, ISSUER_MISMATCH, BAD_SIGNATURE), then the closed schema (SCHEMA). Whether it
+ * applies to a manifest is decided against that manifest (same issuer, items it lists).
  */
 export function verifyRevocation(input: DocumentInput): VerifiedRevocation {
-  const { value } = parseDocument(input, REVOCATION_MAX_BYTES, 'revocation')
+  const parsed = parseDocument(input, REVOCATION_MAX_BYTES, 'revocation')
+  const value = parsed.value
   if (!looksLikeRevocation(value))
     throw new ProtocolError('UNKNOWN_TYPE', 'not a ConsentRevocation credential')
   const record = value as Record<string, unknown>
   assertSupportedProofSuite(record)
+  if (typeof record.issuer !== 'string')
+    throw new ProtocolError('SCHEMA', 'revocation: issuer must be a did:key')
+  verifyProof(record, record.issuer, parsed.text)
   const revocation = parseSchema(revocationSchema, value, 'revocation') as RevocationNotice
-  verifyProof(record, revocation.issuer)
   const verified: VerifiedRevocation = {
     revocation,
-    digest: sha256Digest(canonicalBytes(value)),
+    digest: sha256DigestOfText(parsed.text),
     issuer: revocation.issuer,
     manifest: revocation.credentialSubject.manifest,
     items: revocation.credentialSubject.items,

@@ -9,6 +9,12 @@ export const CONSENT_ERROR_CODES = [
   'MANIFEST_INVALID',
   // a revocation is signed by someone other than the manifest's issuer
   'NOT_ISSUER',
+  // a revocation lists an item its manifest does not list
+  'UNKNOWN_ITEM',
+  // a manifest's scope forbids the cooperative's intended use (commercial use, weight redistribution)
+  'SCOPE_NOT_ALLOWED',
+  // a revocation names a manifest this node does not hold, and the held pool refused it (bounded)
+  'HOLD_REFUSED',
 ] as const
 
 export type ConsentErrorCode = (typeof CONSENT_ERROR_CODES)[number]

@@ -1,10 +1,13 @@
 // The consent topic: its validator (node/validation/consent.ts, reading the consent book) and the
 // handler that records what the validator accepted. The handler takes the validator's verified
-// form, so a gossiped manifest or revocation is parsed and verified once.
+// form, so a gossiped manifest or revocation is parsed and verified once. A revocation held for a
+// manifest that arrives later and proves forged charges the peer that sent it.
 import type { Logger } from 'pino'
+import { errorCode } from '../../protocol/coded-error.ts'
 import type { CoopCharter } from '../../protocol/charter.ts'
 import type { VerifiedManifest } from '../../protocol/manifest.ts'
 import type { VerifiedRevocation } from '../../protocol/revocation.ts'
+import { PENALTY_REJECT } from '../constants.ts'
 import type { AcceptedMessage, CoopHost } from '../p2p/host.ts'
 import type { ChainValidator } from '../validation/chain.ts'
 import { createConsentValidator } from '../validation/consent.ts'
@@ -12,17 +15,17 @@ import type { ConsentBook } from './book.ts'
 
 export interface ConsentGossipModules {
   consent: ConsentBook
-  host: Pick<CoopHost, 'setValidator' | 'onMessage'>
+  host: Pick<CoopHost, 'setValidator' | 'onMessage' | 'penalize'>
   log: Logger
 }
 
 export class ConsentGossip {
   readonly validator: ChainValidator
   readonly #modules: ConsentGossipModules
-  #unsubscribe: (() => void) | undefined
+  readonly #unsubscribe: (() => void)[] = []
 
   constructor(
-    options: { acceptedLicenses: CoopCharter['acceptedLicenses']; admission: CoopCharter['admission'] },
+    options: Pick<CoopCharter, 'acceptedLicenses' | 'admission' | 'intendedUse'>,
     modules: ConsentGossipModules,
   ) {
     this.#modules = modules
@@ -32,12 +35,20 @@ export class ConsentGossip {
   }
 
   start(): void {
-    this.#unsubscribe = this.#modules.host.onMessage('consent', (msg) => this.#onMessage(msg))
+    const { consent, host, log } = this.#modules
+    this.#unsubscribe.push(
+      host.onMessage('consent', (msg) => this.#onMessage(msg)),
+      consent.onRefusedRevocation(({ sender, code, revocation }) => {
+        // Only a gossip author is charged; 'local' is this node's own inbox.
+        if (sender === 'local') return
+        host.penalize(sender, code, PENALTY_REJECT)
+        log.warn({ peer: sender, code, revocation }, 'sender of a forged revocation penalised')
+      }),
+    )
   }
 
   stop(): void {
-    this.#unsubscribe?.()
-    this.#unsubscribe = undefined
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe()
   }
 
   async #onMessage(msg: AcceptedMessage): Promise<void> {
@@ -45,19 +56,24 @@ export class ConsentGossip {
     const accepted = this.validator.verified(msg.data)
     if (accepted === undefined) return
     if (accepted.kind === 'manifest') {
-      const { added, verified } = await consent.addVerifiedManifest(
-        accepted.verified as VerifiedManifest,
-        false,
-      )
+      const manifest = accepted.verified as VerifiedManifest
+      consent.heard(manifest.digest)
+      const { added, verified } = await consent.addVerifiedManifest(manifest, false)
       if (added)
         log.info(
           { manifest: verified.digest, custodian: verified.custodian, items: verified.items.length },
           'manifest received',
         )
     } else if (accepted.kind === 'revocation') {
-      const verified = await consent.addVerifiedRevocation(accepted.verified as VerifiedRevocation)
-      if (verified !== undefined)
-        log.info({ revocation: verified.digest, manifest: verified.manifest }, 'revocation received')
+      const revocation = accepted.verified as VerifiedRevocation
+      consent.heard(revocation.digest)
+      try {
+        if ((await consent.addVerifiedRevocation(revocation, msg.from)) === 'applied')
+          log.info({ revocation: revocation.digest, manifest: revocation.manifest }, 'revocation received')
+      } catch (err) {
+        // The book changed between validation and here (another copy was handled first): nothing to do.
+        log.debug({ revocation: revocation.digest, code: errorCode(err) }, 'revocation not recorded')
+      }
     }
   }
 }

@@ -1,10 +1,13 @@
 // <store>/inbox/: a running node's door for consent documents. A rights holder (or their tool)
 // drops a revocation or a manifest JSON file there; the node verifies it, records it in the
 // consent book and gossips it, then moves the file to inbox/done/ (or done/<name>.refused).
+// A revocation of a manifest this node does not hold yet stays in the inbox, untouched and
+// unpublished, until the manifest arrives: only then can its issuer and items be checked.
 import { mkdir, open, readdir, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { errorCode } from '../../protocol/coded-error.ts'
+import { verifyRevocation } from '../../protocol/revocation.ts'
 import { CONSENT_DOCUMENT_MAX_BYTES } from '../constants.ts'
 import type { CoopHost } from '../p2p/host.ts'
 import { inboxDir } from '../round/layout.ts'
@@ -27,6 +30,8 @@ export class ConsentInbox {
   /** One poll at a time: a poll still publishing when the next tick fires would read the same
    * file again and then fail to move it (the misleading "published" + "refused ... ENOENT" pair). */
   #polling = false
+  /** Files already reported as waiting for their manifest (logged once each). */
+  readonly #waiting = new Set<string>()
 
   private constructor(dir: string, modules: ConsentInboxModules) {
     this.#dir = dir
@@ -79,9 +84,18 @@ export class ConsentInbox {
         // Encoded first: a document gossip cannot carry (TOO_LARGE) is refused before it is recorded.
         if (kind === 'revocation') {
           const message = encodeGossipMessage('revocation', document)
-          const verified = await consent.addRevocation(document)
+          const verified = verifyRevocation(document)
+          const status = consent.revocationStatus(verified)
+          if (status.kind === 'unknown-manifest') {
+            if (!this.#waiting.has(name))
+              log.warn({ file: name, manifest: verified.manifest }, 'revocation waits for its manifest')
+            this.#waiting.add(name)
+            continue
+          }
+          this.#waiting.delete(name)
+          const outcome = await consent.addVerifiedRevocation(verified)
           await host.publish('consent', message)
-          if (verified === undefined) log.info({ file: name }, 'revocation already known; published again')
+          if (outcome === 'known') log.info({ file: name }, 'revocation already known; published again')
           else log.info({ revocation: verified.digest, file: name }, 'revocation published')
         } else {
           const message = encodeGossipMessage('manifest', document)
@@ -91,6 +105,7 @@ export class ConsentInbox {
         }
         await rename(path, join(this.#dir, 'done', name))
       } catch (err) {
+        this.#waiting.delete(name)
         log.warn({ file: name, code: errorCode(err), err }, 'inbox document refused')
         await rename(path, join(this.#dir, 'done', `${name}.refused`)).catch(() => undefined)
       }

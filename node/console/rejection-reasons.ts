@@ -21,6 +21,8 @@ export const REJECTION_REASONS: Record<GossipErrorCode, string> = {
   FOREIGN_CUSTODIAN: 'the manifest names another node as custodian',
   UNKNOWN_MANIFEST: 'it names a consent manifest this node does not hold',
   NOT_ISSUER: 'the revocation is not signed by the manifest issuer',
+  UNKNOWN_ITEM: 'the revocation names an item its manifest does not list',
+  SCOPE_NOT_ALLOWED: "the manifest's scope forbids what this cooperative does with its weights",
   ADMISSION_DENIED: 'the sender is not admitted to this cooperative',
   ROUND_OUT_OF_WINDOW: 'it is for a round that is not open',
   UNKNOWN_BASE: 'it starts from a checkpoint this node does not know',

@@ -36,6 +36,8 @@ export interface CollectedCheckpoint {
   parentId: string | null
   contributions: CollectedContribution[]
   excludedItems: number
+  /** Manifests whose consent ended since the parent (signed count). */
+  expiredManifests: number
   /** Provenance id of the autoencoder a U-Net checkpoint depends on. */
   autoencoderId?: string
   predicate: ProvenancePredicate
@@ -80,7 +82,8 @@ export async function readCheckpoints(
         delta: c.delta,
         manifests: c.manifests,
       })),
-      excludedItems: p.excludedItems.length,
+      excludedItems: p.exclusions.items,
+      expiredManifests: p.exclusions.expiredManifests,
       ...(p.components[0] === undefined ? {} : { autoencoderId: p.components[0].provenance }),
       predicate: p,
       storeDir: dir,

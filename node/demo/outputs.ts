@@ -468,6 +468,7 @@ export async function buildOutputs(options: {
         ...(k.loss === undefined ? {} : { loss: k.loss }),
       })),
       excludedItems: c.excludedItems,
+      expiredManifests: c.expiredManifests,
       verification: v.ok
         ? { ok: true, detail: v.detail }
         : { ok: false, ...(v.code === undefined ? {} : { code: v.code }), detail: v.detail },

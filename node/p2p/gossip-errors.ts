@@ -27,6 +27,10 @@ export const GOSSIP_ERROR_CODES = [
   'FOREIGN_CUSTODIAN',
   'UNKNOWN_MANIFEST',
   'NOT_ISSUER',
+  // a revocation lists an item its manifest does not list
+  'UNKNOWN_ITEM',
+  // a manifest's scope forbids the cooperative's intended use (charter `intendedUse`)
+  'SCOPE_NOT_ALLOWED',
   'ADMISSION_DENIED',
   // round semantics (the round engine's hooks use these)
   'ROUND_OUT_OF_WINDOW',

@@ -1,6 +1,8 @@
 // The one wrapper between gossipsub and our validators: validators are plain async functions
 // that throw GossipValidationError; this maps the outcome to a TopicValidatorResult, counts
 // it per code, throttles floods and charges the propagating peer for what it relayed.
+// Copies of messages we accepted before are free (no token, no penalty): honest peers
+// re-announce what they hold, and relaying those must never cost them standing.
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
@@ -8,6 +10,7 @@ import type { Logger } from 'pino'
 import { PENALTY_RATE_LIMITED, PENALTY_REJECT } from '../constants.ts'
 import type { TopicName } from './topics.ts'
 import { type GossipErrorCode, GossipValidationError, isGossipValidationError } from './gossip-errors.ts'
+import { AcceptedContent } from './accepted-content.ts'
 import type { PeerPenalties } from './penalties.ts'
 import type { RateLimiter } from './rate-limit.ts'
 
@@ -57,7 +60,21 @@ export interface ValidatorWrapperDeps {
   counters: ValidationCounters
   penalties: PeerPenalties
   rateLimiter: RateLimiter
+  /** Content of accepted messages; created on first use when not given. */
+  accepted?: AcceptedContent
   log?: Logger
+}
+
+const acceptedByDeps = new WeakMap<ValidatorWrapperDeps, AcceptedContent>()
+
+function acceptedContent(deps: ValidatorWrapperDeps): AcceptedContent {
+  if (deps.accepted !== undefined) return deps.accepted
+  let accepted = acceptedByDeps.get(deps)
+  if (accepted === undefined) {
+    accepted = new AcceptedContent()
+    acceptedByDeps.set(deps, accepted)
+  }
+  return accepted
 }
 
 /** Runs `validate` for one message and returns the outcome, never throwing. */
@@ -67,15 +84,32 @@ export async function runValidator(
   deps: ValidatorWrapperDeps,
 ): Promise<{ result: TopicValidatorResult; code?: GossipErrorCode }> {
   const { counters, penalties, rateLimiter, log } = deps
-  // Flood control comes before any work on the message: a throttled peer costs us one map lookup.
-  if (!rateLimiter.take(`${input.propagationSource}|${input.topic}`)) {
+  const accepted = acceptedContent(deps)
+  const bucket = `${input.propagationSource}|${input.topic}`
+  let contentKey: string | undefined
+  const content = (): string => {
+    contentKey ??= AcceptedContent.key(input.topic, input.data)
+    return contentKey
+  }
+  // Flood control comes before any work on the message: a peer within its budget costs one map
+  // lookup, one over it one hash (to let copies of what we accepted through for free).
+  const tookToken = rateLimiter.take(bucket)
+  if (!tookToken && !accepted.has(content())) {
     counters.record(input.topic, 'ignore', 'RATE_LIMITED')
-    penalties.add(input.propagationSource, 'RATE_LIMITED', PENALTY_RATE_LIMITED)
+    // Only the author of a flood is charged: a relay forwarding others' messages at the rate
+    // it accepted them is honest, and charging it would turn an attack against bystanders.
+    if (input.from === input.propagationSource)
+      penalties.add(input.propagationSource, 'RATE_LIMITED', PENALTY_RATE_LIMITED)
     return { result: TopicValidatorResult.Ignore, code: 'RATE_LIMITED' }
   }
   try {
     await validate(input)
     counters.record(input.topic, 'accept')
+    // A copy of an accepted message costs no token; a new one is remembered as accepted.
+    if (accepted.has(content())) {
+      if (tookToken) rateLimiter.refund(bucket)
+    }
+    accepted.add(content())
     return { result: TopicValidatorResult.Accept }
   } catch (err) {
     const failure = isGossipValidationError(err)

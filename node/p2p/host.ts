@@ -47,6 +47,7 @@ import {
   type TopicValidationStats,
   ValidationCounters,
 } from './gossip-validator.ts'
+import { AcceptedContent } from './accepted-content.ts'
 import { PeerPenalties } from './penalties.ts'
 import { RateLimiter } from './rate-limit.ts'
 import { type BlobSource, BlobService, type BlobTimeouts, type FetchBlobOptions } from './blob.ts'
@@ -224,7 +225,7 @@ export async function createCoopHost(options: CoopHostOptions): Promise<CoopHost
   const pubsub = node.services.pubsub as GossipSubWithScore
   const peerId = node.peerId.toString()
 
-  const wrapperDeps = { counters, penalties, rateLimiter, log }
+  const wrapperDeps = { counters, penalties, rateLimiter, accepted: new AcceptedContent(), log }
   for (const [name, topic] of topics) {
     pubsub.topicValidators.set(
       topic,

@@ -40,6 +40,12 @@ export class RateLimiter {
     return allowed
   }
 
+  /** Gives back a token taken for a message that turned out to cost nothing (a copy of one we hold). */
+  refund(key: string): void {
+    const bucket = this.#buckets.get(key)
+    if (bucket !== undefined) bucket.tokens = Math.min(this.#burst, bucket.tokens + 1)
+  }
+
   /** Number of buckets held (for tests and status). */
   get size(): number {
     return this.#buckets.size

@@ -111,7 +111,7 @@ function checkpointRow(model: DemoReportModel, cp: ReportCheckpoint): string {
     : `<span class="bad" title="${esc(cp.verification.detail)}">✘ ${esc(cp.verification.code ?? 'failed')}</span>`
   return `<tr><td class="num">${cp.round}</td><td>${esc(cp.phase)}</td><td><a href="${esc(cp.path)}">${code(shortDigest(cp.digest), cp.digest)}</a></td>
 <td>${cp.parent === null ? 'genesis' : code(shortDigest(cp.parent), cp.parent)}</td><td>${contributions || '–'}</td>
-<td class="num">${cp.excludedItems}</td><td class="num">${formatLoss(cp.evalLoss)}</td><td>${verified}</td></tr>`
+<td class="num">${cp.excludedItems}${cp.expiredManifests ? ` (+ ${cp.expiredManifests} expired manifest${cp.expiredManifests === 1 ? '' : 's'})` : ''}</td><td class="num">${formatLoss(cp.evalLoss)}</td><td>${verified}</td></tr>`
 }
 
 function checkpointsSection(model: DemoReportModel): string {
@@ -119,7 +119,7 @@ function checkpointsSection(model: DemoReportModel): string {
   return `<section id="checkpoints"><h2>Checkpoints</h2>
 <p>${ok} of ${model.checkpoints.length} checkpoints verified with <code>coop checkpoint verify</code>
 (publisher signature, file digests, and the aggregate recomputed bit-exactly from the listed contributions).</p>
-<table><thead><tr><th>Round</th><th>Phase</th><th>Checkpoint</th><th>Parent</th><th>Contributions</th><th>Revoked items excluded</th><th>Eval loss</th><th>Verification</th></tr></thead>
+<table><thead><tr><th>Round</th><th>Phase</th><th>Checkpoint</th><th>Parent</th><th>Contributions</th><th>Consent withdrawn since parent</th><th>Eval loss</th><th>Verification</th></tr></thead>
 <tbody>${model.checkpoints.map((cp) => checkpointRow(model, cp)).join('\n')}</tbody></table></section>`
 }
 

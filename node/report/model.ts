@@ -39,6 +39,8 @@ export interface ReportCheckpoint {
   contributions: ReportContribution[]
   /** Revoked items the publisher excluded since the parent checkpoint. */
   excludedItems: number
+  /** Manifests whose consent ended (validUntil passed) since the parent checkpoint. */
+  expiredManifests?: number
   verification: ReportVerification
   /** Eval loss of the averaged model after this round, when measured. */
   evalLoss?: number

@@ -1,21 +1,11 @@
-// Every periodic re-announcement this node makes, in one place, so that restarted peers and late
-// joiners catch up without a request protocol:
+// The round's periodic re-announcements, so that restarted peers and late joiners catch up
+// without a request protocol:
 //   - a publisher re-announces its latest checkpoint,
-//   - a trainer re-announces its contribution to the open round until the round closes,
-//   - every node re-announces its own consent manifests and every revocation it holds (often
-//     while peers are still joining, then at a calm pace).
+//   - a trainer re-announces its contribution to the open round until the round closes.
+// Consent documents are re-announced by node/consent/announcer.ts.
 import type { Logger } from 'pino'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
-import type { ConsentBook } from '../consent/book.ts'
-import type { CoopHost } from '../p2p/host.ts'
-import { encodeGossipMessage } from '../validation/messages.ts'
-import {
-  CHECKPOINT_REANNOUNCE_MS,
-  CONSENT_EARLY_ANNOUNCEMENTS,
-  CONSENT_EARLY_REANNOUNCE_MS,
-  CONTRIBUTION_REANNOUNCE_MS,
-  MANIFEST_REANNOUNCE_MS,
-} from './constants.ts'
+import { CHECKPOINT_REANNOUNCE_MS, CONTRIBUTION_REANNOUNCE_MS } from './constants.ts'
 import type { RoundGossip } from './gossip.ts'
 import { localKey, type LocalRoundRecord } from './records.ts'
 import type { RoundState } from './state.ts'
@@ -23,8 +13,6 @@ import type { RoundState } from './state.ts'
 export interface AnnouncerModules {
   state: RoundState
   gossip: RoundGossip
-  consent: ConsentBook
-  host: Pick<CoopHost, 'publish'>
   log: Logger
 }
 
@@ -32,9 +20,6 @@ export class Announcer {
   readonly #publisher: boolean
   readonly #modules: AnnouncerModules
   #roundTimer: NodeJS.Timeout | undefined
-  #consentTimer: NodeJS.Timeout | undefined
-  #consentAnnouncements = 0
-  #running = false
 
   constructor(options: { publisher: boolean }, modules: AnnouncerModules) {
     this.#publisher = options.publisher
@@ -42,21 +27,16 @@ export class Announcer {
   }
 
   start(): void {
-    this.#running = true
     this.#roundTimer = setInterval(
       () => void this.#announceRound(),
       Math.min(CHECKPOINT_REANNOUNCE_MS, CONTRIBUTION_REANNOUNCE_MS),
     )
     this.#roundTimer.unref()
-    this.#scheduleConsent()
   }
 
   stop(): void {
-    this.#running = false
     clearInterval(this.#roundTimer)
-    clearTimeout(this.#consentTimer)
     this.#roundTimer = undefined
-    this.#consentTimer = undefined
   }
 
   async #announceRound(): Promise<void> {
@@ -85,39 +65,6 @@ export class Announcer {
       }
     } catch (err) {
       log.debug({ err }, 're-announcement failed')
-    }
-  }
-
-  // Consent early and often while peers are still joining, then at a calm pace.
-  #scheduleConsent(): void {
-    if (!this.#running) return
-    const delay =
-      this.#consentAnnouncements < CONSENT_EARLY_ANNOUNCEMENTS
-        ? CONSENT_EARLY_REANNOUNCE_MS
-        : MANIFEST_REANNOUNCE_MS
-    this.#consentAnnouncements += 1
-    this.#consentTimer = setTimeout(() => {
-      void this.#announceConsent().finally(() => this.#scheduleConsent())
-    }, delay)
-    this.#consentTimer.unref()
-  }
-
-  async #announceConsent(): Promise<void> {
-    const { consent } = this.#modules
-    for (const { verified, local } of consent.manifests()) {
-      if (!local) continue
-      await this.#publishConsent('manifest', verified.manifest, 'manifest announce failed')
-    }
-    for (const revocation of consent.revocations())
-      await this.#publishConsent('revocation', revocation.revocation, 'revocation announce failed')
-  }
-
-  /** One document; a failure (no peers yet, or too large for gossip) is logged and the next one goes on. */
-  async #publishConsent(kind: 'manifest' | 'revocation', document: unknown, failed: string): Promise<void> {
-    try {
-      await this.#modules.host.publish('consent', encodeGossipMessage(kind, document))
-    } catch (err) {
-      this.#modules.log.debug({ err }, failed)
     }
   }
 }

@@ -8,6 +8,12 @@ import type { VerifiedCharter } from '../../protocol/charter.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
+import { EXCLUSION_DETAILS_MAX_BYTES } from '../../protocol/constants.ts'
+import {
+  type ExclusionDetails,
+  type ExclusionSummary,
+  verifyExclusionDetails,
+} from '../../protocol/exclusions.ts'
 import {
   readProvenanceStatement,
   verifyProvenance,
@@ -58,6 +64,8 @@ export interface LoadedCheckpoint {
   coopId: string
   publishers: string[]
   threshold: number
+  /** What it excludes since its parent, checked against its provenance (set by loadLineage). */
+  exclusions?: ExclusionDetails
 }
 
 /** Signature codes say who signed; every other protocol code says the document breaks a rule. */
@@ -108,6 +116,13 @@ export interface VerifyReport {
   files: { name: string; digest: string; ok: boolean }[]
   recomputation: 'passed' | 'failed' | 'unavailable' | 'genesis' | 'not-run'
   missing: string[]
+  /** What the checkpoint excludes since its parent (signed counts) and whether the details were checked. */
+  exclusions?: {
+    revocations: number
+    expiredManifests: number
+    items: number
+    details: 'none' | 'verified' | 'missing'
+  }
   /** The charter's revocation policy and, under rollback, the lineage check (unlearning-files.ts). */
   unlearning?: UnlearningReport
 }
@@ -163,12 +178,21 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
     if (bad !== undefined)
       throw new RoundError('FILE_DIGEST_MISMATCH', `${bad.name} does not match its signed digest`)
     const p = verified.predicate
+    // The exclusion details the provenance summarises: counts and items root must match.
+    const exclusions = await readExclusions(dir, p.exclusions, options.storeDir)
+    if (exclusions === undefined) report.missing.push(`exclusion details ${p.exclusions.details}`)
+    report.exclusions = {
+      revocations: p.exclusions.revocations,
+      expiredManifests: p.exclusions.expiredManifests,
+      items: p.exclusions.items,
+      details: p.exclusions.details === null ? 'none' : exclusions === undefined ? 'missing' : 'verified',
+    }
     // 4. Unlearning (unlearning-files.ts): under a rollback charter the lineage must exclude every
     // item it records as revoked; a rollback checkpoint's files are its new base's. (The folder's
     // charter.json, when used here, is the pinned coop's: step 1 checked it.)
     const lineage = once(() => loadLineage(options.storeDir ?? dirname(dirname(dir))).catch(() => undefined))
     report.unlearning = await checkUnlearning(
-      loaded,
+      { ...loaded, exclusions },
       lineage,
       options.charter ??
         ((await readBounded(join(dir, CHECKPOINT_FILES.charter), CHECKPOINT_FILE_MAX_BYTES)) as Uint8Array),
@@ -236,6 +260,32 @@ export async function verifyCheckpointDir(dir: string, options: CharterChoice = 
     report.code = reportCode(err)
     report.message = err instanceof Error ? err.message : String(err)
     return report
+  }
+}
+
+/**
+ * The exclusion details a provenance summarises, from the checkpoint directory or the store's
+ * blobs, checked against the summary (BAD_EXCLUSIONS when they do not match). Undefined when
+ * the summary names details that are in neither place.
+ */
+export async function readExclusions(
+  dir: string,
+  summary: ExclusionSummary,
+  storeDir?: string,
+): Promise<ExclusionDetails | undefined> {
+  let bytes: Uint8Array | undefined
+  if (summary.details !== null) {
+    bytes = await readBounded(join(dir, CHECKPOINT_FILES.exclusions), EXCLUSION_DETAILS_MAX_BYTES)
+    if (bytes === undefined && storeDir !== undefined)
+      bytes = await readStoreBlob(storeDir, summary.details, EXCLUSION_DETAILS_MAX_BYTES)
+    if (bytes === undefined) return undefined
+  }
+  try {
+    return verifyExclusionDetails(bytes, summary)
+  } catch (err) {
+    throw new RoundError('BAD_EXCLUSIONS', `exclusion details: ${errorCode(err)}: ${String(err)}`, {
+      cause: err,
+    })
   }
 }
 
@@ -312,10 +362,22 @@ export async function loadLineage(
     }
   }
   const manifestIds = new Set<string>()
-  const checkpoints: TraceCheckpoint[] = loaded.map(({ verified }) => {
+  const checkpoints: TraceCheckpoint[] = []
+  const usable: LoadedCheckpoint[] = []
+  for (const checkpoint of loaded) {
+    const { verified, dir } = checkpoint
     const p = verified.predicate
+    let exclusions: ExclusionDetails | undefined
+    try {
+      exclusions = await readExclusions(dir, p.exclusions, storeDir)
+    } catch {
+      exclusions = undefined
+    }
+    // Without its exclusions a checkpoint cannot say which images its lineage stopped using.
+    if (exclusions === undefined) continue
+    usable.push({ ...checkpoint, exclusions })
     for (const m of p.manifests) manifestIds.add(m)
-    return {
+    checkpoints.push({
       id: verified.digest,
       phase: p.phase,
       round: p.round,
@@ -329,9 +391,10 @@ export async function loadLineage(
         manifests: c.manifests,
         samples: 0,
       })),
-      revokedExcluded: p.excludedItems,
-    }
-  })
+      revokedExcluded: exclusions.items,
+      expiredManifests: exclusions.expiredManifests,
+    })
+  }
   const manifests: TraceManifest[] = []
   for (const id of manifestIds) {
     const bytes = await readStoreBlob(storeDir, id, STATEMENT_BLOB_MAX_BYTES)
@@ -360,5 +423,5 @@ export async function loadLineage(
       itemLicenses,
     })
   }
-  return { index: new LineageIndex(checkpoints, manifests), checkpoints: loaded }
+  return { index: new LineageIndex(checkpoints, manifests), checkpoints: usable }
 }

@@ -4,12 +4,6 @@
 export const CHECKPOINT_REANNOUNCE_MS = 3_000
 /** Trainers re-announce their contribution for the open round this often, so a publisher that restarted mid-round still receives it. */
 export const CONTRIBUTION_REANNOUNCE_MS = 3_000
-/** Peers re-announce their own consent manifests this often, so the publisher learns manifests published before it joined. */
-export const MANIFEST_REANNOUNCE_MS = 10_000
-/** The first consent announcements after start, one per CONSENT_EARLY_REANNOUNCE_MS: peers are still joining the mesh. */
-export const CONSENT_EARLY_ANNOUNCEMENTS = 10
-/** Pace of the early consent announcements: a joining mesh forms within seconds. */
-export const CONSENT_EARLY_REANNOUNCE_MS = 1000
 /** The publisher checks quorum and deadline this often; well under a second so closing adds little latency. */
 export const ROUND_POLL_MS = 100
 /** A checkpoint file (weights or momentum, F32) of the largest config stays under this. */

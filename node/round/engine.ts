@@ -126,10 +126,7 @@ export class RoundEngine {
     this.#publisher = options.publisher
       ? new Publisher({ ...components, admission, host, privateKey: options.privateKey })
       : undefined
-    this.#announcer = new Announcer(
-      { publisher: options.publisher },
-      { state, gossip: this.#gossip, consent, host, log },
-    )
+    this.#announcer = new Announcer({ publisher: options.publisher }, { state, gossip: this.#gossip, log })
     this.#status = new StatusWriter({ publisher: options.publisher }, { state, host, log })
   }
 

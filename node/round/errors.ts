@@ -14,6 +14,8 @@ export const ROUND_ERROR_CODES = [
   'MISSING_CONTRIBUTION',
   'BAD_CHECKPOINT',
   'COMPONENT_MISMATCH',
+  // a checkpoint's exclusion details are missing or do not match its signed summary
+  'BAD_EXCLUSIONS',
   // unlearning by rollback (node/round/rollback.ts, unlearning.ts)
   'BAD_ROLLBACK',
   'ROLLBACK_PENDING',
@@ -30,6 +32,8 @@ export const ROUND_ERROR_CODES = [
   'BAD_PROVENANCE',
   // consent (the consent book's own codes are in node/consent/errors.ts)
   'NO_CONSENT',
+  // a manifest a checkpoint's license and attribution depend on is not available here
+  'MISSING_MANIFEST',
   // configuration and state
   'BAD_CHARTER',
   'NOT_A_PUBLISHER',

@@ -173,9 +173,11 @@ export class Fetcher {
     this.#manifestFetches.add(manifestId)
     try {
       const bytes = await this.requireBlob(manifestId, [custodian], CONSENT_DOCUMENT_MAX_BYTES)
+      // Its window is judged by whoever cites it (a contribution's round, a checkpoint's terms).
       const { verified, added } = await this.#consent.addManifest(
         JSON.parse(new TextDecoder().decode(bytes)) as object,
         false,
+        { validityWindow: 'skip' },
       )
       if (added)
         this.#log.info({ manifest: verified.digest, custodian: verified.custodian }, 'manifest fetched')

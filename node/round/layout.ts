@@ -12,6 +12,7 @@
 //       config.json           { coop, phase, round, model, autoencoder? } canonical JSON
 //       provenance.json       the signed CheckpointProvenance (DSSE envelope)
 //       charter.json          the charter, so the directory verifies on its own
+//       exclusions.json       the exclusion details the provenance summarises (only when it names some)
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CHECKPOINT_MODEL_FILE, CHECKPOINT_MOMENTUM_FILE } from '../../protocol/constants.ts'
@@ -25,6 +26,7 @@ export const CHECKPOINT_FILES = {
   config: 'config.json',
   provenance: 'provenance.json',
   charter: 'charter.json',
+  exclusions: 'exclusions.json',
 } as const
 
 export interface CheckpointPointer {

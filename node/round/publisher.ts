@@ -6,6 +6,8 @@ import type { ContributionPredicate } from '../../protocol/contribution.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import type { Ed25519PrivateKey } from '../../protocol/keys.ts'
+import { summarizeExclusions } from '../../protocol/exclusions.ts'
+import { PROVENANCE_MAX_LIST } from '../../protocol/constants.ts'
 import { layoutOf, payloadMaxBytes } from '../../protocol/compression.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
 import { createProvenance, verifyProvenance, type ProvenancePredicate } from '../../protocol/provenance.ts'
@@ -34,6 +36,7 @@ import { compareStrings, type RoundState } from './state.ts'
 import { decodeTensors, zerosLike, type NamedTensor } from './tensors.ts'
 import type { TrainerPool } from './trainers.ts'
 import { Unlearning } from './rollback.ts'
+import { checkpointTerms, lineageManifestsOf } from './terms.ts'
 
 /** What closeDecision reads of an accepted contribution. */
 export type CloseCandidate = Pick<ContributionRecord, 'id' | 'delta' | 'contributor'> & {
@@ -177,7 +180,12 @@ export class Publisher {
       })
       for (const c of decision.admit) void admission.admit(c)
       if (decision.close === undefined) return
-      const exclusion = this.#exclusionSince(base)
+      const exclusion = this.#exclusionSince(base, [
+        ...lineageManifestsOf(state, base),
+        ...decision.close.contributions.flatMap(
+          (id) => state.contribution(round, id)?.predicate.manifests ?? [],
+        ),
+      ])
       close = {
         round,
         phase,
@@ -185,6 +193,7 @@ export class Publisher {
         contributions: decision.close.contributions,
         excludedItems: exclusion.items,
         revocations: exclusion.revocations,
+        expiredManifests: exclusion.expiredManifests,
         closedAt: new Date().toISOString(),
       }
       // Frozen before aggregating: a crash from here on re-aggregates exactly this set.
@@ -205,31 +214,22 @@ export class Publisher {
     else await this.#aggregateAndPublish(close, base)
   }
 
-  /** Revocations known now that no checkpoint of this chain has recorded yet. */
-  #exclusionSince(base: CheckpointRecord): { items: string[]; revocations: string[] } {
-    const recordedItems = new Set<string>()
-    const recordedRevocations = new Set<string>()
-    for (const checkpoint of this.#modules.state.ancestors(base)) {
-      for (const i of checkpoint.predicate.excludedItems) recordedItems.add(i)
-      for (const r of checkpoint.predicate.revocations) recordedRevocations.add(r)
-    }
-    const known = this.#modules.consent.revocationSummary()
+  /**
+   * What this checkpoint records beyond its chain: applied revocations and their items, and the
+   * lineage's manifests whose consent ended. Each list is capped at what a details document
+   * holds; anything beyond waits for the next checkpoint (it is still "not yet recorded" then).
+   */
+  #exclusionSince(
+    base: CheckpointRecord,
+    lineageManifests: readonly string[],
+  ): { items: string[]; revocations: string[]; expiredManifests: string[] } {
+    const { state, consent } = this.#modules
+    const since = consent.exclusionsSince(state.chainExclusions(base), lineageManifests, Date.now())
     return {
-      items: known.items.filter((i) => !recordedItems.has(i)).sort(compareStrings),
-      revocations: known.revocations.filter((r) => !recordedRevocations.has(r)).sort(compareStrings),
+      revocations: since.revocations.slice(0, PROVENANCE_MAX_LIST),
+      expiredManifests: since.expiredManifests.slice(0, PROVENANCE_MAX_LIST),
+      items: since.items.slice(0, PROVENANCE_MAX_LIST),
     }
-  }
-
-  /** Every manifest in the lineage of `base`: its chain and, through components, the chains it depends on. */
-  #lineageManifests(base: CheckpointRecord): string[] {
-    const { state } = this.#modules
-    const out = new Set<string>()
-    for (const checkpoint of state.ancestors(base)) for (const m of checkpoint.predicate.manifests) out.add(m)
-    for (const component of base.predicate.components) {
-      const ae = state.checkpointById(component.provenance)
-      if (ae !== undefined) for (const m of this.#lineageManifests(ae)) out.add(m)
-    }
-    return [...out]
   }
 
   async #createGenesis(phase: Phase, round: number): Promise<void> {
@@ -243,7 +243,17 @@ export class Publisher {
     const trainer = await trainers.forPhase(phase)
     const weights = await trainer.getWeights()
     const files = encodeCheckpointFiles(weights, zerosLike(weights))
-    const exclusion = consent.revocationSummary()
+    // A genesis records every revocation known when the phase starts (it has no lineage of its own).
+    const exclusion = consent.exclusionsSince(
+      { revocations: new Set(), expiredManifests: new Set(), items: new Set() },
+      [],
+      Date.now(),
+    )
+    const exclusions = summarizeExclusions({
+      revocations: exclusion.revocations.slice(0, PROVENANCE_MAX_LIST),
+      expiredManifests: [],
+      items: exclusion.items.slice(0, PROVENANCE_MAX_LIST),
+    })
     const predicate: ProvenancePredicate = {
       coop: state.coopId,
       round,
@@ -251,13 +261,11 @@ export class Publisher {
       parent: null,
       contributions: [],
       manifests: [],
-      revocations: [...exclusion.revocations].sort(compareStrings),
-      excludedItems: [...exclusion.items].sort(compareStrings),
+      exclusions: exclusions.summary,
       components,
-      license: consent.licenseOf([]),
-      attribution: [],
+      ...checkpointTerms(consent, []),
     }
-    await this.#signAndAdopt(predicate, files)
+    await this.#signAndAdopt(predicate, files, exclusions)
     log.info({ phase, round }, 'genesis checkpoint published')
   }
 
@@ -274,7 +282,16 @@ export class Publisher {
     const started = performance.now()
     const computed = computeCheckpoint(parentWeights, parentMomentum, payloads, optimizer)
     const manifests = [...new Set(records.flatMap((r) => r.predicate.manifests))].sort(compareStrings)
-    const lineageManifests = [...new Set([...this.#lineageManifests(base), ...manifests])]
+    // The license names every manifest's signed terms: fetch any this node lacks from its custodian.
+    for (const r of records)
+      for (const id of r.predicate.manifests)
+        if (consent.manifest(id) === undefined) await fetcher.fetchManifest(id, r.contributor)
+    const lineageManifests = [...new Set([...lineageManifestsOf(state, base), ...manifests])]
+    const exclusions = summarizeExclusions({
+      revocations: close.revocations,
+      expiredManifests: close.expiredManifests ?? [],
+      items: close.excludedItems,
+    })
     const predicate: ProvenancePredicate = {
       coop: state.coopId,
       round: close.round,
@@ -287,13 +304,11 @@ export class Publisher {
         manifests: [...r.predicate.manifests].sort(compareStrings),
       })),
       manifests,
-      revocations: close.revocations,
-      excludedItems: close.excludedItems,
+      exclusions: exclusions.summary,
       components: base.predicate.components,
-      license: consent.licenseOf(lineageManifests),
-      attribution: consent.attributionOf(lineageManifests),
+      ...checkpointTerms(consent, lineageManifests),
     }
-    const record = await this.#signAndAdopt(predicate, computed)
+    const record = await this.#signAndAdopt(predicate, computed, exclusions)
     const aggregateMs = Math.round(performance.now() - started)
     log.info(
       {
@@ -410,8 +425,11 @@ export class Publisher {
   async #signAndAdopt(
     predicate: ProvenancePredicate,
     files: { modelBytes: Uint8Array; momentumBytes: Uint8Array; modelDigest: string; momentumDigest: string },
+    exclusions: ReturnType<typeof summarizeExclusions>,
   ): Promise<CheckpointRecord> {
     const { state, gossip, privateKey } = this.#modules
+    // Stored before the announcement: verifiers fetch the details by the digest the summary names.
+    if (exclusions.bytes !== undefined) await state.store.putBlob(exclusions.bytes)
     const config = state.configBytes(predicate.phase, predicate.round, predicate.components)
     const envelope = createProvenance(
       {
@@ -438,6 +456,7 @@ export class Publisher {
       envelope,
       { model: files.modelBytes, momentum: files.momentumBytes, config },
       'published',
+      exclusions.details,
     )
   }
 }

@@ -10,6 +10,7 @@
 //   rounds         equivocation/<phase>/<round:12>/<checkpoint id>  EquivocationRecord (a second signed checkpoint for a round)
 //   rounds         peer/<peerId>                   PeerRecord (contribution counts; the host owns the peers table)
 import type { ContributionPredicate } from '../../protocol/contribution.ts'
+import type { ExclusionDetails } from '../../protocol/exclusions.ts'
 import type { ProvenancePredicate } from '../../protocol/provenance.ts'
 import { roundKey } from '../store/store.ts'
 import type { Phase } from './schedule.ts'
@@ -43,6 +44,8 @@ export interface CheckpointRecord {
   verification: Verification
   adoptedAt: string
   dir: string
+  /** The exclusion details the provenance's summary signs (checked against it before adoption). */
+  exclusions?: ExclusionDetails
 }
 
 export interface LocalRoundRecord {
@@ -63,8 +66,10 @@ export interface CloseRecord {
   base: string
   /** Statement digests, sorted: exactly what the checkpoint aggregates. */
   contributions: string[]
+  /** What the checkpoint records as excluded since the base, frozen with the set. */
   excludedItems: string[]
   revocations: string[]
+  expiredManifests?: string[]
   closedAt: string
   /**
    * Set when the round is a rollback (charter onRevocation "rollback"): the checkpoint continues

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino'
 import { RECEIPT_MAX_BYTES } from '../../protocol/constants.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
+import type { ExclusionDetails } from '../../protocol/exclusions.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
 import { verifyReceipt, type VerifiedReceipt } from '../../protocol/receipt.ts'
 import type { ConsentBook } from '../consent/book.ts'
@@ -30,7 +31,8 @@ const sameList = (a: readonly string[], b: readonly string[]): boolean =>
 
 /**
  * Checks an announced rollback checkpoint and adopts it. The receipt must verify under the
- * charter, say what the provenance says (round, new base = parent, revocations and items), name
+ * charter, say what the provenance says (round, new base = parent, the revocations and items of
+ * its checked exclusion details), name
  * the new base's files; the checkpoint's weights and momentum must be the new base's; the new
  * base must be an ancestor of the round's base and `superseded` exactly the checkpoints between;
  * the new base's whole lineage must not use a revoked item while the oldest superseded one does.
@@ -38,6 +40,7 @@ const sameList = (a: readonly string[], b: readonly string[]): boolean =>
 export async function verifyRollbackCheckpoint(
   modules: RollbackVerifierModules,
   pending: PendingCheckpoint,
+  exclusions: ExclusionDetails,
 ): Promise<CheckpointRecord> {
   const { state, fetcher, consent, host, log } = modules
   const { verified, envelope, from } = pending
@@ -72,8 +75,8 @@ export async function verifyRollbackCheckpoint(
     r.phase !== p.phase ||
     r.newBase.provenance !== p.parent.provenance ||
     r.newBase.checkpoint !== p.parent.checkpoint ||
-    !sameList(r.revocations, p.revocations) ||
-    !sameList(r.revokedItems, p.excludedItems) ||
+    !sameList(r.revocations, exclusions.revocations) ||
+    !sameList(r.revokedItems, exclusions.items) ||
     files.model !== r.newBase.checkpoint ||
     files.momentum !== receipt.files.get(CHECKPOINT_FILES.momentum)
   )
@@ -98,7 +101,7 @@ export async function verifyRollbackCheckpoint(
       { round: p.round, phase: p.phase, checkpoint: verified.digest },
       'rollback base unknown; adopted on signature and file digests',
     )
-    return await state.adopt(verified, envelope, { model, momentum, config, extra }, 'signature')
+    return await state.adopt(verified, envelope, { model, momentum, config, extra }, 'signature', exclusions)
   }
   if (
     newBase.phase !== p.phase ||
@@ -139,7 +142,13 @@ export async function verifyRollbackCheckpoint(
     throw bad('a newer checkpoint than the new base is clean: the rollback goes back too far')
   const model = await fetcher.requireBlob(newBase.files.model, [])
   const momentum = await fetcher.requireBlob(newBase.files.momentum, [])
-  const record = await state.adopt(verified, envelope, { model, momentum, config, extra }, 'rollback')
+  const record = await state.adopt(
+    verified,
+    envelope,
+    { model, momentum, config, extra },
+    'rollback',
+    exclusions,
+  )
   log.info(
     {
       round: p.round,

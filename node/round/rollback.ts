@@ -12,6 +12,8 @@ import { envelopeBytes } from '../../protocol/dsse.ts'
 import type { Ed25519PrivateKey } from '../../protocol/keys.ts'
 import { createProvenance, verifyProvenance, type ProvenancePredicate } from '../../protocol/provenance.ts'
 import { createReceipt } from '../../protocol/receipt.ts'
+import { summarizeExclusions } from '../../protocol/exclusions.ts'
+import { PROVENANCE_MAX_LIST, RECEIPT_MAX_LIST } from '../../protocol/constants.ts'
 import type { ConsentBook } from '../consent/book.ts'
 import { RoundError } from './errors.ts'
 import type { Fetcher } from './fetcher.ts'
@@ -19,7 +21,8 @@ import type { RoundGossip } from './gossip.ts'
 import { CHECKPOINT_FILES } from './layout.ts'
 import type { CheckpointRecord, CloseRecord } from './records.ts'
 import type { Phase } from './schedule.ts'
-import { compareStrings, type RoundState } from './state.ts'
+import { checkpointTerms, lineageManifestsOf } from './terms.ts'
+import type { RoundState } from './state.ts'
 import {
   firstUse,
   RECEIPT_FILE,
@@ -46,7 +49,8 @@ export function stateLookup(state: Pick<RoundState, 'checkpointById'>): NodeLook
       parent: p.parent?.provenance ?? null,
       components: p.components.map((c) => c.provenance),
       contributions: p.contributions,
-      excludedItems: p.excludedItems,
+      // The checked exclusion details the record was adopted with (none on a record without them).
+      excludedItems: record.exclusions?.items ?? [],
     }
   }
 }
@@ -56,20 +60,6 @@ function bookManifests(consent: Pick<ConsentBook, 'manifests'>): { id: string; i
     id: verified.digest,
     items: verified.items.map((i) => i.digest),
   }))
-}
-
-/** Revocations and items recorded by `record`'s chain. */
-function recordedByChain(
-  state: RoundState,
-  record: CheckpointRecord,
-): { items: Set<string>; revocations: Set<string> } {
-  const items = new Set<string>()
-  const revocations = new Set<string>()
-  for (const c of state.ancestors(record)) {
-    for (const i of c.predicate.excludedItems) items.add(i)
-    for (const r of c.predicate.revocations) revocations.add(r)
-  }
-  return { items, revocations }
 }
 
 export interface UnlearningModules {
@@ -105,9 +95,8 @@ export class Unlearning {
   ): CloseRecord | undefined {
     const { state, consent, log } = this.#modules
     if (state.charter.onRevocation !== 'rollback') return undefined
-    const known = consent.revocationSummary()
-    const recorded = recordedByChain(state, base)
-    const pending = known.items.filter((i) => !recorded.items.has(i))
+    // Items withdrawn by revocations that the base's chain has not recorded yet.
+    const pending = consent.exclusionsSince(state.chainExclusions(base), [], Date.now()).items
     if (pending.length === 0) return undefined
     const manifests = bookManifests(consent)
     const watchedPending = watchedItemsByManifest(manifests, new Set(pending))
@@ -118,7 +107,7 @@ export class Unlearning {
     // Every known revoked item counts when looking for the clean base: items recorded after it
     // drop out of the new chain's records and must not have been used before it either.
     const target = baseUsed
-      ? rollbackTarget(lookup, base.id, watchedItemsByManifest(manifests, new Set(known.items)))
+      ? rollbackTarget(lookup, base.id, watchedItemsByManifest(manifests, consent.revokedItems()))
       : { base: lookup(base.id) as LineageNode, superseded: [] }
     if (target === undefined) {
       if (!this.#impossibleLogged.has(round)) {
@@ -131,17 +120,24 @@ export class Unlearning {
       return undefined
     }
     const newBase = state.checkpointById(target.base.id) as CheckpointRecord
-    // The rollback checkpoint records every known revocation that its new chain has not.
-    const inNewChain = recordedByChain(state, newBase)
+    // The rollback checkpoint records what its new chain has not: every applied revocation and
+    // its items, and the new lineage's manifests whose consent ended (as any checkpoint would).
+    const closedAt = Date.now()
+    const since = consent.exclusionsSince(
+      state.chainExclusions(newBase),
+      lineageManifestsOf(state, newBase),
+      closedAt,
+    )
     // Whole seconds: the receipt's createdAt is a protocol date-time (§1).
-    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    const now = new Date(closedAt).toISOString().replace(/\.\d{3}Z$/, 'Z')
     return {
       round,
       phase,
       base: base.id,
       contributions: [],
-      excludedItems: known.items.filter((i) => !inNewChain.items.has(i)).sort(compareStrings),
-      revocations: known.revocations.filter((r) => !inNewChain.revocations.has(r)).sort(compareStrings),
+      excludedItems: since.items.slice(0, RECEIPT_MAX_LIST),
+      revocations: since.revocations.slice(0, RECEIPT_MAX_LIST),
+      expiredManifests: since.expiredManifests.slice(0, PROVENANCE_MAX_LIST),
       closedAt: now,
       rollback: {
         newBase: newBase.id,
@@ -185,9 +181,15 @@ export class Unlearning {
     await state.store.putBlob(receiptBytes)
     const model = await fetcher.requireBlob(newBase.files.model, [])
     const momentum = await fetcher.requireBlob(newBase.files.momentum, [])
-    const lineageManifests = lineageManifestsOf(state, newBase)
     const components = newBase.predicate.components
     const config = state.configBytes(close.phase, close.round, components)
+    const exclusions = summarizeExclusions({
+      revocations: close.revocations,
+      expiredManifests: close.expiredManifests ?? [],
+      items: close.excludedItems,
+    })
+    // Stored before the announcement too: verifiers fetch the details by the summary's digest.
+    if (exclusions.bytes !== undefined) await state.store.putBlob(exclusions.bytes)
     const predicate: ProvenancePredicate = {
       coop: state.coopId,
       round: close.round,
@@ -195,11 +197,10 @@ export class Unlearning {
       parent: { checkpoint: newBase.files.model, provenance: newBase.id },
       contributions: [],
       manifests: [],
-      revocations: close.revocations,
-      excludedItems: close.excludedItems,
+      exclusions: exclusions.summary,
       components,
-      license: consent.licenseOf(lineageManifests),
-      attribution: consent.attributionOf(lineageManifests),
+      // The terms of what the weights were trained on: the new base's lineage.
+      ...checkpointTerms(consent, lineageManifestsOf(state, newBase)),
     }
     const envelope = createProvenance(
       {
@@ -224,6 +225,7 @@ export class Unlearning {
       envelope,
       { model, momentum, config, extra: { [RECEIPT_FILE]: receiptBytes } },
       'published',
+      exclusions.details,
     )
     const aggregateMs = Math.round(performance.now() - started)
     log.info(
@@ -252,23 +254,4 @@ export class Unlearning {
     })
     return record
   }
-}
-
-/** Every manifest in the lineage of `record`: its chain and, through components, theirs. */
-function lineageManifestsOf(
-  state: RoundState,
-  record: CheckpointRecord,
-  visited = new Set<string>(),
-): string[] {
-  const out = new Set<string>()
-  for (const c of state.ancestors(record)) {
-    for (const m of c.predicate.manifests) out.add(m)
-    for (const component of c.predicate.components) {
-      const ae = state.checkpointById(component.provenance)
-      if (ae === undefined || visited.has(ae.id)) continue
-      visited.add(ae.id)
-      for (const m of lineageManifestsOf(state, ae, visited)) out.add(m)
-    }
-  }
-  return [...out]
 }

@@ -10,6 +10,7 @@ import type { CoopCharter } from '../../protocol/charter.ts'
 import type { VerifiedContribution } from '../../protocol/contribution.ts'
 import { envelopeBytes, type DsseEnvelope } from '../../protocol/dsse.ts'
 import { canonicalBytes } from '../../protocol/jcs.ts'
+import { type ExclusionDetails, NO_EXCLUSIONS } from '../../protocol/exclusions.ts'
 import type { ProvenancePredicate, VerifiedProvenance } from '../../protocol/provenance.ts'
 import type { Logger } from 'pino'
 import type { BatchPut, CoopStore } from '../store/store.ts'
@@ -35,6 +36,13 @@ import {
   type Verification,
 } from './records.ts'
 import { lastRoundOf, phaseOfRound, roundPlan, type Phase, type RoundPlan } from './schedule.ts'
+
+/** What a chain of checkpoints recorded as excluded. */
+export interface ChainExclusions {
+  revocations: Set<string>
+  expiredManifests: Set<string>
+  items: Set<string>
+}
 
 export const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
@@ -275,11 +283,15 @@ export class RoundState {
     })
   }
 
-  /** Revocations recorded by `base` and its ancestors. */
-  chainRevocations(base: CheckpointRecord): Set<string> {
-    const out = new Set<string>()
-    for (const checkpoint of this.ancestors(base))
-      for (const r of checkpoint.predicate.revocations) out.add(r)
+  /** What `base` and its ancestors recorded as excluded: revocations, expired manifests, revoked items. */
+  chainExclusions(base: CheckpointRecord): ChainExclusions {
+    const out: ChainExclusions = { revocations: new Set(), expiredManifests: new Set(), items: new Set() }
+    for (const checkpoint of this.ancestors(base)) {
+      const details = checkpoint.exclusions ?? NO_EXCLUSIONS
+      for (const r of details.revocations) out.revocations.add(r)
+      for (const m of details.expiredManifests) out.expiredManifests.add(m)
+      for (const i of details.items) out.items.add(i)
+    }
     return out
   }
 
@@ -330,7 +342,10 @@ export class RoundState {
     return record
   }
 
-  /** Adopts a verified checkpoint: its directory and blobs, then the record, then latest.json. */
+  /**
+   * Adopts a verified checkpoint: its directory and blobs, then the record, then latest.json.
+   * `exclusions` are the details its provenance summarises, already checked against it.
+   */
   async adopt(
     verified: VerifiedProvenance,
     envelope: DsseEnvelope,
@@ -342,9 +357,11 @@ export class RoundState {
       extra?: Record<string, Uint8Array>
     },
     verification: Verification,
+    exclusions: ExclusionDetails = NO_EXCLUSIONS,
   ): Promise<CheckpointRecord> {
     const p = verified.predicate
     const provenanceBytes = envelopeBytes(envelope)
+    const exclusionBytes = p.exclusions.details === null ? undefined : canonicalBytes(exclusions)
     const extra = files.extra ?? {}
     // Independent durable writes, issued together so their fsyncs overlap.
     const [model, momentum, config, envelopeDigest, , dir] = await Promise.all([
@@ -360,7 +377,10 @@ export class RoundState {
         [CHECKPOINT_FILES.config]: files.config,
         [CHECKPOINT_FILES.provenance]: provenanceBytes,
         [CHECKPOINT_FILES.charter]: canonicalBytes(this.#charterEnvelope),
+        ...(exclusionBytes === undefined ? {} : { [CHECKPOINT_FILES.exclusions]: exclusionBytes }),
       }),
+      // Served by digest, so peers that adopt this checkpoint can fetch the details it summarises.
+      exclusionBytes === undefined ? undefined : this.store.putBlob(exclusionBytes),
       ...Object.values(extra).map((bytes) => this.store.putBlob(bytes)),
     ])
     return await this.commitCheckpoint({
@@ -374,6 +394,7 @@ export class RoundState {
       verification,
       adoptedAt: new Date().toISOString(),
       dir,
+      exclusions,
     })
   }
 

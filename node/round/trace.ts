@@ -3,8 +3,8 @@
 // tests.
 //
 // The rule for "a contribution used image X": the contribution lists a manifest that holds X,
-// and X had not been recorded as revoked by any checkpoint up to and including the one the
-// contribution trained from. A revocation that arrives mid-round is recorded by that round's
+// X had not been recorded as revoked, and that manifest had not been recorded as expired, by any
+// checkpoint up to and including the one the contribution trained from. A revocation that arrives mid-round is recorded by that round's
 // checkpoint, so that round's contributions still count as having (possibly) used the image:
 // the trainer saw it in the steps before the revocation arrived.
 import { ancestors } from './lineage.ts'
@@ -32,6 +32,8 @@ export interface TraceCheckpoint {
   contributions: TraceContribution[]
   /** Item digests revoked since the parent and excluded from training from now on. */
   revokedExcluded: string[]
+  /** Manifests whose consent ended since the parent: none of their items is used from now on. */
+  expiredManifests: string[]
 }
 
 export interface TraceManifest {
@@ -124,6 +126,7 @@ export class LineageIndex {
     }[] = []
     const chain = this.chain(id)
     const revokedSoFar = new Set<string>()
+    const expiredSoFar = new Set<string>()
     for (const checkpoint of chain) {
       for (const component of checkpoint.components) {
         if (visited.has(component)) continue
@@ -132,6 +135,8 @@ export class LineageIndex {
       }
       for (const contribution of checkpoint.contributions) {
         for (const manifestId of contribution.manifests) {
+          // Validators refuse contributions citing a manifest the chain recorded as expired.
+          if (expiredSoFar.has(manifestId)) continue
           const manifest = this.#manifests.get(manifestId)
           const items = new Set((manifest?.items ?? []).filter((item) => !revokedSoFar.has(item)))
           out.push({ checkpoint, contribution, manifest: manifestId, items })
@@ -139,6 +144,7 @@ export class LineageIndex {
       }
       // Revocations recorded here bind the rounds that train from this checkpoint onwards.
       for (const item of checkpoint.revokedExcluded) revokedSoFar.add(item)
+      for (const manifest of checkpoint.expiredManifests) expiredSoFar.add(manifest)
     }
     return out
   }

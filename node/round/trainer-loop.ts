@@ -125,7 +125,8 @@ export class TrainerLoop {
     const { state, fetcher, trainers, gossip, consent, log } = this.#modules
     const { datasetItems, privateKey } = this.#options
     const roundsCfg = state.charter.rounds
-    if (consent.localItemsInUse(datasetItems).items.length === 0) {
+    const usedAtStart = consent.localItemsInUse(datasetItems)
+    if (usedAtStart.items.length === 0) {
       // Every local item was revoked: keep verifying and serving, but never train on nothing.
       if (!this.#noConsentLogged)
         log.warn({ round, code: 'NO_CONSENT' }, 'no consented item left; not contributing')
@@ -138,7 +139,7 @@ export class TrainerLoop {
     const trainer = await trainers.forPhase(phase)
     const baseWeights = decodeTensors(await fetcher.requireBlob(base.files.model, fetcher.providers()))
     await trainer.setWeights(baseWeights)
-    trainer.excludeItems(consent.revokedItems())
+    trainer.excludeItems(consent.withdrawnItems())
     const steps = roundsCfg.innerSteps
     log.info({ round, phase, steps, base: base.id }, 'round started')
     state.events.emit('roundStarted', { round, phase, steps, base: base.id })
@@ -186,13 +187,16 @@ export class TrainerLoop {
     const residualDigest =
       codec.kind === 'topk' ? await state.store.putBlob(encodeTensors(compressed.residual)) : undefined
 
-    // Revocations that arrived during the round were applied before later steps; the statement
-    // names what is consented now.
-    const used = consent.localItemsInUse(datasetItems)
-    if (used.items.length === 0) {
+    // Revocations and expiries during the round were applied before later steps. The statement
+    // names every manifest the round's steps may have used (the first steps saw what was
+    // consented at the start), so the provenance traces them; the next checkpoint records what
+    // was withdrawn. Nothing is published when every item was withdrawn during the round.
+    const usedAtEnd = consent.localItemsInUse(datasetItems)
+    if (usedAtEnd.items.length === 0) {
       log.warn({ round, code: 'NO_CONSENT' }, 'consent withdrawn during the round; contribution dropped')
       return
     }
+    const used = usedAtStart
     const envelope = createContribution(
       {
         coop: state.coopId,

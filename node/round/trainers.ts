@@ -1,6 +1,6 @@
 // The live trainer sessions (trainer/session.ts), one phase at a time. The training loop trains
-// with them and the publisher takes genesis weights and eval losses from them; a revocation
-// reaches every live session before its next step.
+// with them and the publisher takes genesis weights and eval losses from them; a revocation or
+// an expiry of consent reaches every live session before its next step.
 import type { Logger } from 'pino'
 import type { ConsentBook } from '../consent/book.ts'
 import { RoundError } from './errors.ts'
@@ -44,9 +44,9 @@ export class TrainerPool {
 
   start(): void {
     const { consent, state, log } = this.#modules
-    this.#unsubscribe = consent.onRevocation((items) => {
+    this.#unsubscribe = consent.onWithdrawn((items, reason) => {
       for (const trainer of this.#trainers.values()) trainer.excludeItems(items)
-      log.info({ items: items.length }, 'revoked items excluded from training')
+      log.info({ items: items.length, reason }, 'withdrawn items excluded from training')
       state.changed()
     })
   }
@@ -85,7 +85,7 @@ export class TrainerPool {
       this.#trainers.delete(other)
     }
     const trainer = await this.#modules.factory(phase, autoencoder)
-    trainer.excludeItems(this.#modules.consent.revokedItems())
+    trainer.excludeItems(this.#modules.consent.withdrawnItems())
     this.#trainers.set(phase, trainer)
     return trainer
   }

@@ -7,7 +7,9 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { verifyCharter } from '../../protocol/charter.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
-import { verifyReceipt, type VerifiedReceipt } from '../../protocol/receipt.ts'
+import type { ExclusionDetails, ExclusionSummary } from '../../protocol/exclusions.ts'
+import { merkleRoot } from '../../protocol/merkle.ts'
+import { verifyReceipt, type ReceiptPredicate, type VerifiedReceipt } from '../../protocol/receipt.ts'
 import { CHECKPOINT_FILE_MAX_BYTES } from './constants.ts'
 import { RoundError } from './errors.ts'
 import { CHECKPOINT_FILES } from './layout.ts'
@@ -37,6 +39,26 @@ export function indexLookup(index: LineageIndex): NodeLookup {
       excludedItems: c.revokedExcluded,
     }
   }
+}
+
+/**
+ * Whether a receipt answers exactly what its rollback checkpoint records as excluded: the lists
+ * of the checked details when at hand, else the signed counts and the items root.
+ */
+export function receiptMatchesExclusions(
+  r: Pick<ReceiptPredicate, 'revocations' | 'revokedItems'>,
+  summary: ExclusionSummary,
+  details: ExclusionDetails | undefined,
+): boolean {
+  const same = (a: readonly string[], b: readonly string[]) =>
+    a.length === b.length && a.every((x, i) => x === b[i])
+  if (details !== undefined)
+    return same(r.revocations, details.revocations) && same(r.revokedItems, details.items)
+  return (
+    r.revocations.length === summary.revocations &&
+    r.revokedItems.length === summary.items &&
+    merkleRoot(r.revokedItems) === summary.itemsRoot
+  )
 }
 
 /** Reads and verifies the receipt a checkpoint directory lists (the file digest is checked against the provenance). */
@@ -144,7 +166,6 @@ export async function checkUnlearning(
       throw new RoundError('BAD_ROLLBACK', 'a rollback checkpoint under a charter that does not roll back')
     const receipt = (await readDirReceipt(loaded)) as VerifiedReceipt
     const r = receipt.predicate
-    const same = (a: readonly string[], b: readonly string[]) => a.join() === b.join()
     if (
       p.parent === null ||
       r.round !== p.round ||
@@ -153,8 +174,7 @@ export async function checkUnlearning(
       r.newBase.checkpoint !== p.parent.checkpoint ||
       verified.files.get(CHECKPOINT_FILES.model) !== r.newBase.checkpoint ||
       verified.files.get(CHECKPOINT_FILES.momentum) !== receipt.files.get(CHECKPOINT_FILES.momentum) ||
-      !same(r.revocations, p.revocations) ||
-      !same(r.revokedItems, p.excludedItems)
+      !receiptMatchesExclusions(r, p.exclusions, loaded.exclusions)
     )
       throw new RoundError('BAD_ROLLBACK', 'the receipt and the rollback checkpoint disagree')
     report.receipt = receipt.digest

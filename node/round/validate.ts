@@ -7,10 +7,10 @@
 import type { VerifiedContribution } from '../../protocol/contribution.ts'
 import type { VerifiedManifest } from '../../protocol/manifest.ts'
 import type { VerifiedProvenance } from '../../protocol/provenance.ts'
-import { manifestValidAt } from '../consent/book.ts'
+import { manifestEnd } from '../consent/book.ts'
 import { ignore, reject } from '../p2p/gossip-errors.ts'
 import { maxSamples } from './limits.ts'
-import type { RoundState } from './state.ts'
+import type { ChainExclusions, RoundState } from './state.ts'
 import { genesisRound, lastRoundOf, phaseOfRound } from './schedule.ts'
 import { isRollbackShape } from './unlearning.ts'
 
@@ -24,7 +24,7 @@ export type RoundView = Pick<
   | 'checkpointById'
   | 'contribution'
   | 'contributionsFor'
-  | 'chainRevocations'
+  | 'chainExclusions'
 >
 
 /** What the manifest checks read of the consent book. */
@@ -70,24 +70,29 @@ export function validateContribution(
     if (other.contributor === verified.contributor)
       throw reject('CONFLICT', 'a second contribution from the same peer for the round')
   }
-  // Each manifest is known, valid, held by the contributor, and not revoked before the round started.
-  const chainRevocations = view.chainRevocations(base)
+  // Each manifest is known, held by the contributor, and its consent had not ended when the round started.
+  const chain = view.chainExclusions(base)
+  const graceMs = view.charter.rounds.deadlineSeconds * 1000
   for (const manifestId of p.manifests)
-    validateContributionManifest(consent, manifestId, verified.contributor, chainRevocations, now)
+    validateContributionManifest(consent, manifestId, verified.contributor, chain, now, graceMs)
 }
 
 /**
- * One manifest a contribution lists. `chainRevocations` are the revocations recorded by the
- * checkpoints up to the contribution's base: a manifest they withdraw entirely was revoked before
- * the round started, so training on it is a violation (REJECT). A revocation that arrived during
- * the round does not invalidate that round's contributions; the next checkpoint records it.
+ * One manifest a contribution lists. `chain` is what the checkpoints up to the contribution's
+ * base recorded: a manifest they record as expired, or withdraw entirely, had lost its consent
+ * before the round started, and every peer holding the base sees that: training on it is a
+ * violation (REJECT). Consent that ended during the round does not invalidate that round's
+ * contributions (the trainer stopped using the items at its next step); the next checkpoint
+ * records it. What only a clock can tell (a manifest that ended more than a round ago, or has not
+ * started) is IGNOREd: clocks differ, so no one is charged for it.
  */
 export function validateContributionManifest(
   consent: ConsentView,
   manifestId: string,
   contributor: string,
-  chainRevocations: ReadonlySet<string>,
+  chain: Pick<ChainExclusions, 'revocations' | 'expiredManifests'>,
   now: number = Date.now(),
+  graceMs = 0,
 ): void {
   const manifest = consent.manifest(manifestId)
   // The manifest must be known; it may simply not have reached us yet, so this is not the sender's
@@ -100,11 +105,18 @@ export function validateContributionManifest(
   // Only the custodian a manifest names may train on its images.
   if (manifest.custodian !== contributor)
     throw reject('FOREIGN_CUSTODIAN', 'contributor is not the custodian of a listed manifest')
-  // The manifest is still within its validity window.
-  if (!manifestValidAt(manifest, now)) throw reject('EXPIRED', 'a listed manifest is not valid now')
+  // Its consent had not ended by a checkpoint up to the base.
+  if (chain.expiredManifests.has(manifestId))
+    throw reject('EXPIRED', 'a listed manifest expired before the round started')
   // It was not withdrawn entirely before the round started.
-  if (consent.fullyRevokedBy(manifestId, chainRevocations))
+  if (consent.fullyRevokedBy(manifestId, chain.revocations))
     throw reject('REVOKED', 'a listed manifest was revoked before the round started')
+  // By our clock, it has started and it did not end more than a round ago.
+  if (Date.parse(manifest.manifest.validFrom) > now)
+    throw ignore('NOT_YET_VALID', 'a listed manifest is not valid yet')
+  const end = manifestEnd(manifest)
+  if (end !== undefined && end + graceMs <= now)
+    throw ignore('EXPIRED', 'a listed manifest expired before this round could have started')
 }
 
 /** A CheckpointProvenance makes sense now: in the charter, one per round, genesis-shaped only at genesis. */

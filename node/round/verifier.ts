@@ -23,6 +23,8 @@ import { errorCode } from '../../protocol/coded-error.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import type { ContributionPredicate } from '../../protocol/contribution.ts'
 import type { DsseEnvelope } from '../../protocol/dsse.ts'
+import { EXCLUSION_DETAILS_MAX_BYTES } from '../../protocol/constants.ts'
+import { type ExclusionDetails, verifyExclusionDetails } from '../../protocol/exclusions.ts'
 import { envelopeBytes } from '../../protocol/dsse.ts'
 import { layoutOf } from '../../protocol/compression.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
@@ -308,6 +310,8 @@ export class Verifier {
     const files = signedFileDigests(verified)
     const config = state.configBytes(p.phase, p.round, p.components)
     const providers = [from, ...verified.signers]
+    // What the checkpoint excludes, checked against the summary it signs before anything is adopted.
+    const exclusions = await this.#exclusions(pending)
     if (p.parent === null) {
       // Genesis: nothing to recompute; the publisher's signature vouches for the initial weights.
       const model = await fetcher.requireBlob(files.model, providers)
@@ -319,7 +323,7 @@ export class Verifier {
           'FILE_DIGEST_MISMATCH',
           'config.json of the genesis checkpoint differs from ours',
         )
-      await state.adopt(verified, envelope, { model, momentum, config }, 'genesis')
+      await state.adopt(verified, envelope, { model, momentum, config }, 'genesis', exclusions)
       log.info(
         {
           round: p.round,
@@ -334,7 +338,7 @@ export class Verifier {
     }
     // A rollback checkpoint (unlearning, node/round/rollback.ts): checked against its receipt.
     if (isRollbackShape(p, verified.files)) {
-      await verifyRollbackCheckpoint(this.#modules, pending)
+      await verifyRollbackCheckpoint(this.#modules, pending, exclusions)
       return
     }
     const parent = state.checkpointById(p.parent.provenance)
@@ -397,6 +401,7 @@ export class Verifier {
       envelope,
       { model: computed.modelBytes, momentum: computed.momentumBytes, config },
       'recomputed',
+      exclusions,
     )
     log.info(
       {
@@ -448,6 +453,30 @@ export class Verifier {
       const code = err.code === 'PARENT_MISMATCH' ? 'PARENT_MISMATCH' : 'CONTRIBUTION_MISMATCH'
       for (const peer of liable) this.#modules.host.penalize(peer, code)
       throw new RoundError(code, err.message, { cause: err })
+    }
+  }
+
+  /**
+   * The exclusion details a provenance summarises, fetched by digest from the publisher (the
+   * fetch checks the digest) and checked against the signed counts and items root. Details that
+   * do not match are the publisher's fault: it is charged, and nothing is adopted.
+   */
+  async #exclusions(pending: PendingCheckpoint): Promise<ExclusionDetails> {
+    const { fetcher, host } = this.#modules
+    const summary = pending.verified.predicate.exclusions
+    const bytes =
+      summary.details === null
+        ? undefined
+        : await fetcher.requireBlob(
+            summary.details,
+            [pending.from, ...pending.verified.signers],
+            EXCLUSION_DETAILS_MAX_BYTES,
+          )
+    try {
+      return verifyExclusionDetails(bytes, summary)
+    } catch (err) {
+      host.penalize(pending.from, 'SCHEMA')
+      throw new RoundError('BAD_EXCLUSIONS', `exclusion details: ${errorCode(err)}`, { cause: err })
     }
   }
 }

@@ -153,8 +153,8 @@ export async function buildSummary(options: SummaryOptions): Promise<TrainingSum
   const receipts: string[] = []
   for (const c of checkpoints)
     if (lineage.has(c.verified.digest)) {
-      for (const r of c.verified.predicate.revocations) revocations.add(r)
-      for (const item of c.verified.predicate.excludedItems) excluded.add(item)
+      for (const r of c.exclusions?.revocations ?? []) revocations.add(r)
+      for (const item of c.exclusions?.items ?? []) excluded.add(item)
       const receipt = await readDirReceipt(c)
       if (receipt !== undefined)
         receipts.push(
@@ -242,7 +242,7 @@ export async function buildSummary(options: SummaryOptions): Promise<TrainingSum
         itemsExcluded: excluded.size,
         rule: rollback
           ? 'rollback: once a revocation withdraws items the lineage used, the lineage continues from the newest checkpoint whose whole lineage never used them, under a signed unlearning receipt; later steps train without them'
-          : 'exclude: revoked items are dropped from every later training step and recorded in the next checkpoint (excludedItems); earlier checkpoints are not retrained',
+          : 'exclude: revoked items are dropped from every later training step and recorded in the exclusions of the next checkpoint (a signed summary, details by digest); earlier checkpoints are not retrained',
       },
       unlearningReceipts: rollback
         ? receipts.length === 0

@@ -1,6 +1,8 @@
-// A topic validator is a chain of plain functions run in a fixed order:
-// size -> decode -> schema -> signature -> semantics. Each stage throws a GossipValidationError
-// (via reject()/ignore()) or returns; the first failure ends the chain.
+// A topic validator is a chain of plain functions run in a fixed order, cheapest first:
+// size -> decode -> [shape] -> verify -> semantics. Each stage throws a GossipValidationError
+// (via reject()/ignore()) or returns; the first failure ends the chain. The message is parsed
+// exactly once (decode); every later stage, and the protocol/ verifier, reads that result.
+import type { ParsedJson } from '../../protocol/decode.ts'
 import { isProtocolError, type ProtocolError } from '../../protocol/index.ts'
 import type { TopicName } from '../p2p/topics.ts'
 import { type GossipErrorCode, GossipValidationError, ignore, reject } from '../p2p/gossip-errors.ts'
@@ -13,14 +15,19 @@ export interface ChainContext {
   propagationSource: string
   topic: TopicName
   kind: GossipKind
-  /** The document's exact bytes (canonical JSON), for verifiers that check canonical form and digests. */
+  /** The document's exact bytes (canonical JSON), for digests. */
   body: Uint8Array
+  /** The decode stage's result: hand it to protocol/ verifiers, which then do not parse again. */
+  parsed: ParsedJson
 }
 
 export interface KindStages<S, V = S> {
-  /** Shape and types of the decoded document; returns it typed. */
-  schema(document: Record<string, unknown>, ctx: ChainContext): S | Promise<S>
-  /** Cryptographic checks: the document's own signatures, and that its signer may send it; returns the verified form. */
+  /**
+   * Optional cheap checks on the decoded document before any cryptography (e.g. who may send
+   * this kind); returns it typed. The closed schema itself is the protocol/ verifier's, run once.
+   */
+  schema?(document: Record<string, unknown>, ctx: ChainContext): S | Promise<S>
+  /** The protocol/ verifier (signatures, then schema), and that its signer may send it; returns the verified form. */
   signature(message: S, ctx: ChainContext): V | Promise<V>
   /** Meaning in our current state (windows, known references, consent); plugged in by the owner of that state. */
   semantics?(verified: V, ctx: ChainContext): void | Promise<void>
@@ -33,7 +40,7 @@ export type StagesByKind = Partial<Record<GossipKind, KindStages<any, any>>>
 /** What a chain validator keeps of a message it accepted, for the topic's handler. */
 export interface AcceptedDocument {
   kind: GossipKind
-  /** The schema stage's result: the decoded document, typed (for a statement, its DSSE envelope). */
+  /** The decoded document (for a statement, its DSSE envelope), or the shape stage's typed form. */
   message: unknown
   /** The signature stage's result: the verified form. */
   verified: unknown
@@ -57,18 +64,20 @@ export function createChainValidator(topic: TopicName, stagesByKind: StagesByKin
     const stages = stagesByKind[kind]
     // A kind of this topic that this node has no chain for is not ours to judge.
     if (stages === undefined) throw ignore('UNKNOWN_KIND', `no validator for ${kind}`)
+    // decode: well-formed UTF-8 JSON object in canonical form, parsed once.
+    const parsed = decodeBody(body)
     const ctx: ChainContext = {
       from: input.from,
       propagationSource: input.propagationSource,
       topic,
       kind,
       body,
+      parsed,
     }
-    // decode: well-formed UTF-8 JSON object.
-    const document = decodeBody(body)
-    // schema: the document has its kind's shape.
-    const message = await stages.schema(document, ctx)
-    // signature: the document's own signatures verify and its signer may send it.
+    const document = parsed.value as Record<string, unknown>
+    // shape: cheap checks before any cryptography.
+    const message = stages.schema === undefined ? document : await stages.schema(document, ctx)
+    // verify: the document's own signatures, then its closed schema; its signer may send it.
     const verified = await stages.signature(message, ctx)
     // semantics: it makes sense now (state-dependent checks).
     if (stages.semantics !== undefined) await stages.semantics(verified, ctx)
@@ -99,6 +108,7 @@ const PROTOCOL_TO_GOSSIP: Partial<Record<ProtocolError['code'], GossipErrorCode>
   DIGEST_MISMATCH: 'SCHEMA',
   MERKLE_MISMATCH: 'SCHEMA',
   NOT_CANONICAL: 'SCHEMA',
+  SCOPE_NOT_ALLOWED: 'SCOPE_NOT_ALLOWED',
 }
 
 /**

@@ -1,15 +1,22 @@
 // Validation chain of the consent topic: consent manifests and revocation notices.
+//
+// REJECT (the sender is charged) only for faults of the document itself, which every honest peer
+// sees the same way: a bad signature, a custodian other than the sender, a license or scope the
+// charter refuses, a revocation by someone other than the manifest's issuer or naming items the
+// manifest does not list. What depends on this node's clock or on what it holds (a validity
+// window, a revocation it has and the sender may not) is IGNOREd: an honest custodian
+// re-announcing its manifest a moment before a revocation reaches it must not lose standing.
 import {
   type CoopCharter,
   licenseSatisfied,
-  manifestSchema,
-  parseSchema,
-  revocationSchema,
   type VerifiedManifest,
   type VerifiedRevocation,
   verifyManifest,
   verifyRevocation,
 } from '../../protocol/index.ts'
+import { scopeForbids } from '../../protocol/manifest.ts'
+import type { RevocationStatus } from '../consent/book.ts'
+import type { HoldOutcome } from '../consent/held.ts'
 import {
   type ChainContext,
   type ChainValidator,
@@ -18,22 +25,25 @@ import {
   type StagesByKind,
   viaProtocol,
 } from './chain.ts'
-import { reject } from '../p2p/gossip-errors.ts'
+import { ignore, reject } from '../p2p/gossip-errors.ts'
 
 /** What the charter says about consent. */
 export interface ConsentPolicy {
   acceptedLicenses: CoopCharter['acceptedLicenses']
   admission: CoopCharter['admission']
+  intendedUse: CoopCharter['intendedUse']
   /** Clock for validity windows (tests pin it). */
   now?: () => Date
 }
 
 /** The consent state the chain reads (node/consent/book.ts's ConsentBook implements it). */
 export interface ConsentLookup {
-  /** Verified revocations naming the manifest, from any issuer (only the manifest's issuer's apply). */
-  revocationsFor(manifestDigest: string): Promise<VerifiedRevocation[]>
-  /** The issuer (did:key) of a manifest we hold, if we hold it. */
-  manifestIssuer(manifestDigest: string): Promise<string | undefined>
+  /** What a revocation would do here: known, applies, names an unknown manifest, or can never apply. */
+  revocationStatus(revocation: VerifiedRevocation): RevocationStatus
+  /** Keeps a revocation for a manifest not held yet, bounded per sender, per issuer and in total. */
+  holdRevocation(revocation: VerifiedRevocation, sender: string): HoldOutcome
+  /** Every item of the manifest withdrawn by its issuer (applied or held revocations). */
+  fullyRevoked(manifest: VerifiedManifest): boolean
 }
 
 export function manifestStages(
@@ -42,13 +52,11 @@ export function manifestStages(
 ): KindStages<unknown, VerifiedManifest> {
   const now = policy.now ?? (() => new Date())
   return {
-    schema: (document) =>
-      // The document is a ConsentManifest credential with the closed manifest schema.
-      viaProtocol('SCHEMA', () => parseSchema(manifestSchema, document, 'manifest')),
     signature: (_, ctx) =>
-      // The issuer's eddsa-jcs-2022 proof verifies, the items match their Merkle root, it is within
-      // its validity window and its usage allows generative training.
-      viaProtocol('BAD_SIGNATURE', () => verifyManifest(ctx.body, { now: now() })),
+      // A ConsentManifest credential whose issuer's eddsa-jcs-2022 proof verifies, with the closed
+      // manifest schema, items matching their Merkle root and generative training allowed
+      // (verified from the parsed message: no re-parse). Its window is judged below, as IGNORE.
+      viaProtocol('BAD_SIGNATURE', () => verifyManifest(ctx.parsed, { now: now(), validityWindow: 'skip' })),
     async semantics(verified: VerifiedManifest, ctx: ChainContext) {
       // Only the custodian announces a manifest: a node never gossips consent that names another node.
       if (verified.custodian !== ctx.from)
@@ -69,33 +77,38 @@ export function manifestStages(
         if (!accepted)
           throw reject('LICENSE_NOT_ACCEPTED', `license ${license} is not accepted by the charter`)
       }
-      // The manifest is not revoked as a whole by its issuer (a partial revocation only removes items).
-      const revocations = (await lookup.revocationsFor(verified.digest)).filter(
-        (r) => r.issuer === verified.issuer,
-      )
-      const revoked = new Set(
-        revocations.flatMap((r) => (r.items === 'all' ? verified.items.map((item) => item.digest) : r.items)),
-      )
-      if (revocations.length > 0 && verified.items.every((item) => revoked.has(item.digest)))
-        throw reject('REVOKED', 'every item of the manifest is revoked')
+      // The manifest's scope allows what the charter says the cooperative does with its weights.
+      const forbidden = scopeForbids(verified.manifest.credentialSubject.scope, policy.intendedUse)
+      if (forbidden !== undefined) throw reject('SCOPE_NOT_ALLOWED', forbidden)
+      // It is within its validity window by our clock (clocks differ: no one is charged).
+      const at = now().getTime()
+      if (Date.parse(verified.manifest.validFrom) > at)
+        throw ignore('NOT_YET_VALID', `valid from ${verified.manifest.validFrom}`)
+      if (verified.manifest.validUntil !== undefined && Date.parse(verified.manifest.validUntil) <= at)
+        throw ignore('EXPIRED', `expired at ${verified.manifest.validUntil}`)
+      // It is not withdrawn entirely by its issuer (the sender may not have the revocation yet).
+      if (lookup.fullyRevoked(verified)) throw ignore('REVOKED', 'every item of the manifest is revoked')
     },
   }
 }
 
 export function revocationStages(lookup: ConsentLookup): KindStages<unknown, VerifiedRevocation> {
   return {
-    schema: (document) =>
-      // The document is a ConsentRevocation credential with the closed revocation schema.
-      viaProtocol('SCHEMA', () => parseSchema(revocationSchema, document, 'revocation')),
     signature: (_, ctx) =>
-      // The issuer's eddsa-jcs-2022 proof verifies.
-      viaProtocol('BAD_SIGNATURE', () => verifyRevocation(ctx.body)),
-    async semantics(verified: VerifiedRevocation) {
-      // A revocation of a manifest we hold is signed by that manifest's issuer; for one we do not
-      // hold yet it is kept, and verifyManifest applies it only if the issuers match.
-      const issuer = await lookup.manifestIssuer(verified.manifest)
-      if (issuer !== undefined && issuer !== verified.issuer)
-        throw reject('NOT_ISSUER', 'revocation is not signed by the manifest issuer')
+      // A ConsentRevocation credential whose issuer's eddsa-jcs-2022 proof verifies, with the
+      // closed revocation schema (verified from the parsed message: no re-parse).
+      viaProtocol('BAD_SIGNATURE', () => verifyRevocation(ctx.parsed)),
+    semantics(verified: VerifiedRevocation, ctx: ChainContext) {
+      const status = lookup.revocationStatus(verified)
+      // Already applied: a re-announcement, ACCEPTed so it reaches peers that missed it; the handler skips it.
+      if (status.kind === 'known' || status.kind === 'applies') return
+      // Signed by someone other than the manifest's issuer, or naming items the manifest does not
+      // list: every peer holding the manifest sees the same, so the sender answers for it.
+      if (status.kind === 'refused') throw reject(status.code, status.message)
+      // For a manifest we do not hold: held (bounded) and checked when the manifest arrives, but
+      // not relayed, since nothing about it can be checked yet.
+      const outcome = lookup.holdRevocation(verified, ctx.from)
+      throw ignore('UNKNOWN_MANIFEST', `revocation for a manifest not held here (${outcome})`)
     },
   }
 }

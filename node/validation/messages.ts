@@ -1,7 +1,9 @@
 // Gossip message kinds: a closed set, each bound to one topic and a size window.
 // Wire form: one kind byte, then the document's RFC 8785 canonical JSON (UTF-8). The kind byte
 // lets the size stage check the kind's own bounds before a single byte of JSON is parsed.
-import { canonicalBytes } from '../../protocol/index.ts'
+import { canonicalBytes } from '../../protocol/jcs.ts'
+import { parseDocument, type ParsedJson } from '../../protocol/decode.ts'
+import { isProtocolError } from '../../protocol/errors.ts'
 import {
   GOSSIP_CHECKPOINT_MAX_BYTES,
   GOSSIP_CONTRIBUTION_MAX_BYTES,
@@ -87,17 +89,23 @@ export function checkSize(topic: TopicName, data: Uint8Array): SizedMessage {
   return { kind, body: data.subarray(1) }
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-
-/** Decode stage: the body is well-formed UTF-8 JSON holding an object. */
-export function decodeBody(body: Uint8Array): Record<string, unknown> {
-  let value: unknown
+/**
+ * Decode stage: the body is well-formed UTF-8 JSON in RFC 8785 canonical form, holding an
+ * object. This is the only JSON.parse of a gossip message: the result is what every later stage
+ * and the protocol/ verifiers read (they take a ParsedJson without parsing again).
+ */
+export function decodeBody(body: Uint8Array): ParsedJson {
+  let parsed: ParsedJson
   try {
-    value = JSON.parse(utf8.decode(body))
-  } catch {
+    parsed = parseDocument(body, body.byteLength, 'message')
+  } catch (err) {
+    // Signed documents have exactly one encoding: any other is a fault of the author.
+    if (isProtocolError(err) && err.code === 'NOT_CANONICAL')
+      throw reject('SCHEMA', 'body is not RFC 8785 canonical JSON')
     throw reject('DECODE', 'body is not UTF-8 JSON')
   }
+  const value = parsed.value
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw reject('DECODE', 'body is not a JSON object')
-  return value as Record<string, unknown>
+  return parsed
 }

@@ -3,8 +3,6 @@
 // semantic stage (round window, base checkpoint known, manifests valid and unrevoked, ...).
 import {
   type CoopCharter,
-  dsseEnvelopeSchema,
-  parseSchema,
   type VerifiedContribution,
   type VerifiedProvenance,
   verifyContribution,
@@ -32,12 +30,10 @@ export function contributionStages(
   options: ContributionChainOptions,
 ): KindStages<unknown, VerifiedContribution> {
   return {
-    schema: (document) =>
-      // The document is a DSSE envelope (payload, payloadType, signatures keyed by PeerId).
-      viaProtocol('SCHEMA', () => parseSchema(dsseEnvelopeSchema, document, 'contribution')),
     async signature(_, ctx) {
-      // Exactly one signature, by a PeerId, over an in-toto ContributionStatement of the right schema.
-      const verified = await viaProtocol('BAD_SIGNATURE', () => verifyContribution(ctx.body))
+      // A DSSE envelope with exactly one signature, by a PeerId, over an in-toto
+      // ContributionStatement of the right schema (verified from the parsed message: no re-parse).
+      const verified = await viaProtocol('BAD_SIGNATURE', () => verifyContribution(ctx.parsed))
       // A contribution is published by the node that signed it, so its author answers for it.
       if (verified.contributor !== ctx.from)
         throw reject('SENDER_MISMATCH', `signed by ${verified.contributor}, published by ${ctx.from}`)
@@ -69,16 +65,13 @@ export interface CheckpointChainOptions {
 
 export function checkpointStages(options: CheckpointChainOptions): KindStages<unknown, VerifiedProvenance> {
   return {
-    schema: (document) =>
-      // The document is a DSSE envelope (payload, payloadType, signatures keyed by PeerId).
-      viaProtocol('SCHEMA', () => parseSchema(dsseEnvelopeSchema, document, 'provenance')),
     async signature(_, ctx) {
       // Only a publisher named by the charter announces checkpoints.
       if (!options.publishers.includes(ctx.from))
         throw reject('NOT_PUBLISHER', `${ctx.from} is not a publisher`)
       // Every signature verifies, every signer is a publisher, and at least `threshold` of them signed.
       const verified = await viaProtocol('BAD_SIGNATURE', () =>
-        verifyProvenance(ctx.body, { publishers: options.publishers, threshold: options.threshold }),
+        verifyProvenance(ctx.parsed, { publishers: options.publishers, threshold: options.threshold }),
       )
       // It belongs to this coop.
       if (verified.predicate.coop !== options.coopId)

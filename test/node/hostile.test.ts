@@ -7,24 +7,41 @@ import { type TopicName, topicString } from '../../node/p2p/topics.ts'
 import { createConsentValidator } from '../../node/validation/consent.ts'
 import { encodeGossipMessage, GOSSIP_KINDS } from '../../node/validation/messages.ts'
 import { createCheckpointValidator, createContributionValidator } from '../../node/validation/statements.ts'
-import { type Ed25519PrivateKey, generateKey, verifyRevocation } from '../../protocol/index.ts'
-import { contributionBy, MemoryConsent, manifestFor, peerOf, revocationOf } from './helpers/consent.ts'
+import { type Ed25519PrivateKey, generateKey } from '../../protocol/index.ts'
+import {
+  contributionBy,
+  manifestFor,
+  openConsentBook,
+  peerOf,
+  revocationOf,
+  TEST_CONSENT_TERMS,
+} from './helpers/consent.ts'
 import { connect, startHost, TEST_COOP_ID, waitFor } from './helpers/net.ts'
 
 interface HonestPeer {
   host: CoopHost
   key: Ed25519PrivateKey
+  /** The peer's own consent book (real, over LevelDB). */
+  consent: Awaited<ReturnType<typeof openConsentBook>>
   /** What the peer's handlers were given, i.e. what it would store. */
   stored: { topic: TopicName; from: string }[]
 }
 
-async function honestPeer(consent: MemoryConsent, publishers: string[]): Promise<HonestPeer> {
+async function honestPeer(publishers: string[]): Promise<HonestPeer> {
   const key = generateKey()
   const host = await startHost({ privateKey: key })
+  const consent = await openConsentBook(peerOf(key))
   const stored: HonestPeer['stored'] = []
   host.setValidator(
     'consent',
-    createConsentValidator({ acceptedLicenses: ['CC-BY-4.0'], admission: { mode: 'open' } }, consent),
+    createConsentValidator(
+      {
+        acceptedLicenses: ['CC-BY-4.0'],
+        admission: { mode: 'open' },
+        intendedUse: TEST_CONSENT_TERMS.intendedUse,
+      },
+      consent.book,
+    ),
   )
   host.setValidator(
     'contributions',
@@ -36,12 +53,11 @@ async function honestPeer(consent: MemoryConsent, publishers: string[]): Promise
   )
   for (const topic of ['consent', 'contributions', 'checkpoints'] as const)
     host.onMessage(topic, (msg) => void stored.push({ topic, from: msg.from }))
-  return { host, key, stored }
+  return { host, key, consent, stored }
 }
 
 describe('a hostile peer speaking the real protocol', () => {
   const rightsHolder = generateKey()
-  const consent = new MemoryConsent()
   let a: HonestPeer
   let b: HonestPeer
   let hostile: CoopHost
@@ -50,8 +66,8 @@ describe('a hostile peer speaking the real protocol', () => {
   let inject: (topic: TopicName, data: Uint8Array) => Promise<void>
 
   beforeAll(async () => {
-    a = await honestPeer(consent, [])
-    b = await honestPeer(consent, [])
+    a = await honestPeer([])
+    b = await honestPeer([])
     hostileKey = generateKey()
     hostile = await startHost({ privateKey: hostileKey })
     for (const topic of ['consent', 'contributions', 'checkpoints'] as const)
@@ -69,6 +85,7 @@ describe('a hostile peer speaking the real protocol', () => {
 
   afterAll(async () => {
     await Promise.all([a.host.stop(), b.host.stop(), hostile.stop()])
+    await Promise.all([a.consent.close(), b.consent.close()])
   })
 
   const rejectedAt = (peer: HonestPeer, topic: TopicName, code: string) =>
@@ -86,12 +103,12 @@ describe('a hostile peer speaking the real protocol', () => {
       'BAD_SIGNATURE at both peers',
     )
 
-    // 2. A genuine manifest whose issuer has revoked it (the honest peers hold the revocation).
-    const revoked = manifestFor(rightsHolder, hostilePeer)
-    consent.addManifest(revoked)
-    consent.revocations.push(verifyRevocation(revocationOf(rightsHolder, revoked)))
-    await inject('consent', encodeGossipMessage('manifest', revoked))
-    await waitFor(() => rejectedAt(a, 'consent', 'REVOKED') === 1, 'REVOKED')
+    // 2. A revocation of a manifest the honest peers hold, signed by the hostile node's own rights-holder key.
+    const held = manifestFor(rightsHolder, a.host.peerId)
+    await a.consent.book.addManifest(held, false)
+    await b.consent.book.addManifest(held, false)
+    await inject('consent', encodeGossipMessage('revocation', revocationOf(generateKey(), held)))
+    await waitFor(() => rejectedAt(a, 'consent', 'NOT_ISSUER') === 1, 'NOT_ISSUER')
 
     // 3. A genuine manifest for another node (a's images), announced by the hostile node.
     await inject('consent', encodeGossipMessage('manifest', manifestFor(rightsHolder, a.host.peerId)))
@@ -109,7 +126,7 @@ describe('a hostile peer speaking the real protocol', () => {
 
     expect(a.host.penaltyCounts(hostile.peerId)).toEqual({
       BAD_SIGNATURE: 1,
-      REVOKED: 1,
+      NOT_ISSUER: 1,
       FOREIGN_CUSTODIAN: 1,
       TOO_LARGE: 1,
       SENDER_MISMATCH: 1,

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { verifyContribution } from '../../protocol/contribution.ts'
+import { verifyExclusionDetails } from '../../protocol/exclusions.ts'
 import { merkleRoot } from '../../protocol/merkle.ts'
 import { verifyProvenance } from '../../protocol/provenance.ts'
 import { createRevocation, verifyRevocation } from '../../protocol/revocation.ts'
@@ -78,7 +79,11 @@ describe('revocation between rounds', () => {
       (l) => l.revocation === revocationId,
       60_000,
     )
-    const excluded = await custodian.waitFor('revoked items excluded from training', undefined, 60_000)
+    const excluded = await custodian.waitFor(
+      'withdrawn items excluded from training',
+      (l) => l.reason === 'revoked',
+      60_000,
+    )
     expect(excluded.items).toBe(3)
     await Promise.all(nodes.map((n) => n.exited))
 
@@ -89,8 +94,14 @@ describe('revocation between rounds', () => {
         publishers: [p1.peerId],
         threshold: 1,
       }).predicate
-      if (p.revocations.includes(revocationId))
-        recording.push({ round: p.round, excludedItems: p.excludedItems })
+      // The provenance signs a summary; the details document it names sits beside it.
+      if (p.exclusions.details === null) continue
+      const details = verifyExclusionDetails(
+        await readFile(join(checkpointDir, 'exclusions.json')),
+        p.exclusions,
+      )
+      if (details.revocations.includes(revocationId))
+        recording.push({ round: p.round, excludedItems: details.items })
     }
     expect(recording).toHaveLength(1)
     expect(recording[0]!.excludedItems).toEqual([...revokedItems].sort())

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { compressDelta } from '../../protocol/compression.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { generateKey, peerIdString } from '../../protocol/keys.ts'
+import { attributionOfManifests, licenseOfManifests } from '../../protocol/license.ts'
 import { createManifest, manifestDigest } from '../../protocol/manifest.ts'
 import { createRevocation, verifyRevocation } from '../../protocol/revocation.ts'
 import { encodeSafetensors } from '../../protocol/safetensors.ts'
@@ -173,15 +174,20 @@ describe('ConsentBook', () => {
   const holder = generateKey()
   const items = ['a', 'b', 'c', 'd'].map((s) => sha256Digest(new TextEncoder().encode(s))).sort()
 
-  const manifestFor = (custodian: string, license = 'CC-BY-4.0') =>
+  const manifestFor = (
+    custodian: string,
+    license = 'CC-BY-4.0',
+    extra: { validUntil?: Date; commercialUse?: boolean; issuerKey?: ReturnType<typeof generateKey> } = {},
+  ) =>
     createManifest({
-      issuerKey: holder,
+      issuerKey: extra.issuerKey ?? holder,
       custodian,
       license,
       attribution: { name: 'Ada' },
-      scope: { commercialUse: false, weightRedistribution: true },
+      scope: { commercialUse: extra.commercialUse ?? false, weightRedistribution: true },
       items: items.map((digest) => ({ digest, mediaType: 'image/png', byteLength: 100 })),
       validFrom: new Date(Date.now() - 60_000),
+      ...(extra.validUntil === undefined ? {} : { validUntil: extra.validUntil }),
     })
 
   beforeEach(async () => {
@@ -193,9 +199,10 @@ describe('ConsentBook', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  const book = () =>
+  const noChain = () => ({ revocations: new Set<string>(), expiredManifests: new Set<string>() })
+  const book = (intendedUse = { commercialUse: false, weightRedistribution: false }) =>
     new ConsentBook(
-      { peerId: nodeId, acceptedLicenses: ['CC-BY-4.0'] },
+      { peerId: nodeId, acceptedLicenses: ['CC-BY-4.0'], intendedUse },
       { store, log: componentLogger('test') },
     )
 
@@ -204,12 +211,12 @@ describe('ConsentBook', () => {
     const manifest = manifestFor(nodeId)
     await consent.addLocalManifests([{ path: 'consent.json', document: manifest }])
     expect([...consent.allowlist()].sort()).toEqual(items)
-    const heard: string[][] = []
-    consent.onRevocation((revoked) => heard.push(revoked))
+    const heard: [string[], string][] = []
+    consent.onWithdrawn((withdrawn, reason) => heard.push([withdrawn, reason]))
     await consent.addRevocation(
       createRevocation({ issuerKey: holder, manifest: manifestDigest(manifest), items: [items[0]!] }),
     )
-    expect(heard).toEqual([[items[0]]])
+    expect(heard).toEqual([[[items[0]], 'revoked']])
     expect([...consent.allowlist()].sort()).toEqual(items.slice(1))
     const reopened = book()
     await reopened.load()
@@ -220,16 +227,24 @@ describe('ConsentBook', () => {
     })
   })
 
-  it('refuses local manifests naming another custodian or an unaccepted license', async () => {
+  it('refuses local manifests naming another custodian, an unaccepted license or a scope the charter’s use exceeds', async () => {
     await expect(
       book().addLocalManifests([{ path: 'x.json', document: manifestFor(otherNode) }]),
     ).rejects.toMatchObject({ code: 'FOREIGN_CUSTODIAN' })
     await expect(
       book().addLocalManifests([{ path: 'y.json', document: manifestFor(nodeId, 'CC-BY-NC-4.0') }]),
     ).rejects.toMatchObject({ code: 'MANIFEST_INVALID' })
+    const commercial = book({ commercialUse: true, weightRedistribution: false })
+    await expect(
+      commercial.addLocalManifests([{ path: 'z.json', document: manifestFor(nodeId) }]),
+    ).rejects.toMatchObject({ code: 'SCOPE_NOT_ALLOWED' })
+    // The same manifest allowing commercial use is admitted by the same charter.
+    await commercial.addLocalManifests([
+      { path: 'w.json', document: manifestFor(nodeId, 'CC-BY-4.0', { commercialUse: true }) },
+    ])
   })
 
-  it('judges a contribution’s manifests: unknown IGNORE, foreign custodian REJECT, revoked before the round REJECT', async () => {
+  it('judges a contribution’s manifests: unknown IGNORE, foreign custodian REJECT, revoked or expired before the round REJECT', async () => {
     const consent = book()
     const manifest = manifestFor(otherNode)
     const id = manifestDigest(manifest)
@@ -243,14 +258,14 @@ describe('ConsentBook', () => {
       }
     }
     expectCode(
-      () => validateContributionManifest(consent, id, otherNode, new Set()),
+      () => validateContributionManifest(consent, id, otherNode, noChain()),
       'IGNORE',
       'UNKNOWN_MANIFEST',
     )
     await consent.addManifest(manifest, false)
-    validateContributionManifest(consent, id, otherNode, new Set())
+    validateContributionManifest(consent, id, otherNode, noChain())
     expectCode(
-      () => validateContributionManifest(consent, id, nodeId, new Set()),
+      () => validateContributionManifest(consent, id, nodeId, noChain()),
       'REJECT',
       'FOREIGN_CUSTODIAN',
     )
@@ -258,17 +273,37 @@ describe('ConsentBook', () => {
     await consent.addRevocation(all)
     const allId = verifyRevocation(all).digest
     // Revoked during the round (not yet recorded by the chain): that round's contribution stands.
-    validateContributionManifest(consent, id, otherNode, new Set())
+    validateContributionManifest(consent, id, otherNode, noChain())
     // Recorded by the base's chain: revoked before the round started.
     expectCode(
-      () => validateContributionManifest(consent, id, otherNode, new Set([allId])),
+      () =>
+        validateContributionManifest(consent, id, otherNode, { ...noChain(), revocations: new Set([allId]) }),
       'REJECT',
       'REVOKED',
     )
-    expect(consent.revocationSummary()).toEqual({ revocations: [allId], items })
+    expectCode(
+      () =>
+        validateContributionManifest(consent, id, otherNode, {
+          ...noChain(),
+          expiredManifests: new Set([id]),
+        }),
+      'REJECT',
+      'EXPIRED',
+    )
+    expect(
+      consent.exclusionsSince(
+        { revocations: new Set(), expiredManifests: new Set(), items: new Set() },
+        [],
+        Date.now(),
+      ),
+    ).toEqual({
+      revocations: [allId],
+      expiredManifests: [],
+      items,
+    })
   })
 
-  it('rejects a revocation signed by someone other than the manifest issuer', async () => {
+  it('refuses a revocation by anyone but the manifest’s issuer, or naming items the manifest does not list', async () => {
     const consent = book()
     const manifest = manifestFor(otherNode)
     await consent.addManifest(manifest, false)
@@ -277,14 +312,76 @@ describe('ConsentBook', () => {
         createRevocation({ issuerKey: generateKey(), manifest: manifestDigest(manifest), items: 'all' }),
       ),
     ).rejects.toMatchObject({ code: 'NOT_ISSUER' })
+    const junk = sha256Digest(new TextEncoder().encode('not in the manifest'))
+    await expect(
+      consent.addRevocation(
+        createRevocation({ issuerKey: holder, manifest: manifestDigest(manifest), items: [items[0]!, junk] }),
+      ),
+    ).rejects.toMatchObject({ code: 'UNKNOWN_ITEM' })
+    expect(consent.revocations()).toEqual([])
+    expect(await store.revocations.entries()).toEqual([])
   })
 
-  it('writes the license conjunction and one attribution entry per rights holder', async () => {
+  it('holds a revocation for a manifest it lacks, applies it on arrival only from the issuer, and names the forger', async () => {
     const consent = book()
-    const a = manifestFor(otherNode)
-    await consent.addManifest(a, false)
-    expect(consent.licenseOf([])).toBe('CC0-1.0')
-    expect(consent.licenseOf([manifestDigest(a)])).toBe('CC-BY-4.0')
-    expect(consent.attributionOf([manifestDigest(a), manifestDigest(a)])).toEqual([{ name: 'Ada' }])
+    const manifest = manifestFor(nodeId)
+    const id = manifestDigest(manifest)
+    const refused: { sender: string; code: string }[] = []
+    consent.onRefusedRevocation((r) => refused.push({ sender: r.sender, code: r.code }))
+    const forged = createRevocation({ issuerKey: generateKey(), manifest: id, items: 'all' })
+    const honest = createRevocation({ issuerKey: holder, manifest: id, items: [items[1]!] })
+    expect(await consent.addRevocation(forged, 'attacker')).toBe('held')
+    expect(await consent.addRevocation(honest, 'relay')).toBe('held')
+    expect(consent.heldRevocations().count).toBe(2)
+    // Nothing is applied or stored while the manifest is unknown.
+    expect(consent.revocations()).toEqual([])
+    expect(await store.revocations.entries()).toEqual([])
+    await consent.addLocalManifests([{ path: 'consent.json', document: manifest }])
+    expect(refused).toEqual([{ sender: 'attacker', code: 'NOT_ISSUER' }])
+    expect(consent.revocations().map((r) => r.digest)).toEqual([verifyRevocation(honest).digest])
+    expect([...consent.allowlist()].sort()).toEqual(items.filter((i) => i !== items[1]))
+    expect(consent.heldRevocations()).toEqual({ count: 0, bytes: 0 })
+  })
+
+  it('withdraws a local manifest’s items live when its consent expires, and keeps its terms for the record', async () => {
+    const consent = book()
+    const manifest = manifestFor(nodeId, 'CC-BY-4.0', { validUntil: new Date(Date.now() + 1500) })
+    await consent.addLocalManifests([{ path: 'consent.json', document: manifest }])
+    const withdrawn = new Promise<[string[], string]>((resolve) =>
+      consent.onWithdrawn((ids, reason) => resolve([ids, reason])),
+    )
+    consent.start()
+    try {
+      expect([...consent.allowlist()].sort()).toEqual(items)
+      expect(await withdrawn).toEqual([items, 'expired'])
+      expect(consent.allowlist().size).toBe(0)
+      expect([...consent.withdrawnItems()].sort()).toEqual(items)
+      // Reloaded after expiry, it is still held (checkpoints trained on it name its terms).
+      const reopened = book()
+      await reopened.load()
+      expect(reopened.manifest(manifestDigest(manifest))?.manifest.credentialSubject.license).toBe(
+        'CC-BY-4.0',
+      )
+      expect(reopened.allowlist().size).toBe(0)
+    } finally {
+      consent.stop()
+    }
+  })
+})
+
+describe('checkpoint license and attribution', () => {
+  const terms = (license: string, name: string, itemLicense?: string) => ({
+    license,
+    attribution: { name },
+    items: itemLicense === undefined ? [] : [{ license: itemLicense, attribution: { name: `${name} item` } }],
+  })
+
+  it('depend only on the signed manifests: order and repeats do not matter, random weights are CC0', () => {
+    expect(licenseOfManifests([])).toBe('CC0-1.0')
+    const a = terms('CC-BY-4.0', 'Ada')
+    const b = terms('CC0-1.0', 'Bo', 'CC-BY-SA-4.0 OR CC-BY-4.0')
+    expect(licenseOfManifests([a, b])).toBe('CC-BY-4.0 AND (CC-BY-SA-4.0 OR CC-BY-4.0) AND CC0-1.0')
+    expect(licenseOfManifests([b, a, b])).toBe(licenseOfManifests([a, b]))
+    expect(attributionOfManifests([b, a, a])).toEqual([{ name: 'Ada' }, { name: 'Bo item' }, { name: 'Bo' }])
   })
 })

@@ -45,6 +45,7 @@ const checkpoints: TraceCheckpoint[] = [
     components: [],
     contributions: [],
     revokedExcluded: [],
+    expiredManifests: [],
   },
   {
     id: 'ae-1',
@@ -54,6 +55,7 @@ const checkpoints: TraceCheckpoint[] = [
     components: [],
     contributions: [contribution('peer-a', 1, 'm-alice'), contribution('peer-b', 1, 'm-bob')],
     revokedExcluded: [],
+    expiredManifests: [],
   },
   {
     id: 'un-1',
@@ -63,6 +65,7 @@ const checkpoints: TraceCheckpoint[] = [
     components: ['ae-1'],
     contributions: [],
     revokedExcluded: [],
+    expiredManifests: [],
   },
   {
     id: 'un-2',
@@ -72,6 +75,7 @@ const checkpoints: TraceCheckpoint[] = [
     components: ['ae-1'],
     contributions: [contribution('peer-b', 2, 'm-bob')],
     revokedExcluded: [],
+    expiredManifests: [],
   },
   {
     id: 'un-3',
@@ -81,6 +85,7 @@ const checkpoints: TraceCheckpoint[] = [
     components: ['ae-1'],
     contributions: [contribution('peer-a', 3, 'm-alice'), contribution('peer-b', 3, 'm-bob')],
     revokedExcluded: [X],
+    expiredManifests: [],
   },
   {
     id: 'un-4',
@@ -90,6 +95,7 @@ const checkpoints: TraceCheckpoint[] = [
     components: ['ae-1'],
     contributions: [contribution('peer-a', 4, 'm-alice'), contribution('peer-b', 4, 'm-bob')],
     revokedExcluded: [],
+    expiredManifests: [],
   },
 ]
 
@@ -139,6 +145,26 @@ describe('LineageIndex', () => {
     ])
     expect(index.attribution('ae-0').entries).toEqual([])
     expect(() => index.attribution('nope')).toThrow(RangeError)
+  })
+
+  it('stops counting a manifest’s items from the checkpoint that records its consent expired', () => {
+    const expiring: TraceCheckpoint[] = [
+      ...checkpoints.slice(0, 4),
+      { ...checkpoints[4]!, expiredManifests: ['m-bob'] },
+      {
+        ...checkpoints[5]!,
+        // A contribution citing the expired manifest after un-3 recorded the expiry used none of it.
+        contributions: [contribution('peer-a', 4, 'm-alice'), contribution('peer-b', 4, 'm-bob')],
+      },
+    ]
+    const entries = new LineageIndex(expiring, manifests).traceImage(Z)
+    expect(entries.find((e) => e.checkpoint === 'un-4')!.via.map((v) => v.round)).toEqual([1, 2, 3])
+    expect(
+      index
+        .traceImage(Z)
+        .find((e) => e.checkpoint === 'un-4')!
+        .via.map((v) => v.round),
+    ).toEqual([1, 2, 3, 4])
   })
 
   it('reports manifests it cannot resolve instead of guessing', () => {

@@ -1,6 +1,15 @@
 // The consent, contribution and checkpoint chains on real signed documents, with tables of bad inputs.
-import { beforeAll, describe, expect, it } from 'vitest'
-import { type ConsentManifest, canonicalBytes, verifyRevocation } from '../../protocol/index.ts'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import type { ConsentBook } from '../../node/consent/book.ts'
+import { addProof } from '../../protocol/dataintegrity.ts'
+import {
+  type ConsentManifest,
+  canonicalBytes,
+  type Ed25519PrivateKey,
+  manifestDigest,
+  manifestSchema,
+  type VerifiedRevocation,
+} from '../../protocol/index.ts'
 import type { ChainValidator } from '../../node/validation/chain.ts'
 import { type ConsentPolicy, createConsentValidator } from '../../node/validation/consent.ts'
 import { ignore } from '../../node/p2p/gossip-errors.ts'
@@ -9,8 +18,8 @@ import { createCheckpointValidator, createContributionValidator } from '../../no
 import {
   contributionBy,
   generateKey,
-  MemoryConsent,
   manifestFor,
+  openConsentBook,
   peerOf,
   provenanceBy,
   revocationOf,
@@ -43,29 +52,45 @@ function tamper<T>(document: T, edit: (copy: T) => void): T {
   return copy
 }
 
+/** Edits a Data Integrity document and signs it again with `key`: only the edited rule is broken. */
+function resigned<T extends { proof: { created: string } }>(
+  document: T,
+  key: Ed25519PrivateKey,
+  edit: (copy: Record<string, unknown>) => void,
+): unknown {
+  const { proof, ...body } = structuredClone(document) as T & Record<string, unknown>
+  edit(body)
+  return addProof(body as unknown as { '@context': string[] }, key, proof.created)
+}
+
 describe('consent chain', () => {
-  let book: MemoryConsent
+  let opened: Awaited<ReturnType<typeof openConsentBook>>
+  let book: ConsentBook
   let validate: ChainValidator
-  const policy: ConsentPolicy = { acceptedLicenses: ['CC-BY-4.0', 'CC0-1.0'], admission: { mode: 'open' } }
+  const policy: ConsentPolicy = {
+    acceptedLicenses: ['CC-BY-4.0', 'CC0-1.0'],
+    admission: { mode: 'open' },
+    intendedUse: { commercialUse: false, weightRedistribution: false },
+  }
   let revokedManifest: ConsentManifest
   let partlyRevoked: ConsentManifest
 
   beforeAll(async () => {
-    book = new MemoryConsent()
+    opened = await openConsentBook(peerOf(otherNode))
+    book = opened.book
     validate = createConsentValidator(policy, book)
     revokedManifest = manifestFor(rightsHolder, node)
-    book.addManifest(revokedManifest)
-    book.revocations.push(verifyRevocation(revocationOf(rightsHolder, revokedManifest)))
+    await book.addManifest(revokedManifest, false)
+    await book.addRevocation(revocationOf(rightsHolder, revokedManifest))
     partlyRevoked = manifestFor(rightsHolder, node)
-    book.revocations.push(
-      verifyRevocation(
-        revocationOf(rightsHolder, partlyRevoked, [
-          partlyRevoked.credentialSubject.items[0]?.digest as string,
-        ]),
-      ),
+    await book.addManifest(partlyRevoked, false)
+    await book.addRevocation(
+      revocationOf(rightsHolder, partlyRevoked, [partlyRevoked.credentialSubject.items[0]?.digest as string]),
     )
-    // A whole-manifest revocation by someone who did not issue the manifest does not count.
-    book.revocations.push(verifyRevocation(revocationOf(otherHolder, partlyRevoked)))
+  })
+
+  afterAll(async () => {
+    await opened.close()
   })
 
   it('accepts a valid manifest from its custodian and exposes the verified form', async () => {
@@ -76,10 +101,41 @@ describe('consent chain', () => {
     expect((accepted?.verified as { custodian: string }).custodian).toBe(node)
   })
 
-  it('accepts a partly revoked manifest, and ignores a full revocation by a non-issuer', async () => {
+  it('accepts a partly revoked manifest', async () => {
     await expect(validate(message('manifest', partlyRevoked))).resolves.toBeUndefined()
   })
 
+  it('parses each message once and runs its closed schema once', async () => {
+    const input = message('manifest', manifestFor(rightsHolder, node))
+    const parse = vi.spyOn(JSON, 'parse')
+    const schema = vi.spyOn(manifestSchema, 'safeParse')
+    try {
+      await expect(validate(input)).resolves.toBeUndefined()
+      expect(parse).toHaveBeenCalledTimes(1)
+      expect(schema).toHaveBeenCalledTimes(1)
+    } finally {
+      parse.mockRestore()
+      schema.mockRestore()
+    }
+  })
+
+  it('refuses a forged manifest before its closed schema runs: one parse, no schema', async () => {
+    const forged = tamper(manifestFor(rightsHolder, node), (m) => {
+      m.credentialSubject.license = 'CC0-1.0'
+    })
+    const parse = vi.spyOn(JSON, 'parse')
+    const schema = vi.spyOn(manifestSchema, 'safeParse')
+    try {
+      await expect(validate(message('manifest', forged))).rejects.toMatchObject({ code: 'BAD_SIGNATURE' })
+      expect(parse).toHaveBeenCalledTimes(1)
+      expect(schema).not.toHaveBeenCalled()
+    } finally {
+      parse.mockRestore()
+      schema.mockRestore()
+    }
+  })
+
+  // Faults of the document itself: every honest peer sees them the same way, so the sender is charged.
   const badManifests: [string, () => ReturnType<typeof message>, string][] = [
     [
       'a forged signature (license changed after signing)',
@@ -119,7 +175,6 @@ describe('consent chain', () => {
       () => message('manifest', manifestFor(rightsHolder, peerOf(otherNode))),
       'FOREIGN_CUSTODIAN',
     ],
-    ['a revoked manifest', () => message('manifest', revokedManifest), 'REVOKED'],
     [
       'a license the charter does not accept',
       () => message('manifest', manifestFor(rightsHolder, node, { license: 'CC-BY-NC-4.0' })),
@@ -142,27 +197,6 @@ describe('consent chain', () => {
           }),
         ),
       'LICENSE_NOT_ACCEPTED',
-    ],
-    [
-      'an expired manifest',
-      () =>
-        message(
-          'manifest',
-          manifestFor(rightsHolder, node, {
-            validFrom: new Date(Date.now() - 7200_000),
-            validUntil: new Date(Date.now() - 3600_000),
-          }),
-        ),
-      'EXPIRED',
-    ],
-    [
-      'a manifest valid only from tomorrow',
-      () =>
-        message(
-          'manifest',
-          manifestFor(rightsHolder, node, { validFrom: new Date(Date.now() + 86_400_000) }),
-        ),
-      'NOT_YET_VALID',
     ],
     [
       'usage notAllowed',
@@ -191,16 +225,28 @@ describe('consent chain', () => {
       () =>
         message(
           'manifest',
-          tamper(manifestFor(rightsHolder, node), (m) => {
-            delete (m as Partial<ConsentManifest>).credentialSubject
+          resigned(manifestFor(rightsHolder, node), rightsHolder, (m) => {
+            delete m.credentialSubject
           }),
         ),
       'SCHEMA',
     ],
     [
       'an unknown extra field',
-      () => message('manifest', { ...manifestFor(rightsHolder, node), extra: 1 }),
+      () =>
+        message(
+          'manifest',
+          resigned(manifestFor(rightsHolder, node), rightsHolder, (m) => {
+            m.extra = 1
+          }),
+        ),
       'SCHEMA',
+    ],
+    [
+      // The signature is checked before the closed schema: a forgery costs one hash and one check.
+      'a malformed document whose signature does not cover it',
+      () => message('manifest', { ...manifestFor(rightsHolder, node), extra: 1 }),
+      'BAD_SIGNATURE',
     ],
     [
       'a revocation sent on the manifest kind',
@@ -218,6 +264,36 @@ describe('consent chain', () => {
     await expect(validate(build())).rejects.toMatchObject({ action: 'REJECT', code })
   })
 
+  // What depends on our clock or on what we hold: refused, but no one is charged.
+  const ignoredManifests: [string, () => ReturnType<typeof message>, string][] = [
+    ['a manifest whose issuer revoked every item', () => message('manifest', revokedManifest), 'REVOKED'],
+    [
+      'an expired manifest',
+      () =>
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, {
+            validFrom: new Date(Date.now() - 7200_000),
+            validUntil: new Date(Date.now() - 3600_000),
+          }),
+        ),
+      'EXPIRED',
+    ],
+    [
+      'a manifest valid only from tomorrow',
+      () =>
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, { validFrom: new Date(Date.now() + 86_400_000) }),
+        ),
+      'NOT_YET_VALID',
+    ],
+  ]
+
+  it.each(ignoredManifests)('ignores %s without charging the sender', async (_, build, code) => {
+    await expect(validate(build())).rejects.toMatchObject({ action: 'IGNORE', code })
+  })
+
   it('rejects a manifest from a custodian outside an allowlist charter', async () => {
     const allowlisted = createConsentValidator(
       { ...policy, admission: { mode: 'allowlist', peers: [peerOf(otherNode)] } },
@@ -228,13 +304,77 @@ describe('consent chain', () => {
     })
   })
 
-  it('accepts a revocation by the issuer, including for a manifest it does not hold yet', async () => {
-    const held = manifestFor(rightsHolder, node)
-    book.addManifest(held)
-    await expect(validate(message('revocation', revocationOf(rightsHolder, held)))).resolves.toBeUndefined()
+  it.each([
+    [
+      'commercial use',
+      { commercialUse: true, weightRedistribution: false },
+      { commercialUse: false, weightRedistribution: true },
+    ],
+    [
+      'weight redistribution',
+      { commercialUse: false, weightRedistribution: true },
+      { commercialUse: true, weightRedistribution: false },
+    ],
+  ])("rejects a manifest whose scope forbids the charter's %s", async (_, intendedUse, scope) => {
+    const strict = createConsentValidator({ ...policy, intendedUse }, book)
     await expect(
-      validate(message('revocation', revocationOf(otherHolder, manifestFor(otherHolder, node)))),
+      strict(message('manifest', manifestFor(rightsHolder, node, { scope }))),
+    ).rejects.toMatchObject({
+      action: 'REJECT',
+      code: 'SCOPE_NOT_ALLOWED',
+    })
+    // The same charter admits a manifest that allows that use.
+    await expect(
+      strict(
+        message(
+          'manifest',
+          manifestFor(rightsHolder, node, { scope: { commercialUse: true, weightRedistribution: true } }),
+        ),
+      ),
     ).resolves.toBeUndefined()
+  })
+
+  it('accepts a revocation by the issuer of a manifest it holds, and again as a re-announcement', async () => {
+    const target = manifestFor(rightsHolder, node)
+    await book.addManifest(target, false)
+    const revocation = message('revocation', revocationOf(rightsHolder, target))
+    await expect(validate(revocation)).resolves.toBeUndefined()
+    await book.addVerifiedRevocation(validate.verified(revocation.data)?.verified as VerifiedRevocation)
+    await expect(validate(revocation)).resolves.toBeUndefined()
+  })
+
+  it('holds a revocation for a manifest it does not hold, without relaying it, and applies it when the manifest arrives', async () => {
+    const later = manifestFor(rightsHolder, node)
+    const before = book.heldRevocations().count
+    await expect(validate(message('revocation', revocationOf(rightsHolder, later)))).rejects.toMatchObject({
+      action: 'IGNORE',
+      code: 'UNKNOWN_MANIFEST',
+    })
+    expect(book.heldRevocations().count).toBe(before + 1)
+    await book.addManifest(later, false)
+    expect(book.heldRevocations().count).toBe(before)
+    expect(book.fullyRevokedBy(manifestDigest(later), new Set(book.revocations().map((r) => r.digest)))).toBe(
+      true,
+    )
+  })
+
+  it('drops a held revocation by a non-issuer when the manifest arrives and reports its sender', async () => {
+    const later = manifestFor(rightsHolder, node)
+    const refused: { sender: string; code: string }[] = []
+    const unsubscribe = book.onRefusedRevocation((r) => refused.push(r))
+    try {
+      const forged = message('revocation', revocationOf(otherHolder, later), peerOf(otherNode))
+      await expect(validate(forged)).rejects.toMatchObject({ action: 'IGNORE', code: 'UNKNOWN_MANIFEST' })
+      await book.addManifest(later, false)
+      expect(refused).toEqual([expect.objectContaining({ sender: peerOf(otherNode), code: 'NOT_ISSUER' })])
+      expect(
+        book.fullyRevokedBy(manifestDigest(later), new Set(book.revocations().map((r) => r.digest))),
+      ).toBe(false)
+      // Once the manifest is here, the same forgery is a REJECT.
+      await expect(validate(forged)).rejects.toMatchObject({ action: 'REJECT', code: 'NOT_ISSUER' })
+    } finally {
+      unsubscribe()
+    }
   })
 
   const badRevocations: [string, () => ReturnType<typeof message>, string][] = [
@@ -242,6 +382,11 @@ describe('consent chain', () => {
       'a revocation by someone other than the issuer',
       () => message('revocation', revocationOf(otherHolder, revokedManifest)),
       'NOT_ISSUER',
+    ],
+    [
+      'a revocation naming items its manifest does not list',
+      () => message('revocation', revocationOf(rightsHolder, partlyRevoked, [`sha256:${'3'.repeat(64)}`])),
+      'UNKNOWN_ITEM',
     ],
     [
       'a forged revocation signature',
@@ -259,8 +404,11 @@ describe('consent chain', () => {
       () =>
         message(
           'revocation',
-          tamper(revocationOf(rightsHolder, revokedManifest), (r) => {
-            r.credentialSubject.items = ['sha256:' + 'b'.repeat(64), 'sha256:' + 'a'.repeat(64)]
+          resigned(revocationOf(rightsHolder, revokedManifest), rightsHolder, (r) => {
+            ;(r.credentialSubject as { items: string[] }).items = [
+              `sha256:${'b'.repeat(64)}`,
+              `sha256:${'a'.repeat(64)}`,
+            ]
           }),
         ),
       'SCHEMA',

@@ -64,7 +64,7 @@ describe('size and decode stages', () => {
     const data = encodeGossipMessage('contribution', { note: 'x'.repeat(80) })
     const { kind, body } = checkSize('contributions', data)
     expect(kind).toBe('contribution')
-    expect(decodeBody(body)).toEqual({ note: 'x'.repeat(80) })
+    expect(decodeBody(body).value).toEqual({ note: 'x'.repeat(80) })
   })
 
   it.each([
@@ -245,11 +245,15 @@ describe('the validator wrapper', () => {
     expect(d.penalties.counts('relay')).toEqual({ BAD_SIGNATURE: 1, SCHEMA: 1 })
   })
 
-  it('throttles a flood per peer and topic and charges every throttled message', async () => {
+  it('throttles a flood per peer and topic and charges the author of every throttled message', async () => {
     let now = 0
     const d = { ...deps(), rateLimiter: new RateLimiter({ ratePerSecond: 10, burst: 5, now: () => now }) }
+    const own = { ...input, from: 'relay' }
     const results = []
-    for (let i = 0; i < 8; i++) results.push((await runValidator(async () => {}, input, d)).code ?? 'accept')
+    for (let i = 0; i < 8; i++)
+      results.push(
+        (await runValidator(async () => {}, { ...own, data: Uint8Array.of(i) }, d)).code ?? 'accept',
+      )
     expect(results).toEqual([
       'accept',
       'accept',
@@ -263,9 +267,38 @@ describe('the validator wrapper', () => {
     expect(d.penalties.counts('relay')).toEqual({ RATE_LIMITED: 3 })
     expect(d.penalties.points('relay')).toBeCloseTo(3 * PENALTY_RATE_LIMITED, 3)
     // Another topic has its own bucket; time refills the first.
-    expect((await runValidator(async () => {}, { ...input, topic: 'checkpoints' }, d)).code).toBeUndefined()
+    expect(
+      (await runValidator(async () => {}, { ...own, topic: 'checkpoints', data: Uint8Array.of(9) }, d)).code,
+    ).toBeUndefined()
     now += 200
-    expect((await runValidator(async () => {}, input, d)).code).toBeUndefined()
+    expect((await runValidator(async () => {}, { ...own, data: Uint8Array.of(10) }, d)).code).toBeUndefined()
+  })
+
+  it("throttles a relay forwarding others' messages too fast, without charging it", async () => {
+    const d = { ...deps(), rateLimiter: new RateLimiter({ ratePerSecond: 1, burst: 2, now: () => 0 }) }
+    const codes = []
+    for (let i = 0; i < 5; i++)
+      codes.push(
+        (await runValidator(async () => {}, { ...input, data: Uint8Array.of(i) }, d)).code ?? 'accept',
+      )
+    expect(codes).toEqual(['accept', 'accept', 'RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED'])
+    expect(d.penalties.points('relay')).toBe(0)
+  })
+
+  it('lets copies of an accepted message through for free: no token, no penalty', async () => {
+    const d = { ...deps(), rateLimiter: new RateLimiter({ ratePerSecond: 1, burst: 2, now: () => 0 }) }
+    const own = { ...input, from: 'relay' }
+    const copy = { ...own, data: Uint8Array.of(42) }
+    // Ten re-announcements of one accepted document cost nothing ...
+    for (let i = 0; i < 10; i++) expect((await runValidator(async () => {}, copy, d)).code).toBeUndefined()
+    // ... so the bucket still holds its tokens for new messages (one was taken by the first copy).
+    expect((await runValidator(async () => {}, { ...own, data: Uint8Array.of(1) }, d)).code).toBeUndefined()
+    expect((await runValidator(async () => {}, { ...own, data: Uint8Array.of(2) }, d)).code).toBe(
+      'RATE_LIMITED',
+    )
+    // With the bucket empty, a copy of an accepted message still goes through.
+    expect((await runValidator(async () => {}, copy, d)).code).toBeUndefined()
+    expect(d.penalties.counts('relay')).toEqual({ RATE_LIMITED: 1 })
   })
 })
 

@@ -35,6 +35,7 @@ import {
   publisherA,
   publisherB,
 } from './fixtures.ts'
+import { summarizeExclusions } from '../../protocol/exclusions.ts'
 
 const statementBytes = (envelope: DsseEnvelope) => new Uint8Array(Buffer.from(envelope.payload, 'base64'))
 const publishers = [peerIdString(publisherA.publicKey), peerIdString(publisherB.publicKey)]
@@ -107,8 +108,7 @@ function genesisPredicate(): ProvenancePredicate {
     parent: null,
     contributions: [],
     manifests: [],
-    revocations: [],
-    excludedItems: [],
+    exclusions: summarizeExclusions({ revocations: [], expiredManifests: [], items: [] }).summary,
     components: [],
     license: 'CC-BY-4.0',
     attribution: [],

@@ -3,6 +3,7 @@ import { createCharter, type CoopCharter } from '../../protocol/charter.ts'
 import { createContribution } from '../../protocol/contribution.ts'
 import { sha256Digest } from '../../protocol/digest.ts'
 import { generateKey, peerIdString } from '../../protocol/keys.ts'
+import { summarizeExclusions } from '../../protocol/exclusions.ts'
 import { createProvenance } from '../../protocol/provenance.ts'
 
 export const seed = (n: number) => new Uint8Array(32).fill(n)
@@ -32,6 +33,7 @@ export function charterContent(overrides: Partial<CoopCharter> = {}): CoopCharte
     threshold: 2,
     admission: { mode: 'open' },
     acceptedLicenses: ['CC-BY-4.0', 'CC0-1.0'],
+    intendedUse: { commercialUse: false, weightRedistribution: true },
     phases: { autoencoder: { mode: 'cooperative', rounds: 3 }, unet: { rounds: 10 } },
     createdAt: '2026-11-23T20:00:00Z',
     ...overrides,
@@ -80,8 +82,11 @@ export function makeProvenance(coop: string, contributionDigest: string) {
         },
       ],
       manifests,
-      revocations: [digestOf('revocation')],
-      excludedItems: [digestOf('item 7')],
+      exclusions: summarizeExclusions({
+        revocations: [digestOf('revocation')],
+        expiredManifests: [],
+        items: [digestOf('item 7')],
+      }).summary,
       components: [
         { role: 'autoencoder', checkpoint: digestOf('ae'), provenance: digestOf('ae provenance') },
       ],

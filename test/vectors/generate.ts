@@ -16,6 +16,7 @@ import { toBase64 } from '../../protocol/encoding.ts'
 import { canonicalize } from '../../protocol/jcs.ts'
 import { didKeyFromPublicKey, generateKey, marshalPrivateKey, peerIdString, type Ed25519PrivateKey } from '../../protocol/keys.ts'
 import { createManifest, manifestDigest, type ConsentManifest } from '../../protocol/manifest.ts'
+import { summarizeExclusions } from '../../protocol/exclusions.ts'
 import { createProvenance } from '../../protocol/provenance.ts'
 import { createReceipt } from '../../protocol/receipt.ts'
 import { createRevocation } from '../../protocol/revocation.ts'
@@ -157,6 +158,7 @@ export function buildVectors(): { files: Map<string, string>; expectations: Vect
     threshold: 2,
     admission: { mode: 'open' },
     acceptedLicenses: ['CC-BY-4.0', 'CC0-1.0'],
+    intendedUse: { commercialUse: false, weightRedistribution: false },
     phases: { autoencoder: { mode: 'cooperative', rounds: 3 }, unet: { rounds: 10 } },
     createdAt: '2026-01-01T00:00:00Z',
   }
@@ -218,8 +220,7 @@ export function buildVectors(): { files: Map<string, string>; expectations: Vect
       parent: { checkpoint: digestOf('test base checkpoint'), provenance: digestOf('test base provenance') },
       contributions: [{ statement: contributionStatementDigest, contributor: peerIdString(custodian.key.publicKey), delta: digestOf('test delta'), manifests: [digest] }],
       manifests: [digest],
-      revocations: [],
-      excludedItems: [],
+      exclusions: summarizeExclusions({ revocations: [], expiredManifests: [], items: [] }).summary,
       components: [{ role: 'autoencoder', checkpoint: digestOf('test autoencoder'), provenance: digestOf('test autoencoder provenance') }],
       license: 'CC-BY-4.0',
       attribution: [{ name: 'Test Artist', uri: 'https://example.org/test-artist', text: 'Images by Test Artist, licensed under CC-BY 4.0' }],

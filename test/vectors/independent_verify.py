@@ -38,7 +38,7 @@ VC2 = 'https://www.w3.org/ns/credentials/v2'
 IN_TOTO = 'application/vnd.in-toto+json'
 CHARTER_TYPE = 'application/vnd.diffusion-coop.charter+json'
 CONTRIBUTION = 'https://diffusion-coop.dev/attestation/contribution/v1'
-PROVENANCE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v1'
+PROVENANCE = 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v2'
 AUDIT = 'https://diffusion-coop.dev/attestation/memorization-audit/v1'
 RECEIPT = 'https://diffusion-coop.dev/attestation/unlearning-receipt/v1'
 DIDKEY = re.compile(r'^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$')
@@ -337,7 +337,9 @@ def verify_charter(data):
     payload_type, body, signers = open_envelope(data, 1024 * 1024)
     need(payload_type == CHARTER_TYPE, 'UNKNOWN_TYPE')
     c = parse_canonical(body, 1024 * 1024)
-    closed(c, ['model', 'rounds', 'publishers', 'threshold', 'admission', 'acceptedLicenses', 'phases', 'createdAt'], ['name', 'audit', 'onRevocation'])
+    closed(c, ['model', 'rounds', 'publishers', 'threshold', 'admission', 'acceptedLicenses', 'intendedUse', 'phases', 'createdAt'], ['name', 'audit', 'onRevocation'])
+    closed(c['intendedUse'], ['commercialUse', 'weightRedistribution'])
+    need(all(isinstance(v, bool) for v in c['intendedUse'].values()))
     need(c.get('onRevocation', 'exclude') in ('exclude', 'rollback'))
     if 'audit' in c:
         closed(c['audit'], ['every', 'samplesPerClass'])
@@ -373,7 +375,14 @@ def verify_provenance(data, charter):
     payload_type, body, signers = open_envelope(data, 8 * 1024 * 1024)
     st = read_statement(payload_type, body, PROVENANCE, 8 * 1024 * 1024)
     p = st['predicate']
-    closed(p, ['coop', 'round', 'phase', 'parent', 'contributions', 'manifests', 'revocations', 'excludedItems', 'components', 'license', 'attribution'])
+    closed(p, ['coop', 'round', 'phase', 'parent', 'contributions', 'manifests', 'exclusions', 'components', 'license', 'attribution'])
+    x = p['exclusions']
+    closed(x, ['revocations', 'expiredManifests', 'items', 'itemsRoot', 'details'])
+    counts = [x['revocations'], x['expiredManifests'], x['items']]
+    need(all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts))
+    # No details document exactly when nothing is excluded; the root of no items is sha256 of ''.
+    need((x['details'] is None) == (counts == [0, 0, 0]))
+    need(x['items'] > 0 or x['itemsRoot'] == digest(b''))
     for c in p['contributions']:
         closed(c, ['statement', 'contributor', 'delta', 'manifests'])
     union = sorted({m for c in p['contributions'] for m in c['manifests']})

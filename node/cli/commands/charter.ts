@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../../../configs/index.ts'
 import { parseAggregator } from '../../../protocol/aggregation.ts'
-import { createCharter, type CoopCharter } from '../../../protocol/charter.ts'
+import { createCharter, type CoopCharter, DEFAULT_INTENDED_USE } from '../../../protocol/charter.ts'
 import { AUDIT_DEFAULT_SAMPLES_PER_CLASS } from '../../audit/constants.ts'
 import { parseCodec } from '../../../protocol/compression.ts'
 import { parseOuterSchedule, type OuterSchedule } from '../../../protocol/outer-schedule.ts'
@@ -40,6 +40,10 @@ Options:
   --key <file>               a publisher's node key file, to sign the charter (repeatable)
   --threshold <n>            publisher signatures a checkpoint needs (default 1)
   --accept-license <SPDX>    a license accepted for training (repeatable; default ${DEFAULT_LICENSES.join(', ')})
+  --commercial yes|no        the cooperative intends commercial use of its model (default no)
+  --redistribute-weights yes|no
+                             the cooperative redistributes its weights beyond its members (default no);
+                             manifests whose scope forbids the intended use are refused at admission
   --admission <mode>         open | allowlist (default open)
   --allow <peerId>           an admitted peer for --admission allowlist (repeatable)
   --inner-steps <H>          local Adam steps per round (default ${DEFAULT_INNER_STEPS})
@@ -86,6 +90,13 @@ function decimal(flag: string, value: string | undefined, fallback: number): num
   return n
 }
 
+function yesNo(flag: string, value: string | undefined, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (value === 'yes') return true
+  if (value === 'no') return false
+  throw new UsageError(`--${flag} must be yes or no, got '${value}'`)
+}
+
 const sortedUnique = (values: string[]): string[] =>
   [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 
@@ -99,6 +110,8 @@ async function create(argv: string[]): Promise<number> {
       key: { type: 'string', multiple: true },
       threshold: { type: 'string' },
       'accept-license': { type: 'string', multiple: true },
+      commercial: { type: 'string' },
+      'redistribute-weights': { type: 'string' },
       admission: { type: 'string' },
       allow: { type: 'string', multiple: true },
       'inner-steps': { type: 'string' },
@@ -186,6 +199,16 @@ async function create(argv: string[]): Promise<number> {
     threshold: wholeNumber('threshold', values.threshold, 1, 1),
     admission: admissionMode === 'open' ? { mode: 'open' } : { mode: 'allowlist', peers: allow },
     acceptedLicenses: sortedUnique(values['accept-license'] ?? DEFAULT_LICENSES),
+    // The safe default promises the least: every manifest's scope allows non-commercial use kept
+    // within the cooperative, so no consent is refused for a use nobody asked for.
+    intendedUse: {
+      commercialUse: yesNo('commercial', values.commercial, DEFAULT_INTENDED_USE.commercialUse),
+      weightRedistribution: yesNo(
+        'redistribute-weights',
+        values['redistribute-weights'],
+        DEFAULT_INTENDED_USE.weightRedistribution,
+      ),
+    },
     phases: {
       autoencoder:
         component === undefined
@@ -218,7 +241,10 @@ async function create(argv: string[]): Promise<number> {
     )
   const { envelope, coopId } = createCharter(charter, keys)
   await writeFileDurable(values.out, envelopeBytes(envelope))
-  process.stdout.write(`coop id: ${coopId}\nwrote ${values.out}\n`)
+  const use = charter.intendedUse
+  process.stdout.write(
+    `coop id: ${coopId}\nintended use: commercial ${use.commercialUse ? 'yes' : 'no'}, weight redistribution ${use.weightRedistribution ? 'yes' : 'no'}\nwrote ${values.out}\n`,
+  )
   return 0
 }
 

@@ -126,6 +126,11 @@ export const command: Command = {
         `coop       ${report.coop ?? '?'}${report.charterSource === undefined ? '' : ` (charter from ${CHARTER_SOURCE_TEXT[report.charterSource]})`}`,
         `signed by  ${(report.signers ?? []).join(', ') || '-'}`,
         ...report.files.map((f) => `file       ${f.ok ? 'ok  ' : 'BAD '} ${f.name} ${f.digest}`),
+        ...(report.exclusions === undefined
+          ? []
+          : [
+              `excluded   ${report.exclusions.items} revoked items (${report.exclusions.revocations} revocations), ${report.exclusions.expiredManifests} expired manifests; details ${report.exclusions.details}`,
+            ]),
         `recompute  ${report.recomputation}${report.missing.length > 0 ? ` (missing: ${report.missing.join('; ')})` : ''}`,
         ...unlearningLines(report),
         ...(credit === undefined ? [] : (await import('./credit.ts')).ledgerLines(credit).slice(1)),

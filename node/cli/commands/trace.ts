@@ -32,17 +32,23 @@ interface RevokedAt {
 }
 
 /**
- * The earliest verified checkpoint whose provenance lists the image among the items revoked
- * since its parent. Checkpoints record what the publisher knew at closing; a revocation this
+ * The earliest verified checkpoint whose exclusion details (checked against its provenance) list
+ * the image among the items revoked since its parent. Checkpoints record what the publisher knew at closing; a revocation this
  * node received after the latest checkpoint is not in any file yet (the trace reads no database).
  */
 function revocationOf(image: string, checkpoints: LoadedCheckpoint[]): RevokedAt | undefined {
   let first: RevokedAt | undefined
   for (const c of checkpoints) {
     const p = c.verified.predicate
-    if (!p.excludedItems.includes(image)) continue
+    const excluded = c.exclusions
+    if (excluded === undefined || !excluded.items.includes(image)) continue
     if (first !== undefined && first.round <= p.round) continue
-    first = { checkpoint: c.verified.digest, phase: p.phase, round: p.round, revocations: [...p.revocations] }
+    first = {
+      checkpoint: c.verified.digest,
+      phase: p.phase,
+      round: p.round,
+      revocations: [...excluded.revocations],
+    }
   }
   return first
 }

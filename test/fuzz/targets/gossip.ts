@@ -39,9 +39,15 @@ const validators = {
     {
       acceptedLicenses: charter.charter.acceptedLicenses,
       admission: charter.charter.admission,
+      intendedUse: charter.charter.intendedUse,
       now: () => NOW,
     },
-    { revocationsFor: async () => [], manifestIssuer: async () => undefined },
+    // A node that holds no manifest: every revocation names an unknown one and is held (bounded).
+    {
+      revocationStatus: () => ({ kind: 'unknown-manifest' }),
+      holdRevocation: () => 'held',
+      fullyRevoked: () => false,
+    },
   ),
   contributions: createContributionValidator({
     coopId: charter.coopId,

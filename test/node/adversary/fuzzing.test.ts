@@ -60,7 +60,11 @@ describe('the consent inbox under a folder of fuzzed files', () => {
     const manifest = verifyManifest(JSON.parse(valid.toString('utf8')), { now: new Date() })
     const log = pino({ level: 'silent' })
     const consent = new ConsentBook(
-      { peerId: manifest.custodian, acceptedLicenses: [manifest.manifest.credentialSubject.license] },
+      {
+        peerId: manifest.custodian,
+        acceptedLicenses: [manifest.manifest.credentialSubject.license],
+        intendedUse: { commercialUse: false, weightRedistribution: false },
+      },
       { store, log },
     )
     await consent.load()

@@ -21,6 +21,7 @@ import { decodeSafetensors, encodeSafetensors, type TensorEntry } from '../../..
 import { signStatement } from '../../../protocol/statement.ts'
 import { computeCheckpoint, outerOptimizer } from '../../../node/round/recompute.ts'
 import { decodeTensors } from '../../../node/round/tensors.ts'
+import { summarizeExclusions } from '../../../protocol/exclusions.ts'
 
 /** The same payload layout with every value negated: a valid delta its contributor never signed. */
 export function negatedPayload(payload: Uint8Array): Uint8Array {
@@ -102,8 +103,7 @@ export function forgeCheckpoint(options: {
       },
     ],
     manifests: contribution.predicate.manifests,
-    revocations: [],
-    excludedItems: [],
+    exclusions: summarizeExclusions({ revocations: [], expiredManifests: [], items: [] }).summary,
     components: parent.verified.predicate.components,
     license: manifest.credentialSubject.license,
     attribution: [manifest.credentialSubject.attribution],

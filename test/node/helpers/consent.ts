@@ -1,6 +1,12 @@
 // Real signed documents (manifests, revocations, contributions, provenance) for the node tests.
 import { createHash, randomBytes } from 'node:crypto'
-import type { ConsentLookup } from '../../../node/validation/consent.ts'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ConsentBook, type ConsentBookOptions } from '../../../node/consent/book.ts'
+import { componentLogger } from '../../../node/log.ts'
+import { openStore, type CoopStore } from '../../../node/store/store.ts'
+import { summarizeExclusions } from '../../../protocol/exclusions.ts'
 import {
   createContribution,
   createManifest,
@@ -9,8 +15,6 @@ import {
   type ConsentManifest,
   type Ed25519PrivateKey,
   generateKey,
-  type VerifiedRevocation,
-  verifyManifest,
   manifestDigest,
   peerIdString,
 } from '../../../protocol/index.ts'
@@ -86,8 +90,7 @@ export function provenanceBy(signers: Ed25519PrivateKey[], overrides: { coop?: s
       parent: null,
       contributions: [],
       manifests: [],
-      revocations: [],
-      excludedItems: [],
+      exclusions: summarizeExclusions({ revocations: [], expiredManifests: [], items: [] }).summary,
       components: [],
       license: 'CC-BY-4.0',
       attribution: [],
@@ -99,18 +102,32 @@ export function provenanceBy(signers: Ed25519PrivateKey[], overrides: { coop?: s
 
 export { generateKey }
 
-/** The consent state the chain reads: what the round engine's consent book holds. */
-export class MemoryConsent implements ConsentLookup {
-  readonly issuers = new Map<string, string>()
-  readonly revocations: VerifiedRevocation[] = []
-  async revocationsFor(manifest: string) {
-    return this.revocations.filter((r) => r.manifest === manifest)
-  }
-  async manifestIssuer(manifest: string) {
-    return this.issuers.get(manifest)
-  }
-  addManifest(manifest: ConsentManifest) {
-    const verified = verifyManifest(manifest, { now: new Date() })
-    this.issuers.set(verified.digest, verified.issuer)
+/** The charter terms most tests run under: CC-BY and CC0 accepted, non-commercial, weights kept in the coop. */
+export const TEST_CONSENT_TERMS = {
+  acceptedLicenses: ['CC-BY-4.0', 'CC0-1.0'],
+  intendedUse: { commercialUse: false, weightRedistribution: false },
+}
+
+/** A real ConsentBook over its own LevelDB in a temp dir (close() removes it). */
+export async function openConsentBook(
+  peerId: string,
+  options: Partial<ConsentBookOptions> = {},
+): Promise<{ book: ConsentBook; store: CoopStore; dir: string; close(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'coop-consent-'))
+  const store = await openStore(dir)
+  const book = new ConsentBook(
+    { peerId, ...TEST_CONSENT_TERMS, ...options },
+    { store, log: componentLogger('consent-test') },
+  )
+  await book.load()
+  return {
+    book,
+    store,
+    dir,
+    async close() {
+      book.stop()
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
+    },
   }
 }

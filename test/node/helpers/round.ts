@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCharter, type CoopCharter } from '../../../protocol/charter.ts'
 import { peerIdString } from '../../../protocol/keys.ts'
+import { summarizeExclusions } from '../../../protocol/exclusions.ts'
 import { createProvenance, verifyProvenance, type ProvenancePredicate } from '../../../protocol/provenance.ts'
 import { componentLogger } from '../../../node/log.ts'
 import { RoundState } from '../../../node/round/state.ts'
@@ -30,11 +31,20 @@ export async function openState(
   return { state, store, dir }
 }
 
+/** What a test checkpoint excludes since its parent (empty lists when not given). */
+export type TestExclusions = Partial<{ revocations: string[]; expiredManifests: string[]; items: string[] }>
+
 /** A CheckpointProvenance signed by the publisher: a U-Net genesis unless `predicate` says otherwise. */
 export function signProvenance(
   state: RoundState,
   predicate: Partial<ProvenancePredicate> & { files?: Record<string, string> },
+  excluded: TestExclusions = {},
 ) {
+  const exclusions = summarizeExclusions({
+    revocations: excluded.revocations ?? [],
+    expiredManifests: excluded.expiredManifests ?? [],
+    items: excluded.items ?? [],
+  })
   const envelope = createProvenance(
     {
       coop: state.coopId,
@@ -43,8 +53,7 @@ export function signProvenance(
       parent: null,
       contributions: [],
       manifests: [],
-      revocations: [],
-      excludedItems: [],
+      exclusions: exclusions.summary,
       components: [],
       license: 'CC-BY-4.0',
       attribution: [],
@@ -53,18 +62,27 @@ export function signProvenance(
     },
     [publisherA],
   )
-  return { envelope, verified: verifyProvenance(envelope, { publishers: [publisher], threshold: 1 }) }
+  return {
+    envelope,
+    verified: verifyProvenance(envelope, { publishers: [publisher], threshold: 1 }),
+    exclusions: exclusions.details,
+  }
 }
 
 /** Adopts a signed checkpoint through the state's commit point (its files are placeholder bytes). */
-export async function adopt(state: RoundState, predicate: Partial<ProvenancePredicate>) {
-  const { envelope, verified } = signProvenance(state, predicate)
+export async function adopt(
+  state: RoundState,
+  predicate: Partial<ProvenancePredicate>,
+  excluded: TestExclusions = {},
+) {
+  const { envelope, verified, exclusions } = signProvenance(state, predicate, excluded)
   const bytes = new Uint8Array([1, 2, 3])
   const record = await state.adopt(
     verified,
     envelope,
     { model: bytes, momentum: bytes, config: bytes },
     'published',
+    exclusions,
   )
   return { record, verified }
 }

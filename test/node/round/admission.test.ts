@@ -101,7 +101,10 @@ describe('PayloadAdmission', () => {
         penalties.push({ peer, code, points })
       },
     }
-    const consent = new ConsentBook({ peerId: publisher, acceptedLicenses: ['CC-BY-4.0'] }, { store, log })
+    const consent = new ConsentBook(
+      { peerId: publisher, acceptedLicenses: ['CC-BY-4.0'], intendedUse: charter.intendedUse },
+      { store, log },
+    )
     const fetcher = new Fetcher({ state, host, consent, log })
     fetcher.start()
     admission = new PayloadAdmission({ state, fetcher, host, log })

@@ -3,10 +3,13 @@
 // each way a publisher could lie (a base that used the items, a base older than needed, a
 // superseded list that hides a checkpoint, a receipt that disagrees with the provenance) is
 // refused with BAD_ROLLBACK and a penalty; a revocation not yet received is a retry, not a fault.
+// A receipt must answer exactly what the checkpoint's exclusion details list (or, with only the
+// signed summary at hand, its counts and items root).
 import { rm } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { sha256Digest } from '../../../protocol/digest.ts'
 import { envelopeBytes } from '../../../protocol/dsse.ts'
+import { summarizeExclusions } from '../../../protocol/exclusions.ts'
 import { createReceipt } from '../../../protocol/receipt.ts'
 import type { Fetcher } from '../../../node/round/fetcher.ts'
 import { componentLogger } from '../../../node/log.ts'
@@ -14,6 +17,7 @@ import type { CheckpointRecord } from '../../../node/round/records.ts'
 import { verifyRollbackCheckpoint } from '../../../node/round/rollback-verify.ts'
 import type { RoundState } from '../../../node/round/state.ts'
 import { RECEIPT_FILE } from '../../../node/round/unlearning.ts'
+import { receiptMatchesExclusions } from '../../../node/round/unlearning-files.ts'
 import { charterContent, publisherA } from '../../protocol/fixtures.ts'
 import { randomDigest } from '../helpers/consent.ts'
 import { adopt, openState, publisher, signProvenance } from '../helpers/round.ts'
@@ -94,18 +98,20 @@ async function rollbackTo(
   )
   const receiptBytes = envelopeBytes(receipt)
   await state.store.putBlob(receiptBytes)
-  return signProvenance(state, {
-    round: 4,
-    parent: { checkpoint: base.files.model, provenance: base.id },
-    revocations: [REVOCATION],
-    excludedItems: [X],
-    files: {
-      'model.safetensors': base.files.model,
-      'momentum.safetensors': base.files.momentum,
-      'config.json': sha256Digest(state.configBytes('unet', 4, [])),
-      [RECEIPT_FILE]: sha256Digest(receiptBytes),
+  return signProvenance(
+    state,
+    {
+      round: 4,
+      parent: { checkpoint: base.files.model, provenance: base.id },
+      files: {
+        'model.safetensors': base.files.model,
+        'momentum.safetensors': base.files.momentum,
+        'config.json': sha256Digest(state.configBytes('unet', 4, [])),
+        [RECEIPT_FILE]: sha256Digest(receiptBytes),
+      },
     },
-  })
+    { revocations: [REVOCATION], items: [X] },
+  )
 }
 
 async function check(state: RoundState, signed: ReturnType<typeof signProvenance>, known?: string[]) {
@@ -126,6 +132,7 @@ async function check(state: RoundState, signed: ReturnType<typeof signProvenance
       log: componentLogger('test'),
     },
     { ...signed, from: publisher },
+    signed.exclusions,
   ).then(
     (record) => ({ record, code: undefined }),
     (err: { code?: string }) => ({ record: undefined, code: err.code }),
@@ -187,4 +194,23 @@ describe('checking a rollback checkpoint', () => {
     expect(result.code).toBe('ROLLBACK_PENDING')
     expect(result.penalties).toEqual([])
   })
+})
+
+describe('a receipt against the exclusions its rollback checkpoint signs', () => {
+  const [R1, R2] = [randomDigest(), randomDigest()].sort()
+  const signed = summarizeExclusions({ revocations: [R1!], expiredManifests: [], items: [X!, Y!] })
+  const receipt = { revocations: [R1!], revokedItems: [X!, Y!] }
+  const table: [string, { revocations: string[]; revokedItems: string[] }, boolean, boolean][] = [
+    // name, receipt, with the checked details, with the summary only
+    ['the same revocations and items', receipt, true, true],
+    ['an item missing', { ...receipt, revokedItems: [X!] }, false, false],
+    ['an item swapped for another', { ...receipt, revokedItems: [X!, Z!] }, false, false],
+    ['another revocation of the same count', { ...receipt, revocations: [R2!] }, false, true],
+    ['an extra revocation', { ...receipt, revocations: [R1!, R2!] }, false, false],
+  ]
+  for (const [name, r, withDetails, summaryOnly] of table)
+    it(`${name}: details ${withDetails}, summary only ${summaryOnly}`, () => {
+      expect(receiptMatchesExclusions(r, signed.summary, signed.details)).toBe(withDetails)
+      expect(receiptMatchesExclusions(r, signed.summary, undefined)).toBe(summaryOnly)
+    })
 })

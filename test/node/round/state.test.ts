@@ -23,19 +23,23 @@ describe('RoundState', () => {
     for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
   })
 
-  it('walks ancestors newest first, stops at a missing parent, and unions their revocations', async () => {
+  it('walks ancestors newest first, stops at a missing parent, and unions their exclusions', async () => {
     const { state, store, dir } = await openState(charter)
     dirs.push(dir)
     const [r1, r2] = [randomDigest(), randomDigest()]
-    const { record: genesis } = await adopt(state, { round: 1, revocations: [r1] })
-    const { record: second } = await adopt(state, {
-      round: 2,
-      parent: { checkpoint: genesis.files.model, provenance: genesis.id },
-      contributions: [
-        { statement: randomDigest(), contributor: publisher, delta: randomDigest(), manifests: [] },
-      ],
-      revocations: [r2],
-    })
+    const [m1, i1] = [randomDigest(), randomDigest()]
+    const { record: genesis } = await adopt(state, { round: 1 }, { revocations: [r1], items: [i1] })
+    const { record: second } = await adopt(
+      state,
+      {
+        round: 2,
+        parent: { checkpoint: genesis.files.model, provenance: genesis.id },
+        contributions: [
+          { statement: randomDigest(), contributor: publisher, delta: randomDigest(), manifests: [] },
+        ],
+      },
+      { revocations: [r2], expiredManifests: [m1] },
+    )
     // A checkpoint whose parent this node never adopted (it was down for that round).
     const { record: orphan } = await adopt(state, {
       round: 4,
@@ -46,7 +50,10 @@ describe('RoundState', () => {
     })
     expect([...state.ancestors(second)].map((c) => c.id)).toEqual([second.id, genesis.id])
     expect([...state.ancestors(orphan)].map((c) => c.id)).toEqual([orphan.id])
-    expect([...state.chainRevocations(second)].sort()).toEqual([r1, r2].sort())
+    const chain = state.chainExclusions(second)
+    expect([...chain.revocations].sort()).toEqual([r1, r2].sort())
+    expect([...chain.expiredManifests]).toEqual([m1])
+    expect([...chain.items]).toEqual([i1])
     expect(state.openRound()).toBe(1)
     await store.close()
   })

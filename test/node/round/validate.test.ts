@@ -73,18 +73,26 @@ describe('validateContribution', () => {
     revokedBefore: manifestFor(holder, trainer),
     revokedDuring: manifestFor(holder, trainer),
     expiring: manifestFor(holder, trainer, { validUntil: new Date(Date.now() + 3_600_000) }),
+    expiredRecorded: manifestFor(holder, trainer, { validUntil: new Date(Date.now() + 3_600_000) }),
+    notYetValid: manifestFor(holder, trainer, { validFrom: new Date(Date.now() + 86_400_000) }),
   }
+  /** The charter's round deadline: a manifest may have expired that long ago and still be cited. */
+  const graceMs = charter.rounds.deadlineSeconds * 1000
 
   beforeAll(async () => {
     opened = await openState(charter)
     const { state, store } = opened
-    consent = new ConsentBook({ peerId: publisher, acceptedLicenses: ['CC-BY-4.0'] }, { store, log })
-    for (const m of Object.values(manifests)) await consent.addManifest(m, false)
+    consent = new ConsentBook(
+      { peerId: publisher, acceptedLicenses: ['CC-BY-4.0'], intendedUse: charter.intendedUse },
+      { store, log },
+    )
+    // Fetched by digest, as a contribution citing them would make the node do: windows are judged below.
+    for (const m of Object.values(manifests)) await consent.addManifest(m, false, { validityWindow: 'skip' })
     const revokedBefore = revocationOf(holder, manifests.revokedBefore)
     await consent.addRevocation(revokedBefore)
     await consent.addRevocation(revocationOf(holder, manifests.revokedDuring))
     // Chain: autoencoder genesis (0) and round 1, U-Net genesis (1) and round 2, which recorded
-    // the first revocation. Round 3 is open.
+    // the first revocation and the end of one manifest's consent. Round 3 is open.
     const { record: aeGenesis } = await adopt(state, { phase: 'autoencoder', round: 0 })
     await adopt(state, {
       phase: 'autoencoder',
@@ -92,12 +100,18 @@ describe('validateContribution', () => {
       parent: { checkpoint: aeGenesis.files.model, provenance: aeGenesis.id },
     })
     const { record: unetGenesis } = await adopt(state, { phase: 'unet', round: 1 })
-    await adopt(state, {
-      phase: 'unet',
-      round: 2,
-      parent: { checkpoint: unetGenesis.files.model, provenance: unetGenesis.id },
-      revocations: [verifyRevocation(revokedBefore).digest],
-    })
+    await adopt(
+      state,
+      {
+        phase: 'unet',
+        round: 2,
+        parent: { checkpoint: unetGenesis.files.model, provenance: unetGenesis.id },
+      },
+      {
+        revocations: [verifyRevocation(revokedBefore).digest],
+        expiredManifests: [manifestDigest(manifests.expiredRecorded)],
+      },
+    )
     // Another trainer already contributed to round 3.
     first = statement(state, { key: earlyKey, manifests: [manifests.early] })
     await state.persistContribution(first.verified, first.envelope)
@@ -172,9 +186,24 @@ describe('validateContribution', () => {
       'REJECT FOREIGN_CUSTODIAN',
     ],
     [
-      'a manifest past its validity window',
-      () => ({ manifests: [manifests.expiring], now: Date.now() + 2 * 3_600_000 }),
+      'a manifest whose consent ended during the round (the next checkpoint records it)',
+      () => ({ manifests: [manifests.expiring], now: Date.now() + 3_600_000 + graceMs / 2 }),
+      'accept',
+    ],
+    [
+      'a manifest that ended more than a round ago by our clock (clocks differ: no charge)',
+      () => ({ manifests: [manifests.expiring], now: Date.now() + 3_600_000 + graceMs + 60_000 }),
+      'IGNORE EXPIRED',
+    ],
+    [
+      'a manifest the chain recorded as expired before the round started',
+      () => ({ manifests: [manifests.expiredRecorded] }),
       'REJECT EXPIRED',
+    ],
+    [
+      'a manifest not valid yet by our clock',
+      () => ({ manifests: [manifests.notYetValid] }),
+      'IGNORE NOT_YET_VALID',
     ],
     [
       'a manifest revoked before the round started',
