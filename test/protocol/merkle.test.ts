@@ -88,7 +88,8 @@ describe('RFC 6962 Merkle tree', () => {
         }
       }
     }
-  })
+    // ~45,000 proofs: seconds alone, minutes on a 2-core machine shared with the multi-process tests.
+  }, 600_000)
 
   it('property: random trees and leaves verify; any single-bit change to a path element fails', () => {
     fc.assert(
