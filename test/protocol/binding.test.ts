@@ -1,6 +1,7 @@
 // What ties a checkpoint to its inputs: plain file names in provenance, each listed contribution
 // bound to the statement its contributor signed (delta included), the parent bound by id and model
 // digest. Tables of one broken rule per row; every other field is the valid document's.
+import { PROVENANCE_PREDICATE_TYPE } from '../../protocol/constants.ts'
 import { describe, expect, it } from 'vitest'
 import {
   checkListedContribution,
@@ -76,7 +77,7 @@ describe('checkpoint file names are plain names', () => {
       {
         _type: 'https://in-toto.io/Statement/v1',
         subject: [{ name, digest: { sha256: digestOf('file').slice(7) } }],
-        predicateType: 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v1',
+        predicateType: PROVENANCE_PREDICATE_TYPE,
         predicate: genesisPredicate(),
       },
       [publisherA, publisherB],

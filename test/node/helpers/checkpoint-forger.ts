@@ -2,6 +2,7 @@
 // charter and signs checkpoints that recompute bit-exactly from what they list, but list things
 // their contributors never signed (another delta under an honest statement), name files outside
 // their directory, or ride on a doctored parent. Everything goes through the real protocol code.
+import { PROVENANCE_PREDICATE_TYPE } from '../../../protocol/constants.ts'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CoopCharter } from '../../../protocol/charter.ts'
@@ -150,7 +151,7 @@ export function signWithFileNames(
       subject: Object.keys(files)
         .sort()
         .map((name) => ({ name, digest: { sha256: (files[name] as string).slice('sha256:'.length) } })),
-      predicateType: 'https://diffusion-coop.dev/attestation/checkpoint-provenance/v1',
+      predicateType: PROVENANCE_PREDICATE_TYPE,
       predicate,
     },
     [publisherKey],
