@@ -42,9 +42,10 @@ const validators = {
       intendedUse: charter.charter.intendedUse,
       now: () => NOW,
     },
-    // A node that holds no manifest: every revocation names an unknown one and is held (bounded).
+    // A node for which every well-formed revocation applies (its manifest held, issuer and items
+    // checked elsewhere): the valid vector is accepted and its mutations reach every stage.
     {
-      revocationStatus: () => ({ kind: 'unknown-manifest' }),
+      revocationStatus: () => ({ kind: 'applies' }),
       holdRevocation: () => 'held',
       fullyRevoked: () => false,
     },
