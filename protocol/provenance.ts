@@ -23,6 +23,7 @@ import {
   isSortedUnique,
   parseStatement,
   readStatement,
+  requirePublisherSignatures,
   signStatement,
   subjectDigest,
   subjectFor,
@@ -169,17 +170,7 @@ export function verifyProvenance(input: DocumentInput, options: VerifyProvenance
     'provenance',
   ) as CheckpointProvenance
   parseLicense(statement.predicate.license)
-  const publishers = new Set(options.publishers)
-  for (const signer of opened.signers)
-    if (!publishers.has(signer))
-      throw new ProtocolError('ISSUER_MISMATCH', `provenance signed by ${signer}, who is not a publisher`)
-  if (opened.signers.length < options.threshold)
-    throw new ProtocolError(
-      'THRESHOLD_NOT_MET',
-      `${opened.signers.length} of ${options.threshold} publisher signatures`,
-    )
-  if (options.coopId !== undefined && statement.predicate.coop !== options.coopId)
-    throw new ProtocolError('SCHEMA', 'provenance is for another coop')
+  requirePublisherSignatures('provenance', opened.signers, statement.predicate.coop, options)
   const files = new Map(statement.subject.map((s) => [s.name, subjectDigest(s)] as const))
   return {
     statement,

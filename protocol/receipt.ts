@@ -21,6 +21,7 @@ import { dateTimeSchema, digestSchema, nonNegativeInt, positiveInt } from './sch
 import {
   isSortedUnique,
   readStatement,
+  requirePublisherSignatures,
   signStatement,
   statementSchema,
   subjectDigest,
@@ -153,17 +154,7 @@ export function verifyReceipt(input: DocumentInput, options: VerifyReceiptOption
     RECEIPT_MAX_BYTES,
     'receipt',
   ) as ReceiptStatement
-  const publishers = new Set(options.publishers)
-  for (const signer of opened.signers)
-    if (!publishers.has(signer))
-      throw new ProtocolError('ISSUER_MISMATCH', `receipt signed by ${signer}, who is not a publisher`)
-  if (opened.signers.length < options.threshold)
-    throw new ProtocolError(
-      'THRESHOLD_NOT_MET',
-      `${opened.signers.length} of ${options.threshold} publisher signatures`,
-    )
-  if (options.coopId !== undefined && statement.predicate.coop !== options.coopId)
-    throw new ProtocolError('SCHEMA', 'receipt is for another coop')
+  requirePublisherSignatures('receipt', opened.signers, statement.predicate.coop, options)
   return {
     statement,
     predicate: statement.predicate,

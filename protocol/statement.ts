@@ -99,3 +99,26 @@ export function isSortedUnique(values: readonly string[]): boolean {
     if (!((values[i - 1] as string) < (values[i] as string))) return false
   return true
 }
+
+/**
+ * A publisher-signed statement's signers: every one a charter publisher (ISSUER_MISMATCH), at least
+ * `threshold` of them (THRESHOLD_NOT_MET), and, when given, the statement's coop is `coopId` (SCHEMA).
+ */
+export function requirePublisherSignatures(
+  what: string,
+  signers: readonly string[],
+  coop: string,
+  options: { publishers: readonly string[]; threshold: number; coopId?: string },
+): void {
+  const publishers = new Set(options.publishers)
+  for (const signer of signers)
+    if (!publishers.has(signer))
+      throw new ProtocolError('ISSUER_MISMATCH', `${what} signed by ${signer}, who is not a publisher`)
+  if (signers.length < options.threshold)
+    throw new ProtocolError(
+      'THRESHOLD_NOT_MET',
+      `${signers.length} of ${options.threshold} publisher signatures`,
+    )
+  if (options.coopId !== undefined && coop !== options.coopId)
+    throw new ProtocolError('SCHEMA', `${what} is for another coop`)
+}
