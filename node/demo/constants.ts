@@ -43,6 +43,14 @@ export const DEFAULT_RUN = {
 export const DEMO_BUDGET_SECONDS = 15 * 60 * 0.9
 /** Setup (data, keys, consent, charter), the calibration, the peers' start and the checkpoint checks: measured 60-90 s at low load. */
 export const DEMO_FIXED_SECONDS = 90
+/**
+ * A training step in a peer costs this many times the calibration's single-thread step: four peers
+ * of two threads each on the same cores, plus each node's gossip, validation and checkpoint
+ * recomputation. Measured 2026-11-26 at low load (emoji32, 4 peers, 2 cores): a U-Net step took
+ * 0.52 CPU-s in the peers, against 0.36-0.41 CPU-s calibrated (x1.3-1.4); the calibration itself
+ * varies by ~15% from run to run on this shared machine.
+ */
+export const DEMO_PEER_STEP_COST_FACTOR = 1.4
 /** Per round: gossip, aggregation, recomputation by every peer (0.5-0.7 s at 4 peers, bench:rounds), start and end of training. */
 export const DEMO_ROUND_OVERHEAD_SECONDS = 3
 /** Output work per U-Net round in training-step equivalents: the grid's 54 samples x 20 DDIM steps with guidance (~22), its checks and eval (~4). */

@@ -5,11 +5,12 @@
 //
 // Model of a run, in seconds:
 //   setup + peers' start                                  DEMO_FIXED_SECONDS
-//   each autoencoder round   H * peers * aeStep  / cores  + DEMO_ROUND_OVERHEAD_SECONDS
-//   each U-Net round         H * peers * unetStep / cores + DEMO_ROUND_OVERHEAD_SECONDS
+//   each autoencoder round   H * peers * aeStep   * F / cores + DEMO_ROUND_OVERHEAD_SECONDS
+//   each U-Net round         H * peers * unetStep * F / cores + DEMO_ROUND_OVERHEAD_SECONDS
 //   outputs per U-Net round  DEMO_OUTPUT_STEPS_PER_ROUND * unetStep (grid sampling + scoring, verification)
 //   final quality            DEMO_FINAL_QUALITY_STEPS * unetStep
-// where a step's cost is the CPU time the calibration measured, `cores` the cores the peers can
+// where a step's cost is the CPU time the calibration measured on one thread, F is
+// DEMO_PEER_STEP_COST_FACTOR (what a step costs inside a peer sharing the cores), `cores` the cores the peers can
 // use (at most one per peer), scaled down by how much of a core the calibration itself got
 // (other load on the machine).
 import { cpus } from 'node:os'
@@ -24,6 +25,7 @@ import {
   DEMO_MAX_UNET_ROUNDS,
   DEMO_MIN_UNET_ROUNDS,
   DEMO_OUTPUT_STEPS_PER_ROUND,
+  DEMO_PEER_STEP_COST_FACTOR,
   DEMO_ROUND_OVERHEAD_SECONDS,
 } from './constants.ts'
 
@@ -99,10 +101,14 @@ async function timeSteps(
 export async function calibrateSteps(
   config: CoopConfig,
   backend: string,
-  steps = 3,
+  // The median of 8 steps: 3 gave U-Net steps from 0.23 to 0.36 CPU-s in five runs on an idle machine.
+  steps = 8,
 ): Promise<StepCalibration> {
   const dataset = noiseDataset(config, Math.max(config.autoencoder.batchSize, config.unet.batchSize) * 2)
-  const ae = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 0 })
+  // One thread: a step's CPU cost is what the model needs (the peers share the cores), and on 2
+  // threads the process's CPU time also counts the second thread's waits, which overstated a
+  // U-Net step by ~45% (0.76 CPU-s on 2 threads against ~0.52 in the demo's peers).
+  const ae = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 0, threads: 1 })
   let aeTiming: { cpu: number; wall: number }
   let autoencoder
   try {
@@ -111,7 +117,14 @@ export async function calibrateSteps(
   } finally {
     ae.dispose()
   }
-  const unet = await createTrainerSession({ config, phase: 'unet', dataset, seed: 0, autoencoder })
+  const unet = await createTrainerSession({
+    config,
+    phase: 'unet',
+    dataset,
+    seed: 0,
+    autoencoder,
+    threads: 1,
+  })
   let unetTiming: { cpu: number; wall: number }
   try {
     unetTiming = await timeSteps(unet, steps)
@@ -140,7 +153,7 @@ export function planUnetRounds(input: {
   // A peer is one process on one core; other load shrinks what the peers get.
   const usableCores = Math.max(0.25, Math.min(cores, peers) * Math.max(0.1, calibration.cpuShare))
   const round = (stepCpu: number) =>
-    (innerSteps * peers * stepCpu) / usableCores + DEMO_ROUND_OVERHEAD_SECONDS
+    (innerSteps * peers * stepCpu * DEMO_PEER_STEP_COST_FACTOR) / usableCores + DEMO_ROUND_OVERHEAD_SECONDS
   const autoencoderRoundSeconds = round(calibration.autoencoderStepCpu)
   const unetRoundSeconds = round(calibration.unetStepCpu)
   // Outputs run in the demo's one process after training, on one core at the measured share.
