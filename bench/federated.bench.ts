@@ -424,12 +424,15 @@ process.stdout.write(`wrote ${values.out}\n`)
 
 const rows = variants.map((v) => summarise(runs.find((r) => r.knob === v.knob) as RunRecord))
 const percent = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toFixed(1))
+/** A model's class accuracy in percent, or '-' where quality was not scored (--quality-per-class 0). */
+const accuracy = (f: { classAccuracy: number } | null | undefined) =>
+  percent(f === null || f === undefined ? null : f.classAccuracy * 100)
 process.stdout.write(
   '\nknob                                   gap % (DP)  gap % (seq)  bytes ratio  class acc fed/base  FD fed/base      CPU s\n',
 )
 for (const row of rows)
   process.stdout.write(
-    `${row.knob.padEnd(38)} ${percent(row.gapPercent).padStart(10)}  ${percent(row.gapPercentSequential).padStart(11)}  ${`${Math.round(row.bytesRatio)}x`.padStart(11)}  ${`${percent((row.quality?.federated?.classAccuracy ?? Number.NaN) * 100)}/${percent((row.quality?.baseline?.classAccuracy ?? Number.NaN) * 100)}`.padStart(18)}  ${`${row.quality?.federated?.frechetDistance.toFixed(1) ?? '-'}/${row.quality?.baseline?.frechetDistance.toFixed(1) ?? '-'}`.padStart(14)}  ${String(row.cpuSeconds).padStart(8)}\n`,
+    `${row.knob.padEnd(38)} ${percent(row.gapPercent).padStart(10)}  ${percent(row.gapPercentSequential).padStart(11)}  ${`${Math.round(row.bytesRatio)}x`.padStart(11)}  ${`${accuracy(row.quality?.federated)}/${accuracy(row.quality?.baseline)}`.padStart(18)}  ${`${row.quality?.federated?.frechetDistance.toFixed(1) ?? '-'}/${row.quality?.baseline?.frechetDistance.toFixed(1) ?? '-'}`.padStart(14)}  ${String(row.cpuSeconds).padStart(8)}\n`,
   )
 const head = rows.find((r) => r.knob === 'headline')
 if (head !== undefined) {
