@@ -25,7 +25,8 @@ import type { NamedTensor } from '../round/tensors.ts'
 import {
   QUALITY_PER_CLASS,
   QUALITY_SEED,
-  SAMPLE_AVERAGE_ROUNDS,
+  SAMPLE_AVERAGE_FRACTION,
+  SAMPLE_AVERAGE_MAX_ROUNDS,
   SAMPLE_GUIDANCE,
   SAMPLE_SEED,
   SAMPLE_STEPS,
@@ -63,6 +64,32 @@ async function weightsOf(checkpoint: CollectedCheckpoint): Promise<NamedTensor[]
   return decodeTensors(new Uint8Array(await readFile(join(checkpoint.storeDir, CHECKPOINT_FILES.model))))
 }
 
+/** The U-Net checkpoints a grid of `checkpoint` may average: same phase and autoencoder, not genesis, up to its round. */
+function sameLine(
+  checkpoints: readonly CollectedCheckpoint[],
+  checkpoint: CollectedCheckpoint,
+): CollectedCheckpoint[] {
+  return checkpoints.filter(
+    (c) =>
+      c.phase === checkpoint.phase &&
+      c.parentId !== null &&
+      c.autoencoderId === checkpoint.autoencoderId &&
+      c.round <= checkpoint.round,
+  )
+}
+
+/**
+ * How many rounds the grid of `checkpoint` averages: the last SAMPLE_AVERAGE_FRACTION of the
+ * rounds of its line so far (rounded up), at least 1 and at most SAMPLE_AVERAGE_MAX_ROUNDS.
+ */
+export function averagingRounds(
+  checkpoints: readonly CollectedCheckpoint[],
+  checkpoint: CollectedCheckpoint,
+): number {
+  const rounds = sameLine(checkpoints, checkpoint).length
+  return Math.min(SAMPLE_AVERAGE_MAX_ROUNDS, Math.max(1, Math.ceil(rounds * SAMPLE_AVERAGE_FRACTION)))
+}
+
 /**
  * The checkpoints whose mean the grid of `checkpoint` samples from: the non-genesis checkpoints of
  * the same phase and autoencoder, in rounds (round - window, round], oldest first.
@@ -72,15 +99,8 @@ export function samplingWindow(
   checkpoint: CollectedCheckpoint,
   window: number,
 ): CollectedCheckpoint[] {
-  return checkpoints
-    .filter(
-      (c) =>
-        c.phase === checkpoint.phase &&
-        c.parentId !== null &&
-        c.autoencoderId === checkpoint.autoencoderId &&
-        c.round <= checkpoint.round &&
-        c.round > checkpoint.round - window,
-    )
+  return sameLine(checkpoints, checkpoint)
+    .filter((c) => c.round > checkpoint.round - window)
     .sort((a, b) => a.round - b.round)
 }
 
@@ -125,7 +145,9 @@ export async function createEvaluator(options: {
   const averagedUnet = async (checkpoint: CollectedCheckpoint): Promise<NamedTensor[]> =>
     meanWeights(
       await Promise.all(
-        samplingWindow(options.checkpoints, checkpoint, SAMPLE_AVERAGE_ROUNDS).map(weightsOf),
+        samplingWindow(options.checkpoints, checkpoint, averagingRounds(options.checkpoints, checkpoint)).map(
+          weightsOf,
+        ),
       ),
     )
   const sessions = new Map<string, TrainerSession>()

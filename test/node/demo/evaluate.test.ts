@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { CollectedCheckpoint } from '../../../node/demo/collect.ts'
-import { meanWeights, samplingWindow } from '../../../node/demo/evaluate.ts'
+import { averagingRounds, meanWeights, samplingWindow } from '../../../node/demo/evaluate.ts'
 
 function checkpoint(
   phase: 'autoencoder' | 'unet',
@@ -29,6 +29,17 @@ describe('demo sample grids: mean of the last rounds', () => {
     expect(samplingWindow(all, checkpoint('unet', 9), 3).map((c) => c.round)).toEqual([7, 8, 9])
     expect(samplingWindow(all, checkpoint('unet', 5), 8).map((c) => c.round)).toEqual([4, 5])
     expect(samplingWindow(all, checkpoint('unet', 4), 1).map((c) => c.id)).toEqual(['unet-4'])
+  })
+
+  it('averages the last 30 % of the rounds so far, at least 1 and at most 8', () => {
+    expect(averagingRounds(all, checkpoint('unet', 4))).toBe(1)
+    expect(averagingRounds(all, checkpoint('unet', 7))).toBe(2)
+    expect(averagingRounds(all, checkpoint('unet', 9))).toBe(2)
+    const long = [...all, ...Array.from({ length: 40 }, (_, i) => checkpoint('unet', 10 + i))]
+    expect(averagingRounds(long, checkpoint('unet', 12))).toBe(3)
+    expect(averagingRounds(long, checkpoint('unet', 49))).toBe(8)
+    const other = [...all, checkpoint('unet', 8, false, 'ae-other')]
+    expect(averagingRounds(other, checkpoint('unet', 9))).toBe(2)
   })
 
   it('never mixes U-Net checkpoints built on another autoencoder', () => {
