@@ -98,3 +98,17 @@ export function threadsFlag(value: string | undefined): number | undefined {
 function isRequestedBackend(value: string): value is RequestedBackend {
   return (REQUESTED_BACKENDS as readonly string[]).includes(value)
 }
+
+/** `key=value` with the value read as JSON when it parses (numbers, booleans, arrays), else as a string. */
+export function parseOverride(text: string): [string, unknown] {
+  const eq = text.indexOf('=')
+  if (eq <= 0) throw new UsageError(`--set needs key=value, got '${text}'`)
+  const raw = text.slice(eq + 1)
+  let value: unknown = raw
+  try {
+    value = JSON.parse(raw)
+  } catch {
+    value = raw
+  }
+  return [text.slice(0, eq), value]
+}

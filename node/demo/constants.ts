@@ -37,6 +37,8 @@ export const DEFAULT_RUN = {
   imagesPerCategory: 120,
   /** All nine categories (empty = all): measured, four categories (one per peer) gave no clearer grids in the same budget. */
   categories: [] as readonly string[],
+  /** Model config overrides on top of `config` (none: emoji32 as it is). */
+  configOverrides: {} as Readonly<Record<string, unknown>>,
 } as const
 
 /** The default demo's time budget: 15 minutes on a 2-core machine (issue 10), less a tenth for what the model of a run misses. */
@@ -70,6 +72,7 @@ export const SMOKE_RUN = {
   innerSteps: 8,
   imagesPerCategory: 12,
   categories: [] as readonly string[],
+  configOverrides: {} as Readonly<Record<string, unknown>>,
 } as const
 
 /** How long a node may take to start and write its listen addresses (tfjs + libp2p load). */

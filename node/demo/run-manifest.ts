@@ -160,7 +160,7 @@ function flagFor(key: string): string {
     innerSteps: '--inner-steps',
     imagesPerCategory: '--images-per-category',
     categories: '--categories',
-    configOverrides: '--smoke / --config',
+    configOverrides: '--smoke / --set',
   }
   return flags[key] ?? key
 }

@@ -4,8 +4,9 @@ import type { Command } from '../command.ts'
 import { UsageError } from '../command.ts'
 import { DEFAULT_PEERS, DEFAULT_RUN, MAX_PEERS, SMOKE_RUN } from '../../demo/constants.ts'
 import { MAX_TRAINING_THREADS } from '../../../trainer/constants.ts'
+import { loadConfig } from '../../../configs/index.ts'
 
-import { backendFlag, REQUESTED_BACKENDS } from '../args.ts'
+import { backendFlag, parseOverride, REQUESTED_BACKENDS } from '../args.ts'
 
 const usage = `Usage: coop demo [--out demo-out] [--smoke] [--peers ${DEFAULT_PEERS}] [--rounds N] [--backend auto]
 
@@ -29,6 +30,8 @@ Options:
                               or 'all' (default all; the peers need one category each at least)
   --backend <name>            ${REQUESTED_BACKENDS.join('|')} (default auto)
   --threads <n>               wasm: training threads of each peer (default min(2, cores))
+  --set <key=value>           a model config override on top of the demo's, e.g.
+                              --set unet.lr=0.002 (repeatable; the charter embeds the result)
   --plain                     plain progress lines even on a terminal`
 
 function positiveInt(name: string, value: string | undefined, min: number, max: number): number | undefined {
@@ -68,6 +71,16 @@ export const command: Command = {
     const { values } = parsed
     const backend = backendFlag(values.backend)
     const preset = values.smoke ? SMOKE_RUN : DEFAULT_RUN
+    const configOverrides = {
+      ...preset.configOverrides,
+      ...Object.fromEntries((values.set ?? []).map(parseOverride)),
+    }
+    // A bad --set is a bad command line: refused here, before any setup is written.
+    try {
+      loadConfig(preset.config, configOverrides)
+    } catch (error) {
+      throw new UsageError(`--set: ${(error as Error).message}`)
+    }
     const { runDemo } = await import('../../demo/run.ts')
     return runDemo({
       out: values.out ?? 'demo-out',
@@ -81,7 +94,7 @@ export const command: Command = {
       plain: values.plain ?? false,
       params: {
         config: preset.config,
-        configOverrides: {},
+        configOverrides,
         peers: positiveInt('peers', values.peers, 2, MAX_PEERS) ?? DEFAULT_PEERS,
         unetRounds: positiveInt('rounds', values.rounds, 1, 1000) ?? preset.unetRounds,
         autoencoderRounds: positiveInt('ae-rounds', values['ae-rounds'], 1, 1000) ?? preset.autoencoderRounds,
@@ -108,6 +121,7 @@ function parse(argv: string[]) {
       'ae-rounds': { type: 'string' },
       'inner-steps': { type: 'string' },
       'images-per-category': { type: 'string' },
+      set: { type: 'string', multiple: true },
       backend: { type: 'string' },
       threads: { type: 'string' },
       categories: { type: 'string' },

@@ -6,13 +6,13 @@ import { loadConfig } from '../../../configs/index.ts'
 import {
   backendFlag,
   parseCommandArgs,
+  parseOverride,
   REQUESTED_BACKENDS,
   requireFlags,
   threadsFlag,
   wholeNumberFlag,
 } from '../args.ts'
 import type { Command } from '../command.ts'
-import { UsageError } from '../command.ts'
 import { componentLogger } from '../../log.ts'
 
 const usage = `Usage: coop train --config <name|path> --data <dir> --out <dir> [options]
@@ -36,20 +36,6 @@ Options:
 
 /** Exit status of a run stopped by Ctrl-C: 128 + SIGINT, as shells report it. */
 const EXIT_INTERRUPTED = 130
-
-/** `key=value` with the value read as JSON when it parses (numbers, booleans, arrays), else as a string. */
-export function parseOverride(text: string): [string, unknown] {
-  const eq = text.indexOf('=')
-  if (eq <= 0) throw new UsageError(`--set needs key=value, got '${text}'`)
-  const raw = text.slice(eq + 1)
-  let value: unknown = raw
-  try {
-    value = JSON.parse(raw)
-  } catch {
-    value = raw
-  }
-  return [text.slice(0, eq), value]
-}
 
 interface ProgressBar {
   start(total: number, start: number, payload: Record<string, unknown>): void
