@@ -50,6 +50,10 @@ async function simulateCli(out: string, extra: string[]): Promise<string> {
     out,
     '--backend',
     'wasm',
+    // One thread per run: data-parallel workers cost more than they save on tiny batches, and the
+    // runs below go side by side (test/trainer/parallel.test.ts covers the worker threads).
+    '--threads',
+    '1',
     ...extra,
   ]
   const { stdout } = await run(NODE, args, { cwd: ROOT, env: { ...process.env, COOP_LOG_LEVEL: 'silent' } })
@@ -57,7 +61,7 @@ async function simulateCli(out: string, extra: string[]): Promise<string> {
 }
 
 describe('coop simulate', () => {
-  // Two CLI runs, each training, sampling and scoring samples: minutes on a loaded 2-core machine.
+  // Two CLI runs, each training, sampling and scoring samples, side by side on the two cores.
   it('gives byte-identical results.json for the same seed, with a table per round and both plots', async () => {
     const options = [
       '--peers',
@@ -82,8 +86,7 @@ describe('coop simulate', () => {
     ]
     const first = join(work, 'run-a')
     const second = join(work, 'run-b')
-    const stdout = await simulateCli(first, options)
-    await simulateCli(second, options)
+    const [stdout] = await Promise.all([simulateCli(first, options), simulateCli(second, options)])
     const a = readFileSync(join(first, 'results.json'))
     expect(a.equals(readFileSync(join(second, 'results.json')))).toBe(true)
     for (const plot of ['loss-vs-round.svg', 'loss-vs-bytes.svg']) {
@@ -124,19 +127,22 @@ describe('coop simulate', () => {
 
   it('refuses a non-empty --out and bad option values with a clear code', async () => {
     const used = join(work, 'run-a')
-    await expect(simulateCli(used, ['--rounds', '1'])).rejects.toMatchObject({
-      code: 1,
-      stderr: expect.stringMatching(/OUT_NOT_EMPTY/),
-    })
-    await expect(simulateCli(join(work, 'bad'), ['--aggregator', 'trimmed:0.7'])).rejects.toMatchObject({
-      code: 2,
-    })
-    await expect(
-      simulateCli(join(work, 'bad'), ['--peers', '4', '--byzantine', '4:signflip']),
-    ).rejects.toMatchObject({ code: 2 })
-    await expect(
-      simulateCli(join(work, 'bad'), ['--no-quality', '--quality-every', '2']),
-    ).rejects.toMatchObject({ code: 2 })
+    // Four independent refusals, each its own process: run them side by side.
+    await Promise.all([
+      expect(simulateCli(used, ['--rounds', '1'])).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringMatching(/OUT_NOT_EMPTY/),
+      }),
+      expect(simulateCli(join(work, 'bad'), ['--aggregator', 'trimmed:0.7'])).rejects.toMatchObject({
+        code: 2,
+      }),
+      expect(
+        simulateCli(join(work, 'bad'), ['--peers', '4', '--byzantine', '4:signflip']),
+      ).rejects.toMatchObject({ code: 2 }),
+      expect(simulateCli(join(work, 'bad'), ['--no-quality', '--quality-every', '2'])).rejects.toMatchObject({
+        code: 2,
+      }),
+    ])
     expect(existsSync(join(work, 'bad', 'results.json'))).toBe(false)
   })
 })
@@ -146,7 +152,8 @@ describe('Byzantine peers on tiny: 4 peers, 1 scale:50 attacker', () => {
   let autoencoder: NamedTensor[]
 
   beforeAll(async () => {
-    await initBackend('wasm')
+    // One thread, as the CLI runs above: worker threads cost more than they save on tiny.
+    await initBackend('wasm', undefined, { threads: 1 })
     const config = loadConfig('tiny')
     dataset = await loadImageFolder({ dir: dataDir, size: config.image.size })
     const trainer = await createTrainerSession({ config, phase: 'autoencoder', dataset, seed: 0 })
@@ -187,7 +194,8 @@ describe('Byzantine peers on tiny: 4 peers, 1 scale:50 attacker', () => {
     expect(attackedMean).toBeGreaterThan(clean * 1.5)
     expect(Math.abs(attackedMedian - clean) / clean).toBeLessThanOrEqual(0.1)
     expect(Math.abs(attackedTrimmed - clean) / clean).toBeLessThanOrEqual(0.1)
-  })
+    // Four simulations in this process: over the default 120 s on a loaded machine.
+  }, 300_000)
 
   it('records a diverged federated model instead of crashing, and keeps the baseline', async () => {
     const result = await runSimulation({
@@ -221,24 +229,27 @@ describe('Byzantine peers on tiny: 4 peers, 1 scale:50 attacker', () => {
       metadata: { phase: 'autoencoder' },
     })
     const out = join(work, 'run-ckpt')
-    const stdout = await simulateCli(out, [
-      '--peers',
-      '2',
-      '--rounds',
-      '1',
-      '--inner-steps',
-      '2',
-      // What this test is about is the autoencoder; sample quality has its own test above.
-      '--no-quality',
-      '--autoencoder',
-      tiny,
+    // The run and the refusal are independent processes: side by side.
+    const [stdout] = await Promise.all([
+      simulateCli(out, [
+        '--peers',
+        '2',
+        '--rounds',
+        '1',
+        '--inner-steps',
+        '2',
+        // What this test is about is the autoencoder; sample quality has its own test above.
+        '--no-quality',
+        '--autoencoder',
+        tiny,
+      ]),
+      expect(
+        simulateCli(join(work, 'run-ckpt-bad'), ['--config', 'emoji32', '--autoencoder', tiny]),
+      ).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/BAD_OPTION/) }),
     ])
     expect(stdout).toContain(`autoencoder: loaded from ${tiny}`)
     expect(stdout).not.toMatch(/training an autoencoder/)
     const result = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as SimulationResult
     expect(result.autoencoder?.source).toBe(`checkpoint ${tiny}`)
-    await expect(
-      simulateCli(join(work, 'run-ckpt-bad'), ['--config', 'emoji32', '--autoencoder', tiny]),
-    ).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/BAD_OPTION/) })
   })
 })
