@@ -28,9 +28,19 @@ import { generateKey, manifestFor } from '../helpers/consent.ts'
 import { type ConsentPeer, startConsentPeer } from '../helpers/consent-peer.ts'
 import { connect, waitFor } from '../helpers/net.ts'
 
-/** Seconds after the custodian is launched at which its expiring manifest ends: past its start-up
- * (tens of seconds on a loaded 2-core machine), well inside the run. */
-const EXPIRES_AFTER_S = 90
+/**
+ * The expiring manifest ends this long after the custodian is launched: a multiple of the time the
+ * publisher took from launch to listening in this same run, plus a fixed part. A fixed window had
+ * to fit the slowest start of a loaded 2-core machine (tens of seconds) and so left an idle
+ * machine waiting a minute; this one scales with the load. The custodian (launched beside the
+ * trainer) passes the check below (listening >= 10 s before the expiry) with a start-up of up to
+ * three times the publisher's, plus 5 s.
+ */
+const EXPIRY_STARTUPS = 3
+const EXPIRY_FIXED_MS = 15_000
+/** Bounds of that window: never shorter than one start-up on an idle machine plus a round, never unbounded. */
+const EXPIRY_MIN_MS = 30_000
+const EXPIRY_MAX_MS = 180_000
 
 describe('class 8: consent that ends during a run', () => {
   let dir: string
@@ -41,8 +51,11 @@ describe('class 8: consent that ends during a run', () => {
     if (process.env.COOP_KEEP_TEST_DIR === undefined) await rm(dir, { recursive: true, force: true })
   })
 
-  /** p3's images split over a lasting manifest and one that expires `EXPIRES_AFTER_S` from now. */
-  async function splitConsent(peer: ClusterPeer): Promise<{ expiring: ConsentManifest; path: string }> {
+  /** p3's images split over a lasting manifest and one that expires `expiresInMs` from now. */
+  async function splitConsent(
+    peer: ClusterPeer,
+    expiresInMs: number,
+  ): Promise<{ expiring: ConsentManifest; path: string }> {
     const items = peer.manifest.credentialSubject.items
     const half = Math.floor(items.length / 2)
     const common = {
@@ -61,7 +74,7 @@ describe('class 8: consent that ends during a run', () => {
       ...common,
       attribution: { name: 'Rights holder whose consent ends' },
       items: items.slice(half),
-      validUntil: new Date(Date.now() + EXPIRES_AFTER_S * 1000),
+      validUntil: new Date(Date.now() + expiresInMs),
     })
     await writeFile(peer.consentPath, JSON.stringify(lasting))
     const path = join(peer.dir, 'consent-expiring.json')
@@ -86,20 +99,28 @@ describe('class 8: consent that ends during a run', () => {
       })
       const [p1, p2, p3] = cluster.peers as [ClusterPeer, ClusterPeer, ClusterPeer]
       const publisherNode = () => startNode(cluster, p1, { extra: ['--linger', '3'] })
+      const launched = Date.now()
       let publisher = publisherNode()
       const addr = await bootstrapAddr(p1, 180_000)
-      const trainer = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
-      nodes = [publisher, trainer]
-      await trainer.waitFor('listening', undefined, 180_000)
-      // The custodian signs its consent now and starts: the expiry falls while it trains.
-      const { expiring, path } = await splitConsent(p3)
+      // The publisher's launch-to-listening time says how loaded this machine is right now.
+      const startupMs = Date.now() - launched
+      const expiresInMs = Math.min(
+        EXPIRY_MAX_MS,
+        Math.max(EXPIRY_MIN_MS, EXPIRY_STARTUPS * startupMs + EXPIRY_FIXED_MS),
+      )
+      // The custodian signs its consent now and starts beside the trainer: the expiry falls while it trains.
+      const { expiring, path } = await splitConsent(p3, expiresInMs)
       const expiringId = manifestDigest(expiring)
+      const trainer = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
       const custodian = startNode(cluster, p3, {
         bootstrap: [addr],
         extra: ['--linger', '3', '--consent', path],
       })
       nodes = [publisher, trainer, custodian]
-      const listening = await custodian.waitFor('listening', undefined, 180_000)
+      const [, listening] = await Promise.all([
+        trainer.waitFor('listening', undefined, 180_000),
+        custodian.waitFor('listening', undefined, 180_000),
+      ])
       expect(
         Date.parse(expiring.validUntil!) - (listening.time as number),
         'the custodian started too late to see its consent expire live',
@@ -109,7 +130,7 @@ describe('class 8: consent that ends during a run', () => {
       const withdrawn = await custodian.waitFor(
         'withdrawn items excluded from training',
         (l) => l.reason === 'expired',
-        (EXPIRES_AFTER_S + 240) * 1000,
+        expiresInMs + 240_000,
       )
       expect(withdrawn.items).toBe(expiring.credentialSubject.items.length)
       const closing = (from: number) =>
