@@ -9,8 +9,11 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { didKeyFromPublicKey } from '../../protocol/keys.ts'
 import { readKeyFile } from '../../node/keystore.ts'
+import { mapLimit } from './helpers/map-limit.ts'
 
 const MAIN = 'node/cli/main.ts'
+/** `coop checkpoint verify` processes run side by side (6 checkpoints, 2 cores). */
+const VERIFY_PROCESSES = 3
 
 interface Run {
   code: number | null
@@ -129,13 +132,17 @@ describe('coop demo --smoke', () => {
     const publisherStore = join(out, 'peers', 'peer-1', 'store')
     const dirs = (await readdir(join(out, 'checkpoints'))).sort()
     expect(dirs).toEqual(['1', '2', '3', '4', 'autoencoder-genesis', 'unet-genesis'])
-    for (const dir of dirs) {
+    // Each verify is its own `coop` process and only reads: a few side by side.
+    const results = await mapLimit(dirs, VERIFY_PROCESSES, (dir) => {
       const args = ['checkpoint', 'verify', join(out, 'checkpoints', dir), '--store', publisherStore]
       if (!dir.endsWith('genesis')) args.push('--require-recompute')
-      const result = await coop(args)
+      return coop(args)
+    })
+    dirs.forEach((dir, i) => {
+      const result = results[i]!
       expect(result.code, `${dir}: ${result.stdout}${result.stderr}`).toBe(0)
       expect(result.stdout).toContain('VALID')
-    }
+    })
   })
 
   it("credits every peer's rights holder in the report's attribution list", async () => {
@@ -181,17 +188,20 @@ describe('coop demo --smoke', () => {
     expect(audit.summary.images).toBeGreaterThan(0)
     expect(html).toContain('<section id="memorization-audit">')
     expect(html).toContain(`${audit.summary.flagged} of ${audit.summary.images} images flagged`)
-    const statement = await coop(['verify', join(out, 'audit', 'audit.dsse.json')])
-    expect(statement.stdout).toContain('valid MemorizationAudit')
-    const summary = await coop([
-      'summary',
-      '--checkpoint',
-      join(out, 'checkpoints', '4'),
-      '--store',
-      join(out, 'peers', 'peer-1', 'store'),
-      '--format',
-      'json',
+    // Two read-only `coop` processes, side by side.
+    const [statement, summary] = await Promise.all([
+      coop(['verify', join(out, 'audit', 'audit.dsse.json')]),
+      coop([
+        'summary',
+        '--checkpoint',
+        join(out, 'checkpoints', '4'),
+        '--store',
+        join(out, 'peers', 'peer-1', 'store'),
+        '--format',
+        'json',
+      ]),
     ])
+    expect(statement.stdout).toContain('valid MemorizationAudit')
     expect(summary.code, summary.stderr).toBe(0)
     expect(JSON.parse(summary.stdout).processing.memorizationAudits).toHaveLength(1)
   })

@@ -1,9 +1,10 @@
 // Crash recovery with real processes and SIGKILL: a trainer killed mid-round, and the publisher
-// killed between freezing a round's contribution set and publishing its checkpoint.
+// killed between freezing a round's contribution set and publishing its checkpoint. The two
+// scenarios share nothing (each its own cluster, folder and ports), so they run side by side.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, it, type TestContext } from 'vitest'
 import { verifyProvenance } from '../../protocol/provenance.ts'
 import { checkpointDir, listCheckpointDirs } from '../../node/round/layout.ts'
 import { openStore } from '../../node/store/store.ts'
@@ -21,21 +22,29 @@ async function provenanceOf(store: string, phase: 'autoencoder' | 'unet', round:
   return verifyProvenance(bytes, { publishers: [publisher], threshold: 1 })
 }
 
-describe('crash recovery', () => {
-  let dir: string | undefined
-  let nodes: NodeProcess[] = []
+/** One scenario's folder and nodes: stopped and removed when that test ends, pass or fail. */
+interface Scenario {
+  dir: string
+  nodes: NodeProcess[]
+}
 
-  afterEach(async () => {
-    await stopAll(nodes.filter((n) => n.running))
-    nodes = []
-    if (dir !== undefined && process.env.COOP_TEST_KEEP === undefined)
-      await rm(dir, { recursive: true, force: true })
+async function scenario(prefix: string, onTestFinished: TestContext['onTestFinished']): Promise<Scenario> {
+  const run: Scenario = { dir: await mkdtemp(join(tmpdir(), prefix)), nodes: [] }
+  onTestFinished(async () => {
+    await stopAll(run.nodes.filter((n) => n.running))
+    if (process.env.COOP_TEST_KEEP === undefined) await rm(run.dir, { recursive: true, force: true })
   })
+  return run
+}
 
-  it('a trainer SIGKILLed mid-round: the round closes at quorum, the restarted trainer catches up, keeps its store and contributes again', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'coop-faults-trainer-'))
+describe.concurrent('crash recovery', () => {
+  it('a trainer SIGKILLed mid-round: the round closes at quorum, the restarted trainer catches up, keeps its store and contributes again', async ({
+    expect,
+    onTestFinished,
+  }) => {
+    const run = await scenario('coop-faults-trainer-', onTestFinished)
     const cluster = await createCluster({
-      dir,
+      dir: run.dir,
       peers: 4,
       imagesPerPeer: 8,
       charterArgs: [
@@ -43,8 +52,9 @@ describe('crash recovery', () => {
         '1',
         '--unet-rounds',
         '2',
+        // Enough local steps for a kill to land in the middle of them (at step 3 of 8).
         '--inner-steps',
-        '16',
+        '8',
         '--quorum',
         '3',
         '--deadline',
@@ -62,10 +72,10 @@ describe('crash recovery', () => {
     const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
     const n3 = startNode(cluster, p3, { bootstrap: [addr], extra: ['--linger', '3'] })
     const n4 = startNode(cluster, p4, { bootstrap: [addr], extra: ['--linger', '3'] })
-    nodes = [publisher, n2, n3, n4]
+    run.nodes = [publisher, n2, n3, n4]
 
     // Kill peer-4 in the middle of its round-2 local training.
-    await n4.waitFor('training step', (l) => l.round === 2 && (l.step as number) >= 5, 180_000)
+    await n4.waitFor('training step', (l) => l.round === 2 && (l.step as number) >= 3, 180_000)
     n4.kill('SIGKILL')
     await n4.exited
     const acceptedBefore = new Set(
@@ -91,7 +101,7 @@ describe('crash recovery', () => {
     await n3.waitFor('round started', (l) => l.round === 3, 60_000)
     n3.kill('SIGKILL')
     const restarted = startNode(cluster, p4, { bootstrap: [addr], extra: ['--linger', '3'] })
-    nodes.push(restarted)
+    run.nodes.push(restarted)
 
     // It adopts the round-2 checkpoint by recomputing it from its own stored parent, then contributes.
     const adopted = await restarted.waitFor('checkpoint adopted', (l) => l.round === 2, 120_000)
@@ -125,10 +135,13 @@ describe('crash recovery', () => {
     }
   }, 300_000)
 
-  it('the publisher SIGKILLed mid-aggregation: the restart closes the round with the same contributions and no duplicate checkpoint', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'coop-faults-publisher-'))
+  it('the publisher SIGKILLed mid-aggregation: the restart closes the round with the same contributions and no duplicate checkpoint', async ({
+    expect,
+    onTestFinished,
+  }) => {
+    const run = await scenario('coop-faults-publisher-', onTestFinished)
     const cluster = await createCluster({
-      dir,
+      dir: run.dir,
       peers: 3,
       imagesPerPeer: 8,
       charterArgs: [
@@ -157,7 +170,7 @@ describe('crash recovery', () => {
     const addr = await bootstrapAddr(p1)
     const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
     const n3 = startNode(cluster, p3, { bootstrap: [addr], extra: ['--linger', '3'] })
-    nodes = [crashing, n2, n3]
+    run.nodes = [crashing, n2, n3]
     const frozen = (await crashing.waitFor('round closing', (l) => l.round === 2, 180_000))
       .contributions as string[]
     expect((await crashing.exited).signal).toBe('SIGKILL')
@@ -173,7 +186,7 @@ describe('crash recovery', () => {
       bootstrap: [await bootstrapAddr(p2)],
       extra: ['--linger', '3'],
     })
-    nodes.push(publisher, trainer3)
+    run.nodes.push(publisher, trainer3)
     const closed = await publisher.waitFor('round closed', (l) => l.round === 2, 120_000)
     expect(publisher.count('round closing', (l) => l.round === 2)).toBe(0)
     await exitsWithin([publisher, n2, trainer3], 120_000)
