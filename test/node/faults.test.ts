@@ -37,6 +37,15 @@ async function scenario(prefix: string, onTestFinished: TestContext['onTestFinis
   return run
 }
 
+/**
+ * Flags of every node: linger briefly after the last round, and train on one thread. The default
+ * (min(2, cores)) gives each node a second wasm worker; with three or four nodes on two cores that
+ * buys no speed and costs each training session ~1.7 CPU-s to start (coop train, tiny, 8+8 steps:
+ * 5.6 CPU-s on 1 thread, 9.4 on 2). Nothing here depends on the thread count: data-parallel steps
+ * are covered by test/trainer/parallel.test.ts.
+ */
+const NODE_FLAGS = ['--linger', '3', '--threads', '1']
+
 describe.concurrent('crash recovery', () => {
   it('a trainer SIGKILLed mid-round: the round closes at quorum, the restarted trainer catches up, keeps its store and contributes again', async ({
     expect,
@@ -67,11 +76,11 @@ describe.concurrent('crash recovery', () => {
       (typeof cluster.peers)[0] & object,
       (typeof cluster.peers)[0] & object,
     ]
-    const publisher = startNode(cluster, p1, { extra: ['--linger', '3'] })
+    const publisher = startNode(cluster, p1, { extra: NODE_FLAGS })
     const addr = await bootstrapAddr(p1)
-    const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
-    const n3 = startNode(cluster, p3, { bootstrap: [addr], extra: ['--linger', '3'] })
-    const n4 = startNode(cluster, p4, { bootstrap: [addr], extra: ['--linger', '3'] })
+    const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: NODE_FLAGS })
+    const n3 = startNode(cluster, p3, { bootstrap: [addr], extra: NODE_FLAGS })
+    const n4 = startNode(cluster, p4, { bootstrap: [addr], extra: NODE_FLAGS })
     run.nodes = [publisher, n2, n3, n4]
 
     // Kill peer-4 in the middle of its round-2 local training.
@@ -100,7 +109,7 @@ describe.concurrent('crash recovery', () => {
     // Take peer-3 out before it contributes to round 3, so round 3's quorum needs the restarted peer-4.
     await n3.waitFor('round started', (l) => l.round === 3, 60_000)
     n3.kill('SIGKILL')
-    const restarted = startNode(cluster, p4, { bootstrap: [addr], extra: ['--linger', '3'] })
+    const restarted = startNode(cluster, p4, { bootstrap: [addr], extra: NODE_FLAGS })
     run.nodes.push(restarted)
 
     // It adopts the round-2 checkpoint by recomputing it from its own stored parent, then contributes.
@@ -165,11 +174,11 @@ describe.concurrent('crash recovery', () => {
     // The publisher kills itself right after persisting round 2's frozen contribution set.
     const crashing = startNode(cluster, p1, {
       env: { COOP_CRASH_AT: 'after-close-frozen:2' },
-      extra: ['--linger', '3'],
+      extra: NODE_FLAGS,
     })
     const addr = await bootstrapAddr(p1)
-    const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
-    const n3 = startNode(cluster, p3, { bootstrap: [addr], extra: ['--linger', '3'] })
+    const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: NODE_FLAGS })
+    const n3 = startNode(cluster, p3, { bootstrap: [addr], extra: NODE_FLAGS })
     run.nodes = [crashing, n2, n3]
     const frozen = (await crashing.waitFor('round closing', (l) => l.round === 2, 180_000))
       .contributions as string[]
@@ -181,10 +190,10 @@ describe.concurrent('crash recovery', () => {
     n3.kill('SIGKILL')
     await n3.exited
 
-    const publisher = startNode(cluster, p1, { extra: ['--linger', '3'] })
+    const publisher = startNode(cluster, p1, { extra: NODE_FLAGS })
     const trainer3 = startNode(cluster, p3, {
       bootstrap: [await bootstrapAddr(p2)],
-      extra: ['--linger', '3'],
+      extra: NODE_FLAGS,
     })
     run.nodes.push(publisher, trainer3)
     const closed = await publisher.waitFor('round closed', (l) => l.round === 2, 120_000)

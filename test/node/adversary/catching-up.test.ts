@@ -32,6 +32,15 @@ const LAST_KILL_ROUND = LAST_ROUND - 3
 /** `coop checkpoint verify` processes run side by side (16 checkpoints to check, 2 cores). */
 const VERIFY_PROCESSES = 3
 
+/**
+ * Flags of every node: linger briefly after the last round, and train on one thread. The default
+ * (min(2, cores)) gives each node a second wasm worker; with three or four nodes on two cores that
+ * buys no speed and costs each training session ~1.7 CPU-s to start (coop train, tiny, 8+8 steps:
+ * 5.6 CPU-s on 1 thread, 9.4 on 2). Nothing here depends on the thread count: data-parallel steps
+ * are covered by test/trainer/parallel.test.ts.
+ */
+const NODE_FLAGS = ['--linger', '5', '--threads', '1']
+
 describe('class 9: a trainer killed for two rounds, and a peer joining late, catch up', () => {
   let dir: string
   let cluster: Cluster
@@ -61,10 +70,10 @@ describe('class 9: a trainer killed for two rounds, and a peer joining late, cat
       (typeof cluster.peers)[0] & object,
       (typeof cluster.peers)[0] & object,
     ]
-    const publisher = startNode(cluster, p1, { extra: ['--linger', '5'] })
+    const publisher = startNode(cluster, p1, { extra: NODE_FLAGS })
     const addr = await bootstrapAddr(p1)
-    const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '5'] })
-    killed = startNode(cluster, p3, { bootstrap: [addr], extra: ['--linger', '5'] })
+    const n2 = startNode(cluster, p2, { bootstrap: [addr], extra: NODE_FLAGS })
+    killed = startNode(cluster, p3, { bootstrap: [addr], extra: NODE_FLAGS })
 
     // SIGKILL in the middle of the local training of the first round it trains.
     const step = await killed.waitFor('training step', (l) => (l.step as number) >= 3, 240_000)
@@ -75,8 +84,8 @@ describe('class 9: a trainer killed for two rounds, and a peer joining late, cat
     // Down while the cooperative closes that round and the next.
     closedBeforeRestart = killedIn + 1
     await publisher.waitFor('round closed', (l) => l.round === closedBeforeRestart, 240_000)
-    restarted = startNode(cluster, p3, { bootstrap: [addr], extra: ['--linger', '5'] })
-    joiner = startNode(cluster, p4, { bootstrap: [addr], extra: ['--linger', '5'] })
+    restarted = startNode(cluster, p3, { bootstrap: [addr], extra: NODE_FLAGS })
+    joiner = startNode(cluster, p4, { bootstrap: [addr], extra: NODE_FLAGS })
     nodes = [publisher, n2, restarted, joiner]
     const exits = await exitsWithin(nodes, 400_000)
     statuses = await expectHonestOutcome(nodes, exits)

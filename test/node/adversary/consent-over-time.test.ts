@@ -42,6 +42,15 @@ const EXPIRY_FIXED_MS = 15_000
 const EXPIRY_MIN_MS = 30_000
 const EXPIRY_MAX_MS = 180_000
 
+/**
+ * Flags of every node: linger briefly after the last round, and train on one thread. The default
+ * (min(2, cores)) gives each node a second wasm worker; with three or four nodes on two cores that
+ * buys no speed and costs each training session ~1.7 CPU-s to start (coop train, tiny, 8+8 steps:
+ * 5.6 CPU-s on 1 thread, 9.4 on 2). Nothing here depends on the thread count: data-parallel steps
+ * are covered by test/trainer/parallel.test.ts.
+ */
+const NODE_FLAGS = ['--linger', '3', '--threads', '1']
+
 describe('class 8: consent that ends during a run', () => {
   let dir: string
   let nodes: NodeProcess[] = []
@@ -98,7 +107,7 @@ describe('class 8: consent that ends during a run', () => {
         ],
       })
       const [p1, p2, p3] = cluster.peers as [ClusterPeer, ClusterPeer, ClusterPeer]
-      const publisherNode = () => startNode(cluster, p1, { extra: ['--linger', '3'] })
+      const publisherNode = () => startNode(cluster, p1, { extra: NODE_FLAGS })
       const launched = Date.now()
       let publisher = publisherNode()
       const addr = await bootstrapAddr(p1, 180_000)
@@ -111,10 +120,10 @@ describe('class 8: consent that ends during a run', () => {
       // The custodian signs its consent now and starts beside the trainer: the expiry falls while it trains.
       const { expiring, path } = await splitConsent(p3, expiresInMs)
       const expiringId = manifestDigest(expiring)
-      const trainer = startNode(cluster, p2, { bootstrap: [addr], extra: ['--linger', '3'] })
+      const trainer = startNode(cluster, p2, { bootstrap: [addr], extra: NODE_FLAGS })
       const custodian = startNode(cluster, p3, {
         bootstrap: [addr],
-        extra: ['--linger', '3', '--consent', path],
+        extra: [...NODE_FLAGS, '--consent', path],
       })
       nodes = [publisher, trainer, custodian]
       const [, listening] = await Promise.all([
