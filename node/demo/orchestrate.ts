@@ -80,6 +80,10 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
   }
 
   const listened = new Map<number, string[]>()
+  // Peers that logged 'all rounds done'. A node lingers after its last round (--linger, 10 s by
+  // default) only to serve slower peers; once every peer of the demo is done, it serves no one,
+  // so the demo stops them all instead of waiting that time out.
+  const done = new Set<number>()
   const start = (launch: PeerLaunch, bootstrap: string[]): PeerProcess => {
     const proc = spawnPeer({
       name: launch.peer.name,
@@ -93,6 +97,10 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
       onEvent: (event) => {
         if (event.kind === 'listening') {
           listened.set(launch.peer.index, event.addrs)
+          wakeUp()
+        }
+        if (event.kind === 'finished') {
+          done.add(launch.peer.index)
           wakeUp()
         }
         const change = applyEvent(progress, launch.peer.index, event)
@@ -177,6 +185,7 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
     const stallMs = options.stallTimeoutMs ?? STALL_TIMEOUT_MS
     while (running.some((p) => p.isRunning())) {
       if (interruptedBy !== undefined || failure !== undefined) break
+      if (done.size === launches.length) break
       if (Date.now() - lastActivity > stallMs) {
         failure = new DemoError(
           'STALLED',
