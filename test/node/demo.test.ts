@@ -12,6 +12,14 @@ import { readKeyFile } from '../../node/keystore.ts'
 import { mapLimit } from './helpers/map-limit.ts'
 
 const MAIN = 'node/cli/main.ts'
+/**
+ * The demo under test: --smoke, its peers on one training thread each. Their default (min(2,
+ * cores)) gives each of the four peers a second wasm worker; on two cores that buys no speed and
+ * costs ~1.7 CPU-s per training session (coop train, tiny, 8+8 steps: 5.6 CPU-s on 1 thread, 9.4
+ * on 2). --threads is not a run parameter (the resume check ignores it) and nothing below depends
+ * on it; data-parallel steps are covered by test/trainer/parallel.test.ts.
+ */
+const SMOKE = ['--smoke', '--threads', '1']
 /** `coop checkpoint verify` processes run side by side (6 checkpoints, 2 cores). */
 const VERIFY_PROCESSES = 3
 
@@ -76,13 +84,13 @@ beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'coop-demo-'))
   // A fresh folder name inside the temp dir: --out must be empty or a demo's.
   out = join(out, 'demo-out')
-  interruptedRun = await coop(['demo', '--smoke', '--out', out], { interruptWhen: /round 1 closed/ })
+  interruptedRun = await coop(['demo', ...SMOKE, '--out', out], { interruptWhen: /round 1 closed/ })
   peerPids = []
   for (const name of await readdir(join(out, 'peers'))) {
     const addrs = join(out, 'peers', name, 'store', 'addrs.json')
     if (existsSync(addrs)) peerPids.push((JSON.parse(await readFile(addrs, 'utf8')) as { pid: number }).pid)
   }
-  resumedRun = await coop(['demo', '--smoke', '--out', out])
+  resumedRun = await coop(['demo', ...SMOKE, '--out', out])
 }, 900_000)
 
 afterAll(async () => {
@@ -251,14 +259,14 @@ describe('coop demo --smoke', () => {
   it('reports a finished run as complete when run again, and refuses other parameters', async () => {
     const recorded = ['metrics.json', 'report.html', 'demo-run.json']
     const before = await Promise.all(recorded.map((name) => readFile(join(out, name), 'utf8')))
-    const again = await coop(['demo', '--smoke', '--out', out])
+    const again = await coop(['demo', ...SMOKE, '--out', out])
     expect(again.code).toBe(0)
     expect(again.stdout).toContain('is complete')
     expect(again.stdout).toContain('nothing rewritten')
     // The rerun reports the run; its measured figures (wall time, backend) and report stay as recorded.
     const after = await Promise.all(recorded.map((name) => readFile(join(out, name), 'utf8')))
     recorded.forEach((name, i) => expect(after[i], name).toBe(before[i]))
-    const other = await coop(['demo', '--smoke', '--rounds', '3', '--out', out])
+    const other = await coop(['demo', ...SMOKE, '--rounds', '3', '--out', out])
     expect(other.code).toBe(1)
     expect(other.stderr).toContain('PARAMS_MISMATCH')
     expect(other.stderr).toContain('unetRounds (--rounds): recorded 2, requested 3')
