@@ -323,25 +323,30 @@ describe('careless-user mistakes against a real cooperative', () => {
     await writeKeyFile(join(dir, 'rights.key'), cluster.peers[0]!.rightsKey)
   })
 
-  it.each(mistakes)('$what: one line with $code, exit $exit, nothing left behind', async (mistake) => {
-    const args = mistake.args().filter((a) => a !== '')
-    const watched = mistake.untouched?.() ?? []
-    const before = await Promise.all(
-      watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
-    )
-    const run = await coop(args)
-    const lines = run.stderr.split('\n').filter((l) => l.trim().length > 0)
-    expect(run.code, run.stderr).toBe(mistake.exit)
-    expect(lines, run.stderr).toHaveLength(1)
-    expect(lines[0]).toMatch(new RegExp(`^coop \\w+: ${mistake.code}: `))
-    expect(run.stderr).not.toMatch(/\n\s+at /)
-    const after = await Promise.all(
-      watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
-    )
-    expect(after).toEqual(before)
-    for (const path of mistake.absent?.(args) ?? []) expect(await exists(path), path).toBe(false)
-    mistake.also?.(run)
-  })
+  // Side by side: each mistake only reads what others watch (no command here opens a store's
+  // database, and every start is refused before it writes), and each watches its own paths.
+  it.concurrent.each(mistakes)(
+    '$what: one line with $code, exit $exit, nothing left behind',
+    async (mistake) => {
+      const args = mistake.args().filter((a) => a !== '')
+      const watched = mistake.untouched?.() ?? []
+      const before = await Promise.all(
+        watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
+      )
+      const run = await coop(args)
+      const lines = run.stderr.split('\n').filter((l) => l.trim().length > 0)
+      expect(run.code, run.stderr).toBe(mistake.exit)
+      expect(lines, run.stderr).toHaveLength(1)
+      expect(lines[0]).toMatch(new RegExp(`^coop \\w+: ${mistake.code}: `))
+      expect(run.stderr).not.toMatch(/\n\s+at /)
+      const after = await Promise.all(
+        watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
+      )
+      expect(after).toEqual(before)
+      for (const path of mistake.absent?.(args) ?? []) expect(await exists(path), path).toBe(false)
+      mistake.also?.(run)
+    },
+  )
 
   it('status shows the right coop after the refused start', async () => {
     const run = await coop(['status', '--store', cluster.peers[0]!.store, '--json'])

@@ -35,6 +35,8 @@ beforeAll(async () => {
   // Held until its test awaits it (a failure is reported there, not as an unhandled rejection).
   unitTests.catch(() => undefined)
   dataset = (await twemojiDataset(2, 16, ['flags', 'food-drink', 'objects', 'symbols'])).dataset
+  // The U-Net tests' autoencoder trains in its own worker meanwhile (a failure surfaces where it is awaited).
+  aeWeights().catch(() => undefined)
 }, TORCH_TEST_TIMEOUT_MS)
 
 function bytesEqual(a: NamedTensor[], b: NamedTensor[]): boolean {
