@@ -323,25 +323,30 @@ describe('careless-user mistakes against a real cooperative', () => {
     await writeKeyFile(join(dir, 'rights.key'), cluster.peers[0]!.rightsKey)
   })
 
-  it.each(mistakes)('$what: one line with $code, exit $exit, nothing left behind', async (mistake) => {
-    const args = mistake.args().filter((a) => a !== '')
-    const watched = mistake.untouched?.() ?? []
-    const before = await Promise.all(
-      watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
-    )
-    const run = await coop(args)
-    const lines = run.stderr.split('\n').filter((l) => l.trim().length > 0)
-    expect(run.code, run.stderr).toBe(mistake.exit)
-    expect(lines, run.stderr).toHaveLength(1)
-    expect(lines[0]).toMatch(new RegExp(`^coop \\w+: ${mistake.code}: `))
-    expect(run.stderr).not.toMatch(/\n\s+at /)
-    const after = await Promise.all(
-      watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
-    )
-    expect(after).toEqual(before)
-    for (const path of mistake.absent?.(args) ?? []) expect(await exists(path), path).toBe(false)
-    mistake.also?.(run)
-  })
+  // Side by side: each mistake only reads what others watch (no command here opens a store's
+  // database, and every start is refused before it writes), and each watches its own paths.
+  it.concurrent.each(mistakes)(
+    '$what: one line with $code, exit $exit, nothing left behind',
+    async (mistake) => {
+      const args = mistake.args().filter((a) => a !== '')
+      const watched = mistake.untouched?.() ?? []
+      const before = await Promise.all(
+        watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
+      )
+      const run = await coop(args)
+      const lines = run.stderr.split('\n').filter((l) => l.trim().length > 0)
+      expect(run.code, run.stderr).toBe(mistake.exit)
+      expect(lines, run.stderr).toHaveLength(1)
+      expect(lines[0]).toMatch(new RegExp(`^coop \\w+: ${mistake.code}: `))
+      expect(run.stderr).not.toMatch(/\n\s+at /)
+      const after = await Promise.all(
+        watched.map(async (p) => ((await stat(p)).isDirectory() ? tree(p) : readFile(p, 'utf8'))),
+      )
+      expect(after).toEqual(before)
+      for (const path of mistake.absent?.(args) ?? []) expect(await exists(path), path).toBe(false)
+      mistake.also?.(run)
+    },
+  )
 
   it('status shows the right coop after the refused start', async () => {
     const run = await coop(['status', '--store', cluster.peers[0]!.store, '--json'])
@@ -367,24 +372,20 @@ describe('careless-user mistakes against a real cooperative', () => {
     const last = dirs.at(-1) as string
     const alone = join(dir, 'lone-checkpoint')
     await cp(last, alone, { recursive: true })
-    // The folder's own charter.json is never trusted alone.
-    const unpinned = await coop(['checkpoint', 'verify', alone])
+    // Four independent runs that only read, side by side.
+    const [unpinned, partial, full, required] = await Promise.all([
+      // The folder's own charter.json is never trusted alone.
+      coop(['checkpoint', 'verify', alone]),
+      coop(['checkpoint', 'verify', alone, '--charter', cluster.charter]),
+      coop(['checkpoint', 'verify', last, '--store', store]),
+      coop(['checkpoint', 'verify', alone, '--charter', cluster.charter, '--require-recompute']),
+    ])
     expect(unpinned.code, unpinned.stdout).toBe(1)
     expect(unpinned.stdout).toContain('INVALID CHARTER_REQUIRED')
-    const partial = await coop(['checkpoint', 'verify', alone, '--charter', cluster.charter])
     expect(partial.code, partial.stdout).toBe(3)
     expect(partial.stdout).toContain('VALID (signature, digests; recomputation not checked: pass --store')
-    const full = await coop(['checkpoint', 'verify', last, '--store', store])
     expect(full.code, full.stdout).toBe(0)
     expect(full.stdout).toContain('VALID (signature, digests, recomputation)')
-    const required = await coop([
-      'checkpoint',
-      'verify',
-      alone,
-      '--charter',
-      cluster.charter,
-      '--require-recompute',
-    ])
     expect(required.code).toBe(1)
     expect(required.stdout).toContain('INVALID RECOMPUTE_UNAVAILABLE')
   })
@@ -401,7 +402,20 @@ describe('careless-user mistakes against a real cooperative', () => {
       const store = cluster.peers[1]!.store
       const unet = (await listCheckpointDirs(store)).filter((d) => d.includes('unet-r')).at(-1) as string
       const out = join(dir, 'grid.png')
-      const run = await coop(['sample', '--checkpoint', unet, '--out', out, '--n', '4', '--backend', 'cpu'])
+      // Few DDIM steps: what is checked is where the autoencoder comes from, not the picture's quality.
+      const run = await coop([
+        'sample',
+        '--checkpoint',
+        unet,
+        '--out',
+        out,
+        '--n',
+        '4',
+        '--steps',
+        '4',
+        '--backend',
+        'cpu',
+      ])
       expect(run.code, run.stderr).toBe(0)
       expect(run.stdout).toContain('provenance and digests verified')
       const png = await readFile(out)
@@ -409,31 +423,28 @@ describe('careless-user mistakes against a real cooperative', () => {
       // The same checkpoint copied alone needs --store (or --autoencoder) to find its autoencoder.
       const alone = join(dir, 'alone', 'unet')
       await cp(unet, alone, { recursive: true })
-      const missing = await coop([
-        'sample',
-        '--checkpoint',
-        alone,
-        '--out',
-        join(dir, 'g2.png'),
-        '--backend',
-        'cpu',
+      // Both only read: side by side.
+      const [missing, viaStore] = await Promise.all([
+        coop(['sample', '--checkpoint', alone, '--out', join(dir, 'g2.png'), '--backend', 'cpu']),
+        coop([
+          'sample',
+          '--checkpoint',
+          alone,
+          '--store',
+          store,
+          '--out',
+          join(dir, 'g3.png'),
+          '--n',
+          '4',
+          '--steps',
+          '4',
+          '--backend',
+          'cpu',
+        ]),
       ])
       expect(missing.code).toBe(1)
       expect(missing.stderr).toMatch(/^coop sample: AUTOENCODER_NOT_FOUND: /)
       expect(await exists(join(dir, 'g2.png'))).toBe(false)
-      const viaStore = await coop([
-        'sample',
-        '--checkpoint',
-        alone,
-        '--store',
-        store,
-        '--out',
-        join(dir, 'g3.png'),
-        '--n',
-        '4',
-        '--backend',
-        'cpu',
-      ])
       expect(viaStore.code, viaStore.stderr).toBe(0)
       // Same weights, same seed: the same picture, wherever the autoencoder was found.
       expect(await readFile(join(dir, 'g3.png'))).toEqual(png)
@@ -444,31 +455,18 @@ describe('careless-user mistakes against a real cooperative', () => {
       const dirs = await listCheckpointDirs(store)
       const unet = dirs.filter((d) => d.includes('unet-r')).at(-1) as string
       const genesisAe = dirs.find((d) => d.endsWith('autoencoder-r000000')) as string
-      const wrong = await coop([
-        'sample',
-        '--checkpoint',
-        unet,
-        '--autoencoder',
-        genesisAe,
-        '--out',
-        join(dir, 'w.png'),
-      ])
-      expect(wrong.code).toBe(1)
-      expect(wrong.stderr).toMatch(/^coop sample: AUTOENCODER_MISMATCH: /)
       const tampered = join(dir, 'tampered', 'unet')
       await cp(unet, tampered, { recursive: true })
       const model = await readFile(join(tampered, 'model.safetensors'))
       model[model.length - 1] = model[model.length - 1]! ^ 1
       await writeFile(join(tampered, 'model.safetensors'), model)
-      const bad = await coop([
-        'sample',
-        '--checkpoint',
-        tampered,
-        '--store',
-        store,
-        '--out',
-        join(dir, 't.png'),
+      // Two independent refusals, side by side.
+      const [wrong, bad] = await Promise.all([
+        coop(['sample', '--checkpoint', unet, '--autoencoder', genesisAe, '--out', join(dir, 'w.png')]),
+        coop(['sample', '--checkpoint', tampered, '--store', store, '--out', join(dir, 't.png')]),
       ])
+      expect(wrong.code).toBe(1)
+      expect(wrong.stderr).toMatch(/^coop sample: AUTOENCODER_MISMATCH: /)
       expect(bad.code).toBe(1)
       expect(bad.stderr).toMatch(/^coop sample: FILE_DIGEST_MISMATCH: /)
     })

@@ -24,12 +24,47 @@ const run = promisify(execFile)
 const ROOT = join(import.meta.dirname, '..', '..')
 let dir: string
 let env: NodeJS.ProcessEnv
+/** `coop simulate` runs beside the two-peer cooperative (independent processes); its test checks it. */
+let simulation: Promise<{ stdout: string }>
 
 beforeAll(async () => {
   const runtime = await torchRuntime()
   env = { COOP_PYTHON: runtime.python, COOP_TORCH_DEVICE: 'cpu', COOP_TORCH_THREADS: '1' }
   process.env.COOP_TEST_BACKEND = 'torch'
   dir = await mkdtemp(join(tmpdir(), 'coop-torch-nodes-'))
+  const data = join(dir, 'twemoji')
+  const { layoutTwemoji } = await import('../../node/cli/commands/data.ts')
+  await layoutTwemoji({ out: data, perCategory: 4 })
+  const args = [
+    'node/cli/main.ts',
+    'simulate',
+    '--config',
+    'tiny',
+    '--data',
+    data,
+    '--out',
+    join(dir, 'simulate'),
+    '--backend',
+    'torch',
+  ]
+  const options = [
+    '--phase',
+    'autoencoder',
+    '--peers',
+    '2',
+    '--rounds',
+    '2',
+    '--inner-steps',
+    '2',
+    '--seed',
+    '1',
+  ]
+  simulation = run(process.execPath, [...args, ...options], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, COOP_LOG_LEVEL: 'silent' },
+  })
+  // Held until its test awaits it (a failure is reported there, not as an unhandled rejection).
+  simulation.catch(() => undefined)
 }, TORCH_TEST_TIMEOUT_MS)
 
 afterAll(async () => {
@@ -105,38 +140,8 @@ describe('two peers on --backend torch', { timeout: TORCH_TEST_TIMEOUT_MS }, () 
 
 describe('coop simulate --backend torch', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it('runs federated rounds on torch workers and reports the backend', async () => {
-    const data = join(dir, 'twemoji')
-    const { layoutTwemoji } = await import('../../node/cli/commands/data.ts')
-    await layoutTwemoji({ out: data, perCategory: 4 })
     const out = join(dir, 'simulate')
-    const args = [
-      'node/cli/main.ts',
-      'simulate',
-      '--config',
-      'tiny',
-      '--data',
-      data,
-      '--out',
-      out,
-      '--backend',
-      'torch',
-    ]
-    const options = [
-      '--phase',
-      'autoencoder',
-      '--peers',
-      '2',
-      '--rounds',
-      '2',
-      '--inner-steps',
-      '2',
-      '--seed',
-      '1',
-    ]
-    const { stdout } = await run(process.execPath, [...args, ...options], {
-      cwd: ROOT,
-      env: { ...process.env, ...env, COOP_LOG_LEVEL: 'silent' },
-    })
+    const { stdout } = await simulation
     expect(stdout).toMatch(/backend torch/)
     const result = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as {
       rounds: { round: number; federatedEvalLoss: number | null }[]

@@ -26,6 +26,10 @@ async function coop(args: string[]): Promise<{ code: number; stdout: string; std
 
 let root: string
 let data: string
+type Run = Awaited<ReturnType<typeof coop>>
+/** Both trainings run side by side from beforeAll: independent processes; each test checks its own. */
+let torchTraining: Promise<Run>
+let wasmTraining: Promise<Run>
 const TRAIN = ['--config', 'tiny', '--ae-steps', '10', '--unet-steps', '10', '--seed', '2']
 const SET = [
   '--set',
@@ -69,6 +73,20 @@ beforeAll(async () => {
     'flags,food-drink,symbols',
   ])
   expect(result.code, result.stderr).toBe(0)
+  const train = (backend: string) =>
+    coop([
+      'train',
+      ...TRAIN,
+      ...SET,
+      '--data',
+      data,
+      '--out',
+      join(root, `${backend}-run`),
+      '--backend',
+      backend,
+    ])
+  torchTraining = train('torch')
+  wasmTraining = train('wasm')
 }, TORCH_TEST_TIMEOUT_MS)
 
 describe(
@@ -77,17 +95,7 @@ describe(
   () => {
     it('trains on torch into the same checkpoint layout, with progress grids drawn by the worker', async () => {
       const out = join(root, 'torch-run')
-      const result = await coop([
-        'train',
-        ...TRAIN,
-        ...SET,
-        '--data',
-        data,
-        '--out',
-        out,
-        '--backend',
-        'torch',
-      ])
+      const result = await torchTraining
       expect(result.code, result.stderr).toBe(0)
       expect(result.stdout).toMatch(/backend torch/)
       expect(readdirSync(join(out, 'unet')).sort()).toEqual([
@@ -105,43 +113,38 @@ describe(
 
     it('a torch-trained checkpoint samples on wasm, a wasm-trained one on torch: the same images either way', async () => {
       const tfjsRun = join(root, 'wasm-run')
-      const trained = await coop([
-        'train',
-        ...TRAIN,
-        ...SET,
-        '--data',
-        data,
-        '--out',
-        tfjsRun,
-        '--backend',
-        'wasm',
-      ])
+      const [torchTrained, trained] = await Promise.all([torchTraining, wasmTraining])
+      expect(torchTrained.code, torchTrained.stderr).toBe(0)
       expect(trained.code, trained.stderr).toBe(0)
-      for (const checkpoint of [join(root, 'torch-run'), tfjsRun]) {
-        const grids: Buffer[] = []
-        for (const backend of ['wasm', 'torch']) {
-          const png = join(
-            root,
-            `${backend}-${grids.length}-${checkpoint.endsWith('wasm-run') ? 'w' : 't'}.png`,
-          )
-          const sampled = await coop([
-            'sample',
-            '--checkpoint',
-            checkpoint,
-            '--out',
-            png,
-            '--n',
-            '6',
-            '--steps',
-            '8',
-            '--seed',
-            '5',
-            '--backend',
-            backend,
-          ])
-          expect(sampled.code, sampled.stderr).toBe(0)
-          grids.push(await pixels(png))
-        }
+      const checkpoints = [join(root, 'torch-run'), tfjsRun]
+      // The four samplings are independent processes: side by side.
+      const sample = async (checkpoint: string, backend: string, index: number): Promise<Buffer> => {
+        const png = join(root, `${backend}-${index}-${checkpoint.endsWith('wasm-run') ? 'w' : 't'}.png`)
+        const sampled = await coop([
+          'sample',
+          '--checkpoint',
+          checkpoint,
+          '--out',
+          png,
+          '--n',
+          '6',
+          '--steps',
+          '8',
+          '--seed',
+          '5',
+          '--backend',
+          backend,
+        ])
+        expect(sampled.code, sampled.stderr).toBe(0)
+        return await pixels(png)
+      }
+      const sampledGrids = await Promise.all(
+        checkpoints.map((checkpoint) =>
+          Promise.all(['wasm', 'torch'].map((backend, index) => sample(checkpoint, backend, index))),
+        ),
+      )
+      for (const [i, checkpoint] of checkpoints.entries()) {
+        const grids = sampledGrids[i] as Buffer[]
         const difference = meanAbsoluteDifference(grids[0] as Buffer, grids[1] as Buffer)
         console.log(`${checkpoint}: mean |wasm - torch| over the grid's bytes ${difference.toFixed(4)}`)
         // Same weights, same starting noise, deterministic DDIM: equal but for float rounding near .5 levels.

@@ -22,11 +22,21 @@ const execFileAsync = promisify(execFile)
 const config = smallConfig()
 let dataset: ImageDataset
 let runtime: TorchRuntime
+/** The Python unit tests run in their own process beside the session tests; the last describe checks them. */
+let unitTests: Promise<{ stderr: string }>
 
 beforeAll(async () => {
   await initBackend('wasm')
   runtime = await torchRuntime()
+  unitTests = execFileAsync(runtime.python, ['-B', '-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'], {
+    cwd: join(import.meta.dirname, '../../trainer/torch'),
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+  })
+  // Held until its test awaits it (a failure is reported there, not as an unhandled rejection).
+  unitTests.catch(() => undefined)
   dataset = (await twemojiDataset(2, 16, ['flags', 'food-drink', 'objects', 'symbols'])).dataset
+  // The U-Net tests' autoencoder trains in its own worker meanwhile (a failure surfaces where it is awaited).
+  aeWeights().catch(() => undefined)
 }, TORCH_TEST_TIMEOUT_MS)
 
 function bytesEqual(a: NamedTensor[], b: NamedTensor[]): boolean {
@@ -71,22 +81,6 @@ async function exited(pid: number): Promise<boolean> {
   return !alive(pid)
 }
 
-describe('torch backend: the Python side', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
-  it('its unit tests pass (framing, layouts, Adam/EMA formulas, the non-finite guard, the worker protocol)', async () => {
-    const { stderr } = await execFileAsync(
-      runtime.python,
-      ['-B', '-m', 'unittest', 'discover', '-s', 'tests', '-t', '.'],
-      {
-        cwd: join(import.meta.dirname, '../../trainer/torch'),
-        env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
-      },
-    )
-    const ran = /Ran (\d+) tests?/.exec(stderr)
-    expect(Number(ran?.[1])).toBeGreaterThanOrEqual(16)
-    expect(stderr).toMatch(/\nOK/)
-  })
-})
-
 describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it('same seed -> bit-identical losses and weights; another seed -> different ones; reports its device', async () => {
     const run = async (seed: number) => {
@@ -98,9 +92,8 @@ describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
       session.dispose()
       return { losses, weights }
     }
-    const a = await run(7)
-    const b = await run(7)
-    const c = await run(8)
+    // Three independent workers, side by side.
+    const [a, b, c] = await Promise.all([run(7), run(7), run(8)])
     expect(b.losses).toEqual(a.losses)
     expect(bytesEqual(a.weights, b.weights)).toBe(true)
     expect(bytesEqual(a.weights, c.weights)).toBe(false)
@@ -151,14 +144,19 @@ describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
     const autoencoder = await aeWeights()
     for (const phase of ['autoencoder', 'unet'] as const) {
       const options = { config, phase, dataset: poisoned, seed: 5, autoencoder }
-      const clean = await createTorchSession(options, runtime)
+      // Two independent workers, started and trained side by side.
+      const [clean, torch] = await Promise.all([
+        createTorchSession(options, runtime),
+        createTorchSession(options, runtime),
+      ])
       clean.excludeItems([victim])
-      await clean.trainSteps(12) // 48 draws over 7 eligible images: every one is drawn
+      const [, failure] = await Promise.all([
+        clean.trainSteps(12), // 48 draws over 7 eligible images: every one is drawn
+        torch.trainSteps(12).catch((error: unknown) => error),
+      ])
       expect(Number.isFinite(await clean.evalLoss())).toBe(true)
       clean.dispose()
-      const torch = await createTorchSession(options, runtime)
       const tfjs = await createTrainerSession(options)
-      const failure = await torch.trainSteps(12).catch((error: unknown) => error)
       await expect(tfjs.trainSteps(12)).rejects.toMatchObject({ code: 'NON_FINITE_LOSS' })
       expect(failure).toMatchObject({ code: 'NON_FINITE_LOSS' })
       // The failing step applied nothing and the draws stand where tfjs's do: continuing without the
@@ -181,13 +179,17 @@ describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   it('exportState/importState resume bit-exactly, and a tfjs state resumes on torch (and back)', async () => {
     // Bit-exact resume on the autoencoder (its latent-RMS buffer travels in the state too).
     const options = { config, phase: 'autoencoder' as const, dataset, seed: 4 }
-    const straight = await createTorchSession(options, runtime)
-    await straight.trainSteps(6)
-    const first = await createTorchSession(options, runtime)
-    await first.trainSteps(3)
+    const unet = { config, phase: 'unet' as const, dataset, seed: 4, autoencoder: await aeWeights() }
+    // Four independent workers, started side by side (each is used as it was when started alone).
+    const [straight, first, resumed, onTorch] = await Promise.all([
+      createTorchSession(options, runtime),
+      createTorchSession(options, runtime),
+      createTorchSession(options, runtime),
+      createTorchSession(unet, runtime),
+    ])
+    await Promise.all([straight.trainSteps(6), first.trainSteps(3)])
     const state = await first.exportState()
     first.dispose()
-    const resumed = await createTorchSession(options, runtime)
     await resumed.importState(state)
     expect(resumed.step()).toBe(3)
     await resumed.trainSteps(3)
@@ -200,10 +202,8 @@ describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
     resumed.dispose()
     // Across backends on the U-Net: tfjs trains 3 steps, torch continues 3, as close to tfjs's own 6 as
     // float rounding allows; and torch's state resumes on tfjs.
-    const unet = { config, phase: 'unet' as const, dataset, seed: 4, autoencoder: await aeWeights() }
     const tfjs = await createTrainerSession(unet)
     await tfjs.trainSteps(3)
-    const onTorch = await createTorchSession(unet, runtime)
     await onTorch.importState(await tfjs.exportState())
     await onTorch.trainSteps(3)
     await tfjs.trainSteps(3)
@@ -217,14 +217,16 @@ describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   })
 
   it('a worker killed mid-session is WORKER_FAILED naming the signal; dispose() ends the process', async () => {
-    const session = await createTorchSession({ config, phase: 'autoencoder', dataset, seed: 1 }, runtime)
+    const [session, other] = await Promise.all([
+      createTorchSession({ config, phase: 'autoencoder', dataset, seed: 1 }, runtime),
+      createTorchSession({ config, phase: 'autoencoder', dataset, seed: 1 }, runtime),
+    ])
     const pid = session.worker.pid as number
     await session.trainSteps(1)
     process.kill(pid, 'SIGKILL')
     await expect(session.trainSteps(1)).rejects.toMatchObject({ code: 'WORKER_FAILED', message: /SIGKILL/ })
     await expect(session.getWeights()).rejects.toMatchObject({ code: 'WORKER_FAILED' })
     session.dispose()
-    const other = await createTorchSession({ config, phase: 'autoencoder', dataset, seed: 1 }, runtime)
     const otherPid = other.worker.pid as number
     other.dispose()
     expect(await exited(otherPid)).toBe(true)
@@ -274,6 +276,15 @@ describe('torch TrainerSession', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
   })
 })
 
+describe('torch backend: the Python side', { timeout: TORCH_TEST_TIMEOUT_MS }, () => {
+  it('its unit tests pass (framing, layouts, Adam/EMA formulas, the non-finite guard, the worker protocol)', async () => {
+    const { stderr } = await unitTests
+    const ran = /Ran (\d+) tests?/.exec(stderr)
+    expect(Number(ran?.[1])).toBeGreaterThanOrEqual(16)
+    expect(stderr).toMatch(/\nOK/)
+  })
+})
+
 /** A Python script that sends the worker's hello frame with `protocol`, then runs `then`. */
 function fakeWorker(protocol: number, then: string): string {
   return [
@@ -294,13 +305,14 @@ function pythonRunning(dir: string, script: string): string {
   return path
 }
 
-let trainedAutoencoder: NamedTensor[] | undefined
-async function aeWeights(): Promise<NamedTensor[]> {
-  if (trainedAutoencoder === undefined) {
+let trainedAutoencoder: Promise<NamedTensor[]> | undefined
+function aeWeights(): Promise<NamedTensor[]> {
+  trainedAutoencoder ??= (async () => {
     const ae = await createTorchSession({ config, phase: 'autoencoder', dataset, seed: 11 }, runtime)
     await ae.trainSteps(3)
-    trainedAutoencoder = await ae.getEmaWeights()
+    const weights = await ae.getEmaWeights()
     ae.dispose()
-  }
+    return weights
+  })()
   return trainedAutoencoder
 }

@@ -3,7 +3,7 @@
 // stderr: logs (human lines on a terminal, pino JSON in a pipe or with --log json). The node writes <store>/addrs.json
 // once it listens (peerId, multiaddrs, pid), which tests and `coop demo` read to bootstrap others.
 import { parseArgs } from 'node:util'
-import { startPeer, type CoopPeer } from '../../peer.ts'
+import type { CoopPeer } from '../../peer.ts'
 import { componentLogger, requestedLogFormat } from '../../log.ts'
 import { screen } from '../../console/screen.ts'
 import { createNodeView } from '../../monitor/node-view.ts'
@@ -137,6 +137,8 @@ export const command: Command = {
       publisher: values.publisher === true,
       train,
     })
+    // Loaded only once the arguments fit: a mistaken start answers without loading libp2p and the trainer.
+    const { startPeer } = await import('../../peer.ts')
     const http = values.http === undefined ? undefined : parseHttpAddress(values.http)
     // Bound before the store is created: a taken --http port leaves nothing behind.
     let monitor: { metrics?: NodeMetrics; collector?: Collector } = {}

@@ -23,8 +23,10 @@ describe('a node asked for a large blob by 64 streams that never read', () => {
       blobMiB: BLOB_MIB,
       identities: 16,
       streamsPerIdentity: 4,
+      // A cap: the hold ends 2 s after the node closed the last non-reading stream.
       holdSeconds: 24,
       honestAfterSeconds: 3,
+      endWhenAllClosed: true,
     })
     console.log(
       `bounded serving: ${result.streams} non-reading streams, ${BLOB_MIB} MiB blob: RSS ${Math.round(result.baselineRssBytes / 1e6)} -> ${Math.round(result.peakRssBytes / 1e6)} MB, V8 external peak ${Math.round(result.peakExternalBytes / 1e6)} MB, honest fetch ${result.honestFetch.ok ? `ok at attempt ${result.honestFetch.attempts}` : 'failed'} (${result.honestFetch.failures.join('; ') || 'no failure'}) in ${result.honestFetch.seconds.toFixed(1)} s, after the attack ${result.afterAttack.ok ? 'ok' : result.afterAttack.message}, ${result.closedByHolder} streams closed by the node`,

@@ -232,20 +232,20 @@ describe('a publisher that lists a delta its contributor never signed', () => {
     expect(withoutDelta.code).toBe(1)
     expect(withoutDelta.report).toMatchObject({ ok: false, code: 'CONTRIBUTION_MISMATCH' })
     await writeFile(join(auditStore, 'blobs', 'sha256', sha256Digest(foreignDelta).slice(7)), foreignDelta)
-    const withDelta = await verify(folder, '--store', auditStore)
+    // verify only reads (no database): these two run side by side.
+    const [withDelta, honest] = await Promise.all([
+      verify(folder, '--store', auditStore),
+      // The honest checkpoint of the same round verifies fully against the same store.
+      verify(join(victimPeer.store, 'checkpoints', 'autoencoder-r000001'), '--store', auditStore),
+    ])
     expect(withDelta.code).toBe(1)
     expect(withDelta.report).toMatchObject({ ok: false, code: 'CONTRIBUTION_MISMATCH' })
-    // The honest checkpoint of the same round verifies fully against the same store.
-    const honest = await verify(
-      join(victimPeer.store, 'checkpoints', 'autoencoder-r000001'),
-      '--store',
-      auditStore,
-    )
     expect(honest.code, honest.stdout).toBe(0)
     expect(honest.report.recomputation).toBe('passed')
   }, 120_000)
 
-  it.each([
+  // Each case writes its own copies and only reads the victim's store: the three run side by side.
+  it.concurrent.each([
     ['a parent-relative path', (outside: string) => [`../${outside}`]],
     ['an absolute path', (_outside: string, absolute: string) => [absolute]],
     ['a path that climbs out through a subfolder', (outside: string) => [`model/../../${outside}`]],
@@ -297,26 +297,27 @@ describe('a publisher that lists a delta its contributor never signed', () => {
       deltaDigest: victimStatement.delta,
     })
     const folder = await writeCheckpointFolder(join(copies, 'autoencoder-r000001'), forged, ownBytes)
-    // With nothing to trust, the folder's own charter is not enough.
-    const alone = await verify(folder)
-    expect(alone.code).toBe(1)
-    expect(alone.report).toMatchObject({ ok: false, code: 'CHARTER_REQUIRED' })
-    // Against the coop the user runs (its store, its charter file or its id): another coop's folder.
-    for (const pin of [
+    const pins = [
       ['--store', victimPeer.store],
       ['--charter', cluster.charter],
       ['--coop', charter.coopId],
-    ]) {
-      const result = await verify(folder, ...pin)
+    ]
+    // Five independent runs that only read, side by side.
+    const [alone, honest, ...pinned] = await Promise.all([
+      verify(folder),
+      verify(join(victimPeer.store, 'checkpoints', 'autoencoder-r000001'), '--coop', charter.coopId),
+      ...pins.map((pin) => verify(folder, ...pin)),
+    ])
+    // With nothing to trust, the folder's own charter is not enough.
+    expect(alone.code).toBe(1)
+    expect(alone.report).toMatchObject({ ok: false, code: 'CHARTER_REQUIRED' })
+    // Against the coop the user runs (its store, its charter file or its id): another coop's folder.
+    pins.forEach((pin, i) => {
+      const result = pinned[i]!
       expect(result.code, pin.join(' ')).toBe(1)
       expect(result.report).toMatchObject({ ok: false, code: 'CHARTER_MISMATCH' })
-    }
+    })
     // The honest folder verifies when the coop id the user names matches its charter copy.
-    const honest = await verify(
-      join(victimPeer.store, 'checkpoints', 'autoencoder-r000001'),
-      '--coop',
-      charter.coopId,
-    )
     expect(honest.code, honest.stdout).not.toBe(1)
     expect(honest.report.ok).toBe(true)
   })

@@ -45,7 +45,7 @@ async function startCooperative(
   extraCharterArgs: string[] = [],
   beforeTrainers: (cluster: Cluster, publisherAddr: string) => Promise<void> = async () => {},
 ) {
-  const charterArgs = ['--ae-rounds', '1', '--unet-rounds', String(unetRounds), '--inner-steps', '4']
+  const charterArgs = ['--ae-rounds', '1', '--unet-rounds', String(unetRounds), '--inner-steps', '2']
   charterArgs.push('--quorum', '3', '--deadline', '120', ...extraCharterArgs)
   const cluster = await createCluster({ dir, peers: 3, imagesPerPeer: 8, charterArgs })
   const [p1, ...others] = cluster.peers

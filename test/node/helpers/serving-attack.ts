@@ -11,6 +11,8 @@ import { deterministicBlob } from './blobs.ts'
 import { startHost } from './net.ts'
 
 const MiB = 1024 * 1024
+/** Memory keeps being sampled this long after the last attacker stream closed: anything the closes leave behind still counts. */
+const CLOSED_GRACE_MS = 2_000
 
 export interface ServingAttackOptions {
   dir: string
@@ -21,6 +23,12 @@ export interface ServingAttackOptions {
   holdSeconds: number
   /** When the honest fetch starts, after the attack began. */
   honestAfterSeconds: number
+  /**
+   * End the hold early once the node closed every attacker stream (and the honest fetch is done),
+   * sampling memory for CLOSED_GRACE_MS more; holdSeconds stays the cap. Off by default (the bench
+   * holds for its fixed time).
+   */
+  endWhenAllClosed?: boolean
   /** More `coop start` arguments (e.g. `--log-level debug` to see why a stream was closed). */
   nodeArgs?: string[]
 }
@@ -185,7 +193,20 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
       seconds: (performance.now() - honestStart) / 1000,
     }
     const honestWindow: [number, number] = [honestStarted, elapsed()]
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, options.holdSeconds - elapsed()) * 1000))
+    const holdEnd = attackStarted + options.holdSeconds * 1000
+    let allClosedAt: number | undefined
+    while (performance.now() < holdEnd) {
+      if (
+        options.endWhenAllClosed === true &&
+        allClosedAt === undefined &&
+        attack.ended() === attack.streams.length
+      )
+        allClosedAt = performance.now()
+      if (allClosedAt !== undefined && performance.now() >= allClosedAt + CLOSED_GRACE_MS) break
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(100, Math.max(0, holdEnd - performance.now()))),
+      )
+    }
     const during = samples.filter((s) => s.at >= attackStarted).map((s) => s.rss)
     const series: [number, number][] = []
     for (const sample of samples.filter((s) => s.at >= attackStarted)) {
