@@ -128,9 +128,15 @@ export async function createEvaluator(options: {
   dataDir: string
   backend: string
   checkpoints: CollectedCheckpoint[]
+  /** wasm training threads of this thread's backend (default: the process's). */
+  threads?: number
   log?: Logger
 }): Promise<Evaluator> {
-  const choice = await initBackend(options.backend, options.log)
+  const choice = await initBackend(
+    options.backend,
+    options.log,
+    options.threads === undefined ? {} : { threads: options.threads },
+  )
   const dataset: ImageDataset = await loadImageFolder({
     dir: options.dataDir,
     size: options.config.image.size,

@@ -31,6 +31,7 @@ import type { CollectedCheckpoint, ManifestOwner, VerifyOutcome } from './collec
 import { auditAndLedger } from './audit-ledger.ts'
 import { createEvaluator } from './evaluate.ts'
 import type { DemoQuality } from './evaluate.ts'
+import { gridWorkerHelps, renderGridsInWorker } from './grids.ts'
 import { CLASSIFIER_WEIGHTS_SHA256 } from '../../trainer/quality/digest.ts'
 import { QUALITY_SEED, SAMPLE_GUIDANCE, SAMPLE_STEPS } from './constants.ts'
 import type { DemoLayout } from './layout.ts'
@@ -356,24 +357,49 @@ export async function buildOutputs(options: {
       ...(options.log ? { log: options.log } : {}),
     })
     backendName = evaluator.backend
+    // One writer for the quality cache: the main thread's and the worker's results interleave.
+    let saving = Promise.resolve()
+    const saveQuality = (key: string, quality: DemoQuality): Promise<void> => {
+      qualityCache[key] = quality
+      saving = saving.then(() =>
+        writeFileDurable(qualityCachePath, `${JSON.stringify(qualityCache, null, 2)}\n`),
+      )
+      return saving
+    }
+    const gridPath = (c: CollectedCheckpoint): string => join(layout.samplesDir, `${c.round}.png`)
+    const queue = [...needsSamples]
+    // The grids are most of this stage's work: a worker thread renders them on the second core
+    // while this thread evaluates the losses and scores the final model, then both share the rest.
+    const worker = gridWorkerHelps(evaluator.backend, queue.length)
+      ? renderGridsInWorker({
+          data: { config, dataDir: layout.twemojiDir, backend: evaluator.backend, checkpoints, rows },
+          queue,
+          outPath: gridPath,
+          onResult: (c, quality) => saveQuality(c.id, quality),
+        })
+      : undefined
     try {
       for (const checkpoint of needsEval) {
         evalCache[checkpoint.id] = await evaluator.evalLoss(checkpoint)
         await writeFileDurable(evalCachePath, `${JSON.stringify(evalCache, null, 2)}\n`)
       }
-      for (const checkpoint of needsSamples) {
-        qualityCache[checkpoint.id] = await evaluator.sampleGrid(
-          checkpoint,
-          join(layout.samplesDir, `${checkpoint.round}.png`),
-          rows,
-        )
-        await writeFileDurable(qualityCachePath, `${JSON.stringify(qualityCache, null, 2)}\n`)
+      if (needsFinal && finalCheckpoint !== undefined && finalKey !== undefined)
+        await saveQuality(finalKey, await evaluator.scoreFinal(finalCheckpoint, rows))
+      const drain = async (): Promise<void> => {
+        for (let c = queue.shift(); c !== undefined; c = queue.shift())
+          await saveQuality(c.id, await evaluator.sampleGrid(c, gridPath(c), rows))
       }
-      if (needsFinal && finalCheckpoint !== undefined && finalKey !== undefined) {
-        qualityCache[finalKey] = await evaluator.scoreFinal(finalCheckpoint, rows)
-        await writeFileDurable(qualityCachePath, `${JSON.stringify(qualityCache, null, 2)}\n`)
+      await drain()
+      const failure = await worker
+      if (failure !== undefined) {
+        options.log?.warn({ err: failure }, 'grid worker failed; rendering its grids here')
+        await drain()
       }
+      await saving
     } finally {
+      // On an error here, the worker stops after its current grid.
+      queue.length = 0
+      await worker
       evaluator.dispose()
     }
   }

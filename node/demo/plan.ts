@@ -13,11 +13,12 @@
 // DEMO_PEER_STEP_COST_FACTOR (what a step costs inside a peer sharing the cores), `cores` the cores the peers can
 // use (at most one per peer), scaled down by how much of a core the calibration itself got
 // (other load on the machine).
-import { cpus } from 'node:os'
+import { availableParallelism, cpus } from 'node:os'
 import type { CoopConfig } from '../../configs/index.ts'
 import type { ImageDataset } from '../../trainer/data.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import { Rng } from '../../trainer/rng.ts'
+import { defaultTrainingThreads } from '../../trainer/threads.ts'
 import {
   DEMO_BUDGET_SECONDS,
   DEMO_FINAL_QUALITY_STEPS,
@@ -30,7 +31,7 @@ import {
 } from './constants.ts'
 
 export interface StepCalibration {
-  /** CPU seconds of one autoencoder / U-Net training step (median of the timed steps). */
+  /** CPU seconds of one autoencoder / U-Net training step (mean of the timed steps). */
   autoencoderStepCpu: number
   unetStepCpu: number
   /** CPU time / wall time during the calibration: 1 on an idle core, less when others load the machine. */
@@ -50,11 +51,6 @@ export interface DemoPlan {
   predictedSeconds: number
   /** Why the number is what it is (clamped or not), for the user. */
   note: string
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] as number
 }
 
 /** A synthetic dataset of `count` noise images: a step's cost does not depend on pixel values. */
@@ -83,26 +79,22 @@ async function timeSteps(
   session: { trainSteps(n: number): Promise<unknown> },
   steps: number,
 ): Promise<{ cpu: number; wall: number }> {
-  await session.trainSteps(1) // warm-up: kernel set-up and first allocations
-  const cpu: number[] = []
-  const wall: number[] = []
-  for (let i = 0; i < steps; i++) {
-    const c = process.cpuUsage()
-    const w = performance.now()
-    await session.trainSteps(1)
-    const used = process.cpuUsage(c)
-    cpu.push((used.user + used.system) / 1e6)
-    wall.push((performance.now() - w) / 1000)
-  }
-  return { cpu: median(cpu), wall: median(wall) }
+  // Warm-up: kernel set-up and first allocations (the first U-Net step costs 2-4x the others).
+  await session.trainSteps(2)
+  const c = process.cpuUsage()
+  const w = performance.now()
+  await session.trainSteps(steps)
+  const used = process.cpuUsage(c)
+  return { cpu: (used.user + used.system) / 1e6 / steps, wall: (performance.now() - w) / 1000 / steps }
 }
 
 /** Times a few training steps of each phase on the current tfjs backend (a few seconds). */
 export async function calibrateSteps(
   config: CoopConfig,
   backend: string,
-  // The median of 8 steps: 3 gave U-Net steps from 0.23 to 0.36 CPU-s in five runs on an idle machine.
-  steps = 8,
+  // The mean of 16 steps: single U-Net steps range 0.16-0.30 CPU-s on an idle machine (27 Nov),
+  // and the median of 8 gave 0.23 to 0.33 from run to run, which planned 15 to 23 rounds.
+  steps = 16,
 ): Promise<StepCalibration> {
   const dataset = noiseDataset(config, Math.max(config.autoencoder.batchSize, config.unet.batchSize) * 2)
   // One thread: a step's CPU cost is what the model needs (the peers share the cores), and on 2
@@ -138,6 +130,16 @@ export async function calibrateSteps(
   return { autoencoderStepCpu: aeTiming.cpu, unetStepCpu: unetTiming.cpu, cpuShare, backend }
 }
 
+/**
+ * Training threads of each peer when the user gives none: the cores shared out among the peers,
+ * at least one. Measured 2026-11-27 (emoji32 U-Net, wasm, 4 processes on 2 cores, 40 steps each):
+ * one thread per process trained a step in 0.46 s of wall time, two threads in 0.78 s: with more
+ * threads than cores, each step's workers wait on each other.
+ */
+export function defaultPeerThreads(peers: number, cores: number = availableParallelism()): number {
+  return Math.max(1, Math.min(defaultTrainingThreads(), Math.floor(cores / Math.max(1, peers))))
+}
+
 /** The number of U-Net rounds that fits the budget (see the module comment), clamped to sane bounds. */
 export function planUnetRounds(input: {
   calibration: StepCalibration
@@ -156,7 +158,7 @@ export function planUnetRounds(input: {
     (innerSteps * peers * stepCpu * DEMO_PEER_STEP_COST_FACTOR) / usableCores + DEMO_ROUND_OVERHEAD_SECONDS
   const autoencoderRoundSeconds = round(calibration.autoencoderStepCpu)
   const unetRoundSeconds = round(calibration.unetStepCpu)
-  // Outputs run in the demo's one process after training, on one core at the measured share.
+  // Outputs run in the demo process after training (grids on two threads), at the measured share.
   const outputsPerRound =
     (DEMO_OUTPUT_STEPS_PER_ROUND * calibration.unetStepCpu) / Math.max(0.1, calibration.cpuShare)
   const finalQuality =

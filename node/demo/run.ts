@@ -17,7 +17,7 @@ import type { PeerLaunch } from './orchestrate.ts'
 import { buildOutputs } from './outputs.ts'
 import type { BuiltOutputs, DemoMetrics } from './outputs.ts'
 import { acquireRunLock, finishAttempt, openRun, readRunManifest } from './run-manifest.ts'
-import { calibrateSteps, planUnetRounds } from './plan.ts'
+import { calibrateSteps, defaultPeerThreads, planUnetRounds } from './plan.ts'
 import type { DemoPlan } from './plan.ts'
 import { writeFileDurable } from '../store/durable.ts'
 import { mkdir } from 'node:fs/promises'
@@ -34,7 +34,7 @@ export interface DemoRunOptions {
   /** Plan the U-Net rounds from a measured step time (a fresh run only; a resumed run keeps its rounds). */
   planRounds?: boolean
   backend: string
-  /** Training threads of each peer (`coop start --threads`); the peers' default when absent. */
+  /** Training threads of each peer (`coop start --threads`); absent: defaultPeerThreads (the cores shared out among the peers). */
   threads?: number
   /** Plain lines even on a terminal. */
   plain: boolean
@@ -51,7 +51,7 @@ function startArgs(
   setup: DemoSetup,
   index: number,
   backend: string,
-  threads: number | undefined,
+  threads: number,
   bootstrap: string[],
 ): string[] {
   const peer = layout.peers[index]
@@ -74,7 +74,8 @@ function startArgs(
     ...(peer.publisher ? ['--publisher'] : []),
     '--backend',
     backend,
-    ...(threads === undefined ? [] : ['--threads', String(threads)]),
+    '--threads',
+    String(threads),
   ]
 }
 
@@ -219,14 +220,14 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
     if (opened.mode !== 'complete') {
       // A stale addrs file from an earlier attempt would point the others at a dead port.
       await rm(addrsPath(layout.peers[PUBLISHER_INDEX]?.store ?? ''), { force: true })
+      const threads = options.threads ?? defaultPeerThreads(layout.peers.length)
       const launches: PeerLaunch[] = layout.peers.map((peer) => ({
         peer,
-        args: (bootstrap) =>
-          startArgs(layout, setup, peer.index, options.backend, options.threads, bootstrap),
+        args: (bootstrap) => startArgs(layout, setup, peer.index, options.backend, threads, bootstrap),
         addrsFile: addrsPath(peer.store),
       }))
       note(
-        `starting ${launches.length} peers (coop start) on loopback${tty ? '' : '; logs in peers/<name>/node.log'}...`,
+        `starting ${launches.length} peers (coop start, ${threads} training thread${threads === 1 ? '' : 's'} each) on loopback${tty ? '' : '; logs in peers/<name>/node.log'}...`,
       )
       const outcome = await runPeers({ launches, view })
       if (outcome.kind === 'interrupted') {

@@ -29,7 +29,8 @@ Options:
   --categories <list>         comma-separated Twemoji category slugs (e.g. flags,smileys-emotion),
                               or 'all' (default all; the peers need one category each at least)
   --backend <name>            ${REQUESTED_BACKENDS.join('|')} (default auto)
-  --threads <n>               wasm: training threads of each peer (default min(2, cores))
+  --threads <n>               wasm: training threads of each peer (default: the cores shared out
+                              among the peers, at least 1: 1 for 4 peers on 2 cores)
   --set <key=value>           a model config override on top of the demo's, e.g.
                               --set unet.lr=0.002 (repeatable; the charter embeds the result)
   --plain                     plain progress lines even on a terminal`
