@@ -18,7 +18,7 @@ import type { CoopConfig } from '../../configs/index.ts'
 import type { ImageDataset } from '../../trainer/data.ts'
 import { createTrainerSession } from '../../trainer/session.ts'
 import { Rng } from '../../trainer/rng.ts'
-import { defaultTrainingThreads } from '../../trainer/threads.ts'
+import { DEFAULT_MAX_TRAINING_THREADS } from '../../trainer/constants.ts'
 import {
   DEMO_BUDGET_SECONDS,
   DEMO_FINAL_QUALITY_STEPS,
@@ -137,7 +137,7 @@ export async function calibrateSteps(
  * threads than cores, each step's workers wait on each other.
  */
 export function defaultPeerThreads(peers: number, cores: number = availableParallelism()): number {
-  return Math.max(1, Math.min(defaultTrainingThreads(), Math.floor(cores / Math.max(1, peers))))
+  return Math.max(1, Math.min(DEFAULT_MAX_TRAINING_THREADS, Math.floor(cores / Math.max(1, peers))))
 }
 
 /** The number of U-Net rounds that fits the budget (see the module comment), clamped to sane bounds. */

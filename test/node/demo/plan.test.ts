@@ -1,7 +1,7 @@
 // The demo's round planning (node/demo/plan.ts): the number of U-Net rounds follows the
 // measured step time and the machine, within bounds, and the prediction fits the budget.
 import { describe, expect, it } from 'vitest'
-import { planUnetRounds } from '../../../node/demo/plan.ts'
+import { defaultPeerThreads, planUnetRounds } from '../../../node/demo/plan.ts'
 import type { StepCalibration } from '../../../node/demo/plan.ts'
 import { DEMO_MAX_UNET_ROUNDS, DEMO_MIN_UNET_ROUNDS } from '../../../node/demo/constants.ts'
 
@@ -46,5 +46,16 @@ describe('planUnetRounds', () => {
     const fast = plan(measured(0.001))
     expect(fast.unetRounds).toBe(DEMO_MAX_UNET_ROUNDS)
     expect(fast.note).toMatch(/capped/)
+  })
+})
+
+describe('demo peers: training threads', () => {
+  it('shares the cores out among the peers, at least one thread each, at most the trainer default', () => {
+    expect(defaultPeerThreads(4, 2)).toBe(1)
+    expect(defaultPeerThreads(4, 1)).toBe(1)
+    expect(defaultPeerThreads(2, 4)).toBe(2)
+    expect(defaultPeerThreads(4, 8)).toBe(2)
+    // Never more than a training step uses by default (trainer/constants.ts), however many cores.
+    expect(defaultPeerThreads(2, 64)).toBe(2)
   })
 })
