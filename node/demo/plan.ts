@@ -79,8 +79,10 @@ async function timeSteps(
   session: { trainSteps(n: number): Promise<unknown> },
   steps: number,
 ): Promise<{ cpu: number; wall: number }> {
-  // Warm-up: kernel set-up and first allocations (the first U-Net step costs 2-4x the others).
-  await session.trainSteps(2)
+  // Warm-up: kernel set-up and first allocations. The first U-Net step costs 2-4x the others, and
+  // steps 3-10 still ran 20-50 % slower than later ones (27 Nov, 4-step batches: 0.36-0.45 CPU-s
+  // in the first two batches, 0.19-0.31 after).
+  await session.trainSteps(6)
   const c = process.cpuUsage()
   const w = performance.now()
   await session.trainSteps(steps)
@@ -92,9 +94,10 @@ async function timeSteps(
 export async function calibrateSteps(
   config: CoopConfig,
   backend: string,
-  // The mean of 16 steps: single U-Net steps range 0.16-0.30 CPU-s on an idle machine (27 Nov),
-  // and the median of 8 gave 0.23 to 0.33 from run to run, which planned 15 to 23 rounds.
-  steps = 16,
+  // The mean of 12 steps after the warm-up: single U-Net steps range 0.16-0.30 CPU-s on an idle
+  // machine (27 Nov), and the median of 8 after one warm-up step gave 0.23 to 0.33 from run to
+  // run, which planned 15 to 23 rounds. This shared machine still moves it by ~20 %.
+  steps = 12,
 ): Promise<StepCalibration> {
   const dataset = noiseDataset(config, Math.max(config.autoencoder.batchSize, config.unet.batchSize) * 2)
   // One thread: a step's CPU cost is what the model needs (the peers share the cores), and on 2
