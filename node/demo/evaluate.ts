@@ -128,20 +128,18 @@ export async function createEvaluator(options: {
   dataDir: string
   backend: string
   checkpoints: CollectedCheckpoint[]
-  /** wasm training threads of this thread's backend (default: the process's). */
-  threads?: number
   log?: Logger
 }): Promise<Evaluator> {
-  const choice = await initBackend(
-    options.backend,
-    options.log,
-    options.threads === undefined ? {} : { threads: options.threads },
-  )
-  const dataset: ImageDataset = await loadImageFolder({
-    dir: options.dataDir,
-    size: options.config.image.size,
-    ...(options.log ? { log: options.log } : {}),
-  })
+  const choice = await initBackend(options.backend, options.log)
+  // Only the eval loss needs the pooled images: an evaluator that only samples (the grid worker,
+  // a resumed run whose losses are cached) never reads them.
+  let dataset: Promise<ImageDataset> | undefined
+  const pooledData = (): Promise<ImageDataset> =>
+    (dataset ??= loadImageFolder({
+      dir: options.dataDir,
+      size: options.config.image.size,
+      ...(options.log ? { log: options.log } : {}),
+    }))
   const byId = new Map(options.checkpoints.map((c) => [c.id, c]))
   let quality: QualityModel | undefined
   const qualityModel = async (): Promise<QualityModel> => {
@@ -179,7 +177,7 @@ export async function createEvaluator(options: {
       session = await createTrainerSession({
         config: options.config,
         phase: checkpoint.phase,
-        dataset,
+        dataset: await pooledData(),
         // The seed only initialises weights, which are replaced; the eval batch is fixed by design.
         seed: 0,
         ...(checkpoint.phase === 'unet' ? { autoencoder: await autoencoderOf(checkpoint) } : {}),

@@ -36,8 +36,6 @@ async function main(channel: NonNullable<typeof parentPort>): Promise<void> {
     dataDir: data.dataDir,
     backend: data.backend,
     checkpoints: data.checkpoints,
-    // Sampling runs on this thread only: no training pool of its own.
-    threads: 1,
   })
   const next = (): Promise<GridJob> =>
     new Promise((resolve) => channel.once('message', (job: GridJob) => resolve(job)))

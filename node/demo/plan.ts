@@ -107,8 +107,9 @@ export async function calibrateSteps(
   config: CoopConfig,
   backend: string,
   // 12 steps after the warm-up, the cheapest of 3 batches of 4: single U-Net steps range
-  // 0.16-0.30 CPU-s on an idle machine (27 Nov), and the median of 8 after one warm-up step gave
-  // 0.19 to 0.33 from run to run, which planned 15 to 43 rounds.
+  // 0.16-0.30 CPU-s on an idle machine (27 Nov), and the demo's calibrations of that day (median
+  // of 8 after one warm-up step, then means of 16 and 12) read 0.19 to 0.33 from run to run,
+  // which planned 15 to 43 rounds.
   steps = 12,
 ): Promise<StepCalibration> {
   const dataset = noiseDataset(config, Math.max(config.autoencoder.batchSize, config.unet.batchSize) * 2)

@@ -34,8 +34,9 @@ describe('demo grids on a second thread', () => {
     const failure = await renderGridsInWorker({
       data: {
         config: loadConfig('tiny'),
-        dataDir: join(dir, 'no-such-folder'),
-        backend: 'wasm',
+        dataDir: dir,
+        // initBackend refuses it (UNKNOWN_BACKEND) before any grid is taken.
+        backend: 'no-such-backend',
         checkpoints: queue.slice(),
         rows: ['flags'],
       },
@@ -54,8 +55,8 @@ describe('demo grids on a second thread', () => {
   it('a grid the worker was given but could not render goes back to the queue', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'coop-grids-'))
     dirs.push(dir)
-    // The worker's evaluator starts (an empty image folder is fine for sampling), but the
-    // checkpoint it is handed has no weights on disk: rendering fails mid-job.
+    // The worker's evaluator starts (sampling never reads the image folder), but the checkpoint
+    // it is handed has no weights on disk: rendering fails mid-job.
     const queue = [checkpoint(7)]
     const failure = await renderGridsInWorker({
       data: {
