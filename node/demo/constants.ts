@@ -46,18 +46,6 @@ export const DEFAULT_RUN = {
   configOverrides: {} as Readonly<Record<string, unknown>>,
 } as const
 
-/**
- * Outer Nesterov momentum of the demo's charter (the charter default is 0.9, DiLoCo's). Measured
- * 2026-11-27 with the loop `bench/demo-outer.bench.ts` now runs (its first version: the autoencoder
- * of a demo run's round 6, categories dealt round-robin): 4 peers of 2-3 categories, 120 images per
- * category, emoji32, int8, 25 local steps, outer lr 0.7, 24 rounds; class accuracy of the mean of
- * the last 8 rounds, 32 samples per class, guidance 7. Momentum 0.9 gave 0.47 and
- * 0.48 (seeds 0 and 1), 0.8 gave 0.52 and 0.52, 0.6 gave 0.44 (seed 0). Fréchet distance moved
- * the other way by less: 2.31/2.09 at 0.9, 2.83/2.26 at 0.8. Halving the outer lr at 0.9 instead
- * (0.35: 0.38) or decaying it to a tenth over the run (0.39) did worse.
- */
-export const DEMO_OUTER_MOMENTUM = 0.8
-
 /** The default demo's time budget: 15 minutes on a 2-core machine (issue 10), less a tenth for what the model of a run misses. */
 export const DEMO_BUDGET_SECONDS = 15 * 60 * 0.9
 /** Setup (data, keys, consent, charter), the calibration, the peers' start and the checkpoint checks: measured 60-90 s at low load. */

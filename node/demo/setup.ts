@@ -8,7 +8,7 @@ import { didKeyFromPublicKey, peerIdString } from '../../protocol/keys.ts'
 import { readKeyFile } from '../keystore.ts'
 import { loadConfig } from '../../configs/index.ts'
 import { runCoop } from './coop-cli.ts'
-import { DEMO_OUTER_MOMENTUM, TWEMOJI_CONSENT } from './constants.ts'
+import { TWEMOJI_CONSENT } from './constants.ts'
 import { DemoError } from './errors.ts'
 import type { DemoLayout, PeerLayout } from './layout.ts'
 import type { DemoParams } from './run-manifest.ts'
@@ -205,8 +205,6 @@ export async function prepareDemo(layout: DemoLayout, params: DemoParams, note: 
       String(params.autoencoderRounds),
       '--unet-rounds',
       String(params.unetRounds),
-      '--outer-momentum',
-      String(DEMO_OUTER_MOMENTUM),
       // Every peer's contribution in every round: a round closes when all have contributed.
       '--quorum',
       String(params.peers),

@@ -7,10 +7,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { verifyCharter } from '../../protocol/charter.ts'
 import { didKeyFromPublicKey } from '../../protocol/keys.ts'
-import { DEMO_OUTER_MOMENTUM } from '../../node/demo/constants.ts'
-import { DEFAULT_OUTER_MOMENTUM } from '../../node/round/constants.ts'
 import { readKeyFile } from '../../node/keystore.ts'
 import { mapLimit } from './helpers/map-limit.ts'
 
@@ -257,13 +254,6 @@ describe('coop demo --smoke', () => {
     const html = await readFile(join(out, 'report.html'), 'utf8')
     expect(html).toContain('Loss and sample quality')
     expect(html).toMatch(/final class accuracy \d+% \(chance 11%\) on 144 samples/)
-  })
-
-  it("signs the demo's outer momentum into the charter the peers train under", async () => {
-    const { charter } = verifyCharter(new Uint8Array(await readFile(join(out, 'setup', 'charter.json'))))
-    expect(charter.rounds.outerMomentum).toBe(DEMO_OUTER_MOMENTUM)
-    // Not the charter default, so the value above can only have come from the demo's setup.
-    expect(DEMO_OUTER_MOMENTUM).not.toBe(DEFAULT_OUTER_MOMENTUM)
   })
 
   it('reports a finished run as complete when run again, and refuses other parameters', async () => {
