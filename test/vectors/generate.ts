@@ -169,6 +169,8 @@ export function buildVectors(): { files: Map<string, string>; expectations: Vect
   add('charter.payload-changed.json', 'charter', 'BAD_SIGNATURE', 'threshold changed to 1 in the payload after signing', text({ ...charter.envelope, payload: b64json({ ...charter.charter, threshold: 1 }) }))
   add('charter.payload-type-changed.json', 'charter', 'BAD_SIGNATURE', 'payloadType changed (PAE covers it)', text({ ...charter.envelope, payloadType: `${CHARTER_PAYLOAD_TYPE}x` }))
   add('charter.with-audit.json', 'charter', 'VALID', 'the valid charter plus a memorization audit every 5 U-Net rounds, 16 samples per class', text(createCharter({ ...charterContent, audit: { every: 5, samplesPerClass: 16 } }, [publisherA.key, publisherB.key]).envelope))
+  add('charter.with-outer-schedule.json', 'charter', 'VALID', 'the valid charter plus an outer-lr schedule: 2 warm-up rounds, then linear decay to 0.25 of outerLr', text(createCharter({ ...charterContent, rounds: { ...charterContent.rounds, outerSchedule: { warmupRounds: 2, finalLrFraction: 0.25 } } }, [publisherA.key, publisherB.key]).envelope))
+  add('charter.outer-schedule-final-zero.json', 'charter', 'SCHEMA', 'validly signed, an outer-lr schedule decaying to 0 (the last round would change nothing)', text(resignEnvelope(charter.envelope, (p) => ((p.rounds as Record<string, unknown>).outerSchedule = { warmupRounds: 0, finalLrFraction: 0 }), [publisherA.key, publisherB.key])))
   add('charter.threshold-too-high.json', 'charter', 'SCHEMA', 'validly signed, threshold 3 with 2 publishers', text(resignEnvelope(charter.envelope, (p) => (p.threshold = 3), [publisherA.key, publisherB.key])))
 
   // --- ContributionStatement ---------------------------------------------------------------

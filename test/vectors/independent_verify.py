@@ -344,7 +344,14 @@ def verify_charter(data):
     if 'audit' in c:
         closed(c['audit'], ['every', 'samplesPerClass'])
         need(all(type(c['audit'][k]) is int and c['audit'][k] >= 1 for k in ('every', 'samplesPerClass')))
-    closed(c['rounds'], ['innerSteps', 'outerLr', 'outerMomentum', 'aggregator', 'compression', 'quorum', 'deadlineSeconds'])
+    closed(c['rounds'], ['innerSteps', 'outerLr', 'outerMomentum', 'aggregator', 'compression', 'quorum', 'deadlineSeconds'], ['outerSchedule'])
+    if 'outerSchedule' in c['rounds']:
+        # PROTOCOL.md: {"warmupRounds": 0..100000, "finalLrFraction": (0, 1]}
+        s = c['rounds']['outerSchedule']
+        closed(s, ['warmupRounds', 'finalLrFraction'])
+        w, f = s['warmupRounds'], s['finalLrFraction']
+        need(type(w) is int and 0 <= w <= 100000)
+        need(type(f) in (int, float) and 0 < f <= 1)
     closed(c['phases'], ['autoencoder', 'unet'])
     publishers = c['publishers']
     need(isinstance(publishers, list) and publishers == sorted(set(publishers)) and all(PEER.match(p) for p in publishers))
