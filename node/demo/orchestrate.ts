@@ -11,6 +11,7 @@ import type { PeerProcess } from './processes.ts'
 import type { NodeEvent } from './events.ts'
 import type { PeerLayout } from './layout.ts'
 import { errorCode } from '../../protocol/coded-error.ts'
+import type { TimeBoxStop } from './time-box.ts'
 
 export interface PeerLaunch {
   peer: PeerLayout
@@ -25,6 +26,8 @@ export interface PeerLaunch {
 export type RunOutcome =
   | { kind: 'finished'; progress: DemoProgress }
   | { kind: 'interrupted'; signal: NodeJS.Signals; progress: DemoProgress }
+  /** The time box (time-box.ts) stopped the peers after a closed round, before the charter's last. */
+  | { kind: 'time-boxed'; stop: TimeBoxStop; progress: DemoProgress }
 
 export interface OrchestrateOptions {
   launches: PeerLaunch[]
@@ -34,6 +37,11 @@ export interface OrchestrateOptions {
   stallTimeoutMs?: number
   /** Called with every event, after the progress has been updated. */
   onEvent?: (peer: PeerLayout, event: NodeEvent, progress: DemoProgress) => void
+  /**
+   * Asked after each round the publisher closes: a stop ends the run there (the peers are
+   * stopped cleanly, as on Ctrl-C) and runPeers returns it as 'time-boxed'.
+   */
+  timeBox?: (progress: DemoProgress) => TimeBoxStop | undefined
 }
 
 /** Parses the addrs file a node writes: a JSON list of multiaddrs or one per line. */
@@ -73,6 +81,7 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
   const running: PeerProcess[] = []
   let interruptedBy: NodeJS.Signals | undefined
   let failure: DemoError | undefined
+  let timeBoxed: TimeBoxStop | undefined
   let lastActivity = Date.now()
   let wake: (() => void) | undefined
   const wakeUp = (): void => {
@@ -106,13 +115,26 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
         const change = applyEvent(progress, launch.peer.index, event)
         view.update(progress, change.notable ? change.line : undefined)
         options.onEvent?.(launch.peer, event, progress)
+        if (
+          event.kind === 'round-closed' &&
+          launch.peer.publisher &&
+          timeBoxed === undefined &&
+          options.timeBox !== undefined
+        ) {
+          timeBoxed = options.timeBox(progress)
+          if (timeBoxed !== undefined) {
+            view.note(`\n${timeBoxed.reason}`)
+            wakeUp()
+          }
+        }
       },
     })
     void proc.exited.then((exit) => {
       const clean = exit.code === 0
-      markPeer(progress, launch.peer.index, clean || interruptedBy !== undefined ? 'stopped' : 'failed')
+      const stopping = interruptedBy !== undefined || timeBoxed !== undefined
+      markPeer(progress, launch.peer.index, clean || stopping ? 'stopped' : 'failed')
       view.update(progress, `${launch.peer.name}: exited ${exit.signal ?? `with code ${exit.code}`}`)
-      if (!clean && interruptedBy === undefined && failure === undefined) {
+      if (!clean && !stopping && failure === undefined) {
         failure = new DemoError(
           'NODE_EXITED',
           `${launch.peer.name} exited ${exit.signal ?? `with code ${exit.code}`}; last lines of ${launch.peer.log}:\n${proc.tail().slice(-8).join('\n')}`,
@@ -184,7 +206,7 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
 
     const stallMs = options.stallTimeoutMs ?? STALL_TIMEOUT_MS
     while (running.some((p) => p.isRunning())) {
-      if (interruptedBy !== undefined || failure !== undefined) break
+      if (interruptedBy !== undefined || failure !== undefined || timeBoxed !== undefined) break
       if (done.size === launches.length) break
       if (Date.now() - lastActivity > stallMs) {
         failure = new DemoError(
@@ -201,6 +223,7 @@ export async function runPeers(options: OrchestrateOptions): Promise<RunOutcome>
     view.stop(progress)
     if (failure !== undefined) throw failure
     if (interruptedBy !== undefined) return { kind: 'interrupted', signal: interruptedBy, progress }
+    if (timeBoxed !== undefined) return { kind: 'time-boxed', stop: timeBoxed, progress }
     return { kind: 'finished', progress }
   } finally {
     // Whatever went wrong above, no peer outlives the demo.

@@ -33,7 +33,7 @@ import { createEvaluator } from './evaluate.ts'
 import type { DemoQuality } from './evaluate.ts'
 import { gridWorkerHelps, renderGridsInWorker } from './grids.ts'
 import { CLASSIFIER_WEIGHTS_SHA256 } from '../../trainer/quality/digest.ts'
-import { QUALITY_SEED, SAMPLE_GUIDANCE, SAMPLE_STEPS } from './constants.ts'
+import { QUALITY_SEED, SAMPLE_GUIDANCE, SAMPLE_STEPS, TIME_BOX_FILE } from './constants.ts'
 import type { DemoLayout } from './layout.ts'
 import type { DemoParams } from './run-manifest.ts'
 import type { DemoSetup } from './setup.ts'
@@ -76,6 +76,11 @@ export interface DemoMetrics {
   quality: (DemoQuality & { classifier: string; guidance: number; steps: number; seed: number }) | null
   /** How the U-Net rounds were planned from a measured step time (node/demo/plan.ts); null when --rounds fixed them. */
   plan: unknown
+  /**
+   * Set when the time box (node/demo/time-box.ts) stopped the run after a closed U-Net round,
+   * before the charter's last, to finish within the time limit; null otherwise.
+   */
+  timeBox: unknown
   rounds: RoundMetrics[]
 }
 
@@ -289,6 +294,13 @@ async function readQualityCache(path: string): Promise<Record<string, DemoQualit
   }
 }
 
+/** A setup record (plan.json, time-box.json): its JSON, or null when absent or unreadable. */
+async function readJsonOrNull(path: string): Promise<unknown> {
+  return readFile(path, 'utf8')
+    .then((text) => JSON.parse(text) as unknown)
+    .catch(() => null)
+}
+
 async function readJsonCache(path: string): Promise<Record<string, number>> {
   try {
     const value = JSON.parse(await readFile(path, 'utf8')) as unknown
@@ -465,9 +477,8 @@ export async function buildOutputs(options: {
             steps: SAMPLE_STEPS,
             seed: QUALITY_SEED,
           },
-    plan: await readFile(join(layout.out, 'setup', 'plan.json'), 'utf8')
-      .then((text) => JSON.parse(text) as unknown)
-      .catch(() => null),
+    plan: await readJsonOrNull(join(layout.out, 'setup', 'plan.json')),
+    timeBox: await readJsonOrNull(join(layout.out, 'setup', TIME_BOX_FILE)),
     rounds,
   }
   await writeFileDurable(layout.metrics, `${JSON.stringify(metrics, null, 2)}\n`)

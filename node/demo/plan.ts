@@ -48,6 +48,10 @@ export interface DemoPlan {
   autoencoderRoundSeconds: number
   unetRoundSeconds: number
   unetRounds: number
+  /** Output work (grid, its score, eval loss, verification) per U-Net round, after training. */
+  outputSecondsPerRound: number
+  /** The final quality score. */
+  finalSeconds: number
   predictedSeconds: number
   /** Why the number is what it is (clamped or not), for the user. */
   note: string
@@ -197,6 +201,8 @@ export function planUnetRounds(input: {
     autoencoderRoundSeconds,
     unetRoundSeconds,
     unetRounds,
+    outputSecondsPerRound: outputsPerRound,
+    finalSeconds: finalQuality,
     predictedSeconds,
     note,
   }

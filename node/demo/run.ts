@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { readFile, rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { addrsPath } from '../round/layout.ts'
-import { PUBLISHER_INDEX } from './constants.ts'
+import { PUBLISHER_INDEX, TIME_BOX_FILE } from './constants.ts'
 import { DemoError } from './errors.ts'
 import { demoLayout } from './layout.ts'
 import type { DemoLayout } from './layout.ts'
@@ -19,6 +19,9 @@ import type { BuiltOutputs, DemoMetrics } from './outputs.ts'
 import { acquireRunLock, finishAttempt, openRun, readRunManifest } from './run-manifest.ts'
 import { calibrateSteps, defaultPeerThreads, planUnetRounds } from './plan.ts'
 import type { DemoPlan } from './plan.ts'
+import { timeBoxDecision } from './time-box.ts'
+import type { TimeBoxStop } from './time-box.ts'
+import type { DemoProgress } from './progress.ts'
 import { writeFileDurable } from '../store/durable.ts'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -96,11 +99,22 @@ function formatSeconds(seconds: number): string {
 
 function summary(out: string, built: BuiltOutputs, seconds: number): string {
   const { metrics } = built
+  const unetDone = metrics.rounds.filter((r) => r.phase === 'unet' && !r.genesis).length
+  const unet =
+    unetDone === metrics.params.unetRounds
+      ? `${unetDone} U-Net rounds`
+      : `${unetDone} of ${metrics.params.unetRounds} planned U-Net rounds`
   const lines = [
     '',
-    `coop demo done in ${formatSeconds(seconds)}: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${metrics.params.unetRounds} U-Net rounds on ${metrics.backend}.`,
+    `coop demo done in ${formatSeconds(seconds)}: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${unet} on ${metrics.backend}.`,
     `checkpoints: ${built.checkpoints}, verified ${built.verified}/${built.checkpoints} (signatures, digests, recomputation)`,
   ]
+  const timeBox = metrics.timeBox as TimeBoxStop | null
+  if (timeBox !== null)
+    lines.push(
+      `time box: stopped after U-Net round ${timeBox.unetRoundsDone} of ${timeBox.unetRoundsPlanned} to finish within ${Math.round(timeBox.limitSeconds / 60)} minutes ` +
+        `(U-Net rounds took ${timeBox.unetRoundSeconds.toFixed(1)} s, the plan assumed ${timeBox.plannedUnetRoundSeconds.toFixed(1)} s)`,
+    )
   for (const phase of ['autoencoder', 'unet'] as const) {
     const evals = metrics.rounds.filter((r) => r.phase === phase && !r.genesis && r.evalLoss !== undefined)
     const first = evals[0]
@@ -158,11 +172,14 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
   const tty = !options.plain && stdout.isTTY === true
   const view: ProgressView = tty ? createTtyView(stdout) : createPlainView(stdout)
   const note = (text: string): void => view.note(text)
+  // The user's clock: the time box (time-box.ts) keeps a planned run within its limit from here.
+  const startedAtMs = Date.now()
   const release = await acquireRunLock(out)
   let manifest: RunManifest | undefined
   try {
     let params = options.params
     let plan: DemoPlan | undefined
+    let timeBoxed: TimeBoxStop | undefined
     if (options.planRounds === true) {
       const recorded = await readRunManifest(out)
       if (recorded !== undefined) params = { ...params, unetRounds: recorded.params.unetRounds }
@@ -229,7 +246,12 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       note(
         `starting ${launches.length} peers (coop start, ${threads} training thread${threads === 1 ? '' : 's'} each) on loopback${tty ? '' : '; logs in peers/<name>/node.log'}...`,
       )
-      const outcome = await runPeers({ launches, view })
+      const timeBox =
+        plan === undefined
+          ? undefined
+          : (progress: DemoProgress) =>
+              timeBoxDecision({ plan: plan as DemoPlan, startedAtMs }, progress, Date.now())
+      const outcome = await runPeers({ launches, view, ...(timeBox ? { timeBox } : {}) })
       if (outcome.kind === 'interrupted') {
         manifest = await finishAttempt(out, manifest, 'interrupted', outcome.signal)
         note(
@@ -238,6 +260,13 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
         return EXIT_INTERRUPTED
       }
       backend = outcome.progress.peers[PUBLISHER_INDEX]?.backend ?? backend
+      if (outcome.kind === 'time-boxed') {
+        timeBoxed = outcome.stop
+        await writeFileDurable(
+          join(out, 'setup', TIME_BOX_FILE),
+          `${JSON.stringify(outcome.stop, null, 2)}\n`,
+        )
+      }
     }
     const complete = opened.mode === 'complete'
     // Rebuilding the deleted outputs of a finished run: its own attempts and backend, no new attempt.
@@ -251,7 +280,15 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       attempts: manifest.attempts.length,
       note,
     })
-    if (!complete) manifest = await finishAttempt(out, manifest, 'complete')
+    if (!complete)
+      manifest = await finishAttempt(
+        out,
+        manifest,
+        'complete',
+        timeBoxed === undefined
+          ? undefined
+          : `time-boxed after U-Net round ${timeBoxed.unetRoundsDone} of ${timeBoxed.unetRoundsPlanned}`,
+      )
     note(summary(options.out, built, attemptSeconds(manifest, Date.now())))
     return built.verified === built.checkpoints ? 0 : 1
   } catch (error) {

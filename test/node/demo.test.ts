@@ -63,6 +63,7 @@ interface Metrics {
   peers: { name: string; rightsHolder: string }[]
   quality: { classAccuracy: unknown; frechetDistance: unknown; samples: unknown; round: unknown } | null
   plan: unknown
+  timeBox: unknown
   rounds: {
     round: number
     phase: 'autoencoder' | 'unet'
@@ -246,8 +247,9 @@ describe('coop demo --smoke', () => {
       expect(typeof r.quality?.frechetDistance, `round ${r.round}`).toBe('number')
       expect(r.quality?.samples).toBe(54)
     }
-    // --smoke fixes its rounds: nothing was planned.
+    // --smoke fixes its rounds: nothing was planned, and so nothing time-boxed.
     expect(metrics.plan).toBeNull()
+    expect(metrics.timeBox).toBeNull()
     expect(await readFile(join(out, 'quality.svg'), 'utf8')).toMatch(
       /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/,
     )

@@ -66,6 +66,40 @@ describe('demo orchestration of peer processes', () => {
       expect(await readFile(join(ls[i]!.peer.dir, 'signals.txt'), 'utf8')).toBe('SIGINT\n')
   })
 
+  it('stops every peer cleanly when the time box says so, after the publisher closes a round', async () => {
+    const { lines, view } = collectingView()
+    const ls = await launches(['rounds', 'rounds'])
+    const asked: number[] = []
+    const outcome = await runPeers({
+      launches: ls,
+      view,
+      timeBox: (progress) => {
+        const closed = progress.rounds.filter((r) => r.phase === 'unet').length
+        asked.push(closed)
+        return closed < 4
+          ? undefined
+          : {
+              unetRoundsDone: closed,
+              unetRoundsPlanned: 40,
+              elapsedSeconds: 1,
+              unetRoundSeconds: 0.05,
+              plannedUnetRoundSeconds: 0.04,
+              projectedSeconds: 901,
+              limitSeconds: 900,
+              reason: `stopping after U-Net round ${closed} of 40`,
+            }
+      },
+    })
+    expect(outcome.kind).toBe('time-boxed')
+    if (outcome.kind !== 'time-boxed') return
+    expect(outcome.stop.unetRoundsDone).toBe(4)
+    // Asked once per round the publisher closed, and not again once it said stop.
+    expect(asked).toEqual([1, 2, 3, 4])
+    expect(lines.some((l) => l.includes('stopping after U-Net round 4 of 40'))).toBe(true)
+    for (const l of ls) expect(await readFile(join(l.peer.dir, 'signals.txt'), 'utf8')).toBe('SIGINT\n')
+    expect(outcome.progress.peers.map((p) => p.activity)).toEqual(['stopped', 'stopped'])
+  })
+
   it('forwards one SIGINT to each peer on Ctrl-C and reports the run as interrupted', async () => {
     const { view } = collectingView()
     const ls = await launches(['wait', 'wait'])
