@@ -1,7 +1,8 @@
-// Plans the default demo's U-Net rounds from a measured training step, so the demo finishes in
-// its time budget on this machine, whatever its speed: a slower machine gets fewer rounds, a
-// faster one (or the 2-thread wasm backend) more. The plan is made once, before the charter is
-// signed (the charter fixes the rounds), and recorded in setup/plan.json and metrics.json.
+// Plans the default demo's U-Net rounds from a measured training step: a slower machine gets
+// fewer rounds, a faster one (or the 2-thread wasm backend) more. The plan is made once, before the
+// charter is signed (the charter fixes the rounds), and recorded in setup/plan.json and
+// metrics.json. It fits the rounds into DEMO_PLAN_SECONDS, more than the time limit: the plan is
+// the most a run may do, and the time box (time-box.ts) ends it from its measured pace.
 //
 // Model of a run, in seconds:
 //   setup + peers' start                                  DEMO_FIXED_SECONDS
@@ -20,7 +21,8 @@ import { createTrainerSession } from '../../trainer/session.ts'
 import { Rng } from '../../trainer/rng.ts'
 import { DEFAULT_MAX_TRAINING_THREADS } from '../../trainer/constants.ts'
 import {
-  DEMO_BUDGET_SECONDS,
+  DEMO_PLAN_SECONDS,
+  DEMO_TIME_LIMIT_SECONDS,
   DEMO_FINAL_QUALITY_STEPS,
   DEMO_FIXED_SECONDS,
   DEMO_MAX_UNET_ROUNDS,
@@ -170,7 +172,7 @@ export function planUnetRounds(input: {
   cores?: number
 }): DemoPlan {
   const { calibration, peers, innerSteps, autoencoderRounds } = input
-  const budgetSeconds = input.budgetSeconds ?? DEMO_BUDGET_SECONDS
+  const budgetSeconds = input.budgetSeconds ?? DEMO_PLAN_SECONDS
   const cores = input.cores ?? cpus().length
   // A peer is one process on one core; other load shrinks what the peers get.
   const usableCores = Math.max(0.25, Math.min(cores, peers) * Math.max(0.1, calibration.cpuShare))
@@ -189,10 +191,10 @@ export function planUnetRounds(input: {
   const predictedSeconds = fixed + unetRounds * (unetRoundSeconds + outputsPerRound)
   const note =
     fitting < DEMO_MIN_UNET_ROUNDS
-      ? `this machine is too slow for the ${Math.round(budgetSeconds / 60)}-minute budget: running the minimum of ${DEMO_MIN_UNET_ROUNDS} U-Net rounds (about ${Math.round(predictedSeconds / 60)} min)`
+      ? `this machine is too slow for the ${Math.round(DEMO_TIME_LIMIT_SECONDS / 60)}-minute limit: running the minimum of ${DEMO_MIN_UNET_ROUNDS} U-Net rounds (about ${Math.round(predictedSeconds / 60)} min)`
       : fitting > DEMO_MAX_UNET_ROUNDS
         ? `capped at ${DEMO_MAX_UNET_ROUNDS} U-Net rounds (the budget would allow ${fitting})`
-        : `${unetRounds} U-Net rounds fit the ${Math.round(budgetSeconds / 60)}-minute budget`
+        : `up to ${unetRounds} U-Net rounds (fitted to ${Math.round(budgetSeconds / 60)} minutes; the time box ends the run earlier if its pace needs it)`
   return {
     budgetSeconds,
     cores,

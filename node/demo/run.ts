@@ -197,7 +197,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
         params = { ...params, unetRounds: plan.unetRounds }
         note(
           `  ${choice.name}: ${plan.calibration.unetStepCpu.toFixed(2)} CPU-s per U-Net step, ${plan.calibration.autoencoderStepCpu.toFixed(2)} per autoencoder step, ` +
-            `${Math.round(plan.calibration.cpuShare * 100)}% of a core free: ${plan.note} (predicted ${Math.round(plan.predictedSeconds / 60)} min; --rounds N overrides)`,
+            `${Math.round(plan.calibration.cpuShare * 100)}% of a core free: ${plan.note}; --rounds N fixes them`,
         )
       }
     }
