@@ -244,9 +244,19 @@ export const command: Command = {
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)
     })
+    // The linger is for serving slower peers after the last round; a signal ends it, and its
+    // timer must not keep the process alive once the node has stopped (it did: 10 s after every
+    // Ctrl-C and every demo run, since the engine's `finished` also resolves when it stops).
+    let ending = false
+    let endLinger: (() => void) | undefined
+    let lingerTimer: NodeJS.Timeout | undefined
     const finished = peer.finished.then(async () => {
       if (values.stay === true) return await new Promise<number>(() => undefined)
-      await new Promise((resolve) => setTimeout(resolve, linger * 1000))
+      if (ending) return 0
+      await new Promise<void>((resolve) => {
+        endLinger = resolve
+        lingerTimer = setTimeout(resolve, linger * 1000)
+      })
       return 0
     })
     let code = 0
@@ -256,6 +266,9 @@ export const command: Command = {
       log.error({ err, code: errorCode(err) }, 'node failed')
       code = 1
     } finally {
+      ending = true
+      clearTimeout(lingerTimer)
+      endLinger?.()
       // The last live line first: it tells how the run ended, before the engine stops.
       view.stop({ stopped: signalled > 0 || code !== 0 })
       quorum?.stop()
