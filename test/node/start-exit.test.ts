@@ -39,14 +39,20 @@ describe('coop start ends promptly when signalled', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('while lingering after its last round', async () => {
-    const node = startNode(cluster, cluster.peers[0]!, { extra: LINGER })
+  /** Starts the cluster's only node, waits for `message`, sends SIGINT; the node must exit cleanly, promptly. */
+  async function interruptAfter(on: Cluster, message: string): Promise<NodeProcess> {
+    const node = startNode(on, on.peers[0]!, { extra: LINGER })
     started.push(node)
-    await node.waitFor('all rounds done')
+    await node.waitFor(message)
     node.kill('SIGINT')
     const [exit] = await exitsWithin([node], EXIT_ALLOWANCE_MS)
     expect(exit).toEqual({ code: 0, signal: null })
     expect(node.count('node stopped')).toBe(1)
+    return node
+  }
+
+  it('while lingering after its last round', async () => {
+    await interruptAfter(cluster, 'all rounds done')
   }, 180_000)
 
   it('in the middle of a round', async () => {
@@ -58,12 +64,7 @@ describe('coop start ends promptly when signalled', () => {
       imagesPerPeer: 4,
       charterArgs: ['--ae-rounds', '1', '--unet-rounds', '1', '--inner-steps', '2', '--quorum', '2'],
     })
-    const node = startNode(waiting, waiting.peers[0]!, { extra: LINGER })
-    started.push(node)
-    await node.waitFor('contribution published')
-    node.kill('SIGINT')
-    const [exit] = await exitsWithin([node], EXIT_ALLOWANCE_MS)
-    expect(exit).toEqual({ code: 0, signal: null })
+    const node = await interruptAfter(waiting, 'contribution published')
     expect(node.count('all rounds done')).toBe(0)
   }, 180_000)
 })
