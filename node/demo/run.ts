@@ -97,16 +97,19 @@ function formatSeconds(seconds: number): string {
   return m > 0 ? `${m} min ${Math.round(seconds - m * 60)} s` : `${Math.round(seconds)} s`
 }
 
+/** "N U-Net rounds", or "N of M planned U-Net rounds" when the time box ended the run early. */
+function unetRoundsText(metrics: DemoMetrics): string {
+  const done = metrics.rounds.filter((r) => r.phase === 'unet' && !r.genesis).length
+  return done === metrics.params.unetRounds
+    ? `${done} U-Net rounds`
+    : `${done} of ${metrics.params.unetRounds} planned U-Net rounds`
+}
+
 function summary(out: string, built: BuiltOutputs, seconds: number): string {
   const { metrics } = built
-  const unetDone = metrics.rounds.filter((r) => r.phase === 'unet' && !r.genesis).length
-  const unet =
-    unetDone === metrics.params.unetRounds
-      ? `${unetDone} U-Net rounds`
-      : `${unetDone} of ${metrics.params.unetRounds} planned U-Net rounds`
   const lines = [
     '',
-    `coop demo done in ${formatSeconds(seconds)}: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${unet} on ${metrics.backend}.`,
+    `coop demo done in ${formatSeconds(seconds)}: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${unetRoundsText(metrics)} on ${metrics.backend}.`,
     `checkpoints: ${built.checkpoints}, verified ${built.verified}/${built.checkpoints} (signatures, digests, recomputation)`,
   ]
   const timeBox = metrics.timeBox as TimeBoxStop | null
@@ -160,7 +163,7 @@ function recordedSummary(out: string, metrics: DemoMetrics): string {
   const verified = metrics.rounds.filter((r) => r.verified).length
   return [
     `coop demo: the run in ${out} is complete; its recorded figures are kept (nothing rewritten).`,
-    `recorded: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${metrics.params.unetRounds} U-Net rounds on ${metrics.backend}, ` +
+    `recorded: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${unetRoundsText(metrics)} on ${metrics.backend}, ` +
       `${formatSeconds(metrics.wallSeconds)} over ${metrics.attempts} attempt(s); checkpoints verified ${verified}/${metrics.rounds.length}`,
     `open ${resolve(out, 'report.html')} (delete report.html or metrics.json to rebuild them; use another --out for a new run)`,
   ].join('\n')
