@@ -34,6 +34,7 @@ import type { DemoQuality } from './evaluate.ts'
 import { gridWorkerHelps, renderGridsInWorker } from './grids.ts'
 import { CLASSIFIER_WEIGHTS_SHA256 } from '../../trainer/quality/digest.ts'
 import { QUALITY_SEED, SAMPLE_GUIDANCE, SAMPLE_STEPS, TIME_BOX_FILE } from './constants.ts'
+import type { TimeBoxStop } from './time-box.ts'
 import type { DemoLayout } from './layout.ts'
 import type { DemoParams } from './run-manifest.ts'
 import type { DemoSetup } from './setup.ts'
@@ -80,7 +81,7 @@ export interface DemoMetrics {
    * Set when the time box (node/demo/time-box.ts) stopped the run after a closed U-Net round,
    * before the charter's last, to finish within the time limit; null otherwise.
    */
-  timeBox: unknown
+  timeBox: TimeBoxStop | null
   rounds: RoundMetrics[]
 }
 
@@ -458,6 +459,7 @@ export async function buildOutputs(options: {
     categories: p.categories,
     items: p.items,
   }))
+  const timeBox = (await readJsonOrNull(join(layout.out, 'setup', TIME_BOX_FILE))) as TimeBoxStop | null
   const metrics: DemoMetrics = {
     kind: 'diffusion-coop/demo-metrics',
     version: 1,
@@ -478,7 +480,7 @@ export async function buildOutputs(options: {
             seed: QUALITY_SEED,
           },
     plan: await readJsonOrNull(join(layout.out, 'setup', 'plan.json')),
-    timeBox: await readJsonOrNull(join(layout.out, 'setup', TIME_BOX_FILE)),
+    timeBox,
     rounds,
   }
   await writeFileDurable(layout.metrics, `${JSON.stringify(metrics, null, 2)}\n`)
@@ -558,6 +560,7 @@ export async function buildOutputs(options: {
     ...(artists === undefined ? {} : { extraSections: artists.sections }),
     qualitySvg,
     ...(finalQuality === undefined ? {} : { quality: finalQuality }),
+    ...(timeBox === null ? {} : { timeBox }),
   }
   await writeFileDurable(layout.report, renderReportHtml(model))
   return {

@@ -112,7 +112,7 @@ function summary(out: string, built: BuiltOutputs, seconds: number): string {
     `coop demo done in ${formatSeconds(seconds)}: ${metrics.peers.length} peers, ${metrics.params.autoencoderRounds} autoencoder + ${unetRoundsText(metrics)} on ${metrics.backend}.`,
     `checkpoints: ${built.checkpoints}, verified ${built.verified}/${built.checkpoints} (signatures, digests, recomputation)`,
   ]
-  const timeBox = metrics.timeBox as TimeBoxStop | null
+  const timeBox = metrics.timeBox
   if (timeBox !== null)
     lines.push(
       `time box: stopped after U-Net round ${timeBox.unetRoundsDone} of ${timeBox.unetRoundsPlanned} to finish within ${Math.round(timeBox.limitSeconds / 60)} minutes ` +

@@ -202,7 +202,10 @@ export function renderReportHtml(model: DemoReportModel): string {
     (last?.evalLoss !== undefined ? `, final eval loss ${formatLoss(last.evalLoss)}` : '') +
     (model.quality === undefined
       ? ''
-      : `, final class accuracy ${(model.quality.classAccuracy * 100).toFixed(0)}% (chance 11%) on ${model.quality.samples} samples`)
+      : `, final class accuracy ${(model.quality.classAccuracy * 100).toFixed(0)}% (chance 11%) on ${model.quality.samples} samples`) +
+    (model.timeBox === undefined
+      ? ''
+      : `; the time box ended the run after U-Net round ${model.timeBox.unetRoundsDone} of the charter's ${model.timeBox.unetRoundsPlanned}, to finish within ${Math.round(model.timeBox.limitSeconds / 60)} minutes`)
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${esc(model.title)}</title><style>${STYLE}</style></head>

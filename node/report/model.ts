@@ -102,6 +102,8 @@ export interface DemoReportModel {
   qualitySvg?: string
   /** Quality of the final grid's model. */
   quality?: { classAccuracy: number; frechetDistance: number; samples: number; round: number }
+  /** Set when the demo's time box ended the run before the charter's last U-Net round (node/demo/time-box.ts). */
+  timeBox?: { unetRoundsDone: number; unetRoundsPlanned: number; limitSeconds: number }
   /** Further sections (credit ledger, memorization audit, ...), rendered before the attribution. */
   extraSections?: ReportSection[]
 }

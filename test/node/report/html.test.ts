@@ -134,6 +134,18 @@ describe('demo report HTML', () => {
     expect(html).toContain(`title="${digest('1')}"`)
   })
 
+  it('says when the time box ended the run early, and only then', async () => {
+    const m = await model()
+    expect(renderReportHtml(m)).not.toContain('time box')
+    const html = renderReportHtml({
+      ...m,
+      timeBox: { unetRoundsDone: 32, unetRoundsPlanned: 43, limitSeconds: 900 },
+    })
+    expect(html).toContain(
+      "the time box ended the run after U-Net round 32 of the charter's 43, to finish within 15 minutes",
+    )
+  })
+
   it('escapes text from charters and manifests', async () => {
     const html = renderReportHtml(await model())
     expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;')
