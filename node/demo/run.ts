@@ -249,11 +249,11 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       note(
         `starting ${launches.length} peers (coop start, ${threads} training thread${threads === 1 ? '' : 's'} each) on loopback${tty ? '' : '; logs in peers/<name>/node.log'}...`,
       )
+      const planned = plan
       const timeBox =
-        plan === undefined
+        planned === undefined
           ? undefined
-          : (progress: DemoProgress) =>
-              timeBoxDecision({ plan: plan as DemoPlan, startedAtMs }, progress, Date.now())
+          : (progress: DemoProgress) => timeBoxDecision({ plan: planned, startedAtMs }, progress, Date.now())
       const outcome = await runPeers({ launches, view, ...(timeBox ? { timeBox } : {}) })
       if (outcome.kind === 'interrupted') {
         manifest = await finishAttempt(out, manifest, 'interrupted', outcome.signal)
