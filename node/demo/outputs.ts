@@ -9,16 +9,8 @@ import type { Logger } from 'pino'
 import { CoopConfigSchema } from '../../configs/index.ts'
 import type { CoopConfig } from '../../configs/index.ts'
 import { verifyCharter } from '../../protocol/charter.ts'
-import type { CoopCharter } from '../../protocol/charter.ts'
 import { renderReportHtml } from '../report/html.ts'
-import type {
-  AttributionEntry,
-  DemoReportModel,
-  ReportCharterSummary,
-  ReportCheckpoint,
-} from '../report/model.ts'
-import { linePlotSvg } from '../report/svg-plot.ts'
-import type { PlotSeries } from '../report/svg-plot.ts'
+import type { DemoReportModel, ReportCheckpoint } from '../report/model.ts'
 import {
   exportCheckpoint,
   readCheckpoints,
@@ -27,11 +19,13 @@ import {
   relativeTo,
   verifyExportedCheckpoint,
 } from './collect.ts'
-import type { CollectedCheckpoint, ManifestOwner, VerifyOutcome } from './collect.ts'
+import type { CollectedCheckpoint, VerifyOutcome } from './collect.ts'
 import { auditAndLedger } from './audit-ledger.ts'
 import { createEvaluator } from './evaluate.ts'
 import type { DemoQuality } from './evaluate.ts'
 import { gridWorkerHelps, renderGridsInWorker } from './grids.ts'
+import { lossPlot, qualityPlot } from './plots.ts'
+import { attributionList, charterSummary } from './report-summary.ts'
 import { CLASSIFIER_WEIGHTS_SHA256 } from '../../trainer/quality/digest.ts'
 import { QUALITY_SEED, SAMPLE_GUIDANCE, SAMPLE_STEPS, TIME_BOX_FILE } from './constants.ts'
 import type { TimeBoxStop } from './time-box.ts'
@@ -93,188 +87,6 @@ export interface BuiltOutputs {
   checkpoints: number
   verified: number
   samples: string[]
-}
-
-function describeAggregator(a: CoopCharter['rounds']['aggregator']): string {
-  switch (a.kind) {
-    case 'mean':
-      return 'sample-weighted mean'
-    case 'median':
-      return 'coordinate-wise median'
-    case 'trimmed':
-      return `trimmed mean (${a.fraction} trimmed each side)`
-    case 'clip':
-      return `norm clipping at ${a.norm}, then mean`
-  }
-}
-
-function describeCompression(c: CoopCharter['rounds']['compression']): string {
-  switch (c.kind) {
-    case 'none':
-      return 'none (fp32 deltas)'
-    case 'int8':
-      return 'int8 with a per-tensor scale'
-    case 'topk':
-      return `top-k (${c.fraction} of coordinates${c.values === '2bit' ? ', 2-bit values' : ''}) with error feedback`
-  }
-}
-
-function charterSummary(charter: CoopCharter, coopId: string): ReportCharterSummary {
-  const ae = charter.phases.autoencoder
-  const model = charter.model as { name?: string }
-  return {
-    coopId,
-    config: model.name ?? 'custom',
-    publishers: charter.publishers,
-    threshold: charter.threshold,
-    admission:
-      charter.admission.mode === 'open'
-        ? 'open to any peer with valid consent'
-        : `allowlist of ${charter.admission.peers.length} peers`,
-    acceptedLicenses: charter.acceptedLicenses,
-    innerSteps: charter.rounds.innerSteps,
-    outerLr: charter.rounds.outerLr,
-    outerMomentum: charter.rounds.outerMomentum,
-    aggregator: describeAggregator(charter.rounds.aggregator),
-    compression: describeCompression(charter.rounds.compression),
-    quorum: charter.rounds.quorum,
-    phases:
-      (ae.mode === 'cooperative'
-        ? `autoencoder: ${ae.rounds} cooperative rounds`
-        : `autoencoder: component ${ae.checkpoint}`) + `; U-Net: ${charter.phases.unet.rounds} rounds`,
-    createdAt: charter.createdAt,
-  }
-}
-
-function attributionList(
-  checkpoints: CollectedCheckpoint[],
-  owners: Map<string, ManifestOwner>,
-): AttributionEntry[] {
-  // Every manifest any published checkpoint's lineage used: what the licences oblige us to credit.
-  const used = new Set(checkpoints.flatMap((c) => c.predicate.manifests))
-  const entries: AttributionEntry[] = []
-  for (const digest of [...used].sort()) {
-    const owner = owners.get(digest)
-    if (owner === undefined) continue
-    entries.push({
-      rightsHolder: owner.rightsHolder,
-      license: owner.license,
-      attribution: owner.attributionName,
-      ...(owner.attributionUri === undefined ? {} : { uri: owner.attributionUri }),
-      items: owner.items,
-      peers: [owner.peerName],
-    })
-  }
-  return entries
-}
-
-const PANEL = { width: 640, height: 360 }
-
-/** One panel per phase: the autoencoder's and the U-Net's losses are on different scales and must not be joined. */
-function phasePanel(
-  rounds: RoundMetrics[],
-  peers: { name: string }[],
-  phase: 'autoencoder' | 'unet',
-): string {
-  const inPhase = rounds.filter((r) => r.phase === phase && !r.genesis)
-  const series: PlotSeries[] = peers.map((peer) => ({
-    name: `${peer.name} training loss`,
-    points: inPhase.flatMap((r) =>
-      r.contributions
-        .filter((c) => c.peer === peer.name && c.loss !== undefined)
-        .map((c) => [r.round, c.loss as number] as [number, number]),
-    ),
-  }))
-  series.push({
-    name: 'averaged model, eval loss',
-    color: '#000000',
-    dashed: true,
-    points: inPhase
-      .filter((r) => r.evalLoss !== undefined)
-      .map((r) => [r.round, r.evalLoss as number] as [number, number]),
-  })
-  const name = phase === 'unet' ? 'U-Net (denoising loss)' : 'Autoencoder (reconstruction + KL loss)'
-  return linePlotSvg({
-    title: `${name} per round`,
-    xLabel: 'round',
-    yLabel: 'loss (log scale)',
-    logY: true,
-    series,
-    ...PANEL,
-  })
-}
-
-/** quality.svg: class accuracy and Fréchet distance of each U-Net round's grid, two stacked panels. */
-export function qualityPlot(rounds: RoundMetrics[], final: DemoQuality | null): string {
-  const scored = rounds.filter((r) => r.quality !== undefined)
-  const point = (r: RoundMetrics, value: number) => [r.round, value] as [number, number]
-  const samples = scored[0]?.quality?.samples ?? 0
-  const finalPoint = (value: number | undefined) =>
-    final === null || value === undefined
-      ? []
-      : [
-          {
-            name: `final model, ${final.samples} samples`,
-            color: '#000000',
-            points: [[final.round, value] as [number, number]],
-          },
-        ]
-  const panels = [
-    linePlotSvg({
-      title: 'Class accuracy of the samples per round (chance 1/9)',
-      xLabel: 'round',
-      yLabel: 'class accuracy',
-      series: [
-        {
-          name: `grid samples (${samples})`,
-          points: scored.map((r) => point(r, r.quality?.classAccuracy as number)),
-        },
-        ...finalPoint(final?.classAccuracy),
-      ],
-      ...PANEL,
-    }),
-    linePlotSvg({
-      title: 'Fréchet distance to held-out real Twemoji per round (lower is better)',
-      xLabel: 'round',
-      yLabel: 'Fréchet distance (classifier features)',
-      series: [
-        {
-          name: `grid samples (${samples})`,
-          points: scored.map((r) => point(r, r.quality?.frechetDistance as number)),
-        },
-        ...finalPoint(final?.frechetDistance),
-      ],
-      ...PANEL,
-    }),
-  ].map((panel, i) =>
-    panel.replace(/^\s*<\?xml[^>]*\?>\s*/, '').replace(/^<svg /, `<svg x="0" y="${i * PANEL.height}" `),
-  )
-  const height = 2 * PANEL.height
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${PANEL.width}" height="${height}" viewBox="0 0 ${PANEL.width} ${height}">`,
-    ...panels,
-    '</svg>',
-    '',
-  ].join('\n')
-}
-
-/** loss.svg: the two phase panels stacked in one standalone SVG document. */
-export function lossPlot(rounds: RoundMetrics[], peers: { name: string }[]): string {
-  const phases = (['autoencoder', 'unet'] as const).filter((phase) =>
-    rounds.some((r) => r.phase === phase && !r.genesis),
-  )
-  const panels = phases.map((phase, i) =>
-    phasePanel(rounds, peers, phase)
-      .replace(/^\s*<\?xml[^>]*\?>\s*/, '')
-      .replace(/^<svg /, `<svg x="0" y="${i * PANEL.height}" `),
-  )
-  const height = Math.max(1, panels.length) * PANEL.height
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${PANEL.width}" height="${height}" viewBox="0 0 ${PANEL.width} ${height}">`,
-    ...panels,
-    '</svg>',
-    '',
-  ].join('\n')
 }
 
 async function readQualityCache(path: string): Promise<Record<string, DemoQuality>> {
