@@ -42,7 +42,6 @@ export class PoolWorker {
 
   private start(): Worker {
     const worker = new Worker(WORKER_URL)
-    worker.unref()
     worker.on('message', (message: WorkerMessage) => {
       const entry = this.pending.get(message.id)
       if (entry === undefined) return
@@ -62,6 +61,10 @@ export class PoolWorker {
     }
     worker.on('error', (error) => fail(`training worker failed: ${error.message}`))
     worker.on('exit', (code) => fail(`training worker exited with code ${code}`))
+    // Only after the listeners: adding a 'message' listener refs the worker's port again, and an
+    // idle worker then held the process open until its idle timer stopped it (10 s after every
+    // command that trained or sampled on two threads).
+    worker.unref()
     this.worker = worker
     return worker
   }
