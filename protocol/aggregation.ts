@@ -219,17 +219,24 @@ export function aggregateDeltas(
   const trim = aggregator.kind === 'trimmed' ? trimCount(n, aggregator.fraction) : 0
   const column = new Float64Array(n)
 
+  const weighted = aggregator.kind === 'mean' || aggregator.kind === 'clip'
   return layout.map((tensor, t) => {
     const out = new Float32Array(tensor.data.length)
-    for (let i = 0; i < out.length; i++) {
-      if (aggregator.kind === 'mean' || aggregator.kind === 'clip') {
-        let sum = 0
-        for (let c = 0; c < n; c++)
-          sum += (weights[c] as number) * ((deltas[c] as NamedTensor[])[t] as NamedTensor).data[i]!
-        out[i] = sum / totalSamples
-        continue
+    // Each contribution's array for this tensor, looked up once rather than per element.
+    const data = deltas.map((d) => (d[t] as NamedTensor).data)
+    if (weighted) {
+      // The same sum in the same order (contributions by digest, float64) as element by element.
+      const sums = new Float64Array(out.length)
+      for (let c = 0; c < n; c++) {
+        const w = weights[c] as number
+        const values = data[c] as Float32Array
+        for (let i = 0; i < sums.length; i++) sums[i] = (sums[i] as number) + w * (values[i] as number)
       }
-      for (let c = 0; c < n; c++) column[c] = ((deltas[c] as NamedTensor[])[t] as NamedTensor).data[i]!
+      for (let i = 0; i < out.length; i++) out[i] = (sums[i] as number) / totalSamples
+      return { name: tensor.name, shape: [...tensor.shape], data: out }
+    }
+    for (let i = 0; i < out.length; i++) {
+      for (let c = 0; c < n; c++) column[c] = (data[c] as Float32Array)[i] as number
       sortSmall(column)
       if (aggregator.kind === 'median') {
         out[i] =
