@@ -3,6 +3,7 @@
 // output already exists, so a resumed run keeps its keys, manifests and charter (and coop id).
 import { existsSync } from 'node:fs'
 import { link, copyFile, mkdir, readdir, rename, rm, writeFile, readFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { didKeyFromPublicKey, peerIdString } from '../../protocol/keys.ts'
 import { readKeyFile } from '../keystore.ts'
@@ -119,6 +120,18 @@ async function ensureKey(path: string): Promise<void> {
   if (!existsSync(path)) await runCoop(['keys', 'new', '--out', path])
 }
 
+/**
+ * Runs `task` on every item, as many at once as the machine has cores: each is a `coop` process
+ * whose time is mostly its Node boot on one core, so more at once would only queue for a core.
+ */
+async function onEveryCore<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await task(items[next++] as T)
+  }
+  await Promise.all(Array.from({ length: Math.min(availableParallelism(), items.length) }, lane))
+}
+
 /** Runs the whole setup; returns who is who. `note` receives one line per step actually done. */
 export async function prepareDemo(layout: DemoLayout, params: DemoParams, note: Note): Promise<DemoSetup> {
   const categories = await layoutData(layout, params, note)
@@ -127,12 +140,11 @@ export async function prepareDemo(layout: DemoLayout, params: DemoParams, note: 
   const missingKeys = layout.peers.some((p) => !existsSync(p.nodeKey) || !existsSync(p.rightsKey))
   if (missingKeys)
     note(`creating a node key and a rights-holder key for each of ${layout.peers.length} peers...`)
-  // Sequential: each `coop` start costs a Node boot, and the machine may have only two cores.
-  for (const peer of layout.peers) {
-    await mkdir(peer.dir, { recursive: true })
-    await ensureKey(peer.nodeKey)
-    await ensureKey(peer.rightsKey)
-  }
+  for (const peer of layout.peers) await mkdir(peer.dir, { recursive: true })
+  await onEveryCore(
+    layout.peers.flatMap((peer) => [peer.nodeKey, peer.rightsKey]),
+    ensureKey,
+  )
   const peers: PeerIdentity[] = []
   for (const [i, peer] of layout.peers.entries()) {
     const share = shares[i] as (typeof shares)[number]
@@ -152,7 +164,7 @@ export async function prepareDemo(layout: DemoLayout, params: DemoParams, note: 
     note(
       `signing ${missingConsent.length} consent manifests (${TWEMOJI_CONSENT.license}, custodian = each peer's node)...`,
     )
-  for (const p of missingConsent) {
+  await onEveryCore(missingConsent, async (p) => {
     await runCoop([
       'consent',
       'create',
@@ -170,7 +182,7 @@ export async function prepareDemo(layout: DemoLayout, params: DemoParams, note: 
       '--out',
       p.peer.consent,
     ])
-  }
+  })
 
   const publisher = peers.find((p) => p.peer.publisher)
   if (publisher === undefined) throw new DemoError('SETUP_FAILED', 'no publisher among the peers')
