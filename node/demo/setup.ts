@@ -123,11 +123,20 @@ async function ensureKey(path: string): Promise<void> {
 /**
  * Runs `task` on every item, as many at once as the machine has cores: each is a `coop` process
  * whose time is mostly its Node boot on one core, so more at once would only queue for a core.
+ * After a failure no lane starts another item; the first error is thrown.
  */
 async function onEveryCore<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<void> {
   let next = 0
+  let failed = false
   const lane = async (): Promise<void> => {
-    while (next < items.length) await task(items[next++] as T)
+    while (!failed && next < items.length) {
+      try {
+        await task(items[next++] as T)
+      } catch (error) {
+        failed = true
+        throw error
+      }
+    }
   }
   await Promise.all(Array.from({ length: Math.min(availableParallelism(), items.length) }, lane))
 }
