@@ -11,11 +11,15 @@
 //
 // Run: npm run bench:demo-outer [-- --variants 0.7/0.9,0.7/0.8 --seeds 0,1 --rounds 24]
 // (each run: rounds x 4 peers x 25 steps; ~10 minutes per run on 2 idle cores).
+// `--set key=value` (repeatable) changes the model config of every run, as `coop demo --set` does;
+// `--score-at 24,32` also scores the averaged model at those rounds; `--backend torch` trains (and
+// samples) in the PyTorch worker, on CUDA where there is one.
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../configs/index.ts'
+import { parseOverride } from '../node/cli/args.ts'
 import { meanWeights } from '../node/demo/evaluate.ts'
 import { splitByCategory } from '../node/demo/split.ts'
 import { pseudoGradient } from '../node/round/tensors.ts'
@@ -43,6 +47,10 @@ const { values } = parseArgs({
     'per-class': { type: 'string', default: '32' },
     'autoencoder-steps': { type: 'string', default: '600' },
     threads: { type: 'string', default: String(Math.min(2, cpus().length)) },
+    backend: { type: 'string', default: 'wasm' },
+    set: { type: 'string', multiple: true },
+    label: { type: 'string' },
+    'score-at': { type: 'string', default: '' },
     out: { type: 'string', default: join(import.meta.dirname, 'results', 'demo-outer.json') },
   },
 })
@@ -61,11 +69,18 @@ const variants = values.variants.split(',').map((text) => {
     throw new Error(`--variants: expected lr/momentum pairs, got '${text}'`)
   return { outerLr: lr as number, outerMomentum: momentum as number }
 })
+const scoreAt = values['score-at']
+  .split(',')
+  .filter((text) => text !== '')
+  .map(Number)
 if (!(rounds >= 1 && window >= 1 && window <= rounds && perClass >= 1))
   throw new Error('--rounds, --window (at most --rounds) and --per-class must be positive')
+if (!scoreAt.every((r) => Number.isInteger(r) && r >= 1 && r < rounds))
+  throw new Error('--score-at: rounds before the last one, e.g. 24,32')
+const overrides = Object.fromEntries((values.set ?? []).map(parseOverride))
 
-const backend = await initBackend('wasm', undefined, { threads: Number(values.threads) })
-const config = loadConfig(DEFAULT_RUN.config)
+const backend = await initBackend(values.backend, undefined, { threads: Number(values.threads) })
+const config = loadConfig(DEFAULT_RUN.config, overrides)
 const all = await loadImageFolder({ dir: (await ensureTwemoji()).dir, size: config.image.size })
 
 // 120 images per category, a seeded draw; categories go whole to peers as the demo gives them.
@@ -136,6 +151,7 @@ async function run(outerLr: number, outerMomentum: number, seed: number) {
     let weights = await (sessions[0] as (typeof sessions)[number]).getWeights()
     let momentum: NamedTensor[] | undefined
     const history: NamedTensor[][] = []
+    const early: ({ round: number } & Figures)[] = []
     for (let round = 1; round <= rounds; round++) {
       const contributions = []
       for (const session of sessions) {
@@ -165,9 +181,13 @@ async function run(outerLr: number, outerMomentum: number, seed: number) {
       process.stdout.write(
         `\r  lr ${outerLr} momentum ${outerMomentum} seed ${seed}: round ${round}/${rounds}`,
       )
+      if (scoreAt.includes(round)) {
+        early.push({ round, ...(await score(meanWeights(history))) })
+        console.log(`\n  round ${round}: ${JSON.stringify(early[early.length - 1])}`)
+      }
     }
     process.stdout.write('\n')
-    return { averaged: await score(meanWeights(history)), last: await score(weights) }
+    return { averaged: await score(meanWeights(history)), last: await score(weights), early }
   } finally {
     for (const session of sessions) session.dispose()
   }
@@ -179,7 +199,14 @@ for (const { outerLr, outerMomentum } of variants)
   for (const seed of seeds) {
     const t = performance.now()
     const result = await run(outerLr, outerMomentum, seed)
-    rows.push({ outerLr, outerMomentum, seed, ...result, seconds: (performance.now() - t) / 1000 })
+    rows.push({
+      label: values.label ?? null,
+      outerLr,
+      outerMomentum,
+      seed,
+      ...result,
+      seconds: (performance.now() - t) / 1000,
+    })
   }
 
 const fmt = (x: number, digits: number) => x.toFixed(digits)
@@ -201,6 +228,7 @@ await writeFile(
       machine: { cores: cpus().length, loadavg: loadavg(), backend: backend.name },
       settings: {
         config: config.name,
+        overrides,
         peers: PEERS,
         split: shares.map((s) => s.categories),
         imagesPerCategory: PER_CATEGORY,

@@ -1,9 +1,10 @@
 // Scores a diffusion model (autoencoder + U-Net weights): draws `perClass` class-conditional
 // samples of every class with a fixed seed and scores them against the held-out real Twemoji.
-// The simulator, the demo, `coop sample --score` and the benchmarks all call this.
+// The simulator, the demo, `coop sample --score` and the benchmarks all call this. The samples are
+// drawn on the active training backend (the PyTorch worker after `--backend torch`).
 import type { CoopConfig } from '../../configs/index.ts'
 import { TrainerError } from '../errors.ts'
-import { sampleImages } from '../sample.ts'
+import { samplePixels } from '../sample.ts'
 import type { NamedTensor } from '../types.ts'
 import { bytesToPixels } from './resize.ts'
 import { heldOutReference, scoreImages } from './score.ts'
@@ -45,7 +46,7 @@ export async function scoreModel(model: QualityModel, options: ScoreModelOptions
     }
   }
   const reference = await heldOutReference(model, config.image.size, classes)
-  const bytes = await sampleImages({
+  const bytes = await samplePixels({
     config,
     autoencoder: options.autoencoder,
     unet: options.unet,
