@@ -201,6 +201,7 @@ for (const { outerLr, outerMomentum } of variants)
     const result = await run(outerLr, outerMomentum, seed)
     rows.push({
       label: values.label ?? null,
+      overrides,
       outerLr,
       outerMomentum,
       seed,

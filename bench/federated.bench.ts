@@ -16,6 +16,7 @@
 // --quality-per-class 0 skips the sample-quality scoring (eval loss and bytes only).
 //
 // Run: npm run bench:federated [-- --config tiny --sweep --jobs 2 --out bench/results/federated-sweep-tiny.json]
+// `--set key=value` (repeatable) changes the model config, as `coop demo --set` does.
 import { execFile } from 'node:child_process'
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
@@ -23,6 +24,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../configs/index.ts'
+import { parseOverride } from '../node/cli/args.ts'
 import { ensureTwemoji } from '../node/simulate/data.ts'
 import type { SimulationOptions, SimulationResult } from '../node/simulate/run.ts'
 import { runSimulation } from '../node/simulate/run.ts'
@@ -44,6 +46,7 @@ const { values } = parseArgs({
   strict: true,
   options: {
     config: { type: 'string', default: 'emoji32' },
+    set: { type: 'string', multiple: true },
     peers: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '8' },
     'inner-steps': { type: 'string', default: '64' },
@@ -123,7 +126,8 @@ function sweepVariants(h: Variant): Variant[] {
   ]
 }
 
-const config = loadConfig(values.config)
+const configSets = values.set ?? []
+const config = loadConfig(values.config, Object.fromEntries(configSets.map(parseOverride)))
 const backend = await initBackend(values.backend)
 const dataDir = values.data ?? (await ensureTwemoji()).dir
 const dataset = await loadImageFolder({ dir: dataDir, size: config.image.size })
@@ -255,6 +259,7 @@ function summarise(run: RunRecord) {
     knob,
     settings: {
       config: s.config,
+      set: configSets,
       peers: s.peers,
       rounds: s.rounds,
       innerSteps: s.innerSteps,
@@ -273,7 +278,7 @@ function summarise(run: RunRecord) {
       quality: s.quality,
       backend: s.backend,
       data: values.data ?? 'twemoji',
-      command: `npm run bench:federated -- --config ${s.config} --peers ${s.peers} --rounds ${s.rounds} --inner-steps ${s.innerSteps} --split ${s.split} --aggregator ${s.aggregator} --compress ${s.compress} --outer-lr ${s.outerLr} --outer-momentum ${s.outerMomentum} --outer-schedule ${s.outerSchedule} --autoencoder-steps ${autoencoderSteps} --quality-per-class ${qualityPerClass} --seed ${s.seed} --backend ${s.backend}`,
+      command: `npm run bench:federated -- --config ${s.config} --peers ${s.peers} --rounds ${s.rounds} --inner-steps ${s.innerSteps} --split ${s.split} --aggregator ${s.aggregator} --compress ${s.compress} --outer-lr ${s.outerLr} --outer-momentum ${s.outerMomentum} --outer-schedule ${s.outerSchedule} --autoencoder-steps ${autoencoderSteps} --quality-per-class ${qualityPerClass} --seed ${s.seed} --backend ${s.backend}${configSets.map((set) => ` --set ${set}`).join('')}`,
     },
     sampleSteps: result.rounds[result.rounds.length - 1]?.baselineSampleSteps ?? 0,
     federatedEvalLoss: result.final.federatedEvalLoss,
