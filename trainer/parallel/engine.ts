@@ -19,7 +19,11 @@ export interface ShardTiming {
   /** Wall-clock interval in epoch milliseconds (comparable across threads). */
   startMs: number
   endMs: number
-  /** CPU time of that thread over the interval. */
+  /**
+   * CPU time of that thread over the interval, from process.threadCpuUsage(): Linux advances a thread's
+   * clock at scheduler ticks and switches (every 4 ms here), so a shorter shard reads 0 or a whole tick;
+   * meaningful summed over many steps, not per shard.
+   */
   cpuMs: number
 }
 
