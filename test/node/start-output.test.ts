@@ -162,9 +162,12 @@ describe('coop start on a terminal', () => {
       expect(s).toMatch(
         /^\d\d:\d\d:\d\d round \d+\/2 (autoencoder|U-Net) · 2 contributions · checkpoint [0-9a-f]{8} published · loss \d\.\d{4}( · eval loss \d\.\d{4})? · [\d.]+ (s|min)/,
       )
-    // The live line was drawn in place (cleared and redrawn), with the step and the image rate.
+    // The live line was drawn in place (cleared and redrawn), with the step and the image rate. Its
+    // peer count is whatever it was when a step was drawn: on a fast machine the autoencoder's steps
+    // were all drawn before the other peer connected ("· 0 peers"), and the U-Net's only once the
+    // round was waiting for the checkpoint.
     expect(publisher).toContain(CLEAR_ROW)
-    expect(publisher).toMatch(/round \d\/2 · step \d\/3 · loss \d\.\d{4} · \d+ img\/s · 1 peer/)
+    expect(publisher).toMatch(/round \d\/2 · (.+ · )?step \d\/3 · loss \d\.\d{4} · \d+ img\/s · [01] peers?/)
     // Nothing the live line or the summaries say is repeated as a log line.
     expect(
       rows.filter((r) => /training step|round closed|checkpoint adopted|contribution published/.test(r)),
