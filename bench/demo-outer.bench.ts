@@ -11,7 +11,8 @@
 //
 // Run: npm run bench:demo-outer [-- --variants 0.7/0.9,0.7/0.8 --seeds 0,1 --rounds 24]
 // (each run: rounds x 4 peers x 25 steps; ~10 minutes per run on 2 idle cores).
-// `--set key=value` (repeatable) changes the model config of every run, as `coop demo --set` does;
+// The model config is the demo's (DEFAULT_RUN: emoji32 with v-prediction on the cosine schedule);
+// `--set key=value` (repeatable) changes it for every run, as `coop demo --set` does;
 // `--score-at 24,32` also scores the averaged model at those rounds; `--backend torch` trains (and
 // samples) in the PyTorch worker, on CUDA where there is one.
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -77,7 +78,11 @@ if (!(rounds >= 1 && window >= 1 && window <= rounds && perClass >= 1))
   throw new Error('--rounds, --window (at most --rounds) and --per-class must be positive')
 if (!scoreAt.every((r) => Number.isInteger(r) && r >= 1 && r < rounds))
   throw new Error('--score-at: rounds before the last one, e.g. 24,32')
-const overrides = Object.fromEntries((values.set ?? []).map(parseOverride))
+// The demo's own config (emoji32 with its overrides), then --set on top.
+const overrides = {
+  ...DEFAULT_RUN.configOverrides,
+  ...Object.fromEntries((values.set ?? []).map(parseOverride)),
+}
 
 const backend = await initBackend(values.backend, undefined, { threads: Number(values.threads) })
 const config = loadConfig(DEFAULT_RUN.config, overrides)
