@@ -85,66 +85,6 @@ export interface SimulationOptions {
   baseline?: BaselineMode
   /** A second baseline trained and scored alongside, for comparison (absent: none). */
   secondBaseline?: BaselineMode
-  /** Adam as the outer optimiser (FedAdam, Reddi et al. 2021) instead of Nesterov SGD (absent: Nesterov). */
-  outerAdam?: OuterAdam
-  /**
-   * Experiment: the aggregated class-embedding row of each class is scaled by peers / (peers holding that
-   * class), i.e. averaged over the peers that trained it rather than over all (absent/false: plain mean).
-   */
-  classRowMean?: boolean
-  /** SCAFFOLD-style drift correction of the peers' local steps (absent: none); see driftStep below. */
-  driftCorrection?: DriftCorrection
-}
-
-/**
- * Drift correction (SCAFFOLD, Karimireddy et al. 2020, option II, in displacement form): from round 2 on,
- * each peer's local trajectory is moved by `strength * (R_k - A) / H` per step, where R_k is the peer's own
- * uncorrected delta of the previous round and A the aggregated delta of that round, so local steps follow
- * the federation's direction rather than the peer's own classes. Applied every `every` steps.
- */
-export interface OuterAdam {
-  lr: number
-  beta1: number
-  beta2: number
-  /** tau: added to sqrt(v), bounds the step of coordinates that barely move. */
-  epsilon: number
-}
-
-/** One FedAdam step on the aggregated delta (W - local, a gradient), with bias correction; state in place. */
-function outerAdamStep(
-  weights: NamedTensor[],
-  aggregated: NamedTensor[],
-  adam: OuterAdam,
-  state: { m: Map<string, Float32Array>; v: Map<string, Float32Array>; t: number },
-): NamedTensor[] {
-  state.t += 1
-  const c1 = 1 - adam.beta1 ** state.t
-  const c2 = 1 - adam.beta2 ** state.t
-  const grads = new Map(aggregated.map((t) => [t.name, t.data]))
-  return weights.map((w) => {
-    const g = grads.get(w.name)
-    if (g?.length !== w.data.length)
-      throw new SimulateError('DIVERGED', `outer Adam: ${w.name} does not match the model's layout`)
-    const m = state.m.get(w.name) ?? new Float32Array(w.data.length)
-    const v = state.v.get(w.name) ?? new Float32Array(w.data.length)
-    const data = new Float32Array(w.data.length)
-    for (let i = 0; i < data.length; i++) {
-      const gi = g[i] as number
-      m[i] = adam.beta1 * (m[i] as number) + (1 - adam.beta1) * gi
-      v[i] = adam.beta2 * (v[i] as number) + (1 - adam.beta2) * gi * gi
-      data[i] =
-        (w.data[i] as number) -
-        (adam.lr * ((m[i] as number) / c1)) / (Math.sqrt((v[i] as number) / c2) + adam.epsilon)
-    }
-    state.m.set(w.name, m)
-    state.v.set(w.name, v)
-    return { name: w.name, shape: [...w.shape], data }
-  })
-}
-
-export interface DriftCorrection {
-  strength: number
-  every: number
 }
 
 export type BaselineMode = 'sequential' | 'data-parallel'
@@ -255,10 +195,6 @@ export interface SimulationHooks {
   log?: Logger
   /** Called after each round (round 0 is the initial evaluation) with that round's wall time. */
   onRound?: (row: RoundResult, seconds: number) => void
-  /** Called with the federated model's weights after each round's outer step. */
-  onFederatedWeights?: (round: number, weights: NamedTensor[]) => void | Promise<void>
-  /** Called with the baseline's weights after each round. */
-  onBaselineWeights?: (round: number, weights: NamedTensor[]) => void | Promise<void>
   /** Called for notable steps (autoencoder pretraining), for the CLI to print. */
   onNote?: (message: string) => void
 }
@@ -314,48 +250,6 @@ function pseudoGradient(start: NamedTensor[], local: NamedTensor[]): NamedTensor
     for (let i = 0; i < data.length; i++) data[i] = (w.data[i] as number) - (l.data[i] as number)
     return { name: w.name, shape: [...w.shape], data }
   })
-}
-
-/** a + scale * (b - c), element by element, over tensors of the same layout. */
-function combine(a: NamedTensor[], scale: number, b: NamedTensor[], c: NamedTensor[]): NamedTensor[] {
-  const byName = (tensors: NamedTensor[]) => new Map(tensors.map((t) => [t.name, t.data]))
-  const bs = byName(b)
-  const cs = byName(c)
-  return a.map((t) => {
-    const bd = bs.get(t.name)
-    const cd = cs.get(t.name)
-    if (bd?.length !== t.data.length || cd?.length !== t.data.length)
-      throw new SimulateError('DIVERGED', `drift correction: ${t.name} does not match the model's layout`)
-    const data = new Float32Array(t.data.length)
-    for (let j = 0; j < data.length; j++)
-      data[j] = (t.data[j] as number) + scale * ((bd[j] as number) - (cd[j] as number))
-    return { name: t.name, shape: [...t.shape], data }
-  })
-}
-
-/**
- * H local steps with the drift correction: every `every` steps the weights move by that many steps'
- * share of strength * (own - aggregate) (both in delta units, W - local, so the move is + on weights).
- */
-async function trainCorrected(
-  session: TrainerSession,
-  steps: number,
-  drift: DriftCorrection,
-  own: NamedTensor[],
-  aggregate: NamedTensor[],
-): Promise<{ lossMean: number; samples: number }> {
-  let lossSum = 0
-  let samples = 0
-  for (let done = 0; done < steps;) {
-    const chunk = Math.min(drift.every, steps - done)
-    const result = await session.trainSteps(chunk)
-    lossSum += result.lossMean * chunk
-    samples += result.samples
-    done += chunk
-    const local = await session.getWeights()
-    await session.setWeights(combine(local, (drift.strength * chunk) / steps, own, aggregate))
-  }
-  return { lossMean: lossSum / steps, samples }
 }
 
 /** Raised inside a round when the federated model's numbers stop being finite. */
@@ -544,22 +438,6 @@ export async function runSimulation(
     let momentum: NamedTensor[] | undefined
     const parameters = parameterCount(weights)
     const residuals: (NamedTensor[] | undefined)[] = new Array(peers).fill(undefined)
-    // Drift correction's state: each peer's uncorrected delta and the aggregate, of the last round.
-    const ownDeltas: (NamedTensor[] | undefined)[] = new Array(peers).fill(undefined)
-    let lastAggregate: NamedTensor[] | undefined
-    // How many peers hold each of the config's classes (the null class: every peer).
-    const classHolders = [
-      ...config.classes.map(
-        (name) =>
-          shares.filter((share) =>
-            share.some(
-              (i) => dataset.classes[(dataset.items[i] as ImageDataset['items'][number]).label] === name,
-            ),
-          ).length,
-      ),
-      peers,
-    ]
-    const adamState = { m: new Map<string, Float32Array>(), v: new Map<string, Float32Array>(), t: 0 }
     const batchSize = phase === 'autoencoder' ? config.autoencoder.batchSize : config.unet.batchSize
     const denseBytesPerPeer = bytesPerRoundDense(parameters, innerSteps)
     const rounds: RoundResult[] = []
@@ -597,12 +475,7 @@ export async function runSimulation(
         for (let k = 0; k < peers; k++) {
           const session = peerSessions[k] as TrainerSession
           await session.setWeights(weights)
-          const drift = options.driftCorrection
-          const own = ownDeltas[k]
-          const corrected = drift !== undefined && own !== undefined && lastAggregate !== undefined
-          const { lossMean, samples } = corrected
-            ? await trainCorrected(session, innerSteps, drift, own, lastAggregate as NamedTensor[])
-            : await session.trainSteps(innerSteps)
+          const { lossMean, samples } = await session.trainSteps(innerSteps)
           peerTrainLoss[k] = lossMean
           federatedSampleSteps += samples
           let delta = pseudoGradient(weights, await session.getWeights())
@@ -623,58 +496,34 @@ export async function runSimulation(
           residuals[k] = compressed.residual
           const payload = encodeSafetensors(compressed.entries)
           roundBytes += payload.length
-          const decoded = decompressDelta(
-            decodeSafetensors(payload).tensors,
-            layoutOf(weights),
-            options.codec,
-          )
-          contributions.push({ digest: sha256Digest(payload), samples, delta: decoded })
-          // The peer's own uncorrected delta: what it sent, less the correction it applied (delta units).
-          if (drift !== undefined)
-            ownDeltas[k] = corrected
-              ? combine(decoded, drift.strength, own as NamedTensor[], lastAggregate as NamedTensor[])
-              : decoded
+          contributions.push({
+            digest: sha256Digest(payload),
+            samples,
+            delta: decompressDelta(decodeSafetensors(payload).tensors, layoutOf(weights), options.codec),
+          })
         }
         // The round engine's weight cap (node/round/limits.ts maxSamples): inner steps x batch size.
         const aggregated = aggregateDeltas(contributions, options.aggregator, {
           maxSamples: innerSteps * batchSize,
         })
-        if (options.classRowMean === true) {
-          const table = aggregated.find((t) => t.name === 'class_embedding.weight')
-          if (table !== undefined) {
-            const dim = table.data.length / classHolders.length
-            classHolders.forEach((holders, row) => {
-              if (holders === 0) return
-              for (let j = 0; j < dim; j++)
-                table.data[row * dim + j] = (table.data[row * dim + j] as number) * (peers / holders)
-            })
-          }
-        }
-        if (options.driftCorrection !== undefined) lastAggregate = aggregated
-        const next =
-          options.outerAdam !== undefined
-            ? { weights: outerAdamStep(weights, aggregated, options.outerAdam, adamState), momentum }
-            : outerStep(weights, momentum, aggregated, {
-                // The lr a real node's publisher uses for this round of a phase of options.rounds rounds.
-                lr: outerLrAt(options.outerLr, options.outerSchedule, round, options.rounds),
-                momentum: options.outerMomentum,
-              })
+        const next = outerStep(weights, momentum, aggregated, {
+          // The lr a real node's publisher uses for this round of a phase of options.rounds rounds.
+          lr: outerLrAt(options.outerLr, options.outerSchedule, round, options.rounds),
+          momentum: options.outerMomentum,
+        })
         checkFinite(next.weights, 'the outer step')
         weights = next.weights
         momentum = next.momentum
         const loss = await scored(evaluator, weights)
         if (!Number.isFinite(loss)) throw new Divergence(`federated eval loss became ${loss}`)
         federatedLoss = loss
-        await hooks.onFederatedWeights?.(round, weights)
       } catch (error) {
         if (!isDivergence(error)) throw error
         diverged = { round, reason: (error as Error).message }
         log?.warn({ round, reason: diverged.reason }, 'federated model diverged')
       }
       await baseline.trainSteps(baselineSteps(baselineMode))
-      const baselineWeights = await baseline.getWeights()
-      await hooks.onBaselineWeights?.(round, baselineWeights)
-      const baselineLoss = await scored(evaluator, baselineWeights)
+      const baselineLoss = await scored(evaluator, await baseline.getWeights())
       let secondLoss: number | undefined
       if (second !== undefined) {
         await second.trainSteps(baselineSteps(secondMode as BaselineMode))
