@@ -1,15 +1,21 @@
 // The simulator's data: the default Twemoji folder, per-peer subsets of one loaded dataset, and
 // the held-out evaluation set that scores the federated model and the baseline alike.
 import { existsSync } from 'node:fs'
-import { rename, rm } from 'node:fs/promises'
+import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { sha256Digest } from '../../protocol/digest.ts'
 import type { ImageDataset } from '../../trainer/data.ts'
+import { twemojiPackageDir, twemojiRecords } from '../../trainer/quality/twemoji.ts'
 import { Rng } from '../../trainer/rng.ts'
 import { layoutTwemoji } from '../cli/commands/data.ts'
 
 /** Written last by `layoutTwemoji`: its presence means the folder is complete. */
 const TWEMOJI_COMPLETE_MARKER = 'LICENSE-ATTRIBUTION.txt'
+/** Written after the marker: what the folder was laid out from (see twemojiLayoutStamp). */
+export const TWEMOJI_STAMP_FILE = '.layout-stamp'
+/** Bump when layoutTwemoji lays out the same package and split differently. */
+const TWEMOJI_LAYOUT_FORMAT = 1
 
 /** Where `coop simulate` keeps its Twemoji copy (without the quality hold-out) when --data is not given. */
 export function defaultTwemojiDir(): string {
@@ -17,22 +23,53 @@ export function defaultTwemojiDir(): string {
 }
 
 /**
- * Returns a complete Twemoji folder at `dir`, laying it out first if needed. Concurrent callers
- * are safe: each writes a private folder and renames it into place; a loser of the race discards its copy.
+ * A digest of what the folder's contents follow from: the layout format, the package's emoji.json
+ * and the quality hold-out (by image digest). A folder laid out by other code, another package
+ * version or another split carries another stamp (~0.2 s: it hashes the package's images).
+ */
+export async function twemojiLayoutStamp(): Promise<string> {
+  const emojiJson = sha256Digest(new Uint8Array(await readFile(join(twemojiPackageDir(), 'emoji.json'))))
+  const heldOut: string[] = []
+  for (const list of (await twemojiRecords()).values())
+    for (const record of list) if (record.heldOut) heldOut.push(record.sha256)
+  heldOut.sort()
+  const text = JSON.stringify({ format: TWEMOJI_LAYOUT_FORMAT, emojiJson, heldOut })
+  return sha256Digest(new TextEncoder().encode(text))
+}
+
+async function isCurrent(dir: string, stamp: string): Promise<boolean> {
+  if (!existsSync(join(dir, TWEMOJI_COMPLETE_MARKER))) return false
+  const written = await readFile(join(dir, TWEMOJI_STAMP_FILE), 'utf8').catch(() => undefined)
+  return written === stamp
+}
+
+/**
+ * Returns a complete Twemoji folder at `dir` laid out by this code from the installed package,
+ * laying it out first if it is missing or stale (another stamp, or none: an older layout). Concurrent
+ * callers are safe: each writes a private folder and renames it into place; a loser of the race
+ * discards its copy.
  */
 export async function ensureTwemoji(
   dir: string = defaultTwemojiDir(),
 ): Promise<{ dir: string; laidOut: boolean }> {
-  if (existsSync(join(dir, TWEMOJI_COMPLETE_MARKER))) return { dir, laidOut: false }
+  const stamp = await twemojiLayoutStamp()
+  if (await isCurrent(dir, stamp)) return { dir, laidOut: false }
   const staging = `${dir}.tmp-${process.pid}`
   await rm(staging, { recursive: true, force: true })
   // The quality metric's held-out images stay out, so the simulated models are scored on unseen images.
   await layoutTwemoji({ out: staging, withoutQualityHoldout: true })
+  await writeFile(join(staging, TWEMOJI_STAMP_FILE), stamp)
+  // A stale folder moves aside first (unless another caller has replaced it meanwhile).
+  if (existsSync(dir) && !(await isCurrent(dir, stamp))) {
+    const aside = `${dir}.stale-${process.pid}`
+    await rename(dir, aside).catch(() => undefined)
+    await rm(aside, { recursive: true, force: true })
+  }
   try {
     await rename(staging, dir)
   } catch (error) {
     await rm(staging, { recursive: true, force: true })
-    if (!existsSync(join(dir, TWEMOJI_COMPLETE_MARKER))) throw error
+    if (!(await isCurrent(dir, stamp))) throw error
   }
   return { dir, laidOut: true }
 }
