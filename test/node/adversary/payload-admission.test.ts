@@ -22,8 +22,14 @@ import {
   type Cluster,
   type NodeProcess,
 } from '../cluster-helpers/cluster.ts'
-import { expectHonestOutcome, provenanceAt, type StatusSnapshot } from '../helpers/cooperative-outcome.ts'
+import {
+  expectHonestOutcome,
+  provenanceAt,
+  statusOf,
+  type StatusSnapshot,
+} from '../helpers/cooperative-outcome.ts'
 import { HostileMember } from '../helpers/hostile-member.ts'
+import { waitFor } from '../helpers/net.ts'
 import { trackPeakRss } from '../helpers/peak-rss.ts'
 
 const FRACTION = 0.05
@@ -95,52 +101,73 @@ describe('class 1: payload admission under attack', () => {
     attackers.push(a1, a2)
     await a1.dial(addrs)
     await a2.dial(addrs)
-    const honest = cluster.peers.map((p) => p.peerId)
+
+    // The honest quorum is all three honest nodes, and on this tiny model they close a round about
+    // a second after its base: sooner than the publisher can be sure to have judged a hostile
+    // payload announced at the same time (a race that failed this test). So the third honest
+    // node is held (SIGSTOP) from the round's base until the publisher has refused every attack
+    // of that round, then let go; the round then closes on the honest work as before.
+    const [publisherNode, , heldNode] = nodes
+    const publisherPeer = cluster.peers[0]!
+    const hold = () => process.kill(heldNode!.child.pid as number, 'SIGSTOP')
+    const refusedWhileHeld = async (sent: Omit<(typeof attacks)[number], 'expected' | 'what'>[]) => {
+      try {
+        await waitFor(
+          async () => {
+            const status = await statusOf(publisherPeer).catch(() => undefined)
+            const refused = new Set(status?.refusedPayloads.map((r) => r.contribution))
+            return sent.every((a) => refused.has(a.statement)) || !publisherNode!.running
+          },
+          `the publisher refusing ${sent.length} hostile payload(s)`,
+          120_000,
+        )
+      } finally {
+        process.kill(heldNode!.child.pid as number, 'SIGCONT')
+      }
+    }
 
     // Round 1 (autoencoder): a correctly signed statement whose payload is a valid safetensors
     // file of another model.
     const aeGenesis = await a1.waitForCheckpoint('autoencoder', 0)
+    hold()
     const misfit = encodeSafetensors(
       compressDelta([{ ...noise([64, 64], 1), name: 'evil.weight' }], CODEC).entries,
     )
-    attacks.push({
-      ...(await a1.contribute(aeGenesis, misfit)),
-      what: 'another model',
-      expected: 'BAD_PAYLOAD',
-    })
+    const misfitSent = await a1.contribute(aeGenesis, misfit)
+    attacks.push({ ...misfitSent, what: 'another model', expected: 'BAD_PAYLOAD' })
+    await refusedWhileHeld([misfitSent])
 
-    // Round 2 (U-Net): the model's own tensor names, each declared 2^40 elements.
+    // Round 2 (U-Net): the model's own tensor names, each declared 2^40 elements. Held from the
+    // autoencoder's last round, so that the held node cannot have trained on the U-Net genesis.
+    await a1.waitForCheckpoint('autoencoder', 1)
+    hold()
     const unetGenesis = await a1.waitForCheckpoint('unet', 1)
-    const layout = await a1.modelOf(unetGenesis, honest)
+    const layout = await a1.modelOf(unetGenesis, [publisherPeer.peerId])
     const eightMiB = encodeSafetensors(
       hugeShapeEntries(layout, Math.ceil((8 * 1024 * 1024) / 8 / layout.length)),
     )
     expect(eightMiB.byteLength).toBeGreaterThan(8 * 1024 * 1024)
-    attacks.push({
-      ...(await a1.contribute(unetGenesis, eightMiB)),
-      what: '8 MiB huge-shape top-k',
-      expected: 'TOO_LARGE',
-    })
     const smallHuge = encodeSafetensors(hugeShapeEntries(layout))
-    attacks.push({
-      ...(await a2.contribute(unetGenesis, smallHuge)),
-      what: 'huge-shape top-k',
-      expected: 'BAD_PAYLOAD',
-    })
+    const [eightMiBSent, smallHugeSent] = await Promise.all([
+      a1.contribute(unetGenesis, eightMiB),
+      a2.contribute(unetGenesis, smallHuge),
+    ])
+    attacks.push({ ...eightMiBSent, what: '8 MiB huge-shape top-k', expected: 'TOO_LARGE' })
+    attacks.push({ ...smallHugeSent, what: 'huge-shape top-k', expected: 'BAD_PAYLOAD' })
+    await refusedWhileHeld([eightMiBSent, smallHugeSent])
 
     // Round 3: the right layout and codec, one value not a number.
     const round2 = await a2.waitForCheckpoint('unet', 2)
+    hold()
     const entries = compressDelta(
       layout.map((t, i) => ({ ...noise(t.shape, i + 7), name: t.name })),
       CODEC,
     ).entries
     const val = entries.find((e) => e.name.endsWith('.val')) as TensorEntry
     ;(val.data as Float32Array)[0] = Number.NaN
-    attacks.push({
-      ...(await a2.contribute(round2, encodeSafetensors(entries))),
-      what: 'a NaN',
-      expected: 'BAD_PAYLOAD',
-    })
+    const nanSent = await a2.contribute(round2, encodeSafetensors(entries))
+    attacks.push({ ...nanSent, what: 'a NaN', expected: 'BAD_PAYLOAD' })
+    await refusedWhileHeld([nanSent])
 
     exits = await exitsWithin(nodes, 300_000)
     nodes.forEach((n, i) => {

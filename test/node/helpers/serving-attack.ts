@@ -5,6 +5,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { verifyCharter } from '../../../protocol/charter.ts'
 import { BlobTransferError, blobDigest } from '../../../node/p2p/blob.ts'
+import { FETCH_ATTEMPTS, FETCH_RETRY_MS } from '../../../node/round/constants.ts'
 import { bootstrapAddr, createCluster, startNode, stopAll } from '../cluster-helpers/cluster.ts'
 import { openNonReadingStreams } from './blob-attacker.ts'
 import { deterministicBlob } from './blobs.ts'
@@ -41,8 +42,8 @@ export interface ServingAttackResult {
   /** The same node serving the blob to the honest peer alone, before the attack: RSS before and at its peak. */
   honestAlone: { beforeRssBytes: number; peakRssBytes: number; seconds: number }
   /**
-   * The honest fetch during the attack, retried up to three times as the node's Fetcher retries:
-   * whether it got the blob, after how many attempts, why the failed ones failed, and the seconds
+   * The honest fetch during the attack, retried as the node's Fetcher retries (FETCH_ATTEMPTS
+   * attempts, FETCH_RETRY_MS apart): whether it got the blob, after how many attempts, why the failed ones failed, and the seconds
    * from its first attempt to the end.
    */
   honestFetch: {
@@ -181,8 +182,9 @@ export async function measureServingAttack(options: ServingAttackOptions): Promi
     const honestStart = performance.now()
     const failures: string[] = []
     let last = await fetchOnce()
-    while (!last.ok && failures.length < 2) {
+    while (!last.ok && failures.length < FETCH_ATTEMPTS - 1) {
       failures.push(`${last.code}: ${last.message ?? ''}`)
+      await new Promise((resolve) => setTimeout(resolve, FETCH_RETRY_MS))
       last = await fetchOnce()
     }
     if (!last.ok) failures.push(`${last.code}: ${last.message ?? ''}`)
