@@ -215,15 +215,23 @@ describe('coop demo --smoke', () => {
     expect(JSON.parse(summary.stdout).processing.memorizationAudits).toHaveLength(1)
   })
 
-  it('shows the eval loss falling from the first round to the last, in each phase', async () => {
+  it("shows every round's eval loss below its phase's untrained genesis, in each phase", async () => {
+    // Below the genesis, not the first round: after 8 U-Net steps the v-prediction loss is near
+    // 1 (predicting about 0) and the next 8 move it by less than the noise between runs (three
+    // runs here: 1.29 -> 1.08, 1.02 -> 1.01, 1.30 -> 1.15 after genesis 2.24, 1.64, 1.75; one
+    // CI run rose 0.965 -> 0.976), while training from the genesis always shows.
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Metrics
     for (const phase of ['autoencoder', 'unet'] as const) {
-      const evals = metrics.rounds.filter((r) => r.phase === phase && !r.genesis).map((r) => r.evalLoss)
+      const rows = metrics.rounds.filter((r) => r.phase === phase)
+      const genesis = rows.filter((r) => r.genesis).map((r) => r.evalLoss)
+      const evals = rows.filter((r) => !r.genesis).map((r) => r.evalLoss)
+      expect(genesis, phase).toHaveLength(1)
+      expect(evals, phase).toHaveLength(2)
       expect(
-        evals.every((e) => typeof e === 'number' && Number.isFinite(e)),
+        [...genesis, ...evals].every((e) => typeof e === 'number' && Number.isFinite(e)),
         phase,
       ).toBe(true)
-      expect(evals.at(-1) as number, phase).toBeLessThan(evals[0] as number)
+      for (const e of evals) expect(e as number, phase).toBeLessThan(genesis[0] as number)
     }
   })
 
