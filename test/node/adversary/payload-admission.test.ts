@@ -88,61 +88,68 @@ describe('class 1: payload admission under attack', () => {
         ...['--compress', `topk:${FRACTION}`, '--quorum', '3', '--deadline', '120'],
       ],
     })
-    const [p1, ...others] = cluster.peers
-    const publisher = startNode(cluster, p1!, { extra: ['--linger', '3'] })
-    const addr = await bootstrapAddr(p1!)
-    nodes = [
-      publisher,
-      ...others.map((peer) => startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '3'] })),
-    ]
-    const rss = nodes.map((n) => trackPeakRss(n.child.pid as number))
-    const addrs = await Promise.all(cluster.peers.map((peer) => bootstrapAddr(peer)))
-    const [a1, a2] = [await HostileMember.start(cluster.charter), await HostileMember.start(cluster.charter)]
-    attackers.push(a1, a2)
-    await a1.dial(addrs)
-    await a2.dial(addrs)
-
     // The honest quorum is all three honest nodes, and on this tiny model they close a round about
     // a second after its base: sooner than the publisher can be sure to have judged a hostile
-    // payload announced at the same time (a race that failed this test). So the third honest
-    // node is held (SIGSTOP) from the round's base until the publisher has refused every attack
-    // of that round, then let go; the round then closes on the honest work as before.
-    const [publisherNode, , heldNode] = nodes
-    const publisherPeer = cluster.peers[0]!
-    const hold = () => process.kill(heldNode!.child.pid as number, 'SIGSTOP')
-    const refusedWhileHeld = async (sent: Omit<(typeof attacks)[number], 'expected' | 'what'>[]) => {
-      try {
-        await waitFor(
-          async () => {
-            const status = await statusOf(publisherPeer).catch(() => undefined)
-            const refused = new Set(status?.refusedPayloads.map((r) => r.contribution))
-            return sent.every((a) => refused.has(a.statement)) || !publisherNode!.running
-          },
-          `the publisher refusing ${sent.length} hostile payload(s)`,
-          120_000,
-        )
-      } finally {
-        process.kill(heldNode!.child.pid as number, 'SIGCONT')
-      }
+    // payload announced at the same time, and, on a loaded machine, sooner than attackers that
+    // join a running cooperative see its genesis (races that failed this test). So the attackers
+    // join the publisher alone and attack round 1 before the other honest nodes start; in rounds 2
+    // and 3 the third honest node is held (SIGSTOP) from the round's base until the publisher has
+    // refused every attack of that round. Each round then closes on the honest work as before.
+    const [p1, ...others] = cluster.peers
+    const publisher = startNode(cluster, p1!, { extra: ['--linger', '3'] })
+    nodes = [publisher]
+    const rss = [trackPeakRss(publisher.child.pid as number)]
+    const addr = await bootstrapAddr(p1!)
+    const [a1, a2] = [await HostileMember.start(cluster.charter), await HostileMember.start(cluster.charter)]
+    attackers.push(a1, a2)
+    await a1.dial([addr])
+    await a2.dial([addr])
+    const refusedByPublisher = async (sent: Omit<(typeof attacks)[number], 'expected' | 'what'>[]) => {
+      await waitFor(
+        async () => {
+          const status = await statusOf(p1!).catch(() => undefined)
+          const refused = new Set(status?.refusedPayloads.map((r) => r.contribution))
+          return sent.every((a) => refused.has(a.statement)) || !publisher.running
+        },
+        `the publisher refusing ${sent.length} hostile payload(s)`,
+        120_000,
+      )
     }
 
     // Round 1 (autoencoder): a correctly signed statement whose payload is a valid safetensors
     // file of another model.
     const aeGenesis = await a1.waitForCheckpoint('autoencoder', 0)
-    hold()
     const misfit = encodeSafetensors(
       compressDelta([{ ...noise([64, 64], 1), name: 'evil.weight' }], CODEC).entries,
     )
     const misfitSent = await a1.contribute(aeGenesis, misfit)
     attacks.push({ ...misfitSent, what: 'another model', expected: 'BAD_PAYLOAD' })
-    await refusedWhileHeld([misfitSent])
+    await refusedByPublisher([misfitSent])
+
+    nodes = [
+      publisher,
+      ...others.map((peer) => startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '3'] })),
+    ]
+    rss.push(...nodes.slice(1).map((n) => trackPeakRss(n.child.pid as number)))
+    const addrs = await Promise.all(cluster.peers.map((peer) => bootstrapAddr(peer)))
+    await a1.dial(addrs)
+    await a2.dial(addrs)
+    const heldPid = nodes[2]!.child.pid as number
+    const hold = () => process.kill(heldPid, 'SIGSTOP')
+    const refusedWhileHeld = async (sent: Omit<(typeof attacks)[number], 'expected' | 'what'>[]) => {
+      try {
+        await refusedByPublisher(sent)
+      } finally {
+        process.kill(heldPid, 'SIGCONT')
+      }
+    }
 
     // Round 2 (U-Net): the model's own tensor names, each declared 2^40 elements. Held from the
     // autoencoder's last round, so that the held node cannot have trained on the U-Net genesis.
     await a1.waitForCheckpoint('autoencoder', 1)
     hold()
     const unetGenesis = await a1.waitForCheckpoint('unet', 1)
-    const layout = await a1.modelOf(unetGenesis, [publisherPeer.peerId])
+    const layout = await a1.modelOf(unetGenesis, [p1!.peerId])
     const eightMiB = encodeSafetensors(
       hugeShapeEntries(layout, Math.ceil((8 * 1024 * 1024) / 8 / layout.length)),
     )
