@@ -60,21 +60,30 @@ describe('class 4: inflated sample counts', () => {
         ...['--quorum', '3', '--deadline', '120'],
       ],
     })
+    // Both attackers join the publisher before the other honest nodes start, and so see each
+    // genesis as it is gossiped: a member joining a running cooperative hears only its latest
+    // checkpoint, and on a loaded machine this tiny cooperative can close round 1 before an
+    // attacker that joined it later sees the autoencoder's genesis (payload-admission failed so).
     const [p1, ...others] = cluster.peers
     const publisher = startNode(cluster, p1!, { extra: ['--linger', '3'] })
+    nodes = [publisher]
     const addr = await bootstrapAddr(p1!)
+    const attacker = await HostileMember.start(cluster.charter)
+    const fresh = await HostileMember.start(cluster.charter)
+    attackers.push(attacker, fresh)
+    await attacker.dial([addr])
+    await fresh.dial([addr])
+    const aeGenesis = await attacker.waitForCheckpoint('autoencoder', 0)
     nodes = [
       publisher,
       ...others.map((peer) => startNode(cluster, peer, { bootstrap: [addr], extra: ['--linger', '3'] })),
     ]
     const addrs = await Promise.all(cluster.peers.map((peer) => bootstrapAddr(peer)))
-    const attacker = await HostileMember.start(cluster.charter)
-    attackers.push(attacker)
     await attacker.dial(addrs)
+    await fresh.dial(addrs)
     const honest = cluster.peers.map((p) => p.peerId)
     const tiny = loadConfig('tiny')
 
-    const aeGenesis = await attacker.waitForCheckpoint('autoencoder', 0)
     const aeLayout = await attacker.modelOf(aeGenesis, honest)
     const billion = 1_000_000_000
     attacks.push({
@@ -82,9 +91,6 @@ describe('class 4: inflated sample counts', () => {
       samples: billion,
     })
 
-    const fresh = await HostileMember.start(cluster.charter)
-    attackers.push(fresh)
-    await fresh.dial(addrs)
     const unetGenesis = await fresh.waitForCheckpoint('unet', 1)
     const unetLayout = await fresh.modelOf(unetGenesis, honest)
     const justOver = INNER_STEPS * tiny.unet.batchSize + 1
