@@ -32,12 +32,6 @@ export const UnetConfigSchema = z.strictObject({
   timeEmbedDim: positiveInt(4096),
   /** Probability of replacing the class by the null class during training (classifier-free guidance). */
   classDropProb: z.number().min(0).max(1),
-  /**
-   * Off-class anchoring in federated rounds (trainer/anchor.ts): the weight of a term that holds the
-   * predictions for classes other than each row's own at the round's base model. 0 = off; the
-   * default keeps configurations written before it meaning what they meant.
-   */
-  offClassAnchor: z.number().min(0).max(100).default(0),
   lr: learningRate,
   batchSize: positiveInt(4096),
   steps: z.number().int().min(0).max(100_000_000),

@@ -8,7 +8,6 @@ import type { ImageDataset } from './data.ts'
 import { TrainerError } from './errors.ts'
 import type { Rng } from './rng.ts'
 import type { Phase } from './types.ts'
-import { offClassLabel } from './anchor.ts'
 import { nullClass } from './unet.ts'
 
 export function datasetFingerprint(dataset: ImageDataset): string {
@@ -98,8 +97,6 @@ export interface BatchShard {
   noise: Float32Array
   timesteps: number[]
   labels: number[]
-  /** U-Net only: each row's off-class anchor label (trainer/anchor.ts), drawn whether or not the config anchors. */
-  anchorLabels: number[]
 }
 
 /**
@@ -124,7 +121,6 @@ export function drawBatch(options: {
   let noiseRow: number
   const timesteps: number[] = []
   const labels: number[] = []
-  const anchorLabels: number[] = []
   let noise: Float32Array
   if (phase === 'autoencoder') {
     noiseRow = options.latentSize * options.latentSize * config.autoencoder.latentChannels
@@ -135,9 +131,7 @@ export function drawBatch(options: {
       timesteps.push(rng.int(config.diffusion.timesteps))
       // Always draw, so the stream does not depend on the label.
       const dropped = rng.uniform() < config.unet.classDropProb
-      const own = options.labels[index] as number
-      labels.push(dropped ? nullLabel : own)
-      anchorLabels.push(offClassLabel(own, timesteps.at(-1) as number, config.classes.length))
+      labels.push(dropped ? nullLabel : (options.labels[index] as number))
     }
     noiseRow = rowSize
     noise = rng.normals(batchSize * noiseRow)
@@ -154,7 +148,6 @@ export function drawBatch(options: {
       noise: noise.slice(start * noiseRow, (start + size) * noiseRow),
       timesteps: phase === 'unet' ? timesteps.slice(start, start + size) : [],
       labels: phase === 'unet' ? labels.slice(start, start + size) : [],
-      anchorLabels: phase === 'unet' ? anchorLabels.slice(start, start + size) : [],
     })
     start += size
   }

@@ -61,7 +61,6 @@ export function parityBatch(
     noise: rng.normals(PARITY_BATCH * noiseRow),
     timesteps: phase === 'autoencoder' ? [] : [3, config.diffusion.timesteps - 1],
     labels: phase === 'autoencoder' ? [] : [1, nullClass(config)],
-    anchorLabels: phase === 'autoencoder' ? [] : [0, 2 % Math.max(1, config.classes.length)],
   }
 }
 
@@ -77,7 +76,6 @@ export function splitRows(batch: BatchShard): BatchShard[] {
       noise: batch.noise.slice(r * noiseRow, (r + 1) * noiseRow),
       timesteps: batch.timesteps.slice(r, r + 1),
       labels: batch.labels.slice(r, r + 1),
-      anchorLabels: batch.anchorLabels.slice(r, r + 1),
     })
   return rows
 }

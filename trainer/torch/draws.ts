@@ -15,7 +15,6 @@ import type { NoiseSchedule } from '../schedule.ts'
 import { BatchSampler, mapLabels, splitForEval } from '../batches.ts'
 import type { SessionStateJson } from '../session-types.ts'
 import type { Phase } from '../types.ts'
-import { offClassLabel } from '../anchor.ts'
 import { nullClass } from '../unet.ts'
 import type { WireTensor } from './frames.ts'
 
@@ -29,8 +28,6 @@ export interface ExplicitDraw {
   timesteps?: number[]
   /** U-Net only: model class indices (after any dropout). */
   labels?: number[]
-  /** U-Net only: off-class anchor labels (trainer/anchor.ts); none, no anchor term. */
-  anchorLabels?: number[]
 }
 
 /** The stream's position, to give back the draws of a step that the worker did not apply. */
@@ -132,17 +129,14 @@ export class StepDraws {
     if (this.#phase === 'autoencoder') return this.explicit({ indices, noise: this.#rng.normals(noiseSize) })
     const timesteps: number[] = []
     const labels: number[] = []
-    const anchorLabels: number[] = []
     const nullLabel = nullClass(this.#config)
     for (const index of indices) {
       timesteps.push(this.#rng.int(this.#config.diffusion.timesteps))
       // Always draw, so the stream does not depend on the label.
       const dropped = this.#rng.uniform() < this.#config.unet.classDropProb
-      const own = this.#labels[index] as number
-      labels.push(dropped ? nullLabel : own)
-      anchorLabels.push(offClassLabel(own, timesteps.at(-1) as number, this.#config.classes.length))
+      labels.push(dropped ? nullLabel : (this.#labels[index] as number))
     }
-    return this.explicit({ indices, noise: this.#rng.normals(noiseSize), timesteps, labels, anchorLabels })
+    return this.explicit({ indices, noise: this.#rng.normals(noiseSize), timesteps, labels })
   }
 
   /** A step's inputs as tensors for the worker. */
@@ -159,8 +153,6 @@ export class StepDraws {
         { name: 'labels', shape: [n], data: Int32Array.from(draw.labels ?? []) },
         { name: 'coefficients', shape: [3, n], data: this.#coefficients(timesteps, true) },
       )
-      if (draw.anchorLabels !== undefined)
-        wire.push({ name: 'anchorLabels', shape: [n], data: Int32Array.from(draw.anchorLabels) })
     }
     return wire
   }

@@ -295,22 +295,6 @@ def diffusion_loss(p, cfg, x0, noise, timesteps, labels, sqrt_abar, sqrt_one_min
     return torch.mean(per_sample * weights)
 
 
-def anchors_rounds(cfg):
-    """trainer/anchor.ts anchorsRounds, for the U-Net: a weight above 0 and at least two classes."""
-    return cfg["unet"].get("offClassAnchor", 0) > 0 and len(cfg["classes"]) >= 2
-
-
-def anchor_loss(p, base, cfg, x0, noise, timesteps, anchor_labels, sqrt_abar, sqrt_one_minus_abar, weights):
-    """trainer/anchor.ts: offClassAnchor x the weighted mean square between the predictions of `p` and of the
-    round's base `base` for the anchor labels, on the same noised inputs; the base's side is a constant."""
-    xt = x0 * _column(sqrt_abar) + noise * _column(sqrt_one_minus_abar)
-    with torch.no_grad():
-        target = unet_forward(base, cfg, xt, timesteps, anchor_labels)
-    predicted = unet_forward(p, cfg, xt, timesteps, anchor_labels)
-    per_sample = torch.mean((predicted - target) ** 2, dim=(1, 2, 3))
-    return cfg["unet"]["offClassAnchor"] * torch.mean(per_sample * weights)
-
-
 def ddim_sample(p, cfg, x, labels, steps, guidance, guided):
     """diffusion.ts sample: deterministic DDIM (eta = 0) with classifier-free guidance.
 

@@ -89,7 +89,6 @@ class Session:
         self._write_group("param", self._prefixed(tensors, "param/"))
         self.state.ema.copy_(self.state.param)
         self.t = 0
-        self.anchor = None
         self.autoencoder = None
         if self.phase == "unet":
             ae = {name: nets.to_torch_layout(t.to(torch.float32)).to(device) for name, t in self._prefixed(tensors, "ae/").items()}
@@ -179,24 +178,17 @@ class Session:
                 return nets.reconstruction_mse(params, self.config["autoencoder"], x), None
             return nets.autoencoder_loss(params, self.config["autoencoder"], x, self._nchw(tensors["noise"]))
         coefficients = self._upload(tensors["coefficients"])
-        noise = self._nchw(tensors["noise"])
-        timesteps = self._upload(tensors["timesteps"]).long()
         loss = nets.diffusion_loss(
             params,
             self.config,
             x,
-            noise,
-            timesteps,
+            self._nchw(tensors["noise"]),
+            self._upload(tensors["timesteps"]).long(),
             self._upload(tensors["labels"]).long(),
             coefficients[0],
             coefficients[1],
             coefficients[2] if weighted else None,
         )
-        if weighted and self.anchor is not None and "anchorLabels" in tensors:
-            anchor_labels = self._upload(tensors["anchorLabels"]).long()
-            loss = loss + nets.anchor_loss(
-                params, self.anchor, self.config, x, noise, timesteps, anchor_labels, *coefficients
-            )
         return loss, None
 
     def _grads(self, tensors):
@@ -276,9 +268,6 @@ class Session:
     def write_group(self, which, tensors):
         self._no_pending()
         self._write_group(which, tensors)
-        # Weights set from outside are a round's base: off-class anchoring holds other classes at it.
-        if which == "param" and self.phase == "unet" and nets.anchors_rounds(self.config):
-            self.anchor = nets.Params({name: view.detach().clone() for name, view in self.state.group("param").items()})
 
     def set_step(self, step):
         self._no_pending()
