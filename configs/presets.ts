@@ -37,7 +37,6 @@ const tiny: CoopConfig = {
     groups: 4,
     timeEmbedDim: 32,
     classDropProb: 0.1,
-    nullAnchor: 0,
     lr: 2e-3,
     batchSize: 32,
     steps: 300,
@@ -84,7 +83,6 @@ const emoji32: CoopConfig = {
     groups: 8,
     timeEmbedDim: 64,
     classDropProb: 0.1,
-    nullAnchor: 0,
     // 3e-3 reached the held-out loss of 1e-3 in about half the steps (0.167 at 500 vs 0.160 at 750).
     lr: 3e-3,
     batchSize: 32,
@@ -132,7 +130,6 @@ const gpu256: CoopConfig = {
     groups: 32,
     timeEmbedDim: 512,
     classDropProb: 0.1,
-    nullAnchor: 0,
     lr: 1e-4,
     batchSize: 64,
     steps: 400_000,

@@ -32,13 +32,6 @@ export const UnetConfigSchema = z.strictObject({
   timeEmbedDim: positiveInt(4096),
   /** Probability of replacing the class by the null class during training (classifier-free guidance). */
   classDropProb: z.number().min(0).max(1),
-  /**
-   * Null-label anchoring in federated rounds (trainer/anchor.ts): while a session trains from a
-   * round's base, class dropout is off and a term of this weight holds the null label's
-   * predictions at the base. 0 = off; the default keeps configurations written before it meaning
-   * what they meant.
-   */
-  nullAnchor: z.number().min(0).max(100).default(0),
   lr: learningRate,
   batchSize: positiveInt(4096),
   steps: z.number().int().min(0).max(100_000_000),

@@ -114,8 +114,6 @@ export function drawBatch(options: {
   labels: readonly number[]
   latentSize: number
   shards: number
-  /** False while the null-label anchor holds the null label (trainer/anchor.ts): the draw is made, not applied. */
-  classDropout?: boolean
 }): BatchShard[] {
   const { config, phase, indices, rng, inputShape } = options
   const batchSize = indices.length
@@ -132,7 +130,7 @@ export function drawBatch(options: {
     for (const index of indices) {
       timesteps.push(rng.int(config.diffusion.timesteps))
       // Always draw, so the stream does not depend on the label.
-      const dropped = rng.uniform() < config.unet.classDropProb && options.classDropout !== false
+      const dropped = rng.uniform() < config.unet.classDropProb
       labels.push(dropped ? nullLabel : (options.labels[index] as number))
     }
     noiseRow = rowSize

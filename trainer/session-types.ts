@@ -59,12 +59,8 @@ export interface TrainerSession {
    * a GPU backend reads buffers back without blocking, and the torch backend lives in a worker.
    */
   getWeights(): Promise<NamedTensor[]>
-  /**
-   * Replaces the weights; optimizer moments, EMA, step and data position are kept. `roundBase`: the
-   * weights are a federated round's base, which null-label anchoring holds the null label at when
-   * the config asks for it (trainer/anchor.ts); until the next setWeights.
-   */
-  setWeights(weights: NamedTensor[], options?: { roundBase?: boolean }): Promise<void>
+  /** Replaces the weights; optimizer moments, EMA, step and data position are kept. */
+  setWeights(weights: NamedTensor[]): Promise<void>
   trainSteps(n: number, onStep?: (s: StepInfo) => void): Promise<{ lossMean: number; samples: number }>
   /** Deterministic held-out loss (fixed batch, timesteps and noise); `ema` evaluates the EMA weights. */
   evalLoss(options?: { ema?: boolean }): Promise<number>

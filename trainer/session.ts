@@ -7,7 +7,6 @@
 // of step k is read (asynchronously) while step k+1 is already queued, gradient clipping happens on
 // the device, and weights come back with one asynchronous transfer.
 import * as tf from '@tensorflow/tfjs-core'
-import { anchorsRounds } from './anchor.ts'
 import type { CoopConfig } from '../configs/index.ts'
 import { createAutoencoder, encodeImages, latentRms, latentSize, reconstructionMse } from './autoencoder.ts'
 import {
@@ -29,7 +28,7 @@ import type { GradientEngine, ShardTiming } from './parallel/engine.ts'
 import { Rng } from './rng.ts'
 import { makeSchedule } from './schedule.ts'
 import type { NoiseSchedule } from './schedule.ts'
-import { stepModelFor, type StepModel } from './step.ts'
+import { stepModelFor } from './step.ts'
 import type { Logger, NamedTensor, Phase } from './types.ts'
 import { createUnet } from './unet.ts'
 import { takeWebGpuError } from './webgpu/device.ts'
@@ -95,7 +94,6 @@ class Session implements TrainerSession {
   private readonly excludedShas = new Set<string>()
   private readonly indicesBySha = new Map<string, number[]>()
   private readonly engine: GradientEngine
-  private readonly stepModel: StepModel
   private rng: Rng
   private seen = 0
   private disposed = false
@@ -131,8 +129,7 @@ class Session implements TrainerSession {
       list.push(index)
       this.indicesBySha.set(item.sha256, list)
     })
-    this.stepModel = stepModelFor(config, phase, this.store)
-    this.engine = createGradientEngine(this.stepModel, options.threads, this.log)
+    this.engine = createGradientEngine(stepModelFor(config, phase, this.store), options.threads, this.log)
     this.log?.debug(
       {
         phase,
@@ -161,23 +158,9 @@ class Session implements TrainerSession {
     return this.store.read()
   }
 
-  async setWeights(weights: NamedTensor[], options: { roundBase?: boolean } = {}): Promise<void> {
+  async setWeights(weights: NamedTensor[]): Promise<void> {
     this.assertLive()
     this.store.write(weights)
-    if (options.roundBase === true && anchorsRounds(this.config, this.phase)) await this.setAnchor(weights)
-    else this.clearAnchor()
-  }
-
-  /** The weights just set become the round's base, which null-label anchoring holds the null label at. */
-  private async setAnchor(weights: NamedTensor[]): Promise<void> {
-    const store = this.stepModel.anchor?.store ?? createUnet(this.config, this.seed)
-    store.write(weights)
-    this.stepModel.anchor = { store, flat: await store.readFlat() }
-  }
-
-  private clearAnchor(): void {
-    this.stepModel.anchor?.store.dispose()
-    delete this.stepModel.anchor
   }
 
   async getEmaWeights(): Promise<NamedTensor[]> {
@@ -222,7 +205,6 @@ class Session implements TrainerSession {
       labels: this.labels,
       latentSize: latentSize(this.config),
       shards: this.engine.shards,
-      classDropout: this.stepModel.anchor === undefined,
     })
     const { result, timings } = await this.engine.compute(shards, batchSize)
     if (!lagging()) {
@@ -439,7 +421,6 @@ class Session implements TrainerSession {
     this.disposed = true
     this.engine.dispose()
     this.store.dispose()
-    this.clearAnchor()
     this.adam.dispose()
     this.ema.dispose()
   }

@@ -3,7 +3,6 @@
 // threads, so both compute exactly the same function of (weights, shard).
 import * as tf from '@tensorflow/tfjs-core'
 import type { CoopConfig } from '../configs/index.ts'
-import { anchorLoss, anchorTargets, type AnchorBase } from './anchor.ts'
 import { autoencoderLoss, latentSize } from './autoencoder.ts'
 import type { BatchShard } from './batches.ts'
 import { loss as diffusionLoss } from './diffusion.ts'
@@ -22,8 +21,6 @@ export interface StepModel {
   inputShape: readonly [number, number, number]
   /** Side of the autoencoder's latent grid (its noise shape). */
   latentSize: number
-  /** The round's base model when the config anchors rounds and the session was given one (trainer/anchor.ts). */
-  anchor?: AnchorBase
 }
 
 export interface ShardGradients {
@@ -67,20 +64,14 @@ export function shardGradients(model: StepModel, shard: BatchShard, batchSize: n
       }, trainable)
     }
     const noise = tf.tensor4d(shard.noise, [shard.count, h, w, c])
-    const anchor = model.anchor
-    const targets =
-      anchor === undefined
-        ? undefined
-        : anchorTargets(anchor.store, config, model.schedule, x, shard.timesteps, noise)
-    return tf.variableGrads(() => {
-      const own = diffusionLoss(store, config, model.schedule, x, shard.timesteps, noise, shard.labels, {
-        weighted: true,
-        batchTotal: batchSize,
-      })
-      if (targets === undefined) return own
-      const held = anchorLoss(store, config, model.schedule, targets, shard.timesteps, batchSize)
-      return tf.add(own, held) as tf.Scalar
-    }, trainable)
+    return tf.variableGrads(
+      () =>
+        diffusionLoss(store, config, model.schedule, x, shard.timesteps, noise, shard.labels, {
+          weighted: true,
+          batchTotal: batchSize,
+        }),
+      trainable,
+    )
   })
   // variableGrads keys gradients by the tfjs variable name; the optimizer takes parameter order.
   const ordered = trainable.map((v, i) => {

@@ -413,8 +413,7 @@ export class Publisher {
     const trainer = trainers.loaded(record.phase)
     if (trainer === undefined || state.stopping) return
     try {
-      // The closed round's checkpoint is the next round's base (and the trainer loop sets it so too).
-      await trainer.setWeights(weights, { roundBase: true })
+      await trainer.setWeights(weights)
       const evalLoss = await trainer.evalLoss()
       state.events.emit('evalLoss', { round: record.round, phase: record.phase, evalLoss })
       log.info({ round: record.round, phase: record.phase, evalLoss }, 'eval loss')

@@ -138,7 +138,7 @@ export class TrainerLoop {
     if (isRollbackRecord(base)) trainers.discard(phase)
     const trainer = await trainers.forPhase(phase)
     const baseWeights = decodeTensors(await fetcher.requireBlob(base.files.model, fetcher.providers()))
-    await trainer.setWeights(baseWeights, { roundBase: true })
+    await trainer.setWeights(baseWeights)
     trainer.excludeItems(consent.withdrawnItems())
     const steps = roundsCfg.innerSteps
     log.info({ round, phase, steps, base: base.id }, 'round started')

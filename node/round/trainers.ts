@@ -12,7 +12,7 @@ import { decodeTensors, type NamedTensor } from './tensors.ts'
 /** The part of trainer/session.ts's TrainerSession the engine drives. */
 export interface RoundTrainer {
   getWeights(): Promise<NamedTensor[]>
-  setWeights(weights: NamedTensor[], options?: { roundBase?: boolean }): Promise<void>
+  setWeights(weights: NamedTensor[]): Promise<void>
   trainSteps(
     n: number,
     onStep?: (s: { step: number; loss: number; imgPerSec: number }) => void,

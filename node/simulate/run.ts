@@ -474,7 +474,7 @@ export async function runSimulation(
         const contributions: { digest: string; samples: number; delta: NamedTensor[] }[] = []
         for (let k = 0; k < peers; k++) {
           const session = peerSessions[k] as TrainerSession
-          await session.setWeights(weights, { roundBase: true })
+          await session.setWeights(weights)
           const { lossMean, samples } = await session.trainSteps(innerSteps)
           peerTrainLoss[k] = lossMean
           federatedSampleSteps += samples

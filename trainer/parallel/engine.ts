@@ -104,15 +104,7 @@ class ParallelEngine implements GradientEngine {
       const thread = index % this.threads
       if (thread === 0) return
       const worker = this.workers[thread - 1] as PoolWorker
-      const anchor = this.model.anchor?.flat
-      remote[index] = worker.computeShard({
-        session: this.sessionId,
-        open,
-        weights,
-        shard,
-        batchSize,
-        ...(anchor === undefined ? {} : { anchor }),
-      })
+      remote[index] = worker.computeShard({ session: this.sessionId, open, weights, shard, batchSize })
     })
     // The main thread computes its shards while the workers compute theirs.
     const local = new Map<number, { result: ShardGradients; timing: ShardTiming }>()

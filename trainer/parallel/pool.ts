@@ -14,8 +14,6 @@ export interface ShardRequest {
   open: { config: CoopConfig; phase: Phase }
   /** Every weight of the session's model, flattened in ParamStore.names() order. */
   weights: Float32Array
-  /** The round's base model, flattened the same way, when the step anchors (trainer/anchor.ts). */
-  anchor?: Float32Array
   shard: BatchShard
   batchSize: number
 }

@@ -22,18 +22,6 @@ if (port === null) throw new Error('trainer/parallel/worker.ts runs as a worker 
 const ready = initBackend('wasm', undefined, { threads: 1 })
 const models = new Map<number, StepModel>()
 
-/** The round's base model the main thread anchors to, or none: a replica of it per session, written each step. */
-function setAnchor(session: number, model: StepModel, flat: Float32Array | undefined): void {
-  if (flat === undefined) {
-    model.anchor?.store.dispose()
-    delete model.anchor
-    return
-  }
-  const store = model.anchor?.store ?? createUnet(model.config, 0)
-  store.writeFlat(flat)
-  model.anchor = { store, flat }
-}
-
 function epochNow(): number {
   return performance.timeOrigin + performance.now()
 }
@@ -56,7 +44,6 @@ async function computeShard(
     models.set(message.session, model)
   }
   model.store.writeFlat(message.weights)
-  setAnchor(message.session, model, message.anchor)
   const startMs = epochNow()
   const cpuStart = cpuMs()
   const result = shardGradients(model, message.shard, message.batchSize)
@@ -83,7 +70,6 @@ async function computeShard(
 port.on('message', (message: Message) => {
   if (message.type === 'close') {
     models.get(message.session)?.store.dispose()
-    models.get(message.session)?.anchor?.store.dispose()
     models.delete(message.session)
     return
   }

@@ -51,8 +51,6 @@ export class StepDraws {
   readonly #evalNoise: Float32Array[]
   readonly #evalTimesteps: number[]
   readonly #excludedIndices = new Set<number>()
-  /** False once the session anchors a round (trainer/anchor.ts): the dropout draw is made, not applied. */
-  classDropout = true
   readonly #excludedShas = new Set<string>()
   readonly #indicesBySha = new Map<string, number[]>()
   #rng: Rng
@@ -135,7 +133,7 @@ export class StepDraws {
     for (const index of indices) {
       timesteps.push(this.#rng.int(this.#config.diffusion.timesteps))
       // Always draw, so the stream does not depend on the label.
-      const dropped = this.#rng.uniform() < this.#config.unet.classDropProb && this.classDropout
+      const dropped = this.#rng.uniform() < this.#config.unet.classDropProb
       labels.push(dropped ? nullLabel : (this.#labels[index] as number))
     }
     return this.explicit({ indices, noise: this.#rng.normals(noiseSize), timesteps, labels })

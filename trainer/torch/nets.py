@@ -295,23 +295,6 @@ def diffusion_loss(p, cfg, x0, noise, timesteps, labels, sqrt_abar, sqrt_one_min
     return torch.mean(per_sample * weights)
 
 
-def anchors_rounds(cfg):
-    """trainer/anchor.ts anchorsRounds, for the U-Net: a weight above 0 and a conditional model."""
-    return cfg["unet"].get("nullAnchor", 0) > 0 and len(cfg["classes"]) > 0
-
-
-def anchor_loss(p, base, cfg, x0, noise, timesteps, sqrt_abar, sqrt_one_minus_abar, weights):
-    """trainer/anchor.ts: nullAnchor x the weighted mean square between the null-label predictions of `p` and
-    of the round's base `base`, on the same noised inputs; the base's side is a constant."""
-    xt = x0 * _column(sqrt_abar) + noise * _column(sqrt_one_minus_abar)
-    nulls = torch.full_like(timesteps, null_class(cfg))
-    with torch.no_grad():
-        target = unet_forward(base, cfg, xt, timesteps, nulls)
-    predicted = unet_forward(p, cfg, xt, timesteps, nulls)
-    per_sample = torch.mean((predicted - target) ** 2, dim=(1, 2, 3))
-    return cfg["unet"]["nullAnchor"] * torch.mean(per_sample * weights)
-
-
 def ddim_sample(p, cfg, x, labels, steps, guidance, guided):
     """diffusion.ts sample: deterministic DDIM (eta = 0) with classifier-free guidance.
 

@@ -7,7 +7,6 @@
 //
 // The worker receives only decoded pixels of the session's dataset, weights, and per-step draws; it
 // returns losses and weights. Weights cross in tfjs layout, so checkpoints are the same files.
-import { anchorsRounds } from '../anchor.ts'
 import { createAutoencoder, latentSize } from '../autoencoder.ts'
 import {
   ADAM_BETA1,
@@ -85,13 +84,10 @@ class TorchSession implements TrainerSession {
     )
   }
 
-  setWeights(weights: NamedTensor[], options: { roundBase?: boolean } = {}): Promise<void> {
+  setWeights(weights: NamedTensor[]): Promise<void> {
     return this.#exclusive(async () => {
       checkWeights(this.#layout, weights, 'WEIGHTS_MISMATCH', 'weights')
-      // The worker takes a round's base as the anchor's when the config anchors (worker.py).
-      const anchored = options.roundBase === true && anchorsRounds(this.config, this.phase)
-      await this.worker.request('set', { group: 'param', roundBase: anchored }, toWire('', weights))
-      this.#draws.classDropout = !anchored
+      await this.worker.request('set', { group: 'param' }, toWire('', weights))
     })
   }
 

@@ -89,7 +89,6 @@ class Session:
         self._write_group("param", self._prefixed(tensors, "param/"))
         self.state.ema.copy_(self.state.param)
         self.t = 0
-        self.anchor = None
         self.autoencoder = None
         if self.phase == "unet":
             ae = {name: nets.to_torch_layout(t.to(torch.float32)).to(device) for name, t in self._prefixed(tensors, "ae/").items()}
@@ -179,21 +178,17 @@ class Session:
                 return nets.reconstruction_mse(params, self.config["autoencoder"], x), None
             return nets.autoencoder_loss(params, self.config["autoencoder"], x, self._nchw(tensors["noise"]))
         coefficients = self._upload(tensors["coefficients"])
-        noise = self._nchw(tensors["noise"])
-        timesteps = self._upload(tensors["timesteps"]).long()
         loss = nets.diffusion_loss(
             params,
             self.config,
             x,
-            noise,
-            timesteps,
+            self._nchw(tensors["noise"]),
+            self._upload(tensors["timesteps"]).long(),
             self._upload(tensors["labels"]).long(),
             coefficients[0],
             coefficients[1],
             coefficients[2] if weighted else None,
         )
-        if weighted and self.anchor is not None:
-            loss = loss + nets.anchor_loss(params, self.anchor, self.config, x, noise, timesteps, *coefficients)
         return loss, None
 
     def _grads(self, tensors):
@@ -270,17 +265,9 @@ class Session:
         self._no_pending()
         return [(name, nets.to_tfjs_layout(view.detach()).cpu()) for name, view in sorted(self.state.group(which).items())]
 
-    def write_group(self, which, tensors, round_base=False):
+    def write_group(self, which, tensors):
         self._no_pending()
         self._write_group(which, tensors)
-        # A round's base (trainer/anchor.ts): null-label anchoring holds the null label at it until the next set.
-        if which == "param":
-            anchored = round_base and self.phase == "unet" and nets.anchors_rounds(self.config)
-            self.anchor = (
-                nets.Params({name: view.detach().clone() for name, view in self.state.group("param").items()})
-                if anchored
-                else None
-            )
 
     def set_step(self, step):
         self._no_pending()
@@ -359,7 +346,7 @@ def handle(device, session, header, tensors):
     if op == "get":
         return session, {"step": session.t}, session.read_group(header["group"])
     if op == "set":
-        session.write_group(header["group"], tensors, bool(header.get("roundBase", False)))
+        session.write_group(header["group"], tensors)
         return session, {}, []
     if op == "set_step":
         session.set_step(header["step"])
