@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { didKeyFromPublicKey } from '../../protocol/keys.ts'
 import { readKeyFile } from '../../node/keystore.ts'
+import { SMOKE_RUN } from '../../node/demo/constants.ts'
 import { mapLimit } from './helpers/map-limit.ts'
 
 const MAIN = 'node/cli/main.ts'
@@ -226,7 +227,9 @@ describe('coop demo --smoke', () => {
       const genesis = rows.filter((r) => r.genesis).map((r) => r.evalLoss)
       const evals = rows.filter((r) => !r.genesis).map((r) => r.evalLoss)
       expect(genesis, phase).toHaveLength(1)
-      expect(evals, phase).toHaveLength(2)
+      expect(evals, phase).toHaveLength(
+        phase === 'autoencoder' ? SMOKE_RUN.autoencoderRounds : SMOKE_RUN.unetRounds,
+      )
       expect(
         [...genesis, ...evals].every((e) => typeof e === 'number' && Number.isFinite(e)),
         phase,

@@ -104,7 +104,8 @@ describe('class 1: payload admission under attack', () => {
     attackers.push(a1, a2)
     await a1.dial([addr])
     await a2.dial([addr])
-    const refusedByPublisher = async (sent: Omit<(typeof attacks)[number], 'expected' | 'what'>[]) => {
+    type Sent = Awaited<ReturnType<HostileMember['contribute']>>
+    const refusedByPublisher = async (sent: Sent[]) => {
       await waitFor(
         async () => {
           const status = await statusOf(p1!).catch(() => undefined)
@@ -136,7 +137,7 @@ describe('class 1: payload admission under attack', () => {
     await a2.dial(addrs)
     const heldPid = nodes[2]!.child.pid as number
     const hold = () => process.kill(heldPid, 'SIGSTOP')
-    const refusedWhileHeld = async (sent: Omit<(typeof attacks)[number], 'expected' | 'what'>[]) => {
+    const refusedWhileHeld = async (sent: Sent[]) => {
       try {
         await refusedByPublisher(sent)
       } finally {

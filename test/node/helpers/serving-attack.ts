@@ -43,8 +43,8 @@ export interface ServingAttackResult {
   honestAlone: { beforeRssBytes: number; peakRssBytes: number; seconds: number }
   /**
    * The honest fetch during the attack, retried as the node's Fetcher retries (FETCH_ATTEMPTS
-   * attempts, FETCH_RETRY_MS apart): whether it got the blob, after how many attempts, why the failed ones failed, and the seconds
-   * from its first attempt to the end.
+   * attempts, FETCH_RETRY_MS apart): whether it got the blob, after how many attempts, why the
+   * failed ones failed, and the seconds from its first attempt to the end.
    */
   honestFetch: {
     ok: boolean
