@@ -1,5 +1,6 @@
-// The image loader: a folder of PNG/JPEG/WebP files, decoded with sharp, composited on
-// white, resized, held as float32 in [-1, 1]. `<dir>/<class>/*` gives labels; a flat folder
+// The image loader: a folder of PNG/JPEG/WebP files, decoded with sharp, turned upright by
+// their EXIF orientation, composited on white, centre-cropped to a square (a photo is cropped,
+// not squashed) and resized, held as float32 in [-1, 1]. `<dir>/<class>/*` gives labels; a flat folder
 // is unconditional (label -1). With an allowlist, a file whose bytes' digest is not listed
 // is never decoded and never reaches a batch. A file whose own metadata forbids AI or
 // generative training (trainer/embedded-metadata.ts) is refused even when listed: the most
@@ -114,9 +115,13 @@ async function listCandidates(dir: string): Promise<{ candidates: Candidate[]; c
 
 /** Decodes one image file to `size`x`size` RGB floats in [-1, 1]; throws with a user-readable reason. */
 export async function decodeImage(bytes: Uint8Array, size: number): Promise<Float32Array> {
-  const { data, info } = await sharp(bytes, { limitInputPixels: DATA_MAX_INPUT_PIXELS, failOn: 'error' })
+  const { data, info } = await sharp(bytes, {
+    limitInputPixels: DATA_MAX_INPUT_PIXELS,
+    failOn: 'error',
+    autoOrient: true,
+  })
     .flatten({ background: DATA_BACKGROUND })
-    .resize(size, size, { fit: 'fill' })
+    .resize(size, size, { fit: 'cover', position: 'centre' })
     .toColourspace('srgb')
     .removeAlpha()
     .raw()

@@ -89,6 +89,46 @@ describe('loadImageFolder', () => {
     expect(pixel(2)).toEqual([1, 1, 1])
   })
 
+  it('crops a wide image to its centre square and turns a photo upright by its EXIF orientation', async () => {
+    const dir = join(root, 'shapes')
+    mkdirSync(dir)
+    const RED = [255, 0, 0]
+    const BLUE = [0, 0, 255]
+    const raw = (width: number, height: number, colour: (x: number, y: number) => number[]) => {
+      const data = Buffer.alloc(width * height * 3)
+      for (let y = 0; y < height; y++)
+        for (let x = 0; x < width; x++) data.set(colour(x, y), (y * width + x) * 3)
+      return sharp(data, { raw: { width, height, channels: 3 } })
+    }
+    // 30x10: blue, red, blue thirds. Squashed, it would read blue-red-blue at 3 px; cropped, all red.
+    await raw(30, 10, (x) => (x >= 10 && x < 20 ? RED : BLUE))
+      .png()
+      .toFile(join(dir, 'a-wide.png'))
+    // Stored 20x10 with red on the left and blue on the right, EXIF orientation 6 (shown turned
+    // 90 degrees clockwise): upright it is 10x20, red above blue.
+    await raw(20, 10, (x) => (x < 10 ? RED : BLUE))
+      .jpeg({ quality: 100 })
+      .withMetadata({ orientation: 6 })
+      .toFile(join(dir, 'b-rotated.jpg'))
+    const dataset = await loadImageFolder({ dir, size: 4 })
+    // Each pixel as 'r' (red), 'b' (blue) or '?' (a blend at a JPEG-blurred edge).
+    const colours = (image: number) =>
+      Array.from({ length: 16 }, (_, p) => {
+        const [r, g, b] = dataset.pixels.subarray((image * 16 + p) * 3, (image * 16 + p) * 3 + 3)
+        if ((g as number) > -0.8) return '?'
+        return (r as number) > 0.8 && (b as number) < -0.8
+          ? 'r'
+          : (b as number) > 0.8 && (r as number) < -0.8
+            ? 'b'
+            : '?'
+      }).join('')
+    expect(colours(0)).toBe('rrrrrrrrrrrrrrrr')
+    // Rows of 4: upright, the top row is red and the bottom row blue (stored, left and right).
+    const rotated = colours(1)
+    expect(rotated.slice(0, 4)).toBe('rrrr')
+    expect(rotated.slice(12, 16)).toBe('bbbb')
+  })
+
   it('skips a corrupt PNG among good ones, reporting it by path, and loads the rest', async () => {
     const dir = join(root, 'with-corrupt')
     await layoutTwemoji({ out: dir, perCategory: 2, categories: ['flags'] })
