@@ -18,15 +18,16 @@ export function datasetFingerprint(dataset: ImageDataset): string {
 export function mapLabels(config: CoopConfig, dataset: ImageDataset): number[] {
   const nullLabel = nullClass(config)
   if (config.classes.length === 0) return dataset.items.map(() => nullLabel)
-  const classIndex = dataset.classes.map((name) => {
-    const index = config.classes.indexOf(name)
-    if (index < 0)
-      throw new TrainerError(
-        'UNKNOWN_CLASS',
-        `dataset class '${name}' is not one of the model's classes (${config.classes.join(', ')})`,
-      )
-    return index
-  })
+  // Only folders that hold loaded images count: one of unconsented files does not stop training.
+  const used = new Set(dataset.items.map((item) => item.label))
+  const unknown = dataset.classes.filter((name, label) => used.has(label) && !config.classes.includes(name))
+  if (unknown.length > 0)
+    throw new TrainerError(
+      'UNKNOWN_CLASS',
+      `dataset class${unknown.length > 1 ? 'es' : ''} ${unknown.map((n) => `'${n}'`).join(', ')} not among the model's classes (${config.classes.join(', ')}); ` +
+        `a model of your folder's classes needs them in its config (coop train or simulate: --set 'classes=${JSON.stringify(dataset.classes)}'; a cooperative: the charter's config)`,
+    )
+  const classIndex = dataset.classes.map((name) => config.classes.indexOf(name))
   return dataset.items.map((item) => (item.label < 0 ? nullLabel : (classIndex[item.label] as number)))
 }
 

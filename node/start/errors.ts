@@ -13,6 +13,8 @@ export const START_ERROR_CODES = [
   'NOT_FOUND',
   /** --data holds none of the images the consent manifests list. */
   'CONSENT_DATA_MISMATCH',
+  /** Consented images sit in a class folder the charter's model has no class for. */
+  'UNKNOWN_CLASS',
   /** A consent manifest names another node as custodian. */
   'FOREIGN_CUSTODIAN',
   /** --key is the rights holder's key that signed the consent, not the node key it names. */

@@ -4,8 +4,9 @@
 // is one StartError naming both sides; nothing has been created when one is thrown.
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { join } from 'node:path'
+import { join, relative, sep } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
+import { CoopConfigSchema } from '../../configs/index.ts'
 import { verifyCharter, type CoopCharter } from '../../protocol/charter.ts'
 import { isProtocolError } from '../../protocol/errors.ts'
 import { didKeyFromPublicKey, peerIdString } from '../../protocol/keys.ts'
@@ -164,8 +165,17 @@ async function checkConsent(
   return out
 }
 
-/** At least one image of the data folder is listed by a manifest: the manifests were made for it. */
-async function checkData(data: string, manifests: VerifiedManifest[], consentFiles: string[]): Promise<void> {
+/**
+ * At least one image of the data folder is listed by a manifest (the manifests were made for it),
+ * and every listed image in a class folder (`<data>/<class>/<file>`, the layout the trainer reads)
+ * is of a class the charter's model has.
+ */
+async function checkData(
+  data: string,
+  manifests: VerifiedManifest[],
+  consentFiles: string[],
+  modelClasses: readonly string[],
+): Promise<void> {
   const kind = await sniffFileKind(data)
   if (kind === 'missing') throw new StartError('NOT_FOUND', `--data ${data}: no such folder`)
   if (kind !== 'folder')
@@ -173,12 +183,26 @@ async function checkData(data: string, manifests: VerifiedManifest[], consentFil
   if (manifests.length === 0) return
   const listed = new Set(manifests.flatMap((m) => m.items.map((item) => item.digest)))
   const scan = await scanImageFolder(data, { progress: false })
-  if (scan.images.some((image) => listed.has(image.digest))) return
-  throw new StartError(
-    'CONSENT_DATA_MISMATCH',
-    `none of the ${scan.images.length} images under --data ${data} is listed in ${consentFiles.join(', ')} ` +
-      `(${listed.size} items): the consent was signed for another folder`,
-  )
+  const consented = scan.images.filter((image) => listed.has(image.digest))
+  if (consented.length === 0)
+    throw new StartError(
+      'CONSENT_DATA_MISMATCH',
+      `none of the ${scan.images.length} images under --data ${data} is listed in ${consentFiles.join(', ')} ` +
+        `(${listed.size} items): the consent was signed for another folder`,
+    )
+  if (modelClasses.length === 0) return // an unconditional model trains on every image
+  const unknown = new Set<string>()
+  for (const image of consented) {
+    const parts = relative(data, image.path).split(sep)
+    if (parts.length === 2 && !modelClasses.includes(parts[0] as string)) unknown.add(parts[0] as string)
+  }
+  if (unknown.size > 0)
+    throw new StartError(
+      'UNKNOWN_CLASS',
+      `consented images under --data ${data} are in class folder${unknown.size > 1 ? 's' : ''} ` +
+        `${[...unknown].map((name) => `'${name}'`).join(', ')}, which the charter's model does not have ` +
+        `(its classes: ${modelClasses.join(', ')}): move them into one of those folders, or start a cooperative whose charter lists them`,
+    )
 }
 
 /** Binds and releases each fixed TCP port, so a taken port is one clear line before anything starts. */
@@ -262,8 +286,11 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
       )
   }
   const manifests = await checkConsent(options, charter, identity)
-  if (options.train) await checkData(options.data, manifests, options.consent)
-  else if ((await sniffFileKind(options.data)) === 'missing')
+  if (options.train) {
+    // A charter whose model does not parse is refused by the node itself, with its own error.
+    const model = CoopConfigSchema.safeParse(charter.model)
+    await checkData(options.data, manifests, options.consent, model.success ? model.data.classes : [])
+  } else if ((await sniffFileKind(options.data)) === 'missing')
     throw new StartError('NOT_FOUND', `--data ${options.data}: no such folder`)
   await checkListen(options.listen)
   return { coopId, charter, peerId: identity?.peerId, storeExisted }

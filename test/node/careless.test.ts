@@ -4,7 +4,7 @@
 // are byte-identical, no store is created). The same run proves `coop sample` on a cooperative
 // checkpoint and that `coop start` on a machine without a GPU prints no WebGPU driver noise.
 import { execFile } from 'node:child_process'
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -275,6 +275,14 @@ describe('careless-user mistakes against a real cooperative', () => {
       absent: (args) => [storeOf(args)],
     },
     {
+      what: "start with consented images in a class folder the charter's model does not have",
+      args: () => startArgs(0, { '--data': join(dir, 'renamed-class') }),
+      code: 'UNKNOWN_CLASS',
+      exit: 1,
+      absent: (args) => [storeOf(args)],
+      also: (run) => expect(run.stderr).toContain("class folder 'dinosaurs'"),
+    },
+    {
       what: 'start with the consent manifest as the charter',
       args: () => startArgs(0, { '--charter': cluster.peers[0]!.consentPath }),
       code: 'WRONG_FILE_KIND',
@@ -321,6 +329,12 @@ describe('careless-user mistakes against a real cooperative', () => {
     // A rights-holder key file: the one that signed peer 1's manifest.
     const { writeKeyFile } = await import('../../node/keystore.ts')
     await writeKeyFile(join(dir, 'rights.key'), cluster.peers[0]!.rightsKey)
+    // Peer 1's consented images, their class folder renamed to one the model does not have.
+    await cp(cluster.peers[0]!.data, join(dir, 'renamed-class'), { recursive: true })
+    const [classDir] = (await readdir(join(dir, 'renamed-class'), { withFileTypes: true })).filter((e) =>
+      e.isDirectory(),
+    )
+    await rename(join(dir, 'renamed-class', classDir!.name), join(dir, 'renamed-class', 'dinosaurs'))
   })
 
   // Side by side: each mistake only reads what others watch (no command here opens a store's
