@@ -11,7 +11,7 @@ export const DATA_MAX_CLASSES = 10_000
 /** Decodes in flight at once: sharp uses libuv's pool, so a few keep it busy without piling up buffers. */
 export const DATA_DECODE_CONCURRENCY = 4
 /** File extensions the loader decodes (lower-cased); anything else in the folder is ignored, not an error. */
-export const DATA_IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp']
+export const DATA_IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.gif', '.webp']
 /** Largest embedded XMP packet parsed for opt-out signals: a JPEG's main packet is under 64 KiB and real PNG/WebP packets are far below; a larger one refuses the file rather than being parsed. */
 export const EMBEDDED_XMP_MAX_BYTES = 4 * 1024 * 1024
 /** Transparent pixels are composited on white, the background Twemoji and icons are drawn for. */

@@ -1,15 +1,17 @@
-// The image loader: a folder of PNG/JPEG/WebP files, decoded with sharp, turned upright by
-// their EXIF orientation, composited on white, centre-cropped to a square (a photo is cropped,
-// not squashed) and resized, held as float32 in [-1, 1]. `<dir>/<class>/*` gives labels; a flat folder
-// is unconditional (label -1). With an allowlist, a file whose bytes' digest is not listed
-// is never decoded and never reaches a batch. A file whose own metadata forbids AI or
-// generative training (trainer/embedded-metadata.ts) is refused even when listed: the most
-// restrictive signal wins. Corrupt files are skipped, by path, not fatal.
+// The image loader: a folder of PNG, JPEG, GIF or WebP files (told by their bytes, not their
+// names), decoded with sharp, turned upright by their EXIF orientation, composited on white,
+// centre-cropped to a square (a photo is cropped, not squashed) and resized, held as float32 in
+// [-1, 1]. `<dir>/<class>/*` gives labels; a flat folder is unconditional (label -1). With an
+// allowlist, a file whose bytes' digest is not listed is never decoded and never reaches a
+// batch. A file whose own metadata forbids AI or generative training
+// (trainer/embedded-metadata.ts) is refused even when listed: the most restrictive signal wins.
+// Corrupt files are skipped, by path, not fatal.
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { extname, join } from 'node:path'
 import sharp from 'sharp'
 import { describeSignals } from '../protocol/data-mining.ts'
 import { sha256Digest } from '../protocol/digest.ts'
+import { sniffMediaType } from '../protocol/media-type.ts'
 import { readEmbeddedOptOut } from './embedded-metadata.ts'
 import {
   DATA_BACKGROUND,
@@ -168,6 +170,12 @@ export async function loadImageFolder(options: LoadImageFolderOptions): Promise<
       // The consent gate: a file not on the list is not even decoded.
       if (allowlist !== undefined && !allowlist.has(sha256)) {
         notAllowed++
+        continue
+      }
+      // Decoded only if its bytes are an image type a manifest may list: an SVG or TIFF under an
+      // image name is not rendered (an SVG could pull in other files).
+      if (sniffMediaType(bytes) === undefined) {
+        skipped.push({ path: candidate.path, reason: 'not a PNG, JPEG, GIF or WebP file by its first bytes' })
         continue
       }
       try {

@@ -129,6 +129,30 @@ describe('loadImageFolder', () => {
     expect(rotated.slice(12, 16)).toBe('bbbb')
   })
 
+  it('loads a GIF, and decodes by the bytes, not the name: an SVG or TIFF named .png is skipped', async () => {
+    const dir = join(root, 'types')
+    mkdirSync(dir)
+    const green = { r: 0, g: 255, b: 0 }
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: green } })
+      .gif()
+      .toFile(join(dir, 'a.gif'))
+    // sharp would render both if asked: an SVG may reference other files on the machine.
+    writeFileSync(
+      join(dir, 'b-svg.png'),
+      '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="red"/></svg>',
+    )
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: green } })
+      .tiff()
+      .toFile(join(dir, 'c-tiff.png'))
+    const dataset = await loadImageFolder({ dir, size: 4 })
+    expect(dataset.items.map((i) => i.path)).toEqual([join(dir, 'a.gif')])
+    expect(Array.from(dataset.pixels.subarray(0, 3)).map(Math.round)).toEqual([-1, 1, -1])
+    expect(dataset.skipped).toEqual([
+      { path: join(dir, 'b-svg.png'), reason: 'not a PNG, JPEG, GIF or WebP file by its first bytes' },
+      { path: join(dir, 'c-tiff.png'), reason: 'not a PNG, JPEG, GIF or WebP file by its first bytes' },
+    ])
+  })
+
   it('skips a corrupt PNG among good ones, reporting it by path, and loads the rest', async () => {
     const dir = join(root, 'with-corrupt')
     await layoutTwemoji({ out: dir, perCategory: 2, categories: ['flags'] })
@@ -142,7 +166,9 @@ describe('loadImageFolder', () => {
     const dataset = await loadImageFolder({ dir, size: 8 })
     expect(dataset.items).toHaveLength(2)
     expect(dataset.skipped.map((s) => s.path).sort()).toEqual([garbage, truncated].sort())
-    for (const s of dataset.skipped) expect(s.reason).toMatch(/cannot decode/)
+    const reasons = Object.fromEntries(dataset.skipped.map((s) => [s.path, s.reason]))
+    expect(reasons[truncated]).toMatch(/^cannot decode: /)
+    expect(reasons[garbage]).toBe('not a PNG, JPEG, GIF or WebP file by its first bytes')
   })
 
   it('loads only allowlisted files: a file not on the list never reaches the dataset', async () => {

@@ -12,6 +12,7 @@ import {
   REVOCATION_MAX_BYTES,
 } from '../../../protocol/constants.ts'
 import { isDigest } from '../../../protocol/digest.ts'
+import { sniffMediaType } from '../../../protocol/media-type.ts'
 import { ProtocolError } from '../../../protocol/errors.ts'
 import { canonicalize } from '../../../protocol/jcs.ts'
 import { didKeyFromPublicKey, peerIdString, publicKeyFromIdentity } from '../../../protocol/keys.ts'
@@ -68,26 +69,6 @@ export interface FolderScan {
   /** Regular files that are not PNG, JPEG, GIF or WebP by their first bytes. */
   skipped: string[]
   bytesHashed: number
-}
-
-function sniffMediaType(head: Uint8Array): ManifestItem['mediaType'] | undefined {
-  const at = (i: number) => head[i] ?? -1
-  if (
-    at(0) === 0x89 &&
-    at(1) === 0x50 &&
-    at(2) === 0x4e &&
-    at(3) === 0x47 &&
-    at(4) === 0x0d &&
-    at(5) === 0x0a &&
-    at(6) === 0x1a &&
-    at(7) === 0x0a
-  )
-    return 'image/png'
-  if (at(0) === 0xff && at(1) === 0xd8 && at(2) === 0xff) return 'image/jpeg'
-  const ascii = Buffer.from(head.subarray(0, 12)).toString('latin1')
-  if (ascii.startsWith('GIF87a') || ascii.startsWith('GIF89a')) return 'image/gif'
-  if (ascii.startsWith('RIFF') && ascii.slice(8, 12) === 'WEBP') return 'image/webp'
-  return undefined
 }
 
 async function listFiles(dir: string): Promise<string[]> {

@@ -24,7 +24,7 @@ Trains the autoencoder, then the U-Net on its latents. Writes <out>/autoencoder/
 
 Options:
   --config <name|path>   tiny | emoji32 | gpu256, or a JSON file (may "extends" a name)
-  --data <dir>           image folder: <dir>/<class>/*.png|jpg|webp, or flat (unconditional)
+  --data <dir>           image folder: <dir>/<class>/*.png|jpg|gif|webp, or flat (unconditional)
   --out <dir>            output folder
   --ae-steps <n>         autoencoder steps (overrides autoencoder.steps)
   --unet-steps <n>       U-Net steps (overrides unet.steps)
