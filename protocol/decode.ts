@@ -3,7 +3,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { z } from 'zod'
 import { ProtocolError } from './errors.ts'
-import { canonicalize, isCanonicalJsonText } from './jcs.ts'
+import { canonicalize, isCanonicalJsonText, MAX_DEPTH, nestsTooDeep } from './jcs.ts'
 
 /**
  * Input to a verifier: the exact bytes or text of a document, an already-parsed value, or the
@@ -77,6 +77,7 @@ export function parseDocument(input: DocumentInput, maxBytes: number, what: stri
   }
   if (text.charCodeAt(0) === 0xfeff)
     throw new ProtocolError('INVALID_JSON', `${what} starts with a byte order mark`)
+  if (nestsTooDeep(text)) throw new ProtocolError('NOT_CANONICAL', `${what} nests deeper than ${MAX_DEPTH}`)
   let value: unknown
   try {
     value = JSON.parse(text)

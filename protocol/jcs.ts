@@ -26,7 +26,30 @@ function compareCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-const MAX_DEPTH = 256
+/** Deepest nesting of arrays and objects a document may have (the walks below recurse). */
+export const MAX_DEPTH = 256
+
+/**
+ * Whether JSON `text` nests arrays and objects deeper than `MAX_DEPTH`, from its characters alone
+ * (brackets inside strings do not count). Checked before the text is parsed: the engine's
+ * JSON.stringify and these walks recurse, and a 1 MiB message of brackets would overflow the stack.
+ */
+export function nestsTooDeep(text: string): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c)
+        i++ // backslash: the next character is escaped
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DEPTH) return true
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return false
+}
 
 /**
  * True when JSON.stringify(value) is exactly its canonical form: plain objects whose keys

@@ -133,6 +133,20 @@ describe.each(Object.entries(verifiers))('%s verifier under arbitrary input', (_
     )
   })
 
+  it('rejects a document nested 10,000 deep with a ProtocolError, not a stack overflow', () => {
+    const depth = 10_000
+    const texts = ['['.repeat(depth) + ']'.repeat(depth), '{"a":'.repeat(depth) + '1' + '}'.repeat(depth)]
+    for (const text of texts) {
+      expect(outcome(() => verify(text))).toBe('NOT_CANONICAL')
+      expect(outcome(() => verify(new TextEncoder().encode(text)))).toBe('NOT_CANONICAL')
+      // As an object it has no canonical form: SCHEMA, still a ProtocolError.
+      expect(outcome(() => verify(JSON.parse(text) as DocumentInput))).toBe('SCHEMA')
+    }
+    // Brackets inside a string are text, not nesting.
+    const brackets = `{"a":"${'['.repeat(depth)}"}`
+    expect(outcome(() => verify(brackets))).not.toBe('accepted')
+  })
+
   it('rejects every byte-level mutation (flip, insert, delete, truncate)', () => {
     fc.assert(
       fc.property(
