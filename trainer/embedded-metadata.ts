@@ -2,7 +2,9 @@
 // says what they mean). Well-kept libraries do the parsing, nothing is hand-parsed:
 // - sharp (libvips) finds the XMP packet in the container: PNG iTXt/zTXt/tEXt
 //   `XML:com.adobe.xmp`, JPEG APP1 (the main packet; not JPEG "extended XMP"), WebP `XMP `
-//   chunk, TIFF, HEIF/AVIF. (GIF XMP is not read: libvips does not extract it.)
+//   chunk, TIFF, HEIF/AVIF. Neither library extracts GIF XMP, so for a GIF the packet is
+//   located here by the XMP application extension's identifier (`XMP DataXMP`, XMP spec part 3):
+//   its bytes run up to the 258-byte "magic trailer", which starts 0x01 0xFF 0xFE.
 // - ExifReader parses the packet (RDF/XML through @xmldom/xmldom): attribute, element,
 //   rdf:resource, struct and list forms alike. It is handed the packet inside a minimal PNG
 //   (signature + one iTXt chunk), the one container whose XMP it reads without a size limit;
@@ -15,6 +17,7 @@
 import { DOMParser, onErrorStopParsing } from '@xmldom/xmldom'
 import ExifReader from 'exifreader'
 import sharp from 'sharp'
+import { readFile } from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
 import {
   CAWG_ENTRIES,
@@ -46,6 +49,24 @@ function xmpCarrier(xmp: Uint8Array): Buffer {
     pngChunk('iTXt', Buffer.concat([XMP_ITXT_HEADER, xmp])),
     pngChunk('IEND', new Uint8Array(0)),
   ])
+}
+
+/** Introducer, label and block size of a GIF application extension, then its identifier. */
+const GIF_XMP_ID = Buffer.concat([Buffer.from([0x21, 0xff, 0x0b]), Buffer.from('XMP DataXMP', 'latin1')])
+/** The first bytes of the XMP magic trailer: never in UTF-8 text. */
+const GIF_XMP_TRAILER = Buffer.from([0x01, 0xff, 0xfe])
+
+/**
+ * The XMP packet of a GIF, or undefined when it has none. Without its trailer, the rest of the
+ * file is returned: too large or unparsable, it then refuses the file if it mentions an opt-out.
+ */
+function gifXmp(bytes: Uint8Array): Buffer | undefined {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const at = buffer.indexOf(GIF_XMP_ID)
+  if (at < 0) return undefined
+  const start = at + GIF_XMP_ID.length
+  const end = buffer.indexOf(GIF_XMP_TRAILER, start)
+  return buffer.subarray(start, end < 0 ? buffer.length : end)
 }
 
 interface XmpTag {
@@ -102,7 +123,10 @@ function unreadable(reason: string): EmbeddedSignal {
  */
 export async function readEmbeddedOptOut(input: Uint8Array | string): Promise<EmbeddedVerdict> {
   const metadata = await sharp(input, { limitInputPixels: DATA_MAX_INPUT_PIXELS }).metadata()
-  const xmp = metadata.xmp
+  const xmp =
+    metadata.format === 'gif'
+      ? gifXmp(typeof input === 'string' ? await readFile(input) : input)
+      : metadata.xmp
   if (xmp === undefined || xmp.length === 0) return embeddedVerdict([])
   if (xmp.length > EMBEDDED_XMP_MAX_BYTES)
     return embeddedVerdict([unreadable(`XMP packet larger than ${EMBEDDED_XMP_MAX_BYTES} bytes`)])
