@@ -36,15 +36,20 @@ export const MAX_DEPTH = 256
  */
 export function nestsTooDeep(text: string): boolean {
   let depth = 0
-  let inString = false
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 0x5c)
-        i++ // backslash: the next character is escaped
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) inString = true
-    else if (c === 0x5b || c === 0x7b) {
+    if (c === 0x22) {
+      // Skip a string whole: it ends at the next quote not escaped by an odd run of backslashes.
+      let end = text.indexOf('"', i + 1)
+      for (;;) {
+        if (end < 0) return false // unterminated: JSON.parse refuses it
+        let backslashes = 0
+        while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++
+        if (backslashes % 2 === 0) break
+        end = text.indexOf('"', end + 1)
+      }
+      i = end
+    } else if (c === 0x5b || c === 0x7b) {
       if (++depth > MAX_DEPTH) return true
     } else if (c === 0x5d || c === 0x7d) depth--
   }

@@ -2,7 +2,7 @@ import canonicalizeReference from 'canonicalize'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { ProtocolError } from '../../protocol/errors.ts'
-import { canonicalBytes, canonicalize } from '../../protocol/jcs.ts'
+import { canonicalBytes, canonicalize, MAX_DEPTH, nestsTooDeep } from '../../protocol/jcs.ts'
 
 function bitsToNumber(hex: string): number {
   return new DataView(Uint8Array.from(Buffer.from(hex, 'hex')).buffer).getFloat64(0, false)
@@ -114,6 +114,23 @@ describe('JCS (RFC 8785)', () => {
         expect(canonicalize(JSON.parse(ours))).toBe(ours)
       }),
       { numRuns: 1000 },
+    )
+  })
+
+  it('nestsTooDeep counts brackets outside strings only, up to MAX_DEPTH', () => {
+    const nested = (n: number) => '['.repeat(n) + ']'.repeat(n)
+    expect(nestsTooDeep(nested(MAX_DEPTH))).toBe(false)
+    expect(nestsTooDeep(nested(MAX_DEPTH + 1))).toBe(true)
+    expect(nestsTooDeep('{"a":'.repeat(MAX_DEPTH + 1) + '1' + '}'.repeat(MAX_DEPTH + 1))).toBe(true)
+    // Inside a string, behind escaped quotes: text, not nesting.
+    expect(nestsTooDeep(`{"k":"${'\\"['.repeat(300)}"}`)).toBe(false)
+    // A string ending in an escaped backslash ends there: the brackets after it count.
+    expect(nestsTooDeep(`["\\\\",${nested(300)}]`)).toBe(true)
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 8 }), (text) => {
+        expect(nestsTooDeep(text)).toBe(false)
+      }),
+      { numRuns: 300 },
     )
   })
 })
