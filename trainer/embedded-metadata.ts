@@ -17,7 +17,7 @@
 import { DOMParser, onErrorStopParsing } from '@xmldom/xmldom'
 import ExifReader from 'exifreader'
 import sharp from 'sharp'
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
 import {
   CAWG_ENTRIES,
@@ -27,7 +27,7 @@ import {
   type EmbeddedVerdict,
   plusDataMiningSignal,
 } from '../protocol/data-mining.ts'
-import { DATA_MAX_INPUT_PIXELS, EMBEDDED_XMP_MAX_BYTES } from './constants.ts'
+import { DATA_MAX_FILE_BYTES, DATA_MAX_INPUT_PIXELS, EMBEDDED_XMP_MAX_BYTES } from './constants.ts'
 
 const PNG_SIGNATURE = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
 /** iTXt header for XMP: keyword, NUL, compression flag 0, method 0, empty language tag and translated keyword. */
@@ -123,10 +123,15 @@ function unreadable(reason: string): EmbeddedSignal {
  */
 export async function readEmbeddedOptOut(input: Uint8Array | string): Promise<EmbeddedVerdict> {
   const metadata = await sharp(input, { limitInputPixels: DATA_MAX_INPUT_PIXELS }).metadata()
-  const xmp =
-    metadata.format === 'gif'
-      ? gifXmp(typeof input === 'string' ? await readFile(input) : input)
-      : metadata.xmp
+  let xmp = metadata.xmp
+  if (metadata.format === 'gif') {
+    // Read whole to find the packet: only up to the loader's file bound (it skips larger files).
+    if (typeof input === 'string' && (await stat(input)).size > DATA_MAX_FILE_BYTES)
+      return embeddedVerdict([
+        unreadable(`GIF larger than ${DATA_MAX_FILE_BYTES} bytes: its XMP is not read`),
+      ])
+    xmp = gifXmp(typeof input === 'string' ? await readFile(input) : input)
+  }
   if (xmp === undefined || xmp.length === 0) return embeddedVerdict([])
   if (xmp.length > EMBEDDED_XMP_MAX_BYTES)
     return embeddedVerdict([unreadable(`XMP packet larger than ${EMBEDDED_XMP_MAX_BYTES} bytes`)])

@@ -3,7 +3,15 @@
 // puts XMP in a PNG zTXt chunk, a JPEG APP1 segment and a WebP XMP chunk); the image loader and
 // `coop consent create` refuse the files that say no, even when a manifest lists them.
 import { execFile } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -13,7 +21,7 @@ import { PLUS_DATA_MINING_VALUES, PLUS_VOCABULARY_PREFIX } from '../../protocol/
 import { sha256Digest } from '../../protocol/digest.ts'
 import { loadImageFolder } from '../../trainer/data.ts'
 import { readEmbeddedOptOut } from '../../trainer/embedded-metadata.ts'
-import { EMBEDDED_XMP_MAX_BYTES } from '../../trainer/constants.ts'
+import { DATA_MAX_FILE_BYTES, EMBEDDED_XMP_MAX_BYTES } from '../../trainer/constants.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 const fixtures = join(root, 'test', 'fixtures', 'optout')
@@ -133,6 +141,19 @@ describe('readEmbeddedOptOut on files written by sharp', () => {
     expect(await readEmbeddedOptOut(plain)).toEqual({ allowed: true, signals: [], refusing: [] })
     const junk = await withXmp('jpeg', '<not xmp')
     expect((await readEmbeddedOptOut(junk)).allowed).toBe(true)
+  })
+
+  it('refuses a GIF file too large to search for its XMP, given by path', async () => {
+    const gif = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } })
+      .gif()
+      .toBuffer()
+    const path = join(dir, 'padded.gif')
+    // Bytes after the GIF trailer are ignored by decoders: a valid GIF over the file bound.
+    writeFileSync(path, Buffer.concat([gif, Buffer.alloc(DATA_MAX_FILE_BYTES)]))
+    const verdict = await readEmbeddedOptOut(path)
+    expect(verdict.allowed).toBe(false)
+    expect(verdict.refusing[0]?.meaning).toMatch(/GIF larger than/)
+    expect((await readEmbeddedOptOut(gif)).allowed).toBe(true)
   })
 
   it('throws on bytes that are not an image (the loader then reports the file as unusable)', async () => {
