@@ -1,7 +1,15 @@
 // The training-content summary as Markdown, section by section as the EU AI Office template.
 import type { TrainingSummary } from './summary.ts'
 
-const cell = (text: string | number) => String(text).replace(/\|/g, '\\|').replace(/\n/g, ' ')
+/**
+ * A table cell from a signer's own text (a rights holder's name): every character Markdown or
+ * HTML would act on is backslash-escaped, so a name cannot become a link, an image, markup or a
+ * new table column or row.
+ */
+export const markdownCell = (text: string | number): string =>
+  String(text)
+    .replace(/[\\`*_{}[\]()<>#+!|~&]/g, '\\$&')
+    .replace(/[\r\n]+/g, ' ')
 
 export function summaryMarkdown(s: TrainingSummary): string {
   const g = s.general
@@ -46,7 +54,7 @@ export function summaryMarkdown(s: TrainingSummary): string {
     '|---|---|---|---|---|---|',
     ...s.dataSources.licensedPrivateData.map(
       (h) =>
-        `| ${cell(h.name)} | \`${h.did}\` | ${cell(h.license)} | ${h.items} | ${h.manifests} | ${(h.share * 100).toFixed(2)} % |`,
+        `| ${markdownCell(h.name)} | \`${h.did}\` | ${markdownCell(h.license)} | ${h.items} | ${h.manifests} | ${(h.share * 100).toFixed(2)} % |`,
     ),
     '',
     `- 2.3 Data crawled or scraped from online sources: ${s.dataSources.crawledData}`,
