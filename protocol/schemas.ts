@@ -29,14 +29,23 @@ export const didKeySchema = z
 export const nonNegativeInt = z.int().nonnegative()
 export const positiveInt = z.int().positive()
 
-/** Plain text fields: bounded so a document's size is bounded field by field. */
-export const shortText = z.string().min(1).max(1024)
-export const longText = z.string().min(1).max(8192)
+/**
+ * Plain text fields: bounded so a document's size is bounded field by field, and without the
+ * characters a terminal acts on (C0 and C1 controls, DEL: a signer's name printed by `coop trace`
+ * must not be able to rewrite the screen) or that make text display other than it reads (the
+ * bidirectional embedding, override and isolate marks). Free text may hold tabs and newlines.
+ */
+const NO_CONTROLS = /^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$/
+const NO_CONTROLS_BUT_LINES = /^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$/
+const CONTROL_MESSAGE = 'control and bidirectional-override characters are not allowed'
+export const shortText = z.string().min(1).max(1024).regex(NO_CONTROLS, CONTROL_MESSAGE)
+export const longText = z.string().min(1).max(8192).regex(NO_CONTROLS_BUT_LINES, CONTROL_MESSAGE)
 export const uriText = z
   .string()
   .min(1)
   .max(2048)
   .regex(/^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$/, 'expected an absolute URI')
+  .regex(NO_CONTROLS, CONTROL_MESSAGE)
 
 /** Credit a license requires: who, where, and the exact notice text. */
 export const attributionSchema = z.strictObject({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { eddsaJcs2022HashData } from '../../protocol/dataintegrity.ts'
+import { addProof, eddsaJcs2022HashData } from '../../protocol/dataintegrity.ts'
 import { fromBase58btc, toBase58btc } from '../../protocol/encoding.ts'
 import { ProtocolError } from '../../protocol/errors.ts'
 import { canonicalBytes, canonicalize } from '../../protocol/jcs.ts'
@@ -112,6 +112,32 @@ describe('ConsentManifest', () => {
       'LICENSE_NOT_ACCEPTED',
     )
     expect(codeOf(() => makeManifest({ license: 'Not A License' }))).toBe('INVALID_LICENSE')
+  })
+
+  it('refuses terminal controls and bidirectional overrides in text fields; free text keeps its lines', () => {
+    const hostile = [
+      'Ada\u001b]0;owned\u0007', // an escape sequence that retitles a terminal
+      'Ada\rEve', // carriage return: overwrites the line on screen
+      'Ada\u009b2J', // C1 control sequence introducer
+      'Ada \u202eevE', // right-to-left override: displays reversed
+      'Ada\u2066x\u2069',
+    ]
+    for (const name of hostile) {
+      expect(codeOf(() => makeManifest({ attribution: { name } }))).toBe('SCHEMA')
+      // Signed by other tools, with a valid proof: the verifier refuses it all the same.
+      const { proof, ...unsecured } = structuredClone(makeManifest())
+      unsecured.credentialSubject.attribution.name = name
+      const forged = addProof(unsecured, rightsHolder, proof.created)
+      expect(codeOf(() => verifyManifest(forged, { now }))).toBe('SCHEMA')
+    }
+    expect(codeOf(() => makeManifest({ attribution: { name: 'Ada', uri: 'https://x.org/\u001b[2J' } }))).toBe(
+      'SCHEMA',
+    )
+    expect(codeOf(() => makeManifest({ attribution: { name: 'Ada', text: 'a\u001b[31mred' } }))).toBe(
+      'SCHEMA',
+    )
+    const lines = makeManifest({ attribution: { name: 'أدا', text: 'Images by Ada\n\tCC-BY 4.0' } })
+    expect(verifyManifest(lines, { now }).digest).toMatch(/^sha256:/)
   })
 
   it('rejects a manifest whose proof was made by a key other than the issuer', () => {
