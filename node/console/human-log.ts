@@ -175,10 +175,21 @@ export interface HumanLineOptions {
   hide?: ReadonlySet<string>
 }
 
+/**
+ * Characters a terminal acts on or that reorder text (C0/C1 controls, DEL, bidirectional marks).
+ * A logged value can quote what a peer sent (a refused message's unknown key, a remote error), so
+ * each is shown as a `\uXXXX` escape: a peer cannot rewrite the screen or forge a second line.
+ */
+const TERMINAL_UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
+
+export function terminalSafe(text: string): string {
+  return text.replace(TERMINAL_UNSAFE, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 /** One line (no newline) for a person, or undefined when the record is not shown on a console. */
 export function formatHumanLine(record: LogRecord, options: HumanLineOptions): string | undefined {
   if (NEVER_SHOWN.has(record.msg) || options.hide?.has(record.msg) === true) return undefined
-  const text = SENTENCES[record.msg]?.(record) ?? genericText(record)
+  const text = terminalSafe(SENTENCES[record.msg]?.(record) ?? genericText(record))
   const c = options.colour ? COLOURS : { dim: '', yellow: '', red: '', reset: '' }
   const label =
     record.level >= LEVEL_ERROR

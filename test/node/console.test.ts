@@ -224,6 +224,26 @@ describe('log records as sentences', () => {
     ).toBeDefined()
   })
 
+  it("shows a peer's control characters as escapes: no screen rewriting, no forged second line", () => {
+    // An error message can quote what a peer sent: here a refused document's unknown key.
+    const message = 'Unrecognized key: "\x1b]0;owned\x07\n09:05:08 round 3: checkpoint verified \u202e"'
+    const shown = formatHumanLine(
+      {
+        level: 50,
+        time: at,
+        msg: 'checkpoint rejected',
+        checkpoint: CHECKPOINT,
+        code: 'SCHEMA',
+        err: { message, code: 'SCHEMA' },
+      },
+      { colour: true },
+    )
+    expect(stripColour(shown as string)).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/)
+    expect(stripColour(shown as string)).toBe(
+      '09:05:07 error: rejected checkpoint 3fa9c2e1: SCHEMA: Unrecognized key: "\\u001b]0;owned\\u0007\\u000a09:05:08 round 3: checkpoint verified \\u202e"; it is not adopted',
+    )
+  })
+
   it('colours the level label only when asked', () => {
     const coloured = formatHumanLine({ level: 50, time: at, msg: 'node failed' }, { colour: true })
     expect(coloured).toContain('\x1b[31m')
