@@ -2,9 +2,9 @@
 import type { TrainingSummary } from './summary.ts'
 
 /**
- * A table cell from a signer's own text (a rights holder's name): every character Markdown or
- * HTML would act on is backslash-escaped, so a name cannot become a link, an image, markup or a
- * new table column or row.
+ * Text a signer chose (a rights holder's name, the charter's names and classes, an auditor's
+ * feature name): every character Markdown or HTML would act on is backslash-escaped, so it cannot
+ * become a link, an image, markup or a new table column or row.
  */
 export const markdownCell = (text: string | number): string =>
   String(text)
@@ -24,13 +24,13 @@ export function summaryMarkdown(s: TrainingSummary): string {
     '',
     '### 1.1 Provider',
     '',
-    `- Cooperative: ${g.provider.coopName ?? 'unnamed'} (coop id \`${g.provider.coop}\`)`,
+    `- Cooperative: ${markdownCell(g.provider.coopName ?? 'unnamed')} (coop id \`${g.provider.coop}\`)`,
     `- Publishers (signing checkpoints): ${g.provider.publishers.map((p) => `\`${p}\``).join(', ')}`,
     '',
     '### 1.2 Model',
     '',
-    `- Model: ${g.model.name}, ${g.model.phase} checkpoint of round ${g.model.round}, id \`${g.model.checkpoint}\``,
-    `- License: ${g.model.license}`,
+    `- Model: ${markdownCell(g.model.name)}, ${g.model.phase} checkpoint of round ${g.model.round}, id \`${g.model.checkpoint}\``,
+    `- License: ${markdownCell(g.model.license)}`,
     ...Object.entries(g.model.files).map(([name, digest]) => `- File \`${name}\`: \`${digest}\``),
     ...(g.dependencies.length === 0
       ? ['- Dependencies: none']
@@ -43,7 +43,9 @@ export function summaryMarkdown(s: TrainingSummary): string {
     '',
     `- Input: ${g.modalities.input.join(', ')}; output: ${g.modalities.output.join(', ')}`,
     `- Training data: ${g.dataSize.items} images${g.dataSize.imageSize === null ? '' : ` at ${g.dataSize.imageSize}x${g.dataSize.imageSize} pixels`}, ${g.dataSize.sampleSteps} sample-steps in the lineage (size band: under 1 million images)`,
-    ...(g.dataSize.classes.length === 0 ? [] : [`- Classes: ${g.dataSize.classes.join(', ')}`]),
+    ...(g.dataSize.classes.length === 0
+      ? []
+      : [`- Classes: ${g.dataSize.classes.map(markdownCell).join(', ')}`]),
     '',
     '## 2. List of data sources',
     '',
@@ -78,7 +80,7 @@ export function summaryMarkdown(s: TrainingSummary): string {
       ? ['No signed memorization audit is attached to this checkpoint (`coop audit memorization --key`).']
       : s.processing.memorizationAudits.map(
           (a) =>
-            `- Audit \`${a.statement}\` by \`${a.auditor}\`: ${a.flagged} of ${a.images} images flagged as near-copies (l2 < ${a.thresholds.l2}, ratio < ${a.thresholds.ratio.toFixed(3)}, features ${a.features})`,
+            `- Audit \`${a.statement}\` by \`${a.auditor}\`: ${a.flagged} of ${a.images} images flagged as near-copies (l2 < ${a.thresholds.l2}, ratio < ${a.thresholds.ratio.toFixed(3)}, features ${markdownCell(a.features)})`,
         )),
     '',
     '### 3.3 Illegal content',
