@@ -34,9 +34,11 @@ export const positiveInt = z.int().positive()
  * characters a terminal acts on (C0 and C1 controls, DEL: a signer's name printed by `coop trace`
  * must not be able to rewrite the screen) or that make text display other than it reads (the
  * bidirectional embedding, override and isolate marks). Free text may hold tabs and newlines.
+ * UNSAFE_TEXT_CHARACTERS is that set as a RegExp character-class body; the console escapes it too.
  */
-const NO_CONTROLS = /^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$/
-const NO_CONTROLS_BUT_LINES = /^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$/
+export const UNSAFE_TEXT_CHARACTERS = '\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069'
+const NO_CONTROLS = new RegExp(`^[^${UNSAFE_TEXT_CHARACTERS}]*$`)
+const NO_CONTROLS_BUT_LINES = new RegExp(`^(?:[\\t\\n]|[^${UNSAFE_TEXT_CHARACTERS}])*$`)
 const CONTROL_MESSAGE = 'control and bidirectional-override characters are not allowed'
 export const shortText = z.string().min(1).max(1024).regex(NO_CONTROLS, CONTROL_MESSAGE)
 export const longText = z.string().min(1).max(8192).regex(NO_CONTROLS_BUT_LINES, CONTROL_MESSAGE)

@@ -25,7 +25,7 @@ export function mapLabels(config: CoopConfig, dataset: ImageDataset): number[] {
     throw new TrainerError(
       'UNKNOWN_CLASS',
       `dataset class${unknown.length > 1 ? 'es' : ''} ${unknown.map((n) => `'${n}'`).join(', ')} not among the model's classes (${config.classes.join(', ')}); ` +
-        `a model of your folder's classes needs them in its config (coop train or simulate: --set 'classes=${JSON.stringify(dataset.classes)}'; a cooperative: the charter's config)`,
+        `a model of your folder's classes needs them in its config (coop train: --set 'classes=${JSON.stringify(dataset.classes)}'; coop simulate: a --config file with "classes"; a cooperative: the charter's config)`,
     )
   const classIndex = dataset.classes.map((name) => config.classes.indexOf(name))
   return dataset.items.map((item) => (item.label < 0 ? nullLabel : (classIndex[item.label] as number)))

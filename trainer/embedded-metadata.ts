@@ -1,5 +1,5 @@
 // Reads the opt-out signals an image file carries in its own metadata (protocol/data-mining.ts
-// says what they mean). Well-kept libraries do the parsing, nothing is hand-parsed:
+// says what they mean). Well-kept libraries do the parsing; only a GIF's packet is located here:
 // - sharp (libvips) finds the XMP packet in the container: PNG iTXt/zTXt/tEXt
 //   `XML:com.adobe.xmp`, JPEG APP1 (the main packet; not JPEG "extended XMP"), WebP `XMP `
 //   chunk, TIFF, HEIF/AVIF. Neither library extracts GIF XMP, so for a GIF the packet is

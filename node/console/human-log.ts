@@ -3,6 +3,7 @@
 // message to sentence covers the ones a person acts on (connectivity warnings, rejections, the
 // round summary); every other record is `time component: message key=value ...`. JSON output and
 // the log file are never rendered: they keep every record as it was logged.
+import { UNSAFE_TEXT_CHARACTERS } from '../../protocol/schemas.ts'
 import { formatBytes, formatRoundSummary, shortId, type RoundSummary } from './node-lines.ts'
 import { rejectionReason } from './rejection-reasons.ts'
 
@@ -180,7 +181,7 @@ export interface HumanLineOptions {
  * A logged value can quote what a peer sent (a refused message's unknown key, a remote error), so
  * each is shown as a `\uXXXX` escape: a peer cannot rewrite the screen or forge a second line.
  */
-const TERMINAL_UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
+const TERMINAL_UNSAFE = new RegExp(`[${UNSAFE_TEXT_CHARACTERS}]`, 'g')
 
 export function terminalSafe(text: string): string {
   return text.replace(TERMINAL_UNSAFE, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`)
